@@ -1,0 +1,314 @@
+//! Types shared by the BPF programs and user space: the records the iterators write, and the
+//! kernel offsets user space hands to them. `#[repr(C)]`, padding-free, no logic.
+#![no_std]
+
+/// Record tags: every record in an iterator's output starts with one of these as its first `u32`.
+pub const TAG_FILE: u32 = 0x4649_4c45; // "FILE"
+pub const TAG_OPS: u32 = 0x4f50_5321; // "OPS!"
+pub const TAG_VMA: u32 = 0x564d_4121; // "VMA!"
+
+/// Offset value meaning "this field does not exist on the running kernel".
+pub const ABSENT: u32 = u32::MAX;
+
+pub const FS_TYPE_LEN: usize = 16;
+pub const NAME_LEN: usize = 48;
+
+/// The ops-table members whose function addresses are reported once per distinct `f_op`.
+/// The order is the index into [`OpsRecord::members`] and [`KernelOffsets::fop_members`].
+pub const OPS_MEMBERS: [&str; 14] = [
+    "llseek",
+    "read",
+    "write",
+    "read_iter",
+    "write_iter",
+    "poll",
+    "unlocked_ioctl",
+    "mmap",
+    "open",
+    "flush",
+    "release",
+    "fsync",
+    "splice_read",
+    "show_fdinfo",
+];
+pub const N_OPS_MEMBERS: usize = OPS_MEMBERS.len();
+
+/// Bits of [`FileFacts::known`]: which facts the kernel side could read. A fact whose bit is clear
+/// is unknown (field absent on this kernel, or the object was not of that kind).
+pub mod known {
+    pub const INODE: u32 = 1 << 0;
+    pub const SUPER: u32 = 1 << 1;
+    pub const NAME: u32 = 1 << 2;
+    pub const SOCKET: u32 = 1 << 3;
+    pub const UNIX_PEER: u32 = 1 << 4;
+    pub const LOCKS: u32 = 1 << 5;
+    pub const MOUNT: u32 = 1 << 6;
+    pub const PIDFD: u32 = 1 << 7;
+    pub const TTY: u32 = 1 << 8;
+    pub const BACKLOG: u32 = 1 << 9;
+}
+
+/// Bits of [`FileFacts::flags`]: boolean facts.
+pub mod flags {
+    /// The file holds a flock or a POSIX lock owned by this task.
+    pub const LOCKED: u32 = 1 << 0;
+    /// The opened name was unlinked (dentry unhashed), whatever the link count.
+    pub const UNLINKED: u32 = 1 << 1;
+    /// The file's mount belongs to the task's mount namespace (it can be found in mountinfo).
+    pub const MOUNT_VISIBLE: u32 = 1 << 2;
+    /// A unix socket whose peer pointer is set.
+    pub const HAS_PEER: u32 = 1 << 3;
+}
+
+/// One open file of one task, as `iter/task_file` sees it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileFacts {
+    pub tag: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    pub fd: u32,
+    pub f_op: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub s_magic: u64,
+    /// `inode->i_rdev` in the kernel's encoding (major << 20 | minor).
+    pub rdev: u32,
+    /// `sb->s_dev` in the kernel's encoding.
+    pub dev: u32,
+    pub mode: u32,
+    pub nlink: u32,
+    pub f_flags: u32,
+    pub known: u32,
+    pub flags: u32,
+    pub mnt_id: u32,
+    pub sk_family: u16,
+    pub sk_type: u16,
+    pub sk_protocol: u16,
+    pub sk_state: u16,
+    /// Unaccepted connections of a listening socket.
+    pub sk_backlog: u32,
+    /// `sk_state` of the unix peer (TCP_CLOSE once the peer was released).
+    pub peer_state: u32,
+    pub peer_ino: u64,
+    /// Target of a pidfd (global pid number), or the tty index of a tty.
+    pub aux: u64,
+    pub fs_type: [u8; FS_TYPE_LEN],
+    /// The dentry name: `[eventfd]`, `bpf-map`, `memfd:x`, a file's base name.
+    pub name: [u8; NAME_LEN],
+}
+
+/// The function members of one ops table, emitted the first time an `f_op` is seen.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpsRecord {
+    pub tag: u32,
+    pub _pad: u32,
+    pub f_op: u64,
+    pub members: [u64; N_OPS_MEMBERS],
+}
+
+/// One file-backed mapping, as `iter/task_vma` sees it (consecutive VMAs of one file are merged).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmaFacts {
+    pub tag: u32,
+    pub tgid: u32,
+    pub start: u64,
+    pub end: u64,
+    pub vm_flags: u64,
+    pub pgoff: u64,
+    pub f_op: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub s_magic: u64,
+    pub rdev: u32,
+    pub dev: u32,
+    pub mode: u32,
+    pub nlink: u32,
+    pub known: u32,
+    pub flags: u32,
+    pub fs_type: [u8; FS_TYPE_LEN],
+    pub name: [u8; NAME_LEN],
+}
+
+/// Kernel struct member offsets in bytes, read from the running kernel's BTF at load time and
+/// passed to the programs as `.rodata` so the verifier sees constants. [`ABSENT`] marks a member
+/// the kernel does not have.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub file_f_op: u32,
+    pub file_f_inode: u32,
+    pub file_f_flags: u32,
+    pub file_f_path_mnt: u32,
+    pub file_f_path_dentry: u32,
+    pub file_private_data: u32,
+    pub inode_i_mode: u32,
+    pub inode_i_rdev: u32,
+    pub inode_i_sb: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_nlink: u32,
+    pub inode_i_size: u32,
+    pub inode_i_flctx: u32,
+    pub inode_i_private: u32,
+    pub sb_s_magic: u32,
+    pub sb_s_dev: u32,
+    pub sb_s_type: u32,
+    pub fstype_name: u32,
+    pub dentry_d_name_name: u32,
+    pub dentry_d_hash_pprev: u32,
+    /// `offsetof(struct mount, mnt)`: to get from a `vfsmount *` back to its `struct mount`.
+    pub mount_mnt: u32,
+    pub mount_mnt_ns: u32,
+    pub mount_mnt_id: u32,
+    pub task_tgid: u32,
+    pub task_pid: u32,
+    pub task_nsproxy: u32,
+    pub task_files: u32,
+    pub nsproxy_mnt_ns: u32,
+    pub socket_sk: u32,
+    /// `offsetof(struct socket_alloc, vfs_inode)`: the inode of a `struct socket *`.
+    pub socket_alloc_inode: u32,
+    pub sock_family: u32,
+    pub sock_state: u32,
+    pub sock_type: u32,
+    pub sock_protocol: u32,
+    pub sock_ack_backlog: u32,
+    pub sock_socket: u32,
+    pub unix_peer: u32,
+    pub flctx_flock: u32,
+    pub flctx_posix: u32,
+    /// Offset of the `list_head` linking a lock into its context's list.
+    pub lock_list: u32,
+    pub lock_owner: u32,
+    pub lock_file: u32,
+    pub pid_numbers: u32,
+    pub upid_nr: u32,
+    pub tty_private_tty: u32,
+    pub tty_index: u32,
+    pub vma_vm_start: u32,
+    pub vma_vm_end: u32,
+    pub vma_vm_flags: u32,
+    pub vma_vm_pgoff: u32,
+    pub vma_vm_file: u32,
+    pub fop_members: [u32; N_OPS_MEMBERS],
+    /// Only this process (tgid) is reported; 0 reports every task.
+    pub target_tgid: u32,
+}
+
+impl KernelOffsets {
+    /// Every offset absent: what the BPF object carries until user space fills it in.
+    pub const fn absent() -> Self {
+        Self {
+            file_f_op: ABSENT,
+            file_f_inode: ABSENT,
+            file_f_flags: ABSENT,
+            file_f_path_mnt: ABSENT,
+            file_f_path_dentry: ABSENT,
+            file_private_data: ABSENT,
+            inode_i_mode: ABSENT,
+            inode_i_rdev: ABSENT,
+            inode_i_sb: ABSENT,
+            inode_i_ino: ABSENT,
+            inode_i_nlink: ABSENT,
+            inode_i_size: ABSENT,
+            inode_i_flctx: ABSENT,
+            inode_i_private: ABSENT,
+            sb_s_magic: ABSENT,
+            sb_s_dev: ABSENT,
+            sb_s_type: ABSENT,
+            fstype_name: ABSENT,
+            dentry_d_name_name: ABSENT,
+            dentry_d_hash_pprev: ABSENT,
+            mount_mnt: ABSENT,
+            mount_mnt_ns: ABSENT,
+            mount_mnt_id: ABSENT,
+            task_tgid: ABSENT,
+            task_pid: ABSENT,
+            task_nsproxy: ABSENT,
+            task_files: ABSENT,
+            nsproxy_mnt_ns: ABSENT,
+            socket_sk: ABSENT,
+            socket_alloc_inode: ABSENT,
+            sock_family: ABSENT,
+            sock_state: ABSENT,
+            sock_type: ABSENT,
+            sock_protocol: ABSENT,
+            sock_ack_backlog: ABSENT,
+            sock_socket: ABSENT,
+            unix_peer: ABSENT,
+            flctx_flock: ABSENT,
+            flctx_posix: ABSENT,
+            lock_list: ABSENT,
+            lock_owner: ABSENT,
+            lock_file: ABSENT,
+            pid_numbers: ABSENT,
+            upid_nr: ABSENT,
+            tty_private_tty: ABSENT,
+            tty_index: ABSENT,
+            vma_vm_start: ABSENT,
+            vma_vm_end: ABSENT,
+            vma_vm_flags: ABSENT,
+            vma_vm_pgoff: ABSENT,
+            vma_vm_file: ABSENT,
+            fop_members: [ABSENT; N_OPS_MEMBERS],
+            target_tgid: 0,
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: all three are #[repr(C)], made of integers and byte arrays, with no padding (checked
+    // by the layout tests), so any bit pattern is a valid value.
+    unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::FileFacts {}
+    unsafe impl aya::Pod for super::VmaFacts {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{align_of, offset_of, size_of};
+
+    #[test]
+    fn file_facts_layout_is_padding_free() {
+        assert_eq!(size_of::<FileFacts>(), 176);
+        assert_eq!(align_of::<FileFacts>(), 8);
+        assert_eq!(offset_of!(FileFacts, f_op), 16);
+        assert_eq!(offset_of!(FileFacts, rdev), 48);
+        assert_eq!(offset_of!(FileFacts, sk_family), 80);
+        assert_eq!(offset_of!(FileFacts, peer_ino), 96);
+        assert_eq!(offset_of!(FileFacts, fs_type), 112);
+        assert_eq!(offset_of!(FileFacts, name), 128);
+    }
+
+    #[test]
+    fn ops_record_layout() {
+        assert_eq!(size_of::<OpsRecord>(), 16 + 8 * N_OPS_MEMBERS);
+        assert_eq!(offset_of!(OpsRecord, members), 16);
+    }
+
+    #[test]
+    fn vma_facts_layout_is_padding_free() {
+        assert_eq!(size_of::<VmaFacts>(), 160);
+        assert_eq!(offset_of!(VmaFacts, rdev), 72);
+        assert_eq!(offset_of!(VmaFacts, fs_type), 96);
+        assert_eq!(offset_of!(VmaFacts, name), 112);
+    }
+
+    #[test]
+    fn offsets_are_all_u32_without_padding() {
+        assert_eq!(size_of::<KernelOffsets>() % 4, 0);
+        assert_eq!(align_of::<KernelOffsets>(), 4);
+        assert_eq!(size_of::<KernelOffsets>(), 4 * (52 + N_OPS_MEMBERS));
+    }
+
+    #[test]
+    fn tags_are_distinct() {
+        assert_ne!(TAG_FILE, TAG_OPS);
+        assert_ne!(TAG_FILE, TAG_VMA);
+        assert_ne!(TAG_OPS, TAG_VMA);
+    }
+}

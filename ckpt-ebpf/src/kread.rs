@@ -1,0 +1,263 @@
+//! Reading kernel memory at offsets that user space found in BTF, and gathering the facts that
+//! both iterators record about a `struct file`.
+
+use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes};
+use ckpt_common::{ABSENT, KernelOffsets, known};
+
+/// Filled in by user space before load (`EbpfLoader::override_global`); frozen `.rodata`, so the
+/// verifier sees every offset as a constant and prunes the reads of absent members.
+#[unsafe(no_mangle)]
+pub static OFFSETS: KernelOffsets = KernelOffsets::absent();
+
+/// Reads one offset. `read_volatile` keeps LLVM from folding the compile-time placeholder.
+macro_rules! off {
+    ($field:ident) => {
+        unsafe { core::ptr::read_volatile(&raw const $crate::kread::OFFSETS.$field) }
+    };
+}
+pub(crate) use off;
+
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFCHR: u32 = 0o020000;
+pub const S_IFSOCK: u32 = 0o140000;
+const PIDFS_MAGIC: u64 = 0x5049_4446;
+const AF_UNIX: u16 = 1;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// Reads a `T` at `base + off`; `None` when the member is absent, the base is null or the read
+/// faults.
+#[inline(always)]
+pub fn read<T>(base: u64, off: u32) -> Option<T> {
+    if base == 0 || off == ABSENT {
+        return None;
+    }
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
+}
+
+#[inline(always)]
+pub fn read_ptr(base: u64, off: u32) -> u64 {
+    read::<u64>(base, off).unwrap_or(0)
+}
+
+/// Reads the NUL-terminated string that `base + off` points to into `dest`.
+#[inline(always)]
+pub fn read_str_at(base: u64, off: u32, dest: &mut [u8]) -> bool {
+    let s = read_ptr(base, off);
+    s != 0 && unsafe { bpf_probe_read_kernel_str_bytes(s as *const u8, dest).is_ok() }
+}
+
+/// The inode, superblock and dentry facts shared by open files and mapped files.
+pub struct InodeFacts {
+    pub ino: u64,
+    pub size: u64,
+    pub s_magic: u64,
+    pub rdev: u32,
+    pub dev: u32,
+    pub mode: u32,
+    pub nlink: u32,
+    pub known: u32,
+    pub unlinked: bool,
+}
+
+/// Reads inode, superblock (+ fs type name) and dentry (+ name) facts of `file`.
+#[inline(always)]
+pub fn inode_facts(file: u64, fs_type: &mut [u8], name: &mut [u8]) -> (InodeFacts, u64) {
+    let mut f = InodeFacts {
+        ino: 0,
+        size: 0,
+        s_magic: 0,
+        rdev: 0,
+        dev: 0,
+        mode: 0,
+        nlink: 0,
+        known: 0,
+        unlinked: false,
+    };
+    let inode = read_ptr(file, off!(file_f_inode));
+    if inode != 0 {
+        f.mode = read::<u16>(inode, off!(inode_i_mode)).unwrap_or(0) as u32;
+        f.rdev = read::<u32>(inode, off!(inode_i_rdev)).unwrap_or(0);
+        f.ino = read::<u64>(inode, off!(inode_i_ino)).unwrap_or(0);
+        f.nlink = read::<u32>(inode, off!(inode_i_nlink)).unwrap_or(0);
+        f.size = read::<u64>(inode, off!(inode_i_size)).unwrap_or(0);
+        f.known |= known::INODE;
+        let sb = read_ptr(inode, off!(inode_i_sb));
+        if sb != 0 {
+            f.s_magic = read::<u64>(sb, off!(sb_s_magic)).unwrap_or(0);
+            f.dev = read::<u32>(sb, off!(sb_s_dev)).unwrap_or(0);
+            let fstype = read_ptr(sb, off!(sb_s_type));
+            read_str_at(fstype, off!(fstype_name), fs_type);
+            f.known |= known::SUPER;
+        }
+    }
+    let dentry = read_ptr(file, off!(file_f_path_dentry));
+    if dentry != 0 {
+        if read_str_at(dentry, off!(dentry_d_name_name), name) {
+            f.known |= known::NAME;
+        }
+        // d_unhashed(): the name this file was opened by is gone from the dcache.
+        f.unlinked = read_ptr(dentry, off!(dentry_d_hash_pprev)) == 0;
+    }
+    (f, inode)
+}
+
+/// Mount id of the file's mount, and whether that mount is in the task's mount namespace
+/// (what CRIU finds, or fails to find, in /proc/PID/mountinfo).
+#[inline(always)]
+pub fn mount_facts(file: u64, task: u64) -> Option<(u32, bool)> {
+    let vfsmnt = read_ptr(file, off!(file_f_path_mnt));
+    let mnt_off = off!(mount_mnt);
+    if vfsmnt == 0 || mnt_off == ABSENT {
+        return None;
+    }
+    let mount = vfsmnt - mnt_off as u64;
+    let id = read::<u32>(mount, off!(mount_mnt_id))?;
+    let mnt_ns = read_ptr(mount, off!(mount_mnt_ns));
+    let nsproxy = read_ptr(task, off!(task_nsproxy));
+    let task_ns = read_ptr(nsproxy, off!(nsproxy_mnt_ns));
+    Some((id, mnt_ns != 0 && mnt_ns == task_ns))
+}
+
+pub struct SockFacts {
+    pub family: u16,
+    pub sk_type: u16,
+    pub protocol: u16,
+    pub state: u16,
+    pub backlog: u32,
+    pub known: u32,
+    pub has_peer: bool,
+    pub peer_ino: u64,
+    pub peer_state: u32,
+}
+
+/// Inode number of a `struct sock`'s socket, 0 once the sock is orphaned (its socket released).
+#[inline(always)]
+fn sock_ino(sk: u64) -> u64 {
+    let socket = read_ptr(sk, off!(sock_socket));
+    let ialloc = off!(socket_alloc_inode);
+    if socket == 0 || ialloc == ABSENT {
+        return 0;
+    }
+    read::<u64>(socket + ialloc as u64, off!(inode_i_ino)).unwrap_or(0)
+}
+
+/// Socket facts of a socket file (`file->private_data` is its `struct socket`).
+#[inline(always)]
+pub fn sock_facts(file: u64) -> Option<SockFacts> {
+    let socket = read_ptr(file, off!(file_private_data));
+    let sk = read_ptr(socket, off!(socket_sk));
+    if sk == 0 {
+        return None;
+    }
+    let mut s = SockFacts {
+        family: read::<u16>(sk, off!(sock_family)).unwrap_or(0),
+        sk_type: read::<u16>(sk, off!(sock_type)).unwrap_or(0),
+        protocol: read::<u16>(sk, off!(sock_protocol)).unwrap_or(0),
+        state: read::<u8>(sk, off!(sock_state)).unwrap_or(0) as u16,
+        backlog: 0,
+        known: known::SOCKET,
+        has_peer: false,
+        peer_ino: 0,
+        peer_state: 0,
+    };
+    if s.family == AF_INET || s.family == AF_INET6 || s.family == AF_UNIX {
+        if let Some(b) = read::<u32>(sk, off!(sock_ack_backlog)) {
+            s.backlog = b;
+            s.known |= known::BACKLOG;
+        }
+    }
+    if s.family == AF_UNIX && off!(unix_peer) != ABSENT {
+        // `struct unix_sock` begins with its `struct sock`.
+        let peer = read_ptr(sk, off!(unix_peer));
+        s.known |= known::UNIX_PEER;
+        if peer != 0 {
+            s.has_peer = true;
+            s.peer_ino = sock_ino(peer);
+            s.peer_state = read::<u8>(peer, off!(sock_state)).unwrap_or(0) as u32;
+        }
+    }
+    Some(s)
+}
+
+/// Global pid number a pidfd refers to (pidfs keeps the `struct pid` in `i_private`; before
+/// pidfs it was the file's `private_data`).
+#[inline(always)]
+pub fn pidfd_target(file: u64, inode: u64, s_magic: u64, name: &[u8]) -> Option<u64> {
+    let pid = if s_magic == PIDFS_MAGIC {
+        read_ptr(inode, off!(inode_i_private))
+    } else if name.len() >= 8 && name[..8] == *b"[pidfd]\0" {
+        read_ptr(file, off!(file_private_data))
+    } else {
+        return None;
+    };
+    let numbers = off!(pid_numbers);
+    if pid == 0 || numbers == ABSENT {
+        return None;
+    }
+    read::<u32>(pid + numbers as u64, off!(upid_nr)).map(|nr| nr as u64)
+}
+
+/// Index of the tty behind a tty character device (`private_data` is a `tty_file_private`).
+#[inline(always)]
+pub fn tty_index(file: u64, mode: u32, rdev: u32) -> Option<u64> {
+    if mode & S_IFMT != S_IFCHR {
+        return None;
+    }
+    let major = rdev >> 20;
+    // TTY_MAJOR, TTYAUX_MAJOR, UNIX98_PTY_MASTER_MAJOR.. UNIX98_PTY_SLAVE_MAJOR + 7.
+    if !(major == 4 || major == 5 || (128..=143).contains(&major)) {
+        return None;
+    }
+    let private = read_ptr(file, off!(file_private_data));
+    let tty = read_ptr(private, off!(tty_private_tty));
+    read::<i32>(tty, off!(tty_index)).map(|i| i as u64)
+}
+
+const MAX_LOCKS_WALKED: u32 = 16;
+
+/// Walks one lock list of an inode's `file_lock_context`; true when a lock in it belongs to
+/// `owner` (matched at `owner_off` in the lock).
+#[inline(always)]
+fn list_has_owner(head: u64, owner_off: u32, owner: u64) -> bool {
+    let link = off!(lock_list);
+    if link == ABSENT || owner == 0 {
+        return false;
+    }
+    let mut node = read_ptr(head, 0);
+    for _ in 0..MAX_LOCKS_WALKED {
+        if node == 0 || node == head {
+            return false;
+        }
+        let lock = node - link as u64;
+        if read_ptr(lock, owner_off) == owner {
+            return true;
+        }
+        node = read_ptr(node, 0);
+    }
+    false
+}
+
+/// Whether `file` carries a lock held by this task: a flock owned by the file, or a POSIX lock
+/// owned by the task's files table. `None` when the kernel's lock layout is unknown.
+#[inline(always)]
+pub fn holds_lock(file: u64, inode: u64, task: u64) -> Option<bool> {
+    if off!(inode_i_flctx) == ABSENT
+        || off!(lock_list) == ABSENT
+        || off!(flctx_flock) == ABSENT
+        || off!(flctx_posix) == ABSENT
+    {
+        return None;
+    }
+    let ctx = read_ptr(inode, off!(inode_i_flctx));
+    if ctx == 0 {
+        return Some(false);
+    }
+    let flock_head = ctx + off!(flctx_flock) as u64;
+    let posix_head = ctx + off!(flctx_posix) as u64;
+    let files = read_ptr(task, off!(task_files));
+    Some(
+        list_has_owner(flock_head, off!(lock_file), file)
+            || list_has_owner(posix_head, off!(lock_owner), files),
+    )
+}

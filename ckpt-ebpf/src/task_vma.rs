@@ -1,0 +1,90 @@
+//! `iter/task_vma`: one [`VmaFacts`] per file-backed mapping of every process. Consecutive VMAs
+//! of the same file (a library's text, data, bss...) are reported once: classification looks at
+//! the file, not at each range.
+
+use aya_ebpf::{helpers::generated::bpf_seq_write, macros::map, maps::PerCpuArray};
+use ckpt_common::{FS_TYPE_LEN, NAME_LEN, TAG_VMA, VmaFacts, flags};
+use core::ffi::c_void;
+
+use crate::kread::{self, off, read, read_ptr};
+
+#[map]
+static VMA_SCRATCH: PerCpuArray<VmaFacts> = PerCpuArray::with_max_entries(1, 0);
+
+/// The last (tgid, file) reported on this CPU, to skip the next VMAs of the same file.
+#[map]
+static LAST_FILE: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
+/// `struct bpf_iter__task_vma` is BPF ABI: meta, task, vma.
+const CTX_META: usize = 0;
+const CTX_TASK: usize = 8;
+const CTX_VMA: usize = 16;
+
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/task_vma")]
+pub fn ckpt_task_vma(ctx: *mut c_void) -> i32 {
+    let _ = try_task_vma(ctx);
+    0
+}
+
+fn try_task_vma(ctx: *mut c_void) -> Option<()> {
+    let base = ctx as *const u8;
+    let meta = unsafe { core::ptr::read_volatile(base.add(CTX_META) as *const *const *mut c_void) };
+    let task = unsafe { core::ptr::read_volatile(base.add(CTX_TASK) as *const u64) };
+    let vma = unsafe { core::ptr::read_volatile(base.add(CTX_VMA) as *const u64) };
+    if meta.is_null() || task == 0 || vma == 0 {
+        return None;
+    }
+    let seq = unsafe { *meta };
+    let tgid = read::<u32>(task, off!(task_tgid))?;
+    let target = off!(target_tgid);
+    if target != 0 && target != tgid {
+        return None;
+    }
+    let file = read_ptr(vma, off!(vma_vm_file));
+    if file == 0 {
+        return None;
+    }
+    let last = LAST_FILE.get_ptr_mut(0)?;
+    let last = unsafe { &mut *last };
+    if last[0] == tgid as u64 && last[1] == file {
+        return None;
+    }
+    last[0] = tgid as u64;
+    last[1] = file;
+
+    let rec = VMA_SCRATCH.get_ptr_mut(0)?;
+    let rec = unsafe { &mut *rec };
+    rec.tag = TAG_VMA;
+    rec.tgid = tgid;
+    rec.start = read::<u64>(vma, off!(vma_vm_start)).unwrap_or(0);
+    rec.end = read::<u64>(vma, off!(vma_vm_end)).unwrap_or(0);
+    rec.vm_flags = read::<u64>(vma, off!(vma_vm_flags)).unwrap_or(0);
+    rec.pgoff = read::<u64>(vma, off!(vma_vm_pgoff)).unwrap_or(0);
+    rec.f_op = read_ptr(file, off!(file_f_op));
+    rec.fs_type = [0; FS_TYPE_LEN];
+    rec.name = [0; NAME_LEN];
+    let (facts, _inode) = kread::inode_facts(file, &mut rec.fs_type, &mut rec.name);
+    rec.ino = facts.ino;
+    rec.size = facts.size;
+    rec.s_magic = facts.s_magic;
+    rec.rdev = facts.rdev;
+    rec.dev = facts.dev;
+    rec.mode = facts.mode;
+    rec.nlink = facts.nlink;
+    rec.known = facts.known;
+    rec.flags = if facts.unlinked { flags::UNLINKED } else { 0 };
+    if let Some((_, visible)) = kread::mount_facts(file, task) {
+        if visible {
+            rec.flags |= flags::MOUNT_VISIBLE;
+        }
+    }
+    unsafe {
+        bpf_seq_write(
+            seq as *mut _,
+            rec as *const VmaFacts as *const c_void,
+            core::mem::size_of::<VmaFacts>() as u32,
+        )
+    };
+    Some(())
+}

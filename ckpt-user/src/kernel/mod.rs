@@ -1,0 +1,5 @@
+//! Facts about the running kernel: BTF offsets, kernel symbols, and whether we may load BPF.
+
+pub mod btf;
+pub mod kallsyms;
+pub mod privileges;

@@ -1,0 +1,115 @@
+//! Loads the BPF iterators with this kernel's offsets, runs them, and decodes their records.
+
+mod decode;
+
+use std::io::Read;
+
+use aya::{Ebpf, EbpfLoader, programs::Iter};
+use ckpt_common::KernelOffsets;
+
+pub use decode::{DecodeError, RawSnapshot, decode};
+
+/// The BPF object built by build.rs (empty when the eBPF toolchain was missing at build time).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ckpt-ebpf.o"));
+
+const FILE_PROG: &str = "ckpt_task_file";
+const VMA_PROG: &str = "ckpt_task_vma";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(
+        "this ckpt-watch was built without its BPF programs (the eBPF toolchain was missing at build time): rebuild with the README's first command"
+    )]
+    NotBuilt,
+    #[error("cannot load the BPF object: {0}; is the kernel ≥ 5.8 with BPF iterators enabled?")]
+    Load(String),
+    #[error(
+        "the kernel rejected BPF program {program}: {reason}; run as root on a kernel ≥ 5.8 with CONFIG_BPF_SYSCALL"
+    )]
+    Program {
+        program: &'static str,
+        reason: String,
+    },
+    #[error("cannot read BPF iterator {program}: {source}")]
+    Read {
+        program: &'static str,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// The loaded iterators. Offsets (and the pid filter) are fixed at load.
+pub struct Probe {
+    ebpf: Ebpf,
+}
+
+fn program_error(program: &'static str) -> impl Fn(aya::programs::ProgramError) -> ProbeError {
+    move |e| ProbeError::Program {
+        program,
+        reason: error_chain(&e),
+    }
+}
+
+/// The error with its sources, which hold the kernel's errno and the verifier's log.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+impl Probe {
+    /// Loads both iterators, reporting only `offsets.target_tgid` when it is non-zero.
+    pub fn load(offsets: &KernelOffsets, btf: &aya::Btf) -> Result<Self, ProbeError> {
+        if OBJECT.is_empty() {
+            return Err(ProbeError::NotBuilt);
+        }
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(btf))
+            .override_global("OFFSETS", offsets, true)
+            .load(OBJECT)
+            .map_err(|e| ProbeError::Load(error_chain(&e)))?;
+        for (name, iter_type) in [(FILE_PROG, "task_file"), (VMA_PROG, "task_vma")] {
+            let prog: &mut Iter = ebpf
+                .program_mut(name)
+                .ok_or_else(|| ProbeError::Load(format!("program {name} missing from the object")))?
+                .try_into()
+                .map_err(program_error(name))?;
+            prog.load(iter_type, btf).map_err(program_error(name))?;
+        }
+        Ok(Self { ebpf })
+    }
+
+    fn run(&mut self, name: &'static str, out: &mut Vec<u8>) -> Result<(), ProbeError> {
+        let prog: &mut Iter = self
+            .ebpf
+            .program_mut(name)
+            .expect("loaded in Probe::load")
+            .try_into()
+            .map_err(program_error(name))?;
+        let link_id = prog.attach().map_err(program_error(name))?;
+        let link = prog.take_link(link_id).map_err(program_error(name))?;
+        let mut file = link.into_file().map_err(|e| ProbeError::Program {
+            program: name,
+            reason: error_chain(&e),
+        })?;
+        file.read_to_end(out).map_err(|source| ProbeError::Read {
+            program: name,
+            source,
+        })?;
+        Ok(())
+    }
+
+    /// Runs both iterators once: every open file and file-backed mapping of every task.
+    pub fn snapshot(&mut self) -> Result<RawSnapshot, ProbeError> {
+        let mut buf = Vec::with_capacity(1 << 20);
+        self.run(FILE_PROG, &mut buf)?;
+        self.run(VMA_PROG, &mut buf)?;
+        Ok(decode(&buf)?)
+    }
+}

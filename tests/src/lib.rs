@@ -1,0 +1,1 @@
+//! Integration tests of the real ckpt-watch binary against real processes.
