@@ -58,6 +58,8 @@ pub mod flags {
     pub const MOUNT_VISIBLE: u32 = 1 << 2;
     /// A unix socket whose peer pointer is set.
     pub const HAS_PEER: u32 = 1 << 3;
+    /// That peer is bound to a name (`unix_sock.addr` set).
+    pub const PEER_NAMED: u32 = 1 << 4;
 }
 
 /// One open file of one task, as `iter/task_file` sees it.
@@ -177,6 +179,7 @@ pub struct KernelOffsets {
     pub sock_ack_backlog: u32,
     pub sock_socket: u32,
     pub unix_peer: u32,
+    pub unix_addr: u32,
     pub flctx_flock: u32,
     pub flctx_posix: u32,
     /// Offset of the `list_head` linking a lock into its context's list.
@@ -238,6 +241,7 @@ impl KernelOffsets {
             sock_ack_backlog: ABSENT,
             sock_socket: ABSENT,
             unix_peer: ABSENT,
+            unix_addr: ABSENT,
             flctx_flock: ABSENT,
             flctx_posix: ABSENT,
             lock_list: ABSENT,
@@ -302,7 +306,7 @@ mod tests {
     fn offsets_are_all_u32_without_padding() {
         assert_eq!(size_of::<KernelOffsets>() % 4, 0);
         assert_eq!(align_of::<KernelOffsets>(), 4);
-        assert_eq!(size_of::<KernelOffsets>(), 4 * (52 + N_OPS_MEMBERS));
+        assert_eq!(size_of::<KernelOffsets>(), 4 * (53 + N_OPS_MEMBERS));
     }
 
     #[test]

@@ -127,6 +127,7 @@ pub struct SockFacts {
     pub backlog: u32,
     pub known: u32,
     pub has_peer: bool,
+    pub peer_named: bool,
     pub peer_ino: u64,
     pub peer_state: u32,
 }
@@ -158,6 +159,7 @@ pub fn sock_facts(file: u64) -> Option<SockFacts> {
         backlog: 0,
         known: known::SOCKET,
         has_peer: false,
+        peer_named: false,
         peer_ino: 0,
         peer_state: 0,
     };
@@ -175,6 +177,7 @@ pub fn sock_facts(file: u64) -> Option<SockFacts> {
             s.has_peer = true;
             s.peer_ino = sock_ino(peer);
             s.peer_state = read::<u8>(peer, off!(sock_state)).unwrap_or(0) as u32;
+            s.peer_named = read_ptr(peer, off!(unix_addr)) != 0;
         }
     }
     Some(s)

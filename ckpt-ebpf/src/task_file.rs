@@ -115,6 +115,9 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
             if s.has_peer {
                 rec.flags |= flags::HAS_PEER;
             }
+            if s.peer_named {
+                rec.flags |= flags::PEER_NAMED;
+            }
         }
     }
 

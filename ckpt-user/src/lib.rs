@@ -1,7 +1,18 @@
 //! ckpt-watch: would this process survive a checkpoint right now?
 //!
 //! Stages follow the data: [`kernel`] facts and [`probe`] records → [`facts`] → [`resolve`]
-//! → [`classify`] → [`scope`] → [`report`].
+//! → [`classify`] (with [`scope`]'s relations) → [`aggregate`] → [`report`]. A [`snapshot`]
+//! holds everything a scan learned, so a saved one replays through the same stages.
 
+pub mod aggregate;
+pub mod classify;
+pub mod cli;
+pub mod facts;
+pub mod given;
 pub mod kernel;
 pub mod probe;
+pub mod report;
+pub mod resolve;
+pub mod run;
+pub mod scope;
+pub mod snapshot;

@@ -1,29 +1,42 @@
-use std::path::Path;
-fn main() -> anyhow::Result<()> {
-    let btf = ckpt_user::kernel::btf::KernelBtf::from_file(Path::new(
-        ckpt_user::kernel::btf::VMLINUX_BTF,
-    ))?;
-    let mut off = btf.offsets()?;
-    if let Some(p) = std::env::args().nth(1) {
-        off.target_tgid = p.parse()?;
+//! `ckpt-watch`: parse → run → print one line per error → exit with the documented status.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use ckpt_user::cli::{Cli, Command, Exit};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = if cli.scan.verbose { "debug" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CKPT_WATCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let result = match &cli.command {
+        Some(Command::Audit(args)) => ckpt_audit::run(args, &mut out).map(|code| code as u8),
+        None => ckpt_user::run::scan(&cli.scan, &mut out).map(|e| e as u8),
+    };
+    let _ = out.flush();
+    match result {
+        Ok(code) => ExitCode::from(code),
+        // A closed pipe (`ckpt-watch | head`) is not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ckpt-watch: error: {e:#}");
+            ExitCode::from(Exit::Error as u8)
+        }
     }
-    let aya_btf = aya::Btf::from_sys_fs()?;
-    let t = std::time::Instant::now();
-    let mut probe = ckpt_user::probe::Probe::load(&off, &aya_btf)?;
-    let t1 = t.elapsed();
-    let snap = probe.snapshot()?;
-    eprintln!(
-        "load {:?} snapshot {:?}: {} files {} vmas {} ops",
-        t1,
-        t.elapsed() - t1,
-        snap.files.len(),
-        snap.vmas.len(),
-        snap.ops.len()
-    );
-    let mut m = std::collections::BTreeMap::new();
-    for f in &snap.files {
-        *m.entry(f.tgid).or_insert(0) += 1;
-    }
-    eprintln!("{:?}", m);
-    Ok(())
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }

@@ -182,6 +182,7 @@ impl KernelBtf {
         k.sock_ack_backlog = o(4, "sock", "sk_ack_backlog");
         k.sock_socket = o(8, "sock", "sk_socket");
         k.unix_peer = o(8, "unix_sock", "peer");
+        k.unix_addr = o(8, "unix_sock", "addr");
         k.flctx_flock = o(0, "file_lock_context", "flc_flock");
         k.flctx_posix = o(0, "file_lock_context", "flc_posix");
         // Since 6.9 the list, owner and file live in `struct file_lock_core`, first in the lock.

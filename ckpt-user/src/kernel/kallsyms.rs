@@ -15,13 +15,14 @@ pub enum KallsymsError {
     AddressesHidden { restrict: String },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SymKind {
     Text,
     Data,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Symbol {
     pub name: String,
     pub kind: SymKind,
@@ -109,6 +110,29 @@ impl Symbols {
     /// The function starting exactly at `addr`.
     pub fn function_at(&self, addr: u64) -> Option<&Symbol> {
         self.first(addr, SymKind::Text)
+    }
+
+    /// Every (address, symbol) kept, for saving a snapshot.
+    pub fn entries(&self) -> Vec<(u64, Symbol)> {
+        let mut v: Vec<(u64, Symbol)> = self
+            .by_addr
+            .iter()
+            .flat_map(|(a, syms)| syms.iter().map(|s| (*a, s.clone())))
+            .collect();
+        v.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+        v
+    }
+
+    /// Rebuilds a lookup from saved entries.
+    pub fn from_entries(entries: Vec<(u64, Symbol)>, data_symbols: usize) -> Self {
+        let mut s = Symbols {
+            data_symbols,
+            ..Default::default()
+        };
+        for (addr, sym) in entries {
+            s.by_addr.entry(addr).or_default().push(sym);
+        }
+        s
     }
 
     /// Whether the kernel exports data symbols (CONFIG_KALLSYMS_ALL).

@@ -1,0 +1,255 @@
+//! From per-file judgements to verdicts per process and per dump (CRIU's rule: one task that
+//! fails fails the whole dump).
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use crate::classify::{self, Judgement, Profile, Verdict};
+use crate::facts::{FileFact, FileType};
+use crate::given::Given;
+use crate::resolve::OpsIdentity;
+use crate::scope::{DumpSet, Holders, Own, ProcInfo, procfs};
+use crate::snapshot::Snapshot;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FileReport {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd: Option<u32>,
+    /// `start-end` of a mapping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
+    pub kind: String,
+    /// What it is: a path, `socket:[ino] AF_INET SOCK_STREAM ESTABLISHED`, `anon_inode:[x]`.
+    pub what: String,
+    pub fops: String,
+    pub verdict: Verdict,
+    pub reason: String,
+    pub options: Vec<String>,
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProcessReport {
+    pub pid: u32,
+    pub comm: String,
+    pub verdict: Verdict,
+    /// The options this process needs: the first choice of each `needs` item.
+    pub options: Vec<String>,
+    /// Checks on the task itself (session leader, tracer).
+    pub task: Vec<Judgement>,
+    pub files: Vec<FileReport>,
+    pub mappings: Vec<FileReport>,
+}
+
+/// One checkpoint: a root and the tasks dumped with it.
+#[derive(Clone, Debug, Serialize)]
+pub struct DumpReport {
+    pub root: u32,
+    pub verdict: Verdict,
+    pub options: Vec<String>,
+    pub processes: Vec<ProcessReport>,
+}
+
+/// Judges snapshots against one profile.
+pub struct Judge<'a> {
+    pub profile: &'a Profile,
+    pub ops: &'a HashMap<u64, OpsIdentity>,
+    pub snapshot: &'a Snapshot,
+    holders: Holders,
+    by_pid: HashMap<u32, Vec<&'a FileFact>>,
+    own: Own,
+    /// Describes a file for people (a live scan adds the /proc path).
+    pub describe: &'a dyn Fn(&FileFact) -> String,
+    given: &'a Given,
+}
+
+fn worst(verdicts: impl Iterator<Item = Verdict>) -> Verdict {
+    verdicts.max().unwrap_or(Verdict::Ok)
+}
+
+fn dedup(options: impl Iterator<Item = String>) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    options.filter(|o| seen.insert(o.clone())).collect()
+}
+
+/// The first choice of every `needs` judgement, once each, in order.
+fn needed_options<'j>(
+    judgements: impl Iterator<Item = (&'j Verdict, &'j Vec<String>)>,
+) -> Vec<String> {
+    dedup(
+        judgements
+            .filter(|(v, _)| **v == Verdict::Needs)
+            .filter_map(|(_, o)| o.first().cloned()),
+    )
+}
+
+impl<'a> Judge<'a> {
+    pub fn new(
+        profile: &'a Profile,
+        ops: &'a HashMap<u64, OpsIdentity>,
+        snapshot: &'a Snapshot,
+        describe: &'a dyn Fn(&FileFact) -> String,
+        given: &'a Given,
+    ) -> Self {
+        let mut by_pid: HashMap<u32, Vec<&FileFact>> = HashMap::new();
+        for f in &snapshot.files {
+            by_pid.entry(f.pid).or_default().push(f);
+        }
+        Self {
+            profile,
+            ops,
+            snapshot,
+            holders: Holders::index(&snapshot.files),
+            by_pid,
+            own: snapshot.own(),
+            describe,
+            given,
+        }
+    }
+
+    /// Every pid with files or /proc facts in the snapshot.
+    pub fn pids(&self) -> BTreeSet<u32> {
+        self.by_pid
+            .keys()
+            .chain(self.snapshot.procs.keys())
+            .copied()
+            .collect()
+    }
+
+    fn file_report(
+        &self,
+        f: &FileFact,
+        set: &DumpSet,
+        root: &ProcInfo,
+        ns: &dyn Fn() -> BTreeSet<u64>,
+    ) -> FileReport {
+        let ops = self.ops.get(&f.f_op);
+        let ctx = set.context(f, &self.holders, root, &self.own, ns);
+        let j = self
+            .given
+            .apply(classify::classify(self.profile, f, ops, &ctx));
+        FileReport {
+            fd: f.fd,
+            range: f
+                .mapping
+                .as_ref()
+                .map(|m| format!("{:x}-{:x}", m.start, m.end)),
+            kind: j.kind,
+            what: (self.describe)(f),
+            fops: ops.map_or_else(|| format!("{:#x}", f.f_op), |o| o.label()),
+            verdict: j.verdict,
+            reason: j.reason,
+            options: j.options,
+            rule: j.rule,
+        }
+    }
+
+    /// Judges `set` as one dump.
+    pub fn dump(&self, set: &DumpSet) -> DumpReport {
+        let root = self
+            .snapshot
+            .procs
+            .get(&set.root)
+            .cloned()
+            .unwrap_or(ProcInfo {
+                pid: set.root,
+                sid: set.root,
+                ..Default::default()
+            });
+        let ns_of_set = || -> BTreeSet<u64> {
+            set.pids
+                .iter()
+                .flat_map(|p| procfs::all_ns_inodes(*p))
+                .collect()
+        };
+        let processes: Vec<ProcessReport> = set
+            .pids
+            .iter()
+            .map(|&pid| {
+                let files = self.by_pid.get(&pid).map(Vec::as_slice).unwrap_or_default();
+                let (maps, fds): (Vec<&&FileFact>, Vec<&&FileFact>) =
+                    files.iter().partition(|f| f.mapping.is_some());
+                let mut fds: Vec<FileReport> = fds
+                    .iter()
+                    .map(|f| self.file_report(f, set, &root, &ns_of_set))
+                    .collect();
+                fds.sort_by_key(|r| r.fd);
+                let mappings: Vec<FileReport> = maps
+                    .iter()
+                    .map(|f| self.file_report(f, set, &root, &ns_of_set))
+                    .collect();
+                let task = if pid == set.root {
+                    classify::classify_task(self.profile, &DumpSet::task_facts(&root))
+                        .into_iter()
+                        .map(|j| self.given.apply(j))
+                        .collect()
+                } else {
+                    vec![]
+                };
+                let all = || {
+                    task.iter().map(|j| (&j.verdict, &j.options)).chain(
+                        fds.iter()
+                            .chain(&mappings)
+                            .map(|r| (&r.verdict, &r.options)),
+                    )
+                };
+                ProcessReport {
+                    pid,
+                    comm: self
+                        .snapshot
+                        .procs
+                        .get(&pid)
+                        .map(|p| p.comm.clone())
+                        .unwrap_or_default(),
+                    verdict: worst(all().map(|(v, _)| *v)),
+                    options: needed_options(all()),
+                    task,
+                    files: fds,
+                    mappings,
+                }
+            })
+            .collect();
+        DumpReport {
+            root: set.root,
+            verdict: worst(processes.iter().map(|p| p.verdict)),
+            options: dedup(processes.iter().flat_map(|p| p.options.iter().cloned())),
+            processes,
+        }
+    }
+}
+
+/// A description from kernel facts alone (replay, or when /proc has no path for it).
+pub fn describe_facts(f: &FileFact) -> String {
+    use crate::classify::names as n;
+    match (f.file_type, &f.socket) {
+        (FileType::Sock, Some(s)) => {
+            let mut d = format!(
+                "socket:[{}] {} {}",
+                f.ino,
+                n::family_name(s.family),
+                n::sock_type_name(s.sk_type)
+            );
+            if s.family == 2 || s.family == 10 {
+                d.push_str(&format!(" proto {}", s.protocol));
+                if s.sk_type == 1 {
+                    d.push(' ');
+                    d.push_str(&n::tcp_state_name(s.state));
+                }
+            }
+            d
+        }
+        (FileType::Chr | FileType::Blk, _) => format!(
+            "{} {} {}",
+            f.file_type.as_str(),
+            f.rdev.map_or_else(|| "?".into(), |d| d.to_string()),
+            f.name
+        ),
+        (FileType::None, _) => format!("anon_inode:{}", f.name),
+        (FileType::Fifo, _) if f.fs_type == "pipefs" => format!("pipe:[{}]", f.ino),
+        _ if f.nlink == 0 && f.file_type == FileType::Reg => {
+            format!("{} (deleted) on {}", f.name, f.fs_type)
+        }
+        _ => format!("{} on {}", f.name, f.fs_type),
+    }
+}

@@ -1,0 +1,118 @@
+//! Finding, parsing and checking profiles: built-in ones by name, or a user's TOML file.
+
+use std::path::Path;
+
+use super::names;
+use super::profile::{Cond, NumOrRange, OneOrMany, Profile};
+use crate::resolve::{Catalogue, CatalogueError};
+
+/// Profiles shipped in the binary, newest first (the default when no CRIU is found).
+pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
+    ("criu-4", include_str!("profiles/criu-4.toml")),
+    ("criu-3.17", include_str!("profiles/criu-3.17.toml")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("profile {0:?} is neither a built-in profile ({1}) nor a readable file: {2}")]
+    NotFound(String, String, std::io::Error),
+    #[error("profile {source_name}: line {line}, column {column}: {message}")]
+    Syntax {
+        source_name: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("profile {source_name}: rule {rule}: {message}")]
+    Invalid {
+        source_name: String,
+        rule: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// Parses and checks profile text. Names inside conditions (families, states, ranges, file
+/// types) are checked here so a typo fails at load, not silently at match time.
+pub fn parse_profile(text: &str, source_name: &str) -> Result<Profile, ProfileError> {
+    let profile: Profile = toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
+        ProfileError::Syntax {
+            source_name: source_name.into(),
+            line,
+            column,
+            message: e.message().replace('\n', " "),
+        }
+    })?;
+    for rule in &profile.rules {
+        for cond in &rule.when {
+            check_cond(cond).map_err(|message| ProfileError::Invalid {
+                source_name: source_name.into(),
+                rule: rule.id.clone(),
+                message,
+            })?;
+        }
+        if rule.verdict == super::Verdict::Needs && rule.options.is_empty() {
+            return Err(ProfileError::Invalid {
+                source_name: source_name.into(),
+                rule: rule.id.clone(),
+                message: "verdict `needs` without `options`".into(),
+            });
+        }
+    }
+    Catalogue::default().extend(profile.ops.clone(), source_name)?;
+    Ok(profile)
+}
+
+fn check_names(
+    list: &Option<OneOrMany<String>>,
+    what: &str,
+    valid: impl Fn(&str) -> bool,
+) -> Result<(), String> {
+    match list.as_ref().and_then(|l| l.iter().find(|n| !valid(n))) {
+        Some(bad) => Err(format!("unknown {what} `{bad}`")),
+        None => Ok(()),
+    }
+}
+
+fn check_ranges(list: &Option<OneOrMany<NumOrRange>>, what: &str) -> Result<(), String> {
+    for r in list.iter().flat_map(|l| l.iter()) {
+        if let NumOrRange::Range(s) = r {
+            names::parse_range(s)
+                .ok_or_else(|| format!("bad {what} range `{s}` (want \"lo-hi\")"))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_cond(c: &Cond) -> Result<(), String> {
+    const FILE_TYPES: [&str; 8] = ["reg", "dir", "chr", "blk", "fifo", "sock", "lnk", "none"];
+    check_names(&c.family, "socket family", |n| names::family(n).is_some())?;
+    check_names(&c.sock_type, "socket type", |n| {
+        names::sock_type(n).is_some()
+    })?;
+    check_names(&c.tcp_state, "TCP state", |n| names::tcp_state(n).is_some())?;
+    check_names(&c.file_type, "file type", |n| FILE_TYPES.contains(&n))?;
+    check_ranges(&c.major, "major")?;
+    check_ranges(&c.minor, "minor")
+}
+
+/// A built-in profile by name, or a TOML file by path.
+pub fn load_profile(name_or_path: &str) -> Result<Profile, ProfileError> {
+    if let Some((name, text)) = BUILTIN_PROFILES.iter().find(|(n, _)| *n == name_or_path) {
+        return parse_profile(text, name);
+    }
+    let text = std::fs::read_to_string(Path::new(name_or_path)).map_err(|e| {
+        let builtin: Vec<&str> = BUILTIN_PROFILES.iter().map(|(n, _)| *n).collect();
+        ProfileError::NotFound(name_or_path.into(), builtin.join(", "), e)
+    })?;
+    parse_profile(&text, name_or_path)
+}

@@ -1,0 +1,251 @@
+//! Judges one file against a profile: `fn(&Profile, &FileFact, Option<&OpsIdentity>, &Context)
+//! -> Judgement`, pure, testable without a kernel. The profile is data (TOML); this module only
+//! knows how to evaluate its conditions.
+
+mod load;
+pub mod names;
+pub mod profile;
+
+pub use load::{BUILTIN_PROFILES, ProfileError, load_profile};
+pub use profile::{Place, Profile, Verdict};
+
+use serde::Serialize;
+
+use crate::facts::{FileFact, FileType};
+use crate::resolve::OpsIdentity;
+use profile::{AppliesTo, Cond, NumOrRange, OneOrMany, TaskCond};
+
+/// Facts about a file that depend on which tasks are dumped together (computed by `scope`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    pub peer: Option<Place>,
+    pub pidfd_target: Option<Place>,
+    pub tty_master: Option<Place>,
+    pub ns_member: Option<bool>,
+    pub own_netns: bool,
+    pub own_ipcns: bool,
+}
+
+/// Facts about the root task of a dump.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskFacts {
+    pub session_leader: bool,
+    pub traced: bool,
+}
+
+/// The verdict on one file (or on the task itself), with why and what fixes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    pub kind: String,
+    pub rule: String,
+    pub reason: String,
+    /// With `needs`: any one of these makes the dump pass.
+    pub options: Vec<String>,
+}
+
+const NO_RULE: &str = "no-rule";
+
+fn any_str(list: &OneOrMany<String>, value: &str) -> bool {
+    list.iter().any(|v| v == value)
+}
+
+fn in_ranges(list: &OneOrMany<NumOrRange>, value: u64) -> bool {
+    list.iter().any(|r| match r {
+        NumOrRange::Num(n) => *n == value,
+        NumOrRange::Range(s) => {
+            names::parse_range(s).is_some_and(|(lo, hi)| (lo..=hi).contains(&value))
+        }
+    })
+}
+
+fn opt<T>(cond: &Option<T>, test: impl FnOnce(&T) -> bool) -> bool {
+    cond.as_ref().is_none_or(test)
+}
+
+fn place_matches(list: &OneOrMany<Place>, actual: Option<Place>) -> bool {
+    list.iter().any(|p| *p == actual.unwrap_or(Place::None))
+}
+
+fn cond_matches(c: &Cond, f: &FileFact, ops: Option<&OpsIdentity>, ctx: &Context) -> bool {
+    let sock = f.socket.as_ref();
+    let is_tcp = sock.is_some_and(|s| {
+        (s.family == names::AF_INET || s.family == names::AF_INET6)
+            && s.sk_type == names::SOCK_STREAM
+            && s.protocol == names::IPPROTO_TCP
+    });
+    opt(&c.ops, |l| {
+        ops.and_then(|o| o.name.as_deref())
+            .is_some_and(|n| any_str(l, n))
+    }) && opt(&c.member, |l| {
+        ops.is_some_and(|o| l.iter().any(|m| o.has_function(m)))
+    }) && opt(&c.name, |l| any_str(l, &f.name))
+        && opt(&c.name_prefix, |l| {
+            l.iter().any(|p| f.name.starts_with(p.as_str()))
+        })
+        && opt(&c.file_type, |l| any_str(l, f.file_type.as_str()))
+        && opt(&c.major, |l| {
+            f.rdev.is_some_and(|d| in_ranges(l, d.major as u64))
+        })
+        && opt(&c.minor, |l| {
+            f.rdev.is_some_and(|d| in_ranges(l, d.minor as u64))
+        })
+        && opt(&c.fs_type, |l| any_str(l, &f.fs_type))
+        && opt(&c.fs_magic, |l| l.iter().any(|m| *m == f.fs_magic))
+        && opt(&c.family, |l| {
+            sock.is_some_and(|s| l.iter().any(|n| names::family(n) == Some(s.family)))
+        })
+        && opt(&c.sock_type, |l| {
+            sock.is_some_and(|s| l.iter().any(|n| names::sock_type(n) == Some(s.sk_type)))
+        })
+        && opt(&c.protocol, |l| {
+            sock.is_some_and(|s| l.iter().any(|p| *p == s.protocol as u64))
+        })
+        && opt(&c.tcp_state, |l| {
+            is_tcp && sock.is_some_and(|s| l.iter().any(|n| names::tcp_state(n) == Some(s.state)))
+        })
+        && opt(&c.inflight, |&b| {
+            sock.and_then(|s| s.backlog).is_some_and(|n| (n > 0) == b)
+        })
+        && opt(&c.peer, |l| place_matches(l, ctx.peer))
+        && opt(&c.peer_named, |&b| {
+            sock.and_then(|s| s.peer.as_ref())
+                .is_some_and(|p| p.named == b)
+        })
+        && opt(&c.pidfd_target, |l| place_matches(l, ctx.pidfd_target))
+        && opt(&c.tty_master, |l| place_matches(l, ctx.tty_master))
+        && opt(&c.ns_member, |&b| ctx.ns_member == Some(b))
+        && opt(&c.own_netns, |&b| ctx.own_netns == b)
+        && opt(&c.own_ipcns, |&b| ctx.own_ipcns == b)
+        && opt(&c.deleted, |&b| (f.nlink == 0) == b)
+        && opt(&c.unlinked, |&b| f.unlinked == b)
+        && opt(&c.size_over, |&n| f.size > n)
+        && opt(&c.locked, |&b| f.locked == Some(b))
+        && opt(&c.mount_visible, |&b| f.mount_visible == Some(b))
+        && opt(&c.shared, |&b| {
+            f.mapping.as_ref().is_some_and(|m| m.shared() == b)
+        })
+        && opt(&c.inode_known, |&b| f.inode_known == b)
+        && opt(&c.socket_known, |&b| sock.is_some() == b)
+}
+
+/// Rounds a size up to whole MiB, as CRIU's `--ghost-limit` takes it (`2M`).
+fn ghost_limit(size: u64) -> String {
+    format!("{}M", size.div_ceil(1 << 20).max(1))
+}
+
+/// Fills `{placeholders}` in a reason or an option from the file's facts.
+fn expand(template: &str, f: &FileFact, ops: Option<&OpsIdentity>) -> String {
+    if !template.contains('{') {
+        return template.to_string();
+    }
+    let sock = f.socket.as_ref();
+    let rdev = f.rdev.unwrap_or(f.dev);
+    let pairs: [(&str, String); 14] = [
+        ("{ino}", f.ino.to_string()),
+        (
+            "{peer_ino}",
+            sock.and_then(|s| s.peer.as_ref())
+                .map_or(0, |p| p.ino)
+                .to_string(),
+        ),
+        ("{name}", f.name.clone()),
+        ("{fs_type}", f.fs_type.clone()),
+        ("{mode}", f.mode_octal()),
+        ("{major}", rdev.major.to_string()),
+        ("{minor}", rdev.minor.to_string()),
+        ("{rdev_hex}", format!("{:x}", rdev.user_encoding())),
+        ("{dev_hex}", format!("{:x}", f.dev.user_encoding())),
+        ("{size}", f.size.to_string()),
+        ("{ghost_limit}", ghost_limit(f.size)),
+        (
+            "{family}",
+            sock.map_or_else(String::new, |s| names::family_name(s.family)),
+        ),
+        (
+            "{mnt_id}",
+            f.mnt_id.map_or_else(|| "?".into(), |m| m.to_string()),
+        ),
+        (
+            "{ops}",
+            ops.map_or_else(|| format!("{:#x}", f.f_op), |o| o.label()),
+        ),
+    ];
+    let mut out = template.to_string();
+    for (key, value) in pairs {
+        if out.contains(key) {
+            out = out.replace(key, &value);
+        }
+    }
+    out
+}
+
+/// The first rule of `profile` that matches this file.
+pub fn classify(
+    profile: &Profile,
+    f: &FileFact,
+    ops: Option<&OpsIdentity>,
+    ctx: &Context,
+) -> Judgement {
+    let is_mapping = f.mapping.is_some();
+    let rule = profile.rules.iter().find(|r| {
+        let applies = match r.applies_to {
+            AppliesTo::Any => true,
+            AppliesTo::Fd => !is_mapping,
+            AppliesTo::Mapping => is_mapping,
+        };
+        applies && (r.when.is_empty() || r.when.iter().any(|c| cond_matches(c, f, ops, ctx)))
+    });
+    match rule {
+        Some(r) => Judgement {
+            verdict: r.verdict,
+            kind: r
+                .kind
+                .as_deref()
+                .map_or_else(|| f.file_type.as_str().to_string(), |k| expand(k, f, ops)),
+            rule: r.id.clone(),
+            reason: expand(&r.reason, f, ops),
+            options: r.options.iter().map(|o| expand(o, f, ops)).collect(),
+        },
+        None => Judgement {
+            verdict: Verdict::Unknown,
+            kind: match f.file_type {
+                FileType::None => f.name.clone(),
+                t => t.as_str().to_string(),
+            },
+            rule: NO_RULE.into(),
+            reason: format!(
+                "profile {} has no rule for this file (ops {}, {} on {})",
+                profile.profile.name,
+                ops.map_or_else(|| format!("{:#x}", f.f_op), |o| o.label()),
+                f.file_type.as_str(),
+                f.fs_type
+            ),
+            options: vec![],
+        },
+    }
+}
+
+fn task_cond_matches(c: &TaskCond, t: &TaskFacts) -> bool {
+    opt(&c.session_leader, |&b| t.session_leader == b) && opt(&c.traced, |&b| t.traced == b)
+}
+
+/// Every task rule that matches the dump's root task (all apply, unlike file rules: each is an
+/// independent check the checkpointer makes).
+pub fn classify_task(profile: &Profile, t: &TaskFacts) -> Vec<Judgement> {
+    profile
+        .task_rules
+        .iter()
+        .filter(|r| r.when.is_empty() || r.when.iter().any(|c| task_cond_matches(c, t)))
+        .map(|r| Judgement {
+            verdict: r.verdict,
+            kind: "task".into(),
+            rule: r.id.clone(),
+            reason: r.reason.clone(),
+            options: r.options.clone(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,140 @@
+//! Names for the kernel's socket, TCP-state and range numbers used in profiles.
+
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+pub const SOCK_STREAM: u16 = 1;
+pub const IPPROTO_TCP: u16 = 6;
+
+const FAMILIES: &[(&str, u16)] = &[
+    ("unix", 1),
+    ("inet", 2),
+    ("ax25", 3),
+    ("ipx", 4),
+    ("appletalk", 5),
+    ("x25", 9),
+    ("inet6", 10),
+    ("key", 15),
+    ("netlink", 16),
+    ("packet", 17),
+    ("rds", 21),
+    ("llc", 26),
+    ("ib", 27),
+    ("mpls", 28),
+    ("can", 29),
+    ("tipc", 30),
+    ("bluetooth", 31),
+    ("rxrpc", 33),
+    ("isdn", 34),
+    ("phonet", 35),
+    ("ieee802154", 36),
+    ("caif", 37),
+    ("alg", 38),
+    ("nfc", 39),
+    ("vsock", 40),
+    ("kcm", 41),
+    ("qipcrtr", 42),
+    ("smc", 43),
+    ("xdp", 44),
+    ("mctp", 45),
+];
+
+const SOCK_TYPES: &[(&str, u16)] = &[
+    ("stream", 1),
+    ("dgram", 2),
+    ("raw", 3),
+    ("rdm", 4),
+    ("seqpacket", 5),
+    ("dccp", 6),
+    ("packet", 10),
+];
+
+const TCP_STATES: &[(&str, u16)] = &[
+    ("established", 1),
+    ("syn_sent", 2),
+    ("syn_recv", 3),
+    ("fin_wait1", 4),
+    ("fin_wait2", 5),
+    ("time_wait", 6),
+    ("close", 7),
+    ("close_wait", 8),
+    ("last_ack", 9),
+    ("listen", 10),
+    ("closing", 11),
+    ("new_syn_recv", 12),
+];
+
+fn lookup(table: &[(&str, u16)], name: &str) -> Option<u16> {
+    table
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .or_else(|| name.parse().ok())
+}
+
+/// A family by name (`inet6`) or number (`"40"`).
+pub fn family(name: &str) -> Option<u16> {
+    lookup(FAMILIES, name)
+}
+
+pub fn sock_type(name: &str) -> Option<u16> {
+    lookup(SOCK_TYPES, name)
+}
+
+pub fn tcp_state(name: &str) -> Option<u16> {
+    lookup(TCP_STATES, name)
+}
+
+fn name_of(table: &[(&str, u16)], value: u16, prefix: &str) -> String {
+    table.iter().find(|(_, v)| *v == value).map_or_else(
+        || format!("{prefix}{value}"),
+        |(n, _)| format!("{prefix}{}", n.to_uppercase()),
+    )
+}
+
+/// `AF_INET6`, or `AF_77` for a family we have no name for.
+pub fn family_name(value: u16) -> String {
+    name_of(FAMILIES, value, "AF_")
+}
+
+pub fn sock_type_name(value: u16) -> String {
+    name_of(SOCK_TYPES, value, "SOCK_")
+}
+
+pub fn tcp_state_name(value: u16) -> String {
+    TCP_STATES
+        .iter()
+        .find(|(_, v)| *v == value)
+        .map_or_else(|| format!("state {value}"), |(n, _)| n.to_uppercase())
+}
+
+/// `"136-143"` → (136, 143).
+pub fn parse_range(s: &str) -> Option<(u64, u64)> {
+    let (lo, hi) = s.split_once('-')?;
+    let (lo, hi) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+    (lo <= hi).then_some((lo, hi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_numbers() {
+        assert_eq!(family("vsock"), Some(40));
+        assert_eq!(family("40"), Some(40));
+        assert_eq!(family("nope"), None);
+        assert_eq!(sock_type("seqpacket"), Some(5));
+        assert_eq!(tcp_state("listen"), Some(10));
+        assert_eq!(family_name(10), "AF_INET6");
+        assert_eq!(family_name(99), "AF_99");
+        assert_eq!(sock_type_name(2), "SOCK_DGRAM");
+        assert_eq!(tcp_state_name(1), "ESTABLISHED");
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("136-143"), Some((136, 143)));
+        assert_eq!(parse_range("5-4"), None);
+        assert_eq!(parse_range("x-4"), None);
+    }
+}

@@ -1,0 +1,277 @@
+//! Typed facts about one open file or file-backed mapping, decoded from the kernel's records.
+//! Raw kernel values keep their encoding in the record; here they become what they mean.
+
+use ckpt_common::{FileFacts, VmaFacts, flags, known};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum FileType {
+    Reg,
+    Dir,
+    Chr,
+    Blk,
+    Fifo,
+    Sock,
+    Lnk,
+    /// Anonymous inodes (eventfd, io_uring, ...) carry no S_IFMT bits.
+    None,
+}
+
+impl FileType {
+    pub fn from_mode(mode: u32) -> Self {
+        match mode & 0o170000 {
+            0o100000 => Self::Reg,
+            0o040000 => Self::Dir,
+            0o020000 => Self::Chr,
+            0o060000 => Self::Blk,
+            0o010000 => Self::Fifo,
+            0o140000 => Self::Sock,
+            0o120000 => Self::Lnk,
+            _ => Self::None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reg => "reg",
+            Self::Dir => "dir",
+            Self::Chr => "chr",
+            Self::Blk => "blk",
+            Self::Fifo => "fifo",
+            Self::Sock => "sock",
+            Self::Lnk => "lnk",
+            Self::None => "none",
+        }
+    }
+}
+
+/// A device number split from the kernel's internal `dev_t` (major << 20 | minor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
+pub struct DevNum {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl DevNum {
+    pub fn from_kernel(dev: u32) -> Self {
+        Self {
+            major: dev >> 20,
+            minor: dev & 0xf_ffff,
+        }
+    }
+
+    /// The number as `stat(2)` reports it (glibc's makedev), which CRIU prints in options.
+    pub fn user_encoding(self) -> u64 {
+        let (ma, mi) = (self.major as u64, self.minor as u64);
+        (mi & 0xff) | ((ma & 0xfff) << 8) | ((mi & !0xff) << 12) | ((ma & !0xfff) << 32)
+    }
+}
+
+impl std::fmt::Display for DevNum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.major, self.minor)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnixPeer {
+    /// Inode of the peer's socket; 0 when the peer has no socket (released, or not accepted).
+    pub ino: u64,
+    /// The peer was released (its end closed).
+    pub closed: bool,
+    /// The peer is bound to a name.
+    pub named: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketFact {
+    pub family: u16,
+    pub sk_type: u16,
+    pub protocol: u16,
+    /// `sk_state`: TCP_* numbering for every family.
+    pub state: u16,
+    /// Unaccepted connections (listeners), when known.
+    pub backlog: Option<u32>,
+    /// For unix sockets whose peer is known: `None` = no peer.
+    pub peer: Option<UnixPeer>,
+    /// Whether the peer could be read at all (unix sockets on kernels with `unix_sock.peer`).
+    pub peer_known: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    pub vm_flags: u64,
+    pub pgoff: u64,
+}
+
+const VM_SHARED: u64 = 0x8;
+
+impl Mapping {
+    pub fn shared(&self) -> bool {
+        self.vm_flags & VM_SHARED != 0
+    }
+}
+
+/// One open file (`fd` set) or one file-backed mapping (`mapping` set) of process `pid`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileFact {
+    pub pid: u32,
+    pub fd: Option<u32>,
+    pub mapping: Option<Mapping>,
+    pub f_op: u64,
+    pub file_type: FileType,
+    pub mode: u32,
+    pub rdev: Option<DevNum>,
+    pub dev: DevNum,
+    pub ino: u64,
+    pub size: u64,
+    pub nlink: u32,
+    pub fs_type: String,
+    pub fs_magic: u64,
+    /// The dentry name: `[eventfd]`, `bpf-map`, `memfd:x`, or a path's last component.
+    pub name: String,
+    pub f_flags: u32,
+    /// The name it was opened by is gone (unlinked, or a pseudo file that never had one).
+    pub unlinked: bool,
+    pub mount_visible: Option<bool>,
+    pub mnt_id: Option<u32>,
+    pub locked: Option<bool>,
+    pub socket: Option<SocketFact>,
+    pub pidfd_target: Option<u32>,
+    pub tty_index: Option<u32>,
+    /// Whether inode facts could be read; without them nothing can be judged.
+    pub inode_known: bool,
+}
+
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+const TCP_CLOSE: u32 = 7;
+
+impl FileFact {
+    pub fn from_file(r: &FileFacts) -> Self {
+        let file_type = FileType::from_mode(r.mode);
+        let socket = (r.known & known::SOCKET != 0).then(|| SocketFact {
+            family: r.sk_family,
+            sk_type: r.sk_type,
+            protocol: r.sk_protocol,
+            state: r.sk_state,
+            backlog: (r.known & known::BACKLOG != 0).then_some(r.sk_backlog),
+            peer: (r.flags & flags::HAS_PEER != 0).then_some(UnixPeer {
+                ino: r.peer_ino,
+                closed: r.peer_state == TCP_CLOSE,
+                named: r.flags & flags::PEER_NAMED != 0,
+            }),
+            peer_known: r.known & known::UNIX_PEER != 0,
+        });
+        Self {
+            pid: r.tgid,
+            fd: Some(r.fd),
+            mapping: None,
+            f_op: r.f_op,
+            file_type,
+            mode: r.mode,
+            rdev: matches!(file_type, FileType::Chr | FileType::Blk)
+                .then(|| DevNum::from_kernel(r.rdev)),
+            dev: DevNum::from_kernel(r.dev),
+            ino: r.ino,
+            size: r.size,
+            nlink: r.nlink,
+            fs_type: c_string(&r.fs_type),
+            fs_magic: r.s_magic,
+            name: c_string(&r.name),
+            f_flags: r.f_flags,
+            unlinked: r.flags & flags::UNLINKED != 0,
+            mount_visible: (r.known & known::MOUNT != 0)
+                .then_some(r.flags & flags::MOUNT_VISIBLE != 0),
+            mnt_id: (r.known & known::MOUNT != 0).then_some(r.mnt_id),
+            locked: (r.known & known::LOCKS != 0).then_some(r.flags & flags::LOCKED != 0),
+            socket,
+            pidfd_target: (r.known & known::PIDFD != 0).then_some(r.aux as u32),
+            tty_index: (r.known & known::TTY != 0).then_some(r.aux as u32),
+            inode_known: r.known & known::INODE != 0,
+        }
+    }
+
+    pub fn from_vma(r: &VmaFacts) -> Self {
+        let file_type = FileType::from_mode(r.mode);
+        Self {
+            pid: r.tgid,
+            fd: None,
+            mapping: Some(Mapping {
+                start: r.start,
+                end: r.end,
+                vm_flags: r.vm_flags,
+                pgoff: r.pgoff,
+            }),
+            f_op: r.f_op,
+            file_type,
+            mode: r.mode,
+            rdev: matches!(file_type, FileType::Chr | FileType::Blk)
+                .then(|| DevNum::from_kernel(r.rdev)),
+            dev: DevNum::from_kernel(r.dev),
+            ino: r.ino,
+            size: r.size,
+            nlink: r.nlink,
+            fs_type: c_string(&r.fs_type),
+            fs_magic: r.s_magic,
+            name: c_string(&r.name),
+            f_flags: 0,
+            unlinked: r.flags & flags::UNLINKED != 0,
+            mount_visible: Some(r.flags & flags::MOUNT_VISIBLE != 0),
+            mnt_id: None,
+            locked: None,
+            socket: None,
+            pidfd_target: None,
+            tty_index: None,
+            inode_known: r.known & known::INODE != 0,
+        }
+    }
+
+    /// `st_mode` as CRIU prints it in its errors.
+    pub fn mode_octal(&self) -> String {
+        format!("{:o}", self.mode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_types_from_mode() {
+        assert_eq!(FileType::from_mode(0o100644), FileType::Reg);
+        assert_eq!(FileType::from_mode(0o20666), FileType::Chr);
+        assert_eq!(FileType::from_mode(0o140777), FileType::Sock);
+        assert_eq!(FileType::from_mode(0o10600), FileType::Fifo);
+        assert_eq!(FileType::from_mode(0o600), FileType::None);
+    }
+
+    #[test]
+    fn dev_numbers_split_and_reencode() {
+        let pts0 = DevNum::from_kernel((136 << 20) | 0);
+        assert_eq!((pts0.major, pts0.minor), (136, 0));
+        assert_eq!(pts0.user_encoding(), 0x8800);
+        let null = DevNum::from_kernel((1 << 20) | 3);
+        assert_eq!(null.to_string(), "1:3");
+        let big = DevNum {
+            major: 259,
+            minor: 300,
+        };
+        assert_eq!(
+            big.user_encoding(),
+            (300 & 0xff) | (259 << 8) | ((300 & !0xff) << 12)
+        );
+    }
+
+    #[test]
+    fn c_strings_stop_at_nul() {
+        assert_eq!(c_string(b"[eventfd]\0garbage"), "[eventfd]");
+        assert_eq!(c_string(b"full"), "full");
+    }
+}

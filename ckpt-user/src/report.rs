@@ -1,0 +1,305 @@
+//! Rendering verdicts for people (aligned text) and programs (JSON).
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::aggregate::{DumpReport, FileReport, ProcessReport};
+use crate::classify::Verdict;
+
+/// Counts for the host summary line.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub processes: usize,
+    pub ok: usize,
+    pub needs: usize,
+    pub unknown: usize,
+    pub blocks: usize,
+    pub fds: usize,
+    pub mappings: usize,
+}
+
+impl Summary {
+    pub fn of(reports: &[DumpReport]) -> Self {
+        let mut s = Summary::default();
+        for p in reports.iter().flat_map(|r| &r.processes) {
+            s.processes += 1;
+            s.fds += p.files.len();
+            s.mappings += p.mappings.len();
+            match p.verdict {
+                Verdict::Ok => s.ok += 1,
+                Verdict::Needs => s.needs += 1,
+                Verdict::Unknown => s.unknown += 1,
+                Verdict::Blocks => s.blocks += 1,
+            }
+        }
+        s
+    }
+}
+
+fn remedy(r: &FileReport) -> String {
+    match (r.verdict, r.options.as_slice()) {
+        (Verdict::Needs, [one]) => format!("{}; use {one}", r.reason),
+        (Verdict::Needs, many) if !many.is_empty() => {
+            format!("{}; use {}", r.reason, many.join(" or "))
+        }
+        _ => r.reason.clone(),
+    }
+}
+
+fn file_line(out: &mut dyn Write, r: &FileReport) -> io::Result<()> {
+    let slot = match (r.fd, &r.range) {
+        (Some(fd), _) => fd.to_string(),
+        (None, Some(range)) => format!("map {range}"),
+        (None, None) => "-".into(),
+    };
+    writeln!(
+        out,
+        "  {:<6} {:<14} {:<24} {:<7} {}  [{}]",
+        slot,
+        r.kind,
+        r.fops,
+        r.verdict.as_str(),
+        remedy(r),
+        r.what
+    )
+}
+
+/// A process: its files that are not ok (all of them with `verbose`), then its verdict.
+pub fn process_text(out: &mut dyn Write, p: &ProcessReport, verbose: bool) -> io::Result<()> {
+    writeln!(out, "pid {} ({})", p.pid, p.comm)?;
+    let shown: Vec<&FileReport> = p
+        .files
+        .iter()
+        .chain(&p.mappings)
+        .filter(|r| verbose || r.verdict != Verdict::Ok)
+        .collect();
+    if !shown.is_empty() {
+        writeln!(
+            out,
+            "  {:<6} {:<14} {:<24} {:<7} REASON / REMEDY  [WHAT]",
+            "FD", "KIND", "FOPS", "VERDICT"
+        )?;
+        for r in shown {
+            file_line(out, r)?;
+        }
+    }
+    for j in p
+        .task
+        .iter()
+        .filter(|j| verbose || j.verdict != Verdict::Ok)
+    {
+        let fix = if j.options.is_empty() {
+            String::new()
+        } else {
+            format!("; use {}", j.options.join(" or "))
+        };
+        writeln!(out, "  task   {:<7} {}{fix}", j.verdict.as_str(), j.reason)?;
+    }
+    Ok(())
+}
+
+fn verdict_line(v: Verdict, options: &[String]) -> String {
+    match v {
+        Verdict::Ok => "ok: checkpointable as it is".into(),
+        Verdict::Needs => format!("needs: checkpointable with {}", options.join(" ")),
+        Verdict::Unknown => "unknown: holds kinds of files the profile does not classify".into(),
+        Verdict::Blocks => "blocks: a checkpoint would fail".into(),
+    }
+}
+
+/// One dump (`--pid`, `--pid --tree`).
+pub fn dump_text(
+    out: &mut dyn Write,
+    d: &DumpReport,
+    profile: &str,
+    verbose: bool,
+) -> io::Result<()> {
+    for p in &d.processes {
+        process_text(out, p, verbose)?;
+    }
+    writeln!(
+        out,
+        "verdict ({profile}, {} process{}): {}",
+        d.processes.len(),
+        if d.processes.len() == 1 { "" } else { "es" },
+        verdict_line(d.verdict, &d.options)
+    )
+}
+
+/// The whole host: one line per process that is not ok, the summary last.
+pub fn host_text(
+    out: &mut dyn Write,
+    reports: &[DumpReport],
+    profile: &str,
+    verbose: bool,
+) -> io::Result<()> {
+    writeln!(out, "{:<8} {:<16} {:<7} DETAIL", "PID", "COMM", "VERDICT")?;
+    for p in reports.iter().flat_map(|r| &r.processes) {
+        if p.verdict == Verdict::Ok && !verbose {
+            continue;
+        }
+        let worst = p
+            .files
+            .iter()
+            .chain(&p.mappings)
+            .filter(|r| r.verdict == p.verdict)
+            .map(|r| match r.fd {
+                Some(fd) => format!("fd {fd} {} ({})", r.kind, r.fops),
+                None => format!("map {} ({})", r.kind, r.fops),
+            })
+            .next()
+            .or_else(|| {
+                p.task
+                    .iter()
+                    .find(|j| j.verdict == p.verdict)
+                    .map(|j| j.reason.clone())
+            })
+            .unwrap_or_default();
+        let detail = match p.verdict {
+            Verdict::Needs => p.options.join(" "),
+            _ => worst,
+        };
+        writeln!(
+            out,
+            "{:<8} {:<16} {:<7} {}",
+            p.pid,
+            p.comm,
+            p.verdict.as_str(),
+            detail
+        )?;
+    }
+    let s = Summary::of(reports);
+    writeln!(
+        out,
+        "summary ({profile}): {} processes: {} ok, {} need options, {} unknown, {} blocked ({} fds, {} mappings)",
+        s.processes, s.ok, s.needs, s.unknown, s.blocks, s.fds, s.mappings
+    )
+}
+
+#[derive(Serialize)]
+struct ManyJson<'a> {
+    profile: &'a str,
+    verdict: Verdict,
+    options: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<Summary>,
+    processes: Vec<&'a ProcessReport>,
+}
+
+/// `--pid N --json`: the process object itself.
+pub fn process_json(out: &mut dyn Write, p: &ProcessReport) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, p)?;
+    writeln!(out)
+}
+
+/// `--tree --json` and the host scan: `{"processes":[...]}` with the overall verdict.
+pub fn many_json(
+    out: &mut dyn Write,
+    reports: &[DumpReport],
+    profile: &str,
+    host: bool,
+) -> io::Result<()> {
+    let verdict = reports
+        .iter()
+        .map(|r| r.verdict)
+        .max()
+        .unwrap_or(Verdict::Ok);
+    let options: Vec<String> = if host {
+        vec![]
+    } else {
+        reports.iter().flat_map(|r| r.options.clone()).collect()
+    };
+    let doc = ManyJson {
+        profile,
+        verdict,
+        options: &options,
+        summary: host.then(|| Summary::of(reports)),
+        processes: reports.iter().flat_map(|r| &r.processes).collect(),
+    };
+    serde_json::to_writer(&mut *out, &doc)?;
+    writeln!(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(fd: u32, verdict: Verdict, options: &[&str]) -> FileReport {
+        FileReport {
+            fd: Some(fd),
+            range: None,
+            kind: "io_uring".into(),
+            what: "anon_inode:[io_uring]".into(),
+            fops: "io_uring_fops".into(),
+            verdict,
+            reason: "why".into(),
+            options: options.iter().map(|s| s.to_string()).collect(),
+            rule: "r".into(),
+        }
+    }
+
+    fn process(files: Vec<FileReport>, verdict: Verdict) -> ProcessReport {
+        ProcessReport {
+            pid: 7,
+            comm: "x".into(),
+            verdict,
+            options: vec![],
+            task: vec![],
+            files,
+            mappings: vec![],
+        }
+    }
+
+    #[test]
+    fn text_hides_ok_files_unless_verbose() {
+        let p = process(
+            vec![file(0, Verdict::Ok, &[]), file(3, Verdict::Blocks, &[])],
+            Verdict::Blocks,
+        );
+        let mut out = Vec::new();
+        process_text(&mut out, &p, false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("  3 ") && !text.contains("  0 "), "{text}");
+        let mut out = Vec::new();
+        process_text(&mut out, &p, true).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains("  0 "));
+    }
+
+    #[test]
+    fn remedy_lists_alternatives() {
+        let r = file(3, Verdict::Needs, &["--tcp-established", "--tcp-close"]);
+        assert_eq!(remedy(&r), "why; use --tcp-established or --tcp-close");
+    }
+
+    #[test]
+    fn json_schema_of_a_process() {
+        let p = process(vec![file(3, Verdict::Blocks, &[])], Verdict::Blocks);
+        let mut out = Vec::new();
+        process_json(&mut out, &p).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["pid"], 7);
+        assert_eq!(v["verdict"], "blocks");
+        assert_eq!(v["files"][0]["fd"], 3);
+        assert_eq!(v["files"][0]["kind"], "io_uring");
+        assert_eq!(v["files"][0]["fops"], "io_uring_fops");
+        assert!(v["files"][0]["options"].as_array().unwrap().is_empty());
+        assert!(v["mappings"].is_array() && v["options"].is_array());
+    }
+
+    #[test]
+    fn host_json_has_summary_and_processes() {
+        let d = DumpReport {
+            root: 7,
+            verdict: Verdict::Blocks,
+            options: vec![],
+            processes: vec![process(vec![], Verdict::Blocks)],
+        };
+        let mut out = Vec::new();
+        many_json(&mut out, &[d], "criu-4", true).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["processes"][0]["pid"], 7);
+        assert_eq!(v["summary"]["blocks"], 1);
+        assert_eq!(v["verdict"], "blocks");
+    }
+}

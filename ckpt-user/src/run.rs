@@ -1,0 +1,161 @@
+//! The scan command, top to bottom: choose profile → snapshot → resolve → judge → report.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+
+use crate::aggregate::{DumpReport, Judge, describe_facts};
+use crate::classify::{self, Profile};
+use crate::cli::{Exit, ScanArgs};
+use crate::facts::FileFact;
+use crate::given::Given;
+use crate::report;
+use crate::resolve::{self, Catalogue};
+use crate::scope::{DumpSet, ProcError, procfs};
+use crate::snapshot::Snapshot;
+
+/// The profile for the CRIU on PATH (`criu --version` → `Version: 3.17.1`), else the newest.
+fn default_profile() -> (&'static str, String) {
+    let newest = classify::BUILTIN_PROFILES[0].0;
+    let found = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("criu"))
+                .find(|c| c.is_file())
+        })
+        .unwrap_or_default();
+    let Some(criu) = found else {
+        return (newest, "no criu on PATH: newest profile".into());
+    };
+    let version = std::process::Command::new(&criu)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Version:").map(|v| v.trim().to_string()))
+        });
+    match version.as_deref() {
+        Some(v) if v.starts_with("3.") => ("criu-3.17", format!("{} is CRIU {v}", criu.display())),
+        Some(v) => (newest, format!("{} is CRIU {v}", criu.display())),
+        None => (
+            newest,
+            format!("{} printed no version: newest profile", criu.display()),
+        ),
+    }
+}
+
+fn load_profile(args: &ScanArgs) -> anyhow::Result<Profile> {
+    let (name, why) = match &args.profile {
+        Some(p) => (p.as_str(), "chosen with --profile".to_string()),
+        None => {
+            let (n, why) = default_profile();
+            (n, why)
+        }
+    };
+    tracing::info!(profile = name, "{why}");
+    Ok(classify::load_profile(name)?)
+}
+
+/// The path /proc shows for a live fd; the kernel's facts otherwise.
+fn describe_live(f: &FileFact) -> String {
+    f.fd.and_then(|fd| std::fs::read_link(format!("/proc/{}/fd/{fd}", f.pid)).ok())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| describe_facts(f))
+}
+
+pub fn scan(args: &ScanArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
+    let profile = load_profile(args)?;
+    let mut given = Given::default();
+    if let Some(w) = &args.with {
+        given.merge(Given::parse(w).map_err(|e| anyhow::anyhow!("--with: {e}"))?);
+    }
+
+    let live = args.replay.is_none();
+    let snapshot = match &args.replay {
+        Some(path) => Snapshot::load(path)?,
+        None => {
+            if let Some(pid) = args.pid {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    return Err(ProcError::NoSuchProcess(pid).into());
+                }
+            }
+            let target = if args.tree { None } else { args.pid };
+            let mut snap = Snapshot::take(target)?;
+            if args.tree {
+                snap.add_all_procs();
+            }
+            snap
+        }
+    };
+    let t = &snapshot.timings;
+    tracing::debug!(btf = ?t.btf, load = ?t.load, iterate = ?t.iterate, kallsyms = ?t.kallsyms, procfs = ?t.procfs, files = snapshot.files.len(), "scan");
+    if let Some(path) = &args.save_snapshot {
+        let json = serde_json::to_vec(&snapshot).context("serialising the snapshot")?;
+        std::fs::write(path, json)
+            .with_context(|| format!("writing snapshot {}", path.display()))?;
+    }
+
+    let mut catalogue = Catalogue::builtin();
+    catalogue.extend(profile.ops.clone(), &profile.profile.name)?;
+    let ops = resolve::resolve(&snapshot.ops_members(), &snapshot.symbols(), &catalogue);
+    let describe: &dyn Fn(&FileFact) -> String = if live {
+        &describe_live
+    } else {
+        &describe_facts
+    };
+    let judge = Judge::new(&profile, &ops, &snapshot, describe, &given);
+    let name = &profile.profile.name;
+
+    let reports: Vec<DumpReport> = match args.pid {
+        Some(pid) => {
+            if !snapshot.procs.contains_key(&pid) && !snapshot.files.iter().any(|f| f.pid == pid) {
+                bail!(
+                    "process {pid} exited during the scan (or its files are hidden from this pid namespace): nothing left to judge"
+                );
+            }
+            let set = if args.tree {
+                let parents: HashMap<u32, u32> =
+                    snapshot.procs.values().map(|p| (p.pid, p.ppid)).collect();
+                DumpSet::tree(pid, &parents)
+            } else {
+                DumpSet::single(pid)
+            };
+            vec![judge.dump(&set)]
+        }
+        None => judge
+            .pids()
+            .into_iter()
+            .map(|pid| judge.dump(&DumpSet::single(pid)))
+            .collect(),
+    };
+
+    let verdict = reports
+        .iter()
+        .map(|r| r.verdict)
+        .max()
+        .unwrap_or(classify::Verdict::Ok);
+    match (args.json, args.pid, args.tree) {
+        (true, Some(_), false) => report::process_json(out, &reports[0].processes[0])?,
+        (true, _, _) => report::many_json(out, &reports, name, args.pid.is_none())?,
+        (false, Some(_), _) => report::dump_text(out, &reports[0], name, args.verbose)?,
+        (false, None, _) => report::host_text(out, &reports, name, args.verbose)?,
+    }
+    Ok(Exit::from(verdict))
+}
+
+impl Snapshot {
+    /// /proc facts for every process on the host (trees need everyone's parent).
+    pub fn add_all_procs(&mut self) {
+        for pid in procfs::all_pids().unwrap_or_default() {
+            if let std::collections::btree_map::Entry::Vacant(e) = self.procs.entry(pid) {
+                if let Ok(p) = procfs::read_proc(pid) {
+                    e.insert(p);
+                }
+            }
+        }
+    }
+}

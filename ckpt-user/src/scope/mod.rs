@@ -1,0 +1,282 @@
+//! Which tasks are dumped together (one process, a tree, the whole host), and the facts about a
+//! file that depend on that set: is its unix peer, pidfd target or pty master inside it?
+
+pub mod procfs;
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::classify::{Context, Place, TaskFacts};
+use crate::facts::{FileFact, FileType};
+pub use procfs::{ProcError, ProcInfo};
+
+const PTMX: (u32, u32) = (5, 2);
+
+/// Who holds what across the snapshot, built once per scan.
+#[derive(Debug, Default)]
+pub struct Holders {
+    sockets: HashMap<u64, Vec<u32>>,
+    pty_masters: HashMap<u32, Vec<u32>>,
+}
+
+impl Holders {
+    pub fn index(files: &[FileFact]) -> Self {
+        let mut h = Holders::default();
+        for f in files.iter().filter(|f| f.fd.is_some()) {
+            match f.file_type {
+                FileType::Sock => h.sockets.entry(f.ino).or_default().push(f.pid),
+                FileType::Chr if f.rdev.map(|d| (d.major, d.minor)) == Some(PTMX) => {
+                    if let Some(i) = f.tty_index {
+                        h.pty_masters.entry(i).or_default().push(f.pid);
+                    }
+                }
+                _ => {}
+            }
+        }
+        h
+    }
+}
+
+/// The tasks one checkpoint would dump.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DumpSet {
+    pub root: u32,
+    pub pids: BTreeSet<u32>,
+}
+
+impl DumpSet {
+    pub fn single(pid: u32) -> Self {
+        Self {
+            root: pid,
+            pids: BTreeSet::from([pid]),
+        }
+    }
+
+    /// `root` and every descendant, from a pid → parent map.
+    pub fn tree(root: u32, parents: &HashMap<u32, u32>) -> Self {
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        for (&pid, &ppid) in parents {
+            children.entry(ppid).or_default().push(pid);
+        }
+        let mut pids = BTreeSet::from([root]);
+        let mut stack = vec![root];
+        while let Some(p) = stack.pop() {
+            for &c in children.get(&p).into_iter().flatten() {
+                if pids.insert(c) {
+                    stack.push(c);
+                }
+            }
+        }
+        Self { root, pids }
+    }
+
+    fn place(&self, holders: Option<&Vec<u32>>) -> Place {
+        match holders {
+            Some(h) if h.iter().any(|p| self.pids.contains(p)) => Place::Inside,
+            _ => Place::Outside,
+        }
+    }
+
+    /// The set-dependent facts of one file of a task in this set.
+    pub fn context(
+        &self,
+        f: &FileFact,
+        holders: &Holders,
+        root: &ProcInfo,
+        own: &Own,
+        ns_of_set: &dyn Fn() -> BTreeSet<u64>,
+    ) -> Context {
+        let peer = f.socket.as_ref().and_then(|s| s.peer.as_ref()).map(|p| {
+            if p.closed {
+                Place::None
+            } else if p.ino == 0 {
+                // Not yet accepted: the connection sits in a listener we cannot name.
+                Place::Outside
+            } else {
+                self.place(holders.sockets.get(&p.ino))
+            }
+        });
+        let tty_master = match (f.rdev, f.tty_index) {
+            (Some(d), Some(i)) if d.major == 136 => Some(self.place(holders.pty_masters.get(&i))),
+            _ => None,
+        };
+        Context {
+            peer,
+            pidfd_target: f.pidfd_target.map(|t| {
+                if self.pids.contains(&t) {
+                    Place::Inside
+                } else {
+                    Place::Outside
+                }
+            }),
+            tty_master,
+            ns_member: (f.fs_type == "nsfs").then(|| ns_of_set().contains(&f.ino)),
+            own_netns: root.netns.is_some() && root.netns != own.netns,
+            own_ipcns: root.ipcns.is_some() && root.ipcns != own.ipcns,
+        }
+    }
+
+    pub fn task_facts(root: &ProcInfo) -> TaskFacts {
+        TaskFacts {
+            session_leader: root.session_leader(),
+            traced: root.tracer_pid != 0,
+        }
+    }
+}
+
+/// ckpt-watch's own namespaces: a checkpointer run beside it dumps another namespace only
+/// when the task's differs.
+#[derive(Clone, Debug, Default)]
+pub struct Own {
+    pub netns: Option<u64>,
+    pub ipcns: Option<u64>,
+}
+
+impl Own {
+    pub fn current() -> Self {
+        Self {
+            netns: procfs::ns_inode(None, "net"),
+            ipcns: procfs::ns_inode(None, "ipc"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{DevNum, SocketFact, UnixPeer};
+
+    fn file(pid: u32, ft: FileType, ino: u64) -> FileFact {
+        FileFact {
+            pid,
+            fd: Some(3),
+            mapping: None,
+            f_op: 0,
+            file_type: ft,
+            mode: 0,
+            rdev: None,
+            dev: DevNum { major: 0, minor: 0 },
+            ino,
+            size: 0,
+            nlink: 1,
+            fs_type: String::new(),
+            fs_magic: 0,
+            name: String::new(),
+            f_flags: 0,
+            unlinked: false,
+            mount_visible: None,
+            mnt_id: None,
+            locked: None,
+            socket: None,
+            pidfd_target: None,
+            tty_index: None,
+            inode_known: true,
+        }
+    }
+
+    fn unix_with_peer(pid: u32, ino: u64, peer: u64) -> FileFact {
+        let mut f = file(pid, FileType::Sock, ino);
+        f.socket = Some(SocketFact {
+            family: 1,
+            sk_type: 1,
+            protocol: 0,
+            state: 1,
+            backlog: None,
+            peer: Some(UnixPeer {
+                ino: peer,
+                closed: false,
+                named: false,
+            }),
+            peer_known: true,
+        });
+        f
+    }
+
+    #[test]
+    fn tree_collects_descendants_only() {
+        let parents = HashMap::from([(2, 1), (3, 2), (4, 3), (5, 1), (6, 5)]);
+        let set = DumpSet::tree(2, &parents);
+        assert_eq!(set.pids, BTreeSet::from([2, 3, 4]));
+    }
+
+    #[test]
+    fn unix_peer_inside_and_outside() {
+        let files = vec![unix_with_peer(10, 100, 101), unix_with_peer(11, 101, 100)];
+        let holders = Holders::index(&files);
+        let root = ProcInfo {
+            pid: 10,
+            sid: 10,
+            ..Default::default()
+        };
+        let none = || BTreeSet::new();
+        let alone = DumpSet::single(10);
+        let ctx = alone.context(&files[0], &holders, &root, &Own::default(), &none);
+        assert_eq!(ctx.peer, Some(Place::Outside));
+        let both = DumpSet {
+            root: 10,
+            pids: BTreeSet::from([10, 11]),
+        };
+        let ctx = both.context(&files[0], &holders, &root, &Own::default(), &none);
+        assert_eq!(ctx.peer, Some(Place::Inside));
+    }
+
+    #[test]
+    fn pty_slave_master_and_pidfd_targets() {
+        let mut master = file(20, FileType::Chr, 1);
+        master.rdev = Some(DevNum { major: 5, minor: 2 });
+        master.tty_index = Some(3);
+        let mut slave = file(21, FileType::Chr, 2);
+        slave.rdev = Some(DevNum {
+            major: 136,
+            minor: 3,
+        });
+        slave.tty_index = Some(3);
+        let mut pidfd = file(21, FileType::None, 3);
+        pidfd.pidfd_target = Some(20);
+        let holders = Holders::index(&[master, slave.clone()]);
+        let root = ProcInfo {
+            pid: 21,
+            ..Default::default()
+        };
+        let none = || BTreeSet::new();
+        let set = DumpSet::single(21);
+        let ctx = set.context(&slave, &holders, &root, &Own::default(), &none);
+        assert_eq!(ctx.tty_master, Some(Place::Outside));
+        assert_eq!(
+            set.context(&pidfd, &holders, &root, &Own::default(), &none)
+                .pidfd_target,
+            Some(Place::Outside)
+        );
+        let both = DumpSet {
+            root: 20,
+            pids: BTreeSet::from([20, 21]),
+        };
+        assert_eq!(
+            both.context(&slave, &holders, &root, &Own::default(), &none)
+                .tty_master,
+            Some(Place::Inside)
+        );
+        assert_eq!(
+            both.context(&pidfd, &holders, &root, &Own::default(), &none)
+                .pidfd_target,
+            Some(Place::Inside)
+        );
+    }
+
+    #[test]
+    fn own_namespaces_compare_with_ours() {
+        let own = Own {
+            netns: Some(1),
+            ipcns: Some(2),
+        };
+        let root = ProcInfo {
+            pid: 1,
+            netns: Some(9),
+            ipcns: Some(2),
+            ..Default::default()
+        };
+        let f = file(1, FileType::Reg, 5);
+        let ctx =
+            DumpSet::single(1).context(&f, &Holders::default(), &root, &own, &|| BTreeSet::new());
+        assert!(ctx.own_netns && !ctx.own_ipcns);
+    }
+}

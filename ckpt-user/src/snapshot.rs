@@ -1,0 +1,144 @@
+//! A snapshot: everything a scan learned from the kernel and /proc, serialisable so it can be
+//! saved on one host and replayed through resolve → classify → report anywhere, without root.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ckpt_common::N_OPS_MEMBERS;
+use serde::{Deserialize, Serialize};
+
+use crate::facts::FileFact;
+use crate::kernel::btf::{BtfError, KernelBtf, VMLINUX_BTF};
+use crate::kernel::kallsyms::{KallsymsError, Symbol, Symbols};
+use crate::kernel::privileges::{self, PrivilegeError};
+use crate::probe::{Probe, ProbeError};
+use crate::resolve;
+use crate::scope::{Own, ProcInfo, procfs};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
+    #[error(transparent)]
+    Btf(#[from] BtfError),
+    #[error("cannot load kernel BTF for the BPF loader: {0}")]
+    LoaderBtf(String),
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Kallsyms(#[from] KallsymsError),
+    #[error("cannot read snapshot {path}: {reason}")]
+    Replay { path: String, reason: String },
+}
+
+/// Where the time of a live scan went.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Timings {
+    pub btf: Duration,
+    pub load: Duration,
+    pub iterate: Duration,
+    pub kallsyms: Duration,
+    pub procfs: Duration,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub files: Vec<FileFact>,
+    /// Member function addresses per ops table, in `ckpt_common::OPS_MEMBERS` order.
+    pub ops: BTreeMap<u64, [u64; N_OPS_MEMBERS]>,
+    /// The kallsyms entries at those addresses.
+    pub symbols: Vec<(u64, Symbol)>,
+    pub data_symbols: usize,
+    pub procs: BTreeMap<u32, ProcInfo>,
+    pub own_netns: Option<u64>,
+    pub own_ipcns: Option<u64>,
+    #[serde(skip)]
+    pub timings: Timings,
+}
+
+impl Snapshot {
+    /// Scans the live kernel: every task, or only `target`'s files when given.
+    pub fn take(target: Option<u32>) -> Result<Self, SnapshotError> {
+        privileges::ensure_can_load_bpf()?;
+        // /proc/kallsyms costs ~40 ms of kernel time: read it on another core meanwhile.
+        let kallsyms = std::thread::spawn(|| {
+            let t = Instant::now();
+            std::fs::read("/proc/kallsyms").map(|b| (b, t.elapsed()))
+        });
+        let mut timings = Timings::default();
+        let t = Instant::now();
+        let mut offsets = KernelBtf::from_file(Path::new(VMLINUX_BTF))?.offsets()?;
+        offsets.target_tgid = target.unwrap_or(0);
+        let loader_btf =
+            aya::Btf::from_sys_fs().map_err(|e| SnapshotError::LoaderBtf(e.to_string()))?;
+        timings.btf = t.elapsed();
+        let t = Instant::now();
+        let mut probe = Probe::load(&offsets, &loader_btf)?;
+        timings.load = t.elapsed();
+        let t = Instant::now();
+        let raw = probe.snapshot()?;
+        drop(probe);
+        timings.iterate = t.elapsed();
+
+        let t = Instant::now();
+        let (text, read_time) = kallsyms
+            .join()
+            .expect("the kallsyms reader does not panic")
+            .map_err(KallsymsError::Io)?;
+        let symbols = Symbols::lookup(&text[..], &resolve::wanted_addresses(&raw.ops))?;
+        timings.kallsyms = read_time.max(t.elapsed());
+
+        let mut files: Vec<FileFact> = raw.files.iter().map(FileFact::from_file).collect();
+        files.extend(raw.vmas.iter().map(FileFact::from_vma));
+        let t = Instant::now();
+        let procs = read_procs(&files, target);
+        timings.procfs = t.elapsed();
+        let own = Own::current();
+        Ok(Self {
+            files,
+            ops: raw.ops.into_iter().collect(),
+            data_symbols: symbols.data_symbols,
+            symbols: symbols.entries(),
+            procs,
+            own_netns: own.netns,
+            own_ipcns: own.ipcns,
+            timings,
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, SnapshotError> {
+        let err = |reason: String| SnapshotError::Replay {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| err(e.to_string()))
+    }
+
+    pub fn symbols(&self) -> Symbols {
+        Symbols::from_entries(self.symbols.clone(), self.data_symbols)
+    }
+
+    pub fn ops_members(&self) -> HashMap<u64, [u64; N_OPS_MEMBERS]> {
+        self.ops.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    pub fn own(&self) -> Own {
+        Own {
+            netns: self.own_netns,
+            ipcns: self.own_ipcns,
+        }
+    }
+}
+
+/// /proc facts for every process the scan saw (and the target, which may hold no files).
+/// A process that exited since the iteration is skipped: it has nothing left to dump.
+fn read_procs(files: &[FileFact], target: Option<u32>) -> BTreeMap<u32, ProcInfo> {
+    let mut pids: Vec<u32> = files.iter().map(|f| f.pid).chain(target).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids.into_iter()
+        .filter_map(|pid| procfs::read_proc(pid).ok().map(|p| (pid, p)))
+        .collect()
+}
