@@ -73,6 +73,8 @@ pub struct FileFacts {
     pub f_op: u64,
     pub ino: u64,
     pub size: u64,
+    /// Allocated 512-byte blocks (`i_blocks`): what CRIU ≥ 3.18 holds against --ghost-limit.
+    pub blocks: u64,
     pub s_magic: u64,
     /// `inode->i_rdev` in the kernel's encoding (major << 20 | minor).
     pub rdev: u32,
@@ -123,6 +125,7 @@ pub struct VmaFacts {
     pub f_op: u64,
     pub ino: u64,
     pub size: u64,
+    pub blocks: u64,
     pub s_magic: u64,
     pub rdev: u32,
     pub dev: u32,
@@ -152,6 +155,7 @@ pub struct KernelOffsets {
     pub inode_i_ino: u32,
     pub inode_i_nlink: u32,
     pub inode_i_size: u32,
+    pub inode_i_blocks: u32,
     pub inode_i_flctx: u32,
     pub inode_i_private: u32,
     pub sb_s_magic: u32,
@@ -216,6 +220,7 @@ impl KernelOffsets {
             inode_i_ino: ABSENT,
             inode_i_nlink: ABSENT,
             inode_i_size: ABSENT,
+            inode_i_blocks: ABSENT,
             inode_i_flctx: ABSENT,
             inode_i_private: ABSENT,
             sb_s_magic: ABSENT,
@@ -278,14 +283,14 @@ mod tests {
 
     #[test]
     fn file_facts_layout_is_padding_free() {
-        assert_eq!(size_of::<FileFacts>(), 176);
+        assert_eq!(size_of::<FileFacts>(), 184);
         assert_eq!(align_of::<FileFacts>(), 8);
         assert_eq!(offset_of!(FileFacts, f_op), 16);
-        assert_eq!(offset_of!(FileFacts, rdev), 48);
-        assert_eq!(offset_of!(FileFacts, sk_family), 80);
-        assert_eq!(offset_of!(FileFacts, peer_ino), 96);
-        assert_eq!(offset_of!(FileFacts, fs_type), 112);
-        assert_eq!(offset_of!(FileFacts, name), 128);
+        assert_eq!(offset_of!(FileFacts, rdev), 56);
+        assert_eq!(offset_of!(FileFacts, sk_family), 88);
+        assert_eq!(offset_of!(FileFacts, peer_ino), 104);
+        assert_eq!(offset_of!(FileFacts, fs_type), 120);
+        assert_eq!(offset_of!(FileFacts, name), 136);
     }
 
     #[test]
@@ -296,17 +301,17 @@ mod tests {
 
     #[test]
     fn vma_facts_layout_is_padding_free() {
-        assert_eq!(size_of::<VmaFacts>(), 160);
-        assert_eq!(offset_of!(VmaFacts, rdev), 72);
-        assert_eq!(offset_of!(VmaFacts, fs_type), 96);
-        assert_eq!(offset_of!(VmaFacts, name), 112);
+        assert_eq!(size_of::<VmaFacts>(), 168);
+        assert_eq!(offset_of!(VmaFacts, rdev), 80);
+        assert_eq!(offset_of!(VmaFacts, fs_type), 104);
+        assert_eq!(offset_of!(VmaFacts, name), 120);
     }
 
     #[test]
     fn offsets_are_all_u32_without_padding() {
         assert_eq!(size_of::<KernelOffsets>() % 4, 0);
         assert_eq!(align_of::<KernelOffsets>(), 4);
-        assert_eq!(size_of::<KernelOffsets>(), 4 * (53 + N_OPS_MEMBERS));
+        assert_eq!(size_of::<KernelOffsets>(), 4 * (54 + N_OPS_MEMBERS));
     }
 
     #[test]

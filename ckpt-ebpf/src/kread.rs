@@ -51,6 +51,7 @@ pub fn read_str_at(base: u64, off: u32, dest: &mut [u8]) -> bool {
 pub struct InodeFacts {
     pub ino: u64,
     pub size: u64,
+    pub blocks: u64,
     pub s_magic: u64,
     pub rdev: u32,
     pub dev: u32,
@@ -66,6 +67,7 @@ pub fn inode_facts(file: u64, fs_type: &mut [u8], name: &mut [u8]) -> (InodeFact
     let mut f = InodeFacts {
         ino: 0,
         size: 0,
+        blocks: 0,
         s_magic: 0,
         rdev: 0,
         dev: 0,
@@ -81,6 +83,7 @@ pub fn inode_facts(file: u64, fs_type: &mut [u8], name: &mut [u8]) -> (InodeFact
         f.ino = read::<u64>(inode, off!(inode_i_ino)).unwrap_or(0);
         f.nlink = read::<u32>(inode, off!(inode_i_nlink)).unwrap_or(0);
         f.size = read::<u64>(inode, off!(inode_i_size)).unwrap_or(0);
+        f.blocks = read::<u64>(inode, off!(inode_i_blocks)).unwrap_or(0);
         f.known |= known::INODE;
         let sb = read_ptr(inode, off!(inode_i_sb));
         if sb != 0 {

@@ -67,6 +67,7 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     let (facts, _inode) = kread::inode_facts(file, &mut rec.fs_type, &mut rec.name);
     rec.ino = facts.ino;
     rec.size = facts.size;
+    rec.blocks = facts.blocks;
     rec.s_magic = facts.s_magic;
     rec.rdev = facts.rdev;
     rec.dev = facts.dev;

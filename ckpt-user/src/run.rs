@@ -85,7 +85,8 @@ pub fn scan(args: &ScanArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
             }
             let target = if args.tree { None } else { args.pid };
             let mut snap = Snapshot::take(target)?;
-            if args.tree {
+            if args.pid.is_some() {
+                // Whom the pid's subtree holds decides what is inside the dump.
                 snap.add_all_procs();
             }
             snap
@@ -109,6 +110,7 @@ pub fn scan(args: &ScanArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
     };
     let judge = Judge::new(&profile, &ops, &snapshot, describe, &given);
     let name = &profile.profile.name;
+    let parents: HashMap<u32, u32> = snapshot.procs.values().map(|p| (p.pid, p.ppid)).collect();
 
     let reports: Vec<DumpReport> = match args.pid {
         Some(pid) => {
@@ -118,18 +120,16 @@ pub fn scan(args: &ScanArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
                 );
             }
             let set = if args.tree {
-                let parents: HashMap<u32, u32> =
-                    snapshot.procs.values().map(|p| (p.pid, p.ppid)).collect();
                 DumpSet::tree(pid, &parents)
             } else {
-                DumpSet::single(pid)
+                DumpSet::process(pid, &parents)
             };
             vec![judge.dump(&set)]
         }
         None => judge
             .pids()
             .into_iter()
-            .map(|pid| judge.dump(&DumpSet::single(pid)))
+            .map(|pid| judge.dump(&DumpSet::process(pid, &parents)))
             .collect(),
     };
 

@@ -1,1 +1,76 @@
-fn main() {}
+//! `cargo xtask`: build, run, test and benchmark ckpt-watch.
+
+mod audit;
+mod bench_scan;
+
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Xtask {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build everything, the BPF object included (release).
+    Build,
+    /// Build and run ckpt-watch (default: a whole-host scan).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run the whole test suite: formatting, lints, unit, BPF and integration tests.
+    Test,
+    /// Benchmarks, each printing ratios against its baseline measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Whole-host scan vs lsof and a /proc walk on synthetic load.
+    Scan(bench_scan::Args),
+    /// `ckpt-watch audit` vs the seed script on linux-source-6.12.
+    Audit,
+}
+
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(env!("CARGO"))
+        .args(args)
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    match Xtask::parse().command {
+        Cmd::Build => cargo(&["build", "--release", "--workspace"]),
+        Cmd::Run { args } => {
+            cargo(&["build", "--release", "-p", "ckpt-user"])?;
+            let status = Command::new("target/release/ckpt-watch")
+                .args(&args)
+                .status()
+                .context("running target/release/ckpt-watch")?;
+            std::process::exit(status.code().unwrap_or(2));
+        }
+        Cmd::Test => {
+            cargo(&["fmt", "--all", "--", "--check"])?;
+            cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+            cargo(&["test", "--workspace", "--", "--test-threads=2"])
+        }
+        Cmd::Bench { which } => match which {
+            Bench::Scan(args) => bench_scan::run(&args),
+            Bench::Audit => audit::bench(),
+        },
+    }
+}

@@ -43,7 +43,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// Parses and checks profile text. Names inside conditions (families, states, ranges, file
 /// types) are checked here so a typo fails at load, not silently at match time.
 pub fn parse_profile(text: &str, source_name: &str) -> Result<Profile, ProfileError> {
-    let profile: Profile = toml::from_str(text).map_err(|e| {
+    let mut profile: Profile = toml::from_str(text).map_err(|e| {
         let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
         ProfileError::Syntax {
             source_name: source_name.into(),
@@ -69,7 +69,41 @@ pub fn parse_profile(text: &str, source_name: &str) -> Result<Profile, ProfileEr
         }
     }
     Catalogue::default().extend(profile.ops.clone(), source_name)?;
+    if let Some(parent) = profile.profile.extends.clone() {
+        let (_, parent_text) = BUILTIN_PROFILES
+            .iter()
+            .find(|(n, _)| *n == parent)
+            .ok_or_else(|| ProfileError::Invalid {
+                source_name: source_name.into(),
+                rule: "[profile]".into(),
+                message: format!("extends unknown built-in profile `{parent}`"),
+            })?;
+        profile = inherit(parse_profile(parent_text, &parent)?, profile);
+    }
     Ok(profile)
+}
+
+/// `child`'s rules replace the parent's rules of the same id in place; its other rules go first.
+fn inherit(parent: Profile, child: Profile) -> Profile {
+    fn merge<R: Clone>(parent: Vec<R>, child: Vec<R>, id: impl Fn(&R) -> &str) -> Vec<R> {
+        let (replacing, new): (Vec<R>, Vec<R>) = child
+            .into_iter()
+            .partition(|c| parent.iter().any(|p| id(p) == id(c)));
+        let replaced = parent.into_iter().map(|p| {
+            replacing
+                .iter()
+                .find(|c| id(c) == id(&p))
+                .cloned()
+                .unwrap_or(p)
+        });
+        new.into_iter().chain(replaced).collect()
+    }
+    Profile {
+        rules: merge(parent.rules, child.rules, |r| r.id.as_str()),
+        task_rules: merge(parent.task_rules, child.task_rules, |r| r.id.as_str()),
+        ops: parent.ops.into_iter().chain(child.ops).collect(),
+        profile: child.profile,
+    }
 }
 
 fn check_names(

@@ -120,6 +120,7 @@ fn cond_matches(c: &Cond, f: &FileFact, ops: Option<&OpsIdentity>, ctx: &Context
         && opt(&c.deleted, |&b| (f.nlink == 0) == b)
         && opt(&c.unlinked, |&b| f.unlinked == b)
         && opt(&c.size_over, |&n| f.size > n)
+        && opt(&c.allocated_over, |&n| f.allocated > n)
         && opt(&c.locked, |&b| f.locked == Some(b))
         && opt(&c.mount_visible, |&b| f.mount_visible == Some(b))
         && opt(&c.shared, |&b| {
@@ -141,7 +142,7 @@ fn expand(template: &str, f: &FileFact, ops: Option<&OpsIdentity>) -> String {
     }
     let sock = f.socket.as_ref();
     let rdev = f.rdev.unwrap_or(f.dev);
-    let pairs: [(&str, String); 14] = [
+    let pairs: [(&str, String); 15] = [
         ("{ino}", f.ino.to_string()),
         (
             "{peer_ino}",
@@ -158,6 +159,7 @@ fn expand(template: &str, f: &FileFact, ops: Option<&OpsIdentity>) -> String {
         ("{dev_hex}", format!("{:x}", f.dev.user_encoding())),
         ("{size}", f.size.to_string()),
         ("{ghost_limit}", ghost_limit(f.size)),
+        ("{allocated_limit}", ghost_limit(f.allocated)),
         (
             "{family}",
             sock.map_or_else(String::new, |s| names::family_name(s.family)),

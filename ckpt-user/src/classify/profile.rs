@@ -108,8 +108,10 @@ pub struct Cond {
     pub deleted: Option<bool>,
     /// The opened name is gone (dentry unhashed), whatever the link count.
     pub unlinked: Option<bool>,
-    /// Larger than this many bytes.
+    /// Larger than this many bytes (`st_size`).
     pub size_over: Option<u64>,
+    /// More than this many bytes allocated (`st_blocks * 512`).
+    pub allocated_over: Option<u64>,
     pub locked: Option<bool>,
     pub mount_visible: Option<bool>,
     pub shared: Option<bool>,
@@ -169,6 +171,9 @@ pub struct Meta {
     pub version: String,
     #[serde(default)]
     pub description: String,
+    /// A built-in profile this one modifies: its rules with the same `id` replace the parent's
+    /// in place, its other rules come first.
+    pub extends: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]

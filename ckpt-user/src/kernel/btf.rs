@@ -157,6 +157,7 @@ impl KernelBtf {
         k.inode_i_ino = o(8, "inode", "i_ino");
         k.inode_i_nlink = self.offset(4, &[("inode", "__i_nlink"), ("inode", "i_nlink")]);
         k.inode_i_size = o(8, "inode", "i_size");
+        k.inode_i_blocks = o(8, "inode", "i_blocks");
         k.inode_i_flctx = o(8, "inode", "i_flctx");
         k.inode_i_private = o(8, "inode", "i_private");
         k.sb_s_magic = o(8, "super_block", "s_magic");

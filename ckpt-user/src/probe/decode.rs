@@ -78,6 +78,7 @@ mod tests {
             f_op: 0xffff_0000,
             ino: 7,
             size: 0,
+            blocks: 0,
             s_magic: 0,
             rdev: 0,
             dev: 0,

@@ -36,42 +36,68 @@ impl Holders {
     }
 }
 
-/// The tasks one checkpoint would dump.
+/// One checkpoint: the tasks it dumps, and the processes whose files are judged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DumpSet {
     pub root: u32,
+    /// The processes judged and reported.
     pub pids: BTreeSet<u32>,
+    /// Every task the checkpointer dumps with the root: `criu dump -t ROOT` always takes the
+    /// whole subtree, so a peer held by a descendant is inside even when only the root is judged.
+    pub members: BTreeSet<u32>,
+}
+
+/// `root` and every descendant, from a pid → parent map.
+fn subtree(root: u32, parents: &HashMap<u32, u32>) -> BTreeSet<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (&pid, &ppid) in parents {
+        children.entry(ppid).or_default().push(pid);
+    }
+    let mut pids = BTreeSet::from([root]);
+    let mut stack = vec![root];
+    while let Some(p) = stack.pop() {
+        for &c in children.get(&p).into_iter().flatten() {
+            if pids.insert(c) {
+                stack.push(c);
+            }
+        }
+    }
+    pids
 }
 
 impl DumpSet {
+    /// The root alone, dumped alone.
     pub fn single(pid: u32) -> Self {
+        let only = BTreeSet::from([pid]);
         Self {
             root: pid,
-            pids: BTreeSet::from([pid]),
+            pids: only.clone(),
+            members: only,
         }
     }
 
-    /// `root` and every descendant, from a pid → parent map.
+    /// The root's own files, judged as the dump of its subtree that CRIU would make.
+    pub fn process(root: u32, parents: &HashMap<u32, u32>) -> Self {
+        Self {
+            root,
+            pids: BTreeSet::from([root]),
+            members: subtree(root, parents),
+        }
+    }
+
+    /// The root and every descendant, all judged.
     pub fn tree(root: u32, parents: &HashMap<u32, u32>) -> Self {
-        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-        for (&pid, &ppid) in parents {
-            children.entry(ppid).or_default().push(pid);
+        let members = subtree(root, parents);
+        Self {
+            root,
+            pids: members.clone(),
+            members,
         }
-        let mut pids = BTreeSet::from([root]);
-        let mut stack = vec![root];
-        while let Some(p) = stack.pop() {
-            for &c in children.get(&p).into_iter().flatten() {
-                if pids.insert(c) {
-                    stack.push(c);
-                }
-            }
-        }
-        Self { root, pids }
     }
 
     fn place(&self, holders: Option<&Vec<u32>>) -> Place {
         match holders {
-            Some(h) if h.iter().any(|p| self.pids.contains(p)) => Place::Inside,
+            Some(h) if h.iter().any(|p| self.members.contains(p)) => Place::Inside,
             _ => Place::Outside,
         }
     }
@@ -102,7 +128,7 @@ impl DumpSet {
         Context {
             peer,
             pidfd_target: f.pidfd_target.map(|t| {
-                if self.pids.contains(&t) {
+                if self.members.contains(&t) {
                     Place::Inside
                 } else {
                     Place::Outside
@@ -157,6 +183,7 @@ mod tests {
             dev: DevNum { major: 0, minor: 0 },
             ino,
             size: 0,
+            allocated: 0,
             nlink: 1,
             fs_type: String::new(),
             fs_magic: 0,
@@ -196,6 +223,8 @@ mod tests {
         let parents = HashMap::from([(2, 1), (3, 2), (4, 3), (5, 1), (6, 5)]);
         let set = DumpSet::tree(2, &parents);
         assert_eq!(set.pids, BTreeSet::from([2, 3, 4]));
+        let one = DumpSet::process(2, &parents);
+        assert_eq!((one.pids, one.members), (BTreeSet::from([2]), set.members));
     }
 
     #[test]

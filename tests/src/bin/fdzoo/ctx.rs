@@ -194,6 +194,9 @@ pub struct Held {
     pub fds: Vec<OwnedFd>,
     /// The number of the first fd (3 unless the table says otherwise).
     pub first: RawFd,
+    /// Runs on the first fd once it has its final number: for state that closing any other
+    /// fd of the same file would undo (POSIX locks belong to the process, not the fd).
+    pub after_place: Option<fn(RawFd) -> Result<()>>,
 }
 
 impl Held {
@@ -209,6 +212,7 @@ impl Held {
         Ok(Held {
             fds: fds.into_iter().collect(),
             first: 3,
+            after_place: None,
         })
     }
 
@@ -240,6 +244,9 @@ impl Held {
             // SAFETY: dup2 of an owned fd onto its final number; the target is then leaked
             // on purpose: the subject holds it until it dies.
             cvt(unsafe { libc::dup2(fd.as_raw_fd(), target) }, "dup2")?;
+        }
+        if let (Some(hook), Some(&fd)) = (self.after_place, targets.first()) {
+            hook(fd)?;
         }
         check_no_strays(&targets)?;
         let Some(&fd) = targets.first() else {

@@ -1,7 +1,7 @@
 //! Cases of files with a path: regular files on various filesystems, deleted files,
 //! directories, /proc and /sys files, locks, pipes and FIFOs, memfds, mount-API fds.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use crate::ctx::{Ctx, Held, fill_file};
@@ -167,16 +167,24 @@ pub fn flock_ex(ctx: &mut Ctx) -> Result<Held> {
 
 pub fn posix_lock(ctx: &mut Ctx) -> Result<Held> {
     let fd = fill_file(&ctx.file("lock-posix"), 16)?;
+    // Locked only once placed: renumbering closes copies of the fd, which drops POSIX locks.
+    Ok(Held {
+        after_place: Some(set_posix_lock),
+        ..Held::one(fd)?
+    })
+}
+
+fn set_posix_lock(fd: RawFd) -> Result<()> {
     // SAFETY: an all-zero flock is valid; the fields that matter are set below.
     let mut lock: libc::flock = unsafe { std::mem::zeroed() };
     lock.l_type = libc::F_WRLCK as _;
     lock.l_whence = libc::SEEK_SET as _;
     // SAFETY: F_SETLK with a valid flock pointer.
     cvt(
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETLK, &lock) },
+        unsafe { libc::fcntl(fd, libc::F_SETLK, &lock) },
         "fcntl(F_SETLK)",
     )?;
-    Held::one(fd)
+    Ok(())
 }
 
 pub fn pipe_pair(_: &mut Ctx) -> Result<Held> {

@@ -1,0 +1,153 @@
+//! Every case of the CRIU 4.2 oracle that fdzoo can create on this kernel, judged by the real
+//! binary with `--pid`: the verdict and the options must be what real CRIU needed.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use ckpt_tests::{Started, Zoo, ckpt_watch, run};
+
+const FDZOO: &str = env!("CARGO_BIN_EXE_fdzoo");
+
+struct Expected {
+    case: String,
+    verdict: &'static str,
+    /// Option names (`--tcp-established`, `--external unix`), any one of which passes.
+    options: BTreeSet<String>,
+}
+
+/// The oracle as laid beside the repository (shared/), else the copy committed with the tests.
+fn oracle_path() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shared = manifest.join("../../shared/oracle/criu-4.2-zoo.md");
+    if shared.exists() {
+        shared
+    } else {
+        manifest.join("data/criu-4.2-zoo.md")
+    }
+}
+
+/// `--external unix[<inode>]` → `--external unix`; `--ghost-limit 1G` → `--ghost-limit`.
+fn option_name(option: &str) -> String {
+    let option = option.split('[').next().unwrap_or(option).trim();
+    match option.split_once(' ') {
+        Some((name, value)) if name == "--external" => format!("{name} {value}"),
+        Some((name, _)) => name.to_string(),
+        None => option.to_string(),
+    }
+}
+
+fn parse_oracle(text: &str) -> Vec<Expected> {
+    text.lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| case") && !l.starts_with("|---"))
+        .map(|l| {
+            let cols: Vec<&str> = l.split(" | ").collect();
+            let (case, result) = (cols[0].trim_start_matches("| ").trim(), cols[3].trim());
+            let (verdict, options) = if result == "dumps" {
+                ("ok", BTreeSet::new())
+            } else if result.starts_with("fails") {
+                ("blocks", BTreeSet::new())
+            } else if let Some(rest) = result.strip_prefix("needs ") {
+                let opts = rest
+                    .split(" or ")
+                    .map(|o| option_name(o.trim_matches('`')))
+                    .collect();
+                ("needs", opts)
+            } else {
+                panic!("oracle row {case}: unknown result {result:?}");
+            };
+            Expected {
+                case: case.to_string(),
+                verdict,
+                options,
+            }
+        })
+        .collect()
+}
+
+/// Option names of every `needs` judgement in a `--pid --json` report.
+fn needed_options(report: &serde_json::Value) -> BTreeSet<String> {
+    let items = ["files", "mappings", "task"]
+        .iter()
+        .flat_map(|k| report[k].as_array().cloned().unwrap_or_default());
+    items
+        .filter(|i| i["verdict"] == "needs")
+        .flat_map(|i| i["options"].as_array().cloned().unwrap_or_default())
+        .filter_map(|o| o.as_str().map(option_name))
+        .collect()
+}
+
+#[test]
+fn oracle_parses_into_every_group() {
+    let cases = parse_oracle(&std::fs::read_to_string(oracle_path()).unwrap());
+    assert!(cases.len() >= 100, "{} cases", cases.len());
+    for verdict in ["ok", "needs", "blocks"] {
+        assert!(
+            cases.iter().any(|c| c.verdict == verdict),
+            "no {verdict} case"
+        );
+    }
+    let ghost = cases.iter().find(|c| c.case == "reg_deleted_big").unwrap();
+    assert_eq!(ghost.options, BTreeSet::from(["--ghost-limit".to_string()]));
+}
+
+#[test]
+fn every_creatable_oracle_case_matches_criu() {
+    let binary = ckpt_watch(FDZOO);
+    let cases = parse_oracle(&std::fs::read_to_string(oracle_path()).unwrap());
+    let (mut checked, mut unsupported, mut failures) = (0, vec![], vec![]);
+    for expected in &cases {
+        let zoo = match Zoo::start(FDZOO, &expected.case) {
+            Started::Ready(z) => z,
+            Started::Unsupported(why) => {
+                unsupported.push(format!("{}: {why}", expected.case));
+                continue;
+            }
+        };
+        let pid = zoo.pid.to_string();
+        let out = run(&binary, &["--pid", &pid, "--json"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let report: serde_json::Value = match serde_json::from_str(&stdout) {
+            Ok(v) => v,
+            Err(e) => {
+                failures.push(format!(
+                    "{}: no JSON ({e}); stderr: {}",
+                    expected.case,
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+                continue;
+            }
+        };
+        checked += 1;
+        let verdict = report["verdict"].as_str().unwrap_or("?");
+        let options = needed_options(&report);
+        let code = out.status.code();
+        let want_code = match expected.verdict {
+            "ok" => 0,
+            "blocks" => 1,
+            _ => 3,
+        };
+        if verdict != expected.verdict || options != expected.options || code != Some(want_code) {
+            failures.push(format!(
+                "{}: CRIU 4.2 {} {:?}, ckpt-watch {verdict} {options:?} (exit {code:?})\n    {}",
+                expected.case,
+                expected.verdict,
+                expected.options,
+                stdout.trim()
+            ));
+        }
+    }
+    for u in &unsupported {
+        eprintln!("skipped (this kernel cannot create it): {u}");
+    }
+    eprintln!(
+        "{checked} oracle cases checked, {} unsupported here",
+        unsupported.len()
+    );
+    assert!(checked >= 40, "only {checked} cases could be checked");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} cases disagree with CRIU 4.2:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
