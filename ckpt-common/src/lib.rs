@@ -199,9 +199,21 @@ pub struct KernelOffsets {
     pub vma_vm_flags: u32,
     pub vma_vm_pgoff: u32,
     pub vma_vm_file: u32,
+    pub task_cgroups: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub cgroup_level: u32,
+    /// Offset of the flexible `ancestors[]` array (cgroup v2 ids by depth).
+    pub cgroup_ancestors: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
     pub fop_members: [u32; N_OPS_MEMBERS],
     /// Only this process (tgid) is reported; 0 reports every task.
     pub target_tgid: u32,
+    /// Depth of `target_cgroup` in the cgroup v2 hierarchy (root = 0).
+    pub target_cgroup_level: u32,
+    /// Only tasks in this cgroup v2 (its id, the directory's inode number) or below are
+    /// reported; 0 reports every task.
+    pub target_cgroup: u64,
 }
 
 impl KernelOffsets {
@@ -261,8 +273,16 @@ impl KernelOffsets {
             vma_vm_flags: ABSENT,
             vma_vm_pgoff: ABSENT,
             vma_vm_file: ABSENT,
+            task_cgroups: ABSENT,
+            css_set_dfl_cgrp: ABSENT,
+            cgroup_level: ABSENT,
+            cgroup_ancestors: ABSENT,
+            cgroup_kn: ABSENT,
+            kernfs_node_id: ABSENT,
             fop_members: [ABSENT; N_OPS_MEMBERS],
             target_tgid: 0,
+            target_cgroup_level: 0,
+            target_cgroup: 0,
         }
     }
 }
@@ -308,10 +328,14 @@ mod tests {
     }
 
     #[test]
-    fn offsets_are_all_u32_without_padding() {
-        assert_eq!(size_of::<KernelOffsets>() % 4, 0);
-        assert_eq!(align_of::<KernelOffsets>(), 4);
-        assert_eq!(size_of::<KernelOffsets>(), 4 * (54 + N_OPS_MEMBERS));
+    fn offsets_layout_has_no_padding() {
+        // 62 u32 offsets and filters, the member offsets, then the 8-aligned u64 cgroup id.
+        assert_eq!(align_of::<KernelOffsets>(), 8);
+        assert_eq!(
+            offset_of!(KernelOffsets, target_cgroup),
+            4 * (62 + N_OPS_MEMBERS)
+        );
+        assert_eq!(size_of::<KernelOffsets>(), 4 * (64 + N_OPS_MEMBERS));
     }
 
     #[test]

@@ -186,6 +186,28 @@ pub fn sock_facts(file: u64) -> Option<SockFacts> {
     Some(s)
 }
 
+/// Whether `task` is in the target cgroup (or below it); true when no cgroup is targeted.
+/// The target is matched among the task's cgroup ancestors at the target's depth.
+#[inline(always)]
+pub fn in_target_cgroup(task: u64) -> bool {
+    let target = unsafe { core::ptr::read_volatile(&raw const OFFSETS.target_cgroup) };
+    if target == 0 {
+        return true;
+    }
+    let level = off!(target_cgroup_level);
+    let css_set = read_ptr(task, off!(task_cgroups));
+    let cgrp = read_ptr(css_set, off!(css_set_dfl_cgrp));
+    let Some(task_level) = read::<i32>(cgrp, off!(cgroup_level)) else {
+        return false;
+    };
+    if (task_level as u32) < level || off!(cgroup_ancestors) == ABSENT {
+        return false;
+    }
+    let ancestor = read_ptr(cgrp, off!(cgroup_ancestors) + level * 8);
+    let kn = read_ptr(ancestor, off!(cgroup_kn));
+    read::<u64>(kn, off!(kernfs_node_id)) == Some(target)
+}
+
 /// Global pid number a pidfd refers to (pidfs keeps the `struct pid` in `i_private`; before
 /// pidfs it was the file's `private_data`).
 #[inline(always)]

@@ -52,7 +52,7 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
 
     let tgid = read::<u32>(task, off!(task_tgid))?;
     let target = off!(target_tgid);
-    if target != 0 && target != tgid {
+    if (target != 0 && target != tgid) || !kread::in_target_cgroup(task) {
         return None;
     }
 

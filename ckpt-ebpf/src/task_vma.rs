@@ -38,7 +38,7 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     let seq = unsafe { *meta };
     let tgid = read::<u32>(task, off!(task_tgid))?;
     let target = off!(target_tgid);
-    if target != 0 && target != tgid {
+    if (target != 0 && target != tgid) || !kread::in_target_cgroup(task) {
         return None;
     }
     let file = read_ptr(vma, off!(vma_vm_file));

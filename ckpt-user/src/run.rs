@@ -14,7 +14,7 @@ use crate::given::Given;
 use crate::report;
 use crate::resolve::{self, Catalogue};
 use crate::scope::{DumpSet, ProcError, procfs};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Filter, Snapshot};
 
 /// The profile for the CRIU on PATH (`criu --version` → `Version: 3.17.1`), else the newest.
 fn default_profile() -> (&'static str, String) {
@@ -83,8 +83,11 @@ pub fn scan(args: &ScanArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
                     return Err(ProcError::NoSuchProcess(pid).into());
                 }
             }
-            let target = if args.tree { None } else { args.pid };
-            let mut snap = Snapshot::take(target)?;
+            let filter = match args.pid {
+                Some(pid) if !args.tree => Filter::Pid(pid),
+                _ => Filter::All,
+            };
+            let mut snap = Snapshot::take(filter)?;
             if args.pid.is_some() {
                 // Whom the pid's subtree holds decides what is inside the dump.
                 snap.add_all_procs();

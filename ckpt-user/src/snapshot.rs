@@ -57,9 +57,22 @@ pub struct Snapshot {
     pub timings: Timings,
 }
 
+/// Which tasks the kernel side reports. Filtering there keeps a scan of one process or one
+/// container from costing user space in proportion to the whole host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Filter {
+    All,
+    Pid(u32),
+    /// A cgroup v2 (its id is the directory's inode number) and everything below it.
+    Cgroup {
+        id: u64,
+        level: u32,
+    },
+}
+
 impl Snapshot {
-    /// Scans the live kernel: every task, or only `target`'s files when given.
-    pub fn take(target: Option<u32>) -> Result<Self, SnapshotError> {
+    /// Scans the live kernel: the tasks `filter` selects.
+    pub fn take(filter: Filter) -> Result<Self, SnapshotError> {
         privileges::ensure_can_load_bpf()?;
         // /proc/kallsyms costs ~40 ms of kernel time: read it on another core meanwhile.
         let kallsyms = std::thread::spawn(|| {
@@ -69,7 +82,18 @@ impl Snapshot {
         let mut timings = Timings::default();
         let t = Instant::now();
         let mut offsets = KernelBtf::from_file(Path::new(VMLINUX_BTF))?.offsets()?;
-        offsets.target_tgid = target.unwrap_or(0);
+        match filter {
+            Filter::All => {}
+            Filter::Pid(pid) => offsets.target_tgid = pid,
+            Filter::Cgroup { id, level } => {
+                offsets.target_cgroup = id;
+                offsets.target_cgroup_level = level;
+            }
+        }
+        let target = match filter {
+            Filter::Pid(pid) => Some(pid),
+            _ => None,
+        };
         let loader_btf =
             aya::Btf::from_sys_fs().map_err(|e| SnapshotError::LoaderBtf(e.to_string()))?;
         timings.btf = t.elapsed();

@@ -208,6 +208,12 @@ impl KernelBtf {
         k.vma_vm_flags = o(8, "vm_area_struct", "vm_flags");
         k.vma_vm_pgoff = o(8, "vm_area_struct", "vm_pgoff");
         k.vma_vm_file = o(8, "vm_area_struct", "vm_file");
+        k.task_cgroups = o(8, "task_struct", "cgroups");
+        k.css_set_dfl_cgrp = o(8, "css_set", "dfl_cgrp");
+        k.cgroup_level = o(4, "cgroup", "level");
+        k.cgroup_ancestors = o(0, "cgroup", "ancestors");
+        k.cgroup_kn = o(8, "cgroup", "kn");
+        k.kernfs_node_id = o(8, "kernfs_node", "id");
         for (slot, member) in k.fop_members.iter_mut().zip(OPS_MEMBERS) {
             *slot = o(8, "file_operations", member);
         }
