@@ -3,13 +3,18 @@
 //! the file, not at each range.
 
 use aya_ebpf::{helpers::generated::bpf_seq_write, macros::map, maps::PerCpuArray};
-use ckpt_common::{FS_TYPE_LEN, NAME_LEN, TAG_VMA, VmaFacts, flags};
+use ckpt_common::{FS_TYPE_LEN, NAME_LEN, OpsRecord, TAG_VMA, VmaFacts, flags};
 use core::ffi::c_void;
 
+use crate::file_facts;
 use crate::kread::{self, off, read, read_ptr};
 
 #[map]
 static VMA_SCRATCH: PerCpuArray<VmaFacts> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static VMA_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
+
+const BPF_NOEXIST: u64 = 1;
 
 /// The last (tgid, file) reported on this CPU, to skip the next VMAs of the same file.
 #[map]
@@ -62,6 +67,26 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     rec.vm_flags = read::<u64>(vma, off!(vma_vm_flags)).unwrap_or(0);
     rec.pgoff = read::<u64>(vma, off!(vma_vm_pgoff)).unwrap_or(0);
     rec.f_op = read_ptr(file, off!(file_f_op));
+    // A mapped file's ops table may belong to no open fd: report its members here too.
+    let f_op = rec.f_op;
+    let mut ops_emitted = false;
+    if f_op != 0 && file_facts::SEEN_OPS.insert(&f_op, &0, BPF_NOEXIST).is_ok() {
+        if let Some(ops) = VMA_OPS_SCRATCH.get_ptr_mut(0) {
+            let ops = unsafe { &mut *ops };
+            file_facts::fill_ops(ops, f_op);
+            let written = unsafe {
+                bpf_seq_write(
+                    seq as *mut _,
+                    ops as *const OpsRecord as *const c_void,
+                    core::mem::size_of::<OpsRecord>() as u32,
+                )
+            };
+            ops_emitted = written == 0;
+        }
+        if !ops_emitted {
+            let _ = file_facts::SEEN_OPS.remove(&f_op);
+        }
+    }
     rec.fs_type = [0; FS_TYPE_LEN];
     rec.name = [0; NAME_LEN];
     let (facts, _inode) = kread::inode_facts(file, &mut rec.fs_type, &mut rec.name);
@@ -80,12 +105,20 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
             rec.flags |= flags::MOUNT_VISIBLE;
         }
     }
-    unsafe {
+    let written = unsafe {
         bpf_seq_write(
             seq as *mut _,
             rec as *const VmaFacts as *const c_void,
             core::mem::size_of::<VmaFacts>() as u32,
         )
     };
+    // On overflow the kernel runs us again for this VMA: report its ops table again then, and
+    // forget the "same file as last time" shortcut.
+    if written != 0 {
+        if ops_emitted {
+            let _ = file_facts::SEEN_OPS.remove(&f_op);
+        }
+        last[1] = 0;
+    }
     Some(())
 }
