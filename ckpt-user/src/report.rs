@@ -5,7 +5,8 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::aggregate::{DumpReport, FileReport, ProcessReport};
-use crate::classify::Verdict;
+use crate::classify::{Judgement, Verdict};
+use crate::preflight::{ContainerReport, PreflightReport};
 
 /// Counts for the host summary line.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -219,6 +220,132 @@ pub fn many_json(
     };
     serde_json::to_writer(&mut *out, &doc)?;
     writeln!(out)
+}
+
+/// `preflight --json`: `{"profile":..,"profile_source":..,"verdict":..,"containers":[..]}`.
+pub fn preflight_json(out: &mut dyn Write, doc: &PreflightReport) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, doc)?;
+    writeln!(out)
+}
+
+fn judgement_line(out: &mut dyn Write, j: &Judgement) -> io::Result<()> {
+    let fix = match j.options.as_slice() {
+        [] => String::new(),
+        o => format!("; use {}", o.join(" or ")),
+    };
+    writeln!(
+        out,
+        "    {:<7} {:<12} {}{fix}",
+        j.verdict.as_str(),
+        j.rule,
+        j.reason
+    )
+}
+
+fn container_text(
+    out: &mut dyn Write,
+    c: &ContainerReport,
+    profile: &str,
+    verbose: bool,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "container {}  cgroup {} ({:?}, id {})",
+        c.label(),
+        c.cgroup.path,
+        c.cgroup.version,
+        c.cgroup.id
+    )?;
+    if let Some(pod) = c.container.as_ref().and_then(|n| n.pod.as_deref()) {
+        writeln!(out, "  pod {pod}")?;
+    }
+    let root_comm = c
+        .processes
+        .iter()
+        .find(|p| p.pid == c.root)
+        .map_or("", |p| p.comm.as_str());
+    writeln!(
+        out,
+        "  root pid {} ({root_comm}), {} process{}; own namespaces: {}; host's: {}",
+        c.root,
+        c.processes.len(),
+        if c.processes.len() == 1 { "" } else { "es" },
+        if c.namespaces.own.is_empty() {
+            "none".into()
+        } else {
+            c.namespaces.own.join(" ")
+        },
+        if c.namespaces.host.is_empty() {
+            "none".into()
+        } else {
+            c.namespaces.host.join(" ")
+        },
+    )?;
+    if !c.left_out.is_empty() {
+        let pids: Vec<String> = c.left_out.iter().map(u32::to_string).collect();
+        writeln!(
+            out,
+            "  left out: pid {} in the cgroup but not under the root: a dump of the root leaves {} behind",
+            pids.join(", "),
+            if pids.len() == 1 { "it" } else { "them" }
+        )?;
+    }
+    writeln!(out, "  options in force (engine {}):", c.engine.as_str())?;
+    if c.options_in_force.is_empty() {
+        writeln!(out, "    none")?;
+    }
+    for o in &c.options_in_force {
+        writeln!(out, "    {:<28} {}", o.to_string(), o.source)?;
+    }
+    writeln!(out, "  checkpointer environment:")?;
+    for j in c
+        .environment
+        .iter()
+        .filter(|j| verbose || j.verdict != Verdict::Ok || j.kind == "checkpointer")
+    {
+        judgement_line(out, j)?;
+    }
+    for p in c
+        .processes
+        .iter()
+        .filter(|p| verbose || p.verdict != Verdict::Ok)
+    {
+        process_text(out, p, verbose)?;
+    }
+    writeln!(
+        out,
+        "verdict ({profile}, container {}, {} process{}): {}",
+        c.label(),
+        c.processes.len(),
+        if c.processes.len() == 1 { "" } else { "es" },
+        verdict_line(c.verdict, &c.options)
+    )
+}
+
+/// `preflight`: the profile and why, then each container, then a summary when there are several.
+pub fn preflight_text(out: &mut dyn Write, doc: &PreflightReport, verbose: bool) -> io::Result<()> {
+    writeln!(out, "profile {}: {}", doc.profile, doc.profile_source)?;
+    if doc.containers.is_empty() {
+        return writeln!(out, "no containers found");
+    }
+    for c in &doc.containers {
+        writeln!(out)?;
+        container_text(out, c, &doc.profile, verbose)?;
+    }
+    if doc.containers.len() > 1 {
+        let count = |v: Verdict| doc.containers.iter().filter(|c| c.verdict == v).count();
+        writeln!(
+            out,
+            "\nsummary ({}): {} containers: {} ok, {} need options, {} unknown, {} blocked",
+            doc.profile,
+            doc.containers.len(),
+            count(Verdict::Ok),
+            count(Verdict::Needs),
+            count(Verdict::Unknown),
+            count(Verdict::Blocks)
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

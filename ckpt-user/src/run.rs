@@ -6,13 +6,13 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 
-use crate::aggregate::{DumpReport, Judge, describe_facts};
+use crate::aggregate::{DumpReport, Rules, SnapshotWorld, describe_facts};
 use crate::classify::{self, Profile};
 use crate::cli::{Exit, ScanArgs};
+use crate::engine::{self, ConfigPaths, Engine};
 use crate::facts::FileFact;
-use crate::given::Given;
 use crate::report;
-use crate::resolve::{self, Catalogue};
+use crate::resolve::{self, Catalogue, OpsIdentity};
 use crate::scope::{DumpSet, ProcError, procfs};
 use crate::snapshot::{Filter, Snapshot};
 
@@ -48,40 +48,53 @@ fn default_profile() -> (&'static str, String) {
     }
 }
 
-fn load_profile(args: &ScanArgs) -> anyhow::Result<Profile> {
-    let (name, why) = match &args.profile {
-        Some(p) => (p.as_str(), "chosen with --profile".to_string()),
-        None => {
-            let (n, why) = default_profile();
-            (n, why)
-        }
+/// The profile to judge by, and why it was chosen (reports say so).
+pub fn load_profile(chosen: Option<&str>) -> anyhow::Result<(Profile, String)> {
+    let (name, why) = match chosen {
+        Some(p) => (p, format!("{p} chosen with --profile")),
+        None => default_profile(),
     };
     tracing::info!(profile = name, "{why}");
-    Ok(classify::load_profile(name)?)
+    Ok((classify::load_profile(name)?, why))
+}
+
+/// Names every ops table of the snapshot, with the profile's own catalogue entries.
+pub fn resolve_ops(
+    profile: &Profile,
+    snapshot: &Snapshot,
+) -> anyhow::Result<HashMap<u64, OpsIdentity>> {
+    let mut catalogue = Catalogue::builtin();
+    catalogue.extend(profile.ops.clone(), &profile.profile.name)?;
+    Ok(resolve::resolve(
+        &snapshot.ops_members(),
+        &snapshot.symbols(),
+        &catalogue,
+    ))
 }
 
 /// The path /proc shows for a live fd; the kernel's facts otherwise.
-fn describe_live(f: &FileFact) -> String {
+pub fn describe_live(f: &FileFact) -> String {
     f.fd.and_then(|fd| std::fs::read_link(format!("/proc/{}/fd/{fd}", f.pid)).ok())
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| describe_facts(f))
 }
 
 pub fn scan(args: &ScanArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
-    let profile = load_profile(args)?;
-    let mut given = Given::default();
-    if let Some(w) = &args.with {
-        given.merge(Given::parse(w).map_err(|e| anyhow::anyhow!("--with: {e}"))?);
-    }
+    let (profile, _) = load_profile(args.profile.as_deref())?;
+    let given = engine::options_in_force(
+        args.engine.unwrap_or(Engine::Criu),
+        &ConfigPaths::from_env(),
+        args.with.as_deref(),
+    )?;
 
     let live = args.replay.is_none();
     let snapshot = match &args.replay {
         Some(path) => Snapshot::load(path)?,
         None => {
-            if let Some(pid) = args.pid {
-                if !Path::new(&format!("/proc/{pid}")).exists() {
-                    return Err(ProcError::NoSuchProcess(pid).into());
-                }
+            if let Some(pid) = args.pid
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
+                return Err(ProcError::NoSuchProcess(pid).into());
             }
             let filter = match args.pid {
                 Some(pid) if !args.tree => Filter::Pid(pid),
@@ -103,15 +116,20 @@ pub fn scan(args: &ScanArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
             .with_context(|| format!("writing snapshot {}", path.display()))?;
     }
 
-    let mut catalogue = Catalogue::builtin();
-    catalogue.extend(profile.ops.clone(), &profile.profile.name)?;
-    let ops = resolve::resolve(&snapshot.ops_members(), &snapshot.symbols(), &catalogue);
+    let ops = resolve_ops(&profile, &snapshot)?;
     let describe: &dyn Fn(&FileFact) -> String = if live {
         &describe_live
     } else {
         &describe_facts
     };
-    let judge = Judge::new(&profile, &ops, &snapshot, describe, &given);
+    let rules = Rules {
+        profile: &profile,
+        ops: &ops,
+        given: &given,
+        own: snapshot.own(),
+        describe,
+    };
+    let world = SnapshotWorld::new(&snapshot);
     let name = &profile.profile.name;
     let parents: HashMap<u32, u32> = snapshot.procs.values().map(|p| (p.pid, p.ppid)).collect();
 
@@ -127,12 +145,12 @@ pub fn scan(args: &ScanArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
             } else {
                 DumpSet::process(pid, &parents)
             };
-            vec![judge.dump(&set)]
+            vec![rules.dump(&world, &set)]
         }
-        None => judge
+        None => world
             .pids()
             .into_iter()
-            .map(|pid| judge.dump(&DumpSet::process(pid, &parents)))
+            .map(|pid| rules.dump(&world, &DumpSet::process(pid, &parents)))
             .collect(),
     };
 
@@ -154,10 +172,10 @@ impl Snapshot {
     /// /proc facts for every process on the host (trees need everyone's parent).
     pub fn add_all_procs(&mut self) {
         for pid in procfs::all_pids().unwrap_or_default() {
-            if let std::collections::btree_map::Entry::Vacant(e) = self.procs.entry(pid) {
-                if let Ok(p) = procfs::read_proc(pid) {
-                    e.insert(p);
-                }
+            if let std::collections::btree_map::Entry::Vacant(e) = self.procs.entry(pid)
+                && let Ok(p) = procfs::read_proc(pid)
+            {
+                e.insert(p);
             }
         }
     }

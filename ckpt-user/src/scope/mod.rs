@@ -1,6 +1,9 @@
-//! Which tasks are dumped together (one process, a tree, the whole host), and the facts about a
-//! file that depend on that set: is its unix peer, pidfd target or pty master inside it?
+//! Which tasks are dumped together (one process, a tree, a cgroup, the whole host), and the facts
+//! about a file that depend on that set: is its unix peer, pidfd target or pty master inside it?
+//! [`cgroups`] and [`container_id`] find containers and their processes.
 
+pub mod cgroups;
+pub mod container_id;
 pub mod procfs;
 
 use std::collections::{BTreeSet, HashMap};
@@ -21,18 +24,37 @@ pub struct Holders {
 impl Holders {
     pub fn index(files: &[FileFact]) -> Self {
         let mut h = Holders::default();
-        for f in files.iter().filter(|f| f.fd.is_some()) {
-            match f.file_type {
-                FileType::Sock => h.sockets.entry(f.ino).or_default().push(f.pid),
-                FileType::Chr if f.rdev.map(|d| (d.major, d.minor)) == Some(PTMX) => {
-                    if let Some(i) = f.tty_index {
-                        h.pty_masters.entry(i).or_default().push(f.pid);
-                    }
-                }
-                _ => {}
-            }
+        for f in files {
+            h.add(f);
         }
         h
+    }
+
+    fn slot(&mut self, f: &FileFact) -> Option<&mut Vec<u32>> {
+        f.fd?;
+        match f.file_type {
+            FileType::Sock => Some(self.sockets.entry(f.ino).or_default()),
+            FileType::Chr if f.rdev.map(|d| (d.major, d.minor)) == Some(PTMX) => {
+                Some(self.pty_masters.entry(f.tty_index?).or_default())
+            }
+            _ => None,
+        }
+    }
+
+    /// Records that `f.pid` holds `f` (sockets and pty masters; anything else is ignored).
+    pub fn add(&mut self, f: &FileFact) {
+        if let Some(pids) = self.slot(f) {
+            pids.push(f.pid);
+        }
+    }
+
+    /// Forgets one holding of `f` by `f.pid`.
+    pub fn remove(&mut self, f: &FileFact) {
+        if let Some(pids) = self.slot(f)
+            && let Some(i) = pids.iter().position(|&p| p == f.pid)
+        {
+            pids.swap_remove(i);
+        }
     }
 }
 
@@ -47,12 +69,21 @@ pub struct DumpSet {
     pub members: BTreeSet<u32>,
 }
 
-/// `root` and every descendant, from a pid → parent map.
-fn subtree(root: u32, parents: &HashMap<u32, u32>) -> BTreeSet<u32> {
+/// A pid → children map from a pid → parent map.
+pub fn children_of(parents: &HashMap<u32, u32>) -> HashMap<u32, Vec<u32>> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     for (&pid, &ppid) in parents {
         children.entry(ppid).or_default().push(pid);
     }
+    children
+}
+
+/// `root` and every descendant.
+fn subtree(root: u32, parents: &HashMap<u32, u32>) -> BTreeSet<u32> {
+    subtree_of(root, &children_of(parents))
+}
+
+fn subtree_of(root: u32, children: &HashMap<u32, Vec<u32>>) -> BTreeSet<u32> {
     let mut pids = BTreeSet::from([root]);
     let mut stack = vec![root];
     while let Some(p) = stack.pop() {
@@ -82,6 +113,15 @@ impl DumpSet {
             root,
             pids: BTreeSet::from([root]),
             members: subtree(root, parents),
+        }
+    }
+
+    /// Like [`DumpSet::process`], from a maintained pid → children map.
+    pub fn process_in(root: u32, children: &HashMap<u32, Vec<u32>>) -> Self {
+        Self {
+            root,
+            pids: BTreeSet::from([root]),
+            members: subtree_of(root, children),
         }
     }
 
@@ -141,10 +181,13 @@ impl DumpSet {
         }
     }
 
-    pub fn task_facts(root: &ProcInfo) -> TaskFacts {
+    /// The task checks of one task of the dump. CRIU checks every task for a tracer (it must
+    /// seize each one) but only the root for leading its session (criu/pstree.c), so other
+    /// tasks pass that check.
+    pub fn task_facts(&self, task: &ProcInfo) -> TaskFacts {
         TaskFacts {
-            session_leader: root.session_leader(),
-            traced: root.tracer_pid != 0,
+            session_leader: task.pid != self.root || task.session_leader(),
+            traced: task.tracer_pid != 0,
         }
     }
 }
@@ -240,10 +283,7 @@ mod tests {
         let alone = DumpSet::single(10);
         let ctx = alone.context(&files[0], &holders, &root, &Own::default(), &none);
         assert_eq!(ctx.peer, Some(Place::Outside));
-        let both = DumpSet {
-            root: 10,
-            pids: BTreeSet::from([10, 11]),
-        };
+        let both = DumpSet::tree(10, &HashMap::from([(11, 10)]));
         let ctx = both.context(&files[0], &holders, &root, &Own::default(), &none);
         assert_eq!(ctx.peer, Some(Place::Inside));
     }
@@ -275,10 +315,7 @@ mod tests {
                 .pidfd_target,
             Some(Place::Outside)
         );
-        let both = DumpSet {
-            root: 20,
-            pids: BTreeSet::from([20, 21]),
-        };
+        let both = DumpSet::tree(20, &HashMap::from([(21, 20)]));
         assert_eq!(
             both.context(&slave, &holders, &root, &Own::default(), &none)
                 .tty_master,
@@ -307,5 +344,24 @@ mod tests {
         let ctx =
             DumpSet::single(1).context(&f, &Holders::default(), &root, &own, &|| BTreeSet::new());
         assert!(ctx.own_netns && !ctx.own_ipcns);
+    }
+
+    #[test]
+    fn only_the_root_must_lead_its_session() {
+        let set = DumpSet::tree(1, &HashMap::from([(2, 1)]));
+        let child = ProcInfo {
+            pid: 2,
+            sid: 1,
+            tracer_pid: 9,
+            ..Default::default()
+        };
+        let root = ProcInfo {
+            pid: 1,
+            sid: 0,
+            ..Default::default()
+        };
+        let facts = set.task_facts(&child);
+        assert!(facts.session_leader && facts.traced);
+        assert!(!set.task_facts(&root).session_leader);
     }
 }

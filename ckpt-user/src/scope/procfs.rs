@@ -30,12 +30,24 @@ pub struct ProcInfo {
     /// is where a checkpointer started beside it would run).
     pub netns: Option<u64>,
     pub ipcns: Option<u64>,
+    /// Real, effective and saved uid, and gid (the checkpointer's rights over the task
+    /// depend on them).
+    #[serde(default)]
+    pub uid: [u32; 3],
+    #[serde(default)]
+    pub gid: [u32; 3],
 }
 
 impl ProcInfo {
     pub fn session_leader(&self) -> bool {
         self.sid == self.pid
     }
+}
+
+/// The first three ids of a `Uid:`/`Gid:` line (real, effective, saved).
+fn ids(value: &str) -> [u32; 3] {
+    let mut ids = value.split_whitespace().map(|v| v.parse().unwrap_or(0));
+    [(); 3].map(|()| ids.next().unwrap_or(0))
 }
 
 /// Parses the fields we use from `/proc/PID/status` text.
@@ -63,6 +75,8 @@ pub fn parse_status(pid: u32, text: &str) -> ProcInfo {
             "TracerPid" => p.tracer_pid = first(),
             "NSsid" => p.sid = first(),
             "NSpgid" => p.pgid = first(),
+            "Uid" => p.uid = ids(value),
+            "Gid" => p.gid = ids(value),
             _ => {}
         }
     }
@@ -142,13 +156,15 @@ mod tests {
     #[test]
     fn parses_status() {
         let text = "Name:\tfdzoo\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t42\nPPid:\t7\n\
-                    TracerPid:\t0\nNSpid:\t42\nNSpgid:\t42\t1\nNSsid:\t40\t1\n";
+                    TracerPid:\t0\nUid:\t1000\t1001\t1002\t1003\nGid:\t5\t5\t5\t5\n\
+                    NSpid:\t42\nNSpgid:\t42\t1\nNSsid:\t40\t1\n";
         let p = parse_status(42, text);
         assert_eq!(
             (p.comm.as_str(), p.ppid, p.sid, p.pgid, p.tracer_pid),
             ("fdzoo", 7, 40, 42, 0)
         );
         assert!(!p.session_leader());
+        assert_eq!((p.uid, p.gid), ([1000, 1001, 1002], [5, 5, 5]));
     }
 
     #[test]

@@ -1,0 +1,273 @@
+//! The options a checkpoint will really run with: CRIU's configuration files, the engine's own
+//! defaults, and `--with`, in the order CRIU applies them (later wins; `no-x` withdraws `x`).
+//!
+//! - CRIU's command line (`criu`, LXC, which execs it): `/etc/criu/default.conf`,
+//!   `~/.criu/default.conf`, `$CRIU_CONFIG_FILE`, then the command line.
+//! - runc and what drives it (Podman, CRI-O, Docker, containerd) talk RPC: the same three
+//!   files, then the RPC options, then runc's own file `/etc/criu/runc.conf`, which overrides them.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::criu_config::{self, ConfigError};
+use crate::given::{Given, Source};
+use crate::scope::container_id::Runtime;
+
+/// Who runs CRIU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// `criu dump` by hand: no options beyond the config files.
+    Criu,
+    Podman,
+    Runc,
+    Crio,
+    Lxc,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Criu => "criu",
+            Self::Podman => "podman",
+            Self::Runc => "runc",
+            Self::Crio => "crio",
+            Self::Lxc => "lxc",
+        }
+    }
+
+    /// What the engine always passes (/tmp/criu-rules.md §8). runc's fixed RPC options;
+    /// Podman adds `--tcp-established`/`--file-locks` only when asked (so: `--with`); CRI-O
+    /// always adds `--file-locks`; LXC's `exec_criu` passes its list on every dump.
+    fn defaults(self) -> &'static [&'static str] {
+        match self {
+            Self::Criu => &[],
+            Self::Runc | Self::Podman => &["--manage-cgroups", "--orphan-pts-master"],
+            Self::Crio => &["--manage-cgroups", "--orphan-pts-master", "--file-locks"],
+            Self::Lxc => &[
+                "--tcp-established",
+                "--file-locks",
+                "--link-remap",
+                "--manage-cgroups=full",
+                "--ext-mount-map auto",
+                "--enable-external-sharing",
+                "--enable-external-masters",
+                "--enable-fs hugetlbfs",
+                "--enable-fs tracefs",
+                "--skip-in-flight",
+                "--force-irmap",
+            ],
+        }
+    }
+
+    /// Whether CRIU is driven over RPC through runc (and so reads runc.conf last).
+    fn through_runc(self) -> bool {
+        matches!(self, Self::Runc | Self::Podman | Self::Crio)
+    }
+
+    /// The engine that checkpoints containers a runtime created (Docker and containerd
+    /// checkpoint through runc).
+    pub fn for_runtime(runtime: Runtime) -> Self {
+        match runtime {
+            Runtime::Docker | Runtime::Containerd | Runtime::Cri => Self::Runc,
+            Runtime::Crio => Self::Crio,
+            Runtime::Podman => Self::Podman,
+            Runtime::Lxc => Self::Lxc,
+        }
+    }
+}
+
+/// Where CRIU's configuration files are on this host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigPaths {
+    pub global: PathBuf,
+    pub user: Option<PathBuf>,
+    pub env: Option<PathBuf>,
+    pub runc: PathBuf,
+}
+
+impl ConfigPaths {
+    /// The standard places, with `$HOME` and `$CRIU_CONFIG_FILE` from the environment.
+    pub fn from_env() -> Self {
+        Self {
+            global: "/etc/criu/default.conf".into(),
+            user: std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".criu/default.conf")),
+            env: std::env::var_os("CRIU_CONFIG_FILE").map(PathBuf::from),
+            runc: "/etc/criu/runc.conf".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OptionsError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("--with: {0}")]
+    With(String),
+}
+
+fn add_file(given: &mut Given, path: &Path) -> Result<(), ConfigError> {
+    for l in criu_config::read(path)?.unwrap_or_default() {
+        let source = Source::File {
+            path: path.display().to_string(),
+            line: l.line,
+        };
+        given.push(&l.name, l.value, source);
+    }
+    Ok(())
+}
+
+/// The options in force for `engine`, each with its source.
+pub fn options_in_force(
+    engine: Engine,
+    paths: &ConfigPaths,
+    with: Option<&str>,
+) -> Result<Given, OptionsError> {
+    let mut given = Given::default();
+    for path in [Some(&paths.global), paths.user.as_ref(), paths.env.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        add_file(&mut given, path)?;
+    }
+    let source = Source::Engine {
+        engine: engine.as_str().into(),
+    };
+    for option in engine.defaults() {
+        let parsed = Given::parse(option, source.clone()).expect("engine defaults parse");
+        given.merge(parsed);
+    }
+    if engine.through_runc() {
+        add_file(&mut given, &paths.runc)?;
+    }
+    if let Some(text) = with {
+        given.merge(Given::parse(text, Source::With).map_err(OptionsError::With)?);
+    }
+    Ok(given)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::{Judgement, Verdict};
+
+    struct Dir(PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn fixture(files: &[(&str, &str)]) -> (Dir, ConfigPaths) {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ckpt-engine-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let paths = ConfigPaths {
+            global: dir.join("default.conf"),
+            user: Some(dir.join("user.conf")),
+            env: Some(dir.join("env.conf")),
+            runc: dir.join("runc.conf"),
+        };
+        (Dir(dir), paths)
+    }
+
+    fn needs(option: &str) -> Judgement {
+        Judgement {
+            verdict: Verdict::Needs,
+            kind: "k".into(),
+            rule: "r".into(),
+            reason: "why".into(),
+            options: vec![option.into()],
+        }
+    }
+
+    fn names(g: &Given) -> Vec<String> {
+        g.options().iter().map(|o| o.to_string()).collect()
+    }
+
+    #[test]
+    fn engines_turn_needs_into_ok() {
+        let (_d, paths) = fixture(&[]);
+        let crio = options_in_force(Engine::Crio, &paths, None).unwrap();
+        assert_eq!(crio.apply(needs("--file-locks")).verdict, Verdict::Ok);
+        assert_eq!(
+            crio.apply(needs("--tcp-established")).verdict,
+            Verdict::Needs
+        );
+        let lxc = options_in_force(Engine::Lxc, &paths, None).unwrap();
+        for o in [
+            "--tcp-established",
+            "--file-locks",
+            "--link-remap",
+            "--skip-in-flight",
+        ] {
+            assert_eq!(lxc.apply(needs(o)).verdict, Verdict::Ok, "{o}");
+        }
+        let runc = options_in_force(Engine::Runc, &paths, None).unwrap();
+        assert_eq!(runc.apply(needs("--file-locks")).verdict, Verdict::Needs);
+        assert!(
+            options_in_force(Engine::Criu, &paths, None)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn files_in_crius_order_with_sources() {
+        let (_d, paths) = fixture(&[
+            ("default.conf", "tcp-established\n"),
+            ("user.conf", "# mine\nghost-limit 10M\n"),
+            ("env.conf", "no-tcp-established\nfile-locks\n"),
+            ("runc.conf", "link-remap\n"),
+        ]);
+        let criu = options_in_force(Engine::Criu, &paths, Some("--shell-job")).unwrap();
+        assert_eq!(
+            names(&criu),
+            ["--ghost-limit 10M", "--file-locks", "--shell-job"]
+        );
+        let sources: Vec<String> = criu
+            .options()
+            .iter()
+            .map(|o| o.source.to_string())
+            .collect();
+        assert!(sources[0].ends_with("user.conf:2"), "{sources:?}");
+        assert_eq!(sources[2], "--with");
+        // runc.conf is read by runc's CRIU only, after the RPC options.
+        let runc = options_in_force(Engine::Runc, &paths, None).unwrap();
+        assert!(names(&runc).contains(&"--link-remap".to_string()));
+        assert!(!names(&criu).contains(&"--link-remap".to_string()));
+    }
+
+    #[test]
+    fn runc_conf_overrides_rpc_options() {
+        let (_d, paths) = fixture(&[("runc.conf", "no-file-locks\n")]);
+        let crio = options_in_force(Engine::Crio, &paths, None).unwrap();
+        assert_eq!(crio.apply(needs("--file-locks")).verdict, Verdict::Needs);
+    }
+
+    #[test]
+    fn malformed_file_is_an_error_with_its_line() {
+        let (_d, paths) = fixture(&[("env.conf", "file-locks\ntcp-establishd\n")]);
+        let err = options_in_force(Engine::Criu, &paths, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("env.conf:2: unknown CRIU option `tcp-establishd`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn runtimes_map_to_their_checkpointing_engine() {
+        assert_eq!(Engine::for_runtime(Runtime::Docker), Engine::Runc);
+        assert_eq!(Engine::for_runtime(Runtime::Crio), Engine::Crio);
+        assert_eq!(Engine::for_runtime(Runtime::Podman), Engine::Podman);
+        assert_eq!(Engine::for_runtime(Runtime::Lxc), Engine::Lxc);
+    }
+}

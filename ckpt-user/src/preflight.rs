@@ -1,0 +1,273 @@
+//! `ckpt-watch preflight`: will this container's checkpoint succeed with the options that will
+//! really be used, and if not, why and what would fix it? Per container: the cgroup and its
+//! processes, the dump CRIU would make (the tree of the cgroup's topmost process), the options
+//! in force with their sources, the checkpointer's environment, and one verdict.
+//!
+//! One container costs in proportion to the container: the kernel side reports only the
+//! cgroup's tasks (`Filter::Cgroup`), and only the cgroup's processes are read from /proc.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+
+use anyhow::bail;
+use serde::Serialize;
+
+use crate::aggregate::{ProcessReport, Rules, SnapshotWorld};
+use crate::checkpointer_env::{self, Checkpointer};
+use crate::classify::{Judgement, Verdict};
+use crate::cli::{Exit, PreflightArgs};
+use crate::engine::{self, ConfigPaths, Engine};
+use crate::given::{Given, GivenOption};
+use crate::report;
+use crate::run;
+use crate::scope::cgroups::{self, Cgroup, Container};
+use crate::scope::container_id::ContainerName;
+use crate::scope::{DumpSet, ProcInfo, procfs};
+use crate::snapshot::{Filter, Snapshot};
+
+/// What is judged: a cgroup, and the container it is when the path names one.
+struct Target {
+    name: Option<ContainerName>,
+    cgroup: Cgroup,
+}
+
+/// Namespaces of the dump's root: its own (a checkpointer dumps them with it) or the host's.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Namespaces {
+    pub own: Vec<&'static str>,
+    pub host: Vec<&'static str>,
+}
+
+const NS_KINDS: [&str; 8] = ["pid", "net", "ipc", "mnt", "uts", "user", "cgroup", "time"];
+
+impl Namespaces {
+    fn of(pid: u32) -> Self {
+        let mut ns = Namespaces::default();
+        for kind in NS_KINDS {
+            let theirs = procfs::ns_inode(Some(pid), kind);
+            match theirs {
+                Some(_) if theirs != procfs::ns_inode(None, kind) => ns.own.push(kind),
+                Some(_) => ns.host.push(kind),
+                None => {}
+            }
+        }
+        ns
+    }
+}
+
+/// One container's preflight.
+#[derive(Clone, Debug, Serialize)]
+pub struct ContainerReport {
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerName>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub short_id: Option<String>,
+    pub cgroup: Cgroup,
+    pub engine: Engine,
+    pub root: u32,
+    pub namespaces: Namespaces,
+    /// In the cgroup but not under the root: `criu dump -t ROOT` leaves them out.
+    pub left_out: Vec<u32>,
+    pub options_in_force: Vec<GivenOption>,
+    /// The checkpointer's rights over these tasks and the kernel's features.
+    pub environment: Vec<Judgement>,
+    pub verdict: Verdict,
+    /// The options still needed: the first choice of each `needs`.
+    pub options: Vec<String>,
+    pub processes: Vec<ProcessReport>,
+}
+
+impl ContainerReport {
+    /// How the report names it: the short id, else the cgroup path.
+    pub fn label(&self) -> String {
+        match &self.container {
+            Some(c) => format!("{} ({})", c.short_id(), c.runtime),
+            None => format!("cgroup {}", self.cgroup.path),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PreflightReport {
+    pub profile: String,
+    /// Why this profile: `--profile`, or the CRIU found on PATH.
+    pub profile_source: String,
+    pub verdict: Verdict,
+    pub containers: Vec<ContainerReport>,
+}
+
+fn targets(args: &PreflightArgs) -> anyhow::Result<Vec<Target>> {
+    let hierarchies = cgroups::hierarchies()?;
+    if let Some(path) = &args.target.cgroup {
+        let cgroup = cgroups::cgroup_at(&hierarchies, path)?;
+        return Ok(vec![Target {
+            name: cgroups::container_of(&cgroup),
+            cgroup,
+        }]);
+    }
+    let found = cgroups::discover(&hierarchies);
+    let chosen: Vec<Container> = match &args.target.container {
+        Some(id) => vec![cgroups::find_container(&found, id)?.clone()],
+        None => found,
+    };
+    Ok(chosen
+        .into_iter()
+        .map(|c| Target {
+            name: Some(c.name),
+            cgroup: c.cgroup,
+        })
+        .collect())
+}
+
+/// The topmost process of the cgroup with the most of it below; ties go to the lowest pid.
+fn choose_root(pids: &BTreeSet<u32>, parents: &HashMap<u32, u32>) -> Option<DumpSet> {
+    pids.iter()
+        .filter(|p| parents.get(p).is_none_or(|pp| !pids.contains(pp)))
+        .map(|&top| DumpSet::tree(top, parents))
+        .max_by_key(|set| (set.members.len(), std::cmp::Reverse(set.root)))
+}
+
+fn worst(verdicts: impl Iterator<Item = Verdict>) -> Verdict {
+    verdicts.max().unwrap_or(Verdict::Ok)
+}
+
+pub fn run(args: &PreflightArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
+    let (profile, profile_source) = run::load_profile(args.profile.as_deref())?;
+    let targets = targets(args)?;
+    let paths = ConfigPaths::from_env();
+    let engine_of = |t: &Target| {
+        args.engine
+            .or_else(|| t.name.as_ref().map(|n| Engine::for_runtime(n.runtime)))
+            .unwrap_or(Engine::Criu)
+    };
+    // Bad configuration is a usage error: found before anything is scanned.
+    let given: Vec<Given> = targets
+        .iter()
+        .map(|t| engine::options_in_force(engine_of(t), &paths, args.with.as_deref()))
+        .collect::<Result<_, _>>()?;
+    let members: Vec<BTreeSet<u32>> = targets
+        .iter()
+        .map(|t| t.cgroup.pids().map(|p| p.into_iter().collect()))
+        .collect::<Result<_, _>>()?;
+    if let ([t], [pids]) = (targets.as_slice(), members.as_slice())
+        && pids.is_empty()
+    {
+        bail!(
+            "cgroup {} holds no processes: nothing to checkpoint",
+            t.cgroup.path
+        );
+    }
+
+    let filter = match targets.as_slice() {
+        [one] => one.cgroup.filter(),
+        _ => Filter::All,
+    };
+    let mut snapshot = if targets.is_empty() {
+        Snapshot::default()
+    } else {
+        Snapshot::take(filter)?
+    };
+    for pid in members.iter().flatten() {
+        if let std::collections::btree_map::Entry::Vacant(e) = snapshot.procs.entry(*pid)
+            && let Ok(p) = procfs::read_proc(*pid)
+        {
+            e.insert(p);
+        }
+    }
+    let t = &snapshot.timings;
+    tracing::debug!(btf = ?t.btf, load = ?t.load, iterate = ?t.iterate, kallsyms = ?t.kallsyms, procfs = ?t.procfs, files = snapshot.files.len(), "preflight scan");
+
+    let ops = run::resolve_ops(&profile, &snapshot)?;
+    let world = SnapshotWorld::new(&snapshot);
+    let checkpointer = Checkpointer::current()?;
+    let kernel = checkpointer_env::kernel_features();
+    let mut containers = Vec::new();
+    for ((target, given), pids) in targets.into_iter().zip(&given).zip(&members) {
+        // Processes that exited since the cgroup was read have nothing left to dump.
+        let pids: BTreeSet<u32> = pids
+            .iter()
+            .copied()
+            .filter(|p| snapshot.procs.contains_key(p))
+            .collect();
+        let parents: HashMap<u32, u32> =
+            pids.iter().map(|p| (*p, snapshot.procs[p].ppid)).collect();
+        let Some(set) = choose_root(&pids, &parents) else {
+            tracing::info!(cgroup = %target.cgroup.path, "no processes: skipped");
+            continue;
+        };
+        let rules = Rules {
+            profile: &profile,
+            ops: &ops,
+            given,
+            own: snapshot.own(),
+            describe: &run::describe_live,
+        };
+        let dump = rules.dump(&world, &set);
+        let tasks: Vec<&ProcInfo> = set
+            .members
+            .iter()
+            .filter_map(|p| snapshot.procs.get(p))
+            .collect();
+        let environment: Vec<Judgement> = checkpointer_env::judge_tasks(&checkpointer, &tasks)
+            .into_iter()
+            .chain(kernel.iter().cloned())
+            .map(|j| given.apply(j))
+            .collect();
+        let mut options = dump.options.clone();
+        for j in environment.iter().filter(|j| j.verdict == Verdict::Needs) {
+            if let Some(o) = j.options.first().filter(|o| !options.contains(o)) {
+                options.push(o.clone());
+            }
+        }
+        containers.push(ContainerReport {
+            short_id: target.name.as_ref().map(|n| n.short_id().to_string()),
+            engine: engine_of(&target),
+            container: target.name,
+            cgroup: target.cgroup,
+            root: set.root,
+            namespaces: Namespaces::of(set.root),
+            left_out: pids.difference(&set.members).copied().collect(),
+            options_in_force: given.options().to_vec(),
+            verdict: worst(environment.iter().map(|j| j.verdict).chain([dump.verdict])),
+            environment,
+            options,
+            processes: dump.processes,
+        });
+    }
+
+    let doc = PreflightReport {
+        profile: profile.profile.name.clone(),
+        profile_source,
+        verdict: worst(containers.iter().map(|c| c.verdict)),
+        containers,
+    };
+    if args.json {
+        report::preflight_json(out, &doc)?;
+    } else {
+        report::preflight_text(out, &doc, args.verbose)?;
+    }
+    Ok(Exit::from(doc.verdict))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_is_the_top_with_the_biggest_tree() {
+        // 10 → 11 → 12 in the cgroup, and 20 (parent 1, outside) alone.
+        let parents = HashMap::from([(10, 5), (11, 10), (12, 11), (20, 1)]);
+        let pids = BTreeSet::from([10, 11, 12, 20]);
+        let set = choose_root(&pids, &parents).unwrap();
+        assert_eq!(set.root, 10);
+        assert_eq!(set.members, BTreeSet::from([10, 11, 12]));
+        assert!(choose_root(&BTreeSet::new(), &parents).is_none());
+        let two = BTreeSet::from([20, 30]);
+        assert_eq!(
+            choose_root(&two, &HashMap::from([(20, 1), (30, 1)]))
+                .unwrap()
+                .root,
+            20
+        );
+    }
+}
