@@ -6,6 +6,7 @@
 pub const TAG_FILE: u32 = 0x4649_4c45; // "FILE"
 pub const TAG_OPS: u32 = 0x4f50_5321; // "OPS!"
 pub const TAG_VMA: u32 = 0x564d_4121; // "VMA!"
+pub const TAG_TASK: u32 = 0x5441_534b; // "TASK"
 
 /// Offset value meaning "this field does not exist on the running kernel".
 pub const ABSENT: u32 = u32::MAX;
@@ -137,6 +138,53 @@ pub struct VmaFacts {
     pub name: [u8; NAME_LEN],
 }
 
+/// What happened to a task, in [`TaskEvent::kind`].
+pub mod task_event {
+    /// A new process (not a thread): `arg` is the child's pid; it inherited the parent's fds.
+    pub const FORK: u32 = 1;
+    /// The process exec'd: close-on-exec fds are gone.
+    pub const EXEC: u32 = 2;
+    /// The process exited.
+    pub const EXIT: u32 = 3;
+    /// A tracked fd (`arg`) was closed or replaced.
+    pub const CLOSE: u32 = 4;
+    /// `close_range(arg, arg2)` succeeded.
+    pub const CLOSE_RANGE: u32 = 5;
+}
+
+/// A lifecycle event from the tracepoints, beside the [`FileFacts`] of installed fds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskEvent {
+    pub tag: u32,
+    pub kind: u32,
+    pub tgid: u32,
+    pub arg: u32,
+    pub arg2: u32,
+    pub _pad: u32,
+}
+
+/// How the install-event program finds the fds a syscall created, indexed by syscall number
+/// in a map user space fills for its architecture.
+pub mod syscall_kind {
+    pub const IGNORE: u8 = 0;
+    /// The return value is the new fd (open*, socket, accept*, eventfd*, dup*, ...).
+    pub const RET_FD: u8 = 1;
+    /// Two fds written to the `int[2]` at argument 0 (pipe, pipe2).
+    pub const PAIR_ARG0: u8 = 2;
+    /// Two fds written to the `int[2]` at argument 3 (socketpair).
+    pub const PAIR_ARG3: u8 = 3;
+    /// fcntl: the return value is an fd for F_DUPFD and F_DUPFD_CLOEXEC.
+    pub const FCNTL: u8 = 4;
+    /// close(arg0).
+    pub const CLOSE: u8 = 5;
+    /// close_range(arg0, arg1).
+    pub const CLOSE_RANGE: u8 = 6;
+}
+
+/// Syscall numbers fit below this (the `SYSCALL_KIND` array's size).
+pub const MAX_SYSCALLS: u32 = 512;
+
 /// Kernel struct member offsets in bytes, read from the running kernel's BTF at load time and
 /// passed to the programs as `.rodata` so the verifier sees constants. [`ABSENT`] marks a member
 /// the kernel does not have.
@@ -199,6 +247,13 @@ pub struct KernelOffsets {
     pub vma_vm_flags: u32,
     pub vma_vm_pgoff: u32,
     pub vma_vm_file: u32,
+    pub files_fdt: u32,
+    pub fdtable_fd: u32,
+    pub fdtable_max_fds: u32,
+    pub regs_orig_ax: u32,
+    pub regs_di: u32,
+    pub regs_si: u32,
+    pub regs_r10: u32,
     pub task_cgroups: u32,
     pub css_set_dfl_cgrp: u32,
     pub cgroup_level: u32,
@@ -211,6 +266,8 @@ pub struct KernelOffsets {
     pub target_tgid: u32,
     /// Depth of `target_cgroup` in the cgroup v2 hierarchy (root = 0).
     pub target_cgroup_level: u32,
+    /// Keeps `target_cgroup` 8-aligned without implicit padding.
+    pub _pad: u32,
     /// Only tasks in this cgroup v2 (its id, the directory's inode number) or below are
     /// reported; 0 reports every task.
     pub target_cgroup: u64,
@@ -273,6 +330,13 @@ impl KernelOffsets {
             vma_vm_flags: ABSENT,
             vma_vm_pgoff: ABSENT,
             vma_vm_file: ABSENT,
+            files_fdt: ABSENT,
+            fdtable_fd: ABSENT,
+            fdtable_max_fds: ABSENT,
+            regs_orig_ax: ABSENT,
+            regs_di: ABSENT,
+            regs_si: ABSENT,
+            regs_r10: ABSENT,
             task_cgroups: ABSENT,
             css_set_dfl_cgrp: ABSENT,
             cgroup_level: ABSENT,
@@ -282,6 +346,7 @@ impl KernelOffsets {
             fop_members: [ABSENT; N_OPS_MEMBERS],
             target_tgid: 0,
             target_cgroup_level: 0,
+            _pad: 0,
             target_cgroup: 0,
         }
     }
@@ -294,6 +359,7 @@ mod user {
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::FileFacts {}
     unsafe impl aya::Pod for super::VmaFacts {}
+    unsafe impl aya::Pod for super::TaskEvent {}
 }
 
 #[cfg(test)]
@@ -329,13 +395,19 @@ mod tests {
 
     #[test]
     fn offsets_layout_has_no_padding() {
-        // 62 u32 offsets and filters, the member offsets, then the 8-aligned u64 cgroup id.
+        // 70 u32 offsets, filters and padding, the member offsets, then the 8-aligned u64 cgroup id.
         assert_eq!(align_of::<KernelOffsets>(), 8);
         assert_eq!(
             offset_of!(KernelOffsets, target_cgroup),
-            4 * (62 + N_OPS_MEMBERS)
+            4 * (70 + N_OPS_MEMBERS)
         );
-        assert_eq!(size_of::<KernelOffsets>(), 4 * (64 + N_OPS_MEMBERS));
+        assert_eq!(size_of::<KernelOffsets>(), 4 * (72 + N_OPS_MEMBERS));
+    }
+
+    #[test]
+    fn task_event_layout() {
+        assert_eq!(size_of::<TaskEvent>(), 24);
+        assert_eq!(offset_of!(TaskEvent, arg2), 16);
     }
 
     #[test]

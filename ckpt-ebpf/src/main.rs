@@ -5,6 +5,8 @@
 #![no_std]
 #![no_main]
 
+mod events;
+mod file_facts;
 mod kread;
 mod task_file;
 mod task_vma;

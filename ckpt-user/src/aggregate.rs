@@ -51,19 +51,6 @@ pub struct DumpReport {
     pub processes: Vec<ProcessReport>,
 }
 
-/// Judges snapshots against one profile.
-pub struct Judge<'a> {
-    pub profile: &'a Profile,
-    pub ops: &'a HashMap<u64, OpsIdentity>,
-    pub snapshot: &'a Snapshot,
-    holders: Holders,
-    by_pid: HashMap<u32, Vec<&'a FileFact>>,
-    own: Own,
-    /// Describes a file for people (a live scan adds the /proc path).
-    pub describe: &'a dyn Fn(&FileFact) -> String,
-    given: &'a Given,
-}
-
 fn worst(verdicts: impl Iterator<Item = Verdict>) -> Verdict {
     verdicts.max().unwrap_or(Verdict::Ok)
 }
@@ -84,48 +71,36 @@ fn needed_options<'j>(
     )
 }
 
-impl<'a> Judge<'a> {
-    pub fn new(
-        profile: &'a Profile,
-        ops: &'a HashMap<u64, OpsIdentity>,
-        snapshot: &'a Snapshot,
-        describe: &'a dyn Fn(&FileFact) -> String,
-        given: &'a Given,
-    ) -> Self {
-        let mut by_pid: HashMap<u32, Vec<&FileFact>> = HashMap::new();
-        for f in &snapshot.files {
-            by_pid.entry(f.pid).or_default().push(f);
-        }
-        Self {
-            profile,
-            ops,
-            snapshot,
-            holders: Holders::index(&snapshot.files),
-            by_pid,
-            own: snapshot.own(),
-            describe,
-            given,
-        }
-    }
+/// Where the facts come from: a snapshot, or the daemon's live state.
+pub trait World {
+    /// Every file and mapping of `pid`.
+    fn files_of(&self, pid: u32) -> Vec<&FileFact>;
+    fn proc_info(&self, pid: u32) -> Option<&ProcInfo>;
+    /// Who holds which socket and pty master, across the host.
+    fn holders(&self) -> &Holders;
+}
 
-    /// Every pid with files or /proc facts in the snapshot.
-    pub fn pids(&self) -> BTreeSet<u32> {
-        self.by_pid
-            .keys()
-            .chain(self.snapshot.procs.keys())
-            .copied()
-            .collect()
-    }
+/// How to judge: the profile, the names of ops tables, the options that will be given.
+pub struct Rules<'a> {
+    pub profile: &'a Profile,
+    pub ops: &'a HashMap<u64, OpsIdentity>,
+    pub given: &'a Given,
+    pub own: Own,
+    /// Describes a file for people (a live scan adds the /proc path).
+    pub describe: &'a dyn Fn(&FileFact) -> String,
+}
 
+impl Rules<'_> {
     fn file_report(
         &self,
+        world: &dyn World,
         f: &FileFact,
         set: &DumpSet,
         root: &ProcInfo,
         ns: &dyn Fn() -> BTreeSet<u64>,
     ) -> FileReport {
         let ops = self.ops.get(&f.f_op);
-        let ctx = set.context(f, &self.holders, root, &self.own, ns);
+        let ctx = set.context(f, world.holders(), root, &self.own, ns);
         let j = self
             .given
             .apply(classify::classify(self.profile, f, ops, &ctx));
@@ -146,19 +121,14 @@ impl<'a> Judge<'a> {
     }
 
     /// Judges `set` as one dump.
-    pub fn dump(&self, set: &DumpSet) -> DumpReport {
-        let root = self
-            .snapshot
-            .procs
-            .get(&set.root)
-            .cloned()
-            .unwrap_or(ProcInfo {
-                pid: set.root,
-                sid: set.root,
-                ..Default::default()
-            });
+    pub fn dump(&self, world: &dyn World, set: &DumpSet) -> DumpReport {
+        let root = world.proc_info(set.root).cloned().unwrap_or(ProcInfo {
+            pid: set.root,
+            sid: set.root,
+            ..Default::default()
+        });
         let ns_of_set = || -> BTreeSet<u64> {
-            set.pids
+            set.members
                 .iter()
                 .flat_map(|p| procfs::all_ns_inodes(*p))
                 .collect()
@@ -167,26 +137,25 @@ impl<'a> Judge<'a> {
             .pids
             .iter()
             .map(|&pid| {
-                let files = self.by_pid.get(&pid).map(Vec::as_slice).unwrap_or_default();
-                let (maps, fds): (Vec<&&FileFact>, Vec<&&FileFact>) =
-                    files.iter().partition(|f| f.mapping.is_some());
-                let mut fds: Vec<FileReport> = fds
-                    .iter()
-                    .map(|f| self.file_report(f, set, &root, &ns_of_set))
-                    .collect();
+                let (maps, fds): (Vec<&FileFact>, Vec<&FileFact>) = world
+                    .files_of(pid)
+                    .into_iter()
+                    .partition(|f| f.mapping.is_some());
+                let report = |f: &&FileFact| self.file_report(world, f, set, &root, &ns_of_set);
+                let mut fds: Vec<FileReport> = fds.iter().map(report).collect();
                 fds.sort_by_key(|r| r.fd);
-                let mappings: Vec<FileReport> = maps
-                    .iter()
-                    .map(|f| self.file_report(f, set, &root, &ns_of_set))
-                    .collect();
-                let task = if pid == set.root {
-                    classify::classify_task(self.profile, &DumpSet::task_facts(&root))
+                let mappings: Vec<FileReport> = maps.iter().map(report).collect();
+                let unknown = ProcInfo {
+                    pid,
+                    sid: pid,
+                    ..Default::default()
+                };
+                let info = world.proc_info(pid).unwrap_or(&unknown);
+                let task: Vec<Judgement> =
+                    classify::classify_task(self.profile, &set.task_facts(info))
                         .into_iter()
                         .map(|j| self.given.apply(j))
-                        .collect()
-                } else {
-                    vec![]
-                };
+                        .collect();
                 let all = || {
                     task.iter().map(|j| (&j.verdict, &j.options)).chain(
                         fds.iter()
@@ -196,10 +165,8 @@ impl<'a> Judge<'a> {
                 };
                 ProcessReport {
                     pid,
-                    comm: self
-                        .snapshot
-                        .procs
-                        .get(&pid)
+                    comm: world
+                        .proc_info(pid)
                         .map(|p| p.comm.clone())
                         .unwrap_or_default(),
                     verdict: worst(all().map(|(v, _)| *v)),
@@ -216,6 +183,50 @@ impl<'a> Judge<'a> {
             options: dedup(processes.iter().flat_map(|p| p.options.iter().cloned())),
             processes,
         }
+    }
+}
+
+/// A snapshot, indexed for judging.
+pub struct SnapshotWorld<'a> {
+    pub snapshot: &'a Snapshot,
+    holders: Holders,
+    by_pid: HashMap<u32, Vec<&'a FileFact>>,
+}
+
+impl<'a> SnapshotWorld<'a> {
+    pub fn new(snapshot: &'a Snapshot) -> Self {
+        let mut by_pid: HashMap<u32, Vec<&FileFact>> = HashMap::new();
+        for f in &snapshot.files {
+            by_pid.entry(f.pid).or_default().push(f);
+        }
+        Self {
+            snapshot,
+            holders: Holders::index(&snapshot.files),
+            by_pid,
+        }
+    }
+
+    /// Every pid with files or /proc facts in the snapshot.
+    pub fn pids(&self) -> BTreeSet<u32> {
+        self.by_pid
+            .keys()
+            .chain(self.snapshot.procs.keys())
+            .copied()
+            .collect()
+    }
+}
+
+impl World for SnapshotWorld<'_> {
+    fn files_of(&self, pid: u32) -> Vec<&FileFact> {
+        self.by_pid.get(&pid).cloned().unwrap_or_default()
+    }
+
+    fn proc_info(&self, pid: u32) -> Option<&ProcInfo> {
+        self.snapshot.procs.get(&pid)
+    }
+
+    fn holders(&self) -> &Holders {
+        &self.holders
     }
 }
 

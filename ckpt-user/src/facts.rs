@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn dev_numbers_split_and_reencode() {
-        let pts0 = DevNum::from_kernel((136 << 20) | 0);
+        let pts0 = DevNum::from_kernel(136 << 20);
         assert_eq!((pts0.major, pts0.minor), (136, 0));
         assert_eq!(pts0.user_encoding(), 0x8800);
         let null = DevNum::from_kernel((1 << 20) | 3);

@@ -5,11 +5,16 @@
 //! holds everything a scan learned, so a saved one replays through the same stages.
 
 pub mod aggregate;
+pub mod checkpointer_env;
 pub mod classify;
 pub mod cli;
+pub mod criu_config;
+pub mod daemon;
+pub mod engine;
 pub mod facts;
 pub mod given;
 pub mod kernel;
+pub mod preflight;
 pub mod probe;
 pub mod report;
 pub mod resolve;

@@ -8,7 +8,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = if cli.scan.verbose { "debug" } else { "warn" };
+    let verbose = match &cli.command {
+        Some(Command::Preflight(p)) => p.verbose,
+        _ => cli.scan.verbose,
+    };
+    let level = if verbose { "debug" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CKPT_WATCH_LOG")
@@ -21,6 +25,10 @@ fn main() -> ExitCode {
     let mut out = stdout.lock();
     let result = match &cli.command {
         Some(Command::Audit(args)) => ckpt_audit::run(args, &mut out).map(|code| code as u8),
+        Some(Command::Preflight(args)) => {
+            ckpt_user::preflight::run(args, &mut out).map(|e| e as u8)
+        }
+        Some(Command::Daemon(args)) => ckpt_user::daemon::run(args).map(|e| e as u8),
         None => ckpt_user::run::scan(&cli.scan, &mut out).map(|e| e as u8),
     };
     let _ = out.flush();

@@ -100,16 +100,32 @@ impl Snapshot {
         let t = Instant::now();
         let mut probe = Probe::load(&offsets, &loader_btf)?;
         timings.load = t.elapsed();
+        let kallsyms = || {
+            kallsyms
+                .join()
+                .expect("the kallsyms reader does not panic")
+                .map_err(KallsymsError::Io)
+        };
+        let mut snap = Self::collect(&mut probe, target, kallsyms)?;
+        snap.timings.btf = timings.btf;
+        snap.timings.load = timings.load;
+        Ok(snap)
+    }
+
+    /// Runs a loaded probe's iterators once. `kallsyms` supplies `/proc/kallsyms`'s text (and
+    /// how long reading it took), perhaps read on another thread meanwhile.
+    pub fn collect(
+        probe: &mut Probe,
+        target: Option<u32>,
+        kallsyms: impl FnOnce() -> Result<(Vec<u8>, std::time::Duration), KallsymsError>,
+    ) -> Result<Self, SnapshotError> {
+        let mut timings = Timings::default();
         let t = Instant::now();
         let raw = probe.snapshot()?;
-        drop(probe);
         timings.iterate = t.elapsed();
 
         let t = Instant::now();
-        let (text, read_time) = kallsyms
-            .join()
-            .expect("the kallsyms reader does not panic")
-            .map_err(KallsymsError::Io)?;
+        let (text, read_time) = kallsyms()?;
         let symbols = Symbols::lookup(&text[..], &resolve::wanted_addresses(&raw.ops))?;
         timings.kallsyms = read_time.max(t.elapsed());
 
@@ -163,10 +179,10 @@ impl Snapshot {
 fn refine_deleted_allocation(files: &mut [FileFact]) {
     use std::os::unix::fs::MetadataExt;
     for f in files.iter_mut() {
-        if let (Some(fd), crate::facts::FileType::Reg, 0) = (f.fd, f.file_type, f.nlink) {
-            if let Ok(meta) = std::fs::metadata(format!("/proc/{}/fd/{fd}", f.pid)) {
-                f.allocated = meta.blocks() * 512;
-            }
+        if let (Some(fd), crate::facts::FileType::Reg, 0) = (f.fd, f.file_type, f.nlink)
+            && let Ok(meta) = std::fs::metadata(format!("/proc/{}/fd/{fd}", f.pid))
+        {
+            f.allocated = meta.blocks() * 512;
         }
     }
 }

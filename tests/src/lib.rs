@@ -77,3 +77,208 @@ pub fn run(binary: &Path, args: &[&str]) -> Output {
         .output()
         .expect("ckpt-watch runs")
 }
+
+/// The cgroup v2 mount point, from `/proc/self/mountinfo` (`/sys/fs/cgroup`, or
+/// `/sys/fs/cgroup/unified` on a hybrid host).
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let mount = left.split(' ').nth(4)?;
+        right.starts_with("cgroup2 ").then(|| PathBuf::from(mount))
+    })
+}
+
+/// A fresh 64-hex container id (from /dev/urandom), optionally starting with `prefix`.
+pub fn container_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .expect("read /dev/urandom");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{}", &hex[prefix.len()..])
+}
+
+/// A cgroup v2 subtree made for one test, laid out like an engine's (`docker-<id>.scope`,
+/// `docker/<id>`, ...). Dropping it moves any process left inside back to the root cgroup and
+/// removes the directories, on failure too.
+pub struct TestCgroups {
+    mount: PathBuf,
+    /// The test's own top directory under the mount.
+    pub top: PathBuf,
+}
+
+impl TestCgroups {
+    /// `<cgroup2>/ckpt-test-<pid>-<name>.slice`.
+    pub fn new(name: &str) -> TestCgroups {
+        let mount = cgroup2_mount().expect("a cgroup2 hierarchy is mounted");
+        let top = mount.join(format!("ckpt-test-{}-{name}.slice", std::process::id()));
+        std::fs::create_dir_all(&top).expect("create the test cgroup (as root)");
+        TestCgroups { mount, top }
+    }
+
+    /// Creates `rel` under the test's directory and returns its path.
+    pub fn dir(&self, rel: &str) -> PathBuf {
+        let dir = self.top.join(rel);
+        std::fs::create_dir_all(&dir).expect("create a cgroup directory");
+        dir
+    }
+
+    /// The path inside the hierarchy (`/ckpt-test-.../docker-<id>.scope`) of a directory.
+    pub fn path_of(&self, dir: &Path) -> String {
+        format!("/{}", dir.strip_prefix(&self.mount).unwrap().display())
+    }
+
+    /// Moves process `pid` (all its threads) into `dir`.
+    pub fn add(dir: &Path, pid: u32) {
+        std::fs::write(dir.join("cgroup.procs"), pid.to_string()).expect("move into the cgroup");
+    }
+
+    fn clean(&self, dir: &Path) {
+        for sub in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if sub.file_type().is_ok_and(|t| t.is_dir()) {
+                self.clean(&sub.path());
+            }
+        }
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines() {
+            let _ = std::fs::write(self.mount.join("cgroup.procs"), pid);
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+impl Drop for TestCgroups {
+    fn drop(&mut self) {
+        let top = self.top.clone();
+        self.clean(&top);
+    }
+}
+
+/// A process started from a shell script, leading its own session; killed with its process
+/// group on drop.
+pub struct Sh {
+    child: Child,
+    pub pid: u32,
+}
+
+impl Sh {
+    /// Runs `sh -c script` as `uid` (when given) in a new session, stdio on /dev/null.
+    pub fn start(script: &str, uid: Option<u32>) -> Sh {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(uid) = uid {
+            cmd.uid(uid).gid(uid);
+        }
+        // SAFETY: setsid is async-signal-safe and touches no memory.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            })
+        };
+        let child = cmd.spawn().expect("sh starts");
+        Sh {
+            pid: child.id(),
+            child,
+        }
+    }
+
+    /// The pids of this process's children, after they appear (up to 2 s).
+    pub fn children(&self, at_least: usize) -> Vec<u32> {
+        for _ in 0..200 {
+            let text = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pid))
+                .unwrap_or_default();
+            let pids: Vec<u32> = text
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            if pids.len() >= at_least {
+                return pids;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("process {} has fewer than {at_least} children", self.pid);
+    }
+}
+
+impl Drop for Sh {
+    fn drop(&mut self) {
+        // The session's process group: the shell and what it started.
+        unsafe { libc::kill(-(self.pid as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs ckpt-watch with `args` and extra environment variables.
+pub fn run_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(binary)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("ckpt-watch runs")
+}
+
+/// A running `fdctl`, driven line by line.
+pub struct Fdctl {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+    pub pid: u32,
+}
+
+impl Fdctl {
+    pub fn start(binary: &str) -> Self {
+        let mut child = Command::new(binary)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("fdctl starts");
+        let stdin = child.stdin.take().expect("piped");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("fdctl says ready");
+        let pid = line
+            .trim()
+            .strip_prefix("ready ")
+            .expect("ready line")
+            .parse()
+            .expect("pid");
+        Fdctl {
+            child,
+            stdin,
+            stdout,
+            pid,
+        }
+    }
+
+    /// Sends one command and returns the answer line.
+    pub fn send(&mut self, command: &str) -> String {
+        use std::io::Write;
+        writeln!(self.stdin, "{command}").expect("fdctl reads commands");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("fdctl answers");
+        assert!(!line.starts_with("error"), "fdctl {command}: {line}");
+        line.trim().to_string()
+    }
+
+    /// Sends a command whose answer is `fd N`.
+    pub fn open(&mut self, kind: &str) -> u32 {
+        let reply = self.send(kind);
+        reply
+            .strip_prefix("fd ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{kind}: {reply}"))
+    }
+}
+
+impl Drop for Fdctl {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

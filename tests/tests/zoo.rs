@@ -104,7 +104,7 @@ fn every_creatable_oracle_case_matches_criu() {
             }
         };
         let pid = zoo.pid.to_string();
-        let out = run(&binary, &["--pid", &pid, "--json"]);
+        let out = run(&binary, &["--pid", &pid, "--json", "--profile", "criu-4"]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let report: serde_json::Value = match serde_json::from_str(&stdout) {
             Ok(v) => v,

@@ -228,6 +228,88 @@ pub fn classify(
     }
 }
 
+/// Conditions that hold for every file sharing `f`'s ops table and file type: the table's
+/// identity, and for anonymous inodes their name. `None`: the condition depends on the file.
+fn static_part(c: &Cond, f: &FileFact, ops: Option<&OpsIdentity>) -> Option<bool> {
+    // Socket conditions hold only for sockets, device conditions only for devices.
+    let socket_only = c.family.is_some()
+        || c.sock_type.is_some()
+        || c.protocol.is_some()
+        || c.tcp_state.is_some()
+        || c.inflight.is_some()
+        || c.peer.is_some()
+        || c.peer_named.is_some()
+        || c.socket_known == Some(true);
+    let device_only = c.major.is_some() || c.minor.is_some() || c.tty_master.is_some();
+    if (socket_only && f.file_type != FileType::Sock)
+        || (device_only && !matches!(f.file_type, FileType::Chr | FileType::Blk))
+    {
+        return Some(false);
+    }
+    let dynamic = socket_only
+        || device_only
+        || c.pidfd_target.is_some()
+        || c.ns_member.is_some()
+        || c.own_netns.is_some()
+        || c.own_ipcns.is_some()
+        || c.deleted.is_some()
+        || c.unlinked.is_some()
+        || c.size_over.is_some()
+        || c.allocated_over.is_some()
+        || c.locked.is_some()
+        || c.mount_visible.is_some()
+        || c.shared.is_some()
+        // A name is the ops table's own only for anonymous inodes.
+        || (f.file_type != FileType::None && (c.name.is_some() || c.name_prefix.is_some()));
+    let static_only = Cond {
+        // Whether the inode and socket could be read is a property of this sample; a file of
+        // the same table whose facts are unreadable is judged `unknown` in user space anyway.
+        inode_known: c.inode_known,
+        socket_known: c.socket_known,
+        ops: c.ops.clone(),
+        member: c.member.clone(),
+        name: c.name.clone(),
+        name_prefix: c.name_prefix.clone(),
+        file_type: c.file_type.clone(),
+        fs_type: c.fs_type.clone(),
+        fs_magic: c.fs_magic.clone(),
+        ..Cond::default()
+    };
+    let holds = cond_matches(&static_only, f, ops, &Context::default());
+    match (holds, dynamic) {
+        (false, _) => Some(false),
+        (true, true) => None,
+        (true, false) => Some(true),
+    }
+}
+
+/// Whether every fd with `f`'s ops table and file type is `ok` under `profile`, whatever its
+/// state: the first rule that could match is an `ok` rule that surely matches. Such files are
+/// dropped in the kernel by the daemon.
+pub fn always_ok(profile: &Profile, f: &FileFact, ops: Option<&OpsIdentity>) -> bool {
+    if f.mapping.is_some() || !f.inode_known {
+        return false;
+    }
+    for rule in profile
+        .rules
+        .iter()
+        .filter(|r| r.applies_to != AppliesTo::Mapping)
+    {
+        let alternatives: Vec<Option<bool>> = if rule.when.is_empty() {
+            vec![Some(true)]
+        } else {
+            rule.when.iter().map(|c| static_part(c, f, ops)).collect()
+        };
+        if alternatives.iter().any(Option::is_none) {
+            return false;
+        }
+        if alternatives.contains(&Some(true)) {
+            return rule.verdict == Verdict::Ok;
+        }
+    }
+    false
+}
+
 fn task_cond_matches(c: &TaskCond, t: &TaskFacts) -> bool {
     opt(&c.session_leader, |&b| t.session_leader == b) && opt(&c.traced, |&b| t.traced == b)
 }

@@ -94,12 +94,11 @@ impl KernelBtf {
                 let bits = m.bitfield_size().filter(|&b| b != 0);
                 return Some((m.bit_offset(), bits, mtype));
             }
-            if mname.is_empty() {
-                if let Some(Type::Struct(inner) | Type::Union(inner)) = self.concrete(mtype) {
-                    if let Some((off, bits, t)) = self.find_member(&inner, name) {
-                        return Some((m.bit_offset() + off, bits, t));
-                    }
-                }
+            if mname.is_empty()
+                && let Some(Type::Struct(inner) | Type::Union(inner)) = self.concrete(mtype)
+                && let Some((off, bits, t)) = self.find_member(&inner, name)
+            {
+                return Some((m.bit_offset() + off, bits, t));
             }
         }
         None
@@ -208,6 +207,13 @@ impl KernelBtf {
         k.vma_vm_flags = o(8, "vm_area_struct", "vm_flags");
         k.vma_vm_pgoff = o(8, "vm_area_struct", "vm_pgoff");
         k.vma_vm_file = o(8, "vm_area_struct", "vm_file");
+        k.files_fdt = o(8, "files_struct", "fdt");
+        k.fdtable_fd = o(8, "fdtable", "fd");
+        k.fdtable_max_fds = o(4, "fdtable", "max_fds");
+        k.regs_orig_ax = o(8, "pt_regs", "orig_ax");
+        k.regs_di = o(8, "pt_regs", "di");
+        k.regs_si = o(8, "pt_regs", "si");
+        k.regs_r10 = o(8, "pt_regs", "r10");
         k.task_cgroups = o(8, "task_struct", "cgroups");
         k.css_set_dfl_cgrp = o(8, "css_set", "dfl_cgrp");
         k.cgroup_level = o(4, "cgroup", "level");
@@ -295,7 +301,14 @@ mod tests {
         let Some(btf) = host() else { return };
         assert_eq!(btf.field("file", "no_such_member"), None);
         assert_eq!(btf.field("no_such_struct", "x"), None);
-        // sk_userlocks is a 4-bit bitfield in struct sock.
-        assert_eq!(btf.field("sock", "sk_userlocks"), None);
+        // Whatever bitfields this kernel's task_struct has, none is offered as a byte field.
+        let task = btf.struct_named("task_struct").unwrap();
+        let bitfield = task
+            .members
+            .iter()
+            .find(|m| m.bitfield_size().is_some_and(|b| b != 0 && b % 8 != 0))
+            .map(|m| btf.btf.resolve_name(m).unwrap())
+            .expect("task_struct has sub-byte bitfields");
+        assert_eq!(btf.field("task_struct", &bitfield), None, "{bitfield}");
     }
 }

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use ckpt_common::{FileFacts, N_OPS_MEMBERS, OpsRecord, TAG_FILE, TAG_OPS, TAG_VMA, VmaFacts};
+use ckpt_common::{
+    FileFacts, N_OPS_MEMBERS, OpsRecord, TAG_FILE, TAG_OPS, TAG_TASK, TAG_VMA, TaskEvent, VmaFacts,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -29,6 +31,27 @@ fn take<T: Copy>(buf: &[u8], offset: usize) -> Result<T, DecodeError> {
     // SAFETY: the range is in bounds and T is a padding-free #[repr(C)] record of integers, valid
     // for any bits; read_unaligned because the Vec<u8> promises no alignment.
     Ok(unsafe { std::ptr::read_unaligned(buf[offset..end].as_ptr().cast::<T>()) })
+}
+
+/// One ring-buffer record of the live event programs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Installed(FileFacts),
+    Ops(u64, [u64; N_OPS_MEMBERS]),
+    Task(TaskEvent),
+}
+
+/// Decodes one ring-buffer item.
+pub fn decode_event(buf: &[u8]) -> Result<Event, DecodeError> {
+    match take::<u32>(buf, 0)? {
+        TAG_FILE => Ok(Event::Installed(take(buf, 0)?)),
+        TAG_OPS => {
+            let rec: OpsRecord = take(buf, 0)?;
+            Ok(Event::Ops(rec.f_op, rec.members))
+        }
+        TAG_TASK => Ok(Event::Task(take(buf, 0)?)),
+        tag => Err(DecodeError::UnknownTag { offset: 0, tag }),
+    }
 }
 
 pub fn decode(buf: &[u8]) -> Result<RawSnapshot, DecodeError> {

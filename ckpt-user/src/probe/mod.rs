@@ -7,7 +7,7 @@ use std::io::Read;
 use aya::{Ebpf, EbpfLoader, programs::Iter};
 use ckpt_common::KernelOffsets;
 
-pub use decode::{DecodeError, RawSnapshot, decode};
+pub use decode::{DecodeError, Event, RawSnapshot, decode, decode_event};
 
 /// The BPF object built by build.rs (empty when the eBPF toolchain was missing at build time).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ckpt-ebpf.o"));
@@ -44,7 +44,7 @@ pub struct Probe {
     ebpf: Ebpf,
 }
 
-fn program_error(program: &'static str) -> impl Fn(aya::programs::ProgramError) -> ProbeError {
+pub fn program_error(program: &'static str) -> impl Fn(aya::programs::ProgramError) -> ProbeError {
     move |e| ProbeError::Program {
         program,
         reason: error_chain(&e),
@@ -52,7 +52,7 @@ fn program_error(program: &'static str) -> impl Fn(aya::programs::ProgramError) 
 }
 
 /// The error with its sources, which hold the kernel's errno and the verifier's log.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(inner) = cur {
@@ -66,12 +66,27 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 impl Probe {
     /// Loads both iterators, reporting only `offsets.target_tgid` when it is non-zero.
     pub fn load(offsets: &KernelOffsets, btf: &aya::Btf) -> Result<Self, ProbeError> {
+        Self::load_with(offsets, btf, None)
+    }
+
+    /// Like [`Probe::load`], with the event ring buffer sized to `ring_bytes` (a power of two
+    /// and a multiple of the page size) for the daemon.
+    pub fn load_with(
+        offsets: &KernelOffsets,
+        btf: &aya::Btf,
+        ring_bytes: Option<u32>,
+    ) -> Result<Self, ProbeError> {
         if OBJECT.is_empty() {
             return Err(ProbeError::NotBuilt);
         }
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .btf(Some(btf))
-            .override_global("OFFSETS", offsets, true)
+            .override_global("OFFSETS", offsets, true);
+        if let Some(bytes) = ring_bytes {
+            loader.map_max_entries("EVENTS", bytes);
+        }
+        let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| ProbeError::Load(error_chain(&e)))?;
         for (name, iter_type) in [(FILE_PROG, "task_file"), (VMA_PROG, "task_vma")] {
@@ -83,6 +98,11 @@ impl Probe {
             prog.load(iter_type, btf).map_err(program_error(name))?;
         }
         Ok(Self { ebpf })
+    }
+
+    /// The loaded object, for the daemon's event programs and maps.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
     }
 
     fn run(&mut self, name: &'static str, out: &mut Vec<u8>) -> Result<(), ProbeError> {
@@ -98,11 +118,20 @@ impl Probe {
             program: name,
             reason: error_chain(&e),
         })?;
-        file.read_to_end(out).map_err(|source| ProbeError::Read {
-            program: name,
-            source,
-        })?;
-        Ok(())
+        // The kernel gives up one read() after a million objects that produced no output
+        // (a filtered scan of a busy host) with EAGAIN; the next read() carries on from there.
+        loop {
+            match file.read_to_end(out) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(source) => {
+                    return Err(ProbeError::Read {
+                        program: name,
+                        source,
+                    });
+                }
+            }
+        }
     }
 
     /// Runs both iterators once: every open file and file-backed mapping of every task.

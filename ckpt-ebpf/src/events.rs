@@ -1,0 +1,275 @@
+//! Live events for the daemon: every fd a task installs (from the best backend the kernel
+//! allows: fentry or kprobe on `fd_install`, else the exits of fd-creating syscalls), closes of
+//! tracked fds, and fork/exec/exit. Files whose ops table user space has judged ok whatever
+//! their state (`OK_FOPS`) are dropped here, so the ring buffer carries only what matters.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_task, bpf_probe_read_user},
+    macros::{btf_tracepoint, fentry, kprobe, map},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    programs::{BtfTracePointContext, FEntryContext, ProbeContext},
+};
+use ckpt_common::{
+    FileFacts, MAX_SYSCALLS, OpsRecord, TAG_TASK, TaskEvent, syscall_kind, task_event,
+};
+
+use crate::file_facts;
+use crate::kread::{self, off, read, read_ptr};
+
+/// Sized by user space (`--ring-buffer-size`) before load.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Events that did not fit in `EVENTS`, per CPU. User space rescans when it grows.
+#[map]
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Installs dropped because of `OK_FOPS`, per CPU (a metric).
+#[map]
+static FILTERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Ops tables whose files are ok whatever their state; the value is the file type (S_IFMT >> 12)
+/// they were judged with, checked here too.
+#[map]
+static OK_FOPS: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
+
+/// `(tgid << 32) | fd` of fds user space tracks, so their closes are reported.
+#[map]
+static TRACKED: HashMap<u64, u8> = HashMap::with_max_entries(131_072, 0);
+
+/// How to find the fds each syscall (by number) creates or closes; see `syscall_kind`.
+#[map]
+static SYSCALL_KIND: Array<u8> = Array::with_max_entries(MAX_SYSCALLS, 0);
+
+#[map]
+static EVENT_SCRATCH: PerCpuArray<FileFacts> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static EVENT_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
+
+const BPF_NOEXIST: u64 = 1;
+const F_DUPFD: u64 = 0;
+const F_DUPFD_CLOEXEC: u64 = 1030;
+
+fn count(counter: &PerCpuArray<u64>) {
+    if let Some(n) = counter.get_ptr_mut(0) {
+        unsafe { *n += 1 };
+    }
+}
+
+fn count_lost() {
+    count(&LOST);
+}
+
+fn output<T: 'static>(rec: &T) {
+    if EVENTS.output::<T>(rec, 0).is_err() {
+        count_lost();
+    }
+}
+
+fn task_event(kind: u32, tgid: u32, arg: u32, arg2: u32) {
+    output(&TaskEvent {
+        tag: TAG_TASK,
+        kind,
+        tgid,
+        arg,
+        arg2,
+        _pad: 0,
+    });
+}
+
+fn key(tgid: u32, fd: u32) -> u64 {
+    ((tgid as u64) << 32) | fd as u64
+}
+
+/// Forgets a tracked fd, telling user space it is gone.
+fn untrack(tgid: u32, fd: u32) {
+    let k = key(tgid, fd);
+    if unsafe { TRACKED.get(&k) }.is_some() {
+        let _ = TRACKED.remove(&k);
+        task_event(task_event::CLOSE, tgid, fd, 0);
+    }
+}
+
+/// The `struct file *` at `fd` in `task`'s table.
+fn file_at(task: u64, fd: u32) -> u64 {
+    let files = read_ptr(task, off!(task_files));
+    let fdt = read_ptr(files, off!(files_fdt));
+    let max = read::<u32>(fdt, off!(fdtable_max_fds)).unwrap_or(0);
+    if fd >= max {
+        return 0;
+    }
+    let array = read_ptr(fdt, off!(fdtable_fd));
+    if array == 0 {
+        return 0;
+    }
+    read::<u64>(array + fd as u64 * 8, 0).unwrap_or(0)
+}
+
+/// Reports `file`, just installed as `fd` in the current task.
+fn installed(task: u64, fd: u32, file: u64) {
+    let Some(tgid) = read::<u32>(task, off!(task_tgid)) else {
+        return;
+    };
+    if file == 0 || !kread::in_target_cgroup(task) {
+        return;
+    }
+    let f_op = read_ptr(file, off!(file_f_op));
+    if let Some(&file_type) = unsafe { OK_FOPS.get(&f_op) } {
+        let inode = read_ptr(file, off!(file_f_inode));
+        let mode = read::<u16>(inode, off!(inode_i_mode)).unwrap_or(0) as u32;
+        if (mode & kread::S_IFMT) >> 12 == file_type as u32 {
+            // An fd number reused by an ok file: what user space tracked there is gone.
+            untrack(tgid, fd);
+            count(&FILTERED);
+            return;
+        }
+    }
+    if f_op != 0 && file_facts::SEEN_OPS.insert(&f_op, &0, BPF_NOEXIST).is_ok() {
+        if let Some(ops) = EVENT_OPS_SCRATCH.get_ptr_mut(0) {
+            let ops = unsafe { &mut *ops };
+            file_facts::fill_ops(ops, f_op);
+            if EVENTS.output::<OpsRecord>(ops, 0).is_err() {
+                let _ = file_facts::SEEN_OPS.remove(&f_op);
+                count_lost();
+            }
+        }
+    }
+    let Some(rec) = EVENT_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let rec = unsafe { &mut *rec };
+    file_facts::fill(rec, task, tgid, fd, file, f_op);
+    if EVENTS.output::<FileFacts>(rec, 0).is_err() {
+        count_lost();
+        return;
+    }
+    let _ = TRACKED.insert(&key(tgid, fd), &0, 0);
+}
+
+// ── Backend 1: fentry on fd_install(unsigned int fd, struct file *file) ──────────────────────
+#[fentry(function = "fd_install")]
+pub fn ckpt_fd_install_fentry(ctx: FEntryContext) -> i32 {
+    let fd: u32 = ctx.arg(0);
+    let file: u64 = ctx.arg(1);
+    installed(unsafe { bpf_get_current_task() }, fd, file);
+    0
+}
+
+// ── Backend 2: kprobe on the same function ──────────────────────────────────────────────────
+#[kprobe(function = "fd_install")]
+pub fn ckpt_fd_install_kprobe(ctx: ProbeContext) -> u32 {
+    if let (Some(fd), Some(file)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) {
+        installed(unsafe { bpf_get_current_task() }, fd as u32, file);
+    }
+    0
+}
+
+// ── Backend 3, and closes for every backend: the exit of every syscall ──────────────────────
+fn user_pair(ptr: u64) -> Option<[i32; 2]> {
+    if ptr == 0 {
+        return None;
+    }
+    unsafe { bpf_probe_read_user(ptr as *const [i32; 2]).ok() }
+}
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn ckpt_sys_exit(ctx: BtfTracePointContext) -> i32 {
+    let regs: u64 = ctx.arg(0);
+    let ret: i64 = ctx.arg(1);
+    if ret < 0 {
+        return 0;
+    }
+    let Some(nr) = read::<u64>(regs, off!(regs_orig_ax)) else {
+        return 0;
+    };
+    if nr >= MAX_SYSCALLS as u64 {
+        return 0;
+    }
+    let kind = SYSCALL_KIND
+        .get(nr as u32)
+        .copied()
+        .unwrap_or(syscall_kind::IGNORE);
+    if kind == syscall_kind::IGNORE {
+        return 0;
+    }
+    let task = unsafe { bpf_get_current_task() };
+    let arg0 = read::<u64>(regs, off!(regs_di)).unwrap_or(0);
+    match kind {
+        syscall_kind::RET_FD => installed(task, ret as u32, file_at(task, ret as u32)),
+        syscall_kind::FCNTL => {
+            let cmd = read::<u64>(regs, off!(regs_si)).unwrap_or(u64::MAX);
+            if cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC {
+                installed(task, ret as u32, file_at(task, ret as u32));
+            }
+        }
+        syscall_kind::PAIR_ARG0 | syscall_kind::PAIR_ARG3 => {
+            let ptr = if kind == syscall_kind::PAIR_ARG0 {
+                arg0
+            } else {
+                read::<u64>(regs, off!(regs_r10)).unwrap_or(0)
+            };
+            if let Some([a, b]) = user_pair(ptr) {
+                installed(task, a as u32, file_at(task, a as u32));
+                installed(task, b as u32, file_at(task, b as u32));
+            }
+        }
+        syscall_kind::CLOSE => {
+            if let Some(tgid) = read::<u32>(task, off!(task_tgid)) {
+                untrack(tgid, arg0 as u32);
+            }
+        }
+        syscall_kind::CLOSE_RANGE => {
+            if let Some(tgid) = read::<u32>(task, off!(task_tgid)) {
+                let last = read::<u64>(regs, off!(regs_si)).unwrap_or(0);
+                task_event(task_event::CLOSE_RANGE, tgid, arg0 as u32, last as u32);
+            }
+        }
+        _ => {}
+    }
+    0
+}
+
+// ── Lifecycle ───────────────────────────────────────────────────────────────────────────────
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn ckpt_fork(ctx: BtfTracePointContext) -> i32 {
+    let parent: u64 = ctx.arg(0);
+    let child: u64 = ctx.arg(1);
+    let (Some(pid), Some(tgid)) = (
+        read::<u32>(child, off!(task_pid)),
+        read::<u32>(child, off!(task_tgid)),
+    ) else {
+        return 0;
+    };
+    // A thread shares its process's fds: nothing new to track.
+    if pid != tgid || !kread::in_target_cgroup(child) {
+        return 0;
+    }
+    if let Some(ptgid) = read::<u32>(parent, off!(task_tgid)) {
+        task_event(task_event::FORK, ptgid, pid, 0);
+    }
+    0
+}
+
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn ckpt_exec(ctx: BtfTracePointContext) -> i32 {
+    let task: u64 = ctx.arg(0);
+    if let Some(tgid) = read::<u32>(task, off!(task_tgid)) {
+        task_event(task_event::EXEC, tgid, 0, 0);
+    }
+    0
+}
+
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn ckpt_exit(ctx: BtfTracePointContext) -> i32 {
+    let task: u64 = ctx.arg(0);
+    let (Some(pid), Some(tgid)) = (
+        read::<u32>(task, off!(task_pid)),
+        read::<u32>(task, off!(task_tgid)),
+    ) else {
+        return 0;
+    };
+    if pid == tgid {
+        task_event(task_event::EXIT, tgid, 0, 0);
+    }
+    0
+}

@@ -1,0 +1,102 @@
+//! Filling a [`FileFacts`] record for one fd of one task: shared by the iterator (snapshot) and
+//! the install events (live), so both sides of the daemon see identical facts.
+
+use aya_ebpf::{macros::map, maps::HashMap};
+use ckpt_common::{ABSENT, FileFacts, N_OPS_MEMBERS, OpsRecord, TAG_OPS, flags, known};
+
+use crate::kread::{self, off, read, read_ptr};
+
+/// Ops tables already reported (by an iteration or an event) (value unused). Sized far above the few
+/// hundred distinct tables a host has; once full, later tables go unreported and user space
+/// says their identity is unknown.
+#[map]
+pub static SEEN_OPS: HashMap<u64, u8> = HashMap::with_max_entries(8192, 0);
+
+/// Fills the member function addresses of the ops table at `f_op`.
+#[inline(always)]
+pub fn fill_ops(rec: &mut OpsRecord, f_op: u64) {
+    rec.tag = TAG_OPS;
+    rec._pad = 0;
+    rec.f_op = f_op;
+    let mut i = 0;
+    while i < N_OPS_MEMBERS {
+        let m = unsafe { core::ptr::read_volatile(&raw const kread::OFFSETS.fop_members[i]) };
+        rec.members[i] = if m == ABSENT { 0 } else { read_ptr(f_op, m) };
+        i += 1;
+    }
+}
+
+/// Fills every fact of `rec` for `file`, installed as `fd` in `task` (a `tgid` process).
+#[inline(always)]
+pub fn fill(rec: &mut FileFacts, task: u64, tgid: u32, fd: u32, file: u64, f_op: u64) {
+    rec.tag = ckpt_common::TAG_FILE;
+    rec.tgid = tgid;
+    rec.tid = read::<u32>(task, off!(task_pid)).unwrap_or(tgid);
+    rec.fd = fd;
+    rec.f_op = f_op;
+    rec.f_flags = read::<u32>(file, off!(file_f_flags)).unwrap_or(0);
+    rec.fs_type = [0; ckpt_common::FS_TYPE_LEN];
+    rec.name = [0; ckpt_common::NAME_LEN];
+    let (facts, inode) = kread::inode_facts(file, &mut rec.fs_type, &mut rec.name);
+    rec.ino = facts.ino;
+    rec.size = facts.size;
+    rec.blocks = facts.blocks;
+    rec.s_magic = facts.s_magic;
+    rec.rdev = facts.rdev;
+    rec.dev = facts.dev;
+    rec.mode = facts.mode;
+    rec.nlink = facts.nlink;
+    rec.known = facts.known;
+    rec.flags = if facts.unlinked { flags::UNLINKED } else { 0 };
+
+    rec.mnt_id = 0;
+    if let Some((id, visible)) = kread::mount_facts(file, task) {
+        rec.mnt_id = id;
+        rec.known |= known::MOUNT;
+        if visible {
+            rec.flags |= flags::MOUNT_VISIBLE;
+        }
+    }
+
+    rec.sk_family = 0;
+    rec.sk_type = 0;
+    rec.sk_protocol = 0;
+    rec.sk_state = 0;
+    rec.sk_backlog = 0;
+    rec.peer_ino = 0;
+    rec.peer_state = 0;
+    if rec.mode & kread::S_IFMT == kread::S_IFSOCK {
+        if let Some(s) = kread::sock_facts(file) {
+            rec.sk_family = s.family;
+            rec.sk_type = s.sk_type;
+            rec.sk_protocol = s.protocol;
+            rec.sk_state = s.state;
+            rec.sk_backlog = s.backlog;
+            rec.peer_ino = s.peer_ino;
+            rec.peer_state = s.peer_state;
+            rec.known |= s.known;
+            if s.has_peer {
+                rec.flags |= flags::HAS_PEER;
+            }
+            if s.peer_named {
+                rec.flags |= flags::PEER_NAMED;
+            }
+        }
+    }
+
+    rec.aux = 0;
+    if let Some(nr) = kread::pidfd_target(file, inode, rec.s_magic, &rec.name) {
+        rec.aux = nr;
+        rec.known |= known::PIDFD;
+    } else if let Some(index) = kread::tty_index(file, rec.mode, rec.rdev) {
+        rec.aux = index;
+        rec.known |= known::TTY;
+    }
+
+    if let Some(locked) = kread::holds_lock(file, inode, task) {
+        rec.known |= known::LOCKS;
+        if locked {
+            rec.flags |= flags::LOCKED;
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Prometheus metrics of the daemon (prometheus-client: the maintained Rust client, encodes
+//! the text format).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub processes: Family<Labels, Gauge>,
+    pub events: Family<Labels, Counter>,
+    pub events_lost: Counter,
+    pub events_filtered: Counter,
+    pub reconciles: Family<Labels, Counter>,
+    pub reconcile_seconds: Histogram,
+    pub backend: Family<Labels, Gauge>,
+    pub alerts: Family<Labels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ckpt_watch");
+        let processes = Family::<Labels, Gauge>::default();
+        let events = Family::<Labels, Counter>::default();
+        let events_lost = Counter::default();
+        let events_filtered = Counter::default();
+        let reconciles = Family::<Labels, Counter>::default();
+        let reconcile_seconds = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
+        let backend = Family::<Labels, Gauge>::default();
+        let alerts = Family::<Labels, Counter>::default();
+        registry.register("processes", "Processes by verdict", processes.clone());
+        registry.register(
+            "events",
+            "Ring-buffer events received, by kind",
+            events.clone(),
+        );
+        registry.register(
+            "events_lost",
+            "Events the ring buffer had no room for",
+            events_lost.clone(),
+        );
+        registry.register(
+            "events_filtered",
+            "fd installs dropped in the kernel because their ops table is always ok",
+            events_filtered.clone(),
+        );
+        registry.register(
+            "reconciles",
+            "Full iterator rescans, by reason",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of full rescans",
+            reconcile_seconds.clone(),
+        );
+        registry.register(
+            "backend",
+            "The install-event backend in use (1)",
+            backend.clone(),
+        );
+        registry.register("alerts", "Alerts written, by event", alerts.clone());
+        Self {
+            registry,
+            processes,
+            events,
+            events_lost,
+            events_filtered,
+            reconciles,
+            reconcile_seconds,
+            backend,
+            alerts,
+        }
+    }
+}
+
+pub fn label(key: &'static str, value: &str) -> Labels {
+    vec![(key, value.to_string())]
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prefixed_text_format() {
+        let m = Metrics::default();
+        m.processes
+            .get_or_create(&label("verdict", "blocks"))
+            .set(2);
+        m.events_lost.inc_by(3);
+        let text = m.render();
+        assert!(
+            text.contains("ckpt_watch_processes{verdict=\"blocks\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("ckpt_watch_events_lost_total 3"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}

@@ -1,0 +1,481 @@
+//! `ckpt-watch daemon`: a full snapshot, then live events, alerts on every change of a
+//! process's verdict, Prometheus metrics, and periodic and on-loss rescans so state converges
+//! to what a fresh `ckpt-watch --pid N` reports.
+
+mod alert;
+mod backend;
+mod http;
+mod metrics;
+mod state;
+mod syscalls;
+
+use std::io::IsTerminal;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{SignalKind, signal};
+
+pub use backend::Backend;
+use state::{Judging, KernelUpdate, Outcome, State};
+
+use crate::classify::{self, Profile, Verdict};
+use crate::cli::Exit;
+use crate::facts::FileFact;
+use crate::given::Given;
+use crate::kernel::btf::{KernelBtf, VMLINUX_BTF};
+use crate::kernel::kallsyms::Symbols;
+use crate::kernel::privileges;
+use crate::probe::{Event, Probe, decode_event};
+use crate::resolve::{self, Catalogue};
+use crate::scope::procfs;
+use crate::snapshot::Snapshot;
+use alert::{Alert, Format, Sink};
+use http::{Health, Listen, Shared, SharedState};
+use metrics::{Metrics, label};
+
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
+    /// Profile: a built-in name or a TOML file (SIGHUP reloads it).
+    #[arg(long, value_name = "NAME|FILE", default_value = "criu-4")]
+    pub profile: String,
+    /// Judge as if the checkpointer ran with these options.
+    #[arg(long = "with", value_name = "OPTIONS", allow_hyphen_values = true)]
+    pub with: Option<String>,
+    /// Full rescan period (e.g. 60s, 5m).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub rescan: Duration,
+    /// Event ring buffer size in bytes (a power of two, at least one page).
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = parse_ring_size)]
+    pub ring_buffer_size: u32,
+    /// Append alerts to FILE instead of stdout (reopened on SIGUSR1).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Alert format (default: text on a terminal, else json).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Metrics and health: ADDR:PORT or unix:/path. Never a non-local address unless given.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9782")]
+    pub listen: Listen,
+    /// Use this install-event backend (default: the best the kernel allows).
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+}
+
+/// `60s`, `5m`, `500ms`, `1h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}`: want a number and a unit (ms, s, m, h)"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h)")),
+    };
+    if d.is_zero() {
+        return Err("a zero period would rescan without pause".into());
+    }
+    Ok(d)
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of bytes"))?;
+    if !n.is_power_of_two() || n < 4096 {
+        return Err(format!("{n} must be a power of two of at least 4096 bytes"));
+    }
+    Ok(n)
+}
+
+fn kernel_maps(probe: &mut Probe) -> anyhow::Result<KernelMaps> {
+    let ebpf = probe.ebpf_mut();
+    let mut take = |name: &str| {
+        ebpf.take_map(name)
+            .with_context(|| format!("BPF map {name} missing"))
+    };
+    Ok(KernelMaps {
+        events: RingBuf::try_from(take("EVENTS")?)?,
+        ok_fops: BpfHashMap::try_from(take("OK_FOPS")?)?,
+        tracked: BpfHashMap::try_from(take("TRACKED")?)?,
+        lost: PerCpuArray::try_from(take("LOST")?)?,
+        filtered: PerCpuArray::try_from(take("FILTERED")?)?,
+    })
+}
+
+struct KernelMaps {
+    events: RingBuf<MapData>,
+    ok_fops: BpfHashMap<MapData, u64, u8>,
+    tracked: BpfHashMap<MapData, u64, u8>,
+    lost: PerCpuArray<MapData, u64>,
+    filtered: PerCpuArray<MapData, u64>,
+}
+
+fn per_cpu_sum(map: &PerCpuArray<MapData, u64>) -> u64 {
+    map.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
+}
+
+/// Everything the event loop owns.
+struct Daemon {
+    probe: Probe,
+    state: State,
+    profile: Profile,
+    given: Given,
+    catalogue: Catalogue,
+    tracked: BpfHashMap<MapData, u64, u8>,
+    ok_fops: BpfHashMap<MapData, u64, u8>,
+    lost: PerCpuArray<MapData, u64>,
+    filtered: PerCpuArray<MapData, u64>,
+    lost_seen: u64,
+    filtered_seen: u64,
+    sink: Sink,
+    format: Format,
+    shared: SharedState,
+}
+
+impl Daemon {
+    /// Applies what an event or a rescan produced: kernel maps first, then alerts.
+    fn apply(&mut self, out: Outcome) {
+        for update in out.kernel {
+            let result = match update {
+                KernelUpdate::Track(k) => self.tracked.insert(k, 0, 0),
+                KernelUpdate::Untrack(k) => self.tracked.remove(&k).or(Ok(())),
+                KernelUpdate::AlwaysOk(f_op, file_type) => self.ok_fops.insert(f_op, file_type, 0),
+            };
+            if let Err(e) = result {
+                tracing::warn!("updating a BPF map: {e}");
+            }
+        }
+        let mut shared = self.shared.lock().expect("metrics lock");
+        for change in out.changes {
+            let alert = Alert::new(change.event, change.report, |_| None);
+            let line = match self.format {
+                Format::Json => serde_json::to_string(&alert).unwrap_or_default(),
+                Format::Text => alert.text(),
+            };
+            if let Err(e) = self.sink.write_line(&line) {
+                tracing::error!("writing an alert: {e}");
+            }
+            shared
+                .metrics
+                .alerts
+                .get_or_create(&label("event", change.event))
+                .inc();
+        }
+        for v in [
+            Verdict::Ok,
+            Verdict::Needs,
+            Verdict::Unknown,
+            Verdict::Blocks,
+        ] {
+            let n = self
+                .state
+                .processes_by_verdict()
+                .get(&v)
+                .copied()
+                .unwrap_or(0);
+            shared
+                .metrics
+                .processes
+                .get_or_create(&label("verdict", v.as_str()))
+                .set(n as i64);
+        }
+        shared.health.processes = self.state.process_count();
+    }
+
+    /// A full rescan with the loaded iterators.
+    fn reconcile(&mut self, reason: &str) -> anyhow::Result<()> {
+        let t = Instant::now();
+        let read = || {
+            let t = Instant::now();
+            std::fs::read("/proc/kallsyms")
+                .map(|b| (b, t.elapsed()))
+                .map_err(crate::kernel::kallsyms::KallsymsError::Io)
+        };
+        let snap = Snapshot::collect(&mut self.probe, None, read).context("rescanning")?;
+        let new_ops = resolve::resolve(&snap.ops_members(), &snap.symbols(), &self.catalogue);
+        self.state.ops.extend(new_ops);
+        let j = Judging {
+            profile: &self.profile,
+            given: &self.given,
+        };
+        let out = self.state.reconcile(&j, snap);
+        self.apply(out);
+        let mut shared = self.shared.lock().expect("metrics lock");
+        shared
+            .metrics
+            .reconciles
+            .get_or_create(&label("reason", reason))
+            .inc();
+        shared
+            .metrics
+            .reconcile_seconds
+            .observe(t.elapsed().as_secs_f64());
+        shared.health.reconciles += 1;
+        tracing::info!(reason, elapsed = ?t.elapsed(), processes = self.state.process_count(), "rescan");
+        Ok(())
+    }
+
+    /// Names a newly seen ops table before any file of it is judged.
+    fn ops_seen(&mut self, f_op: u64, members: [u64; ckpt_common::N_OPS_MEMBERS]) {
+        self.state.ops_seen(f_op, members);
+        let one = std::collections::HashMap::from([(f_op, members)]);
+        match Symbols::from_proc(&resolve::wanted_addresses(&one)) {
+            Ok(symbols) => self
+                .state
+                .ops
+                .extend(resolve::resolve(&one, &symbols, &self.catalogue)),
+            Err(e) => tracing::warn!("naming ops table {f_op:#x}: {e}"),
+        }
+    }
+
+    fn event(&mut self, bytes: &[u8]) {
+        let event = match decode_event(bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                // One bad record must not stop the daemon; a rescan repairs what it hid.
+                tracing::warn!("undecodable event: {e}");
+                return;
+            }
+        };
+        if let Event::Ops(f_op, members) = event {
+            self.ops_seen(f_op, members);
+            self.count_event("ops");
+            return;
+        }
+        let j = Judging {
+            profile: &self.profile,
+            given: &self.given,
+        };
+        let (kind, out) = match event {
+            Event::Ops(..) => unreachable!("handled above"),
+            Event::Installed(rec) => ("install", self.state.installed(&j, &rec)),
+            Event::Task(ev) => {
+                let kind = match ev.kind {
+                    ckpt_common::task_event::FORK => "fork",
+                    ckpt_common::task_event::EXEC => "exec",
+                    ckpt_common::task_event::EXIT => "exit",
+                    _ => "close",
+                };
+                (
+                    kind,
+                    self.state
+                        .task(&j, &ev, &|pid| procfs::read_proc(pid).ok(), &fd_still_open),
+                )
+            }
+        };
+        self.count_event(kind);
+        self.apply(out);
+    }
+
+    fn count_event(&self, kind: &str) {
+        let shared = self.shared.lock().expect("metrics lock");
+        shared
+            .metrics
+            .events
+            .get_or_create(&label("kind", kind))
+            .inc();
+    }
+
+    /// Counts events lost and filtered in the kernel; true when some were lost since last time.
+    fn check_counters(&mut self) -> bool {
+        let lost = per_cpu_sum(&self.lost);
+        let filtered = per_cpu_sum(&self.filtered);
+        let mut shared = self.shared.lock().expect("metrics lock");
+        shared
+            .metrics
+            .events_filtered
+            .inc_by(filtered.saturating_sub(self.filtered_seen));
+        self.filtered_seen = filtered;
+        let new_lost = lost.saturating_sub(self.lost_seen);
+        self.lost_seen = lost;
+        if new_lost > 0 {
+            shared.metrics.events_lost.inc_by(new_lost);
+            shared.health.events_lost = lost;
+            tracing::warn!(lost = new_lost, "ring buffer full: events lost, rescanning");
+        }
+        new_lost > 0
+    }
+
+    fn reload_profile(&mut self, name: &str) {
+        match classify::load_profile(name) {
+            Ok(p) => {
+                self.profile = p;
+                tracing::info!(profile = name, "profile reloaded");
+                if let Err(e) = self.reconcile("reload") {
+                    tracing::error!("{e:#}");
+                }
+            }
+            Err(e) => tracing::error!("SIGHUP: keeping the old profile: {e}"),
+        }
+    }
+}
+
+/// After an exec: is this tracked fd still the same open file?
+fn fd_still_open(pid: u32, f: &FileFact) -> bool {
+    let Some(fd) = f.fd else { return false };
+    std::fs::metadata(Path::new(&format!("/proc/{pid}/fd/{fd}"))).is_ok_and(|m| m.ino() == f.ino)
+}
+
+pub fn run(args: &DaemonArgs) -> anyhow::Result<Exit> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run_async(args))
+}
+
+async fn run_async(args: &DaemonArgs) -> anyhow::Result<Exit> {
+    privileges::ensure_can_load_bpf()?;
+    let profile = classify::load_profile(&args.profile)?;
+    let given = match &args.with {
+        Some(w) => Given::parse(w, crate::given::Source::With)
+            .map_err(|e| anyhow::anyhow!("--with: {e}"))?,
+        None => Given::default(),
+    };
+    let bound = http::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {:?}", args.listen))?;
+    let offsets = KernelBtf::from_file(Path::new(VMLINUX_BTF))?.offsets()?;
+    let btf = aya::Btf::from_sys_fs().context("loading kernel BTF for the BPF loader")?;
+    let mut probe = Probe::load_with(&offsets, &btf, Some(args.ring_buffer_size))?;
+    let candidates: Vec<Backend> = match args.backend {
+        Some(b) => vec![b],
+        None => Backend::BEST_FIRST.to_vec(),
+    };
+    let attached = backend::attach(probe.ebpf_mut(), &btf, &candidates)?;
+    tracing::warn!(
+        backend = attached.backend.name(),
+        "install events from the {} backend",
+        attached.backend.name()
+    );
+    let maps = kernel_maps(&mut probe)?;
+
+    let mut catalogue = Catalogue::builtin();
+    catalogue.extend(profile.ops.clone(), &profile.profile.name)?;
+    let shared: SharedState = Arc::new(Mutex::new(Shared {
+        metrics: Metrics::default(),
+        health: Health {
+            status: "ok",
+            backend: attached.backend.name().into(),
+            passed_over: attached
+                .passed_over
+                .iter()
+                .map(|(b, why)| format!("{}: {why}", b.name()))
+                .collect(),
+            ..Default::default()
+        },
+    }));
+    shared
+        .lock()
+        .expect("metrics lock")
+        .metrics
+        .backend
+        .get_or_create(&label("backend", attached.backend.name()))
+        .set(1);
+    tokio::spawn(bound.serve(shared.clone()));
+
+    let format = args.format.unwrap_or(
+        if args.output.is_none() && std::io::stdout().is_terminal() {
+            Format::Text
+        } else {
+            Format::Json
+        },
+    );
+    let mut daemon = Daemon {
+        probe,
+        state: State::default(),
+        profile,
+        given,
+        catalogue,
+        tracked: maps.tracked,
+        ok_fops: maps.ok_fops,
+        lost: maps.lost,
+        filtered: maps.filtered,
+        lost_seen: 0,
+        filtered_seen: 0,
+        sink: Sink::open(args.output.clone()).context("opening --output")?,
+        format,
+        shared,
+    };
+    daemon.reconcile("start")?;
+
+    // SAFETY: the ring buffer's map fd stays open as long as `events` owns the RingBuf.
+    let mut events =
+        unsafe { AsyncFd::register(maps.events) }.context("polling the ring buffer")?;
+    let mut rescan =
+        tokio::time::interval_at(tokio::time::Instant::now() + args.rescan, args.rescan);
+    let mut counters = tokio::time::interval(Duration::from_millis(250));
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    loop {
+        tokio::select! {
+            guard = events.readable_mut() => {
+                let mut guard = guard.context("ring buffer")?;
+                let ring = guard.get_inner_mut();
+                let mut batch = vec![];
+                while let Some(item) = ring.next() {
+                    batch.push(item.to_vec());
+                }
+                guard.clear_ready();
+                for item in batch {
+                    daemon.event(&item);
+                }
+            }
+            _ = rescan.tick() => {
+                if let Err(e) = daemon.reconcile("periodic") {
+                    tracing::error!("{e:#}");
+                }
+            }
+            _ = counters.tick() => {
+                if daemon.check_counters()
+                    && let Err(e) = daemon.reconcile("lost-events") {
+                        tracing::error!("{e:#}");
+                    }
+            }
+            _ = hup.recv() => daemon.reload_profile(&args.profile),
+            _ = usr1.recv() => {
+                if let Err(e) = daemon.sink.reopen() {
+                    tracing::error!("SIGUSR1: reopening the output: {e}");
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("detaching");
+    // Dropping the probe closes every program and link fd: nothing stays attached or pinned.
+    drop(daemon);
+    Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn ring_sizes() {
+        assert_eq!(parse_ring_size("4096"), Ok(4096));
+        assert!(parse_ring_size("5000").is_err());
+        assert!(parse_ring_size("1024").is_err());
+    }
+}

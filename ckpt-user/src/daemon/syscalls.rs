@@ -1,0 +1,80 @@
+//! Which syscalls create or close fds, by number, for the tracepoint backend. Numbers are
+//! per architecture; only x86_64 is listed (the BPF side reads x86_64 `pt_regs` too).
+
+use ckpt_common::syscall_kind::{CLOSE, CLOSE_RANGE, FCNTL, PAIR_ARG0, PAIR_ARG3, RET_FD};
+
+/// (number, name, how the fds are found).
+#[cfg(target_arch = "x86_64")]
+pub const TABLE: &[(u32, &str, u8)] = &[
+    (2, "open", RET_FD),
+    (257, "openat", RET_FD),
+    (437, "openat2", RET_FD),
+    (85, "creat", RET_FD),
+    (304, "open_by_handle_at", RET_FD),
+    (41, "socket", RET_FD),
+    (43, "accept", RET_FD),
+    (288, "accept4", RET_FD),
+    (53, "socketpair", PAIR_ARG3),
+    (22, "pipe", PAIR_ARG0),
+    (293, "pipe2", PAIR_ARG0),
+    (284, "eventfd", RET_FD),
+    (290, "eventfd2", RET_FD),
+    (213, "epoll_create", RET_FD),
+    (291, "epoll_create1", RET_FD),
+    (282, "signalfd", RET_FD),
+    (289, "signalfd4", RET_FD),
+    (283, "timerfd_create", RET_FD),
+    (253, "inotify_init", RET_FD),
+    (294, "inotify_init1", RET_FD),
+    (300, "fanotify_init", RET_FD),
+    (319, "memfd_create", RET_FD),
+    (447, "memfd_secret", RET_FD),
+    (298, "perf_event_open", RET_FD),
+    (321, "bpf", RET_FD),
+    (323, "userfaultfd", RET_FD),
+    (425, "io_uring_setup", RET_FD),
+    (434, "pidfd_open", RET_FD),
+    (438, "pidfd_getfd", RET_FD),
+    (430, "fsopen", RET_FD),
+    (432, "fsmount", RET_FD),
+    (433, "fspick", RET_FD),
+    (428, "open_tree", RET_FD),
+    (444, "landlock_create_ruleset", RET_FD),
+    (32, "dup", RET_FD),
+    (33, "dup2", RET_FD),
+    (292, "dup3", RET_FD),
+    (72, "fcntl", FCNTL),
+    (3, "close", CLOSE),
+    (436, "close_range", CLOSE_RANGE),
+];
+
+#[cfg(not(target_arch = "x86_64"))]
+pub const TABLE: &[(u32, &str, u8)] = &[];
+
+/// Only the closing syscalls: what the fd_install backends still need from sys_exit.
+pub fn closing() -> impl Iterator<Item = &'static (u32, &'static str, u8)> {
+    TABLE
+        .iter()
+        .filter(|(_, _, k)| *k == CLOSE || *k == CLOSE_RANGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ckpt_common::MAX_SYSCALLS;
+
+    #[test]
+    fn numbers_are_unique_and_fit_the_map() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (nr, name, _) in TABLE {
+            assert!(*nr < MAX_SYSCALLS, "{name}");
+            assert!(seen.insert(nr), "{name} listed twice");
+        }
+    }
+
+    #[test]
+    fn closing_syscalls_are_close_and_close_range() {
+        let names: Vec<&str> = closing().map(|(_, n, _)| *n).collect();
+        assert_eq!(names, ["close", "close_range"]);
+    }
+}

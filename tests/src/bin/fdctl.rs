@@ -1,0 +1,250 @@
+//! A process that changes its fds on command, for the daemon's tests: one command per stdin
+//! line, one answer per stdout line.
+//!
+//!   io_uring | perf_event | userfaultfd  → `fd N`      open one (close-on-exec)
+//!   close N                              → `ok`
+//!   fork                                 → `child P`   the child holds the same fds and waits
+//!   exec                                 → `ready P`   re-exec itself: close-on-exec fds go
+//!   scm                                  → `fd N`      receive a userfaultfd over SCM_RIGHTS
+//!                                                   (io_uring fds cannot be passed at all)
+//!   sockets N                            → `ok`        N × socket()+close(), an event storm
+//!
+//! It exits when stdin closes; children die with it (PR_SET_PDEATHSIG).
+
+use std::io::{BufRead, Write};
+use std::os::fd::RawFd;
+
+fn errno() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+fn check(ret: i64, what: &str) -> Result<RawFd, String> {
+    if ret < 0 {
+        Err(format!("{what}: {}", errno()))
+    } else {
+        Ok(ret as RawFd)
+    }
+}
+
+fn set_cloexec(fd: RawFd) -> Result<RawFd, String> {
+    // SAFETY: fcntl on an fd this process owns.
+    check(
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } as i64,
+        "fcntl",
+    )?;
+    Ok(fd)
+}
+
+fn io_uring() -> Result<RawFd, String> {
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup with a zeroed params struct of the kernel's size.
+    let fd = check(
+        unsafe { libc::syscall(libc::SYS_io_uring_setup, 4, params.as_mut_ptr()) },
+        "io_uring_setup",
+    )?;
+    set_cloexec(fd)
+}
+
+/// From <linux/perf_event.h>; the libc crate does not export it.
+const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
+
+fn perf_event() -> Result<RawFd, String> {
+    // struct perf_event_attr: type SOFTWARE(1), size, config CPU_CLOCK(0); 128 bytes is enough.
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&1u32.to_ne_bytes());
+    attr[4..8].copy_from_slice(&128u32.to_ne_bytes());
+    // SAFETY: perf_event_open on this process, any CPU, with a valid attr buffer.
+    let fd = check(
+        unsafe {
+            libc::syscall(
+                libc::SYS_perf_event_open,
+                attr.as_ptr(),
+                0,
+                -1,
+                -1,
+                PERF_FLAG_FD_CLOEXEC,
+            )
+        },
+        "perf_event_open",
+    )?;
+    Ok(fd)
+}
+
+fn userfaultfd() -> Result<RawFd, String> {
+    // SAFETY: userfaultfd with flags only.
+    check(
+        unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) },
+        "userfaultfd",
+    )
+}
+
+fn wait_forever() -> ! {
+    loop {
+        // SAFETY: pause has no preconditions.
+        unsafe { libc::pause() };
+    }
+}
+
+fn fork_child() -> Result<i32, String> {
+    // SAFETY: the child only calls async-signal-safe functions before waiting.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(format!("fork: {}", errno())),
+        0 => {
+            // SAFETY: prctl with constant arguments.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            wait_forever()
+        }
+        child => Ok(child),
+    }
+}
+
+/// Receives a userfaultfd that a child created and sent over a unix socket.
+fn scm() -> Result<RawFd, String> {
+    let mut sv = [0 as RawFd; 2];
+    // SAFETY: socketpair writes two fds to sv.
+    check(
+        unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                sv.as_mut_ptr(),
+            )
+        } as i64,
+        "socketpair",
+    )?;
+    // SAFETY: the child sends one fd and exits without returning into Rust code paths.
+    match unsafe { libc::fork() } {
+        -1 => Err(format!("fork: {}", errno())),
+        0 => {
+            let code = match userfaultfd().and_then(|fd| send_fd(sv[1], fd)) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
+            // SAFETY: leave the child without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        child => {
+            // Only the child keeps the sending end: if it fails, recvmsg sees EOF, not a hang.
+            // SAFETY: closing and reaping what this process owns.
+            unsafe { libc::close(sv[1]) };
+            let fd = recv_fd(sv[0]);
+            unsafe {
+                libc::waitpid(child, std::ptr::null_mut(), 0);
+                libc::close(sv[0]);
+            }
+            fd
+        }
+    }
+}
+
+const CMSG_SPACE: usize = 24; // CMSG_SPACE(sizeof(int)) on 64-bit Linux
+
+fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), String> {
+    let mut data = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u8; CMSG_SPACE];
+    // SAFETY: a zeroed msghdr whose buffers outlive the sendmsg call; the cmsg is built in place.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = CMSG_SPACE;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(4) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+        check(libc::sendmsg(sock, &msg, 0) as i64, "sendmsg")?;
+    }
+    Ok(())
+}
+
+fn recv_fd(sock: RawFd) -> Result<RawFd, String> {
+    let mut data = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u8; CMSG_SPACE];
+    // SAFETY: as in send_fd; the received fd is read from the first cmsg.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = CMSG_SPACE;
+        check(
+            libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) as i64,
+            "recvmsg",
+        )?;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() {
+            return Err("recvmsg: no fd received".into());
+        }
+        Ok(std::ptr::read_unaligned(
+            libc::CMSG_DATA(cmsg).cast::<RawFd>(),
+        ))
+    }
+}
+
+fn sockets(n: u32) -> Result<(), String> {
+    for _ in 0..n {
+        // SAFETY: socket + close of our own fd.
+        let fd = check(
+            unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) } as i64,
+            "socket",
+        )?;
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+fn reexec() -> Result<(), String> {
+    let exe = std::ffi::CString::new("/proc/self/exe").expect("no NUL");
+    let argv = [exe.as_ptr(), std::ptr::null()];
+    // SAFETY: execv with a NUL-terminated argv; only returns on failure.
+    unsafe { libc::execv(exe.as_ptr(), argv.as_ptr()) };
+    Err(format!("execv: {}", errno()))
+}
+
+fn command(line: &str) -> Result<String, String> {
+    let mut words = line.split_whitespace();
+    let fd = |r: Result<RawFd, String>| r.map(|fd| format!("fd {fd}"));
+    match (words.next(), words.next()) {
+        (Some("io_uring"), _) => fd(io_uring()),
+        (Some("perf_event"), _) => fd(perf_event()),
+        (Some("userfaultfd"), _) => fd(userfaultfd()),
+        (Some("scm"), _) => fd(scm()),
+        (Some("close"), Some(n)) => {
+            let n: RawFd = n.parse().map_err(|_| format!("close: bad fd {n}"))?;
+            // SAFETY: closing an fd number the test chose.
+            check(unsafe { libc::close(n) } as i64, "close").map(|_| "ok".into())
+        }
+        (Some("fork"), _) => fork_child().map(|p| format!("child {p}")),
+        (Some("sockets"), Some(n)) => {
+            sockets(n.parse().map_err(|_| format!("sockets: bad count {n}"))?).map(|_| "ok".into())
+        }
+        (Some("exec"), _) => reexec().map(|_| unreachable!("execv returned Ok")),
+        _ => Err(format!("unknown command `{line}`")),
+    }
+}
+
+fn main() {
+    // SAFETY: setsid has no preconditions; failing (already a leader) is fine.
+    unsafe { libc::setsid() };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "ready {}", std::process::id());
+    let _ = out.flush();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let reply = command(line.trim()).unwrap_or_else(|e| format!("error {e}"));
+        let _ = writeln!(out, "{reply}");
+        let _ = out.flush();
+    }
+}
