@@ -1,6 +1,7 @@
 //! `cargo xtask`: build, run, test and benchmark ckpt-watch.
 
 mod audit;
+mod bench_preflight;
 mod bench_scan;
 
 use std::process::Command;
@@ -39,6 +40,8 @@ enum Bench {
     Scan(bench_scan::Args),
     /// `ckpt-watch audit` vs the seed script on linux-source-6.12.
     Audit,
+    /// Preflight of a 10-process container vs a whole-host scan.
+    Preflight,
 }
 
 pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
@@ -65,12 +68,20 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Test => {
             cargo(&["fmt", "--all", "--", "--check"])?;
-            cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])?;
             cargo(&["test", "--workspace", "--", "--test-threads=2"])
         }
         Cmd::Bench { which } => match which {
             Bench::Scan(args) => bench_scan::run(&args),
             Bench::Audit => audit::bench(),
+            Bench::Preflight => bench_preflight::run(),
         },
     }
 }
