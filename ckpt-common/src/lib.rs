@@ -150,6 +150,8 @@ pub mod task_event {
     pub const CLOSE: u32 = 4;
     /// `close_range(arg, arg2)` succeeded.
     pub const CLOSE_RANGE: u32 = 5;
+    /// The task's session or tracer changed (setsid, ptrace attach/detach): re-read it.
+    pub const REFRESH: u32 = 6;
 }
 
 /// A lifecycle event from the tracepoints, beside the [`FileFacts`] of installed fds.
@@ -180,6 +182,10 @@ pub mod syscall_kind {
     pub const CLOSE: u8 = 5;
     /// close_range(arg0, arg1).
     pub const CLOSE_RANGE: u8 = 6;
+    /// The calling task's session changed (setsid).
+    pub const REFRESH_SELF: u8 = 7;
+    /// ptrace(request, pid): the tracee (arg1) may have gained or lost a tracer.
+    pub const PTRACE: u8 = 8;
 }
 
 /// Syscall numbers fit below this (the `SYSCALL_KIND` array's size).

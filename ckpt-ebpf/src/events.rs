@@ -47,6 +47,10 @@ static EVENT_SCRATCH: PerCpuArray<FileFacts> = PerCpuArray::with_max_entries(1, 
 static EVENT_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
 
 const BPF_NOEXIST: u64 = 1;
+const PTRACE_TRACEME: u64 = 0;
+const PTRACE_ATTACH: u64 = 16;
+const PTRACE_DETACH: u64 = 17;
+const PTRACE_SEIZE: u64 = 0x4206;
 const F_DUPFD: u64 = 0;
 const F_DUPFD_CLOEXEC: u64 = 1030;
 
@@ -216,6 +220,22 @@ pub fn ckpt_sys_exit(ctx: BtfTracePointContext) -> i32 {
         syscall_kind::CLOSE => {
             if let Some(tgid) = read::<u32>(task, off!(task_tgid)) {
                 untrack(tgid, arg0 as u32);
+            }
+        }
+        syscall_kind::REFRESH_SELF => {
+            if let Some(tgid) = read::<u32>(task, off!(task_tgid)) {
+                task_event(task_event::REFRESH, tgid, 0, 0);
+            }
+        }
+        syscall_kind::PTRACE => {
+            let request = arg0;
+            if request == PTRACE_TRACEME {
+                if let Some(tgid) = read::<u32>(task, off!(task_tgid)) {
+                    task_event(task_event::REFRESH, tgid, 0, 0);
+                }
+            } else if matches!(request, PTRACE_ATTACH | PTRACE_DETACH | PTRACE_SEIZE) {
+                let tracee = read::<u64>(regs, off!(regs_si)).unwrap_or(0);
+                task_event(task_event::REFRESH, tracee as u32, 0, 0);
             }
         }
         syscall_kind::CLOSE_RANGE => {

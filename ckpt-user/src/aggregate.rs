@@ -40,6 +40,9 @@ pub struct ProcessReport {
     pub task: Vec<Judgement>,
     pub files: Vec<FileReport>,
     pub mappings: Vec<FileReport>,
+    /// How many fds and mappings were judged, the `ok` ones a host scan does not list included.
+    #[serde(skip)]
+    pub judged: (usize, usize),
 }
 
 /// One checkpoint: a root and the tasks dumped with it.
@@ -88,9 +91,13 @@ pub struct Rules<'a> {
     pub own: Own,
     /// Describes a file for people (a live scan adds the /proc path).
     pub describe: &'a dyn Fn(&FileFact) -> String,
+    /// List `ok` files too. A host scan judges every file but lists only the others: building
+    /// and describing 200k reports nobody reads would cost more than the scan itself.
+    pub keep_ok: bool,
 }
 
 impl Rules<'_> {
+    /// The report on one file, `None` for an `ok` file that is not to be listed.
     fn file_report(
         &self,
         world: &dyn World,
@@ -98,13 +105,16 @@ impl Rules<'_> {
         set: &DumpSet,
         root: &ProcInfo,
         ns: &dyn Fn() -> BTreeSet<u64>,
-    ) -> FileReport {
+    ) -> Option<FileReport> {
         let ops = self.ops.get(&f.f_op);
         let ctx = set.context(f, world.holders(), root, &self.own, ns);
         let j = self
             .given
             .apply(classify::classify(self.profile, f, ops, &ctx));
-        FileReport {
+        if j.verdict == Verdict::Ok && !self.keep_ok {
+            return None;
+        }
+        Some(FileReport {
             fd: f.fd,
             range: f
                 .mapping
@@ -117,7 +127,7 @@ impl Rules<'_> {
             reason: j.reason,
             options: j.options,
             rule: j.rule,
-        }
+        })
     }
 
     /// Judges `set` as one dump.
@@ -141,10 +151,11 @@ impl Rules<'_> {
                     .files_of(pid)
                     .into_iter()
                     .partition(|f| f.mapping.is_some());
+                let judged = (fds.len(), maps.len());
                 let report = |f: &&FileFact| self.file_report(world, f, set, &root, &ns_of_set);
-                let mut fds: Vec<FileReport> = fds.iter().map(report).collect();
+                let mut fds: Vec<FileReport> = fds.iter().filter_map(report).collect();
                 fds.sort_by_key(|r| r.fd);
-                let mappings: Vec<FileReport> = maps.iter().map(report).collect();
+                let mappings: Vec<FileReport> = maps.iter().filter_map(report).collect();
                 let unknown = ProcInfo {
                     pid,
                     sid: pid,
@@ -174,6 +185,7 @@ impl Rules<'_> {
                     task,
                     files: fds,
                     mappings,
+                    judged,
                 }
             })
             .collect();

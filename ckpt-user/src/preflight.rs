@@ -201,6 +201,7 @@ pub fn run(args: &PreflightArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
             given,
             own: snapshot.own(),
             describe: &run::describe_live,
+            keep_ok: true,
         };
         let dump = rules.dump(&world, &set);
         let tasks: Vec<&ProcInfo> = set

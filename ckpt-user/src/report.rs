@@ -25,8 +25,8 @@ impl Summary {
         let mut s = Summary::default();
         for p in reports.iter().flat_map(|r| &r.processes) {
             s.processes += 1;
-            s.fds += p.files.len();
-            s.mappings += p.mappings.len();
+            s.fds += p.judged.0;
+            s.mappings += p.judged.1;
             match p.verdict {
                 Verdict::Ok => s.ok += 1,
                 Verdict::Needs => s.needs += 1,
@@ -373,6 +373,7 @@ mod tests {
             verdict,
             options: vec![],
             task: vec![],
+            judged: (files.len(), 0),
             files,
             mappings: vec![],
         }

@@ -128,6 +128,7 @@ pub fn scan(args: &ScanArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
         given: &given,
         own: snapshot.own(),
         describe,
+        keep_ok: args.pid.is_some() || args.verbose,
     };
     let world = SnapshotWorld::new(&snapshot);
     let name = &profile.profile.name;

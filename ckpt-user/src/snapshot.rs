@@ -9,7 +9,7 @@ use ckpt_common::N_OPS_MEMBERS;
 use serde::{Deserialize, Serialize};
 
 use crate::facts::FileFact;
-use crate::kernel::btf::{BtfError, KernelBtf, VMLINUX_BTF};
+use crate::kernel::btf::{BtfError, LoadedBtf, VMLINUX_BTF};
 use crate::kernel::kallsyms::{KallsymsError, Symbol, Symbols};
 use crate::kernel::privileges::{self, PrivilegeError};
 use crate::probe::{Probe, ProbeError};
@@ -22,8 +22,6 @@ pub enum SnapshotError {
     Privileges(#[from] PrivilegeError),
     #[error(transparent)]
     Btf(#[from] BtfError),
-    #[error("cannot load kernel BTF for the BPF loader: {0}")]
-    LoaderBtf(String),
     #[error(transparent)]
     Probe(#[from] ProbeError),
     #[error(transparent)]
@@ -81,7 +79,10 @@ impl Snapshot {
         });
         let mut timings = Timings::default();
         let t = Instant::now();
-        let mut offsets = KernelBtf::from_file(Path::new(VMLINUX_BTF))?.offsets()?;
+        let LoadedBtf {
+            mut offsets,
+            loader: loader_btf,
+        } = LoadedBtf::from_file(Path::new(VMLINUX_BTF))?;
         match filter {
             Filter::All => {}
             Filter::Pid(pid) => offsets.target_tgid = pid,
@@ -94,8 +95,6 @@ impl Snapshot {
             Filter::Pid(pid) => Some(pid),
             _ => None,
         };
-        let loader_btf =
-            aya::Btf::from_sys_fs().map_err(|e| SnapshotError::LoaderBtf(e.to_string()))?;
         timings.btf = t.elapsed();
         let t = Instant::now();
         let mut probe = Probe::load(&offsets, &loader_btf)?;

@@ -92,8 +92,12 @@ impl Daemon {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.alerts.recv_timeout(left) {
                 Ok(a) if a["pid"] == pid && a["event"] == event => return a,
+                Ok(a) if a["pid"] == pid => eprintln!("(waiting for {event}) other alert: {a}"),
                 Ok(_) => continue,
-                Err(_) => panic!("no {event} alert for pid {pid} within {timeout:?}"),
+                Err(_) => panic!(
+                    "no {event} alert for pid {pid} within {timeout:?}; daemon log: {}",
+                    self.stderr.try_iter().collect::<Vec<_>>().join(" | ")
+                ),
             }
         }
     }
@@ -145,6 +149,7 @@ fn blocking_fds_alert_within_a_second_and_clear_on_close() {
         let mut p = Fdctl::start(FDCTL);
         let started = Instant::now();
         let fd = p.open(kind);
+        eprintln!("{kind}: fd {fd} in pid {}", p.pid);
         let alert = d.wait_alert(p.pid, "became-blocking", Duration::from_secs(1));
         assert!(started.elapsed() < Duration::from_secs(1));
         assert_eq!(alert["verdict"], "blocks");

@@ -27,7 +27,7 @@ use crate::classify::{self, Profile, Verdict};
 use crate::cli::Exit;
 use crate::facts::FileFact;
 use crate::given::Given;
-use crate::kernel::btf::{KernelBtf, VMLINUX_BTF};
+use crate::kernel::btf::{LoadedBtf, VMLINUX_BTF};
 use crate::kernel::kallsyms::Symbols;
 use crate::kernel::privileges;
 use crate::probe::{Event, Probe, decode_event};
@@ -130,6 +130,8 @@ struct Daemon {
     profile: Profile,
     given: Given,
     catalogue: Catalogue,
+    /// The addresses of the functions the catalogue identifies tables by.
+    catalogue_functions: Symbols,
     tracked: BpfHashMap<MapData, u64, u8>,
     ok_fops: BpfHashMap<MapData, u64, u8>,
     lost: PerCpuArray<MapData, u64>,
@@ -224,10 +226,17 @@ impl Daemon {
         Ok(())
     }
 
-    /// Names a newly seen ops table before any file of it is judged.
+    /// Names a newly seen ops table before any file of it is judged: from the catalogue's
+    /// functions resolved at start when it is a known kind (no kallsyms read on the alert's
+    /// path), else from a fresh read of kallsyms.
     fn ops_seen(&mut self, f_op: u64, members: [u64; ckpt_common::N_OPS_MEMBERS]) {
         self.state.ops_seen(f_op, members);
         let one = std::collections::HashMap::from([(f_op, members)]);
+        let known = resolve::resolve(&one, &self.catalogue_functions, &self.catalogue);
+        if known.values().all(|id| id.via == resolve::Via::Members) {
+            self.state.ops.extend(known);
+            return;
+        }
         match Symbols::from_proc(&resolve::wanted_addresses(&one)) {
             Ok(symbols) => self
                 .state
@@ -263,6 +272,7 @@ impl Daemon {
                     ckpt_common::task_event::FORK => "fork",
                     ckpt_common::task_event::EXEC => "exec",
                     ckpt_common::task_event::EXIT => "exit",
+                    ckpt_common::task_event::REFRESH => "refresh",
                     _ => "close",
                 };
                 (
@@ -344,8 +354,10 @@ async fn run_async(args: &DaemonArgs) -> anyhow::Result<Exit> {
     let bound = http::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {:?}", args.listen))?;
-    let offsets = KernelBtf::from_file(Path::new(VMLINUX_BTF))?.offsets()?;
-    let btf = aya::Btf::from_sys_fs().context("loading kernel BTF for the BPF loader")?;
+    let LoadedBtf {
+        offsets,
+        loader: btf,
+    } = LoadedBtf::from_file(Path::new(VMLINUX_BTF))?;
     let mut probe = Probe::load_with(&offsets, &btf, Some(args.ring_buffer_size))?;
     let candidates: Vec<Backend> = match args.backend {
         Some(b) => vec![b],
@@ -390,12 +402,17 @@ async fn run_async(args: &DaemonArgs) -> anyhow::Result<Exit> {
             Format::Json
         },
     );
+    let kallsyms = std::io::BufReader::new(
+        std::fs::File::open("/proc/kallsyms").context("opening /proc/kallsyms")?,
+    );
+    let catalogue_functions = Symbols::lookup_functions(kallsyms, &catalogue.functions())?;
     let mut daemon = Daemon {
         probe,
         state: State::default(),
         profile,
         given,
         catalogue,
+        catalogue_functions,
         tracked: maps.tracked,
         ok_fops: maps.ok_fops,
         lost: maps.lost,

@@ -114,6 +114,7 @@ impl State {
             given: j.given,
             own: self.own.clone(),
             describe: &crate::aggregate::describe_facts,
+            keep_ok: false,
         }
     }
 
@@ -351,6 +352,12 @@ impl State {
             task_event::CLOSE => {
                 self.remove_fd(pid, ev.arg, &mut out);
                 self.rejudge(j, pid, &mut out);
+            }
+            task_event::REFRESH => {
+                if let Some(info) = proc_info(pid) {
+                    self.procs.insert(pid, info);
+                    self.rejudge(j, pid, &mut out);
+                }
             }
             task_event::CLOSE_RANGE => {
                 let fds: Vec<u32> = self

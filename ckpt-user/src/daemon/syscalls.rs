@@ -1,7 +1,9 @@
 //! Which syscalls create or close fds, by number, for the tracepoint backend. Numbers are
 //! per architecture; only x86_64 is listed (the BPF side reads x86_64 `pt_regs` too).
 
-use ckpt_common::syscall_kind::{CLOSE, CLOSE_RANGE, FCNTL, PAIR_ARG0, PAIR_ARG3, RET_FD};
+use ckpt_common::syscall_kind::{
+    CLOSE, CLOSE_RANGE, FCNTL, PAIR_ARG0, PAIR_ARG3, PTRACE, REFRESH_SELF, RET_FD,
+};
 
 /// (number, name, how the fds are found).
 #[cfg(target_arch = "x86_64")]
@@ -46,16 +48,19 @@ pub const TABLE: &[(u32, &str, u8)] = &[
     (72, "fcntl", FCNTL),
     (3, "close", CLOSE),
     (436, "close_range", CLOSE_RANGE),
+    (112, "setsid", REFRESH_SELF),
+    (101, "ptrace", PTRACE),
 ];
 
 #[cfg(not(target_arch = "x86_64"))]
 pub const TABLE: &[(u32, &str, u8)] = &[];
 
-/// Only the closing syscalls: what the fd_install backends still need from sys_exit.
+/// What the fd_install backends still need from sys_exit: closes, and session and tracer
+/// changes.
 pub fn closing() -> impl Iterator<Item = &'static (u32, &'static str, u8)> {
     TABLE
         .iter()
-        .filter(|(_, _, k)| *k == CLOSE || *k == CLOSE_RANGE)
+        .filter(|(_, _, k)| matches!(*k, CLOSE | CLOSE_RANGE | REFRESH_SELF | PTRACE))
 }
 
 #[cfg(test)]
@@ -73,8 +78,8 @@ mod tests {
     }
 
     #[test]
-    fn closing_syscalls_are_close_and_close_range() {
+    fn fd_install_backends_still_watch_closes_sessions_and_tracers() {
         let names: Vec<&str> = closing().map(|(_, n, _)| *n).collect();
-        assert_eq!(names, ["close", "close_range"]);
+        assert_eq!(names, ["close", "close_range", "setsid", "ptrace"]);
     }
 }

@@ -92,6 +92,37 @@ impl Symbols {
         Ok(out)
     }
 
+    /// Reads kallsyms text from `reader`, keeping the text symbols named in `names`.
+    pub fn lookup_functions<R: BufRead>(
+        mut reader: R,
+        names: &HashSet<&str>,
+    ) -> Result<Self, KallsymsError> {
+        let mut out = Symbols::default();
+        let mut line = String::new();
+        while {
+            line.clear();
+            reader.read_line(&mut line)? > 0
+        } {
+            let mut parts = line.split_ascii_whitespace();
+            let (Some(addr), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if !matches!(kind, "T" | "t" | "W" | "w") || !names.contains(name) {
+                continue;
+            }
+            if let Ok(addr) = u64::from_str_radix(addr, 16) {
+                let module = parts.next().map(|m| m.trim_matches(['[', ']']).to_string());
+                out.by_addr.entry(addr).or_default().push(Symbol {
+                    name: name.to_string(),
+                    kind: SymKind::Text,
+                    module,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads the running kernel's table.
     pub fn from_proc(wanted: &HashSet<u64>) -> Result<Self, KallsymsError> {
         let file = std::fs::File::open("/proc/kallsyms")?;
@@ -203,6 +234,24 @@ ffffffff81400000 A absolute_ignored
         assert!(
             s.function_at(0xffffffff81400000).is_none(),
             "absolute symbols are ignored"
+        );
+    }
+
+    #[test]
+    fn functions_are_found_by_name() {
+        let names = HashSet::from(["pipe_release", "kvm_vm_release", "pipefifo_fops"]);
+        let s = Symbols::lookup_functions(FIXTURE.as_bytes(), &names).unwrap();
+        assert_eq!(
+            s.function_at(0xffffffff81234560).unwrap().name,
+            "pipe_release"
+        );
+        assert_eq!(
+            s.function_at(0xffffffffc0a01000).unwrap().module.as_deref(),
+            Some("kvm")
+        );
+        assert!(
+            s.data_at(0xffffffff82400000).is_none(),
+            "data symbols are not functions"
         );
     }
 

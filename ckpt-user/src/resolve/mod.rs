@@ -89,6 +89,14 @@ impl Catalogue {
         Ok(())
     }
 
+    /// Every function some known table is identified by.
+    pub fn functions(&self) -> std::collections::HashSet<&str> {
+        self.entries
+            .iter()
+            .flat_map(|k| k.members.values().map(String::as_str))
+            .collect()
+    }
+
     fn identify(&self, members: &BTreeMap<String, String>) -> Option<&str> {
         self.entries
             .iter()

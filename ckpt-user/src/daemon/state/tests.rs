@@ -271,6 +271,33 @@ fn reconcile_reports_changes_and_resyncs_tracking() {
 }
 
 #[test]
+fn setsid_after_exec_is_seen_through_a_refresh() {
+    let mut f = Fixture::new();
+    let follower = ProcInfo {
+        sid: 10,
+        ..leader(12, 10)
+    };
+    let j = Judging {
+        profile: &f.profile,
+        given: &f.given,
+    };
+    let fork = task(task_event::FORK, 10, 12, 0);
+    let out = f
+        .state
+        .task(&j, &fork, &|_| Some(follower.clone()), &|_, _| true);
+    assert_eq!(
+        events(&out),
+        [("needs-options", 12)],
+        "a forked child leads no session"
+    );
+    let refresh = task(task_event::REFRESH, 12, 0, 0);
+    let out = f
+        .state
+        .task(&j, &refresh, &|_| Some(leader(12, 10)), &|_, _| true);
+    assert_eq!(events(&out), [("became-ok", 12)]);
+}
+
+#[test]
 fn change_events_follow_verdicts() {
     assert_eq!(change_event(None, Verdict::Ok), None);
     assert_eq!(change_event(None, Verdict::Needs), Some("needs-options"));
