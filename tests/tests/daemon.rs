@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use ckpt_tests::{Fdctl, ckpt_watch};
+use ckpt_tests::{Fdctl, TestCgroups, ckpt_watch, container_id};
 
 const FDCTL: &str = env!("CARGO_BIN_EXE_fdctl");
 static NEXT_PORT: AtomicU16 = AtomicU16::new(19782);
@@ -168,6 +168,21 @@ fn blocking_fds_alert_within_a_second_and_clear_on_close() {
         p.send(&format!("close {fd}"));
         d.wait_alert(p.pid, "became-ok", Duration::from_secs(1));
     }
+}
+
+#[test]
+fn alerts_name_the_container_from_the_cgroup() {
+    let d = Daemon::start(&[]);
+    let cg = TestCgroups::new("daemon-alert");
+    let id = container_id("");
+    let dir = cg.dir(&format!("docker-{id}.scope"));
+    let mut p = Fdctl::start(FDCTL);
+    TestCgroups::add(&dir, p.pid);
+    p.open("io_uring");
+    let alert = d.wait_alert(p.pid, "became-blocking", Duration::from_secs(1));
+    assert_eq!(alert["container_id"], id.as_str());
+    let cgroup = alert["cgroup"].as_str().unwrap_or_default();
+    assert!(cgroup.ends_with(&format!("docker-{id}.scope")), "{cgroup}");
 }
 
 #[test]

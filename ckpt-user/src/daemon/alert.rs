@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::aggregate::{FileReport, ProcessReport};
 use crate::classify::Verdict;
+use crate::scope::container_id;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Alert {
@@ -51,11 +52,7 @@ fn cgroup_v2(text: &str) -> String {
 }
 
 impl Alert {
-    pub fn new(
-        event: &'static str,
-        report: ProcessReport,
-        container_id: impl Fn(&str) -> Option<String>,
-    ) -> Self {
+    pub fn new(event: &'static str, report: ProcessReport) -> Self {
         let cgroup = cgroup_v2(&proc_text(report.pid, "cgroup"));
         let files = report
             .files
@@ -76,7 +73,10 @@ impl Alert {
             event,
             pid: report.pid,
             cmdline: proc_text(report.pid, "cmdline"),
-            container_id: container_id(&cgroup).unwrap_or_default(),
+            // The full id, as engines take it (`docker inspect`, `crictl inspect`).
+            container_id: container_id::from_path(&cgroup)
+                .map(|(c, _)| c.id)
+                .unwrap_or_default(),
             cgroup,
             comm: report.comm,
             verdict: report.verdict,

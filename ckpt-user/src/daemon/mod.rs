@@ -158,7 +158,7 @@ impl Daemon {
         }
         let mut shared = self.shared.lock().expect("metrics lock");
         for change in out.changes {
-            let alert = Alert::new(change.event, change.report, |_| None);
+            let alert = Alert::new(change.event, change.report);
             let line = match self.format {
                 Format::Json => serde_json::to_string(&alert).unwrap_or_default(),
                 Format::Text => alert.text(),
