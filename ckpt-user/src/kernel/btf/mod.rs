@@ -1,9 +1,16 @@
 //! Struct member offsets from the running kernel's BTF, for the BPF programs' `.rodata`.
 
+mod reader;
+
 use std::path::{Path, PathBuf};
 
-use btf_rs::{Btf, Type};
 use ckpt_common::{ABSENT, KernelOffsets, OPS_MEMBERS};
+use reader::{Btf, Kind, Type};
+
+/// Hops through typedefs and qualifiers before giving up: corrupt BTF can chain them in a cycle.
+const MAX_CHAIN: usize = 32;
+/// Depth of anonymous structs and unions searched for a member, for the same reason.
+const MAX_NESTING: usize = 32;
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -32,73 +39,92 @@ pub struct KernelBtf {
     btf: Btf,
 }
 
+/// The running kernel's BTF, read once and parsed for both uses: member offsets (here) and
+/// the BPF loader (aya), which parses the same bytes.
+pub struct LoadedBtf {
+    pub offsets: KernelOffsets,
+    pub loader: aya::Btf,
+}
+
+impl LoadedBtf {
+    pub fn from_file(path: &Path) -> Result<Self, BtfError> {
+        let btf = KernelBtf::from_bytes(read(path)?, path)?;
+        let offsets = btf.offsets()?;
+        let loader = aya::Btf::parse(btf.btf.data(), aya::Endianness::default()).map_err(|e| {
+            BtfError::Parse {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(Self { offsets, loader })
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, BtfError> {
+    std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => BtfError::Missing(path.to_path_buf()),
+        _ => BtfError::Parse {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        },
+    })
+}
+
 impl KernelBtf {
     pub fn from_file(path: &Path) -> Result<Self, BtfError> {
-        if !path.exists() {
-            return Err(BtfError::Missing(path.to_path_buf()));
-        }
-        let btf = Btf::from_file(path).map_err(|e| BtfError::Parse {
+        Self::from_bytes(read(path)?, path)
+    }
+
+    fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<Self, BtfError> {
+        let btf = Btf::parse(bytes).map_err(|e| BtfError::Parse {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
         Ok(Self { btf })
     }
 
-    fn struct_named(&self, name: &str) -> Option<btf_rs::Struct> {
-        self.btf
-            .resolve_types_by_name(name)
-            .ok()?
-            .into_iter()
-            .find_map(|t| match t {
-                Type::Struct(s) | Type::Union(s) => Some(s),
-                _ => None,
-            })
-    }
-
-    /// Strips typedefs and qualifiers.
-    fn concrete(&self, mut t: Type) -> Option<Type> {
-        loop {
-            match t {
-                Type::Typedef(_)
-                | Type::Const(_)
-                | Type::Volatile(_)
-                | Type::Restrict(_)
-                | Type::TypeTag(_) => {
-                    let next = self.btf.resolve_chained_type(t.as_btf_type()?).ok()?;
-                    t = next;
+    /// Type `id` with typedefs and qualifiers stripped.
+    fn concrete(&self, id: u32) -> Option<Type> {
+        let mut t = self.btf.type_by_id(id)?;
+        for _ in 0..MAX_CHAIN {
+            match t.kind {
+                Kind::Typedef | Kind::Const | Kind::Volatile | Kind::Restrict | Kind::TypeTag => {
+                    t = self.btf.type_by_id(t.size_or_type)?;
                 }
-                other => return Some(other),
+                _ => return Some(t),
             }
         }
+        None
     }
 
-    fn size_of(&self, t: &Type) -> Option<u32> {
-        match t {
-            Type::Int(i) => Some(i.size() as u32),
-            Type::Ptr(_) => Some(8),
-            Type::Enum(e) => Some(e.size() as u32),
-            Type::Enum64(e) => Some(e.size() as u32),
-            Type::Struct(s) | Type::Union(s) => Some(s.size() as u32),
-            Type::Array(_) => Some(0),
+    fn size_of(t: &Type) -> Option<u32> {
+        match t.kind {
+            Kind::Int | Kind::Enum | Kind::Enum64 | Kind::Struct | Kind::Union => {
+                Some(t.size_or_type)
+            }
+            Kind::Ptr => Some(8),
+            Kind::Array => Some(0),
             _ => None,
         }
     }
 
     /// Finds `name` among `s`'s members, descending into anonymous structs and unions.
-    /// Returns the member's bit offset relative to `s`, bitfield size, and type.
-    fn find_member(&self, s: &btf_rs::Struct, name: &str) -> Option<(u32, Option<u32>, Type)> {
-        for m in &s.members {
-            let mname = self.btf.resolve_name(m).unwrap_or_default();
-            let mtype = self.btf.resolve_chained_type(m).ok()?;
+    /// Returns the member's bit offset relative to `s`, bitfield size, and type id.
+    fn find_member(&self, s: &Type, name: &str, depth: usize) -> Option<(u32, Option<u32>, u32)> {
+        for m in self.btf.members(s) {
+            let Some(mname) = self.btf.name(m.name_off) else {
+                continue;
+            };
             if mname == name {
-                let bits = m.bitfield_size().filter(|&b| b != 0);
-                return Some((m.bit_offset(), bits, mtype));
+                return Some((m.bit_offset, m.bitfield_size, m.type_id));
             }
             if mname.is_empty()
-                && let Some(Type::Struct(inner) | Type::Union(inner)) = self.concrete(mtype)
-                && let Some((off, bits, t)) = self.find_member(&inner, name)
+                && depth < MAX_NESTING
+                && let Some(inner) = self.concrete(m.type_id)
+                && matches!(inner.kind, Kind::Struct | Kind::Union)
+                && let Some((off, bits, t)) = self.find_member(&inner, name, depth + 1)
             {
-                return Some((m.bit_offset() + off, bits, t));
+                return Some((m.bit_offset.checked_add(off)?, bits, t));
             }
         }
         None
@@ -107,24 +133,24 @@ impl KernelBtf {
     /// Resolves a dotted member path (`f_path.dentry`) in struct `strukt`. Bitfields and
     /// members not on a byte boundary are reported as absent: the BPF side reads whole bytes.
     pub fn field(&self, strukt: &str, path: &str) -> Option<Field> {
-        let mut current = self.struct_named(strukt)?;
-        let mut bit_offset = 0;
+        let mut current = self.btf.struct_named(strukt)?;
+        let mut bit_offset: u32 = 0;
         let mut parts = path.split('.').peekable();
         while let Some(part) = parts.next() {
-            let (off, bits, t) = self.find_member(&current, part)?;
-            bit_offset += off;
-            let t = self.concrete(t)?;
+            let (off, bits, type_id) = self.find_member(&current, part, 0)?;
+            bit_offset = bit_offset.checked_add(off)?;
+            let t = self.concrete(type_id)?;
             if parts.peek().is_none() {
-                if bits.is_some() || bit_offset % 8 != 0 {
+                if bits.is_some() || !bit_offset.is_multiple_of(8) {
                     return None;
                 }
                 return Some(Field {
                     offset: bit_offset / 8,
-                    size: self.size_of(&t)?,
+                    size: Self::size_of(&t)?,
                 });
             }
-            match t {
-                Type::Struct(s) | Type::Union(s) => current = s,
+            match t.kind {
+                Kind::Struct | Kind::Union => current = t,
                 _ => return None,
             }
         }
@@ -238,7 +264,149 @@ impl KernelBtf {
 
 #[cfg(test)]
 mod tests {
+    use super::reader::blob::*;
     use super::*;
+
+    fn parse(b: &Blob) -> KernelBtf {
+        KernelBtf::from_bytes(b.build(), Path::new("blob")).expect("blob parses")
+    }
+
+    #[test]
+    fn anonymous_members_are_searched_in_place() {
+        // struct outer { int a; union { long b; struct { char c; char d; }; }; };
+        let mut b = Blob::new();
+        let int = b.ty("int", INT, 0, 4, &[32]);
+        let long = b.ty("long", INT, 0, 8, &[64]);
+        let char = b.ty("char", INT, 0, 1, &[8]);
+        let inner = b.composite("", false, 2, &[("c", char, 0), ("d", char, 8)]);
+        let anon = b.composite("", true, 8, &[("b", long, 0), ("", inner, 0)]);
+        b.composite("outer", false, 16, &[("a", int, 0), ("", anon, 64)]);
+        let btf = parse(&b);
+        assert_eq!(btf.field("outer", "a"), Some(Field { offset: 0, size: 4 }));
+        assert_eq!(btf.field("outer", "b"), Some(Field { offset: 8, size: 8 }));
+        assert_eq!(btf.field("outer", "c"), Some(Field { offset: 8, size: 1 }));
+        assert_eq!(btf.field("outer", "d"), Some(Field { offset: 9, size: 1 }));
+        assert_eq!(btf.field("outer", "e"), None);
+        assert_eq!(btf.field("outer", "a.b"), None, "int has no members");
+    }
+
+    /// typedef struct inner { int x; long y; } inner_t;
+    /// struct s { const inner_t *p; restrict const volatile __tag inner_t in; u64 n; };
+    fn qualified() -> Blob {
+        let mut b = Blob::new();
+        let int = b.ty("int", INT, 0, 4, &[32]);
+        let long = b.ty("long", INT, 0, 8, &[64]);
+        let inner = b.composite("inner", false, 16, &[("x", int, 0), ("y", long, 64)]);
+        let inner_t = b.ty("inner_t", TYPEDEF, 0, inner, &[]);
+        let tagged = b.ty("rcu", TYPE_TAG, 0, inner_t, &[]);
+        let volatile = b.ty("", VOLATILE, 0, tagged, &[]);
+        let konst = b.ty("", CONST, 0, volatile, &[]);
+        let restrict = b.ty("", RESTRICT, 0, konst, &[]);
+        let ptr = b.ty("", PTR, 0, konst, &[]);
+        let u64_t = b.ty("u64", TYPEDEF, 0, long, &[]);
+        let members = [("p", ptr, 0), ("in", restrict, 64), ("n", u64_t, 192)];
+        b.composite("s", false, 32, &members);
+        b
+    }
+
+    #[test]
+    fn typedefs_and_qualifiers_are_stripped_along_a_path() {
+        let btf = parse(&qualified());
+        assert_eq!(btf.field("s", "p"), Some(Field { offset: 0, size: 8 }));
+        assert_eq!(
+            btf.field("s", "in"),
+            Some(Field {
+                offset: 8,
+                size: 16
+            })
+        );
+        assert_eq!(
+            btf.field("s", "in.y"),
+            Some(Field {
+                offset: 16,
+                size: 8
+            })
+        );
+        assert_eq!(
+            btf.field("s", "n"),
+            Some(Field {
+                offset: 24,
+                size: 8
+            })
+        );
+        assert_eq!(btf.field("s", "p.x"), None, "pointers are not followed");
+        assert_eq!(
+            btf.field("inner_t", "x"),
+            None,
+            "a typedef is not a struct name"
+        );
+    }
+
+    #[test]
+    fn bitfields_and_unaligned_members_are_absent() {
+        let mut b = Blob::new();
+        let int = b.ty("int", INT, 0, 4, &[32]);
+        // With the kind flag: a 3-bit field, a byte-aligned 8-bit field, then a plain int.
+        let members = [("a", int, 0, 3), ("b", int, 8, 8), ("c", int, 32, 0)];
+        b.bitfield_struct("flags", 8, &members);
+        // Without it, only the bit offset tells.
+        b.composite("old", false, 8, &[("x", int, 4), ("y", int, 32)]);
+        let btf = parse(&b);
+        assert_eq!(btf.field("flags", "a"), None);
+        assert_eq!(btf.field("flags", "b"), None);
+        assert_eq!(btf.field("flags", "c"), Some(Field { offset: 4, size: 4 }));
+        assert_eq!(btf.field("old", "x"), None);
+        assert_eq!(btf.field("old", "y"), Some(Field { offset: 4, size: 4 }));
+    }
+
+    #[test]
+    fn type_cycles_end_in_absence() {
+        let mut b = Blob::new();
+        // Two typedefs naming each other (ids 1 and 2), an anonymous struct containing itself
+        // (id 3), and a struct using both.
+        b.ty("a_t", TYPEDEF, 0, 2, &[]);
+        b.ty("b_t", TYPEDEF, 0, 1, &[]);
+        b.composite("", false, 4, &[("", 3, 0)]);
+        b.composite("s", false, 4, &[("loop", 1, 0), ("", 3, 0)]);
+        let btf = parse(&b);
+        assert_eq!(btf.field("s", "loop"), None);
+        assert_eq!(btf.field("s", "x"), None);
+    }
+
+    #[test]
+    fn corrupt_blobs_never_panic_a_lookup() {
+        let bytes = qualified().build();
+        for i in 0..bytes.len() {
+            for value in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+                let mut bad = bytes.clone();
+                bad[i] = value;
+                if let Ok(btf) = KernelBtf::from_bytes(bad, Path::new("blob")) {
+                    for path in ["p", "in", "in.y", "n", "p.x", "in.x.y"] {
+                        let _ = btf.field("s", path);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn blob_without_core_members_is_a_required_error() {
+        let err = parse(&Blob::new())
+            .offsets()
+            .expect_err("nothing to offset");
+        assert!(matches!(err, BtfError::Required("file.f_op")), "{err}");
+    }
+
+    #[test]
+    fn bad_magic_is_a_parse_error_naming_the_file() {
+        let mut bytes = Blob::new().build();
+        bytes[0] = 0;
+        let err = KernelBtf::from_bytes(bytes, Path::new("/x/vmlinux"))
+            .err()
+            .unwrap();
+        assert!(matches!(err, BtfError::Parse { .. }), "{err}");
+        assert!(err.to_string().contains("/x/vmlinux: bad magic"), "{err}");
+    }
 
     fn host() -> Option<KernelBtf> {
         let path = Path::new(VMLINUX_BTF);
@@ -302,13 +470,13 @@ mod tests {
         assert_eq!(btf.field("file", "no_such_member"), None);
         assert_eq!(btf.field("no_such_struct", "x"), None);
         // Whatever bitfields this kernel's task_struct has, none is offered as a byte field.
-        let task = btf.struct_named("task_struct").unwrap();
-        let bitfield = task
-            .members
-            .iter()
-            .find(|m| m.bitfield_size().is_some_and(|b| b != 0 && b % 8 != 0))
-            .map(|m| btf.btf.resolve_name(m).unwrap())
+        let task = btf.btf.struct_named("task_struct").unwrap();
+        let bitfield = btf
+            .btf
+            .members(&task)
+            .find(|m| m.bitfield_size.is_some_and(|b| b % 8 != 0))
+            .and_then(|m| btf.btf.name(m.name_off))
             .expect("task_struct has sub-byte bitfields");
-        assert_eq!(btf.field("task_struct", &bitfield), None, "{bitfield}");
+        assert_eq!(btf.field("task_struct", bitfield), None, "{bitfield}");
     }
 }
