@@ -80,6 +80,10 @@ pub fn describe_live(f: &FileFact) -> String {
 }
 
 pub fn scan(args: &ScanArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
+    // Without the privileges nothing else matters: say so before reading config files.
+    if args.replay.is_none() {
+        crate::kernel::privileges::ensure_can_load_bpf()?;
+    }
     let (profile, _) = load_profile(args.profile.as_deref())?;
     let given = engine::options_in_force(
         args.engine.unwrap_or(Engine::Criu),
