@@ -38,16 +38,7 @@ pub fn fill(rec: &mut FileFacts, task: u64, tgid: u32, fd: u32, file: u64, f_op:
     rec.fs_type = [0; ckpt_common::FS_TYPE_LEN];
     rec.name = [0; ckpt_common::NAME_LEN];
     let (facts, inode) = kread::inode_facts(file, &mut rec.fs_type, &mut rec.name);
-    rec.ino = facts.ino;
-    rec.size = facts.size;
-    rec.blocks = facts.blocks;
-    rec.s_magic = facts.s_magic;
-    rec.rdev = facts.rdev;
-    rec.dev = facts.dev;
-    rec.mode = facts.mode;
-    rec.nlink = facts.nlink;
-    rec.known = facts.known;
-    rec.flags = if facts.unlinked { flags::UNLINKED } else { 0 };
+    kread::store_inode!(rec, facts);
 
     rec.mnt_id = 0;
     if let Some((id, visible)) = kread::mount_facts(file, task) {

@@ -105,6 +105,27 @@ pub fn inode_facts(file: u64, fs_type: &mut [u8], name: &mut [u8]) -> (InodeFact
     (f, inode)
 }
 
+/// Copies [`InodeFacts`] into a record with the same field names (`FileFacts`, `VmaFacts`).
+macro_rules! store_inode {
+    ($rec:expr, $facts:expr) => {{
+        $rec.ino = $facts.ino;
+        $rec.size = $facts.size;
+        $rec.blocks = $facts.blocks;
+        $rec.s_magic = $facts.s_magic;
+        $rec.rdev = $facts.rdev;
+        $rec.dev = $facts.dev;
+        $rec.mode = $facts.mode;
+        $rec.nlink = $facts.nlink;
+        $rec.known = $facts.known;
+        $rec.flags = if $facts.unlinked {
+            ckpt_common::flags::UNLINKED
+        } else {
+            0
+        };
+    }};
+}
+pub(crate) use store_inode;
+
 /// Mount id of the file's mount, and whether that mount is in the task's mount namespace
 /// (what CRIU finds, or fails to find, in /proc/PID/mountinfo).
 #[inline(always)]

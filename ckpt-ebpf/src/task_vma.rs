@@ -90,16 +90,7 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     rec.fs_type = [0; FS_TYPE_LEN];
     rec.name = [0; NAME_LEN];
     let (facts, _inode) = kread::inode_facts(file, &mut rec.fs_type, &mut rec.name);
-    rec.ino = facts.ino;
-    rec.size = facts.size;
-    rec.blocks = facts.blocks;
-    rec.s_magic = facts.s_magic;
-    rec.rdev = facts.rdev;
-    rec.dev = facts.dev;
-    rec.mode = facts.mode;
-    rec.nlink = facts.nlink;
-    rec.known = facts.known;
-    rec.flags = if facts.unlinked { flags::UNLINKED } else { 0 };
+    kread::store_inode!(rec, facts);
     if let Some((_, visible)) = kread::mount_facts(file, task) {
         if visible {
             rec.flags |= flags::MOUNT_VISIBLE;

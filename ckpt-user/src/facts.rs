@@ -155,9 +155,43 @@ fn c_string(bytes: &[u8]) -> String {
 
 const TCP_CLOSE: u32 = 7;
 
+/// The facts a file record and a mapping record share (both carry the same inode fields), with
+/// everything fd-specific unset.
+macro_rules! inode_part {
+    ($r:expr) => {{
+        let file_type = FileType::from_mode($r.mode);
+        FileFact {
+            pid: $r.tgid,
+            fd: None,
+            mapping: None,
+            f_op: $r.f_op,
+            file_type,
+            mode: $r.mode,
+            rdev: matches!(file_type, FileType::Chr | FileType::Blk)
+                .then(|| DevNum::from_kernel($r.rdev)),
+            dev: DevNum::from_kernel($r.dev),
+            ino: $r.ino,
+            size: $r.size,
+            allocated: $r.blocks * 512,
+            nlink: $r.nlink,
+            fs_type: c_string(&$r.fs_type),
+            fs_magic: $r.s_magic,
+            name: c_string(&$r.name),
+            f_flags: 0,
+            unlinked: $r.flags & flags::UNLINKED != 0,
+            mount_visible: None,
+            mnt_id: None,
+            locked: None,
+            socket: None,
+            pidfd_target: None,
+            tty_index: None,
+            inode_known: $r.known & known::INODE != 0,
+        }
+    }};
+}
+
 impl FileFact {
     pub fn from_file(r: &FileFacts) -> Self {
-        let file_type = FileType::from_mode(r.mode);
         let socket = (r.known & known::SOCKET != 0).then(|| SocketFact {
             family: r.sk_family,
             sk_type: r.sk_type,
@@ -171,69 +205,30 @@ impl FileFact {
             }),
             peer_known: r.known & known::UNIX_PEER != 0,
         });
+        let mount_known = r.known & known::MOUNT != 0;
         Self {
-            pid: r.tgid,
             fd: Some(r.fd),
-            mapping: None,
-            f_op: r.f_op,
-            file_type,
-            mode: r.mode,
-            rdev: matches!(file_type, FileType::Chr | FileType::Blk)
-                .then(|| DevNum::from_kernel(r.rdev)),
-            dev: DevNum::from_kernel(r.dev),
-            ino: r.ino,
-            size: r.size,
-            allocated: r.blocks * 512,
-            nlink: r.nlink,
-            fs_type: c_string(&r.fs_type),
-            fs_magic: r.s_magic,
-            name: c_string(&r.name),
             f_flags: r.f_flags,
-            unlinked: r.flags & flags::UNLINKED != 0,
-            mount_visible: (r.known & known::MOUNT != 0)
-                .then_some(r.flags & flags::MOUNT_VISIBLE != 0),
-            mnt_id: (r.known & known::MOUNT != 0).then_some(r.mnt_id),
+            mount_visible: mount_known.then_some(r.flags & flags::MOUNT_VISIBLE != 0),
+            mnt_id: mount_known.then_some(r.mnt_id),
             locked: (r.known & known::LOCKS != 0).then_some(r.flags & flags::LOCKED != 0),
             socket,
             pidfd_target: (r.known & known::PIDFD != 0).then_some(r.aux as u32),
             tty_index: (r.known & known::TTY != 0).then_some(r.aux as u32),
-            inode_known: r.known & known::INODE != 0,
+            ..inode_part!(r)
         }
     }
 
     pub fn from_vma(r: &VmaFacts) -> Self {
-        let file_type = FileType::from_mode(r.mode);
         Self {
-            pid: r.tgid,
-            fd: None,
             mapping: Some(Mapping {
                 start: r.start,
                 end: r.end,
                 vm_flags: r.vm_flags,
                 pgoff: r.pgoff,
             }),
-            f_op: r.f_op,
-            file_type,
-            mode: r.mode,
-            rdev: matches!(file_type, FileType::Chr | FileType::Blk)
-                .then(|| DevNum::from_kernel(r.rdev)),
-            dev: DevNum::from_kernel(r.dev),
-            ino: r.ino,
-            size: r.size,
-            allocated: r.blocks * 512,
-            nlink: r.nlink,
-            fs_type: c_string(&r.fs_type),
-            fs_magic: r.s_magic,
-            name: c_string(&r.name),
-            f_flags: 0,
-            unlinked: r.flags & flags::UNLINKED != 0,
             mount_visible: Some(r.flags & flags::MOUNT_VISIBLE != 0),
-            mnt_id: None,
-            locked: None,
-            socket: None,
-            pidfd_target: None,
-            tty_index: None,
-            inode_known: r.known & known::INODE != 0,
+            ..inode_part!(r)
         }
     }
 
