@@ -268,8 +268,8 @@ pub struct KernelOffsets {
     pub cgroup_kn: u32,
     pub kernfs_node_id: u32,
     pub fop_members: [u32; N_OPS_MEMBERS],
-    /// Only this process (tgid) is reported; 0 reports every task.
-    pub target_tgid: u32,
+    /// 1: only tasks whose tgid is in the `TARGET_TGIDS` map are reported; 0: every task.
+    pub filter_tgids: u32,
     /// Depth of `target_cgroup` in the cgroup v2 hierarchy (root = 0).
     pub target_cgroup_level: u32,
     /// Keeps `target_cgroup` 8-aligned without implicit padding.
@@ -350,7 +350,7 @@ impl KernelOffsets {
             cgroup_kn: ABSENT,
             kernfs_node_id: ABSENT,
             fop_members: [ABSENT; N_OPS_MEMBERS],
-            target_tgid: 0,
+            filter_tgids: 0,
             target_cgroup_level: 0,
             _pad: 0,
             target_cgroup: 0,

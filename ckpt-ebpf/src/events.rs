@@ -46,7 +46,6 @@ static EVENT_SCRATCH: PerCpuArray<FileFacts> = PerCpuArray::with_max_entries(1, 
 #[map]
 static EVENT_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
 
-const BPF_NOEXIST: u64 = 1;
 const PTRACE_TRACEME: u64 = 0;
 const PTRACE_ATTACH: u64 = 16;
 const PTRACE_DETACH: u64 = 17;
@@ -128,7 +127,7 @@ fn installed(task: u64, fd: u32, file: u64) {
             return;
         }
     }
-    if f_op != 0 && file_facts::SEEN_OPS.insert(&f_op, &0, BPF_NOEXIST).is_ok() {
+    if file_facts::first_sight(f_op) {
         if let Some(ops) = EVENT_OPS_SCRATCH.get_ptr_mut(0) {
             let ops = unsafe { &mut *ops };
             file_facts::fill_ops(ops, f_op);

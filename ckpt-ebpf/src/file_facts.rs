@@ -12,6 +12,17 @@ use crate::kread::{self, off, read, read_ptr};
 #[map]
 pub static SEEN_OPS: HashMap<u64, u8> = HashMap::with_max_entries(8192, 0);
 
+const BPF_NOEXIST: u64 = 1;
+
+/// Whether `f_op` is reported for the first time (and now marked seen). A lookup first: an
+/// insert attempt on every file takes the bucket lock even when the table is known.
+#[inline(always)]
+pub fn first_sight(f_op: u64) -> bool {
+    f_op != 0
+        && unsafe { SEEN_OPS.get(&f_op) }.is_none()
+        && SEEN_OPS.insert(&f_op, &0, BPF_NOEXIST).is_ok()
+}
+
 /// Fills the member function addresses of the ops table at `f_op`.
 #[inline(always)]
 pub fn fill_ops(rec: &mut OpsRecord, f_op: u64) {

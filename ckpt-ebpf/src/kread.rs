@@ -1,8 +1,12 @@
 //! Reading kernel memory at offsets that user space found in BTF, and gathering the facts that
 //! both iterators record about a `struct file`.
 
-use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes};
-use ckpt_common::{ABSENT, KernelOffsets, known};
+use aya_ebpf::{
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes},
+    macros::map,
+    maps::{HashMap, PerCpuArray},
+};
+use ckpt_common::{ABSENT, FS_TYPE_LEN, KernelOffsets, known};
 
 /// Filled in by user space before load (`EbpfLoader::override_global`); frozen `.rodata`, so the
 /// verifier sees every offset as a constant and prunes the reads of absent members.
@@ -47,6 +51,35 @@ pub fn read_str_at(base: u64, off: u32, dest: &mut [u8]) -> bool {
     s != 0 && unsafe { bpf_probe_read_kernel_str_bytes(s as *const u8, dest).is_ok() }
 }
 
+/// The last superblock seen on this CPU and its filesystem's name: a task's files mostly sit
+/// on a few filesystems, so the string read is mostly saved.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SbName {
+    sb: u64,
+    name: [u8; FS_TYPE_LEN],
+}
+
+#[map]
+static LAST_SB: PerCpuArray<SbName> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn fs_type_name(sb: u64, dest: &mut [u8; FS_TYPE_LEN]) {
+    let Some(cache) = LAST_SB.get_ptr_mut(0) else {
+        let fstype = read_ptr(sb, off!(sb_s_type));
+        read_str_at(fstype, off!(fstype_name), dest);
+        return;
+    };
+    let cache = unsafe { &mut *cache };
+    if cache.sb != sb {
+        cache.name = [0; FS_TYPE_LEN];
+        let fstype = read_ptr(sb, off!(sb_s_type));
+        read_str_at(fstype, off!(fstype_name), &mut cache.name);
+        cache.sb = sb;
+    }
+    *dest = cache.name;
+}
+
 /// The inode, superblock and dentry facts shared by open files and mapped files.
 pub struct InodeFacts {
     pub ino: u64,
@@ -63,7 +96,11 @@ pub struct InodeFacts {
 
 /// Reads inode, superblock (+ fs type name) and dentry (+ name) facts of `file`.
 #[inline(always)]
-pub fn inode_facts(file: u64, fs_type: &mut [u8], name: &mut [u8]) -> (InodeFacts, u64) {
+pub fn inode_facts(
+    file: u64,
+    fs_type: &mut [u8; FS_TYPE_LEN],
+    name: &mut [u8],
+) -> (InodeFacts, u64) {
     let mut f = InodeFacts {
         ino: 0,
         size: 0,
@@ -89,8 +126,7 @@ pub fn inode_facts(file: u64, fs_type: &mut [u8], name: &mut [u8]) -> (InodeFact
         if sb != 0 {
             f.s_magic = read::<u64>(sb, off!(sb_s_magic)).unwrap_or(0);
             f.dev = read::<u32>(sb, off!(sb_s_dev)).unwrap_or(0);
-            let fstype = read_ptr(sb, off!(sb_s_type));
-            read_str_at(fstype, off!(fstype_name), fs_type);
+            fs_type_name(sb, fs_type);
             f.known |= known::SUPER;
         }
     }
@@ -138,9 +174,29 @@ pub fn mount_facts(file: u64, task: u64) -> Option<(u32, bool)> {
     let mount = vfsmnt - mnt_off as u64;
     let id = read::<u32>(mount, off!(mount_mnt_id))?;
     let mnt_ns = read_ptr(mount, off!(mount_mnt_ns));
-    let nsproxy = read_ptr(task, off!(task_nsproxy));
-    let task_ns = read_ptr(nsproxy, off!(nsproxy_mnt_ns));
-    Some((id, mnt_ns != 0 && mnt_ns == task_ns))
+    Some((id, mnt_ns != 0 && mnt_ns == task_mnt_ns(task)))
+}
+
+/// The last task seen on this CPU and its mount namespace: an iterator visits all of a task's
+/// files in a row, so this saves two reads per file.
+#[map]
+static LAST_TASK_MNT_NS: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn task_mnt_ns(task: u64) -> u64 {
+    let read_ns = || {
+        let nsproxy = read_ptr(task, off!(task_nsproxy));
+        read_ptr(nsproxy, off!(nsproxy_mnt_ns))
+    };
+    let Some(cache) = LAST_TASK_MNT_NS.get_ptr_mut(0) else {
+        return read_ns();
+    };
+    let cache = unsafe { &mut *cache };
+    if cache[0] != task {
+        cache[0] = task;
+        cache[1] = read_ns();
+    }
+    cache[1]
 }
 
 pub struct SockFacts {
@@ -205,6 +261,18 @@ pub fn sock_facts(file: u64) -> Option<SockFacts> {
         }
     }
     Some(s)
+}
+
+/// The processes a `--pid` scan reports: the pid and its descendants, which `criu dump -t`
+/// takes along (their files decide whether a peer is inside the dump).
+#[map]
+static TARGET_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(65_536, 0);
+
+/// Whether the scan reports `task` (of process `tgid`): it passes the pid and cgroup filters.
+#[inline(always)]
+pub fn wanted(task: u64, tgid: u32) -> bool {
+    (off!(filter_tgids) == 0 || unsafe { TARGET_TGIDS.get(&tgid) }.is_some())
+        && in_target_cgroup(task)
 }
 
 /// Whether `task` is in the target cgroup (or below it); true when no cgroup is targeted.

@@ -14,8 +14,6 @@ static FILE_SCRATCH: PerCpuArray<FileFacts> = PerCpuArray::with_max_entries(1, 0
 #[map]
 static OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
 
-const BPF_NOEXIST: u64 = 1;
-
 /// `struct bpf_iter__task_file` is BPF ABI: meta, task, fd, file, each 8-byte aligned.
 const CTX_META: usize = 0;
 const CTX_TASK: usize = 8;
@@ -42,14 +40,13 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
     let seq = unsafe { *meta };
 
     let tgid = read::<u32>(task, off!(task_tgid))?;
-    let target = off!(target_tgid);
-    if (target != 0 && target != tgid) || !kread::in_target_cgroup(task) {
+    if !kread::wanted(task, tgid) {
         return None;
     }
 
     let f_op = read_ptr(file, off!(file_f_op));
     let mut ops_emitted = false;
-    if f_op != 0 && file_facts::SEEN_OPS.insert(&f_op, &0, BPF_NOEXIST).is_ok() {
+    if file_facts::first_sight(f_op) {
         ops_emitted = emit_ops(seq, f_op);
         if !ops_emitted {
             let _ = file_facts::SEEN_OPS.remove(&f_op);

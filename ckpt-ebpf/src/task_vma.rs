@@ -14,8 +14,6 @@ static VMA_SCRATCH: PerCpuArray<VmaFacts> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static VMA_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
 
-const BPF_NOEXIST: u64 = 1;
-
 /// The last (tgid, file) reported on this CPU, to skip the next VMAs of the same file.
 #[map]
 static LAST_FILE: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
@@ -42,8 +40,7 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     }
     let seq = unsafe { *meta };
     let tgid = read::<u32>(task, off!(task_tgid))?;
-    let target = off!(target_tgid);
-    if (target != 0 && target != tgid) || !kread::in_target_cgroup(task) {
+    if !kread::wanted(task, tgid) {
         return None;
     }
     let file = read_ptr(vma, off!(vma_vm_file));
@@ -70,7 +67,7 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     // A mapped file's ops table may belong to no open fd: report its members here too.
     let f_op = rec.f_op;
     let mut ops_emitted = false;
-    if f_op != 0 && file_facts::SEEN_OPS.insert(&f_op, &0, BPF_NOEXIST).is_ok() {
+    if file_facts::first_sight(f_op) {
         if let Some(ops) = VMA_OPS_SCRATCH.get_ptr_mut(0) {
             let ops = unsafe { &mut *ops };
             file_facts::fill_ops(ops, f_op);

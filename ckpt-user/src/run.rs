@@ -13,7 +13,7 @@ use crate::engine::{self, ConfigPaths, Engine};
 use crate::facts::FileFact;
 use crate::report;
 use crate::resolve::{self, Catalogue, OpsIdentity};
-use crate::scope::{DumpSet, ProcError, procfs};
+use crate::scope::{DumpSet, ProcError};
 use crate::snapshot::{Filter, Snapshot};
 
 /// The profile for the CRIU on PATH (`criu --version` → `Version: 3.17.1`), else the newest.
@@ -100,16 +100,9 @@ pub fn scan(args: &ScanArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
             {
                 return Err(ProcError::NoSuchProcess(pid).into());
             }
-            let filter = match args.pid {
-                Some(pid) if !args.tree => Filter::Pid(pid),
-                _ => Filter::All,
-            };
-            let mut snap = Snapshot::take(filter)?;
-            if args.pid.is_some() {
-                // Whom the pid's subtree holds decides what is inside the dump.
-                snap.add_all_procs();
-            }
-            snap
+            // A pid (with or without --tree) is scanned as its subtree: that is its dump.
+            let filter = args.pid.map_or(Filter::All, Filter::Pid);
+            Snapshot::take(filter)?
         }
     };
     let t = &snapshot.timings;
@@ -137,6 +130,8 @@ pub fn scan(args: &ScanArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
     let world = SnapshotWorld::new(&snapshot);
     let name = &profile.profile.name;
     let parents: HashMap<u32, u32> = snapshot.procs.values().map(|p| (p.pid, p.ppid)).collect();
+    // Built once: every process of a host scan is the root of its own subtree.
+    let children = crate::scope::children_of(&parents);
 
     let reports: Vec<DumpReport> = match args.pid {
         Some(pid) => {
@@ -155,7 +150,7 @@ pub fn scan(args: &ScanArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
         None => world
             .pids()
             .into_iter()
-            .map(|pid| rules.dump(&world, &DumpSet::process(pid, &parents)))
+            .map(|pid| rules.dump(&world, &DumpSet::process_in(pid, &children)))
             .collect(),
     };
 
@@ -171,17 +166,4 @@ pub fn scan(args: &ScanArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
         (false, None, _) => report::host_text(out, &reports, name, args.verbose)?,
     }
     Ok(Exit::from(verdict))
-}
-
-impl Snapshot {
-    /// /proc facts for every process on the host (trees need everyone's parent).
-    pub fn add_all_procs(&mut self) {
-        for pid in procfs::all_pids().unwrap_or_default() {
-            if let std::collections::btree_map::Entry::Vacant(e) = self.procs.entry(pid)
-                && let Ok(p) = procfs::read_proc(pid)
-            {
-                e.insert(p);
-            }
-        }
-    }
 }

@@ -26,6 +26,8 @@ pub enum SnapshotError {
     Probe(#[from] ProbeError),
     #[error(transparent)]
     Kallsyms(#[from] KallsymsError),
+    #[error(transparent)]
+    Proc(#[from] crate::scope::ProcError),
     #[error("cannot read snapshot {path}: {reason}")]
     Replay { path: String, reason: String },
 }
@@ -83,21 +85,31 @@ impl Snapshot {
             mut offsets,
             loader: loader_btf,
         } = LoadedBtf::from_file(Path::new(VMLINUX_BTF))?;
+        // A pid's dump is its subtree (`criu dump -t`): whom its children hold decides which
+        // peers are inside, so the kernel reports the whole subtree. Finding it needs every
+        // process's parent first.
+        let mut known_procs = None;
+        let mut targets = None;
         match filter {
             Filter::All => {}
-            Filter::Pid(pid) => offsets.target_tgid = pid,
+            Filter::Pid(pid) => {
+                let procs = procfs::all_procs()?;
+                let parents = procs.values().map(|p| (p.pid, p.ppid)).collect();
+                targets = Some(crate::scope::subtree(pid, &parents));
+                known_procs = Some(procs);
+                offsets.filter_tgids = 1;
+            }
             Filter::Cgroup { id, level } => {
                 offsets.target_cgroup = id;
                 offsets.target_cgroup_level = level;
             }
         }
-        let target = match filter {
-            Filter::Pid(pid) => Some(pid),
-            _ => None,
-        };
         timings.btf = t.elapsed();
         let t = Instant::now();
         let mut probe = Probe::load(&offsets, &loader_btf)?;
+        if let Some(pids) = &targets {
+            probe.set_targets(pids)?;
+        }
         timings.load = t.elapsed();
         let kallsyms = || {
             kallsyms
@@ -105,7 +117,7 @@ impl Snapshot {
                 .expect("the kallsyms reader does not panic")
                 .map_err(KallsymsError::Io)
         };
-        let mut snap = Self::collect(&mut probe, target, kallsyms)?;
+        let mut snap = Self::collect(&mut probe, known_procs, kallsyms)?;
         snap.timings.btf = timings.btf;
         snap.timings.load = timings.load;
         Ok(snap)
@@ -115,7 +127,7 @@ impl Snapshot {
     /// how long reading it took), perhaps read on another thread meanwhile.
     pub fn collect(
         probe: &mut Probe,
-        target: Option<u32>,
+        known_procs: Option<BTreeMap<u32, ProcInfo>>,
         kallsyms: impl FnOnce() -> Result<(Vec<u8>, std::time::Duration), KallsymsError>,
     ) -> Result<Self, SnapshotError> {
         let mut timings = Timings::default();
@@ -132,7 +144,7 @@ impl Snapshot {
         files.extend(raw.vmas.iter().map(FileFact::from_vma));
         refine_deleted_allocation(&mut files);
         let t = Instant::now();
-        let procs = read_procs(&files, target);
+        let procs = read_procs(&files, known_procs);
         timings.procfs = t.elapsed();
         let own = Own::current();
         Ok(Self {
@@ -188,11 +200,17 @@ fn refine_deleted_allocation(files: &mut [FileFact]) {
 
 /// /proc facts for every process the scan saw (and the target, which may hold no files).
 /// A process that exited since the iteration is skipped: it has nothing left to dump.
-fn read_procs(files: &[FileFact], target: Option<u32>) -> BTreeMap<u32, ProcInfo> {
-    let mut pids: Vec<u32> = files.iter().map(|f| f.pid).chain(target).collect();
-    pids.sort_unstable();
-    pids.dedup();
-    pids.into_iter()
-        .filter_map(|pid| procfs::read_proc(pid).ok().map(|p| (pid, p)))
-        .collect()
+fn read_procs(
+    files: &[FileFact],
+    known: Option<BTreeMap<u32, ProcInfo>>,
+) -> BTreeMap<u32, ProcInfo> {
+    let mut procs = known.unwrap_or_default();
+    for f in files {
+        if let std::collections::btree_map::Entry::Vacant(e) = procs.entry(f.pid)
+            && let Ok(p) = procfs::read_proc(f.pid)
+        {
+            e.insert(p);
+        }
+    }
+    procs
 }

@@ -317,7 +317,7 @@ fn eventfd_and_pipes_are_fine_with_exit_0() {
             .iter()
             .find(|x| x["fd"] == fd)
             .expect("both pipe ends");
-        assert_file(p, "ok", "pipe", "pipefifo_fops", "fifo", &[]);
+        assert_file(p, "ok", "pipe", "pipeanon_fops", "fifo", &[]);
         assert_eq!(p["what"], pipe.as_str());
     }
 }

@@ -3,6 +3,7 @@
 mod audit;
 mod bench_preflight;
 mod bench_scan;
+mod vm;
 
 use std::process::Command;
 
@@ -27,6 +28,8 @@ enum Cmd {
     },
     /// Run the whole test suite: formatting, lints, unit, BPF and integration tests.
     Test,
+    /// Boot Debian kernels under QEMU and run the suites inside them (the kernel matrix).
+    VmTest(vm::Args),
     /// Benchmarks, each printing ratios against its baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -81,6 +84,7 @@ fn main() -> anyhow::Result<()> {
             cargo(&["build", "--release", "--workspace"])?;
             cargo(&["test", "--release", "--workspace", "--", "--test-threads=2"])
         }
+        Cmd::VmTest(args) => vm::run(&args),
         Cmd::Bench { which } => match which {
             Bench::Scan(args) => bench_scan::run(&args),
             Bench::Audit => audit::bench(),

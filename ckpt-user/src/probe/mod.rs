@@ -39,9 +39,11 @@ pub enum ProbeError {
     Decode(#[from] DecodeError),
 }
 
-/// The loaded iterators. Offsets (and the pid filter) are fixed at load.
+/// The loaded iterators. Offsets (and the cgroup filter) are fixed at load.
 pub struct Probe {
     ebpf: Ebpf,
+    /// `iter/task_vma` exists (Linux ≥ 5.12); without it mappings are not reported.
+    vmas: bool,
 }
 
 pub fn program_error(program: &'static str) -> impl Fn(aya::programs::ProgramError) -> ProbeError {
@@ -89,15 +91,44 @@ impl Probe {
         let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| ProbeError::Load(error_chain(&e)))?;
-        for (name, iter_type) in [(FILE_PROG, "task_file"), (VMA_PROG, "task_vma")] {
+        let mut load = |name: &'static str, iter_type: &str| -> Result<(), ProbeError> {
             let prog: &mut Iter = ebpf
                 .program_mut(name)
                 .ok_or_else(|| ProbeError::Load(format!("program {name} missing from the object")))?
                 .try_into()
                 .map_err(program_error(name))?;
-            prog.load(iter_type, btf).map_err(program_error(name))?;
+            prog.load(iter_type, btf).map_err(program_error(name))
+        };
+        load(FILE_PROG, "task_file")?;
+        let vmas = match load(VMA_PROG, "task_vma") {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    "mappings without an fd are not judged on this kernel (needs ≥ 5.12): {e}"
+                );
+                false
+            }
+        };
+        Ok(Self { ebpf, vmas })
+    }
+
+    /// Restricts the scan to these processes (with `KernelOffsets::filter_tgids` set at load).
+    pub fn set_targets(
+        &mut self,
+        pids: &std::collections::BTreeSet<u32>,
+    ) -> Result<(), ProbeError> {
+        let map = self
+            .ebpf
+            .map_mut("TARGET_TGIDS")
+            .ok_or_else(|| ProbeError::Load("map TARGET_TGIDS missing".into()))?;
+        let mut targets: aya::maps::HashMap<_, u32, u8> =
+            aya::maps::HashMap::try_from(map).map_err(|e| ProbeError::Load(error_chain(&e)))?;
+        for pid in pids {
+            targets
+                .insert(pid, 0, 0)
+                .map_err(|e| ProbeError::Load(error_chain(&e)))?;
         }
-        Ok(Self { ebpf })
+        Ok(())
     }
 
     /// The loaded object, for the daemon's event programs and maps.
@@ -138,7 +169,9 @@ impl Probe {
     pub fn snapshot(&mut self) -> Result<RawSnapshot, ProbeError> {
         let mut buf = Vec::with_capacity(1 << 20);
         self.run(FILE_PROG, &mut buf)?;
-        self.run(VMA_PROG, &mut buf)?;
+        if self.vmas {
+            self.run(VMA_PROG, &mut buf)?;
+        }
         Ok(decode(&buf)?)
     }
 }

@@ -170,6 +170,12 @@ pub fn wanted_addresses(ops: &HashMap<u64, [u64; N_OPS_MEMBERS]>) -> HashSet<u64
         .collect()
 }
 
+/// A symbol without the suffixes compilers add to local or split copies (`empty_fops.54`,
+/// `ext4_file_open.cold`, `x.isra.0`): kernel identifiers contain no dot.
+fn plain(name: &str) -> &str {
+    name.split('.').next().unwrap_or(name)
+}
+
 /// Names each ops table.
 pub fn resolve(
     ops: &HashMap<u64, [u64; N_OPS_MEMBERS]>,
@@ -182,13 +188,13 @@ pub fn resolve(
             let mut module = None;
             for (name, &fa) in OPS_MEMBERS.iter().zip(member_addrs) {
                 if let Some(sym) = symbols.function_at(fa) {
-                    members.insert(name.to_string(), sym.name.clone());
+                    members.insert(name.to_string(), plain(&sym.name).to_string());
                     module = module.or(sym.module.clone());
                 }
             }
             let (name, via) = if let Some(data) = symbols.data_at(addr) {
                 module = data.module.clone();
-                (Some(data.name.clone()), Via::DataSymbol)
+                (Some(plain(&data.name).to_string()), Via::DataSymbol)
             } else if let Some(known) = catalogue.identify(&members) {
                 (Some(known.to_string()), Via::Members)
             } else if !members.is_empty() {
@@ -284,6 +290,13 @@ ffffffffc0001000 t kvm_vm_release\t[kvm]
             (none.via, none.label()),
             (Via::Unresolved, "0xffff0004".to_string())
         );
+    }
+
+    #[test]
+    fn compiler_suffixes_are_dropped() {
+        assert_eq!(plain("empty_fops.54"), "empty_fops");
+        assert_eq!(plain("ext4_file_open.cold"), "ext4_file_open");
+        assert_eq!(plain("pipe_release"), "pipe_release");
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub fn children_of(parents: &HashMap<u32, u32>) -> HashMap<u32, Vec<u32>> {
 }
 
 /// `root` and every descendant.
-fn subtree(root: u32, parents: &HashMap<u32, u32>) -> BTreeSet<u32> {
+pub fn subtree(root: u32, parents: &HashMap<u32, u32>) -> BTreeSet<u32> {
     subtree_of(root, &children_of(parents))
 }
 

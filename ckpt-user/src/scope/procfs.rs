@@ -129,6 +129,14 @@ pub fn all_pids() -> Result<Vec<u32>, ProcError> {
         .collect())
 }
 
+/// /proc facts of every process (a process that exits meanwhile is skipped).
+pub fn all_procs() -> Result<std::collections::BTreeMap<u32, ProcInfo>, ProcError> {
+    Ok(all_pids()?
+        .into_iter()
+        .filter_map(|pid| read_proc(pid).ok().map(|p| (pid, p)))
+        .collect())
+}
+
 /// Every namespace inode of a process (for judging nsfs files).
 pub fn all_ns_inodes(pid: u32) -> Vec<u64> {
     const KINDS: [&str; 10] = [

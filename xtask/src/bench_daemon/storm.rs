@@ -1,0 +1,291 @@
+//! Part 1: what the daemon adds to an fd storm. N threads create and close fds in a tight loop,
+//! one kind at a time, timed wall-clock; runs alternate without and with the daemon (started
+//! afresh each time, stopped after) so drift on the host hits both sides alike, and medians are
+//! compared.
+//!
+//! The three kinds are meant to take the paths an install can take: `/dev/null` and pipes are
+//! always ok and should be dropped in the kernel; UDP sockets share `socket_file_ops` with
+//! kinds that are not ok, so every one goes to user space. The daemon's metrics, read around
+//! each storm, say where each kind's events really went.
+
+use std::io;
+use std::path::Path;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+
+use super::daemon::{Daemon, Metrics};
+use super::{count, duration, procfs, verdict};
+
+/// Target: added wall time per kind.
+const TARGET_ADDED: f64 = 0.05;
+/// How long the daemon may take to work through a storm's backlog (a bound, not a target).
+const BACKLOG_TIMEOUT: Duration = Duration::from_secs(120);
+/// The daemon reads its kernel-side counters (dropped, lost) every 250 ms.
+const COUNTERS_READ: Duration = Duration::from_millis(300);
+
+#[derive(Clone, Copy)]
+pub struct Config {
+    pub threads: u32,
+    pub iterations: u64,
+    pub runs: u32,
+}
+
+#[derive(Clone, Copy)]
+pub enum Kind {
+    DevNull,
+    Pipe,
+    UdpSocket,
+}
+
+const KINDS: [Kind; 3] = [Kind::DevNull, Kind::Pipe, Kind::UdpSocket];
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::DevNull => "openat(/dev/null) + close",
+            Kind::Pipe => "pipe2 + close ×2",
+            Kind::UdpSocket => "socket(UDP) + close",
+        }
+    }
+
+    /// Creates and closes one fd (two for a pipe): raw syscalls only, no allocation, so a
+    /// forked helper may call it too.
+    pub fn once(self) -> io::Result<()> {
+        let mut pair = [0; 2];
+        // SAFETY: raw syscalls on a C string literal, a valid [c_int; 2] and fds we just made.
+        unsafe {
+            match self {
+                Kind::DevNull => {
+                    let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                    check(fd)?;
+                    libc::close(fd);
+                }
+                Kind::Pipe => {
+                    check(libc::pipe2(pair.as_mut_ptr(), libc::O_CLOEXEC))?;
+                    libc::close(pair[0]);
+                    libc::close(pair[1]);
+                }
+                Kind::UdpSocket => {
+                    let flags = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
+                    let fd = libc::socket(libc::AF_INET, flags, 0);
+                    check(fd)?;
+                    libc::close(fd);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check(r: libc::c_int) -> io::Result<()> {
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Wall times of each kind's runs, without and with the daemon.
+#[derive(Default)]
+struct Times {
+    without: [Vec<Duration>; 3],
+    with: [Vec<Duration>; 3],
+}
+
+/// What the daemon made of one storm, by its own metrics.
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    installs: f64,
+    closes: f64,
+    dropped: f64,
+    lost: f64,
+    /// From the storm's end until the daemon answered `/metrics` again.
+    busy: Duration,
+}
+
+impl Seen {
+    fn between(before: &Metrics, after: &Metrics) -> Seen {
+        let delta = |series: &str| after.sum(series) - before.sum(series);
+        Seen {
+            installs: delta("ckpt_watch_events_total{kind=\"install\"}"),
+            closes: delta("ckpt_watch_events_total{kind=\"close\"}"),
+            dropped: delta("ckpt_watch_events_filtered_total"),
+            lost: delta("ckpt_watch_events_lost_total"),
+            busy: Duration::ZERO,
+        }
+    }
+}
+
+pub fn run(ckpt: &Path, config: &Config) -> anyhow::Result<()> {
+    println!(
+        "\n1. fd storm: {} threads × {} iterations per kind, {} runs without and with the daemon \
+         (alternating, the daemon started afresh for each), median wall time",
+        config.threads,
+        count(config.iterations),
+        config.runs
+    );
+    // Untimed: the first storm of a process pays for faulting in its stacks and the kernel's
+    // slab caches warming up.
+    let warm_up = Config {
+        iterations: config.iterations / 10,
+        ..*config
+    };
+    storms(&warm_up, None)?;
+    let mut times = Times::default();
+    let mut daemon_cpu = Duration::ZERO;
+    let mut seen = [Seen::default(); 3];
+    for _ in 0..config.runs {
+        push(&mut times.without, storms(config, None)?.0);
+        let daemon = Daemon::start(ckpt)?;
+        let cpu = procfs::cpu_time(daemon.pid())?;
+        let (with, run_seen) = storms(config, Some(&daemon))?;
+        daemon_cpu += procfs::cpu_time(daemon.pid())?.saturating_sub(cpu);
+        push(&mut times.with, with);
+        for (total, run) in seen.iter_mut().zip(run_seen) {
+            total.installs += run.installs;
+            total.closes += run.closes;
+            total.dropped += run.dropped;
+            total.lost += run.lost;
+            total.busy = total.busy.max(run.busy);
+        }
+    }
+    report(&times, config.iterations);
+    events(&seen, daemon_cpu, config);
+    Ok(())
+}
+
+/// One storm of each kind. With a daemon, each is followed by a wait for it to work through
+/// its backlog (so that does not slow the next kind) and to read its kernel-side counters, and
+/// what it saw of each is returned.
+fn storms(config: &Config, daemon: Option<&Daemon>) -> anyhow::Result<([Duration; 3], [Seen; 3])> {
+    let mut times = [Duration::ZERO; 3];
+    let mut seen = [Seen::default(); 3];
+    for ((time, seen), kind) in times.iter_mut().zip(&mut seen).zip(KINDS) {
+        let before = daemon.map(|d| d.metrics(BACKLOG_TIMEOUT)).transpose()?;
+        *time = storm(kind, config.threads, config.iterations)?;
+        if let (Some(daemon), Some(before)) = (daemon, before) {
+            let end = Instant::now();
+            daemon.metrics(BACKLOG_TIMEOUT)?;
+            let busy = end.elapsed();
+            std::thread::sleep(COUNTERS_READ);
+            *seen = Seen {
+                busy,
+                ..Seen::between(&before, &daemon.metrics(BACKLOG_TIMEOUT)?)
+            };
+        }
+    }
+    Ok((times, seen))
+}
+
+/// `threads` threads, released together, each doing `iterations` of `kind`: the wall time from
+/// their release to the last one's end.
+fn storm(kind: Kind, threads: u32, iterations: u64) -> anyhow::Result<Duration> {
+    let start = Barrier::new(threads as usize + 1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    (0..iterations).try_for_each(|_| kind.once())
+                })
+            })
+            .collect();
+        start.wait();
+        let t = Instant::now();
+        for worker in workers {
+            worker
+                .join()
+                .map_err(|_| anyhow!("a storm thread panicked"))?
+                .map_err(|e| anyhow!("{}: {e}", kind.name()))?;
+        }
+        Ok(t.elapsed())
+    })
+}
+
+fn push(runs: &mut [Vec<Duration>; 3], times: [Duration; 3]) {
+    for (runs, time) in runs.iter_mut().zip(times) {
+        runs.push(time);
+    }
+}
+
+fn median(runs: &[Duration]) -> Duration {
+    let mut sorted = runs.to_vec();
+    sorted.sort();
+    sorted[sorted.len() / 2]
+}
+
+/// (max − min) / median: how much the runs of one side disagree, to weigh the added % against.
+fn spread(runs: &[Duration]) -> f64 {
+    let (min, max) = (runs.iter().min(), runs.iter().max());
+    let (Some(min), Some(max)) = (min, max) else {
+        return 0.0;
+    };
+    (*max - *min).as_secs_f64() / median(runs).as_secs_f64()
+}
+
+fn report(times: &Times, iterations: u64) {
+    println!(
+        "  {:<28} {:>18} {:>18} {:>8} {:>15}",
+        "kind", "without (spread)", "with (spread)", "added", "per iteration"
+    );
+    let mut met = Vec::new();
+    for (i, kind) in KINDS.into_iter().enumerate() {
+        let (without, with) = (median(&times.without[i]), median(&times.with[i]));
+        let added = with.as_secs_f64() / without.as_secs_f64() - 1.0;
+        let per_iteration = (with.as_secs_f64() - without.as_secs_f64()) / iterations as f64;
+        println!(
+            "  {:<28} {:>9} ({:>4.1} %) {:>9} ({:>4.1} %) {:>+7.1} % {:>+12.0} ns",
+            kind.name(),
+            duration(without),
+            spread(&times.without[i]) * 100.0,
+            duration(with),
+            spread(&times.with[i]) * 100.0,
+            added * 100.0,
+            per_iteration * 1e9
+        );
+        met.push(format!(
+            "{} {}",
+            kind.name(),
+            verdict(added <= TARGET_ADDED)
+        ));
+    }
+    println!(
+        "  target ≤ {:.0} % added: {}",
+        TARGET_ADDED * 100.0,
+        met.join(", ")
+    );
+}
+
+/// Where each kind's fds went, by the daemon's own count, and what the daemon spent on them.
+fn events(seen: &[Seen; 3], daemon_cpu: Duration, config: &Config) {
+    let iterations = (config.runs as u64 * config.threads as u64 * config.iterations) as f64;
+    println!(
+        "  events per iteration, as the daemon counted them (all runs with it, the host's other \
+         activity included); busy after: from the storm's end until it answered /metrics again"
+    );
+    println!(
+        "  {:<28} {:>9} {:>9} {:>9} {:>9} {:>22}",
+        "kind", "installs", "closes", "dropped", "lost", "busy after (max)"
+    );
+    let mut events = 0.0;
+    for (kind, seen) in KINDS.into_iter().zip(seen) {
+        println!(
+            "  {:<28} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>22}",
+            kind.name(),
+            seen.installs / iterations,
+            seen.closes / iterations,
+            seen.dropped / iterations,
+            seen.lost / iterations,
+            duration(seen.busy)
+        );
+        events += seen.installs + seen.closes;
+    }
+    println!(
+        "  daemon CPU over the storms with it: {} for {} install and close events \
+         ({:.1} µs per event)",
+        duration(daemon_cpu),
+        count(events as u64),
+        daemon_cpu.as_secs_f64() * 1e6 / events.max(1.0)
+    );
+}

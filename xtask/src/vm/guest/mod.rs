@@ -1,0 +1,100 @@
+//! The runner inside a guest (`xtask vm-test --guest`, started by /init): runs every fdzoo
+//! case through the suites and writes one record per finding to stdout (serial port 1).
+//!
+//! Suites today: `resolve` (data symbols vs member functions) on every kernel and, where the
+//! host asks for it, `oracle` (Debian's CRIU 3.17 vs the `criu-3.17` profile). Both judge
+//! snapshots and need no install-event backend. The daemon suite (fentry, kprobe,
+//! tracepoint backends) will be a third module here, run per `CKPT_WATCH_BACKEND`.
+
+mod oracle;
+mod resolve;
+mod zoo;
+
+use std::io::Write;
+use std::process::Command;
+
+use anyhow::Context;
+
+use super::records::Record;
+use zoo::Subject;
+
+/// Where the zoo's files go: the ext4 scratch disk /init mounted, if any.
+const ZOO_DIR: &str = "/srv/zoo";
+
+/// Runs the suites; the process exit code says whether any record is a failure.
+pub fn run() -> anyhow::Result<()> {
+    // /init runs in the kernel's session 0, which CRIU reports as "outside of its pid
+    // namespace" even with --shell-job; a session of our own makes `noshell` what it is on a
+    // host: a subject whose session leader lies outside the dumped tree.
+    // SAFETY: setsid takes no arguments; the runner leads no process group, so it succeeds.
+    unsafe { libc::setsid() };
+    let backend = std::env::var("CKPT_WATCH_BACKEND").unwrap_or_else(|_| "all".into());
+    let with_oracle = std::env::var("CKPT_VM_ORACLE").is_ok_and(|v| v == "1");
+    emit(&Record::Guest {
+        release: text(Command::new("uname").arg("-r"))?.trim().to_string(),
+        backend,
+        zoo_fs: text(Command::new("stat").args(["-f", "-c", "%T", ZOO_DIR]))?
+            .trim()
+            .to_string(),
+    })?;
+    let mut failed = false;
+    for case in text(Command::new("/bin/fdzoo").arg("--list"))?.lines() {
+        eprintln!("vm-guest: {case}");
+        for record in run_case(case, with_oracle) {
+            failed |= matches!(record, Record::Error { .. });
+            emit(&record)?;
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Starts the case, runs the suites on it, stops it.
+fn run_case(case: &str, with_oracle: bool) -> Vec<Record> {
+    let subject = match Subject::start(case, ZOO_DIR) {
+        Ok(Ok(subject)) => subject,
+        Ok(Err(why)) => {
+            return vec![Record::Skip {
+                case: case.into(),
+                why,
+            }];
+        }
+        Err(e) => return vec![error(case, e)],
+    };
+    let records = match resolve::check(case, subject.pid) {
+        Ok((report, mut records)) => {
+            if with_oracle {
+                records.push(
+                    oracle::check(case, &subject, &report).unwrap_or_else(|e| error(case, e)),
+                );
+            }
+            records
+        }
+        Err(e) => vec![error(case, e)],
+    };
+    subject.stop();
+    records
+}
+
+fn error(case: &str, e: anyhow::Error) -> Record {
+    Record::Error {
+        case: case.into(),
+        what: format!("{e:#}"),
+    }
+}
+
+fn emit(record: &Record) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(record.line().as_bytes())?;
+    out.flush().context("writing to the records port")
+}
+
+/// Runs a command and returns its stdout, whatever its exit code.
+fn text(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {:?}", cmd.get_program()))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

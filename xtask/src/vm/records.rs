@@ -1,0 +1,53 @@
+//! What a guest reports to the host: one JSON object per line on its second serial port.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "kebab-case")]
+pub enum Record {
+    /// The guest itself, first.
+    Guest {
+        release: String,
+        /// `CKPT_WATCH_BACKEND` as the host passed it (for the daemon suite to come).
+        backend: String,
+        /// The filesystem the zoo's files live on (`ext4` with the scratch disk).
+        zoo_fs: String,
+    },
+    /// One fd's ops table named both ways: by the live scan (data symbol first) and by the
+    /// same snapshot replayed with its data symbols removed (member functions only).
+    Resolve {
+        case: String,
+        fd: u32,
+        what: String,
+        live: String,
+        members: String,
+        /// Whether the live scan named it by a data symbol (it was in kallsyms as data).
+        by_data_symbol: bool,
+        /// What the case's fd must be named on every kernel, if the suite pins it.
+        expected: Option<Vec<String>>,
+    },
+    /// Debian's CRIU 3.17 and ckpt-watch's `criu-3.17` verdict on one case.
+    Oracle {
+        case: String,
+        /// `dumps`, `needs <options>` or `fails`.
+        criu: String,
+        /// CRIU's first error line of the plain dump.
+        error: String,
+        verdict: String,
+        options: Vec<String>,
+        /// Why ckpt-watch said what it said (its items that are not ok).
+        reasons: Vec<String>,
+        agree: bool,
+    },
+    /// A case this kernel cannot create (fdzoo exit 77).
+    Skip { case: String, why: String },
+    /// The harness could not run a case: a failure.
+    Error { case: String, what: String },
+}
+
+impl Record {
+    /// One line for the serial port.
+    pub fn line(&self) -> String {
+        serde_json::to_string(self).expect("records serialise") + "\n"
+    }
+}

@@ -1,0 +1,304 @@
+//! Judges what the guests reported and prints the matrix: per kernel, the resolver's
+//! findings, and the agreement table of CRIU 3.17 against ckpt-watch.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use super::qemu::Outcome;
+use super::records::Record;
+
+/// Lines of console shown for a guest that failed.
+const CONSOLE_TAIL: usize = 40;
+
+/// One guest's run, judged.
+pub struct GuestReport {
+    pub kernel: String,
+    pub outcome: Outcome,
+    pub records: Vec<Record>,
+    /// Failures, each one line (the console tail follows them when the guest itself failed).
+    pub failures: Vec<String>,
+    /// Findings that are not failures (catalogue gaps, modules the kernel lacks).
+    pub notes: Vec<String>,
+}
+
+impl GuestReport {
+    pub fn judge(kernel: &str, outcome: Outcome, missing_modules: &[String]) -> Self {
+        let mut report = GuestReport {
+            kernel: kernel.into(),
+            records: parse(&outcome.records),
+            outcome,
+            failures: Vec::new(),
+            notes: Vec::new(),
+        };
+        if !missing_modules.is_empty() {
+            report.notes.push(format!(
+                "modules not found as files (built in, or absent): {}",
+                missing_modules.join(" ")
+            ));
+        }
+        report.judge_guest();
+        report.judge_records();
+        report
+    }
+
+    /// A guest that hung or died is reported with its console's last lines; one whose runner
+    /// exited non-zero has its reasons in the records.
+    fn judge_guest(&mut self) {
+        let o = &self.outcome;
+        let died = match o.code {
+            _ if o.timed_out => Some(format!("hung: killed after {:.0?}", o.elapsed)),
+            None => Some("died without an exit code (panic or crash)".to_string()),
+            Some(_) => None,
+        };
+        if let Some(why) = died {
+            let tail = o.console_tail(CONSOLE_TAIL);
+            self.failures.push(format!("{why}; console tail:\n{tail}"));
+        } else if let Some(code) = o.code.filter(|&c| c != 0) {
+            self.failures
+                .push(format!("the guest runner exited {code}"));
+        }
+        if !self
+            .records
+            .iter()
+            .any(|r| matches!(r, Record::Guest { .. }))
+        {
+            self.failures.push("the guest reported nothing".into());
+        }
+    }
+
+    /// Failures are grouped by message, so that one finding met on every case (the pipe on
+    /// every subject's stdout, a scanner that cannot load) is one line with its cases.
+    fn judge_records(&mut self) {
+        let mut gaps = BTreeSet::new();
+        let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for record in &self.records {
+            let (case, message) = match record {
+                Record::Resolve {
+                    case,
+                    fd,
+                    live,
+                    members,
+                    by_data_symbol,
+                    expected,
+                    ..
+                } => {
+                    // `~function`: the catalogue has no entry; `0x…`: a table with no member
+                    // set (empty_fops), which only its data symbol can name.
+                    let unnamed = members.starts_with('~') || members.starts_with("0x");
+                    if unnamed && *by_data_symbol {
+                        gaps.insert(format!("{live} ({members})"));
+                    }
+                    let Some(message) = resolve_failure(
+                        live,
+                        members,
+                        *by_data_symbol,
+                        expected.as_deref(),
+                        unnamed,
+                    ) else {
+                        continue;
+                    };
+                    (format!("{case} fd {fd}"), message)
+                }
+                Record::Oracle {
+                    case,
+                    criu,
+                    error,
+                    verdict,
+                    reasons,
+                    agree: false,
+                    ..
+                } => (
+                    case.clone(),
+                    format!(
+                        "CRIU 3.17 {criu} ({error}); ckpt-watch {verdict} ({})",
+                        reasons.join("; ")
+                    ),
+                ),
+                Record::Error { case, what } => (case.clone(), digits_elided(what)),
+                _ => continue,
+            };
+            found.entry(message).or_default().push(case);
+        }
+        for (message, cases) in found {
+            self.failures
+                .push(format!("{message} [{}]", some_of(&cases)));
+        }
+        if !gaps.is_empty() {
+            let gaps: Vec<String> = gaps.into_iter().collect();
+            self.notes.push(format!(
+                "tables the catalogue does not name: {}",
+                gaps.join(", ")
+            ));
+        }
+    }
+
+    /// The guest's own facts line.
+    pub fn headline(&self) -> String {
+        let guest = self.records.iter().find_map(|r| match r {
+            Record::Guest {
+                release,
+                backend,
+                zoo_fs,
+            } => Some(format!("{release}, backend {backend}, zoo on {zoo_fs}")),
+            _ => None,
+        });
+        let count = |f: fn(&Record) -> bool| self.records.iter().filter(|r| f(r)).count();
+        format!(
+            "{}: {} in {:.0?}; {} fds resolved, {} cases skipped, {} oracle cases; {}",
+            self.kernel,
+            guest.unwrap_or_else(|| "no guest record".into()),
+            self.outcome.elapsed,
+            count(|r| matches!(r, Record::Resolve { .. })),
+            count(|r| matches!(r, Record::Skip { .. })),
+            count(|r| matches!(r, Record::Oracle { .. })),
+            if self.failures.is_empty() {
+                "PASS".to_string()
+            } else {
+                format!("{} FAILURES", self.failures.len())
+            },
+        )
+    }
+
+    /// The agreement table (markdown), if this guest ran the oracle.
+    pub fn agreement_table(&self) -> Option<String> {
+        let rows: Vec<&Record> = self
+            .records
+            .iter()
+            .filter(|r| matches!(r, Record::Oracle { .. }))
+            .collect();
+        if rows.is_empty() {
+            return None;
+        }
+        let mut out = format!(
+            "CRIU 3.17 vs ckpt-watch --profile criu-3.17 on {}\n\n| case | criu 3.17 | ckpt-watch | agree? |\n|---|---|---|---|\n",
+            self.kernel
+        );
+        for row in rows {
+            if let Record::Oracle {
+                case,
+                criu,
+                verdict,
+                options,
+                agree,
+                ..
+            } = row
+            {
+                let verdict = match options.is_empty() {
+                    true => verdict.clone(),
+                    false => format!("{verdict} {}", options.join(" ")),
+                };
+                let _ = writeln!(
+                    out,
+                    "| {case} | {criu} | {verdict} | {} |",
+                    if *agree { "yes" } else { "NO" }
+                );
+            }
+        }
+        let skipped: Vec<&str> = self
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Skip { case, .. } => Some(case.as_str()),
+                _ => None,
+            })
+            .collect();
+        if !skipped.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nnot creatable on this kernel: {}",
+                skipped.join(", ")
+            );
+        }
+        Some(out)
+    }
+}
+
+/// What is wrong with one fd's two names, if anything.
+fn resolve_failure(
+    live: &str,
+    members: &str,
+    by_data_symbol: bool,
+    expected: Option<&[String]>,
+    unnamed: bool,
+) -> Option<String> {
+    if let Some(names) = expected.filter(|n| !n.iter().any(|n| n == live)) {
+        return Some(format!("named {live}, expected {}", names.join(" or ")));
+    }
+    if expected.is_some() && !by_data_symbol {
+        return Some(format!("{live} was not found as a data symbol"));
+    }
+    (!unnamed && members != live)
+        .then(|| format!("data symbol {live} but the catalogue says {members} (catalogue bug)"))
+}
+
+/// A message with its long numbers (pids, inodes) elided, so equal findings group together;
+/// short ones (exit codes, versions) stay.
+fn digits_elided(text: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    for c in text.chars().chain(std::iter::once('\0')) {
+        if c.is_ascii_digit() {
+            run.push(c);
+            continue;
+        }
+        out.push_str(if run.len() >= 3 { "N" } else { &run });
+        run.clear();
+        if c != '\0' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// At most a few names, then how many more.
+fn some_of(cases: &[String]) -> String {
+    const SHOWN: usize = 6;
+    match cases.len() {
+        n if n <= SHOWN => cases.join(", "),
+        n => format!("{}, and {} more", cases[..SHOWN].join(", "), n - SHOWN),
+    }
+}
+
+/// The records port's lines; a line that does not parse (a guest cut short) is skipped, and
+/// the missing exit code then fails the guest.
+fn parse(text: &str) -> Vec<Record> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l.trim()).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_agree_unless_the_catalogue_cannot_name_the_table() {
+        let pinned = ["eventfd_fops".to_string()];
+        assert_eq!(
+            resolve_failure("eventfd_fops", "eventfd_fops", true, Some(&pinned), false),
+            None
+        );
+        assert!(
+            resolve_failure("eventfd_fops", "eventfd_fops", false, Some(&pinned), false).is_some()
+        );
+        assert!(resolve_failure("full_fops", "zero_fops", true, None, false).is_some());
+        assert_eq!(
+            resolve_failure(
+                "shmem_file_operations",
+                "~shmem_file_read_iter",
+                true,
+                None,
+                true
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn numbers_are_elided_for_grouping() {
+        assert_eq!(
+            digits_elided("--pid 1240 failed (2) on 5.8"),
+            "--pid N failed (2) on 5.8"
+        );
+    }
+}
