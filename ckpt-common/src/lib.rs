@@ -188,6 +188,19 @@ pub mod syscall_kind {
     pub const PTRACE: u8 = 8;
 }
 
+/// What `OK_FOPS` knows about an ops table whose files are always ok: the file type
+/// (`S_IFMT >> 12`) and, for devices, the device number they were judged with.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OkFops {
+    pub file_type: u32,
+    /// Kernel-encoded `i_rdev`, or [`ANY_RDEV`].
+    pub rdev: u32,
+}
+
+/// [`OkFops::rdev`] for tables judged without regard to the device number.
+pub const ANY_RDEV: u32 = u32::MAX;
+
 /// Syscall numbers fit below this (the `SYSCALL_KIND` array's size).
 pub const MAX_SYSCALLS: u32 = 512;
 
@@ -272,8 +285,8 @@ pub struct KernelOffsets {
     pub filter_tgids: u32,
     /// Depth of `target_cgroup` in the cgroup v2 hierarchy (root = 0).
     pub target_cgroup_level: u32,
-    /// Keeps `target_cgroup` 8-aligned without implicit padding.
-    pub _pad: u32,
+    /// The daemon's own pid: its /proc reads must not come back to it as events.
+    pub ignore_tgid: u32,
     /// Only tasks in this cgroup v2 (its id, the directory's inode number) or below are
     /// reported; 0 reports every task.
     pub target_cgroup: u64,
@@ -352,7 +365,7 @@ impl KernelOffsets {
             fop_members: [ABSENT; N_OPS_MEMBERS],
             filter_tgids: 0,
             target_cgroup_level: 0,
-            _pad: 0,
+            ignore_tgid: 0,
             target_cgroup: 0,
         }
     }
@@ -366,6 +379,7 @@ mod user {
     unsafe impl aya::Pod for super::FileFacts {}
     unsafe impl aya::Pod for super::VmaFacts {}
     unsafe impl aya::Pod for super::TaskEvent {}
+    unsafe impl aya::Pod for super::OkFops {}
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
 };
 use ckpt_common::{
-    FileFacts, MAX_SYSCALLS, OpsRecord, TAG_TASK, TaskEvent, syscall_kind, task_event,
+    ANY_RDEV, FileFacts, MAX_SYSCALLS, OkFops, OpsRecord, TAG_TASK, TaskEvent, syscall_kind,
+    task_event,
 };
 
 use crate::file_facts;
@@ -28,10 +29,10 @@ static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static FILTERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// Ops tables whose files are ok whatever their state; the value is the file type (S_IFMT >> 12)
-/// they were judged with, checked here too.
+/// Ops tables whose files are ok whatever their state; the value is the file type and device
+/// number they were judged with, checked here too.
 #[map]
-static OK_FOPS: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
+static OK_FOPS: HashMap<u64, OkFops> = HashMap::with_max_entries(4096, 0);
 
 /// `(tgid << 32) | fd` of fds user space tracks, so their closes are reported.
 #[map]
@@ -113,14 +114,16 @@ fn installed(task: u64, fd: u32, file: u64) {
     let Some(tgid) = read::<u32>(task, off!(task_tgid)) else {
         return;
     };
-    if file == 0 || !kread::in_target_cgroup(task) {
+    if file == 0 || tgid == off!(ignore_tgid) || !kread::in_target_cgroup(task) {
         return;
     }
     let f_op = read_ptr(file, off!(file_f_op));
-    if let Some(&file_type) = unsafe { OK_FOPS.get(&f_op) } {
+    if let Some(&ok) = unsafe { OK_FOPS.get(&f_op) } {
         let inode = read_ptr(file, off!(file_f_inode));
         let mode = read::<u16>(inode, off!(inode_i_mode)).unwrap_or(0) as u32;
-        if (mode & kread::S_IFMT) >> 12 == file_type as u32 {
+        let rdev_matches =
+            ok.rdev == ANY_RDEV || read::<u32>(inode, off!(inode_i_rdev)) == Some(ok.rdev);
+        if (mode & kread::S_IFMT) >> 12 == ok.file_type && rdev_matches {
             // An fd number reused by an ok file: what user space tracked there is gone.
             untrack(tgid, fd);
             count(&FILTERED);

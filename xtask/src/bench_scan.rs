@@ -7,7 +7,7 @@
 //!
 //! Target (the performance issue): end to end ≤ 100 ms for 2,000 processes × 100 fds, ≥ 25× lsof.
 
-mod load;
+pub(crate) mod load;
 mod measure;
 mod proc_walk;
 mod report;

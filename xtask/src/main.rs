@@ -1,6 +1,7 @@
 //! `cargo xtask`: build, run, test and benchmark ckpt-watch.
 
 mod audit;
+mod bench_daemon;
 mod bench_preflight;
 mod bench_scan;
 mod vm;
@@ -45,6 +46,8 @@ enum Bench {
     Audit,
     /// Preflight of a 10-process container vs a whole-host scan.
     Preflight,
+    /// The daemon: added cost to an fd storm, alert latency, RSS and CPU under fd churn.
+    Daemon(bench_daemon::Args),
 }
 
 pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
@@ -89,6 +92,7 @@ fn main() -> anyhow::Result<()> {
             Bench::Scan(args) => bench_scan::run(&args),
             Bench::Audit => audit::bench(),
             Bench::Preflight => bench_preflight::run(),
+            Bench::Daemon(args) => bench_daemon::run(&args),
         },
     }
 }

@@ -228,9 +228,16 @@ pub fn classify(
     }
 }
 
-/// Conditions that hold for every file sharing `f`'s ops table and file type: the table's
-/// identity, and for anonymous inodes their name. `None`: the condition depends on the file.
-fn static_part(c: &Cond, f: &FileFact, ops: Option<&OpsIdentity>) -> Option<bool> {
+/// Conditions that hold for every file sharing `f`'s ops table and file type (and, for
+/// devices, device number): the table's identity, the anonymous inode's name, the device
+/// numbers. `None`: the condition depends on the file's state or relations. Sets
+/// `rdev_bound` when device numbers decided it.
+fn static_part(
+    c: &Cond,
+    f: &FileFact,
+    ops: Option<&OpsIdentity>,
+    rdev_bound: &mut bool,
+) -> Option<bool> {
     // Socket conditions hold only for sockets, device conditions only for devices.
     let socket_only = c.family.is_some()
         || c.sock_type.is_some()
@@ -247,7 +254,7 @@ fn static_part(c: &Cond, f: &FileFact, ops: Option<&OpsIdentity>) -> Option<bool
         return Some(false);
     }
     let dynamic = socket_only
-        || device_only
+        || c.tty_master.is_some()
         || c.pidfd_target.is_some()
         || c.ns_member.is_some()
         || c.own_netns.is_some()
@@ -273,9 +280,15 @@ fn static_part(c: &Cond, f: &FileFact, ops: Option<&OpsIdentity>) -> Option<bool
         file_type: c.file_type.clone(),
         fs_type: c.fs_type.clone(),
         fs_magic: c.fs_magic.clone(),
+        // The kernel checks the device number too before dropping a file (`rdev_bound`).
+        major: c.major.clone(),
+        minor: c.minor.clone(),
         ..Cond::default()
     };
     let holds = cond_matches(&static_only, f, ops, &Context::default());
+    if c.major.is_some() || c.minor.is_some() {
+        *rdev_bound = true;
+    }
     match (holds, dynamic) {
         (false, _) => Some(false),
         (true, true) => None,
@@ -284,12 +297,14 @@ fn static_part(c: &Cond, f: &FileFact, ops: Option<&OpsIdentity>) -> Option<bool
 }
 
 /// Whether every fd with `f`'s ops table and file type is `ok` under `profile`, whatever its
-/// state: the first rule that could match is an `ok` rule that surely matches. Such files are
+/// state: the first rule that could match is an `ok` rule that surely matches. `Some(bound)`
+/// when it is, `bound` telling that it holds only for `f`'s device number. Such files are
 /// dropped in the kernel by the daemon.
-pub fn always_ok(profile: &Profile, f: &FileFact, ops: Option<&OpsIdentity>) -> bool {
+pub fn always_ok(profile: &Profile, f: &FileFact, ops: Option<&OpsIdentity>) -> Option<bool> {
     if f.mapping.is_some() || !f.inode_known {
-        return false;
+        return None;
     }
+    let mut rdev_bound = false;
     for rule in profile
         .rules
         .iter()
@@ -298,16 +313,19 @@ pub fn always_ok(profile: &Profile, f: &FileFact, ops: Option<&OpsIdentity>) -> 
         let alternatives: Vec<Option<bool>> = if rule.when.is_empty() {
             vec![Some(true)]
         } else {
-            rule.when.iter().map(|c| static_part(c, f, ops)).collect()
+            rule.when
+                .iter()
+                .map(|c| static_part(c, f, ops, &mut rdev_bound))
+                .collect()
         };
         if alternatives.iter().any(Option::is_none) {
-            return false;
+            return None;
         }
         if alternatives.contains(&Some(true)) {
-            return rule.verdict == Verdict::Ok;
+            return (rule.verdict == Verdict::Ok).then_some(rdev_bound);
         }
     }
-    false
+    None
 }
 
 fn task_cond_matches(c: &TaskCond, t: &TaskFacts) -> bool {

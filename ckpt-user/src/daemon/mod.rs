@@ -66,6 +66,9 @@ pub struct DaemonArgs {
     pub backend: Option<Backend>,
 }
 
+/// The shortest time between two rescans caused by lost events.
+const LOSS_RESCAN_GAP: Duration = Duration::from_secs(2);
+
 /// `60s`, `5m`, `500ms`, `1h`.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -113,7 +116,7 @@ fn kernel_maps(probe: &mut Probe) -> anyhow::Result<KernelMaps> {
 
 struct KernelMaps {
     events: RingBuf<MapData>,
-    ok_fops: BpfHashMap<MapData, u64, u8>,
+    ok_fops: BpfHashMap<MapData, u64, ckpt_common::OkFops>,
     tracked: BpfHashMap<MapData, u64, u8>,
     lost: PerCpuArray<MapData, u64>,
     filtered: PerCpuArray<MapData, u64>,
@@ -133,7 +136,7 @@ struct Daemon {
     /// The addresses of the functions the catalogue identifies tables by.
     catalogue_functions: Symbols,
     tracked: BpfHashMap<MapData, u64, u8>,
-    ok_fops: BpfHashMap<MapData, u64, u8>,
+    ok_fops: BpfHashMap<MapData, u64, ckpt_common::OkFops>,
     lost: PerCpuArray<MapData, u64>,
     filtered: PerCpuArray<MapData, u64>,
     lost_seen: u64,
@@ -150,13 +153,13 @@ impl Daemon {
             let result = match update {
                 KernelUpdate::Track(k) => self.tracked.insert(k, 0, 0),
                 KernelUpdate::Untrack(k) => self.tracked.remove(&k).or(Ok(())),
-                KernelUpdate::AlwaysOk(f_op, file_type) => self.ok_fops.insert(f_op, file_type, 0),
+                KernelUpdate::AlwaysOk(f_op, ok) => self.ok_fops.insert(f_op, ok, 0),
             };
             if let Err(e) = result {
                 tracing::warn!("updating a BPF map: {e}");
             }
         }
-        let mut shared = self.shared.lock().expect("metrics lock");
+        let shared = self.shared.lock().expect("metrics lock");
         for change in out.changes {
             let alert = Alert::new(change.event, change.report);
             let line = match self.format {
@@ -172,25 +175,6 @@ impl Daemon {
                 .get_or_create(&label("event", change.event))
                 .inc();
         }
-        for v in [
-            Verdict::Ok,
-            Verdict::Needs,
-            Verdict::Unknown,
-            Verdict::Blocks,
-        ] {
-            let n = self
-                .state
-                .processes_by_verdict()
-                .get(&v)
-                .copied()
-                .unwrap_or(0);
-            shared
-                .metrics
-                .processes
-                .get_or_create(&label("verdict", v.as_str()))
-                .set(n as i64);
-        }
-        shared.health.processes = self.state.process_count();
     }
 
     /// A full rescan with the loaded iterators.
@@ -295,11 +279,27 @@ impl Daemon {
             .inc();
     }
 
-    /// Counts events lost and filtered in the kernel; true when some were lost since last time.
+    /// Counts events lost and filtered in the kernel, and processes by verdict (on the tick, not
+    /// per event: counting walks every process); true when some events were lost since.
     fn check_counters(&mut self) -> bool {
+        let by_verdict = self.state.processes_by_verdict();
         let lost = per_cpu_sum(&self.lost);
         let filtered = per_cpu_sum(&self.filtered);
         let mut shared = self.shared.lock().expect("metrics lock");
+        for v in [
+            Verdict::Ok,
+            Verdict::Needs,
+            Verdict::Unknown,
+            Verdict::Blocks,
+        ] {
+            let n = by_verdict.get(&v).copied().unwrap_or(0);
+            shared
+                .metrics
+                .processes
+                .get_or_create(&label("verdict", v.as_str()))
+                .set(n as i64);
+        }
+        shared.health.processes = self.state.process_count();
         shared
             .metrics
             .events_filtered
@@ -355,9 +355,11 @@ async fn run_async(args: &DaemonArgs) -> anyhow::Result<Exit> {
         .await
         .with_context(|| format!("cannot listen on {:?}", args.listen))?;
     let LoadedBtf {
-        offsets,
+        mut offsets,
         loader: btf,
     } = LoadedBtf::from_file(Path::new(VMLINUX_BTF))?;
+    // Its own /proc reads during rescans would otherwise come back as events.
+    offsets.ignore_tgid = std::process::id();
     let mut probe = Probe::load_with(&offsets, &btf, Some(args.ring_buffer_size))?;
     let candidates: Vec<Backend> = match args.backend {
         Some(b) => vec![b],
@@ -435,6 +437,8 @@ async fn run_async(args: &DaemonArgs) -> anyhow::Result<Exit> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut lost_pending = false;
+    let mut last_loss_rescan = Instant::now() - LOSS_RESCAN_GAP;
     loop {
         tokio::select! {
             guard = events.readable_mut() => {
@@ -455,10 +459,16 @@ async fn run_async(args: &DaemonArgs) -> anyhow::Result<Exit> {
                 }
             }
             _ = counters.tick() => {
-                if daemon.check_counters()
-                    && let Err(e) = daemon.reconcile("lost-events") {
+                lost_pending |= daemon.check_counters();
+                // A rescan beside thousands of processes takes long enough for a storm to
+                // overflow the ring again: at most one per LOSS_RESCAN_GAP, none missed.
+                if lost_pending && last_loss_rescan.elapsed() >= LOSS_RESCAN_GAP {
+                    lost_pending = false;
+                    last_loss_rescan = Instant::now();
+                    if let Err(e) = daemon.reconcile("lost-events") {
                         tracing::error!("{e:#}");
                     }
+                }
             }
             _ = hup.recv() => daemon.reload_profile(&args.profile),
             _ = usr1.recv() => {

@@ -25,8 +25,9 @@ pub enum KernelUpdate {
     /// Report the close of this fd.
     Track(u64),
     Untrack(u64),
-    /// Drop files of this ops table (and file type, `S_IFMT >> 12`) in the kernel.
-    AlwaysOk(u64, u8),
+    /// Drop files of this ops table (with this file type and, maybe, device number) in the
+    /// kernel.
+    AlwaysOk(u64, ckpt_common::OkFops),
 }
 
 /// A process whose verdict changed.
@@ -153,11 +154,16 @@ impl State {
         if f.fd.is_none() || !self.analysed.insert((f.f_op, f.file_type)) {
             return;
         }
-        if classify::always_ok(j.profile, f, self.ops.get(&f.f_op)) {
-            out.kernel.push(KernelUpdate::AlwaysOk(
-                f.f_op,
-                ((f.mode & 0o170000) >> 12) as u8,
-            ));
+        if let Some(rdev_bound) = classify::always_ok(j.profile, f, self.ops.get(&f.f_op)) {
+            let rdev = match (rdev_bound, f.rdev) {
+                (true, Some(d)) => (d.major << 20) | d.minor,
+                _ => ckpt_common::ANY_RDEV,
+            };
+            let ok = ckpt_common::OkFops {
+                file_type: (f.mode & 0o170000) >> 12,
+                rdev,
+            };
+            out.kernel.push(KernelUpdate::AlwaysOk(f.f_op, ok));
         }
     }
 

@@ -175,7 +175,11 @@ fn ok_files_are_not_kept_and_raise_nothing() {
 fn always_ok_tables_go_to_the_kernel_filter_once() {
     let mut f = Fixture::new();
     let out = f.install(eventfd(10, 4));
-    assert_eq!(out.kernel, [KernelUpdate::AlwaysOk(EVENTFD_FOPS, 0)]);
+    let any = ckpt_common::OkFops {
+        file_type: 0,
+        rdev: ckpt_common::ANY_RDEV,
+    };
+    assert_eq!(out.kernel, [KernelUpdate::AlwaysOk(EVENTFD_FOPS, any)]);
     assert!(
         f.install(eventfd(10, 5)).kernel.is_empty(),
         "analysed once per table"
