@@ -85,7 +85,15 @@ fn main() -> anyhow::Result<()> {
             // Release: the daemon's tests assert alert latency and shutdown time, which an
             // unoptimised build under CI load would not show truthfully.
             cargo(&["build", "--release", "--workspace"])?;
-            cargo(&["test", "--release", "--workspace", "--", "--test-threads=2"])
+            cargo(&["test", "--release", "--workspace", "--", "--test-threads=2"])?;
+            // The kernel matrix: the same binary on Debian 5.10, 6.1, 6.12 and 7.2 kernels
+            // under QEMU, with Debian's CRIU 3.17 as a second oracle (about 10 minutes).
+            vm::run(&vm::Args {
+                kernel: None,
+                backend: vm::Backend::All,
+                timeout: 1200,
+                guest: false,
+            })
         }
         Cmd::VmTest(args) => vm::run(&args),
         Cmd::Bench { which } => match which {
