@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::bench_scan::Shape;
+/// Number formats shared with the scan bench, so both print alike.
+pub(crate) use crate::bench_scan::report::{count, duration};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -97,45 +99,4 @@ fn header(ckpt: &Path) {
 /// `MET` or `MISSED`.
 fn verdict(met: bool) -> &'static str {
     if met { "MET" } else { "MISSED" }
-}
-
-/// A duration in the unit that reads best: `812 µs`, `3.4 ms`, `1.25 s`.
-fn duration(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s >= 1.0 {
-        format!("{s:.2} s")
-    } else if s >= 1e-3 {
-        format!("{:.1} ms", s * 1e3)
-    } else {
-        format!("{:.0} µs", s * 1e6)
-    }
-}
-
-/// Thousands separated by commas: `200,000`.
-fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_and_durations_read_well() {
-        assert_eq!(count(0), "0");
-        assert_eq!(count(999), "999");
-        assert_eq!(count(200_000), "200,000");
-        assert_eq!(count(1_234_567), "1,234,567");
-        assert_eq!(duration(Duration::from_micros(812)), "812 µs");
-        assert_eq!(duration(Duration::from_micros(3_400)), "3.4 ms");
-        assert_eq!(duration(Duration::from_millis(1_250)), "1.25 s");
-    }
 }

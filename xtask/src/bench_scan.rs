@@ -10,7 +10,7 @@
 pub(crate) mod load;
 mod measure;
 mod proc_walk;
-mod report;
+pub(crate) mod report;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

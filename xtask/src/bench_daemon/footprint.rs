@@ -50,7 +50,7 @@ impl Churn {
             Churn::Fds(Kind::Pipe) => "pipe",
             Churn::Fds(Kind::UdpSocket) => "UDP socket",
         };
-        format!("{what} {}/s", count(rate.into()))
+        format!("{what} {}/s", count(rate as usize))
     }
 }
 
@@ -110,7 +110,7 @@ pub fn run(ckpt: &Path, config: &Config) -> anyhow::Result<()> {
         config.load,
         duration(load.ready_in),
         duration(config.window),
-        count(config.rate.into())
+        count(config.rate as usize)
     );
     let churns = [
         Churn::Idle,

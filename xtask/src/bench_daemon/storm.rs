@@ -122,7 +122,7 @@ pub fn run(ckpt: &Path, config: &Config) -> anyhow::Result<()> {
         "\n1. fd storm: {} threads × {} iterations per kind, {} runs without and with the daemon \
          (alternating, the daemon started afresh for each), median wall time",
         config.threads,
-        count(config.iterations),
+        count(config.iterations as usize),
         config.runs
     );
     // Untimed: the first storm of a process pays for faulting in its stacks and the kernel's
@@ -285,7 +285,7 @@ fn events(seen: &[Seen; 3], daemon_cpu: Duration, config: &Config) {
         "  daemon CPU over the storms with it: {} for {} install and close events \
          ({:.1} µs per event)",
         duration(daemon_cpu),
-        count(events as u64),
+        count(events as usize),
         daemon_cpu.as_secs_f64() * 1e6 / events.max(1.0)
     );
 }
