@@ -142,9 +142,16 @@ impl State {
         if f.file_type == FileType::Sock {
             return true;
         }
-        let set = DumpSet::process_in(f.pid, &self.children);
-        let root = self.procs.get(&f.pid).cloned().unwrap_or_default();
-        let ctx = set.context(f, &self.holders, &root, &self.own, &BTreeSet::new);
+        // Only a pidfd's target and a pty's master are looked up among the dumped tasks: the
+        // subtree walk is not paid for every other install.
+        let set = if f.pidfd_target.is_some() || f.tty_index.is_some() {
+            DumpSet::process_in(f.pid, &self.children)
+        } else {
+            DumpSet::single(f.pid)
+        };
+        let unknown = ProcInfo::default();
+        let root = self.procs.get(&f.pid).unwrap_or(&unknown);
+        let ctx = set.context(f, &self.holders, root, &self.own, &BTreeSet::new);
         let judgement = classify::classify(j.profile, f, self.ops.get(&f.f_op), &ctx);
         j.given.apply(judgement).verdict != Verdict::Ok
     }
