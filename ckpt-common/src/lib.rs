@@ -285,7 +285,8 @@ pub struct KernelOffsets {
     pub filter_tgids: u32,
     /// Depth of `target_cgroup` in the cgroup v2 hierarchy (root = 0).
     pub target_cgroup_level: u32,
-    /// The daemon's own pid: its /proc reads must not come back to it as events.
+    /// ckpt-watch's own pid: it holds BPF fds of its own and its /proc reads would come back
+    /// to the daemon as events, so it is never reported.
     pub ignore_tgid: u32,
     /// Only tasks in this cgroup v2 (its id, the directory's inode number) or below are
     /// reported; 0 reports every task.

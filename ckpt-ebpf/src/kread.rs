@@ -271,7 +271,8 @@ static TARGET_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(65_536, 0);
 /// Whether the scan reports `task` (of process `tgid`): it passes the pid and cgroup filters.
 #[inline(always)]
 pub fn wanted(task: u64, tgid: u32) -> bool {
-    (off!(filter_tgids) == 0 || unsafe { TARGET_TGIDS.get(&tgid) }.is_some())
+    tgid != off!(ignore_tgid)
+        && (off!(filter_tgids) == 0 || unsafe { TARGET_TGIDS.get(&tgid) }.is_some())
         && in_target_cgroup(task)
 }
 

@@ -85,6 +85,8 @@ impl Snapshot {
             mut offsets,
             loader: loader_btf,
         } = LoadedBtf::from_file(Path::new(VMLINUX_BTF))?;
+        // The scanner holds BPF fds of its own; it is not what anyone asks about.
+        offsets.ignore_tgid = std::process::id();
         // A pid's dump is its subtree (`criu dump -t`): whom its children hold decides which
         // peers are inside, so the kernel reports the whole subtree. Finding it needs every
         // process's parent first.
