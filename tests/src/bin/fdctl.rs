@@ -141,20 +141,44 @@ fn scm() -> Result<RawFd, String> {
 
 const CMSG_SPACE: usize = 24; // CMSG_SPACE(sizeof(int)) on 64-bit Linux
 
-fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), String> {
-    let mut data = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut control = [0u8; CMSG_SPACE];
-    // SAFETY: a zeroed msghdr whose buffers outlive the sendmsg call; the cmsg is built in place.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
+/// One data byte and room for one fd: the buffers an SCM_RIGHTS message points to.
+struct FdMessage {
+    data: [u8; 1],
+    iov: libc::iovec,
+    control: [u8; CMSG_SPACE],
+}
+
+impl FdMessage {
+    fn new() -> Box<Self> {
+        let mut m = Box::new(FdMessage {
+            data: [0],
+            iov: libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 1,
+            },
+            control: [0; CMSG_SPACE],
+        });
+        m.iov.iov_base = m.data.as_mut_ptr().cast();
+        m
+    }
+
+    /// A msghdr pointing into `self`, valid while `self` lives (it is boxed: it does not move).
+    fn header(&mut self) -> libc::msghdr {
+        // SAFETY: an all-zero msghdr is valid; its pointers are set to buffers of `self`.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut self.iov;
         msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_control = self.control.as_mut_ptr().cast();
         msg.msg_controllen = CMSG_SPACE;
+        msg
+    }
+}
+
+fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), String> {
+    let mut buffers = FdMessage::new();
+    let msg = buffers.header();
+    // SAFETY: the cmsg is built in place inside `buffers`, which outlives the sendmsg call.
+    unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
@@ -166,19 +190,10 @@ fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), String> {
 }
 
 fn recv_fd(sock: RawFd) -> Result<RawFd, String> {
-    let mut data = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut control = [0u8; CMSG_SPACE];
-    // SAFETY: as in send_fd; the received fd is read from the first cmsg.
+    let mut buffers = FdMessage::new();
+    let mut msg = buffers.header();
+    // SAFETY: recvmsg fills `buffers`; the received fd is read from the first cmsg.
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = CMSG_SPACE;
         check(
             libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) as i64,
             "recvmsg",
