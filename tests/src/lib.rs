@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 /// The built `ckpt-watch`, beside this package's binaries in the same target directory.
 pub fn ckpt_watch(fdzoo: &str) -> PathBuf {
@@ -14,6 +15,18 @@ pub fn ckpt_watch(fdzoo: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A latency budget, stretched by `CKPT_TESTS_TIME_SCALE`: the kernel-matrix guests run under
+/// QEMU's TCG, several times slower than a real CPU (and their kernels' RCU grace periods with
+/// it). 1 on a real machine.
+pub fn budget(d: Duration) -> Duration {
+    let scale = std::env::var("CKPT_TESTS_TIME_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s >= 1.0)
+        .unwrap_or(1.0);
+    d.mul_f64(scale)
 }
 
 /// A running fdzoo case; killed (and its peers cleaned up by fdzoo itself) on drop.

@@ -1,5 +1,9 @@
-//! The real daemon against real processes on this host's backend: alerts as fds come and go,
-//! forks and execs, SCM_RIGHTS, lost events, SIGHUP and SIGTERM.
+//! The real daemon against real processes: alerts as fds come and go, forks and execs,
+//! SCM_RIGHTS, lost events, SIGHUP and SIGTERM.
+//!
+//! The daemon picks the best install-event backend the kernel allows, as in production;
+//! `CKPT_WATCH_BACKEND=fentry|kprobe|tracepoint` forces one (`cargo xtask vm-test` runs this
+//! suite once per backend inside each guest kernel; this host allows only `tracepoint`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -8,9 +12,11 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use ckpt_tests::{Fdctl, TestCgroups, ckpt_watch, container_id};
+use ckpt_tests::{Fdctl, TestCgroups, budget, ckpt_watch, container_id};
 
 const FDCTL: &str = env!("CARGO_BIN_EXE_fdctl");
+/// Backends that see every fd install, received ones included, as it happens.
+const INSTALL_HOOKS: [&str; 2] = ["fentry", "kprobe"];
 static NEXT_PORT: AtomicU16 = AtomicU16::new(19782);
 
 struct Daemon {
@@ -32,6 +38,11 @@ impl Daemon {
                 &["--profile", "criu-4"][..]
             })
             .args(extra)
+            .args(
+                std::env::var("CKPT_WATCH_BACKEND")
+                    .into_iter()
+                    .flat_map(|b| ["--backend".to_string(), b]),
+            )
             .env("CKPT_WATCH_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -102,6 +113,17 @@ impl Daemon {
         }
     }
 
+    /// The install-event backend in use, from `/healthz`.
+    fn backend(&self) -> String {
+        let health: serde_json::Value =
+            serde_json::from_str(&self.get("/healthz").expect("/healthz answers"))
+                .expect("/healthz is JSON");
+        health["backend"]
+            .as_str()
+            .expect("backend named")
+            .to_string()
+    }
+
     fn metric(&self, name: &str) -> f64 {
         let text = self.get("/metrics").expect("/metrics answers");
         let lines = text.lines().map(|l| Ok(l.to_string()));
@@ -150,8 +172,8 @@ fn blocking_fds_alert_within_a_second_and_clear_on_close() {
         let started = Instant::now();
         let fd = p.open(kind);
         eprintln!("{kind}: fd {fd} in pid {}", p.pid);
-        let alert = d.wait_alert(p.pid, "became-blocking", Duration::from_secs(1));
-        assert!(started.elapsed() < Duration::from_secs(1));
+        let alert = d.wait_alert(p.pid, "became-blocking", budget(Duration::from_secs(1)));
+        assert!(started.elapsed() < budget(Duration::from_secs(1)));
         assert_eq!(alert["verdict"], "blocks");
         assert!(
             file_kinds(&alert)
@@ -166,7 +188,7 @@ fn blocking_fds_alert_within_a_second_and_clear_on_close() {
                 .is_some_and(|c| c.contains("fdctl"))
         );
         p.send(&format!("close {fd}"));
-        d.wait_alert(p.pid, "became-ok", Duration::from_secs(1));
+        d.wait_alert(p.pid, "became-ok", budget(Duration::from_secs(1)));
     }
 }
 
@@ -179,7 +201,7 @@ fn alerts_name_the_container_from_the_cgroup() {
     let mut p = Fdctl::start(FDCTL);
     TestCgroups::add(&dir, p.pid);
     p.open("io_uring");
-    let alert = d.wait_alert(p.pid, "became-blocking", Duration::from_secs(1));
+    let alert = d.wait_alert(p.pid, "became-blocking", budget(Duration::from_secs(1)));
     assert_eq!(alert["container_id"], id.as_str());
     let cgroup = alert["cgroup"].as_str().unwrap_or_default();
     assert!(cgroup.ends_with(&format!("docker-{id}.scope")), "{cgroup}");
@@ -190,25 +212,34 @@ fn fork_flags_the_child_and_exec_clears_close_on_exec_fds() {
     let d = Daemon::start(&[]);
     let mut p = Fdctl::start(FDCTL);
     p.open("io_uring");
-    d.wait_alert(p.pid, "became-blocking", Duration::from_secs(1));
+    d.wait_alert(p.pid, "became-blocking", budget(Duration::from_secs(1)));
     let child: u32 = p
         .send("fork")
         .strip_prefix("child ")
         .and_then(|c| c.parse().ok())
         .expect("child pid");
-    d.wait_alert(child, "became-blocking", Duration::from_secs(1));
+    d.wait_alert(child, "became-blocking", budget(Duration::from_secs(1)));
     // fdctl re-execs itself; its io_uring fd is close-on-exec.
     let reply = p.send("exec");
     assert!(reply.starts_with("ready"), "{reply}");
-    d.wait_alert(p.pid, "became-ok", Duration::from_secs(1));
+    d.wait_alert(p.pid, "became-ok", budget(Duration::from_secs(1)));
 }
 
+/// fentry and kprobe see the receiving fd_install at once; the syscall tracepoints cannot
+/// (recvmsg creates no fd of its own), so there the periodic rescan must find it.
 #[test]
-fn fd_received_over_scm_rights_is_flagged_at_the_latest_by_the_rescan() {
-    let d = Daemon::start(&["--rescan", "2s"]);
+fn fd_received_over_scm_rights_is_flagged_at_once_or_by_the_rescan() {
+    let mut d = Daemon::start(&["--rescan", "600s"]);
+    let backend = d.backend();
+    let within = if INSTALL_HOOKS.contains(&backend.as_str()) {
+        budget(Duration::from_secs(1))
+    } else {
+        d = Daemon::start(&["--rescan", "2s"]);
+        budget(Duration::from_secs(5))
+    };
     let mut p = Fdctl::start(FDCTL);
     p.open("scm");
-    let alert = d.wait_alert(p.pid, "became-blocking", Duration::from_secs(5));
+    let alert = d.wait_alert(p.pid, "became-blocking", within);
     assert!(
         file_kinds(&alert).iter().any(|k| k.contains("userfaultfd")),
         "{alert}"
@@ -225,7 +256,7 @@ fn lost_events_are_counted_and_state_still_converges() {
     p.open("io_uring");
     storm.send("sockets 30000");
     // Whether its install event survived the storm or a loss-triggered rescan found it.
-    d.wait_alert(p.pid, "became-blocking", Duration::from_secs(10));
+    d.wait_alert(p.pid, "became-blocking", budget(Duration::from_secs(10)));
     let lost = d.metric("ckpt_watch_events_lost_total");
     assert!(
         lost > 0.0,
@@ -246,7 +277,7 @@ fn sighup_with_a_broken_profile_keeps_the_old_one() {
     let d = Daemon::start(&["--profile", path.to_str().unwrap()]);
     std::fs::write(&path, "[profile\nbroken").unwrap();
     d.signal(libc::SIGHUP);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + budget(Duration::from_secs(5));
     let logged = loop {
         match d
             .stderr
@@ -263,7 +294,7 @@ fn sighup_with_a_broken_profile_keeps_the_old_one() {
     );
     let mut p = Fdctl::start(FDCTL);
     p.open("io_uring");
-    d.wait_alert(p.pid, "became-blocking", Duration::from_secs(1));
+    d.wait_alert(p.pid, "became-blocking", budget(Duration::from_secs(1)));
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -300,16 +331,18 @@ fn sigterm_exits_zero_and_detaches_everything() {
     );
     d.signal(libc::SIGTERM);
     let started = Instant::now();
+    let limit = budget(Duration::from_secs(1));
     let status = loop {
         if let Some(s) = d.child.try_wait().unwrap() {
             break s;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "still running 1 s after SIGTERM"
+            started.elapsed() < limit,
+            "still running {limit:?} after SIGTERM"
         );
         std::thread::sleep(Duration::from_millis(20));
     };
+    eprintln!("exited {:?} after SIGTERM", started.elapsed());
     assert!(status.success(), "{status}");
     // The kernel frees programs and links asynchronously after their last fd closes.
     let deadline = Instant::now() + Duration::from_secs(5);

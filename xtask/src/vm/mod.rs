@@ -34,8 +34,8 @@ pub struct Args {
     /// Only the kernels whose package name contains PATTERN (e.g. `6.1.0`, `cloud`).
     #[arg(long, value_name = "PATTERN")]
     pub kernel: Option<String>,
-    /// The install-event backend, passed to the guest as CKPT_WATCH_BACKEND. The suites that
-    /// run today judge snapshots and use none; the daemon suite will run per backend.
+    /// The install-event backend the daemon suite runs with in each guest (`all`: each in
+    /// turn).
     #[arg(long, value_enum, default_value_t = Backend::All)]
     pub backend: Backend,
     /// Seconds a guest may run before it counts as hung.
@@ -52,6 +52,18 @@ pub enum Backend {
     Kprobe,
     Tracepoint,
     All,
+}
+
+impl Backend {
+    /// The backends' names as `ckpt-watch daemon --backend` takes them.
+    fn names(self) -> Vec<&'static str> {
+        match self {
+            Backend::Fentry => vec!["fentry"],
+            Backend::Kprobe => vec!["kprobe"],
+            Backend::Tracepoint => vec!["tracepoint"],
+            Backend::All => vec!["fentry", "kprobe", "tracepoint"],
+        }
+    }
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -76,9 +88,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "ckpt-tests",
         "--bins",
     ])?;
+    let daemon_suite = build_daemon_suite()?;
     let vm_dir = target.join("vm");
     let kernels = kernels::fetch(&vm_dir, args.kernel.as_deref())?;
-    let userland = Userland::collect(&target)?;
+    let userland = Userland::collect(&target, &daemon_suite)?;
     let disk = scratch_disk(&vm_dir)?;
     let reports = run_guests(args, &vm_dir, &kernels, &userland, &disk)?;
     print_summary(&reports, &vm_dir)?;
@@ -92,6 +105,26 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         bail!("vm-test: {failed} of {} guests failed", reports.len());
     }
     Ok(())
+}
+
+/// Builds the daemon integration tests (`tests/tests/daemon.rs`) and returns the test binary,
+/// which the guests run as they are.
+fn build_daemon_suite() -> anyhow::Result<PathBuf> {
+    let out = Command::new(env!("CARGO"))
+        .args(["test", "--release", "-p", "ckpt-tests", "--test", "daemon"])
+        .args(["--no-run", "--message-format=json-render-diagnostics"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo test --no-run")?;
+    if !out.status.success() {
+        bail!("building the daemon suite failed ({})", out.status);
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["target"]["name"] == "daemon")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo named no executable for the daemon suite")
 }
 
 /// Fails with the packages to install when a host tool is missing.
@@ -191,7 +224,6 @@ fn run_guest(
     std::fs::create_dir_all(&dir)?;
     let initrd = dir.join("initramfs.cpio");
     let missing = userland.write(kernel, &initrd)?;
-    let backend = format!("{:?}", args.backend).to_lowercase();
     eprintln!(
         "vm-test: booting {} (oracle: {})",
         kernel.name, kernel.oracle
@@ -201,13 +233,18 @@ fn run_guest(
         initrd: &initrd,
         disk,
         env: vec![
-            format!("CKPT_WATCH_BACKEND={backend}"),
+            format!("CKPT_VM_BACKENDS={}", args.backend.names().join(",")),
             format!("CKPT_VM_ORACLE={}", u8::from(kernel.oracle)),
         ],
         dir,
         timeout: Duration::from_secs(args.timeout),
     })?;
-    Ok(GuestReport::judge(&kernel.name, outcome, &missing))
+    Ok(GuestReport::judge(
+        &kernel.name,
+        outcome,
+        &missing,
+        &args.backend.names(),
+    ))
 }
 
 /// Prints each guest's headline, notes and failures, and the agreement tables (also written

@@ -8,8 +8,8 @@ pub enum Record {
     /// The guest itself, first.
     Guest {
         release: String,
-        /// `CKPT_WATCH_BACKEND` as the host passed it (for the daemon suite to come).
-        backend: String,
+        /// The install-event backends the daemon suite runs with, in order.
+        backends: Vec<String>,
         /// The filesystem the zoo's files live on (`ext4` with the scratch disk).
         zoo_fs: String,
     },
@@ -38,6 +38,14 @@ pub enum Record {
         /// Why ckpt-watch said what it said (its items that are not ok).
         reasons: Vec<String>,
         agree: bool,
+    },
+    /// One test of the daemon suite, with one install-event backend forced.
+    Daemon {
+        backend: String,
+        test: String,
+        passed: bool,
+        /// A failed test's output, last lines.
+        output: String,
     },
     /// A case this kernel cannot create (fdzoo exit 77).
     Skip { case: String, why: String },

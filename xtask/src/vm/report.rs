@@ -22,7 +22,13 @@ pub struct GuestReport {
 }
 
 impl GuestReport {
-    pub fn judge(kernel: &str, outcome: Outcome, missing_modules: &[String]) -> Self {
+    /// `backends`: those the daemon suite was asked to run with; each must have run.
+    pub fn judge(
+        kernel: &str,
+        outcome: Outcome,
+        missing_modules: &[String],
+        backends: &[&str],
+    ) -> Self {
         let mut report = GuestReport {
             kernel: kernel.into(),
             records: parse(&outcome.records),
@@ -38,6 +44,7 @@ impl GuestReport {
         }
         report.judge_guest();
         report.judge_records();
+        report.judge_daemon_suite(backends);
         report
     }
 
@@ -114,6 +121,15 @@ impl GuestReport {
                         reasons.join("; ")
                     ),
                 ),
+                Record::Daemon {
+                    backend,
+                    test,
+                    passed: false,
+                    output,
+                } => (
+                    format!("{backend} backend"),
+                    format!("daemon test {test} failed:\n{}", digits_elided(output)),
+                ),
                 Record::Error { case, what } => (case.clone(), digits_elided(what)),
                 _ => continue,
             };
@@ -132,14 +148,55 @@ impl GuestReport {
         }
     }
 
+    /// A backend with no passing daemon test did not run (its errors, if any, are already
+    /// failures): a silent pass is impossible.
+    fn judge_daemon_suite(&mut self, backends: &[&str]) {
+        if self.outcome.code.is_none() || self.outcome.timed_out {
+            return;
+        }
+        for backend in backends {
+            let (passed, _) = self.daemon_tests(backend);
+            if passed == 0 {
+                self.failures.push(format!(
+                    "the daemon suite passed no test on the {backend} backend"
+                ));
+            }
+        }
+    }
+
+    /// (passed, run) daemon tests on `backend`.
+    fn daemon_tests(&self, backend: &str) -> (usize, usize) {
+        self.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Daemon {
+                    backend: b, passed, ..
+                } if b == backend => Some(*passed),
+                _ => None,
+            })
+            .fold((0, 0), |(p, n), ok| (p + usize::from(ok), n + 1))
+    }
+
     /// The guest's own facts line.
     pub fn headline(&self) -> String {
         let guest = self.records.iter().find_map(|r| match r {
             Record::Guest {
                 release,
-                backend,
+                backends,
                 zoo_fs,
-            } => Some(format!("{release}, backend {backend}, zoo on {zoo_fs}")),
+            } => {
+                let suites: Vec<String> = backends
+                    .iter()
+                    .map(|b| {
+                        let (passed, run) = self.daemon_tests(b);
+                        format!("{b} {passed}/{run}")
+                    })
+                    .collect();
+                Some(format!(
+                    "{release}, zoo on {zoo_fs}, daemon tests passed: {}",
+                    suites.join(", ")
+                ))
+            }
             _ => None,
         });
         let count = |f: fn(&Record) -> bool| self.records.iter().filter(|r| f(r)).count();

@@ -1,11 +1,11 @@
 //! The runner inside a guest (`xtask vm-test --guest`, started by /init): runs every fdzoo
 //! case through the suites and writes one record per finding to stdout (serial port 1).
 //!
-//! Suites today: `resolve` (data symbols vs member functions) on every kernel and, where the
-//! host asks for it, `oracle` (Debian's CRIU 3.17 vs the `criu-3.17` profile). Both judge
-//! snapshots and need no install-event backend. The daemon suite (fentry, kprobe,
-//! tracepoint backends) will be a third module here, run per `CKPT_WATCH_BACKEND`.
+//! Suites: `resolve` (data symbols vs member functions) on every kernel and, where the host
+//! asks for it, `oracle` (Debian's CRIU 3.17 vs the `criu-3.17` profile), both per fdzoo case;
+//! then `daemon`, the host's daemon integration tests, once per backend in `CKPT_VM_BACKENDS`.
 
+mod daemon;
 mod oracle;
 mod resolve;
 mod zoo;
@@ -18,6 +18,8 @@ use anyhow::Context;
 use super::records::Record;
 use zoo::Subject;
 
+pub use daemon::SUITE as DAEMON_SUITE;
+
 /// Where the zoo's files go: the ext4 scratch disk /init mounted, if any.
 const ZOO_DIR: &str = "/srv/zoo";
 
@@ -28,11 +30,16 @@ pub fn run() -> anyhow::Result<()> {
     // host: a subject whose session leader lies outside the dumped tree.
     // SAFETY: setsid takes no arguments; the runner leads no process group, so it succeeds.
     unsafe { libc::setsid() };
-    let backend = std::env::var("CKPT_WATCH_BACKEND").unwrap_or_else(|_| "all".into());
+    let backends: Vec<String> = std::env::var("CKPT_VM_BACKENDS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|b| !b.is_empty())
+        .map(String::from)
+        .collect();
     let with_oracle = std::env::var("CKPT_VM_ORACLE").is_ok_and(|v| v == "1");
     emit(&Record::Guest {
         release: text(Command::new("uname").arg("-r"))?.trim().to_string(),
-        backend,
+        backends: backends.clone(),
         zoo_fs: text(Command::new("stat").args(["-f", "-c", "%T", ZOO_DIR]))?
             .trim()
             .to_string(),
@@ -42,6 +49,16 @@ pub fn run() -> anyhow::Result<()> {
         eprintln!("vm-guest: {case}");
         for record in run_case(case, with_oracle) {
             failed |= matches!(record, Record::Error { .. });
+            emit(&record)?;
+        }
+    }
+    for backend in &backends {
+        eprintln!("vm-guest: daemon suite, {backend} backend");
+        for record in daemon::run(backend) {
+            failed |= matches!(
+                record,
+                Record::Error { .. } | Record::Daemon { passed: false, .. }
+            );
             emit(&record)?;
         }
     }
