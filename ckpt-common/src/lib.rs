@@ -47,6 +47,8 @@ pub mod known {
     pub const PIDFD: u32 = 1 << 7;
     pub const TTY: u32 = 1 << 8;
     pub const BACKLOG: u32 = 1 << 9;
+    /// [`FileFacts::aux`] holds a BPF map's type.
+    pub const BPF_MAP: u32 = 1 << 10;
 }
 
 /// Bits of [`FileFacts::flags`]: boolean facts.
@@ -96,7 +98,8 @@ pub struct FileFacts {
     /// `sk_state` of the unix peer (TCP_CLOSE once the peer was released).
     pub peer_state: u32,
     pub peer_ino: u64,
-    /// Target of a pidfd (global pid number), or the tty index of a tty.
+    /// Target of a pidfd (global pid number), the tty index of a tty, or the type of a BPF
+    /// map (`enum bpf_map_type`); [`known`] says which.
     pub aux: u64,
     pub fs_type: [u8; FS_TYPE_LEN],
     /// The dentry name: `[eventfd]`, `bpf-map`, `memfd:x`, a file's base name.
@@ -261,6 +264,7 @@ pub struct KernelOffsets {
     pub upid_nr: u32,
     pub tty_private_tty: u32,
     pub tty_index: u32,
+    pub bpf_map_map_type: u32,
     pub vma_vm_start: u32,
     pub vma_vm_end: u32,
     pub vma_vm_flags: u32,
@@ -345,6 +349,7 @@ impl KernelOffsets {
             upid_nr: ABSENT,
             tty_private_tty: ABSENT,
             tty_index: ABSENT,
+            bpf_map_map_type: ABSENT,
             vma_vm_start: ABSENT,
             vma_vm_end: ABSENT,
             vma_vm_flags: ABSENT,
@@ -416,8 +421,13 @@ mod tests {
 
     #[test]
     fn offsets_layout_has_no_padding() {
-        // 70 u32 offsets, filters and padding, the member offsets, then the 8-aligned u64 cgroup id.
+        // 70 u32 offsets and filters (an even count: no hole before the u64), the member
+        // offsets, then the 8-aligned u64 cgroup id.
         assert_eq!(align_of::<KernelOffsets>(), 8);
+        assert_eq!(
+            offset_of!(KernelOffsets, target_cgroup),
+            offset_of!(KernelOffsets, ignore_tgid) + 4
+        );
         assert_eq!(
             offset_of!(KernelOffsets, target_cgroup),
             4 * (70 + N_OPS_MEMBERS)

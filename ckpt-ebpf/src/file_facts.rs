@@ -93,6 +93,9 @@ pub fn fill(rec: &mut FileFacts, task: u64, tgid: u32, fd: u32, file: u64, f_op:
     } else if let Some(index) = kread::tty_index(file, rec.mode, rec.rdev) {
         rec.aux = index;
         rec.known |= known::TTY;
+    } else if let Some(map_type) = kread::bpf_map_type(file, rec.s_magic, &rec.name) {
+        rec.aux = map_type;
+        rec.known |= known::BPF_MAP;
     }
 
     if let Some(locked) = kread::holds_lock(file, inode, task) {

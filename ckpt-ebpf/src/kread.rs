@@ -25,6 +25,7 @@ pub const S_IFMT: u32 = 0o170000;
 pub const S_IFCHR: u32 = 0o020000;
 pub const S_IFSOCK: u32 = 0o140000;
 const PIDFS_MAGIC: u64 = 0x5049_4446;
+const ANON_INODE_FS_MAGIC: u64 = 0x0904_1934;
 const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -314,6 +315,17 @@ pub fn pidfd_target(file: u64, inode: u64, s_magic: u64, name: &[u8]) -> Option<
         return None;
     }
     read::<u32>(pid + numbers as u64, off!(upid_nr)).map(|nr| nr as u64)
+}
+
+/// Type of the BPF map behind a `bpf-map` anonymous inode (`private_data` is the `bpf_map`):
+/// CRIU dumps only some types.
+#[inline(always)]
+pub fn bpf_map_type(file: u64, s_magic: u64, name: &[u8]) -> Option<u64> {
+    if s_magic != ANON_INODE_FS_MAGIC || name.len() < 8 || name[..8] != *b"bpf-map\0" {
+        return None;
+    }
+    let map = read_ptr(file, off!(file_private_data));
+    read::<u32>(map, off!(bpf_map_map_type)).map(|t| t as u64)
 }
 
 /// Index of the tty behind a tty character device (`private_data` is a `tty_file_private`).

@@ -144,6 +144,8 @@ pub struct FileFact {
     pub socket: Option<SocketFact>,
     pub pidfd_target: Option<u32>,
     pub tty_index: Option<u32>,
+    /// `enum bpf_map_type` of a BPF map.
+    pub bpf_map_type: Option<u32>,
     /// Whether inode facts could be read; without them nothing can be judged.
     pub inode_known: bool,
 }
@@ -185,6 +187,7 @@ macro_rules! inode_part {
             socket: None,
             pidfd_target: None,
             tty_index: None,
+            bpf_map_type: None,
             inode_known: $r.known & known::INODE != 0,
         }
     }};
@@ -215,6 +218,7 @@ impl FileFact {
             socket,
             pidfd_target: (r.known & known::PIDFD != 0).then_some(r.aux as u32),
             tty_index: (r.known & known::TTY != 0).then_some(r.aux as u32),
+            bpf_map_type: (r.known & known::BPF_MAP != 0).then_some(r.aux as u32),
             ..inode_part!(r)
         }
     }

@@ -134,6 +134,9 @@ fn check_cond(c: &Cond) -> Result<(), String> {
         names::sock_type(n).is_some()
     })?;
     check_names(&c.tcp_state, "TCP state", |n| names::tcp_state(n).is_some())?;
+    check_names(&c.bpf_map_type, "BPF map type", |n| {
+        names::bpf_map_type(n).is_some()
+    })?;
     check_names(&c.file_type, "file type", |n| FILE_TYPES.contains(&n))?;
     check_ranges(&c.major, "major")?;
     check_ranges(&c.minor, "minor")

@@ -113,6 +113,12 @@ fn cond_matches(c: &Cond, f: &FileFact, ops: Option<&OpsIdentity>, ctx: &Context
                 .is_some_and(|p| p.named == b)
         })
         && opt(&c.pidfd_target, |l| place_matches(l, ctx.pidfd_target))
+        && opt(&c.bpf_map_type, |l| {
+            f.bpf_map_type.is_some_and(|t| {
+                l.iter()
+                    .any(|n| names::bpf_map_type(n).map(u32::from) == Some(t))
+            })
+        })
         && opt(&c.tty_master, |l| place_matches(l, ctx.tty_master))
         && opt(&c.ns_member, |&b| ctx.ns_member == Some(b))
         && opt(&c.own_netns, |&b| ctx.own_netns == b)
@@ -142,7 +148,7 @@ fn expand(template: &str, f: &FileFact, ops: Option<&OpsIdentity>) -> String {
     }
     let sock = f.socket.as_ref();
     let rdev = f.rdev.unwrap_or(f.dev);
-    let pairs: [(&str, String); 15] = [
+    let pairs: [(&str, String); 16] = [
         ("{ino}", f.ino.to_string()),
         (
             "{peer_ino}",
@@ -163,6 +169,11 @@ fn expand(template: &str, f: &FileFact, ops: Option<&OpsIdentity>) -> String {
         (
             "{family}",
             sock.map_or_else(String::new, |s| names::family_name(s.family)),
+        ),
+        (
+            "{bpf_map_type}",
+            f.bpf_map_type
+                .map_or_else(|| "of unknown type".into(), names::bpf_map_type_name),
         ),
         (
             "{mnt_id}",
@@ -256,6 +267,7 @@ fn static_part(
     let dynamic = socket_only
         || c.tty_master.is_some()
         || c.pidfd_target.is_some()
+        || c.bpf_map_type.is_some()
         || c.ns_member.is_some()
         || c.own_netns.is_some()
         || c.own_ipcns.is_some()

@@ -1,4 +1,4 @@
-//! Names for the kernel's socket, TCP-state and range numbers used in profiles.
+//! Names for the kernel's socket, TCP-state, BPF-map-type and range numbers used in profiles.
 
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
@@ -63,6 +63,43 @@ const TCP_STATES: &[(&str, u16)] = &[
     ("new_syn_recv", 12),
 ];
 
+/// `enum bpf_map_type` (uapi, append-only), without the `BPF_MAP_TYPE_` prefix.
+const BPF_MAP_TYPES: &[(&str, u16)] = &[
+    ("hash", 1),
+    ("array", 2),
+    ("prog_array", 3),
+    ("perf_event_array", 4),
+    ("percpu_hash", 5),
+    ("percpu_array", 6),
+    ("stack_trace", 7),
+    ("cgroup_array", 8),
+    ("lru_hash", 9),
+    ("lru_percpu_hash", 10),
+    ("lpm_trie", 11),
+    ("array_of_maps", 12),
+    ("hash_of_maps", 13),
+    ("devmap", 14),
+    ("sockmap", 15),
+    ("cpumap", 16),
+    ("xskmap", 17),
+    ("sockhash", 18),
+    ("cgroup_storage", 19),
+    ("reuseport_sockarray", 20),
+    ("percpu_cgroup_storage", 21),
+    ("queue", 22),
+    ("stack", 23),
+    ("sk_storage", 24),
+    ("devmap_hash", 25),
+    ("struct_ops", 26),
+    ("ringbuf", 27),
+    ("inode_storage", 28),
+    ("task_storage", 29),
+    ("bloom_filter", 30),
+    ("user_ringbuf", 31),
+    ("cgrp_storage", 32),
+    ("arena", 33),
+];
+
 fn lookup(table: &[(&str, u16)], name: &str) -> Option<u16> {
     table
         .iter()
@@ -82,6 +119,10 @@ pub fn sock_type(name: &str) -> Option<u16> {
 
 pub fn tcp_state(name: &str) -> Option<u16> {
     lookup(TCP_STATES, name)
+}
+
+pub fn bpf_map_type(name: &str) -> Option<u16> {
+    lookup(BPF_MAP_TYPES, name)
 }
 
 fn name_of(table: &[(&str, u16)], value: u16, prefix: &str) -> String {
@@ -107,6 +148,14 @@ pub fn tcp_state_name(value: u16) -> String {
         .map_or_else(|| format!("state {value}"), |(n, _)| n.to_uppercase())
 }
 
+/// `ringbuf`, or `type 40` for a map type newer than this table.
+pub fn bpf_map_type_name(value: u32) -> String {
+    BPF_MAP_TYPES
+        .iter()
+        .find(|(_, v)| u32::from(*v) == value)
+        .map_or_else(|| format!("type {value}"), |(n, _)| n.to_string())
+}
+
 /// `"136-143"` → (136, 143).
 pub fn parse_range(s: &str) -> Option<(u64, u64)> {
     let (lo, hi) = s.split_once('-')?;
@@ -129,6 +178,9 @@ mod tests {
         assert_eq!(family_name(99), "AF_99");
         assert_eq!(sock_type_name(2), "SOCK_DGRAM");
         assert_eq!(tcp_state_name(1), "ESTABLISHED");
+        assert_eq!(bpf_map_type("ringbuf"), Some(27));
+        assert_eq!(bpf_map_type_name(2), "array");
+        assert_eq!(bpf_map_type_name(400), "type 400");
     }
 
     #[test]

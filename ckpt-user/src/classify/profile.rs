@@ -99,6 +99,8 @@ pub struct Cond {
     /// The unix peer is bound to a name.
     pub peer_named: Option<bool>,
     pub pidfd_target: Option<OneOrMany<Place>>,
+    /// BPF map type by name (`hash array ringbuf ...`); false when the type is unknown.
+    pub bpf_map_type: Option<OneOrMany<String>>,
     pub tty_master: Option<OneOrMany<Place>>,
     /// An nsfs file of a namespace some task of the dump lives in.
     pub ns_member: Option<bool>,

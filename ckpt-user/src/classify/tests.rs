@@ -63,6 +63,7 @@ fn base(file_type: FileType) -> FileFact {
         socket: None,
         pidfd_target: None,
         tty_index: None,
+        bpf_map_type: None,
         inode_known: true,
     }
 }
@@ -536,6 +537,20 @@ fn examples() -> Vec<Example> {
             &[],
         ),
         ex(
+            "bpf_map_hash",
+            anon("bpf-map").with(|f| f.bpf_map_type = Some(1)),
+            ctx(),
+            (Fine, "bpf-map-dumpable", "bpf-map"),
+            &[],
+        ),
+        ex(
+            "bpf_map_ringbuf",
+            anon("bpf-map").with(|f| f.bpf_map_type = Some(27)),
+            ctx(),
+            (Blocks, "bpf-map-type", "bpf-map"),
+            &[],
+        ),
+        ex(
             "userfaultfd",
             anon("[userfaultfd]"),
             ctx(),
@@ -997,12 +1012,37 @@ fn supported_anon_inodes_are_fine_with_their_name_as_kind() {
         "[timerfd]",
         "inotify",
         "[fanotify]",
-        "bpf-map",
     ] {
         let j = judge(&anon(name), &ctx());
         expect(&j, Fine, "anon-supported", &[]);
         assert_eq!(j.kind, name);
     }
+}
+
+#[test]
+fn only_hash_and_array_bpf_maps_dump() {
+    let map = |t: Option<u32>| anon("bpf-map").with(|f| f.bpf_map_type = t);
+    for hash_or_array in [1, 2] {
+        expect(
+            &judge(&map(Some(hash_or_array)), &ctx()),
+            Fine,
+            "bpf-map-dumpable",
+            &[],
+        );
+    }
+    let ringbuf = judge(&map(Some(27)), &ctx());
+    expect(&ringbuf, Blocks, "bpf-map-type", &[]);
+    assert_eq!(ringbuf.kind, "bpf-map");
+    assert_eq!(
+        ringbuf.reason,
+        "CRIU dumps only hash and array BPF maps; this one is ringbuf"
+    );
+    let percpu = judge(&map(Some(6)), &ctx());
+    assert!(percpu.reason.ends_with("is percpu_array"), "{percpu:?}");
+    // A type the kernel side could not read is not taken for a dumpable one.
+    let unread = judge(&map(None), &ctx());
+    expect(&unread, Blocks, "bpf-map-type", &[]);
+    assert!(unread.reason.ends_with("is of unknown type"), "{unread:?}");
 }
 
 #[test]

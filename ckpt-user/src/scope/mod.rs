@@ -239,6 +239,7 @@ mod tests {
             socket: None,
             pidfd_target: None,
             tty_index: None,
+            bpf_map_type: None,
             inode_known: true,
         }
     }

@@ -228,6 +228,7 @@ impl KernelBtf {
         k.upid_nr = o(4, "upid", "nr");
         k.tty_private_tty = o(8, "tty_file_private", "tty");
         k.tty_index = o(4, "tty_struct", "index");
+        k.bpf_map_map_type = o(4, "bpf_map", "map_type");
         k.vma_vm_start = o(8, "vm_area_struct", "vm_start");
         k.vma_vm_end = o(8, "vm_area_struct", "vm_end");
         k.vma_vm_flags = o(8, "vm_area_struct", "vm_flags");
@@ -459,6 +460,7 @@ mod tests {
             ("vm_area_struct.vm_file", k.vma_vm_file),
             ("file_lock list", k.lock_list),
             ("tty_struct.index", k.tty_index),
+            ("bpf_map.map_type", k.bpf_map_map_type),
         ] {
             assert_ne!(off, ABSENT, "{name}");
         }

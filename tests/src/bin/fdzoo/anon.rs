@@ -300,6 +300,10 @@ fn bpf<T>(cmd: i32, attr: &T, what: &str) -> Result<OwnedFd> {
 }
 
 fn bpf_map(map_type: u32) -> Result<Held> {
+    bpf_map_sized(map_type, 4, 8, 4)
+}
+
+fn bpf_map_sized(map_type: u32, key_size: u32, value_size: u32, max_entries: u32) -> Result<Held> {
     const BPF_MAP_CREATE: i32 = 0;
     #[repr(C)]
     struct MapCreate {
@@ -310,9 +314,9 @@ fn bpf_map(map_type: u32) -> Result<Held> {
     }
     let attr = MapCreate {
         map_type,
-        key_size: 4,
-        value_size: 8,
-        max_entries: 4,
+        key_size,
+        value_size,
+        max_entries,
     };
     Held::one(bpf(BPF_MAP_CREATE, &attr, "bpf(BPF_MAP_CREATE)")?)
 }
@@ -323,6 +327,15 @@ pub fn bpf_map_hash(_: &mut Ctx) -> Result<Held> {
 
 pub fn bpf_map_array(_: &mut Ctx) -> Result<Held> {
     bpf_map(2) // BPF_MAP_TYPE_ARRAY
+}
+
+pub fn bpf_map_percpu_array(_: &mut Ctx) -> Result<Held> {
+    bpf_map(6) // BPF_MAP_TYPE_PERCPU_ARRAY
+}
+
+/// A ring buffer has no keys or values; its size is a power-of-2 number of pages.
+pub fn bpf_map_ringbuf(_: &mut Ctx) -> Result<Held> {
+    bpf_map_sized(27, 0, 0, 4096) // BPF_MAP_TYPE_RINGBUF
 }
 
 /// Loads `r0 = ret; exit` as a program of `prog_type`.

@@ -127,6 +127,8 @@ pub static CASES: &[Case] = &[
     case("perf_event", anon::perf_event),
     case("bpf_map_array", anon::bpf_map_array),
     case("bpf_map_hash", anon::bpf_map_hash),
+    case("bpf_map_percpu_array", anon::bpf_map_percpu_array),
+    case("bpf_map_ringbuf", anon::bpf_map_ringbuf),
     case("bpf_prog", anon::bpf_prog),
     case("unix_stream_orphan", sockets::unix_stream_orphan),
     case("dev_null", devices::dev_null),
