@@ -201,6 +201,18 @@ pub struct OkFops {
     pub rdev: u32,
 }
 
+/// A kind of socket whose files are always ok (`OK_SOCKS`): sockets share one ops table, so
+/// their family, type and protocol say what they are.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OkSock {
+    pub f_op: u64,
+    pub family: u16,
+    pub sk_type: u16,
+    pub protocol: u16,
+    pub _pad: u16,
+}
+
 /// [`OkFops::rdev`] for tables judged without regard to the device number.
 pub const ANY_RDEV: u32 = u32::MAX;
 
@@ -386,6 +398,7 @@ mod user {
     unsafe impl aya::Pod for super::VmaFacts {}
     unsafe impl aya::Pod for super::TaskEvent {}
     unsafe impl aya::Pod for super::OkFops {}
+    unsafe impl aya::Pod for super::OkSock {}
 }
 
 #[cfg(test)]
@@ -433,6 +446,12 @@ mod tests {
             4 * (70 + N_OPS_MEMBERS)
         );
         assert_eq!(size_of::<KernelOffsets>(), 4 * (72 + N_OPS_MEMBERS));
+    }
+
+    #[test]
+    fn ok_sock_layout_is_padding_free() {
+        assert_eq!(size_of::<OkSock>(), 16);
+        assert_eq!(offset_of!(OkSock, _pad), 14);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Live events for the daemon: every fd a task installs (from the best backend the kernel
 //! allows: fentry or kprobe on `fd_install`, else the exits of fd-creating syscalls), closes of
-//! tracked fds, and fork/exec/exit. Files whose ops table user space has judged ok whatever
-//! their state (`OK_FOPS`) are dropped here, so the ring buffer carries only what matters.
+//! tracked fds, and fork/exec/exit. Files whose ops table (`OK_FOPS`) or, for sockets, whose
+//! family, type and protocol (`OK_SOCKS`) user space has judged ok whatever their state are
+//! dropped here, so the ring buffer carries only what matters.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_task, bpf_probe_read_user},
@@ -10,8 +11,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
 };
 use ckpt_common::{
-    ANY_RDEV, FileFacts, MAX_SYSCALLS, OkFops, OpsRecord, TAG_TASK, TaskEvent, syscall_kind,
-    task_event,
+    ANY_RDEV, FileFacts, MAX_SYSCALLS, OkFops, OkSock, OpsRecord, TAG_TASK, TaskEvent, known,
+    syscall_kind, task_event,
 };
 
 use crate::file_facts;
@@ -33,6 +34,10 @@ static FILTERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// number they were judged with, checked here too.
 #[map]
 static OK_FOPS: HashMap<u64, OkFops> = HashMap::with_max_entries(4096, 0);
+
+/// Kinds of socket that are ok whatever their state (UDP, netlink, ...).
+#[map]
+static OK_SOCKS: HashMap<OkSock, u8> = HashMap::with_max_entries(256, 0);
 
 /// `(tgid << 32) | fd` of fds user space tracks, so their closes are reported.
 #[map]
@@ -109,6 +114,27 @@ fn file_at(task: u64, fd: u32) -> u64 {
     read::<u64>(array + fd as u64 * 8, 0).unwrap_or(0)
 }
 
+/// An ok file took `fd`: whatever user space tracked there is gone.
+fn drop_ok(tgid: u32, fd: u32) {
+    untrack(tgid, fd);
+    count(&FILTERED);
+}
+
+/// Whether `rec` is a socket of a kind in `OK_SOCKS`.
+fn ok_socket(rec: &FileFacts) -> bool {
+    if rec.mode & kread::S_IFMT != kread::S_IFSOCK || rec.known & known::SOCKET == 0 {
+        return false;
+    }
+    let key = OkSock {
+        f_op: rec.f_op,
+        family: rec.sk_family,
+        sk_type: rec.sk_type,
+        protocol: rec.sk_protocol,
+        _pad: 0,
+    };
+    unsafe { OK_SOCKS.get(&key) }.is_some()
+}
+
 /// Reports `file`, just installed as `fd` in the current task.
 fn installed(task: u64, fd: u32, file: u64) {
     let Some(tgid) = read::<u32>(task, off!(task_tgid)) else {
@@ -124,9 +150,7 @@ fn installed(task: u64, fd: u32, file: u64) {
         let rdev_matches =
             ok.rdev == ANY_RDEV || read::<u32>(inode, off!(inode_i_rdev)) == Some(ok.rdev);
         if (mode & kread::S_IFMT) >> 12 == ok.file_type && rdev_matches {
-            // An fd number reused by an ok file: what user space tracked there is gone.
-            untrack(tgid, fd);
-            count(&FILTERED);
+            drop_ok(tgid, fd);
             return;
         }
     }
@@ -145,6 +169,10 @@ fn installed(task: u64, fd: u32, file: u64) {
     };
     let rec = unsafe { &mut *rec };
     file_facts::fill(rec, task, tgid, fd, file, f_op);
+    if ok_socket(rec) {
+        drop_ok(tgid, fd);
+        return;
+    }
     if EVENTS.output::<FileFacts>(rec, 0).is_err() {
         count_lost();
         return;

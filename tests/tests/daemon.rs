@@ -247,6 +247,33 @@ fn fd_received_over_scm_rights_is_flagged_at_once_or_by_the_rescan() {
 }
 
 #[test]
+fn sockets_ok_whatever_their_state_are_dropped_in_the_kernel() {
+    let d = Daemon::start(&[]);
+    let events = || d.metric("ckpt_watch_events_total");
+    let mut p = Fdctl::start(FDCTL);
+    // fdctl's own fork and exec are events: the counter is live before the storm.
+    let deadline = Instant::now() + budget(Duration::from_secs(5));
+    while events() == 0.0 {
+        assert!(Instant::now() < deadline, "no event counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = events();
+    p.send("sockets 2000 udp");
+    // Only the first ones reach user space, until it has judged UDP and told the kernel.
+    let deadline = Instant::now() + budget(Duration::from_secs(5));
+    while d.metric("ckpt_watch_events_filtered_total") < 1900.0 {
+        assert!(
+            Instant::now() < deadline,
+            "UDP sockets not dropped in the kernel: {} filtered, {} events",
+            d.metric("ckpt_watch_events_filtered_total"),
+            events() - before
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(events() - before < 200.0, "{} events", events() - before);
+}
+
+#[test]
 fn lost_events_are_counted_and_state_still_converges() {
     let d = Daemon::start(&["--ring-buffer-size", "4096", "--rescan", "60s"]);
     let mut storm = Fdctl::start(FDCTL);

@@ -67,13 +67,18 @@ fn place_matches(list: &OneOrMany<Place>, actual: Option<Place>) -> bool {
     list.iter().any(|p| *p == actual.unwrap_or(Place::None))
 }
 
-fn cond_matches(c: &Cond, f: &FileFact, ops: Option<&OpsIdentity>, ctx: &Context) -> bool {
-    let sock = f.socket.as_ref();
-    let is_tcp = sock.is_some_and(|s| {
+/// TCP states are judged only for TCP sockets.
+fn is_tcp(f: &FileFact) -> bool {
+    f.socket.as_ref().is_some_and(|s| {
         (s.family == names::AF_INET || s.family == names::AF_INET6)
             && s.sk_type == names::SOCK_STREAM
             && s.protocol == names::IPPROTO_TCP
-    });
+    })
+}
+
+fn cond_matches(c: &Cond, f: &FileFact, ops: Option<&OpsIdentity>, ctx: &Context) -> bool {
+    let sock = f.socket.as_ref();
+    let is_tcp = is_tcp(f);
     opt(&c.ops, |l| {
         ops.and_then(|o| o.name.as_deref())
             .is_some_and(|n| any_str(l, n))
@@ -240,9 +245,10 @@ pub fn classify(
 }
 
 /// Conditions that hold for every file sharing `f`'s ops table and file type (and, for
-/// devices, device number): the table's identity, the anonymous inode's name, the device
-/// numbers. `None`: the condition depends on the file's state or relations. Sets
-/// `rdev_bound` when device numbers decided it.
+/// devices, device number; for sockets, family, type and protocol): the table's identity, the
+/// anonymous inode's name, the device numbers, what kind of socket it is. `None`: the
+/// condition depends on the file's state or relations. Sets `rdev_bound` when device numbers
+/// decided it.
 fn static_part(
     c: &Cond,
     f: &FileFact,
@@ -264,7 +270,15 @@ fn static_part(
     {
         return Some(false);
     }
-    let dynamic = socket_only
+    // A socket sample stands for its kind (family, type, protocol); its state and peer vary.
+    let socket_kind_known = f.socket.is_some();
+    if socket_kind_known && c.tcp_state.is_some() && !is_tcp(f) {
+        return Some(false);
+    }
+    let socket_state =
+        c.tcp_state.is_some() || c.inflight.is_some() || c.peer.is_some() || c.peer_named.is_some();
+    let dynamic = (socket_only && !socket_kind_known)
+        || socket_state
         || c.tty_master.is_some()
         || c.pidfd_target.is_some()
         || c.bpf_map_type.is_some()
@@ -297,6 +311,17 @@ fn static_part(
         minor: c.minor.clone(),
         ..Cond::default()
     };
+    // ... and the socket's kind, when the sample has one.
+    let static_only = if socket_kind_known {
+        Cond {
+            family: c.family.clone(),
+            sock_type: c.sock_type.clone(),
+            protocol: c.protocol.clone(),
+            ..static_only
+        }
+    } else {
+        static_only
+    };
     let holds = cond_matches(&static_only, f, ops, &Context::default());
     if c.major.is_some() || c.minor.is_some() {
         *rdev_bound = true;
@@ -308,10 +333,10 @@ fn static_part(
     }
 }
 
-/// Whether every fd with `f`'s ops table and file type is `ok` under `profile`, whatever its
-/// state: the first rule that could match is an `ok` rule that surely matches. `Some(bound)`
-/// when it is, `bound` telling that it holds only for `f`'s device number. Such files are
-/// dropped in the kernel by the daemon.
+/// Whether every fd with `f`'s ops table and file type (and, for a socket, its family, type and
+/// protocol) is `ok` under `profile`, whatever its state: the first rule that could match is an
+/// `ok` rule that surely matches. `Some(bound)` when it is, `bound` telling that it holds only
+/// for `f`'s device number. Such files are dropped in the kernel by the daemon.
 pub fn always_ok(profile: &Profile, f: &FileFact, ops: Option<&OpsIdentity>) -> Option<bool> {
     if f.mapping.is_some() || !f.inode_known {
         return None;

@@ -1532,3 +1532,23 @@ fn task_rules_all_apply_not_only_the_first() {
     let rules: Vec<String> = task(false, true).into_iter().map(|(_, r, _)| r).collect();
     assert_eq!(rules, ["not-session-leader", "traced"]);
 }
+
+#[test]
+fn socket_kinds_ok_whatever_their_state_are_found() {
+    let ok_kind = |f: &FileFact| always_ok(criu4(), f, None);
+    assert_eq!(ok_kind(&sock("inet", "dgram", 17, "close")), Some(false));
+    assert_eq!(ok_kind(&sock("netlink", "raw", 0, "close")), Some(false));
+    assert_eq!(
+        ok_kind(&sock("inet", "stream", 6, "close")),
+        None,
+        "a TCP socket's state decides"
+    );
+    assert_eq!(
+        ok_kind(&sock("unix", "stream", 0, "close")),
+        None,
+        "a unix socket's peer decides"
+    );
+    assert_eq!(ok_kind(&sock("alg", "seqpacket", 0, "close")), None);
+    let unreadable = sock("inet", "dgram", 17, "close").with(|f| f.socket = None);
+    assert_eq!(ok_kind(&unreadable), None, "no kind to stand for");
+}

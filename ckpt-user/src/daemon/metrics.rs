@@ -46,7 +46,7 @@ impl Default for Metrics {
         );
         registry.register(
             "events_filtered",
-            "fd installs dropped in the kernel because their ops table is always ok",
+            "fd installs dropped in the kernel: the profile proves them ok whatever their state",
             events_filtered.clone(),
         );
         registry.register(

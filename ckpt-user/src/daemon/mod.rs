@@ -108,6 +108,7 @@ fn kernel_maps(probe: &mut Probe) -> anyhow::Result<KernelMaps> {
     Ok(KernelMaps {
         events: RingBuf::try_from(take("EVENTS")?)?,
         ok_fops: BpfHashMap::try_from(take("OK_FOPS")?)?,
+        ok_socks: BpfHashMap::try_from(take("OK_SOCKS")?)?,
         tracked: BpfHashMap::try_from(take("TRACKED")?)?,
         lost: PerCpuArray::try_from(take("LOST")?)?,
         filtered: PerCpuArray::try_from(take("FILTERED")?)?,
@@ -117,6 +118,7 @@ fn kernel_maps(probe: &mut Probe) -> anyhow::Result<KernelMaps> {
 struct KernelMaps {
     events: RingBuf<MapData>,
     ok_fops: BpfHashMap<MapData, u64, ckpt_common::OkFops>,
+    ok_socks: BpfHashMap<MapData, ckpt_common::OkSock, u8>,
     tracked: BpfHashMap<MapData, u64, u8>,
     lost: PerCpuArray<MapData, u64>,
     filtered: PerCpuArray<MapData, u64>,
@@ -137,6 +139,7 @@ struct Daemon {
     catalogue_functions: Symbols,
     tracked: BpfHashMap<MapData, u64, u8>,
     ok_fops: BpfHashMap<MapData, u64, ckpt_common::OkFops>,
+    ok_socks: BpfHashMap<MapData, ckpt_common::OkSock, u8>,
     lost: PerCpuArray<MapData, u64>,
     filtered: PerCpuArray<MapData, u64>,
     lost_seen: u64,
@@ -154,6 +157,8 @@ impl Daemon {
                 KernelUpdate::Track(k) => self.tracked.insert(k, 0, 0),
                 KernelUpdate::Untrack(k) => self.tracked.remove(&k).or(Ok(())),
                 KernelUpdate::AlwaysOk(f_op, ok) => self.ok_fops.insert(f_op, ok, 0),
+                KernelUpdate::AlwaysOkSocket(kind) => self.ok_socks.insert(kind, 0, 0),
+                KernelUpdate::ForgetAlwaysOk => self.forget_always_ok(),
             };
             if let Err(e) = result {
                 tracing::warn!("updating a BPF map: {e}");
@@ -175,6 +180,19 @@ impl Daemon {
                 .get_or_create(&label("event", change.event))
                 .inc();
         }
+    }
+
+    /// Empties the kernel's always-ok filters.
+    fn forget_always_ok(&mut self) -> Result<(), aya::maps::MapError> {
+        let tables: Vec<u64> = self.ok_fops.keys().collect::<Result<_, _>>()?;
+        for f_op in tables {
+            self.ok_fops.remove(&f_op)?;
+        }
+        let kinds: Vec<ckpt_common::OkSock> = self.ok_socks.keys().collect::<Result<_, _>>()?;
+        for kind in kinds {
+            self.ok_socks.remove(&kind)?;
+        }
+        Ok(())
     }
 
     /// A full rescan with the loaded iterators.
@@ -320,6 +338,8 @@ impl Daemon {
             Ok(p) => {
                 self.profile = p;
                 tracing::info!(profile = name, "profile reloaded");
+                let out = self.state.profile_changed();
+                self.apply(out);
                 if let Err(e) = self.reconcile("reload") {
                     tracing::error!("{e:#}");
                 }
@@ -417,6 +437,7 @@ async fn run_async(args: &DaemonArgs) -> anyhow::Result<Exit> {
         catalogue_functions,
         tracked: maps.tracked,
         ok_fops: maps.ok_fops,
+        ok_socks: maps.ok_socks,
         lost: maps.lost,
         filtered: maps.filtered,
         lost_seen: 0,

@@ -28,6 +28,10 @@ pub enum KernelUpdate {
     /// Drop files of this ops table (with this file type and, maybe, device number) in the
     /// kernel.
     AlwaysOk(u64, ckpt_common::OkFops),
+    /// Drop sockets of this kind in the kernel.
+    AlwaysOkSocket(ckpt_common::OkSock),
+    /// Forget every always-ok entry (the profile changed).
+    ForgetAlwaysOk,
 }
 
 /// A process whose verdict changed.
@@ -56,20 +60,29 @@ pub struct Outcome {
     pub changes: Vec<Change>,
 }
 
+/// What one always-ok analysis stands for: an ops table and file type, and a socket's kind.
+type AnalysisKey = (u64, FileType, Option<(u16, u16, u16)>);
+
 #[derive(Default)]
 pub struct State {
-    /// Files worth keeping: those not `ok`, and every socket (peers are judged across processes).
+    /// Files worth keeping: those not `ok`, and those other files' relations are judged by
+    /// (unix sockets, pty masters).
     files: HashMap<u32, BTreeMap<u32, FileFact>>,
     mappings: HashMap<u32, Vec<FileFact>>,
     procs: HashMap<u32, ProcInfo>,
     children: HashMap<u32, Vec<u32>>,
     holders: Holders,
     verdicts: HashMap<u32, Verdict>,
+    /// Kept fds whose closes the kernel reports.
     tracked: HashSet<u64>,
+    /// fds the kernel reported and so tracks, but not kept: their closes come back and are
+    /// ignored. Untracking them at once could hit the next fd of the same number, which the
+    /// kernel may already have reported; they are untracked when their process exits.
+    reported: BTreeSet<u64>,
     pub ops_members: HashMap<u64, [u64; N_OPS_MEMBERS]>,
     pub ops: HashMap<u64, OpsIdentity>,
-    /// Ops tables already analysed for [`classify::always_ok`].
-    analysed: HashSet<(u64, FileType)>,
+    /// Ops tables (and socket kinds) already analysed for [`classify::always_ok`].
+    analysed: HashSet<AnalysisKey>,
     own: Own,
 }
 
@@ -137,9 +150,9 @@ impl State {
         }
     }
 
-    /// Whether a file must be kept: it is not ok, or it is a socket.
+    /// Whether a file must be kept: it is not ok, or other files are judged by it.
     fn worth_keeping(&self, j: &Judging, f: &FileFact) -> bool {
-        if f.file_type == FileType::Sock {
+        if Holders::indexes(f) {
             return true;
         }
         // Only a pidfd's target and a pty's master are looked up among the dumped tasks: the
@@ -156,12 +169,31 @@ impl State {
         j.given.apply(judgement).verdict != Verdict::Ok
     }
 
-    /// Offers `f`'s ops table to the kernel's always-ok filter, once per table and file type.
+    /// Offers `f`'s ops table (or, for a socket, its kind) to the kernel's always-ok filter,
+    /// once per table and file type (and socket kind).
     fn analyse(&mut self, j: &Judging, f: &FileFact, out: &mut Outcome) {
-        if f.fd.is_none() || !self.analysed.insert((f.f_op, f.file_type)) {
+        let socket = f.socket.as_ref().map(|s| (s.family, s.sk_type, s.protocol));
+        if f.fd.is_none() || !self.analysed.insert((f.f_op, f.file_type, socket)) {
             return;
         }
-        if let Some(rdev_bound) = classify::always_ok(j.profile, f, self.ops.get(&f.f_op)) {
+        let Some(rdev_bound) = classify::always_ok(j.profile, f, self.ops.get(&f.f_op)) else {
+            return;
+        };
+        if f.file_type == FileType::Sock {
+            // Sockets share one ops table: only their kind can be dropped, never the table.
+            if let Some((family, sk_type, protocol)) = socket {
+                out.kernel
+                    .push(KernelUpdate::AlwaysOkSocket(ckpt_common::OkSock {
+                        f_op: f.f_op,
+                        family,
+                        sk_type,
+                        protocol,
+                        _pad: 0,
+                    }));
+            }
+            return;
+        }
+        {
             let rdev = match (rdev_bound, f.rdev) {
                 (true, Some(d)) => (d.major << 20) | d.minor,
                 _ => ckpt_common::ANY_RDEV,
@@ -174,25 +206,77 @@ impl State {
         }
     }
 
-    fn insert_fd(&mut self, j: &Judging, f: FileFact, out: &mut Outcome) {
+    /// Judges a new fd of `f.pid` and keeps it if it matters. `kernel_tracks`: the kernel
+    /// reported the fd and tracks it already; an inherited fd is tracked here. True when the
+    /// process's kept files changed.
+    fn insert_fd(
+        &mut self,
+        j: &Judging,
+        f: FileFact,
+        kernel_tracks: bool,
+        out: &mut Outcome,
+    ) -> bool {
         let (pid, fd) = (f.pid, f.fd.expect("an fd"));
-        self.remove_fd(pid, fd, out);
+        let key = fd_key(pid, fd);
+        let replaced = self.forget_fd(pid, fd);
         self.analyse(j, &f, out);
         if self.worth_keeping(j, &f) {
             self.holders.add(&f);
-            if self.tracked.insert(fd_key(pid, fd)) {
-                out.kernel.push(KernelUpdate::Track(fd_key(pid, fd)));
+            self.reported.remove(&key);
+            if self.tracked.insert(key) && !kernel_tracks {
+                out.kernel.push(KernelUpdate::Track(key));
             }
             self.files.entry(pid).or_default().insert(fd, f);
+            return true;
+        }
+        if kernel_tracks {
+            self.tracked.remove(&key);
+            self.reported.insert(key);
+        } else if self.tracked.remove(&key) {
+            out.kernel.push(KernelUpdate::Untrack(key));
+        }
+        replaced
+    }
+
+    /// Stops the kernel tracking `pid`'s reported fds in `fds` (its fd numbers).
+    fn untrack_reported(
+        &mut self,
+        pid: u32,
+        fds: std::ops::RangeInclusive<u32>,
+        out: &mut Outcome,
+    ) {
+        let range = fd_key(pid, *fds.start())..=fd_key(pid, *fds.end());
+        let keys: Vec<u64> = self.reported.range(range).copied().collect();
+        for key in keys {
+            self.reported.remove(&key);
+            out.kernel.push(KernelUpdate::Untrack(key));
         }
     }
 
-    fn remove_fd(&mut self, pid: u32, fd: u32, out: &mut Outcome) {
-        if let Some(old) = self.files.get_mut(&pid).and_then(|m| m.remove(&fd)) {
-            self.holders.remove(&old);
+    /// Drops a kept fd from the state, keeping its kernel tracking; true if there was one.
+    fn forget_fd(&mut self, pid: u32, fd: u32) -> bool {
+        let old = self.files.get_mut(&pid).and_then(|m| m.remove(&fd));
+        if let Some(old) = &old {
+            self.holders.remove(old);
         }
+        old.is_some()
+    }
+
+    /// Drops a kept fd and its kernel tracking; true if there was one.
+    fn remove_fd(&mut self, pid: u32, fd: u32, out: &mut Outcome) -> bool {
+        let removed = self.forget_fd(pid, fd);
         if self.tracked.remove(&fd_key(pid, fd)) {
             out.kernel.push(KernelUpdate::Untrack(fd_key(pid, fd)));
+        }
+        removed
+    }
+
+    /// The profile changed: every always-ok judgement is void.
+    pub fn profile_changed(&mut self) -> Outcome {
+        self.analysed.clear();
+        Outcome {
+            kernel: vec![KernelUpdate::ForgetAlwaysOk],
+            changes: vec![],
         }
     }
 
@@ -209,15 +293,13 @@ impl State {
         let parents = self.procs.values().map(|p| (p.pid, p.ppid)).collect();
         self.children = children_of(&parents);
         self.ops_members.extend(snap.ops);
-        // Sockets first: whether a unix peer is inside depends on every holder.
-        let (sockets, others): (Vec<FileFact>, Vec<FileFact>) = snap
-            .files
-            .into_iter()
-            .partition(|f| f.file_type == FileType::Sock);
-        for f in &sockets {
+        // Holders first: whether a unix peer or a pty master is inside depends on every one.
+        let (held, others): (Vec<FileFact>, Vec<FileFact>) =
+            snap.files.into_iter().partition(Holders::indexes);
+        for f in &held {
             self.holders.add(f);
         }
-        for f in sockets.into_iter().chain(others) {
+        for f in held.into_iter().chain(others) {
             match f.fd {
                 Some(fd) => {
                     self.analyse(j, &f, &mut out);
@@ -246,6 +328,19 @@ impl State {
                 out.changes.push(Change { event, report });
             }
         }
+        // Reported fds of processes gone (their exits lost) or now kept.
+        let stale: Vec<u64> = self
+            .reported
+            .iter()
+            .copied()
+            .filter(|k| !self.procs.contains_key(&((k >> 32) as u32)) || self.tracked.contains(k))
+            .collect();
+        for key in stale {
+            self.reported.remove(&key);
+            if !self.tracked.contains(&key) {
+                out.kernel.push(KernelUpdate::Untrack(key));
+            }
+        }
         out.kernel.extend(
             tracked_before
                 .difference(&self.tracked)
@@ -270,13 +365,19 @@ impl State {
         let mut out = Outcome::default();
         let f = FileFact::from_file(rec);
         let pid = f.pid;
-        self.procs.entry(pid).or_insert_with(|| ProcInfo {
-            pid,
-            sid: pid,
-            ..Default::default()
+        let mut new_process = false;
+        self.procs.entry(pid).or_insert_with(|| {
+            new_process = true;
+            ProcInfo {
+                pid,
+                sid: pid,
+                ..Default::default()
+            }
         });
-        self.insert_fd(j, f, &mut out);
-        self.rejudge(j, pid, &mut out);
+        // An ok file that replaced nothing leaves the verdict as it was: most installs end here.
+        if self.insert_fd(j, f, true, &mut out) || new_process {
+            self.rejudge(j, pid, &mut out);
+        }
         out
     }
 
@@ -315,7 +416,7 @@ impl State {
                     })
                     .collect();
                 for f in inherited {
-                    self.insert_fd(j, f, &mut out);
+                    self.insert_fd(j, f, false, &mut out);
                 }
                 if let Some(maps) = self.mappings.get(&pid).cloned() {
                     let maps = maps
@@ -356,15 +457,22 @@ impl State {
                 for fd in fds {
                     self.remove_fd(pid, fd, &mut out);
                 }
+                self.untrack_reported(pid, 0..=u32::MAX, &mut out);
                 self.files.remove(&pid);
                 self.mappings.remove(&pid);
                 self.procs.remove(&pid);
                 self.verdicts.remove(&pid);
                 self.children.remove(&pid);
             }
+            // The kernel dropped its tracking as it reported the close: untracking here could
+            // hit the next fd of that number. A close of an fd not kept changes nothing.
             task_event::CLOSE => {
-                self.remove_fd(pid, ev.arg, &mut out);
-                self.rejudge(j, pid, &mut out);
+                let key = fd_key(pid, ev.arg);
+                self.tracked.remove(&key);
+                self.reported.remove(&key);
+                if self.forget_fd(pid, ev.arg) {
+                    self.rejudge(j, pid, &mut out);
+                }
             }
             task_event::REFRESH => {
                 if let Some(info) = proc_info(pid) {
@@ -379,10 +487,13 @@ impl State {
                     .into_iter()
                     .flat_map(|m| m.range(ev.arg..=ev.arg2).map(|(fd, _)| *fd))
                     .collect();
-                for fd in fds {
-                    self.remove_fd(pid, fd, &mut out);
+                self.untrack_reported(pid, ev.arg..=ev.arg2.max(ev.arg), &mut out);
+                if !fds.is_empty() {
+                    for fd in fds {
+                        self.remove_fd(pid, fd, &mut out);
+                    }
+                    self.rejudge(j, pid, &mut out);
                 }
-                self.rejudge(j, pid, &mut out);
             }
             _ => {}
         }

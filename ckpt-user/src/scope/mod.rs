@@ -13,6 +13,7 @@ use crate::facts::{FileFact, FileType};
 pub use procfs::{ProcError, ProcInfo};
 
 const PTMX: (u32, u32) = (5, 2);
+const AF_UNIX: u16 = 1;
 
 /// Who holds what across the snapshot, built once per scan.
 #[derive(Debug, Default)]
@@ -30,18 +31,30 @@ impl Holders {
         h
     }
 
+    /// Whether other files are judged by who holds `f`: a unix socket (its peer) or a pty
+    /// master (its slaves).
+    pub fn indexes(f: &FileFact) -> bool {
+        f.fd.is_some()
+            && match f.file_type {
+                FileType::Sock => f.socket.as_ref().is_some_and(|s| s.family == AF_UNIX),
+                FileType::Chr => {
+                    f.rdev.map(|d| (d.major, d.minor)) == Some(PTMX) && f.tty_index.is_some()
+                }
+                _ => false,
+            }
+    }
+
     fn slot(&mut self, f: &FileFact) -> Option<&mut Vec<u32>> {
-        f.fd?;
+        if !Self::indexes(f) {
+            return None;
+        }
         match f.file_type {
             FileType::Sock => Some(self.sockets.entry(f.ino).or_default()),
-            FileType::Chr if f.rdev.map(|d| (d.major, d.minor)) == Some(PTMX) => {
-                Some(self.pty_masters.entry(f.tty_index?).or_default())
-            }
-            _ => None,
+            _ => Some(self.pty_masters.entry(f.tty_index?).or_default()),
         }
     }
 
-    /// Records that `f.pid` holds `f` (sockets and pty masters; anything else is ignored).
+    /// Records that `f.pid` holds `f` (unix sockets and pty masters; anything else is ignored).
     pub fn add(&mut self, f: &FileFact) {
         if let Some(pids) = self.slot(f) {
             pids.push(f.pid);

@@ -7,7 +7,8 @@
 //!   exec                                 → `ready P`   re-exec itself: close-on-exec fds go
 //!   scm                                  → `fd N`      receive a userfaultfd over SCM_RIGHTS
 //!                                                   (io_uring fds cannot be passed at all)
-//!   sockets N                            → `ok`        N × socket()+close(), an event storm
+//!   sockets N [tcp|udp]                  → `ok`        N × socket()+close(); TCP (the default)
+//!                                                   is a storm the kernel side cannot drop
 //!
 //! It exits when stdin closes; children die with it (PR_SET_PDEATHSIG).
 
@@ -208,11 +209,17 @@ fn recv_fd(sock: RawFd) -> Result<RawFd, String> {
     }
 }
 
-fn sockets(n: u32) -> Result<(), String> {
+/// The daemon drops UDP sockets in the kernel once it has seen one; TCP ones all reach it.
+fn sockets(n: u32, kind: &str) -> Result<(), String> {
+    let sk_type = match kind {
+        "tcp" => libc::SOCK_STREAM,
+        "udp" => libc::SOCK_DGRAM,
+        _ => return Err(format!("sockets: unknown kind {kind}")),
+    };
     for _ in 0..n {
         // SAFETY: socket + close of our own fd.
         let fd = check(
-            unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) } as i64,
+            unsafe { libc::socket(libc::AF_INET, sk_type, 0) } as i64,
             "socket",
         )?;
         unsafe { libc::close(fd) };
@@ -243,7 +250,8 @@ fn command(line: &str) -> Result<String, String> {
         }
         (Some("fork"), _) => fork_child().map(|p| format!("child {p}")),
         (Some("sockets"), Some(n)) => {
-            sockets(n.parse().map_err(|_| format!("sockets: bad count {n}"))?).map(|_| "ok".into())
+            let n = n.parse().map_err(|_| format!("sockets: bad count {n}"))?;
+            sockets(n, words.next().unwrap_or("tcp")).map(|_| "ok".into())
         }
         (Some("exec"), _) => reexec().map(|_| unreachable!("execv returned Ok")),
         _ => Err(format!("unknown command `{line}`")),

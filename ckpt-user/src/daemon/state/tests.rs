@@ -64,6 +64,13 @@ fn udp(pid: u32, fd: u32) -> FileFacts {
     r
 }
 
+fn unix_stream(pid: u32, fd: u32) -> FileFacts {
+    let mut r = record(pid, fd, SOCKET_FOPS, SOCK, "sockfs", "");
+    r.known |= known::SOCKET;
+    (r.sk_family, r.sk_type, r.sk_state) = (1, 1, 7);
+    r
+}
+
 fn task(kind: u32, tgid: u32, arg: u32, arg2: u32) -> TaskEvent {
     TaskEvent {
         tag: TAG_TASK,
@@ -149,13 +156,19 @@ fn blocking_fd_alerts_and_its_close_clears() {
     let mut f = Fixture::new();
     let out = f.install(io_uring(10, 3));
     assert_eq!(events(&out), [("became-blocking", 10)]);
-    assert!(out.kernel.contains(&KernelUpdate::Track(fd_key(10, 3))));
+    assert!(
+        out.kernel.is_empty(),
+        "kept, and already tracked by the kernel: {out:?}"
+    );
     let report = &out.changes[0].report;
     assert_eq!(report.files[0].kind, "io_uring");
 
     let out = f.task(task(task_event::CLOSE, 10, 3, 0), &|_, _| true);
     assert_eq!(events(&out), [("became-ok", 10)]);
-    assert!(out.kernel.contains(&KernelUpdate::Untrack(fd_key(10, 3))));
+    assert!(
+        out.kernel.is_empty(),
+        "the kernel untracked it as it reported the close; fd 3 may be tracked anew: {out:?}"
+    );
 }
 
 #[test]
@@ -166,9 +179,19 @@ fn ok_files_are_not_kept_and_raise_nothing() {
     assert!(
         !out.kernel
             .iter()
-            .any(|k| matches!(k, KernelUpdate::Track(_)))
+            .any(|k| matches!(k, KernelUpdate::Track(_) | KernelUpdate::Untrack(_))),
+        "{out:?}"
     );
     assert!(f.state.files_of(10).is_empty());
+    // The kernel reports its close (it tracks what it reported): that changes nothing.
+    let out = f.task(task(task_event::CLOSE, 10, 4, 0), &|_, _| true);
+    assert!(out.changes.is_empty() && out.kernel.is_empty(), "{out:?}");
+    // One still open when its process exits is untracked then, with the process gone.
+    f.install(eventfd(11, 4));
+    f.install(eventfd(11, 6));
+    f.task(task(task_event::CLOSE, 11, 6, 0), &|_, _| true);
+    let out = f.task(task(task_event::EXIT, 11, 0, 0), &|_, _| true);
+    assert_eq!(out.kernel, [KernelUpdate::Untrack(fd_key(11, 4))]);
 }
 
 #[test]
@@ -185,11 +208,30 @@ fn always_ok_tables_go_to_the_kernel_filter_once() {
         "analysed once per table"
     );
     let out = f.install(udp(10, 6));
+    let udp_kind = ckpt_common::OkSock {
+        f_op: SOCKET_FOPS,
+        family: 2,
+        sk_type: 2,
+        protocol: 17,
+        _pad: 0,
+    };
+    assert!(
+        out.kernel.contains(&KernelUpdate::AlwaysOkSocket(udp_kind)),
+        "UDP is ok whatever its state: {out:?}"
+    );
     assert!(
         !out.kernel
             .iter()
             .any(|k| matches!(k, KernelUpdate::AlwaysOk(..))),
-        "sockets depend on state"
+        "the socket table itself is never dropped"
+    );
+    let out = f.install(unix_stream(10, 8));
+    assert!(
+        !out.kernel.iter().any(|k| matches!(
+            k,
+            KernelUpdate::AlwaysOk(..) | KernelUpdate::AlwaysOkSocket(..)
+        )),
+        "a unix socket depends on its peer"
     );
     let out = f.install(io_uring(10, 7));
     assert!(
@@ -201,10 +243,29 @@ fn always_ok_tables_go_to_the_kernel_filter_once() {
 }
 
 #[test]
-fn sockets_are_kept_even_when_ok() {
+fn unix_sockets_are_kept_even_when_ok_and_other_sockets_are_not() {
     let mut f = Fixture::new();
+    assert!(f.install(unix_stream(10, 5)).changes.is_empty());
     assert!(f.install(udp(10, 6)).changes.is_empty());
-    assert_eq!(f.state.files_of(10).len(), 1, "kept for peer relations");
+    let kept: Vec<Option<u32>> = f.state.files_of(10).iter().map(|f| f.fd).collect();
+    assert_eq!(kept, [Some(5)], "kept for peer relations");
+}
+
+#[test]
+fn a_new_profile_voids_the_kernel_filters() {
+    let mut f = Fixture::new();
+    f.install(eventfd(10, 4));
+    assert_eq!(
+        f.state.profile_changed().kernel,
+        [KernelUpdate::ForgetAlwaysOk]
+    );
+    let out = f.install(eventfd(10, 5));
+    assert!(
+        out.kernel
+            .iter()
+            .any(|k| matches!(k, KernelUpdate::AlwaysOk(EVENTFD_FOPS, _))),
+        "analysed again under the new profile: {out:?}"
+    );
 }
 
 #[test]
