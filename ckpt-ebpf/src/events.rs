@@ -159,7 +159,7 @@ fn installed(task: u64, fd: u32, file: u64) {
             let ops = unsafe { &mut *ops };
             file_facts::fill_ops(ops, f_op);
             if EVENTS.output::<OpsRecord>(ops, 0).is_err() {
-                let _ = file_facts::SEEN_OPS.remove(&f_op);
+                file_facts::forget_ops(f_op);
                 count_lost();
             }
         }

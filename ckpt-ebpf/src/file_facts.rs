@@ -1,8 +1,13 @@
 //! Filling a [`FileFacts`] record for one fd of one task: shared by the iterator (snapshot) and
 //! the install events (live), so both sides of the daemon see identical facts.
 
-use aya_ebpf::{macros::map, maps::HashMap};
+use aya_ebpf::{
+    helpers::generated::bpf_seq_write,
+    macros::map,
+    maps::{HashMap, PerCpuArray},
+};
 use ckpt_common::{ABSENT, FileFacts, N_OPS_MEMBERS, OpsRecord, TAG_OPS, flags, known};
+use core::ffi::c_void;
 
 use crate::kread::{self, off, read, read_ptr};
 
@@ -10,7 +15,7 @@ use crate::kread::{self, off, read, read_ptr};
 /// hundred distinct tables a host has; once full, later tables go unreported and user space
 /// says their identity is unknown.
 #[map]
-pub static SEEN_OPS: HashMap<u64, u8> = HashMap::with_max_entries(8192, 0);
+static SEEN_OPS: HashMap<u64, u8> = HashMap::with_max_entries(8192, 0);
 
 const BPF_NOEXIST: u64 = 1;
 
@@ -35,6 +40,44 @@ pub fn fill_ops(rec: &mut OpsRecord, f_op: u64) {
         rec.members[i] = if m == ABSENT { 0 } else { read_ptr(f_op, m) };
         i += 1;
     }
+}
+
+/// The iterators' ops record, built here rather than on the 512-byte stack (iterator programs
+/// never run nested on one CPU, so they share it).
+#[map]
+static ITER_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Writes the ops record of `f_op` to an iterator's `seq` the first time the table is seen;
+/// true when this call wrote it. If the caller's own record then does not fit, the kernel
+/// discards both and runs the program again on the same object: the caller calls
+/// [`forget_ops`] so that run reports the table again.
+#[inline(always)]
+pub fn emit_ops_once(seq: *mut c_void, f_op: u64) -> bool {
+    if !first_sight(f_op) {
+        return false;
+    }
+    let written = ITER_OPS_SCRATCH.get_ptr_mut(0).is_some_and(|rec| {
+        let rec = unsafe { &mut *rec };
+        fill_ops(rec, f_op);
+        let size = core::mem::size_of::<OpsRecord>() as u32;
+        unsafe {
+            bpf_seq_write(
+                seq as *mut _,
+                rec as *const OpsRecord as *const c_void,
+                size,
+            ) == 0
+        }
+    });
+    if !written {
+        forget_ops(f_op);
+    }
+    written
+}
+
+/// Marks `f_op` as not reported yet.
+#[inline(always)]
+pub fn forget_ops(f_op: u64) {
+    let _ = SEEN_OPS.remove(&f_op);
 }
 
 /// Fills every fact of `rec` for `file`, installed as `fd` in `task` (a `tgid` process).

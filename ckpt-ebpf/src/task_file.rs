@@ -2,7 +2,7 @@
 //! first time each ops table is seen.
 
 use aya_ebpf::{helpers::generated::bpf_seq_write, macros::map, maps::PerCpuArray};
-use ckpt_common::{FileFacts, OpsRecord};
+use ckpt_common::FileFacts;
 use core::ffi::c_void;
 
 use crate::file_facts;
@@ -11,8 +11,6 @@ use crate::kread::{self, off, read, read_ptr};
 /// Records are built here, not on the 512-byte BPF stack.
 #[map]
 static FILE_SCRATCH: PerCpuArray<FileFacts> = PerCpuArray::with_max_entries(1, 0);
-#[map]
-static OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
 
 /// `struct bpf_iter__task_file` is BPF ABI: meta, task, fd, file, each 8-byte aligned.
 const CTX_META: usize = 0;
@@ -45,13 +43,7 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
     }
 
     let f_op = read_ptr(file, off!(file_f_op));
-    let mut ops_emitted = false;
-    if file_facts::first_sight(f_op) {
-        ops_emitted = emit_ops(seq, f_op);
-        if !ops_emitted {
-            let _ = file_facts::SEEN_OPS.remove(&f_op);
-        }
-    }
+    let ops_emitted = file_facts::emit_ops_once(seq, f_op);
 
     let rec = FILE_SCRATCH.get_ptr_mut(0)?;
     let rec = unsafe { &mut *rec };
@@ -67,24 +59,7 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
     // On overflow the kernel discards this object's output and runs us again for the same file
     // after flushing: forget the ops table so that run reports it again.
     if written != 0 && ops_emitted {
-        let _ = file_facts::SEEN_OPS.remove(&f_op);
+        file_facts::forget_ops(f_op);
     }
     Some(())
-}
-
-/// Writes the function members of the ops table at `f_op`; false when it did not fit.
-fn emit_ops(seq: *mut c_void, f_op: u64) -> bool {
-    let Some(rec) = OPS_SCRATCH.get_ptr_mut(0) else {
-        return false;
-    };
-    let rec = unsafe { &mut *rec };
-    file_facts::fill_ops(rec, f_op);
-    let written = unsafe {
-        bpf_seq_write(
-            seq as *mut _,
-            rec as *const OpsRecord as *const c_void,
-            core::mem::size_of::<OpsRecord>() as u32,
-        )
-    };
-    written == 0
 }

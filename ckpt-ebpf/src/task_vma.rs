@@ -3,7 +3,7 @@
 //! the file, not at each range.
 
 use aya_ebpf::{helpers::generated::bpf_seq_write, macros::map, maps::PerCpuArray};
-use ckpt_common::{FS_TYPE_LEN, NAME_LEN, OpsRecord, TAG_VMA, VmaFacts, flags};
+use ckpt_common::{FS_TYPE_LEN, NAME_LEN, TAG_VMA, VmaFacts, flags};
 use core::ffi::c_void;
 
 use crate::file_facts;
@@ -11,8 +11,6 @@ use crate::kread::{self, off, read, read_ptr};
 
 #[map]
 static VMA_SCRATCH: PerCpuArray<VmaFacts> = PerCpuArray::with_max_entries(1, 0);
-#[map]
-static VMA_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
 
 /// The last (tgid, file) reported on this CPU, to skip the next VMAs of the same file.
 #[map]
@@ -66,24 +64,7 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     rec.f_op = read_ptr(file, off!(file_f_op));
     // A mapped file's ops table may belong to no open fd: report its members here too.
     let f_op = rec.f_op;
-    let mut ops_emitted = false;
-    if file_facts::first_sight(f_op) {
-        if let Some(ops) = VMA_OPS_SCRATCH.get_ptr_mut(0) {
-            let ops = unsafe { &mut *ops };
-            file_facts::fill_ops(ops, f_op);
-            let written = unsafe {
-                bpf_seq_write(
-                    seq as *mut _,
-                    ops as *const OpsRecord as *const c_void,
-                    core::mem::size_of::<OpsRecord>() as u32,
-                )
-            };
-            ops_emitted = written == 0;
-        }
-        if !ops_emitted {
-            let _ = file_facts::SEEN_OPS.remove(&f_op);
-        }
-    }
+    let ops_emitted = file_facts::emit_ops_once(seq, f_op);
     rec.fs_type = [0; FS_TYPE_LEN];
     rec.name = [0; NAME_LEN];
     let (facts, _inode) = kread::inode_facts(file, &mut rec.fs_type, &mut rec.name);
@@ -104,7 +85,7 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     // forget the "same file as last time" shortcut.
     if written != 0 {
         if ops_emitted {
-            let _ = file_facts::SEEN_OPS.remove(&f_op);
+            file_facts::forget_ops(f_op);
         }
         last[1] = 0;
     }
