@@ -1,14 +1,14 @@
 //! `cargo xtask bench daemon`: what `ckpt-watch daemon` costs the host and how fast it alerts,
 //! all in one run against baselines measured in that run:
 //!
-//! 1. an fd storm (openat `/dev/null`, pipe2, UDP socket; each created and closed in a loop on N
-//!    threads) with and without the daemon running, alternating, medians compared;
+//! 1. an fd storm (openat `/dev/null`, pipe2, UDP and TCP sockets; each created and closed in a
+//!    loop on N threads) with and without the daemon running, alternating, medians compared;
 //! 2. alert latency: a subject process opens an io_uring and closes it, again and again, and the
 //!    bench times the daemon's `became-blocking` and `became-ok` lines for it, both as read by
 //!    the bench and as stamped by the daemon;
 //! 3. the daemon's RSS and CPU beside 2,000 processes × 100 fds, idle and under a paced churn of
-//!    10,000 fds/s (UDP sockets, which always reach user space, and `/dev/null`, which the
-//!    kernel side should drop), with its own metrics at the end.
+//!    10,000 fds/s (`/dev/null` and UDP sockets, which the kernel side should drop, and TCP
+//!    sockets, which always reach user space), with its own metrics at the end.
 //!
 //! Targets (the performance issue): storm ≤ 5 % added, alert p99 ≤ 50 ms, RSS ≤ 40 MB and
 //! CPU ≤ 5 % of a core under the churn.

@@ -1,7 +1,8 @@
 //! Part 3: the daemon's memory and CPU beside a loaded host (the scan bench's synthetic load,
 //! 2,000 processes × 100 fds by default), in windows of equal length: idle, then under a paced
-//! churn of `/dev/null` opens (an always-ok file, which the kernel side should drop), then of
-//! UDP sockets (every one of them judged in user space: the honest worst case). The daemon's
+//! churn of `/dev/null` opens and of UDP sockets (ok by ops table and by kind: the kernel side
+//! should drop both), then of TCP sockets (every one judged in user space, and its close
+//! reported back: the honest worst case). The daemon's
 //! own metrics say how many events reached it. Each window has a daemon of its own, so one
 //! window's backlog or periodic rescan cannot leak into the next.
 //!
@@ -49,6 +50,7 @@ impl Churn {
             Churn::Fds(Kind::DevNull) => "/dev/null",
             Churn::Fds(Kind::Pipe) => "pipe",
             Churn::Fds(Kind::UdpSocket) => "UDP socket",
+            Churn::Fds(Kind::TcpSocket) => "TCP socket",
         };
         format!("{what} {}/s", count(rate as usize))
     }
@@ -116,6 +118,7 @@ pub fn run(ckpt: &Path, config: &Config) -> anyhow::Result<()> {
         Churn::Idle,
         Churn::Fds(Kind::DevNull),
         Churn::Fds(Kind::UdpSocket),
+        Churn::Fds(Kind::TcpSocket),
     ];
     let mut windows = Vec::new();
     for churn in churns {

@@ -3,10 +3,11 @@
 //! afresh each time, stopped after) so drift on the host hits both sides alike, and medians are
 //! compared.
 //!
-//! The three kinds are meant to take the paths an install can take: `/dev/null` and pipes are
-//! always ok and should be dropped in the kernel; UDP sockets share `socket_file_ops` with
-//! kinds that are not ok, so every one goes to user space. The daemon's metrics, read around
-//! each storm, say where each kind's events really went.
+//! The kinds are meant to take the paths an install can take: `/dev/null` and pipes are always
+//! ok by their ops table and UDP sockets by their kind, so all three should be dropped in the
+//! kernel; a TCP socket's state decides its verdict, so every one goes to user space (and, not
+//! kept there, its close comes back too). The daemon's metrics, read around each storm, say
+//! where each kind's events really went.
 
 use std::io;
 use std::path::Path;
@@ -37,9 +38,11 @@ pub enum Kind {
     DevNull,
     Pipe,
     UdpSocket,
+    TcpSocket,
 }
 
-const KINDS: [Kind; 3] = [Kind::DevNull, Kind::Pipe, Kind::UdpSocket];
+const N_KINDS: usize = 4;
+const KINDS: [Kind; N_KINDS] = [Kind::DevNull, Kind::Pipe, Kind::UdpSocket, Kind::TcpSocket];
 
 impl Kind {
     fn name(self) -> &'static str {
@@ -47,6 +50,7 @@ impl Kind {
             Kind::DevNull => "openat(/dev/null) + close",
             Kind::Pipe => "pipe2 + close ×2",
             Kind::UdpSocket => "socket(UDP) + close",
+            Kind::TcpSocket => "socket(TCP) + close",
         }
     }
 
@@ -67,9 +71,12 @@ impl Kind {
                     libc::close(pair[0]);
                     libc::close(pair[1]);
                 }
-                Kind::UdpSocket => {
-                    let flags = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
-                    let fd = libc::socket(libc::AF_INET, flags, 0);
+                Kind::UdpSocket | Kind::TcpSocket => {
+                    let sk_type = match self {
+                        Kind::UdpSocket => libc::SOCK_DGRAM,
+                        _ => libc::SOCK_STREAM,
+                    };
+                    let fd = libc::socket(libc::AF_INET, sk_type | libc::SOCK_CLOEXEC, 0);
                     check(fd)?;
                     libc::close(fd);
                 }
@@ -89,8 +96,8 @@ fn check(r: libc::c_int) -> io::Result<()> {
 /// Wall times of each kind's runs, without and with the daemon.
 #[derive(Default)]
 struct Times {
-    without: [Vec<Duration>; 3],
-    with: [Vec<Duration>; 3],
+    without: [Vec<Duration>; N_KINDS],
+    with: [Vec<Duration>; N_KINDS],
 }
 
 /// What the daemon made of one storm, by its own metrics.
@@ -134,7 +141,7 @@ pub fn run(ckpt: &Path, config: &Config) -> anyhow::Result<()> {
     storms(&warm_up, None)?;
     let mut times = Times::default();
     let mut daemon_cpu = Duration::ZERO;
-    let mut seen = [Seen::default(); 3];
+    let mut seen = [Seen::default(); N_KINDS];
     for _ in 0..config.runs {
         push(&mut times.without, storms(config, None)?.0);
         let daemon = Daemon::start(ckpt)?;
@@ -158,9 +165,12 @@ pub fn run(ckpt: &Path, config: &Config) -> anyhow::Result<()> {
 /// One storm of each kind. With a daemon, each is followed by a wait for it to work through
 /// its backlog (so that does not slow the next kind) and to read its kernel-side counters, and
 /// what it saw of each is returned.
-fn storms(config: &Config, daemon: Option<&Daemon>) -> anyhow::Result<([Duration; 3], [Seen; 3])> {
-    let mut times = [Duration::ZERO; 3];
-    let mut seen = [Seen::default(); 3];
+fn storms(
+    config: &Config,
+    daemon: Option<&Daemon>,
+) -> anyhow::Result<([Duration; N_KINDS], [Seen; N_KINDS])> {
+    let mut times = [Duration::ZERO; N_KINDS];
+    let mut seen = [Seen::default(); N_KINDS];
     for ((time, seen), kind) in times.iter_mut().zip(&mut seen).zip(KINDS) {
         let before = daemon.map(|d| d.metrics(BACKLOG_TIMEOUT)).transpose()?;
         *time = storm(kind, config.threads, config.iterations)?;
@@ -203,7 +213,7 @@ fn storm(kind: Kind, threads: u32, iterations: u64) -> anyhow::Result<Duration> 
     })
 }
 
-fn push(runs: &mut [Vec<Duration>; 3], times: [Duration; 3]) {
+fn push(runs: &mut [Vec<Duration>; N_KINDS], times: [Duration; N_KINDS]) {
     for (runs, time) in runs.iter_mut().zip(times) {
         runs.push(time);
     }
@@ -258,7 +268,7 @@ fn report(times: &Times, iterations: u64) {
 }
 
 /// Where each kind's fds went, by the daemon's own count, and what the daemon spent on them.
-fn events(seen: &[Seen; 3], daemon_cpu: Duration, config: &Config) {
+fn events(seen: &[Seen; N_KINDS], daemon_cpu: Duration, config: &Config) {
     let iterations = (config.runs as u64 * config.threads as u64 * config.iterations) as f64;
     println!(
         "  events per iteration, as the daemon counted them (all runs with it, the host's other \
