@@ -189,6 +189,10 @@ pub mod syscall_kind {
     pub const REFRESH_SELF: u8 = 7;
     /// ptrace(request, pid): the tracee (arg1) may have gained or lost a tracer.
     pub const PTRACE: u8 = 8;
+    /// recvmsg(fd, msghdr, flags): fds received in its SCM_RIGHTS control message.
+    pub const RECVMSG: u8 = 9;
+    /// recvmmsg(fd, mmsghdr[], n, ...): the same for each of the messages returned.
+    pub const RECVMMSG: u8 = 10;
 }
 
 /// What `OK_FOPS` knows about an ops table whose files are always ok: the file type

@@ -11,7 +11,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
 };
 use ckpt_common::{
-    ANY_RDEV, FileFacts, MAX_SYSCALLS, OkFops, OkSock, OpsRecord, TAG_TASK, TaskEvent, known,
+    ANY_RDEV, FileFacts, MAX_SYSCALLS, OkFops, OkSock, OpsRecord, TAG_TASK, TaskEvent,
     syscall_kind, task_event,
 };
 
@@ -58,6 +58,22 @@ const PTRACE_DETACH: u64 = 17;
 const PTRACE_SEIZE: u64 = 0x4206;
 const F_DUPFD: u64 = 0;
 const F_DUPFD_CLOEXEC: u64 = 1030;
+
+// The user-space ABI of x86_64 (not kernel structs: fixed, so not taken from BTF).
+/// `struct msghdr`: `msg_control` and `msg_controllen`.
+const MSGHDR_CONTROL: u64 = 32;
+const MSGHDR_CONTROLLEN: u64 = 40;
+/// `struct mmsghdr`: a msghdr and its `msg_len`, padded.
+const MMSGHDR_SIZE: u64 = 64;
+/// `struct cmsghdr`: `cmsg_len` (size_t), `cmsg_level`, `cmsg_type`, then the data.
+const CMSG_HDR: u64 = 16;
+const SOL_SOCKET: i32 = 1;
+const SCM_RIGHTS: i32 = 1;
+/// Bounds for the verifier: control messages walked per message, fds per SCM_RIGHTS message,
+/// messages per recvmmsg. More than that is left to the rescan.
+const MAX_CMSGS: usize = 2;
+const MAX_SCM_FDS: u64 = 8;
+const MAX_MMSGS: u64 = 4;
 
 fn count(counter: &PerCpuArray<u64>) {
     if let Some(n) = counter.get_ptr_mut(0) {
@@ -120,16 +136,17 @@ fn drop_ok(tgid: u32, fd: u32) {
     count(&FILTERED);
 }
 
-/// Whether `rec` is a socket of a kind in `OK_SOCKS`.
-fn ok_socket(rec: &FileFacts) -> bool {
-    if rec.mode & kread::S_IFMT != kread::S_IFSOCK || rec.known & known::SOCKET == 0 {
+/// Whether the socket `file` is of a kind in `OK_SOCKS` (read before any other fact: most
+/// sockets a busy host makes are of such kinds).
+fn ok_socket(file: u64, f_op: u64) -> bool {
+    let Some((_, family, sk_type, protocol)) = kread::sock_kind(file) else {
         return false;
-    }
+    };
     let key = OkSock {
-        f_op: rec.f_op,
-        family: rec.sk_family,
-        sk_type: rec.sk_type,
-        protocol: rec.sk_protocol,
+        f_op,
+        family,
+        sk_type,
+        protocol,
         _pad: 0,
     };
     unsafe { OK_SOCKS.get(&key) }.is_some()
@@ -144,15 +161,19 @@ fn installed(task: u64, fd: u32, file: u64) {
         return;
     }
     let f_op = read_ptr(file, off!(file_f_op));
+    let inode = read_ptr(file, off!(file_f_inode));
+    let mode = read::<u16>(inode, off!(inode_i_mode)).unwrap_or(0) as u32;
     if let Some(&ok) = unsafe { OK_FOPS.get(&f_op) } {
-        let inode = read_ptr(file, off!(file_f_inode));
-        let mode = read::<u16>(inode, off!(inode_i_mode)).unwrap_or(0) as u32;
         let rdev_matches =
             ok.rdev == ANY_RDEV || read::<u32>(inode, off!(inode_i_rdev)) == Some(ok.rdev);
         if (mode & kread::S_IFMT) >> 12 == ok.file_type && rdev_matches {
             drop_ok(tgid, fd);
             return;
         }
+    }
+    if mode & kread::S_IFMT == kread::S_IFSOCK && ok_socket(file, f_op) {
+        drop_ok(tgid, fd);
+        return;
     }
     if file_facts::first_sight(f_op) {
         if let Some(ops) = EVENT_OPS_SCRATCH.get_ptr_mut(0) {
@@ -169,10 +190,6 @@ fn installed(task: u64, fd: u32, file: u64) {
     };
     let rec = unsafe { &mut *rec };
     file_facts::fill(rec, task, tgid, fd, file, f_op);
-    if ok_socket(rec) {
-        drop_ok(tgid, fd);
-        return;
-    }
     if EVENTS.output::<FileFacts>(rec, 0).is_err() {
         count_lost();
         return;
@@ -196,6 +213,53 @@ pub fn ckpt_fd_install_kprobe(ctx: ProbeContext) -> u32 {
         installed(unsafe { bpf_get_current_task() }, fd as u32, file);
     }
     0
+}
+
+/// Reports each fd a returned `recvmsg` placed in the SCM_RIGHTS messages of the user's
+/// `msghdr` at `msg` (the kernel wrote back the control length it used).
+fn received(task: u64, msg: u64) {
+    let read_user = |addr: u64| -> Option<u64> {
+        if addr == 0 {
+            return None;
+        }
+        unsafe { bpf_probe_read_user(addr as *const u64).ok() }
+    };
+    let (Some(control), Some(len)) = (
+        read_user(msg + MSGHDR_CONTROL),
+        read_user(msg + MSGHDR_CONTROLLEN),
+    ) else {
+        return;
+    };
+    let end = control.saturating_add(len);
+    let mut cmsg = control;
+    for _ in 0..MAX_CMSGS {
+        if cmsg == 0 || cmsg + CMSG_HDR > end {
+            return;
+        }
+        let Some(cmsg_len) = read_user(cmsg) else {
+            return;
+        };
+        let Some(level_type) = read_user(cmsg + 8) else {
+            return;
+        };
+        if cmsg_len < CMSG_HDR || cmsg + cmsg_len > end {
+            return;
+        }
+        let (level, kind) = (level_type as u32 as i32, (level_type >> 32) as u32 as i32);
+        if level == SOL_SOCKET && kind == SCM_RIGHTS {
+            let n = (cmsg_len - CMSG_HDR) / 4;
+            let mut i = 0;
+            while i < MAX_SCM_FDS && i < n {
+                let at = cmsg + CMSG_HDR + i * 4;
+                if let Ok(fd) = unsafe { bpf_probe_read_user(at as *const i32) } {
+                    installed(task, fd as u32, file_at(task, fd as u32));
+                }
+                i += 1;
+            }
+        }
+        // CMSG_NXTHDR: the next header starts 8-byte aligned after this one.
+        cmsg += (cmsg_len + 7) & !7;
+    }
 }
 
 // ── Backend 3, and closes for every backend: the exit of every syscall ──────────────────────
@@ -245,6 +309,15 @@ pub fn ckpt_sys_exit(ctx: BtfTracePointContext) -> i32 {
             if let Some([a, b]) = user_pair(ptr) {
                 installed(task, a as u32, file_at(task, a as u32));
                 installed(task, b as u32, file_at(task, b as u32));
+            }
+        }
+        syscall_kind::RECVMSG => received(task, read::<u64>(regs, off!(regs_si)).unwrap_or(0)),
+        syscall_kind::RECVMMSG => {
+            let msgs = read::<u64>(regs, off!(regs_si)).unwrap_or(0);
+            let mut i = 0;
+            while i < MAX_MMSGS && i < ret as u64 {
+                received(task, msgs + i * MMSGHDR_SIZE);
+                i += 1;
             }
         }
         syscall_kind::CLOSE => {

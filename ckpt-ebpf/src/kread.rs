@@ -224,18 +224,31 @@ fn sock_ino(sk: u64) -> u64 {
     read::<u64>(socket + ialloc as u64, off!(inode_i_ino)).unwrap_or(0)
 }
 
-/// Socket facts of a socket file (`file->private_data` is its `struct socket`).
+/// The `struct sock` of a socket file, and its family, type and protocol (what the daemon's
+/// always-ok filter knows a socket by).
 #[inline(always)]
-pub fn sock_facts(file: u64) -> Option<SockFacts> {
+pub fn sock_kind(file: u64) -> Option<(u64, u16, u16, u16)> {
     let socket = read_ptr(file, off!(file_private_data));
     let sk = read_ptr(socket, off!(socket_sk));
     if sk == 0 {
         return None;
     }
+    Some((
+        sk,
+        read::<u16>(sk, off!(sock_family)).unwrap_or(0),
+        read::<u16>(sk, off!(sock_type)).unwrap_or(0),
+        read::<u16>(sk, off!(sock_protocol)).unwrap_or(0),
+    ))
+}
+
+/// Socket facts of a socket file (`file->private_data` is its `struct socket`).
+#[inline(always)]
+pub fn sock_facts(file: u64) -> Option<SockFacts> {
+    let (sk, family, sk_type, protocol) = sock_kind(file)?;
     let mut s = SockFacts {
-        family: read::<u16>(sk, off!(sock_family)).unwrap_or(0),
-        sk_type: read::<u16>(sk, off!(sock_type)).unwrap_or(0),
-        protocol: read::<u16>(sk, off!(sock_protocol)).unwrap_or(0),
+        family,
+        sk_type,
+        protocol,
         state: read::<u8>(sk, off!(sock_state)).unwrap_or(0) as u16,
         backlog: 0,
         known: known::SOCKET,

@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 use ckpt_tests::{Fdctl, TestCgroups, budget, ckpt_watch, container_id};
 
 const FDCTL: &str = env!("CARGO_BIN_EXE_fdctl");
-/// Backends that see every fd install, received ones included, as it happens.
-const INSTALL_HOOKS: [&str; 2] = ["fentry", "kprobe"];
 static NEXT_PORT: AtomicU16 = AtomicU16::new(19782);
 
 struct Daemon {
@@ -83,6 +81,9 @@ impl Daemon {
             }
             assert!(Instant::now() < deadline, "daemon not serving after 30 s");
             std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Ok(forced) = std::env::var("CKPT_WATCH_BACKEND") {
+            assert_eq!(d.backend(), forced, "/healthz names the forced backend");
         }
         d
     }
@@ -225,18 +226,12 @@ fn fork_flags_the_child_and_exec_clears_close_on_exec_fds() {
     d.wait_alert(p.pid, "became-ok", budget(Duration::from_secs(1)));
 }
 
-/// fentry and kprobe see the receiving fd_install at once; the syscall tracepoints cannot
-/// (recvmsg creates no fd of its own), so there the periodic rescan must find it.
+/// fentry and kprobe see the receiving fd_install; the tracepoint backend reads the fds out
+/// of the SCM_RIGHTS message recvmsg returned. Either way at once, rescans off.
 #[test]
-fn fd_received_over_scm_rights_is_flagged_at_once_or_by_the_rescan() {
-    let mut d = Daemon::start(&["--rescan", "600s"]);
-    let backend = d.backend();
-    let within = if INSTALL_HOOKS.contains(&backend.as_str()) {
-        budget(Duration::from_secs(1))
-    } else {
-        d = Daemon::start(&["--rescan", "2s"]);
-        budget(Duration::from_secs(5))
-    };
+fn fd_received_over_scm_rights_is_flagged_at_once() {
+    let d = Daemon::start(&["--rescan", "600s"]);
+    let within = budget(Duration::from_secs(1));
     let mut p = Fdctl::start(FDCTL);
     p.open("scm");
     let alert = d.wait_alert(p.pid, "became-blocking", within);

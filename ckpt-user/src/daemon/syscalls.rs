@@ -2,7 +2,8 @@
 //! per architecture; only x86_64 is listed (the BPF side reads x86_64 `pt_regs` too).
 
 use ckpt_common::syscall_kind::{
-    CLOSE, CLOSE_RANGE, FCNTL, PAIR_ARG0, PAIR_ARG3, PTRACE, REFRESH_SELF, RET_FD,
+    CLOSE, CLOSE_RANGE, FCNTL, PAIR_ARG0, PAIR_ARG3, PTRACE, RECVMMSG, RECVMSG, REFRESH_SELF,
+    RET_FD,
 };
 
 /// (number, name, how the fds are found).
@@ -46,6 +47,8 @@ pub const TABLE: &[(u32, &str, u8)] = &[
     (33, "dup2", RET_FD),
     (292, "dup3", RET_FD),
     (72, "fcntl", FCNTL),
+    (47, "recvmsg", RECVMSG),
+    (299, "recvmmsg", RECVMMSG),
     (3, "close", CLOSE),
     (436, "close_range", CLOSE_RANGE),
     (112, "setsid", REFRESH_SELF),
