@@ -191,7 +191,7 @@ pub mod syscall_kind {
     pub const PTRACE: u8 = 8;
     /// recvmsg(fd, msghdr, flags): fds received in its SCM_RIGHTS control message.
     pub const RECVMSG: u8 = 9;
-    /// recvmmsg(fd, mmsghdr[], n, ...): the same for each of the messages returned.
+    /// recvmmsg(fd, mmsghdr[], n, ...): the same for the first message returned.
     pub const RECVMMSG: u8 = 10;
 }
 

@@ -63,17 +63,15 @@ const F_DUPFD_CLOEXEC: u64 = 1030;
 /// `struct msghdr`: `msg_control` and `msg_controllen`.
 const MSGHDR_CONTROL: u64 = 32;
 const MSGHDR_CONTROLLEN: u64 = 40;
-/// `struct mmsghdr`: a msghdr and its `msg_len`, padded.
-const MMSGHDR_SIZE: u64 = 64;
 /// `struct cmsghdr`: `cmsg_len` (size_t), `cmsg_level`, `cmsg_type`, then the data.
 const CMSG_HDR: u64 = 16;
 const SOL_SOCKET: i32 = 1;
 const SCM_RIGHTS: i32 = 1;
-/// Bounds for the verifier: control messages walked per message, fds per SCM_RIGHTS message,
-/// messages per recvmmsg. More than that is left to the rescan.
+/// Bounds that keep the verifier's work small (each fd reported inlines the whole install
+/// path): control messages walked, and fds reported, per message; recvmmsg's first message
+/// only. More is left to the rescan; passing one fd at a time is by far the common case.
 const MAX_CMSGS: usize = 2;
-const MAX_SCM_FDS: u64 = 8;
-const MAX_MMSGS: u64 = 4;
+const MAX_SCM_FDS: u64 = 2;
 
 fn count(counter: &PerCpuArray<u64>) {
     if let Some(n) = counter.get_ptr_mut(0) {
@@ -215,50 +213,48 @@ pub fn ckpt_fd_install_kprobe(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// Reports each fd a returned `recvmsg` placed in the SCM_RIGHTS messages of the user's
-/// `msghdr` at `msg` (the kernel wrote back the control length it used).
-fn received(task: u64, msg: u64) {
+/// The first SCM_RIGHTS control message of the user's `msghdr` at `msg`, after a recvmsg
+/// returned (the kernel wrote back the control length it used): its data and its fd count.
+fn scm_rights(msg: u64) -> Option<(u64, u64)> {
     let read_user = |addr: u64| -> Option<u64> {
         if addr == 0 {
             return None;
         }
         unsafe { bpf_probe_read_user(addr as *const u64).ok() }
     };
-    let (Some(control), Some(len)) = (
-        read_user(msg + MSGHDR_CONTROL),
-        read_user(msg + MSGHDR_CONTROLLEN),
-    ) else {
-        return;
-    };
-    let end = control.saturating_add(len);
+    let control = read_user(msg + MSGHDR_CONTROL)?;
+    let end = control.saturating_add(read_user(msg + MSGHDR_CONTROLLEN)?);
     let mut cmsg = control;
     for _ in 0..MAX_CMSGS {
         if cmsg == 0 || cmsg + CMSG_HDR > end {
-            return;
+            return None;
         }
-        let Some(cmsg_len) = read_user(cmsg) else {
-            return;
-        };
-        let Some(level_type) = read_user(cmsg + 8) else {
-            return;
-        };
+        let cmsg_len = read_user(cmsg)?;
+        let level_type = read_user(cmsg + 8)?;
         if cmsg_len < CMSG_HDR || cmsg + cmsg_len > end {
-            return;
+            return None;
         }
         let (level, kind) = (level_type as u32 as i32, (level_type >> 32) as u32 as i32);
         if level == SOL_SOCKET && kind == SCM_RIGHTS {
-            let n = (cmsg_len - CMSG_HDR) / 4;
-            let mut i = 0;
-            while i < MAX_SCM_FDS && i < n {
-                let at = cmsg + CMSG_HDR + i * 4;
-                if let Ok(fd) = unsafe { bpf_probe_read_user(at as *const i32) } {
-                    installed(task, fd as u32, file_at(task, fd as u32));
-                }
-                i += 1;
-            }
+            return Some((cmsg + CMSG_HDR, (cmsg_len - CMSG_HDR) / 4));
         }
         // CMSG_NXTHDR: the next header starts 8-byte aligned after this one.
         cmsg += (cmsg_len + 7) & !7;
+    }
+    None
+}
+
+/// Reports the fds a returned recvmsg received over SCM_RIGHTS in the `msghdr` at `msg`.
+fn received(task: u64, msg: u64) {
+    let Some((fds, n)) = scm_rights(msg) else {
+        return;
+    };
+    let mut i = 0;
+    while i < MAX_SCM_FDS && i < n {
+        if let Ok(fd) = unsafe { bpf_probe_read_user((fds + i * 4) as *const i32) } {
+            installed(task, fd as u32, file_at(task, fd as u32));
+        }
+        i += 1;
     }
 }
 
@@ -311,14 +307,9 @@ pub fn ckpt_sys_exit(ctx: BtfTracePointContext) -> i32 {
                 installed(task, b as u32, file_at(task, b as u32));
             }
         }
-        syscall_kind::RECVMSG => received(task, read::<u64>(regs, off!(regs_si)).unwrap_or(0)),
-        syscall_kind::RECVMMSG => {
-            let msgs = read::<u64>(regs, off!(regs_si)).unwrap_or(0);
-            let mut i = 0;
-            while i < MAX_MMSGS && i < ret as u64 {
-                received(task, msgs + i * MMSGHDR_SIZE);
-                i += 1;
-            }
+        // recvmmsg: the first message's msghdr leads the mmsghdr array.
+        syscall_kind::RECVMSG | syscall_kind::RECVMMSG => {
+            received(task, read::<u64>(regs, off!(regs_si)).unwrap_or(0))
         }
         syscall_kind::CLOSE => {
             if let Some(tgid) = read::<u32>(task, off!(task_tgid)) {

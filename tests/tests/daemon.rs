@@ -369,6 +369,37 @@ fn held_bpf_ids(pid: u32) -> (Vec<u32>, Vec<u32>) {
     (progs, links)
 }
 
+/// `verified_insns` of each BPF program a process holds (fdinfo has it since Linux 5.16).
+fn verified_insns(pid: u32) -> Vec<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter_map(|l| l.strip_prefix("verified_insns:"))
+                .filter_map(|v| v.trim().parse().ok())
+                .collect::<Vec<u64>>()
+        })
+        .collect()
+}
+
+/// The verifier walks each program's paths up to a million instructions; one near that
+/// loads slowly here and may not load at all on an older verifier.
+#[test]
+fn programs_verify_far_below_the_verifier_limit() {
+    let d = Daemon::start(&[]);
+    let counts = verified_insns(d.child.id());
+    if counts.is_empty() {
+        eprintln!("skipped: this kernel's fdinfo has no verified_insns (Linux < 5.16)");
+        return;
+    }
+    assert!(
+        counts.iter().all(|&n| n < 200_000),
+        "verified instructions per program: {counts:?}"
+    );
+}
+
 #[test]
 fn sigterm_exits_zero_and_detaches_everything() {
     let mut d = Daemon::start(&[]);

@@ -393,6 +393,8 @@ async fn run_async(args: &DaemonArgs) -> anyhow::Result<Exit> {
         None => Backend::BEST_FIRST.to_vec(),
     };
     let attached = backend::attach(probe.ebpf_mut(), &btf, &candidates)?;
+    // Every program is loaded: the parsed vmlinux BTF (tens of MB) is not needed again.
+    drop(btf);
     tracing::warn!(
         backend = attached.backend.name(),
         "install events from the {} backend",
