@@ -193,17 +193,15 @@ impl State {
             }
             return;
         }
-        {
-            let rdev = match (rdev_bound, f.rdev) {
-                (true, Some(d)) => (d.major << 20) | d.minor,
-                _ => ckpt_common::ANY_RDEV,
-            };
-            let ok = ckpt_common::OkFops {
-                file_type: (f.mode & 0o170000) >> 12,
-                rdev,
-            };
-            out.kernel.push(KernelUpdate::AlwaysOk(f.f_op, ok));
-        }
+        let rdev = match (rdev_bound, f.rdev) {
+            (true, Some(d)) => (d.major << 20) | d.minor,
+            _ => ckpt_common::ANY_RDEV,
+        };
+        let ok = ckpt_common::OkFops {
+            file_type: (f.mode & 0o170000) >> 12,
+            rdev,
+        };
+        out.kernel.push(KernelUpdate::AlwaysOk(f.f_op, ok));
     }
 
     /// Judges a new fd of `f.pid` and keeps it if it matters. `kernel_tracks`: the kernel

@@ -380,3 +380,28 @@ fn change_events_follow_verdicts() {
         Some("became-ok")
     );
 }
+
+#[test]
+fn a_rescan_untracks_reported_fds_of_processes_gone() {
+    let mut f = Fixture::new();
+    f.install(eventfd(11, 4));
+    // Process 11 exited and its exit event was lost: the rescan no longer finds it.
+    let snap = Snapshot {
+        procs: BTreeMap::from([(10, leader(10, 1))]),
+        ..Default::default()
+    };
+    let j = Judging {
+        profile: &f.profile,
+        given: &f.given,
+    };
+    let out = f.state.reconcile(&j, snap);
+    assert!(out.kernel.contains(&KernelUpdate::Untrack(fd_key(11, 4))));
+    let out = f.state.reconcile(
+        &j,
+        Snapshot {
+            procs: BTreeMap::from([(10, leader(10, 1))]),
+            ..Default::default()
+        },
+    );
+    assert!(out.kernel.is_empty(), "untracked once: {out:?}");
+}
