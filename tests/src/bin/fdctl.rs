@@ -87,13 +87,21 @@ fn wait_forever() -> ! {
 }
 
 fn fork_child() -> Result<i32, String> {
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
     // SAFETY: the child only calls async-signal-safe functions before waiting.
     let pid = unsafe { libc::fork() };
     match pid {
         -1 => Err(format!("fork: {}", errno())),
         0 => {
-            // SAFETY: prctl with constant arguments.
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            // SAFETY: prctl with constant arguments, getppid and _exit take none that matter.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                // The parent may have died before the prctl: nothing would kill us then.
+                if libc::getppid() != parent {
+                    libc::_exit(0);
+                }
+            }
             wait_forever()
         }
         child => Ok(child),
