@@ -6,6 +6,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+/// One of this package's binaries: where cargo built it (`built`, a `CARGO_BIN_EXE_*` path),
+/// unless `CKPT_TESTS_BIN_DIR` names where it was copied (the kernel-matrix guests, whose
+/// tmpfs /tmp would hide a clone's target directory under /tmp).
+pub fn test_bin(built: &str) -> String {
+    match std::env::var_os("CKPT_TESTS_BIN_DIR") {
+        Some(dir) => {
+            let name = Path::new(built).file_name().expect("a binary's file name");
+            Path::new(&dir).join(name).to_string_lossy().into_owned()
+        }
+        None => built.to_string(),
+    }
+}
+
 /// The built `ckpt-watch`, beside this package's binaries in the same target directory.
 pub fn ckpt_watch(fdzoo: &str) -> PathBuf {
     let path = Path::new(fdzoo).with_file_name("ckpt-watch");

@@ -12,9 +12,11 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use ckpt_tests::{Fdctl, TestCgroups, budget, ckpt_watch, container_id};
+use ckpt_tests::{Fdctl, TestCgroups, budget, ckpt_watch, container_id, test_bin};
 
-const FDCTL: &str = env!("CARGO_BIN_EXE_fdctl");
+fn fdctl() -> String {
+    test_bin(env!("CARGO_BIN_EXE_fdctl"))
+}
 static NEXT_PORT: AtomicU16 = AtomicU16::new(19782);
 
 struct Daemon {
@@ -28,7 +30,7 @@ impl Daemon {
     fn start(extra: &[&str]) -> Daemon {
         let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
         let listen = format!("127.0.0.1:{port}");
-        let mut child = Command::new(ckpt_watch(FDCTL))
+        let mut child = Command::new(ckpt_watch(&fdctl()))
             .args(["daemon", "--format", "json", "--listen", &listen])
             .args(if extra.contains(&"--profile") {
                 &[][..]
@@ -169,7 +171,7 @@ fn file_kinds(alert: &serde_json::Value) -> Vec<String> {
 fn blocking_fds_alert_within_a_second_and_clear_on_close() {
     let d = Daemon::start(&[]);
     for kind in ["io_uring", "perf_event", "userfaultfd"] {
-        let mut p = Fdctl::start(FDCTL);
+        let mut p = Fdctl::start(&fdctl());
         let started = Instant::now();
         let fd = p.open(kind);
         eprintln!("{kind}: fd {fd} in pid {}", p.pid);
@@ -199,7 +201,7 @@ fn alerts_name_the_container_from_the_cgroup() {
     let cg = TestCgroups::new("daemon-alert");
     let id = container_id("");
     let dir = cg.dir(&format!("docker-{id}.scope"));
-    let mut p = Fdctl::start(FDCTL);
+    let mut p = Fdctl::start(&fdctl());
     TestCgroups::add(&dir, p.pid);
     p.open("io_uring");
     let alert = d.wait_alert(p.pid, "became-blocking", budget(Duration::from_secs(1)));
@@ -211,7 +213,7 @@ fn alerts_name_the_container_from_the_cgroup() {
 #[test]
 fn fork_flags_the_child_and_exec_clears_close_on_exec_fds() {
     let d = Daemon::start(&[]);
-    let mut p = Fdctl::start(FDCTL);
+    let mut p = Fdctl::start(&fdctl());
     p.open("io_uring");
     d.wait_alert(p.pid, "became-blocking", budget(Duration::from_secs(1)));
     let child: u32 = p
@@ -232,7 +234,7 @@ fn fork_flags_the_child_and_exec_clears_close_on_exec_fds() {
 fn fd_received_over_scm_rights_is_flagged_at_once() {
     let d = Daemon::start(&["--rescan", "600s"]);
     let within = budget(Duration::from_secs(1));
-    let mut p = Fdctl::start(FDCTL);
+    let mut p = Fdctl::start(&fdctl());
     p.open("scm");
     let alert = d.wait_alert(p.pid, "became-blocking", within);
     assert!(
@@ -262,7 +264,7 @@ fn sockets_ok_whatever_their_state_are_dropped_in_the_kernel() {
     let d = Daemon::start(&[]);
     let events = || d.metric("ckpt_watch_events_total");
     let dropped = || d.metric("ckpt_watch_events_filtered_total");
-    let mut p = Fdctl::start(FDCTL);
+    let mut p = Fdctl::start(&fdctl());
     // UDP sockets reach user space until it has judged one and told the kernel.
     let taught = eventually(budget(Duration::from_secs(10)), || {
         let before = dropped();
@@ -299,9 +301,9 @@ fn sockets_ok_whatever_their_state_are_dropped_in_the_kernel() {
 #[test]
 fn lost_events_are_counted_and_state_still_converges() {
     let d = Daemon::start(&["--ring-buffer-size", "4096", "--rescan", "60s"]);
-    let mut storm = Fdctl::start(FDCTL);
+    let mut storm = Fdctl::start(&fdctl());
     storm.send("sockets 30000");
-    let mut p = Fdctl::start(FDCTL);
+    let mut p = Fdctl::start(&fdctl());
     storm.send("sockets 30000");
     p.open("io_uring");
     storm.send("sockets 30000");
@@ -342,7 +344,7 @@ fn sighup_with_a_broken_profile_keeps_the_old_one() {
         logged.contains("line 1"),
         "the error names the line: {logged}"
     );
-    let mut p = Fdctl::start(FDCTL);
+    let mut p = Fdctl::start(&fdctl());
     p.open("io_uring");
     d.wait_alert(p.pid, "became-blocking", budget(Duration::from_secs(1)));
     std::fs::remove_dir_all(dir).unwrap();

@@ -67,9 +67,8 @@ pub struct Userland {
 }
 
 impl Userland {
-    /// Collects busybox, the runner (this very xtask binary), ckpt-watch, fdzoo, criu and the
-    /// daemon suite. The suite finds fdctl and ckpt-watch at the paths cargo compiled into it
-    /// (`CARGO_BIN_EXE_fdctl`), so those two also go to their host paths.
+    /// Collects busybox, the runner (this very xtask binary), ckpt-watch, fdzoo, fdctl, criu
+    /// and the daemon suite (told by the runner to find fdctl and ckpt-watch in /bin).
     pub fn collect(target: &Path, daemon_suite: &Path) -> anyhow::Result<Self> {
         let release = target.join("release");
         let runner = std::env::current_exe().context("locating the xtask binary")?;
@@ -79,15 +78,12 @@ impl Userland {
             ("/bin/xtask", runner),
             ("/bin/ckpt-watch", release.join("ckpt-watch")),
             ("/bin/fdzoo", release.join("fdzoo")),
+            ("/bin/fdctl", release.join("fdctl")),
             ("/usr/sbin/criu", which("criu")?),
             ("/usr/sbin/ip", which("ip")?),
             (super::guest::DAEMON_SUITE, daemon_suite.to_path_buf()),
         ] {
             add_with_libraries(&mut files, guest, &host)?;
-        }
-        for bin in ["fdctl", "ckpt-watch"] {
-            let host = release.join(bin);
-            add_with_libraries(&mut files, &host.to_string_lossy(), &host)?;
         }
         // CRIU runs these to lock the network and to dump a net namespace; iptables-nft is
         // one binary that acts by the name it is called under, and loads its matches from

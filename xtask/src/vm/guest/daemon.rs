@@ -23,6 +23,7 @@ pub fn run(backend: &str) -> Vec<Record> {
         .arg("--test-threads=1")
         .env("CKPT_WATCH_BACKEND", backend)
         .env("CKPT_TESTS_TIME_SCALE", TIME_SCALE)
+        .env("CKPT_TESTS_BIN_DIR", "/bin")
         .env("RUST_BACKTRACE", "0")
         .output()
     {
