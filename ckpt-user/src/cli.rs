@@ -1,4 +1,9 @@
-//! Command-line interface: raw flags (clap) → a validated, ready-to-run command.
+//! Command-line interface: raw flags (clap) → [`Cli::validate`] → a ready-to-run [`Invocation`].
+//!
+//! The flags that say how to judge (`--profile`, `--with`, `--engine`) and how to print
+//! (`--json`, `-v`) are global: they work before or after the subcommand. A flag that means
+//! nothing for the command given (`--pid` with `preflight`, `--profile` with `audit`) is refused
+//! with one line, never silently ignored.
 
 use std::path::PathBuf;
 
@@ -32,10 +37,42 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
+    pub judging: JudgingArgs,
+    #[command(flatten)]
     pub scan: ScanArgs,
 }
 
-#[derive(Debug, clap::Args)]
+/// How to judge and how to print: the same for the scan, `preflight` and `daemon`, and accepted
+/// anywhere on the command line.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct JudgingArgs {
+    /// Profile: a built-in name (criu-4, criu-3.17) or a TOML file. Default: the CRIU on PATH,
+    /// else the newest.
+    #[arg(long, global = true, value_name = "NAME|FILE")]
+    pub profile: Option<String>,
+    /// Judge as if the checkpointer ran with these options, e.g. "--tcp-established --file-locks".
+    #[arg(
+        long = "with",
+        global = true,
+        value_name = "OPTIONS",
+        allow_hyphen_values = true
+    )]
+    pub with: Option<String>,
+    /// The engine that will checkpoint, and so the options it passes to CRIU (default: criu
+    /// for a process; for a container, the engine whose cgroup layout it has). CRIU's config
+    /// files are read either way.
+    #[arg(long, global = true, value_enum, value_name = "ENGINE")]
+    pub engine: Option<Engine>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Show every fd and mapping, not only those that are not ok; log timings to stderr.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+}
+
+/// Flags of the host and `--pid` scan (no subcommand).
+#[derive(Debug, Default, clap::Args)]
 pub struct ScanArgs {
     /// Judge this process (default: every process on the host, each as its own dump).
     #[arg(long, short = 'p', value_name = "PID")]
@@ -43,29 +80,26 @@ pub struct ScanArgs {
     /// With --pid: judge the process and all its descendants as one dump.
     #[arg(long, requires = "pid")]
     pub tree: bool,
-    /// Profile: a built-in name (criu-4, criu-3.17) or a TOML file. Default: the CRIU on PATH,
-    /// else the newest.
-    #[arg(long, value_name = "NAME|FILE")]
-    pub profile: Option<String>,
-    /// Judge as if the checkpointer ran with these options, e.g. "--tcp-established --file-locks".
-    #[arg(long = "with", value_name = "OPTIONS", allow_hyphen_values = true)]
-    pub with: Option<String>,
-    /// Add the options this engine always passes to CRIU (default: criu, none); CRIU's config
-    /// files are read either way.
-    #[arg(long, value_enum, value_name = "ENGINE")]
-    pub engine: Option<Engine>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Show every fd and mapping, not only those that are not ok; log timings to stderr.
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
     /// Also write the scan's raw facts to FILE (JSON) for --replay.
     #[arg(long, value_name = "FILE")]
     pub save_snapshot: Option<PathBuf>,
     /// Judge a saved snapshot instead of the live kernel (no privileges needed).
     #[arg(long, value_name = "FILE", conflicts_with = "save_snapshot")]
     pub replay: Option<PathBuf>,
+}
+
+impl ScanArgs {
+    /// The first scan-only flag given, for the error when a subcommand was given too.
+    fn first_given(&self) -> Option<&'static str> {
+        [
+            (self.pid.is_some(), "--pid"),
+            (self.tree, "--tree"),
+            (self.save_snapshot.is_some(), "--save-snapshot"),
+            (self.replay.is_some(), "--replay"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +112,77 @@ pub enum Command {
     Preflight(PreflightArgs),
     /// Watch the host live: alerts when a process becomes uncheckpointable, Prometheus metrics.
     Daemon(crate::daemon::DaemonArgs),
+}
+
+/// A validated command line: what to run and with which judging flags.
+#[derive(Debug)]
+pub enum Invocation {
+    Scan(ScanArgs, JudgingArgs),
+    Preflight(PreflightArgs, JudgingArgs),
+    Daemon(crate::daemon::DaemonArgs, JudgingArgs),
+    Audit(ckpt_audit::AuditArgs),
+}
+
+/// A flag given where it means nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error("{flag} applies to the process scan, not to `{command}`: drop it, or drop `{command}`")]
+    ScanOnly {
+        flag: &'static str,
+        command: &'static str,
+    },
+    #[error("{flag} does not apply to `audit`, which reads kernel sources, not processes")]
+    NotForAudit { flag: &'static str },
+    #[error(
+        "audit: --json prints one object per definition; it cannot be combined with --stat or -v"
+    )]
+    AuditJson,
+    #[error("--json: the daemon writes alerts as JSON lines with `--format json`")]
+    DaemonJson,
+}
+
+impl Cli {
+    /// The second stage: refuses flags the chosen command would ignore.
+    pub fn validate(self) -> Result<Invocation, UsageError> {
+        let Some(command) = self.command else {
+            return Ok(Invocation::Scan(self.scan, self.judging));
+        };
+        let name = match &command {
+            Command::Audit(_) => "audit",
+            Command::Preflight(_) => "preflight",
+            Command::Daemon(_) => "daemon",
+        };
+        if let Some(flag) = self.scan.first_given() {
+            return Err(UsageError::ScanOnly {
+                flag,
+                command: name,
+            });
+        }
+        let j = self.judging;
+        match command {
+            Command::Audit(mut args) => {
+                let judging = [
+                    (j.profile.is_some(), "--profile"),
+                    (j.with.is_some(), "--with"),
+                    (j.engine.is_some(), "--engine"),
+                ];
+                if let Some((_, flag)) = judging.into_iter().find(|(given, _)| *given) {
+                    return Err(UsageError::NotForAudit { flag });
+                }
+                // Audit has its own --json and -v; the global ones, given before `audit`, mean
+                // the same.
+                args.json |= j.json;
+                args.verbose |= j.verbose;
+                if args.json && (args.verbose || args.stat.is_some()) {
+                    return Err(UsageError::AuditJson);
+                }
+                Ok(Invocation::Audit(args))
+            }
+            Command::Preflight(args) => Ok(Invocation::Preflight(args, j)),
+            Command::Daemon(_) if j.json => Err(UsageError::DaemonJson),
+            Command::Daemon(args) => Ok(Invocation::Daemon(args, j)),
+        }
+    }
 }
 
 const PREFLIGHT_EXAMPLES: &str = "\
@@ -111,21 +216,6 @@ pub struct PreflightTarget {
 pub struct PreflightArgs {
     #[command(flatten)]
     pub target: PreflightTarget,
-    /// The engine that will checkpoint (default: the one whose cgroup layout the container has,
-    /// runc for Docker and containerd; criu for a plain cgroup).
-    #[arg(long, value_enum, value_name = "ENGINE")]
-    pub engine: Option<Engine>,
-    /// Options the checkpoint will be given beyond the engine's and the config files'.
-    #[arg(long = "with", value_name = "OPTIONS", allow_hyphen_values = true)]
-    pub with: Option<String>,
-    /// Profile: a built-in name (criu-4, criu-3.17) or a TOML file. Default: the CRIU on PATH.
-    #[arg(long, value_name = "NAME|FILE")]
-    pub profile: Option<String>,
-    #[arg(long)]
-    pub json: bool,
-    /// Show every fd, mapping and environment check; log timings to stderr.
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
 }
 
 /// Process exit status (see `--help`).
@@ -159,52 +249,109 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    fn parse(args: &[&str]) -> Result<Invocation, String> {
+        Cli::try_parse_from(std::iter::once("ckpt-watch").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?
+            .validate()
+            .map_err(|e| e.to_string())
+    }
+
     #[test]
     fn tree_requires_pid() {
-        assert!(Cli::try_parse_from(["ckpt-watch", "--tree"]).is_err());
-        let cli = Cli::try_parse_from([
-            "ckpt-watch",
-            "--pid",
-            "5",
-            "--tree",
-            "--with",
-            "--tcp-close",
-        ])
-        .unwrap();
-        assert_eq!((cli.scan.pid, cli.scan.tree), (Some(5), true));
-        assert_eq!(cli.scan.with.as_deref(), Some("--tcp-close"));
+        assert!(parse(&["--tree"]).is_err());
+        let Ok(Invocation::Scan(scan, j)) =
+            parse(&["--pid", "5", "--tree", "--with", "--tcp-close"])
+        else {
+            panic!("not a scan")
+        };
+        assert_eq!((scan.pid, scan.tree), (Some(5), true));
+        assert_eq!(j.with.as_deref(), Some("--tcp-close"));
     }
 
     #[test]
     fn preflight_takes_exactly_one_target() {
-        assert!(Cli::try_parse_from(["ckpt-watch", "preflight"]).is_err());
-        let both = [
-            "ckpt-watch",
-            "preflight",
-            "--container",
-            "ab",
-            "--all-containers",
+        assert!(parse(&["preflight"]).is_err());
+        assert!(parse(&["preflight", "--container", "ab", "--all-containers"]).is_err());
+    }
+
+    /// Judging flags mean the same before and after the subcommand.
+    #[test]
+    fn judging_flags_work_in_any_position() {
+        let orders: [&[&str]; 3] = [
+            &[
+                "--profile",
+                "criu-3.17",
+                "--engine",
+                "crio",
+                "preflight",
+                "--container",
+                "3f4e",
+                "--with",
+                "--tcp-close",
+                "--json",
+            ],
+            &[
+                "preflight",
+                "--container",
+                "3f4e",
+                "--profile",
+                "criu-3.17",
+                "--engine",
+                "crio",
+                "--with",
+                "--tcp-close",
+                "--json",
+            ],
+            &[
+                "--json",
+                "--with",
+                "--tcp-close",
+                "preflight",
+                "--engine",
+                "crio",
+                "--container",
+                "3f4e",
+                "--profile",
+                "criu-3.17",
+            ],
         ];
-        assert!(Cli::try_parse_from(both).is_err());
-        let cli = Cli::try_parse_from([
-            "ckpt-watch",
-            "preflight",
-            "--container",
-            "3f4e",
-            "--engine",
-            "crio",
-            "--with",
-            "--tcp-close",
-        ])
-        .unwrap();
-        let Some(Command::Preflight(p)) = cli.command else {
-            panic!("not preflight")
+        for args in orders {
+            let Ok(Invocation::Preflight(p, j)) = parse(args) else {
+                panic!("{args:?}: not preflight")
+            };
+            assert_eq!(p.target.container.as_deref(), Some("3f4e"), "{args:?}");
+            assert_eq!(j.profile.as_deref(), Some("criu-3.17"), "{args:?}");
+            assert_eq!(j.engine, Some(Engine::Crio), "{args:?}");
+            assert_eq!(j.with.as_deref(), Some("--tcp-close"), "{args:?}");
+            assert!(j.json, "{args:?}");
+        }
+        for args in [
+            &["--profile", "criu-3.17", "daemon"][..],
+            &["daemon", "--profile", "criu-3.17"],
+        ] {
+            let Ok(Invocation::Daemon(_, j)) = parse(args) else {
+                panic!("{args:?}: not daemon")
+            };
+            assert_eq!(j.profile.as_deref(), Some("criu-3.17"), "{args:?}");
+        }
+    }
+
+    /// A flag the command would ignore is an error naming it, never dropped.
+    #[test]
+    fn flags_a_command_would_ignore_are_refused() {
+        let err = parse(&["--pid", "5", "preflight", "--all-containers"]).unwrap_err();
+        assert!(err.contains("--pid") && err.contains("preflight"), "{err}");
+        let err = parse(&["--replay", "s.json", "daemon"]).unwrap_err();
+        assert!(err.contains("--replay"), "{err}");
+        let err = parse(&["audit", "--profile", "criu-4", "tree"]).unwrap_err();
+        assert!(err.contains("--profile") && err.contains("audit"), "{err}");
+        assert!(parse(&["--engine", "podman", "audit", "tree"]).is_err());
+        assert!(parse(&["daemon", "--json"]).is_err());
+        assert!(parse(&["-v", "audit", "--json", "tree"]).is_err());
+        let Ok(Invocation::Audit(a)) = parse(&["--json", "audit", "tree"]) else {
+            panic!("not audit")
         };
-        assert_eq!(p.target.container.as_deref(), Some("3f4e"));
-        assert_eq!(
-            (p.engine, p.with.as_deref()),
-            (Some(Engine::Crio), Some("--tcp-close"))
-        );
+        assert!(a.json);
     }
 
     #[test]

@@ -3,15 +3,12 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use ckpt_user::cli::{Cli, Command, Exit};
+use ckpt_user::cli::{Cli, Exit, Invocation};
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let verbose = match &cli.command {
-        Some(Command::Preflight(p)) => p.verbose,
-        _ => cli.scan.verbose,
-    };
+    let verbose = cli.judging.verbose;
     let level = if verbose { "debug" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -21,15 +18,22 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .without_time()
         .init();
+    let invocation = match cli.validate() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("ckpt-watch: error: {e}");
+            return ExitCode::from(Exit::Error as u8);
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let result = match &cli.command {
-        Some(Command::Audit(args)) => ckpt_audit::run(args, &mut out).map(|code| code as u8),
-        Some(Command::Preflight(args)) => {
-            ckpt_user::preflight::run(args, &mut out).map(|e| e as u8)
+    let result = match &invocation {
+        Invocation::Audit(args) => ckpt_audit::run(args, &mut out).map(|code| code as u8),
+        Invocation::Preflight(args, j) => {
+            ckpt_user::preflight::run(args, j, &mut out).map(|e| e as u8)
         }
-        Some(Command::Daemon(args)) => ckpt_user::daemon::run(args).map(|e| e as u8),
-        None => ckpt_user::run::scan(&cli.scan, &mut out).map(|e| e as u8),
+        Invocation::Daemon(args, j) => ckpt_user::daemon::run(args, j).map(|e| e as u8),
+        Invocation::Scan(args, j) => ckpt_user::run::scan(args, j, &mut out).map(|e| e as u8),
     };
     let _ = out.flush();
     match result {

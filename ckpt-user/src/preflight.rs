@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::aggregate::{ProcessReport, Rules, SnapshotWorld};
 use crate::checkpointer_env::{self, Checkpointer};
 use crate::classify::{Judgement, Verdict};
-use crate::cli::{Exit, PreflightArgs};
+use crate::cli::{Exit, JudgingArgs, PreflightArgs};
 use crate::engine::{self, ConfigPaths, Engine};
 use crate::given::{Given, GivenOption};
 use crate::report;
@@ -131,19 +131,24 @@ fn worst(verdicts: impl Iterator<Item = Verdict>) -> Verdict {
     verdicts.max().unwrap_or(Verdict::Ok)
 }
 
-pub fn run(args: &PreflightArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
-    let (profile, profile_source) = run::load_profile(args.profile.as_deref())?;
+pub fn run(
+    args: &PreflightArgs,
+    judging: &JudgingArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<Exit> {
+    let (profile, profile_source) = run::load_profile(judging.profile.as_deref())?;
     let targets = targets(args)?;
     let paths = ConfigPaths::from_env();
     let engine_of = |t: &Target| {
-        args.engine
+        judging
+            .engine
             .or_else(|| t.name.as_ref().map(|n| Engine::for_runtime(n.runtime)))
             .unwrap_or(Engine::Criu)
     };
     // Bad configuration is a usage error: found before anything is scanned.
     let given: Vec<Given> = targets
         .iter()
-        .map(|t| engine::options_in_force(engine_of(t), &paths, args.with.as_deref()))
+        .map(|t| engine::options_in_force(engine_of(t), &paths, judging.with.as_deref()))
         .collect::<Result<_, _>>()?;
     let members: Vec<BTreeSet<u32>> = targets
         .iter()
@@ -242,10 +247,10 @@ pub fn run(args: &PreflightArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
         verdict: worst(containers.iter().map(|c| c.verdict)),
         containers,
     };
-    if args.json {
+    if judging.json {
         report::preflight_json(out, &doc)?;
     } else {
-        report::preflight_text(out, &doc, args.verbose)?;
+        report::preflight_text(out, &doc, judging.verbose)?;
     }
     Ok(Exit::from(doc.verdict))
 }

@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 
 use crate::aggregate::{DumpReport, Rules, SnapshotWorld, describe_facts};
 use crate::classify::{self, Profile};
-use crate::cli::{Exit, ScanArgs};
+use crate::cli::{Exit, JudgingArgs, ScanArgs};
 use crate::engine::{self, ConfigPaths, Engine};
 use crate::facts::FileFact;
 use crate::report;
@@ -79,16 +79,16 @@ pub fn describe_live(f: &FileFact) -> String {
         .unwrap_or_else(|| describe_facts(f))
 }
 
-pub fn scan(args: &ScanArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
+pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
     // Without the privileges nothing else matters: say so before reading config files.
     if args.replay.is_none() {
         crate::kernel::privileges::ensure_can_load_bpf()?;
     }
-    let (profile, _) = load_profile(args.profile.as_deref())?;
+    let (profile, _) = load_profile(judging.profile.as_deref())?;
     let given = engine::options_in_force(
-        args.engine.unwrap_or(Engine::Criu),
+        judging.engine.unwrap_or(Engine::Criu),
         &ConfigPaths::from_env(),
-        args.with.as_deref(),
+        judging.with.as_deref(),
     )?;
 
     let live = args.replay.is_none();
@@ -125,7 +125,7 @@ pub fn scan(args: &ScanArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
         given: &given,
         own: snapshot.own(),
         describe,
-        keep_ok: args.pid.is_some() || args.verbose,
+        keep_ok: args.pid.is_some() || judging.verbose,
     };
     let world = SnapshotWorld::new(&snapshot);
     let name = &profile.profile.name;
@@ -159,11 +159,11 @@ pub fn scan(args: &ScanArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
         .map(|r| r.verdict)
         .max()
         .unwrap_or(classify::Verdict::Ok);
-    match (args.json, args.pid, args.tree) {
+    match (judging.json, args.pid, args.tree) {
         (true, Some(_), false) => report::process_json(out, &reports[0].processes[0])?,
         (true, _, _) => report::many_json(out, &reports, name, args.pid.is_none())?,
-        (false, Some(_), _) => report::dump_text(out, &reports[0], name, args.verbose)?,
-        (false, None, _) => report::host_text(out, &reports, name, args.verbose)?,
+        (false, Some(_), _) => report::dump_text(out, &reports[0], name, judging.verbose)?,
+        (false, None, _) => report::host_text(out, &reports, name, judging.verbose)?,
     }
     Ok(Exit::from(verdict))
 }

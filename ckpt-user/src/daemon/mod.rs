@@ -23,8 +23,10 @@ use tokio::signal::unix::{SignalKind, signal};
 pub use backend::Backend;
 use state::{Judging, KernelUpdate, Outcome, State};
 
-use crate::classify::{self, Profile, Verdict};
+use crate::classify::{Profile, Verdict};
 use crate::cli::Exit;
+use crate::cli::JudgingArgs;
+use crate::engine::{self, ConfigPaths, Engine};
 use crate::facts::FileFact;
 use crate::given::Given;
 use crate::kernel::btf::{LoadedBtf, VMLINUX_BTF};
@@ -40,12 +42,6 @@ use metrics::{Metrics, label};
 
 #[derive(Debug, clap::Args)]
 pub struct DaemonArgs {
-    /// Profile: a built-in name or a TOML file (SIGHUP reloads it).
-    #[arg(long, value_name = "NAME|FILE", default_value = "criu-4")]
-    pub profile: String,
-    /// Judge as if the checkpointer ran with these options.
-    #[arg(long = "with", value_name = "OPTIONS", allow_hyphen_values = true)]
-    pub with: Option<String>,
     /// Full rescan period (e.g. 60s, 5m).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub rescan: Duration,
@@ -340,11 +336,11 @@ impl Daemon {
         new_lost > 0
     }
 
-    fn reload_profile(&mut self, name: &str) {
-        match classify::load_profile(name) {
-            Ok(p) => {
+    fn reload_profile(&mut self, name: Option<&str>) {
+        match crate::run::load_profile(name) {
+            Ok((p, why)) => {
                 self.profile = p;
-                tracing::info!(profile = name, "profile reloaded");
+                tracing::info!("profile reloaded: {why}");
                 let out = self.state.profile_changed();
                 self.apply(out);
                 if let Err(e) = self.reconcile("reload") {
@@ -362,22 +358,23 @@ fn fd_still_open(pid: u32, f: &FileFact) -> bool {
     std::fs::metadata(Path::new(&format!("/proc/{pid}/fd/{fd}"))).is_ok_and(|m| m.ino() == f.ino)
 }
 
-pub fn run(args: &DaemonArgs) -> anyhow::Result<Exit> {
+pub fn run(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<Exit> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(run_async(args))
+        .block_on(run_async(args, judging))
 }
 
-async fn run_async(args: &DaemonArgs) -> anyhow::Result<Exit> {
+async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<Exit> {
     privileges::ensure_can_load_bpf()?;
-    let profile = classify::load_profile(&args.profile)?;
-    let given = match &args.with {
-        Some(w) => Given::parse(w, crate::given::Source::With)
-            .map_err(|e| anyhow::anyhow!("--with: {e}"))?,
-        None => Given::default(),
-    };
+    // The same profile choice and options in force as `--pid` and `preflight`.
+    let (profile, _) = crate::run::load_profile(judging.profile.as_deref())?;
+    let given = engine::options_in_force(
+        judging.engine.unwrap_or(Engine::Criu),
+        &ConfigPaths::from_env(),
+        judging.with.as_deref(),
+    )?;
     let bound = http::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {:?}", args.listen))?;
@@ -500,7 +497,7 @@ async fn run_async(args: &DaemonArgs) -> anyhow::Result<Exit> {
                     }
                 }
             }
-            _ = hup.recv() => daemon.reload_profile(&args.profile),
+            _ = hup.recv() => daemon.reload_profile(judging.profile.as_deref()),
             _ = usr1.recv() => {
                 if let Err(e) = daemon.sink.reopen() {
                     tracing::error!("SIGUSR1: reopening the output: {e}");
