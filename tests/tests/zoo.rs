@@ -161,12 +161,14 @@ fn every_creatable_oracle_case_matches_criu() {
 }
 
 /// Kinds the oracle table does not show, judged as CRIU 4.2's source decides them
-/// (criu/bpfmap.c: only hash and array maps are dumped).
+/// (criu/bpfmap.c: only hash and array maps are dumped; criu/proc_parse.c `vma_get_mapfile`
+/// finds a mapped file's mount through map_files, which names the overlay, not its layer).
 #[test]
 fn cases_beyond_the_oracle_follow_criu_source() {
     let cases: Vec<Expected> = [
         ("bpf_map_percpu_array", "blocks"),
         ("bpf_map_ringbuf", "blocks"),
+        ("mmap_overlay_private_nofd", "ok"),
     ]
     .into_iter()
     .map(|(case, verdict)| Expected {

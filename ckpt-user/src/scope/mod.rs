@@ -4,6 +4,7 @@
 
 pub mod cgroups;
 pub mod container_id;
+pub mod map_files;
 pub mod procfs;
 
 use std::collections::{BTreeSet, HashMap};

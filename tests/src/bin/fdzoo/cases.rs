@@ -171,4 +171,8 @@ pub static CASES: &[Case] = &[
     case("aio_ring", mappings::aio_ring),
     case("io_uring_mapped", mappings::io_uring_mapped),
     case("perf_event_mmap", mappings::perf_event_mmap),
+    case(
+        "mmap_overlay_private_nofd",
+        mappings::mmap_overlay_private_nofd,
+    ),
 ];

@@ -41,7 +41,7 @@ pub fn reg_tmpfs(ctx: &mut Ctx) -> Result<Held> {
 
 /// Mounts an overlay at `DIR/ovl/merged` whose lower layer holds `lower.txt` and
 /// `upper.txt`; returns the merged directory.
-fn overlay(ctx: &mut Ctx) -> Result<std::path::PathBuf> {
+pub fn overlay(ctx: &mut Ctx) -> Result<std::path::PathBuf> {
     let root = ctx.subdir("ovl")?;
     let [lower, upper, work, merged] = ["lower", "upper", "work", "merged"].map(|d| root.join(d));
     for dir in [&lower, &upper, &work, &merged] {

@@ -41,6 +41,18 @@ pub fn mmap_file_shared_nofd(ctx: &mut Ctx) -> Result<Held> {
     map_file(ctx, "mmap_file_shared_nofd", libc::MAP_SHARED)
 }
 
+/// A file of an overlay's lower layer, mapped through the overlay, fd closed: what every
+/// process of a container does with its binary and libraries. Since Linux 6.8 the VMA's file is
+/// a backing file on the layer's private mount; CRIU looks through map_files instead.
+pub fn mmap_overlay_private_nofd(ctx: &mut Ctx) -> Result<Held> {
+    let merged = crate::files::overlay(ctx)?;
+    let fd = crate::sys::open(merged.join("lower.txt"), libc::O_RDONLY)?;
+    let addr = map(16, libc::MAP_PRIVATE, Some(&fd), 0)?;
+    // SAFETY: the mapping is at least a page, writable (private: the file is not touched).
+    unsafe { addr.write_volatile(b'm') };
+    Held::nothing()
+}
+
 pub fn mmap_file_private_nofd(ctx: &mut Ctx) -> Result<Held> {
     map_file(ctx, "mmap_file_private_nofd", libc::MAP_PRIVATE)
 }
