@@ -5,9 +5,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
+use crate::checkpointer::given::Given;
 use crate::classify::{self, Judgement, Profile, Verdict};
 use crate::facts::{FileFact, FileType};
-use crate::given::Given;
 use crate::resolve::OpsIdentity;
 use crate::scope::{DumpSet, Holders, Own, ProcInfo, procfs};
 use crate::snapshot::Snapshot;

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::checkpointer::engine::Engine;
 use crate::classify::Verdict;
-use crate::engine::Engine;
 
 const EXAMPLES: &str = "\
 EXAMPLES:

@@ -5,14 +5,11 @@
 //! holds everything a scan learned, so a saved one replays through the same stages.
 
 pub mod aggregate;
-pub mod checkpointer_env;
+pub mod checkpointer;
 pub mod classify;
 pub mod cli;
-pub mod criu_config;
 pub mod daemon;
-pub mod engine;
 pub mod facts;
-pub mod given;
 pub mod kernel;
 pub mod preflight;
 pub mod probe;

@@ -13,11 +13,11 @@ use anyhow::bail;
 use serde::Serialize;
 
 use crate::aggregate::{ProcessReport, Rules, SnapshotWorld};
-use crate::checkpointer_env::{self, Checkpointer};
+use crate::checkpointer::engine::{self, ConfigPaths, Engine};
+use crate::checkpointer::env::{self, Checkpointer};
+use crate::checkpointer::given::{Given, GivenOption};
 use crate::classify::{Judgement, Verdict};
 use crate::cli::{Exit, JudgingArgs, PreflightArgs};
-use crate::engine::{self, ConfigPaths, Engine};
-use crate::given::{Given, GivenOption};
 use crate::report;
 use crate::run;
 use crate::scope::cgroups::{self, Cgroup, Container};
@@ -185,7 +185,7 @@ pub fn run(
     let ops = run::resolve_ops(&profile, &snapshot)?;
     let world = SnapshotWorld::new(&snapshot);
     let checkpointer = Checkpointer::current()?;
-    let kernel = checkpointer_env::kernel_features();
+    let kernel = env::kernel_features();
     let mut containers = Vec::new();
     for ((target, given), pids) in targets.into_iter().zip(&given).zip(&members) {
         // Processes that exited since the cgroup was read have nothing left to dump.
@@ -214,7 +214,7 @@ pub fn run(
             .iter()
             .filter_map(|p| snapshot.procs.get(p))
             .collect();
-        let environment: Vec<Judgement> = checkpointer_env::judge_tasks(&checkpointer, &tasks)
+        let environment: Vec<Judgement> = env::judge_tasks(&checkpointer, &tasks)
             .into_iter()
             .chain(kernel.iter().cloned())
             .map(|j| given.apply(j))

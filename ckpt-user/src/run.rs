@@ -7,9 +7,9 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 
 use crate::aggregate::{DumpReport, Rules, SnapshotWorld, describe_facts};
+use crate::checkpointer::engine::{self, ConfigPaths, Engine};
 use crate::classify::{self, Profile};
 use crate::cli::{Exit, JudgingArgs, ScanArgs};
-use crate::engine::{self, ConfigPaths, Engine};
 use crate::facts::FileFact;
 use crate::report;
 use crate::resolve::{self, Catalogue, OpsIdentity};

@@ -23,12 +23,12 @@ use tokio::signal::unix::{SignalKind, signal};
 pub use backend::Backend;
 use state::{Judging, KernelUpdate, Outcome, State};
 
+use crate::checkpointer::engine::{self, ConfigPaths, Engine};
+use crate::checkpointer::given::Given;
 use crate::classify::{Profile, Verdict};
 use crate::cli::Exit;
 use crate::cli::JudgingArgs;
-use crate::engine::{self, ConfigPaths, Engine};
 use crate::facts::FileFact;
-use crate::given::Given;
 use crate::kernel::btf::{LoadedBtf, VMLINUX_BTF};
 use crate::kernel::kallsyms::Symbols;
 use crate::kernel::privileges;

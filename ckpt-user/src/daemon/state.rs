@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use ckpt_common::{FileFacts, N_OPS_MEMBERS, TaskEvent, task_event};
 
 use crate::aggregate::{ProcessReport, Rules, World};
+use crate::checkpointer::given::Given;
 use crate::classify::{self, Profile, Verdict};
 use crate::facts::{FileFact, FileType};
-use crate::given::Given;
 use crate::resolve::OpsIdentity;
 use crate::scope::{DumpSet, Holders, Own, ProcInfo, children_of};
 use crate::snapshot::Snapshot;

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::criu_config::{self, ConfigError};
-use crate::given::{Given, Source};
+use crate::checkpointer::config_file::{self, ConfigError};
+use crate::checkpointer::given::{Given, Source};
 use crate::scope::container_id::Runtime;
 
 /// Who runs CRIU.
@@ -108,7 +108,7 @@ pub enum OptionsError {
 }
 
 fn add_file(given: &mut Given, path: &Path) -> Result<(), ConfigError> {
-    for l in criu_config::read(path)?.unwrap_or_default() {
+    for l in config_file::read(path)?.unwrap_or_default() {
         let source = Source::File {
             path: path.display().to_string(),
             line: l.line,
