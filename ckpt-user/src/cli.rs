@@ -63,6 +63,10 @@ pub struct JudgingArgs {
     /// files are read either way.
     #[arg(long, global = true, value_enum, value_name = "ENGINE")]
     pub engine: Option<Engine>,
+    /// The CRIU binary that will dump (default: `criu` on PATH, as runc and LXC find it). Its
+    /// version picks the profile; preflight asks it `criu check`.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub criu: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -163,6 +167,7 @@ impl Cli {
             Command::Audit(mut args) => {
                 let judging = [
                     (j.profile.is_some(), "--profile"),
+                    (j.criu.is_some(), "--criu"),
                     (j.with.is_some(), "--with"),
                     (j.engine.is_some(), "--engine"),
                 ];

@@ -13,10 +13,11 @@ use anyhow::bail;
 use serde::Serialize;
 
 use crate::aggregate::{ProcessReport, Rules, SnapshotWorld};
+use crate::checkpointer::criu::Criu;
 use crate::checkpointer::engine::{self, ConfigPaths, Engine};
 use crate::checkpointer::env::{self, Checkpointer};
 use crate::checkpointer::given::{Given, GivenOption};
-use crate::classify::{Judgement, Verdict};
+use crate::classify::{self, Judgement, KernelFacts, Verdict};
 use crate::cli::{Exit, JudgingArgs, PreflightArgs};
 use crate::report;
 use crate::run;
@@ -55,6 +56,13 @@ impl Namespaces {
     }
 }
 
+/// One needed option and the way to pass it through the engine.
+#[derive(Clone, Debug, Serialize)]
+pub struct Remedy {
+    pub option: String,
+    pub how: String,
+}
+
 /// One container's preflight.
 #[derive(Clone, Debug, Serialize)]
 pub struct ContainerReport {
@@ -74,6 +82,8 @@ pub struct ContainerReport {
     pub verdict: Verdict,
     /// The options still needed: the first choice of each `needs`.
     pub options: Vec<String>,
+    /// How to give each of them to this engine's CRIU.
+    pub remedies: Vec<Remedy>,
     pub processes: Vec<ProcessReport>,
 }
 
@@ -136,7 +146,8 @@ pub fn run(
     judging: &JudgingArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<Exit> {
-    let (profile, profile_source) = run::load_profile(judging.profile.as_deref())?;
+    let criu = Criu::find(judging.criu.as_deref());
+    let (profile, profile_source) = run::load_profile(judging.profile.as_deref(), criu.as_ref())?;
     let targets = targets(args)?;
     let paths = ConfigPaths::from_env();
     let engine_of = |t: &Target| {
@@ -185,7 +196,17 @@ pub fn run(
     let ops = run::resolve_ops(&profile, &snapshot)?;
     let world = SnapshotWorld::new(&snapshot);
     let checkpointer = Checkpointer::current()?;
-    let kernel = env::kernel_features();
+    // What stops every dump whatever it holds: the kernel's features, the profile's known
+    // incompatibilities with this kernel, and the installed CRIU's own verdict.
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let kernel: Vec<Judgement> = env::kernel_features()
+        .into_iter()
+        .chain(classify::classify_kernel(
+            &profile,
+            &KernelFacts::from_maps(&maps),
+        ))
+        .chain(criu.as_ref().map(Criu::judge))
+        .collect();
     let mut containers = Vec::new();
     for ((target, given), pids) in targets.into_iter().zip(&given).zip(&members) {
         // Processes that exited since the cgroup was read have nothing left to dump.
@@ -225,9 +246,17 @@ pub fn run(
                 options.push(o.clone());
             }
         }
+        let engine = engine_of(&target);
+        let remedies = options
+            .iter()
+            .map(|o| Remedy {
+                option: o.clone(),
+                how: engine.how_to_pass(o),
+            })
+            .collect();
         containers.push(ContainerReport {
             short_id: target.name.as_ref().map(|n| n.short_id().to_string()),
-            engine: engine_of(&target),
+            engine,
             container: target.name,
             cgroup: target.cgroup,
             root: set.root,
@@ -237,6 +266,7 @@ pub fn run(
             verdict: worst(environment.iter().map(|j| j.verdict).chain([dump.verdict])),
             environment,
             options,
+            remedies,
             processes: dump.processes,
         });
     }

@@ -235,7 +235,7 @@ fn judgement_line(out: &mut dyn Write, j: &Judgement) -> io::Result<()> {
     };
     writeln!(
         out,
-        "    {:<7} {:<12} {}{fix}",
+        "    {:<7} {:<16} {}{fix}",
         j.verdict.as_str(),
         j.rule,
         j.reason
@@ -319,7 +319,11 @@ fn container_text(
         c.processes.len(),
         if c.processes.len() == 1 { "" } else { "es" },
         verdict_line(c.verdict, &c.options)
-    )
+    )?;
+    for r in &c.remedies {
+        writeln!(out, "  to pass {}: {}", r.option, r.how)?;
+    }
+    Ok(())
 }
 
 /// `preflight`: the profile and why, then each container, then a summary when there are several.

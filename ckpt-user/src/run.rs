@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 
 use crate::aggregate::{DumpReport, Rules, SnapshotWorld, describe_facts};
+use crate::checkpointer::criu::Criu;
 use crate::checkpointer::engine::{self, ConfigPaths, Engine};
 use crate::classify::{self, Profile};
 use crate::cli::{Exit, JudgingArgs, ScanArgs};
@@ -16,43 +17,33 @@ use crate::resolve::{self, Catalogue, OpsIdentity};
 use crate::scope::{DumpSet, ProcError};
 use crate::snapshot::{Filter, Snapshot};
 
-/// The profile for the CRIU on PATH (`criu --version` → `Version: 3.17.1`), else the newest.
-fn default_profile() -> (&'static str, String) {
+/// The profile for this CRIU (`criu --version` → `Version: 3.17.1`), else the newest.
+fn default_profile(criu: Option<&Criu>) -> (&'static str, String) {
     let newest = classify::BUILTIN_PROFILES[0].0;
-    let found = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("criu"))
-                .find(|c| c.is_file())
-        })
-        .unwrap_or_default();
-    let Some(criu) = found else {
+    let Some(criu) = criu else {
         return (newest, "no criu on PATH: newest profile".into());
     };
-    let version = std::process::Command::new(&criu)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Version:").map(|v| v.trim().to_string()))
-        });
-    match version.as_deref() {
-        Some(v) if v.starts_with("3.") => ("criu-3.17", format!("{} is CRIU {v}", criu.display())),
-        Some(v) => (newest, format!("{} is CRIU {v}", criu.display())),
+    match criu.version.as_deref() {
+        Some(v) if v.starts_with("3.") => {
+            ("criu-3.17", format!("{} is CRIU {v}", criu.path.display()))
+        }
+        Some(v) => (newest, format!("{} is CRIU {v}", criu.path.display())),
         None => (
             newest,
-            format!("{} printed no version: newest profile", criu.display()),
+            format!("{} printed no version: newest profile", criu.path.display()),
         ),
     }
 }
 
-/// The profile to judge by, and why it was chosen (reports say so).
-pub fn load_profile(chosen: Option<&str>) -> anyhow::Result<(Profile, String)> {
+/// The profile to judge by, and why it was chosen (reports say so): `--profile`, else the one
+/// for `criu` (the CRIU that will dump, if one is installed).
+pub fn load_profile(
+    chosen: Option<&str>,
+    criu: Option<&Criu>,
+) -> anyhow::Result<(Profile, String)> {
     let (name, why) = match chosen {
         Some(p) => (p, format!("{p} chosen with --profile")),
-        None => default_profile(),
+        None => default_profile(criu),
     };
     tracing::info!(profile = name, "{why}");
     Ok((classify::load_profile(name)?, why))
@@ -84,7 +75,8 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
     if args.replay.is_none() {
         crate::kernel::privileges::ensure_can_load_bpf()?;
     }
-    let (profile, _) = load_profile(judging.profile.as_deref())?;
+    let criu = Criu::find(judging.criu.as_deref());
+    let (profile, _) = load_profile(judging.profile.as_deref(), criu.as_ref())?;
     let given = engine::options_in_force(
         judging.engine.unwrap_or(Engine::Criu),
         &ConfigPaths::from_env(),

@@ -20,11 +20,19 @@ fn fixture(name: &str) -> String {
         .to_string()
 }
 
-/// `preflight ARGS --json --profile criu-4` with `env`; the report and the exit code.
+/// A PATH that holds no `criu`: these tests judge containers, not the installed CRIU (Debian
+/// 12's 3.17 cannot run on this kernel, and `criu check` would block every container).
+const NO_CRIU: (&str, &str) = ("PATH", "/ckpt-watch-tests/no-criu-on-this-path");
+
+/// `preflight ARGS --json --profile criu-4` with `env` and no CRIU installed; the report and
+/// the exit code.
 fn preflight(args: &[&str], env: &[(&str, &str)]) -> (serde_json::Value, Option<i32>) {
     let mut all = vec!["preflight", "--json", "--profile", "criu-4"];
     all.extend_from_slice(args);
-    let out = run_env(&binary(), &all, env);
+    let env: Vec<(&str, &str)> = std::iter::once(NO_CRIU)
+        .chain(env.iter().copied())
+        .collect();
+    let out = run_env(&binary(), &all, &env);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {
         panic!(
@@ -72,7 +80,16 @@ fn docker_container_needs_file_locks_until_the_engine_passes_them() {
     );
     assert_eq!(
         (c["runtime"].as_str(), c["engine"].as_str()),
-        (Some("docker"), Some("runc"))
+        (Some("docker"), Some("docker"))
+    );
+    // `docker checkpoint create` has no flag for it: the remedy is runc's own config file.
+    assert_eq!(c["remedies"][0]["option"], "--file-locks", "{c}");
+    assert!(
+        c["remedies"][0]["how"]
+            .as_str()
+            .unwrap()
+            .starts_with("the line `file-locks` in /etc/criu/runc.conf"),
+        "{c}"
     );
     assert_eq!(c["root"], z.pid);
     assert_eq!(c["options"], serde_json::json!(["--file-locks"]));
@@ -235,10 +252,12 @@ fn config_files_are_read_in_crius_order_and_named() {
     let z = zoo("flock_ex");
     TestCgroups::add(&dir, z.pid);
     let locks = fixture("locks.conf");
+    // Through runc (Docker's engine), the RPC's file-locks=false beats every config file but
+    // runc.conf: still needs, though ghost-limit, which runc never sends, holds.
     let (doc, code) = preflight(&["--container", &id], &[("CRIU_CONFIG_FILE", &locks)]);
     assert_eq!(
         (doc["verdict"].as_str(), code),
-        (Some("ok"), Some(0)),
+        (Some("needs"), Some(3)),
         "{doc}"
     );
     let c = &doc["containers"][0];
@@ -246,10 +265,26 @@ fn config_files_are_read_in_crius_order_and_named() {
         option_names(c).contains(&"--ghost-limit".to_string()),
         "{c}"
     );
+    // CRIU's own command line reads the files and nothing overrides them.
+    let by_hand = ["--container", &id, "--engine", "criu"];
+    let (doc, code) = preflight(&by_hand, &[("CRIU_CONFIG_FILE", &locks)]);
+    assert_eq!(
+        (doc["verdict"].as_str(), code),
+        (Some("ok"), Some(0)),
+        "{doc}"
+    );
     let out = run_env(
         &binary(),
-        &["preflight", "--container", &id, "--profile", "criu-4"],
-        &[("CRIU_CONFIG_FILE", &locks)],
+        &[
+            "preflight",
+            "--container",
+            &id,
+            "--profile",
+            "criu-4",
+            "--engine",
+            "criu",
+        ],
+        &[("CRIU_CONFIG_FILE", &locks), NO_CRIU],
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -262,9 +297,9 @@ fn config_files_are_read_in_crius_order_and_named() {
     std::fs::create_dir_all(home.join(".criu")).unwrap();
     std::fs::write(home.join(".criu/default.conf"), "file-locks\n").unwrap();
     let home_s = home.display().to_string();
-    let (given, _) = preflight(&["--container", &id], &[("HOME", &home_s)]);
+    let (given, _) = preflight(&by_hand, &[("HOME", &home_s)]);
     let (withdrawn, code) = preflight(
-        &["--container", &id],
+        &by_hand,
         &[
             ("HOME", &home_s),
             ("CRIU_CONFIG_FILE", &fixture("withdraw.conf")),
@@ -469,4 +504,128 @@ fn the_report_says_why_this_profile() {
     } else {
         assert!(first.contains("no criu on PATH"), "{first}");
     }
+}
+
+fn environment(doc: &serde_json::Value, rule: &str) -> Option<serde_json::Value> {
+    doc["containers"][0]["environment"]
+        .as_array()?
+        .iter()
+        .find(|j| j["rule"] == rule)
+        .cloned()
+}
+
+/// The installed CRIU is asked: where `criu check` fails (Debian 12's 3.17 on a kernel with
+/// `[vvar_vclock]`), every container blocks with CRIU's own first error; where it passes, the
+/// finding is ok.
+#[test]
+fn an_installed_criu_that_cannot_run_blocks_with_its_own_words() {
+    let criu = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("criu"))
+        .find(|c| c.is_file())
+        .expect("bootstrap installs Debian's criu: none on PATH");
+    let check = std::process::Command::new(&criu)
+        .arg("check")
+        .output()
+        .expect("criu check runs");
+    let cg = TestCgroups::new("criucheck");
+    let dir = cg.dir("check.scope");
+    let sh = Sh::start("exec sleep 1000", None);
+    TestCgroups::add(&dir, sh.pid);
+    let out = run(
+        &binary(),
+        &[
+            "preflight",
+            "--json",
+            "--profile",
+            "criu-4",
+            "--cgroup",
+            dir.to_str().unwrap(),
+        ],
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let finding = environment(&doc, "criu-check").unwrap_or_else(|| panic!("no criu-check: {doc}"));
+    if check.status.success() {
+        assert_eq!(finding["verdict"], "ok", "{finding}");
+    } else {
+        let stderr = String::from_utf8_lossy(&check.stderr);
+        let first = stderr
+            .lines()
+            .find(|l| l.starts_with("Error"))
+            .and_then(|l| l.split_once("): "))
+            .map(|(_, m)| m.trim().to_string())
+            .expect("a failing criu check prints an Error line");
+        assert_eq!(
+            (finding["verdict"].as_str(), out.status.code()),
+            (Some("blocks"), Some(1)),
+            "{finding}"
+        );
+        assert!(
+            finding["reason"].as_str().unwrap().contains(&first),
+            "{finding}"
+        );
+    }
+    // `--criu` names another binary: one that is not there blocks too, never ok.
+    let out = run(
+        &binary(),
+        &[
+            "preflight",
+            "--json",
+            "--cgroup",
+            dir.to_str().unwrap(),
+            "--criu",
+            "/nonexistent/criu",
+        ],
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(
+        environment(&doc, "criu-check").unwrap()["verdict"],
+        "blocks",
+        "{doc}"
+    );
+}
+
+/// A known kernel/CRIU incompatibility is in the profile, so a host without CRIU installed
+/// gets the same answer: criu-3.17 blocks on a kernel that maps `[vvar_vclock]`, criu-4 not.
+/// `--profile` placed before the subcommand counts as well as after it.
+#[test]
+fn kernel_incompatibility_from_the_profile_without_criu_installed() {
+    let vclock = std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .contains("[vvar_vclock]");
+    let cg = TestCgroups::new("vclock");
+    let dir = cg.dir("vclock.scope");
+    let sh = Sh::start("exec sleep 1000", None);
+    TestCgroups::add(&dir, sh.pid);
+    let cgroup = dir.to_str().unwrap();
+    let out = run_env(
+        &binary(),
+        &[
+            "--profile",
+            "criu-3.17",
+            "preflight",
+            "--json",
+            "--cgroup",
+            cgroup,
+        ],
+        &[NO_CRIU],
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(
+        doc["profile"], "criu-3.17",
+        "--profile before the subcommand: {doc}"
+    );
+    let rule = environment(&doc, "vdso-vvar-vclock");
+    assert_eq!(rule.is_some(), vclock, "{doc}");
+    if vclock {
+        assert_eq!(doc["verdict"], "blocks", "{doc}");
+        assert!(
+            rule.unwrap()["reason"]
+                .as_str()
+                .unwrap()
+                .contains("Unexpected rt vDSO area bounds")
+        );
+    }
+    let (doc, _) = preflight(&["--cgroup", cgroup], &[]);
+    assert!(environment(&doc, "vdso-vvar-vclock").is_none(), "{doc}");
+    assert!(environment(&doc, "criu-check").is_none(), "{doc}");
 }

@@ -4,7 +4,9 @@
 //! - CRIU's command line (`criu`, LXC, which execs it): `/etc/criu/default.conf`,
 //!   `~/.criu/default.conf`, `$CRIU_CONFIG_FILE`, then the command line.
 //! - runc and what drives it (Podman, CRI-O, Docker, containerd) talk RPC: the same three
-//!   files, then the RPC options, then runc's own file `/etc/criu/runc.conf`, which overrides them.
+//!   files, then the RPC options (which set shell-job, tcp-established, ext-unix-sk and
+//!   file-locks whatever the files said), then runc's own file `/etc/criu/runc.conf`, which
+//!   overrides them. `--with` stands for the engine's own flags.
 
 use std::path::{Path, PathBuf};
 
@@ -14,36 +16,55 @@ use crate::checkpointer::config_file::{self, ConfigError};
 use crate::checkpointer::given::{Given, Source};
 use crate::scope::container_id::Runtime;
 
-/// Who runs CRIU.
+/// Who runs CRIU. Every engine but LXC ends in `runc checkpoint`, which drives CRIU over RPC
+/// (docs/engines.md has the sources for each fact below).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     /// `criu dump` by hand: no options beyond the config files.
     Criu,
-    Podman,
+    /// `runc checkpoint`.
     Runc,
+    /// `podman container checkpoint` (through runc).
+    Podman,
+    /// `docker checkpoint create` (containerd's runc shim).
+    Docker,
+    /// containerd's CRI: the kubelet's checkpoint API.
+    Containerd,
+    /// CRI-O's CRI checkpoint.
     Crio,
+    /// `lxc-checkpoint` (liblxc runs the CRIU command line; Incus and LXD do the same).
     Lxc,
 }
+
+/// The four booleans runc always sends over RPC, true or false: whatever CRIU's
+/// default.conf says of them, the RPC value wins; only runc.conf, parsed after the RPC
+/// options, can turn them on (libcontainer `Checkpoint`, criu/cr-service.c).
+const RPC_BOOLEANS: [&str; 4] = ["shell-job", "tcp-established", "ext-unix-sk", "file-locks"];
 
 impl Engine {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Criu => "criu",
-            Self::Podman => "podman",
             Self::Runc => "runc",
+            Self::Podman => "podman",
+            Self::Docker => "docker",
+            Self::Containerd => "containerd",
             Self::Crio => "crio",
             Self::Lxc => "lxc",
         }
     }
 
-    /// What the engine always passes (/tmp/criu-rules.md §8). runc's fixed RPC options;
-    /// Podman adds `--tcp-established`/`--file-locks` only when asked (so: `--with`); CRI-O
-    /// always adds `--file-locks`; LXC's `exec_criu` passes its list on every dump.
+    /// What the engine always passes. runc: `orphan-pts-master` (so `-t` containers dump
+    /// without `--shell-job`), `manage-cgroups`, a freezer cgroup and external mounts for every
+    /// bind mount, which no rule here depends on; CRI-O adds `--file-locks`; LXC's
+    /// `exec_criu` passes its list on every dump.
     fn defaults(self) -> &'static [&'static str] {
         match self {
             Self::Criu => &[],
-            Self::Runc | Self::Podman => &["--manage-cgroups", "--orphan-pts-master"],
+            Self::Runc | Self::Podman | Self::Docker | Self::Containerd => {
+                &["--manage-cgroups", "--orphan-pts-master"]
+            }
             Self::Crio => &["--manage-cgroups", "--orphan-pts-master", "--file-locks"],
             Self::Lxc => &[
                 "--tcp-established",
@@ -63,14 +84,64 @@ impl Engine {
 
     /// Whether CRIU is driven over RPC through runc (and so reads runc.conf last).
     fn through_runc(self) -> bool {
-        matches!(self, Self::Runc | Self::Podman | Self::Crio)
+        !matches!(self, Self::Criu | Self::Lxc)
     }
 
-    /// The engine that checkpoints containers a runtime created (Docker and containerd
-    /// checkpoint through runc).
+    /// The engine's own command-line flags that reach CRIU.
+    fn flags(self) -> &'static [&'static str] {
+        match self {
+            Self::Runc => &RPC_BOOLEANS,
+            Self::Podman => &["tcp-established", "file-locks"],
+            // Docker passes only --leave-running; the CRI request has no options at all.
+            Self::Docker | Self::Containerd | Self::Crio | Self::Lxc => &[],
+            Self::Criu => &[],
+        }
+    }
+
+    /// How a user gets `option` (`--external unix[42]`) to this engine's CRIU: its own flag
+    /// where it has one, else the config file that CRIU reads last for it.
+    pub fn how_to_pass(self, option: &str) -> String {
+        let line = option.trim_start_matches('-');
+        let name = line.split([' ', '=']).next().unwrap_or(line);
+        if self.flags().contains(&name) {
+            let command = match self {
+                Self::Runc => "runc checkpoint",
+                _ => "podman container checkpoint",
+            };
+            return format!("`{command} --{name}`");
+        }
+        match self {
+            Self::Criu => {
+                format!("`criu dump {option}`, or the line `{line}` in /etc/criu/default.conf")
+            }
+            Self::Lxc => format!(
+                "the line `{line}` in /etc/criu/default.conf (lxc-checkpoint has no flag for it)"
+            ),
+            _ => format!(
+                "the line `{line}` in /etc/criu/runc.conf ({} has no flag for it; runc gives CRIU that file last)",
+                self.command()
+            ),
+        }
+    }
+
+    fn command(self) -> &'static str {
+        match self {
+            Self::Criu => "criu dump",
+            Self::Runc => "runc checkpoint",
+            Self::Podman => "podman container checkpoint",
+            Self::Docker => "docker checkpoint create",
+            Self::Containerd => "the CRI checkpoint",
+            Self::Crio => "the CRI checkpoint",
+            Self::Lxc => "lxc-checkpoint",
+        }
+    }
+
+    /// The engine that checkpoints containers a runtime created. A bare Kubernetes id does not
+    /// say whether containerd or CRI-O made it; both take no options, so either reads the same.
     pub fn for_runtime(runtime: Runtime) -> Self {
         match runtime {
-            Runtime::Docker | Runtime::Containerd | Runtime::Cri => Self::Runc,
+            Runtime::Docker => Self::Docker,
+            Runtime::Containerd | Runtime::Cri => Self::Containerd,
             Runtime::Crio => Self::Crio,
             Runtime::Podman => Self::Podman,
             Runtime::Lxc => Self::Lxc,
@@ -134,6 +205,11 @@ pub fn options_in_force(
     let source = Source::Engine {
         engine: engine.as_str().into(),
     };
+    if engine.through_runc() {
+        for name in RPC_BOOLEANS {
+            given.push(&format!("no-{name}"), None, source.clone());
+        }
+    }
     for option in engine.defaults() {
         let parsed = Given::parse(option, source.clone()).expect("engine defaults parse");
         given.merge(parsed);
@@ -211,6 +287,8 @@ mod tests {
         }
         let runc = options_in_force(Engine::Runc, &paths, None).unwrap();
         assert_eq!(runc.apply(needs("--file-locks")).verdict, Verdict::Needs);
+        let docker = options_in_force(Engine::Docker, &paths, None).unwrap();
+        assert_eq!(docker.apply(needs("--file-locks")).verdict, Verdict::Needs);
         assert!(
             options_in_force(Engine::Criu, &paths, None)
                 .unwrap()
@@ -244,6 +322,61 @@ mod tests {
         assert!(!names(&criu).contains(&"--link-remap".to_string()));
     }
 
+    /// runc sends the four RPC booleans every time, so default.conf cannot turn them on for
+    /// a runc-driven dump; runc.conf, read after the RPC options, can.
+    #[test]
+    fn rpc_booleans_beat_default_conf_but_not_runc_conf() {
+        let (_d, paths) = fixture(&[("default.conf", "tcp-established\nlink-remap\n")]);
+        let podman = options_in_force(Engine::Podman, &paths, None).unwrap();
+        assert_eq!(
+            podman.apply(needs("--tcp-established")).verdict,
+            Verdict::Needs
+        );
+        assert_eq!(podman.apply(needs("--link-remap")).verdict, Verdict::Ok);
+        let criu = options_in_force(Engine::Criu, &paths, None).unwrap();
+        assert_eq!(criu.apply(needs("--tcp-established")).verdict, Verdict::Ok);
+        let lxc = options_in_force(Engine::Lxc, &paths, None).unwrap();
+        assert_eq!(lxc.apply(needs("--tcp-established")).verdict, Verdict::Ok);
+        let (_d, paths) = fixture(&[("runc.conf", "tcp-established\n")]);
+        let podman = options_in_force(Engine::Podman, &paths, None).unwrap();
+        let ok = podman.apply(needs("--tcp-established"));
+        assert_eq!(ok.verdict, Verdict::Ok);
+        assert!(ok.reason.contains("runc.conf:1"), "{}", ok.reason);
+    }
+
+    /// The remedy names the engine's own flag where it has one, else the file and line.
+    #[test]
+    fn remedies_name_the_engines_flag_or_the_file_line() {
+        assert_eq!(
+            Engine::Podman.how_to_pass("--tcp-established"),
+            "`podman container checkpoint --tcp-established`"
+        );
+        assert_eq!(
+            Engine::Runc.how_to_pass("--ext-unix-sk"),
+            "`runc checkpoint --ext-unix-sk`"
+        );
+        let docker = Engine::Docker.how_to_pass("--tcp-established");
+        assert!(
+            docker.starts_with("the line `tcp-established` in /etc/criu/runc.conf"),
+            "{docker}"
+        );
+        let ext = Engine::Podman.how_to_pass("--external unix[4242]");
+        assert!(
+            ext.starts_with("the line `external unix[4242]` in /etc/criu/runc.conf"),
+            "{ext}"
+        );
+        assert!(
+            Engine::Lxc
+                .how_to_pass("--shell-job")
+                .contains("/etc/criu/default.conf")
+        );
+        assert!(
+            Engine::Criu
+                .how_to_pass("--ghost-limit 2M")
+                .contains("ghost-limit 2M")
+        );
+    }
+
     #[test]
     fn runc_conf_overrides_rpc_options() {
         let (_d, paths) = fixture(&[("runc.conf", "no-file-locks\n")]);
@@ -265,7 +398,8 @@ mod tests {
 
     #[test]
     fn runtimes_map_to_their_checkpointing_engine() {
-        assert_eq!(Engine::for_runtime(Runtime::Docker), Engine::Runc);
+        assert_eq!(Engine::for_runtime(Runtime::Docker), Engine::Docker);
+        assert_eq!(Engine::for_runtime(Runtime::Cri), Engine::Containerd);
         assert_eq!(Engine::for_runtime(Runtime::Crio), Engine::Crio);
         assert_eq!(Engine::for_runtime(Runtime::Podman), Engine::Podman);
         assert_eq!(Engine::for_runtime(Runtime::Lxc), Engine::Lxc);

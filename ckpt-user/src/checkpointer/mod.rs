@@ -2,6 +2,7 @@
 //! (CRIU's config files, the engine, `--with`), and its environment (rights, kernel, `criu check`).
 
 pub mod config_file;
+pub mod criu;
 pub mod engine;
 pub mod env;
 pub mod given;

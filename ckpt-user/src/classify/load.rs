@@ -101,6 +101,7 @@ fn inherit(parent: Profile, child: Profile) -> Profile {
     Profile {
         rules: merge(parent.rules, child.rules, |r| r.id.as_str()),
         task_rules: merge(parent.task_rules, child.task_rules, |r| r.id.as_str()),
+        kernel_rules: merge(parent.kernel_rules, child.kernel_rules, |r| r.id.as_str()),
         ops: parent.ops.into_iter().chain(child.ops).collect(),
         profile: child.profile,
     }

@@ -386,5 +386,49 @@ pub fn classify_task(profile: &Profile, t: &TaskFacts) -> Vec<Judgement> {
         .collect()
 }
 
+/// The kernel facts kernel rules look at.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelFacts {
+    /// Names of the special areas mapped into every process: `[vvar]`, `[vvar_vclock]`, ...
+    pub special_mappings: Vec<String>,
+}
+
+impl KernelFacts {
+    /// From a `/proc/PID/maps` text: every `[name]` of a mapping without a file.
+    pub fn from_maps(maps: &str) -> Self {
+        let mut special_mappings: Vec<String> = maps
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .filter(|n| n.starts_with('[') && n.ends_with(']'))
+            .map(str::to_string)
+            .collect();
+        special_mappings.sort();
+        special_mappings.dedup();
+        Self { special_mappings }
+    }
+}
+
+/// Every kernel rule that holds on this kernel (each an independent incompatibility).
+pub fn classify_kernel(profile: &Profile, k: &KernelFacts) -> Vec<Judgement> {
+    profile
+        .kernel_rules
+        .iter()
+        .filter(|r| {
+            r.when.iter().any(|c| {
+                opt(&c.special_mapping, |names| {
+                    names.iter().any(|n| k.special_mappings.contains(n))
+                })
+            })
+        })
+        .map(|r| Judgement {
+            verdict: r.verdict,
+            kind: "kernel".into(),
+            rule: r.id.clone(),
+            reason: r.reason.clone(),
+            options: r.options.clone(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

@@ -152,6 +152,28 @@ pub struct Rule {
     pub when: Vec<Cond>,
 }
 
+/// What the kernel offers the checkpointer, whatever it dumps.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelCond {
+    /// The kernel maps a special area of this name into every process (`[vvar_vclock]`).
+    pub special_mapping: Option<OneOrMany<String>>,
+}
+
+/// A known incompatibility between this checkpointer and a kind of kernel: it holds on a host
+/// with or without the checkpointer installed.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelRule {
+    pub id: String,
+    pub verdict: Verdict,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub options: Vec<String>,
+    pub when: Vec<KernelCond>,
+}
+
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskRule {
@@ -188,4 +210,6 @@ pub struct Profile {
     pub rules: Vec<Rule>,
     #[serde(default, rename = "task_rule")]
     pub task_rules: Vec<TaskRule>,
+    #[serde(default, rename = "kernel_rule")]
+    pub kernel_rules: Vec<KernelRule>,
 }

@@ -336,8 +336,9 @@ impl Daemon {
         new_lost > 0
     }
 
-    fn reload_profile(&mut self, name: Option<&str>) {
-        match crate::run::load_profile(name) {
+    fn reload_profile(&mut self, judging: &JudgingArgs) {
+        let criu = crate::checkpointer::criu::Criu::find(judging.criu.as_deref());
+        match crate::run::load_profile(judging.profile.as_deref(), criu.as_ref()) {
             Ok((p, why)) => {
                 self.profile = p;
                 tracing::info!("profile reloaded: {why}");
@@ -369,7 +370,8 @@ pub fn run(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<Exit> {
 async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<Exit> {
     privileges::ensure_can_load_bpf()?;
     // The same profile choice and options in force as `--pid` and `preflight`.
-    let (profile, _) = crate::run::load_profile(judging.profile.as_deref())?;
+    let criu = crate::checkpointer::criu::Criu::find(judging.criu.as_deref());
+    let (profile, _) = crate::run::load_profile(judging.profile.as_deref(), criu.as_ref())?;
     let given = engine::options_in_force(
         judging.engine.unwrap_or(Engine::Criu),
         &ConfigPaths::from_env(),
@@ -497,7 +499,7 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
                     }
                 }
             }
-            _ = hup.recv() => daemon.reload_profile(judging.profile.as_deref()),
+            _ = hup.recv() => daemon.reload_profile(judging),
             _ = usr1.recv() => {
                 if let Err(e) = daemon.sink.reopen() {
                     tracing::error!("SIGUSR1: reopening the output: {e}");
