@@ -14,11 +14,12 @@ use serde::Serialize;
 
 use crate::aggregate::{ProcessReport, Rules, SnapshotWorld};
 use crate::checkpointer::criu::Criu;
-use crate::checkpointer::engine::{self, ConfigPaths, Engine};
+use crate::checkpointer::engine::Engine;
 use crate::checkpointer::env::{self, Checkpointer};
 use crate::checkpointer::given::{Given, GivenOption};
 use crate::classify::{self, Judgement, KernelFacts, Verdict};
 use crate::cli::{Exit, JudgingArgs, PreflightArgs};
+use crate::judge::Judge;
 use crate::report;
 use crate::run;
 use crate::scope::cgroups::{self, Cgroup, Container};
@@ -146,20 +147,14 @@ pub fn run(
     judging: &JudgingArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<Exit> {
-    let criu = Criu::find(judging.criu.as_deref());
-    let (profile, profile_source) = run::load_profile(judging.profile.as_deref(), criu.as_ref())?;
+    let judge = Judge::new(judging)?;
+    let profile = &judge.profile;
     let targets = targets(args)?;
-    let paths = ConfigPaths::from_env();
-    let engine_of = |t: &Target| {
-        judging
-            .engine
-            .or_else(|| t.name.as_ref().map(|n| Engine::for_runtime(n.runtime)))
-            .unwrap_or(Engine::Criu)
-    };
+    let engine_of = |t: &Target| judge.engine_for(t.name.as_ref().map(|n| n.runtime));
     // Bad configuration is a usage error: found before anything is scanned.
     let given: Vec<Given> = targets
         .iter()
-        .map(|t| engine::options_in_force(engine_of(t), &paths, judging.with.as_deref()))
+        .map(|t| judge.options(engine_of(t)))
         .collect::<Result<_, _>>()?;
     let members: Vec<BTreeSet<u32>> = targets
         .iter()
@@ -193,7 +188,7 @@ pub fn run(
     let t = &snapshot.timings;
     tracing::debug!(btf = ?t.btf, load = ?t.load, iterate = ?t.iterate, kallsyms = ?t.kallsyms, procfs = ?t.procfs, files = snapshot.files.len(), "preflight scan");
 
-    let ops = run::resolve_ops(&profile, &snapshot)?;
+    let ops = judge.resolve_ops(&snapshot)?;
     let world = SnapshotWorld::new(&snapshot);
     let checkpointer = Checkpointer::current()?;
     // What stops every dump whatever it holds: the kernel's features, the profile's known
@@ -202,10 +197,10 @@ pub fn run(
     let kernel: Vec<Judgement> = env::kernel_features()
         .into_iter()
         .chain(classify::classify_kernel(
-            &profile,
+            profile,
             &KernelFacts::from_maps(&maps),
         ))
-        .chain(criu.as_ref().map(Criu::judge))
+        .chain(judge.criu.as_ref().map(Criu::judge))
         .collect();
     let mut containers = Vec::new();
     for ((target, given), pids) in targets.into_iter().zip(&given).zip(&members) {
@@ -222,7 +217,7 @@ pub fn run(
             continue;
         };
         let rules = Rules {
-            profile: &profile,
+            profile,
             ops: &ops,
             given,
             own: snapshot.own(),
@@ -273,7 +268,7 @@ pub fn run(
 
     let doc = PreflightReport {
         profile: profile.profile.name.clone(),
-        profile_source,
+        profile_source: judge.profile_source.clone(),
         verdict: worst(containers.iter().map(|c| c.verdict)),
         containers,
     };

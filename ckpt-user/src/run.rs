@@ -7,61 +7,13 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 
 use crate::aggregate::{DumpReport, Rules, SnapshotWorld, describe_facts};
-use crate::checkpointer::criu::Criu;
-use crate::checkpointer::engine::{self, ConfigPaths, Engine};
-use crate::classify::{self, Profile};
+use crate::classify;
 use crate::cli::{Exit, JudgingArgs, ScanArgs};
 use crate::facts::FileFact;
+use crate::judge::Judge;
 use crate::report;
-use crate::resolve::{self, Catalogue, OpsIdentity};
 use crate::scope::{DumpSet, ProcError};
 use crate::snapshot::{Filter, Snapshot};
-
-/// The profile for this CRIU (`criu --version` → `Version: 3.17.1`), else the newest.
-fn default_profile(criu: Option<&Criu>) -> (&'static str, String) {
-    let newest = classify::BUILTIN_PROFILES[0].0;
-    let Some(criu) = criu else {
-        return (newest, "no criu on PATH: newest profile".into());
-    };
-    match criu.version.as_deref() {
-        Some(v) if v.starts_with("3.") => {
-            ("criu-3.17", format!("{} is CRIU {v}", criu.path.display()))
-        }
-        Some(v) => (newest, format!("{} is CRIU {v}", criu.path.display())),
-        None => (
-            newest,
-            format!("{} printed no version: newest profile", criu.path.display()),
-        ),
-    }
-}
-
-/// The profile to judge by, and why it was chosen (reports say so): `--profile`, else the one
-/// for `criu` (the CRIU that will dump, if one is installed).
-pub fn load_profile(
-    chosen: Option<&str>,
-    criu: Option<&Criu>,
-) -> anyhow::Result<(Profile, String)> {
-    let (name, why) = match chosen {
-        Some(p) => (p, format!("{p} chosen with --profile")),
-        None => default_profile(criu),
-    };
-    tracing::info!(profile = name, "{why}");
-    Ok((classify::load_profile(name)?, why))
-}
-
-/// Names every ops table of the snapshot, with the profile's own catalogue entries.
-pub fn resolve_ops(
-    profile: &Profile,
-    snapshot: &Snapshot,
-) -> anyhow::Result<HashMap<u64, OpsIdentity>> {
-    let mut catalogue = Catalogue::builtin();
-    catalogue.extend(profile.ops.clone(), &profile.profile.name)?;
-    Ok(resolve::resolve(
-        &snapshot.ops_members(),
-        &snapshot.symbols(),
-        &catalogue,
-    ))
-}
 
 /// The path /proc shows for a live fd; the kernel's facts otherwise.
 pub fn describe_live(f: &FileFact) -> String {
@@ -75,13 +27,9 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
     if args.replay.is_none() {
         crate::kernel::privileges::ensure_can_load_bpf()?;
     }
-    let criu = Criu::find(judging.criu.as_deref());
-    let (profile, _) = load_profile(judging.profile.as_deref(), criu.as_ref())?;
-    let given = engine::options_in_force(
-        judging.engine.unwrap_or(Engine::Criu),
-        &ConfigPaths::from_env(),
-        judging.with.as_deref(),
-    )?;
+    let judge = Judge::new(judging)?;
+    let profile = &judge.profile;
+    let given = judge.options(judge.engine_for(None))?;
 
     let live = args.replay.is_none();
     let snapshot = match &args.replay {
@@ -105,14 +53,14 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
             .with_context(|| format!("writing snapshot {}", path.display()))?;
     }
 
-    let ops = resolve_ops(&profile, &snapshot)?;
+    let ops = judge.resolve_ops(&snapshot)?;
     let describe: &dyn Fn(&FileFact) -> String = if live {
         &describe_live
     } else {
         &describe_facts
     };
     let rules = Rules {
-        profile: &profile,
+        profile,
         ops: &ops,
         given: &given,
         own: snapshot.own(),

@@ -23,12 +23,12 @@ use tokio::signal::unix::{SignalKind, signal};
 pub use backend::Backend;
 use state::{Judging, KernelUpdate, Outcome, State};
 
-use crate::checkpointer::engine::{self, ConfigPaths, Engine};
 use crate::checkpointer::given::Given;
 use crate::classify::{Profile, Verdict};
 use crate::cli::Exit;
 use crate::cli::JudgingArgs;
 use crate::facts::FileFact;
+use crate::judge::Judge;
 use crate::kernel::btf::{LoadedBtf, VMLINUX_BTF};
 use crate::kernel::kallsyms::Symbols;
 use crate::kernel::privileges;
@@ -336,12 +336,14 @@ impl Daemon {
         new_lost > 0
     }
 
+    /// SIGHUP: the profile, CRIU's config files and the CRIU found are read again.
     fn reload_profile(&mut self, judging: &JudgingArgs) {
-        let criu = crate::checkpointer::criu::Criu::find(judging.criu.as_deref());
-        match crate::run::load_profile(judging.profile.as_deref(), criu.as_ref()) {
-            Ok((p, why)) => {
-                self.profile = p;
-                tracing::info!("profile reloaded: {why}");
+        let judged = Judge::new(judging).and_then(|j| Ok((j.options(j.engine_for(None))?, j)));
+        match judged {
+            Ok((given, judge)) => {
+                self.profile = judge.profile;
+                self.given = given;
+                tracing::info!("profile reloaded: {}", judge.profile_source);
                 let out = self.state.profile_changed();
                 self.apply(out);
                 if let Err(e) = self.reconcile("reload") {
@@ -370,13 +372,9 @@ pub fn run(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<Exit> {
 async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<Exit> {
     privileges::ensure_can_load_bpf()?;
     // The same profile choice and options in force as `--pid` and `preflight`.
-    let criu = crate::checkpointer::criu::Criu::find(judging.criu.as_deref());
-    let (profile, _) = crate::run::load_profile(judging.profile.as_deref(), criu.as_ref())?;
-    let given = engine::options_in_force(
-        judging.engine.unwrap_or(Engine::Criu),
-        &ConfigPaths::from_env(),
-        judging.with.as_deref(),
-    )?;
+    let judge = Judge::new(judging)?;
+    let given = judge.options(judge.engine_for(None))?;
+    let profile = judge.profile;
     let bound = http::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {:?}", args.listen))?;

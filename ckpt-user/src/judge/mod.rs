@@ -1,0 +1,140 @@
+//! One judging context for every command. The flags' second stage: which profile and why, the
+//! CRIU that will dump, and the options in force for an engine with where each came from. The
+//! scan, `preflight` and the daemon all start from a [`Judge`], so they cannot disagree about
+//! the same processes.
+
+use std::collections::HashMap;
+
+use crate::checkpointer::criu::Criu;
+use crate::checkpointer::engine::{self, ConfigPaths, Engine, OptionsError};
+use crate::checkpointer::given::Given;
+use crate::classify::{self, Profile};
+use crate::cli::JudgingArgs;
+use crate::resolve::{self, Catalogue, OpsIdentity};
+use crate::scope::container_id::Runtime;
+use crate::snapshot::Snapshot;
+
+pub struct Judge {
+    pub profile: Profile,
+    /// Why this profile: `--profile`, or the CRIU found.
+    pub profile_source: String,
+    /// The CRIU that will dump, when one is installed (or named with `--criu`).
+    pub criu: Option<Criu>,
+    /// `--engine`, which overrides the engine a container's layout implies.
+    pub engine: Option<Engine>,
+    with: Option<String>,
+    paths: ConfigPaths,
+}
+
+impl Judge {
+    /// Validates everything a judgement depends on before anything is scanned: the profile
+    /// parses, and CRIU's config files and `--with` parse for the default engine.
+    pub fn new(args: &JudgingArgs) -> anyhow::Result<Self> {
+        let criu = Criu::find(args.criu.as_deref());
+        let (profile, profile_source) = load_profile(args.profile.as_deref(), criu.as_ref())?;
+        let judge = Self {
+            profile,
+            profile_source,
+            criu,
+            engine: args.engine,
+            with: args.with.clone(),
+            paths: ConfigPaths::from_env(),
+        };
+        judge.options(judge.engine_for(None))?;
+        Ok(judge)
+    }
+
+    /// `--engine`, else the engine of the runtime that made the container, else plain criu.
+    pub fn engine_for(&self, runtime: Option<Runtime>) -> Engine {
+        self.engine
+            .or_else(|| runtime.map(Engine::for_runtime))
+            .unwrap_or(Engine::Criu)
+    }
+
+    /// The options in force when `engine` runs CRIU, each with its source.
+    pub fn options(&self, engine: Engine) -> Result<Given, OptionsError> {
+        engine::options_in_force(engine, &self.paths, self.with.as_deref())
+    }
+
+    /// Names every ops table of the snapshot, with the profile's own catalogue entries.
+    pub fn resolve_ops(&self, snapshot: &Snapshot) -> anyhow::Result<HashMap<u64, OpsIdentity>> {
+        let mut catalogue = Catalogue::builtin();
+        catalogue.extend(self.profile.ops.clone(), &self.profile.profile.name)?;
+        Ok(resolve::resolve(
+            &snapshot.ops_members(),
+            &snapshot.symbols(),
+            &catalogue,
+        ))
+    }
+}
+
+/// The profile for this CRIU (`criu --version` → `Version: 3.17.1`), else the newest.
+fn default_profile(criu: Option<&Criu>) -> (&'static str, String) {
+    let newest = classify::BUILTIN_PROFILES[0].0;
+    let Some(criu) = criu else {
+        return (newest, "no criu on PATH: newest profile".into());
+    };
+    let path = criu.path.display();
+    match criu.version.as_deref() {
+        Some(v) if v.starts_with("3.") => ("criu-3.17", format!("{path} is CRIU {v}")),
+        Some(v) => (newest, format!("{path} is CRIU {v}")),
+        None => (newest, format!("{path} printed no version: newest profile")),
+    }
+}
+
+/// The profile to judge by, and why it was chosen (reports say so): `--profile`, else the one
+/// for `criu` (the CRIU that will dump, if one is installed).
+fn load_profile(chosen: Option<&str>, criu: Option<&Criu>) -> anyhow::Result<(Profile, String)> {
+    let (name, why) = match chosen {
+        Some(p) => (p, format!("{p} chosen with --profile")),
+        None => default_profile(criu),
+    };
+    tracing::info!(profile = name, "{why}");
+    Ok((classify::load_profile(name)?, why))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn criu(version: Option<&str>) -> Criu {
+        Criu {
+            path: PathBuf::from("/usr/sbin/criu"),
+            version: version.map(String::from),
+        }
+    }
+
+    #[test]
+    fn profile_follows_the_installed_criu() {
+        assert_eq!(default_profile(Some(&criu(Some("3.17.1")))).0, "criu-3.17");
+        assert_eq!(default_profile(Some(&criu(Some("4.2")))).0, "criu-4");
+        let (name, why) = default_profile(None);
+        assert_eq!(name, "criu-4");
+        assert!(why.contains("no criu on PATH"));
+        assert!(default_profile(Some(&criu(None))).1.contains("no version"));
+    }
+
+    #[test]
+    fn judge_validates_and_picks_engines() {
+        let args = JudgingArgs {
+            profile: Some("criu-4".into()),
+            with: Some("--tcp-established".into()),
+            ..Default::default()
+        };
+        let judge = Judge::new(&args).unwrap();
+        assert_eq!(judge.engine_for(None), Engine::Criu);
+        assert_eq!(judge.engine_for(Some(Runtime::Podman)), Engine::Podman);
+        let bad = JudgingArgs {
+            with: Some("tcp-established".into()),
+            ..args.clone()
+        };
+        assert!(Judge::new(&bad).is_err());
+        let forced = JudgingArgs {
+            engine: Some(Engine::Crio),
+            ..args
+        };
+        let judge = Judge::new(&forced).unwrap();
+        assert_eq!(judge.engine_for(Some(Runtime::Podman)), Engine::Crio);
+    }
+}
