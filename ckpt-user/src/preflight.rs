@@ -24,7 +24,8 @@ use crate::report;
 use crate::run;
 use crate::scope::cgroups::{self, Cgroup, Container};
 use crate::scope::container_id::ContainerName;
-use crate::scope::{DumpSet, ProcInfo, procfs};
+use crate::scope::workload::choose_root;
+use crate::scope::{ProcInfo, procfs};
 use crate::snapshot::{Filter, Snapshot};
 
 /// What is judged: a cgroup, and the container it is when the path names one.
@@ -128,14 +129,6 @@ fn targets(args: &PreflightArgs) -> anyhow::Result<Vec<Target>> {
             cgroup: c.cgroup,
         })
         .collect())
-}
-
-/// The topmost process of the cgroup with the most of it below; ties go to the lowest pid.
-fn choose_root(pids: &BTreeSet<u32>, parents: &HashMap<u32, u32>) -> Option<DumpSet> {
-    pids.iter()
-        .filter(|p| parents.get(p).is_none_or(|pp| !pids.contains(pp)))
-        .map(|&top| DumpSet::tree(top, parents))
-        .max_by_key(|set| (set.members.len(), std::cmp::Reverse(set.root)))
 }
 
 fn worst(verdicts: impl Iterator<Item = Verdict>) -> Verdict {

@@ -6,6 +6,7 @@ pub mod cgroups;
 pub mod container_id;
 pub mod map_files;
 pub mod procfs;
+pub mod workload;
 
 use std::collections::{BTreeSet, HashMap};
 

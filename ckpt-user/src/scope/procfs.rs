@@ -36,6 +36,10 @@ pub struct ProcInfo {
     pub uid: [u32; 3],
     #[serde(default)]
     pub gid: [u32; 3],
+    /// Its cgroup paths from `/proc/PID/cgroup`: the v2 path first, then each v1 path once
+    /// (hybrid hosts put containers in v1 controllers, units in `name=systemd`).
+    #[serde(default)]
+    pub cgroups: Vec<String>,
 }
 
 impl ProcInfo {
@@ -83,6 +87,26 @@ pub fn parse_status(pid: u32, text: &str) -> ProcInfo {
     p
 }
 
+/// The distinct paths of a `/proc/PID/cgroup` text, the v2 (`0::`) path first.
+pub fn parse_cgroups(text: &str) -> Vec<String> {
+    let mut paths: Vec<(bool, &str)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (id, _controllers, path) = (f.next()?, f.next()?, f.next()?);
+            Some((id != "0", path))
+        })
+        .collect();
+    paths.sort_by_key(|(v1, _)| *v1);
+    let mut out: Vec<String> = Vec::new();
+    for (_, p) in paths {
+        if !out.iter().any(|o| o == p) {
+            out.push(p.to_string());
+        }
+    }
+    out
+}
+
 fn proc_path(pid: u32, file: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/{file}"))
 }
@@ -112,6 +136,10 @@ pub fn read_proc(pid: u32) -> Result<ProcInfo, ProcError> {
         }
     })?;
     let mut info = parse_status(pid, &text);
+    // A process that exits between the two reads keeps no cgroup: it has nothing to dump.
+    info.cgroups = std::fs::read_to_string(proc_path(pid, "cgroup"))
+        .map(|t| parse_cgroups(&t))
+        .unwrap_or_default();
     info.netns = ns_inode(Some(pid), "net");
     info.ipcns = ns_inode(Some(pid), "ipc");
     Ok(info)
@@ -173,6 +201,17 @@ mod tests {
         );
         assert!(!p.session_leader());
         assert_eq!((p.uid, p.gid), ([1000, 1001, 1002], [5, 5, 5]));
+    }
+
+    #[test]
+    fn cgroup_paths_v2_first_once_each() {
+        let hybrid = "12:pids:/docker/abc\n9:name=systemd:/system.slice/x.service\n3:memory:/docker/abc\n0::/system.slice/x.service\n";
+        assert_eq!(
+            parse_cgroups(hybrid),
+            ["/system.slice/x.service", "/docker/abc"]
+        );
+        assert_eq!(parse_cgroups("0::/\n"), ["/"]);
+        assert!(parse_cgroups("garbage").is_empty());
     }
 
     #[test]
