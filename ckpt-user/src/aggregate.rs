@@ -9,6 +9,7 @@ use crate::checkpointer::given::Given;
 use crate::classify::{self, Judgement, Profile, Verdict};
 use crate::facts::{FileFact, FileType};
 use crate::resolve::OpsIdentity;
+use crate::scope::workload::{Kind, Workload};
 use crate::scope::{DumpSet, Holders, Own, ProcInfo, procfs};
 use crate::snapshot::Snapshot;
 
@@ -52,6 +53,44 @@ pub struct DumpReport {
     pub verdict: Verdict,
     pub options: Vec<String>,
     pub processes: Vec<ProcessReport>,
+}
+
+/// One workload (DESIGN.md §7): what it is, and the verdict of the dump its root implies.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkloadReport {
+    pub kind: Kind,
+    pub id: String,
+    pub name: String,
+    pub root: u32,
+    pub verdict: Verdict,
+    pub options: Vec<String>,
+    pub left_out: Vec<u32>,
+    pub processes: Vec<ProcessReport>,
+}
+
+impl WorkloadReport {
+    pub fn new(w: Workload, dump: DumpReport) -> Self {
+        Self {
+            kind: w.kind,
+            id: w.id,
+            name: w.name,
+            root: w.root,
+            verdict: dump.verdict,
+            options: dump.options,
+            left_out: w.left_out,
+            processes: dump.processes,
+        }
+    }
+
+    /// The worst first; then containers, units, sessions; then by id.
+    pub fn sort(reports: &mut [WorkloadReport]) {
+        reports.sort_by(|a, b| {
+            b.verdict
+                .cmp(&a.verdict)
+                .then(a.kind.cmp(&b.kind))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+    }
 }
 
 fn worst(verdicts: impl Iterator<Item = Verdict>) -> Verdict {

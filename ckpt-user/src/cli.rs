@@ -14,7 +14,8 @@ use crate::classify::Verdict;
 
 const EXAMPLES: &str = "\
 EXAMPLES:
-    sudo ckpt-watch                      # every process on the host that would not checkpoint
+    sudo ckpt-watch                      # every workload (container, unit, session) that would not checkpoint
+    sudo ckpt-watch --processes          # ... per process, each as the root of its own dump
     sudo ckpt-watch --pid 1234           # every fd and mapping of one process
     sudo ckpt-watch --pid 1234 --tree    # the process and its descendants as one dump
     sudo ckpt-watch --pid 1234 --with '--tcp-established --file-locks'
@@ -84,6 +85,10 @@ pub struct ScanArgs {
     /// With --pid: judge the process and all its descendants as one dump.
     #[arg(long, requires = "pid")]
     pub tree: bool,
+    /// Host scan: one row per process, each judged as the root of its own dump, instead of
+    /// one per workload (container, unit, session).
+    #[arg(long, conflicts_with = "pid")]
+    pub processes: bool,
     /// Also write the scan's raw facts to FILE (JSON) for --replay.
     #[arg(long, value_name = "FILE")]
     pub save_snapshot: Option<PathBuf>,
@@ -98,6 +103,7 @@ impl ScanArgs {
         [
             (self.pid.is_some(), "--pid"),
             (self.tree, "--tree"),
+            (self.processes, "--processes"),
             (self.save_snapshot.is_some(), "--save-snapshot"),
             (self.replay.is_some(), "--replay"),
         ]

@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::aggregate::{DumpReport, FileReport, ProcessReport};
+use crate::aggregate::{DumpReport, FileReport, ProcessReport, WorkloadReport};
 use crate::classify::{Judgement, Verdict};
 use crate::preflight::{ContainerReport, PreflightReport};
 
@@ -22,8 +22,12 @@ pub struct Summary {
 
 impl Summary {
     pub fn of(reports: &[DumpReport]) -> Self {
+        Self::of_processes(reports.iter().flat_map(|r| &r.processes))
+    }
+
+    fn of_processes<'p>(processes: impl Iterator<Item = &'p ProcessReport>) -> Self {
         let mut s = Summary::default();
-        for p in reports.iter().flat_map(|r| &r.processes) {
+        for p in processes {
             s.processes += 1;
             s.fds += p.judged.0;
             s.mappings += p.judged.1;
@@ -176,6 +180,195 @@ pub fn host_text(
         "summary ({profile}): {} processes: {} ok, {} need options, {} unknown, {} blocked ({} fds, {} mappings)",
         s.processes, s.ok, s.needs, s.unknown, s.blocks, s.fds, s.mappings
     )
+}
+
+/// Counts for the workload summary: workloads by verdict, and what was judged.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct WorkloadSummary {
+    pub workloads: usize,
+    pub ok: usize,
+    pub needs: usize,
+    pub unknown: usize,
+    pub blocks: usize,
+    pub processes: usize,
+    pub fds: usize,
+    pub mappings: usize,
+}
+
+impl WorkloadSummary {
+    pub fn of(reports: &[WorkloadReport]) -> Self {
+        let judged = Summary::of_processes(reports.iter().flat_map(|r| &r.processes));
+        let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
+        Self {
+            workloads: reports.len(),
+            ok: count(Verdict::Ok),
+            needs: count(Verdict::Needs),
+            unknown: count(Verdict::Unknown),
+            blocks: count(Verdict::Blocks),
+            processes: judged.processes,
+            fds: judged.fds,
+            mappings: judged.mappings,
+        }
+    }
+}
+
+/// A process-chosen string (a command name, a path) made safe for a terminal and for one-line
+/// logs: control characters, which could move the cursor or forge a line, are escaped.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(char::escape_debug)
+        .collect::<String>()
+        .replace("\\'", "'")
+        .replace("\\\"", "\"")
+}
+
+/// What decides a process's verdict: its items of that verdict, as `pid 7 (x) fd 3 io_uring:
+/// reason`.
+fn deciding(p: &ProcessReport) -> impl Iterator<Item = String> + '_ {
+    let who = format!("pid {} ({})", p.pid, printable(&p.comm));
+    let files = p
+        .files
+        .iter()
+        .chain(&p.mappings)
+        .filter(move |r| r.verdict == p.verdict)
+        .map({
+            let who = who.clone();
+            move |r| {
+                let slot = match (r.fd, &r.range) {
+                    (Some(fd), _) => format!("fd {fd}"),
+                    (None, Some(range)) => format!("map {range}"),
+                    (None, None) => "-".into(),
+                };
+                format!(
+                    "{who} {slot} {}: {}  [{}]",
+                    r.kind,
+                    remedy(r),
+                    printable(&r.what)
+                )
+            }
+        });
+    let tasks = p
+        .task
+        .iter()
+        .filter(move |j| j.verdict == p.verdict)
+        .map(move |j| {
+            let fix = match j.options.as_slice() {
+                [] => String::new(),
+                o => format!("; use {}", o.join(" or ")),
+            };
+            format!("{who} task: {}{fix}", j.reason)
+        });
+    files.chain(tasks)
+}
+
+/// How many deciding items a workload row shows before `... and N more`.
+const SHOWN_ITEMS: usize = 3;
+
+/// The host scan: one row per workload that is not ok (every one with `verbose`), worst
+/// first, what decides it under it, the summary last.
+pub fn workloads_text(
+    out: &mut dyn Write,
+    reports: &[WorkloadReport],
+    profile: &str,
+    verbose: bool,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<46} {:<24} {:<7} DETAIL",
+        "WORKLOAD", "ROOT", "VERDICT"
+    )?;
+    for w in reports
+        .iter()
+        .filter(|w| verbose || w.verdict != Verdict::Ok)
+    {
+        let label = match w.kind {
+            crate::scope::workload::Kind::Container => format!(
+                "container {} {}",
+                &w.id[..w.id.len().min(crate::scope::container_id::SHORT_ID)],
+                printable(&w.name)
+            ),
+            crate::scope::workload::Kind::Unit => format!("unit {}", printable(&w.name)),
+            crate::scope::workload::Kind::Session => format!("session {}", w.id),
+        };
+        let root_comm = w
+            .processes
+            .iter()
+            .find(|p| p.pid == w.root)
+            .map_or(String::new(), |p| printable(&p.comm));
+        let detail = match w.verdict {
+            Verdict::Needs => format!("needs {}", w.options.join(" ")),
+            Verdict::Ok => "checkpointable as it is".into(),
+            Verdict::Unknown => "holds kinds the profile does not classify".into(),
+            Verdict::Blocks => "a checkpoint would fail".into(),
+        };
+        writeln!(
+            out,
+            "{:<46} {:<24} {:<7} {detail}",
+            label,
+            format!("{} ({root_comm})", w.root),
+            w.verdict.as_str()
+        )?;
+        let items: Vec<String> = w
+            .processes
+            .iter()
+            .filter(|p| p.verdict == w.verdict && p.verdict != Verdict::Ok)
+            .flat_map(deciding)
+            .collect();
+        for item in items.iter().take(SHOWN_ITEMS) {
+            writeln!(out, "    {item}")?;
+        }
+        if items.len() > SHOWN_ITEMS {
+            writeln!(out, "    ... and {} more", items.len() - SHOWN_ITEMS)?;
+        }
+        if !w.left_out.is_empty() {
+            writeln!(
+                out,
+                "    left out of the root's dump: pid {}",
+                w.left_out
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
+        }
+    }
+    let s = WorkloadSummary::of(reports);
+    writeln!(
+        out,
+        "summary ({profile}): {} workloads: {} ok, {} need options, {} unknown, {} blocked ({} processes, {} fds, {} mappings judged)",
+        s.workloads, s.ok, s.needs, s.unknown, s.blocks, s.processes, s.fds, s.mappings
+    )
+}
+
+#[derive(Serialize)]
+struct WorkloadsJson<'a> {
+    profile: &'a str,
+    profile_source: &'a str,
+    verdict: Verdict,
+    workloads: &'a [WorkloadReport],
+    summary: WorkloadSummary,
+}
+
+/// The host scan's JSON: `{"profile","profile_source","verdict","workloads":[..],"summary"}`.
+pub fn workloads_json(
+    out: &mut dyn Write,
+    reports: &[WorkloadReport],
+    profile: &str,
+    profile_source: &str,
+) -> io::Result<()> {
+    let doc = WorkloadsJson {
+        profile,
+        profile_source,
+        verdict: reports
+            .iter()
+            .map(|r| r.verdict)
+            .max()
+            .unwrap_or(Verdict::Ok),
+        workloads: reports,
+        summary: WorkloadSummary::of(reports),
+    };
+    serde_json::to_writer(&mut *out, &doc)?;
+    writeln!(out)
 }
 
 #[derive(Serialize)]
@@ -396,6 +589,14 @@ mod tests {
         let mut out = Vec::new();
         process_text(&mut out, &p, true).unwrap();
         assert!(String::from_utf8(out).unwrap().contains("  0 "));
+    }
+
+    #[test]
+    fn printable_escapes_control_characters() {
+        assert_eq!(printable("nginx"), "nginx");
+        assert_eq!(printable("a\nverdict (x): ok"), "a\\nverdict (x): ok");
+        assert_eq!(printable("\x1b[2J"), "\\u{1b}[2J");
+        assert_eq!(printable("it's \"q\""), "it's \"q\"");
     }
 
     #[test]

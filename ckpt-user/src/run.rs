@@ -6,12 +6,13 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 
-use crate::aggregate::{DumpReport, Rules, SnapshotWorld, describe_facts};
+use crate::aggregate::{DumpReport, Rules, SnapshotWorld, WorkloadReport, describe_facts};
 use crate::classify;
 use crate::cli::{Exit, JudgingArgs, ScanArgs};
 use crate::facts::FileFact;
 use crate::judge::Judge;
 use crate::report;
+use crate::scope::workload::{self, Names};
 use crate::scope::{DumpSet, ProcError};
 use crate::snapshot::{Filter, Snapshot};
 
@@ -73,6 +74,30 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
     // Built once: every process of a host scan is the root of its own subtree.
     let children = crate::scope::children_of(&parents);
 
+    if args.pid.is_none() && !args.processes {
+        // The host scan speaks in workloads: what people checkpoint (DESIGN.md §7). Names come
+        // from the engines' state files only on the live host, never on replay.
+        let names = if live {
+            Names::read(Path::new("/"))
+        } else {
+            Names::default()
+        };
+        let mut reports: Vec<WorkloadReport> = workload::discover(&snapshot.procs, &names)
+            .into_iter()
+            .map(|w| {
+                let dump = rules.dump(&world, &w.dump);
+                WorkloadReport::new(w, dump)
+            })
+            .collect();
+        WorkloadReport::sort(&mut reports);
+        let verdict = reports.first().map_or(classify::Verdict::Ok, |r| r.verdict);
+        if judging.json {
+            report::workloads_json(out, &reports, name, &judge.profile_source)?;
+        } else {
+            report::workloads_text(out, &reports, name, judging.verbose)?;
+        }
+        return Ok(Exit::from(verdict));
+    }
     let reports: Vec<DumpReport> = match args.pid {
         Some(pid) => {
             if !snapshot.procs.contains_key(&pid) && !snapshot.files.iter().any(|f| f.pid == pid) {

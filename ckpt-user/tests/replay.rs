@@ -443,7 +443,7 @@ fn verbose_text_lists_every_fd_and_mapping() {
 }
 
 #[test]
-fn whole_snapshot_judges_every_process_and_exits_with_the_worst() {
+fn whole_snapshot_per_process_judges_every_process_and_exits_with_the_worst() {
     let snap = snapshot();
     let pids: std::collections::BTreeSet<u64> = snap["files"]
         .as_array()
@@ -453,7 +453,7 @@ fn whole_snapshot_judges_every_process_and_exits_with_the_worst() {
         .collect();
     assert_eq!(pids.len(), 10);
 
-    let run = replay(&["--json"]);
+    let run = replay(&["--json", "--processes"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     let v = run.json();
     assert_eq!(
@@ -464,7 +464,7 @@ fn whole_snapshot_judges_every_process_and_exits_with_the_worst() {
     let counts = ["processes", "ok", "needs", "unknown", "blocks"].map(|k| s[k].as_u64());
     assert_eq!(counts, [10, 2, 6, 0, 2].map(Some), "{s}");
 
-    let run = replay(&[]);
+    let run = replay(&["--processes"]);
     assert_eq!(run.code, 1);
     let last = run.stdout.lines().last().unwrap();
     assert!(
@@ -503,4 +503,56 @@ fn an_unreadable_snapshot_is_a_one_line_error() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("no-such-snapshot.json"), "{stderr}");
+}
+
+/// Without `--processes` the scan speaks in workloads: the snapshot's processes carry no cgroup,
+/// so each session is one, rooted at its leader when the leader is there; the worst first.
+#[test]
+fn whole_snapshot_by_workload_worst_first() {
+    let snap = snapshot();
+    let sessions: std::collections::BTreeSet<u64> = snap["procs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p["sid"].as_u64().unwrap())
+        .collect();
+    let run = replay(&["--json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let v = run.json();
+    let ws = v["workloads"].as_array().unwrap();
+    assert_eq!(ws.len(), sessions.len(), "{v}");
+    assert!(ws.iter().all(|w| w["kind"] == "session"), "{v}");
+    let rank = |w: &Value| match w["verdict"].as_str().unwrap() {
+        "blocks" => 3,
+        "unknown" => 2,
+        "needs" => 1,
+        _ => 0,
+    };
+    assert!(
+        ws.windows(2).all(|p| rank(&p[0]) >= rank(&p[1])),
+        "not worst first: {v}"
+    );
+    assert_eq!(
+        (v["verdict"].as_str(), ws[0]["verdict"].as_str()),
+        (Some("blocks"), Some("blocks"))
+    );
+    for w in ws {
+        let root = w["root"].as_u64().unwrap();
+        let leader = snap["procs"][root.to_string()]["sid"].as_u64();
+        if sessions.contains(&root) {
+            assert_eq!(leader, Some(root), "a present leader is the root: {w}");
+        }
+    }
+    assert_eq!(v["summary"]["workloads"].as_u64(), Some(ws.len() as u64));
+    let text = replay(&[]);
+    let last = text.stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!("summary (criu-4): {} workloads:", ws.len())),
+        "{last}"
+    );
+    assert!(
+        text.stdout.lines().nth(1).unwrap().starts_with("session "),
+        "{}",
+        text.stdout
+    );
 }
