@@ -279,7 +279,7 @@ fn pty_slave_without_its_master_needs_shell_job_or_external_tty() {
         "tty",
         "tty_fops",
         "pty-slave-master-outside",
-        &["--shell-job", external.as_str()],
+        &["--shell-job", external.as_str(), "--orphan-pts-master"],
     );
     assert_eq!(strings(&r["options"]), ["--shell-job"]);
 }

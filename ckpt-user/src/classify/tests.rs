@@ -576,7 +576,11 @@ fn examples() -> Vec<Example> {
                 ..ctx()
             },
             (Needs, "pty-slave-master-outside", "tty"),
-            &["--shell-job", "--external tty[8800:1a]"],
+            &[
+                "--shell-job",
+                "--external tty[8800:1a]",
+                "--orphan-pts-master",
+            ],
         ),
         ex(
             "dev_ptmx_only",
