@@ -148,6 +148,9 @@ pub struct FileFact {
     pub bpf_map_type: Option<u32>,
     /// Whether inode facts could be read; without them nothing can be judged.
     pub inode_known: bool,
+    /// For an inotify or fanotify fd: whether CRIU can dump its marks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watches: Option<crate::scope::fsnotify::Watches>,
 }
 
 fn c_string(bytes: &[u8]) -> String {
@@ -189,6 +192,7 @@ macro_rules! inode_part {
             tty_index: None,
             bpf_map_type: None,
             inode_known: $r.known & known::INODE != 0,
+            watches: None,
         }
     }};
 }

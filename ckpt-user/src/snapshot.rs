@@ -146,6 +146,7 @@ impl Snapshot {
         files.extend(raw.vmas.iter().map(FileFact::from_vma));
         refine_deleted_allocation(&mut files);
         crate::scope::map_files::see_mappings_as_criu(&mut files);
+        crate::scope::fsnotify::see_watches_as_criu(&mut files);
         let t = Instant::now();
         let procs = read_procs(&files, known_procs);
         timings.procfs = t.elapsed();

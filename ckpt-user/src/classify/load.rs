@@ -139,6 +139,9 @@ fn check_cond(c: &Cond) -> Result<(), String> {
         names::bpf_map_type(n).is_some()
     })?;
     check_names(&c.file_type, "file type", |n| FILE_TYPES.contains(&n))?;
+    check_names(&c.watches, "watches", |n| {
+        ["reachable", "scan-path", "lost", "no-handle"].contains(&n)
+    })?;
     check_ranges(&c.major, "major")?;
     check_ranges(&c.minor, "minor")
 }

@@ -139,6 +139,9 @@ fn cond_matches(c: &Cond, f: &FileFact, ops: Option<&OpsIdentity>, ctx: &Context
         })
         && opt(&c.inode_known, |&b| f.inode_known == b)
         && opt(&c.socket_known, |&b| sock.is_some() == b)
+        && opt(&c.watches, |l| {
+            f.watches.as_ref().is_some_and(|w| any_str(l, w.as_str()))
+        })
 }
 
 /// Rounds a size up to whole MiB, as CRIU's `--ghost-limit` takes it (`2M`).
@@ -153,7 +156,8 @@ fn expand(template: &str, f: &FileFact, ops: Option<&OpsIdentity>) -> String {
     }
     let sock = f.socket.as_ref();
     let rdev = f.rdev.unwrap_or(f.dev);
-    let pairs: [(&str, String); 16] = [
+    let watch = f.watches.as_ref();
+    let pairs: [(&str, String); 18] = [
         ("{ino}", f.ino.to_string()),
         (
             "{peer_ino}",
@@ -187,6 +191,14 @@ fn expand(template: &str, f: &FileFact, ops: Option<&OpsIdentity>) -> String {
         (
             "{ops}",
             ops.map_or_else(|| format!("{:#x}", f.f_op), |o| o.label()),
+        ),
+        (
+            "{watch_ino}",
+            watch.and_then(|w| w.ino()).unwrap_or(0).to_string(),
+        ),
+        (
+            "{scan_path}",
+            watch.and_then(|w| w.scan_path()).unwrap_or("?").to_string(),
         ),
     ];
     let mut out = template.to_string();
@@ -292,6 +304,7 @@ fn static_part(
         || c.locked.is_some()
         || c.mount_visible.is_some()
         || c.shared.is_some()
+        || c.watches.is_some()
         // A name is the ops table's own only for anonymous inodes.
         || (f.file_type != FileType::None && (c.name.is_some() || c.name_prefix.is_some()));
     let static_only = Cond {

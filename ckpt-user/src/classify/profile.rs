@@ -121,6 +121,9 @@ pub struct Cond {
     pub inode_known: Option<bool>,
     /// Socket facts could be read.
     pub socket_known: Option<bool>,
+    /// How CRIU can dump an inotify/fanotify fd's marks: `reachable`, `scan-path`, `lost`,
+    /// `no-handle`.
+    pub watches: Option<OneOrMany<String>>,
 }
 
 /// Conditions on the dumped tree's root task.

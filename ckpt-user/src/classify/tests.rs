@@ -65,6 +65,7 @@ fn base(file_type: FileType) -> FileFact {
         tty_index: None,
         bpf_map_type: None,
         inode_known: true,
+        watches: None,
     }
 }
 

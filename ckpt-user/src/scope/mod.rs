@@ -4,6 +4,7 @@
 
 pub mod cgroups;
 pub mod container_id;
+pub mod fsnotify;
 pub mod map_files;
 pub mod procfs;
 pub mod workload;
@@ -256,6 +257,7 @@ mod tests {
             tty_index: None,
             bpf_map_type: None,
             inode_known: true,
+            watches: None,
         }
     }
 

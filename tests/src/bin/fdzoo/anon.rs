@@ -136,6 +136,20 @@ pub fn inotify_watch(ctx: &mut Ctx) -> Result<Held> {
     Held::one(fd)
 }
 
+/// An inotify watch on a file of an overlay (what a process in a container watches): CRIU cannot
+/// reopen overlayfs handles, and the file lies outside its irmap hints.
+pub fn inotify_overlay(ctx: &mut Ctx) -> Result<Held> {
+    let merged = crate::files::overlay(ctx)?;
+    let fd = inotify_fd()?;
+    let file = sys::cstring(&merged.join("lower.txt"))?;
+    // SAFETY: `file` is a valid C string.
+    cvt(
+        unsafe { libc::inotify_add_watch(fd.as_raw_fd(), file.as_ptr(), libc::IN_MODIFY) },
+        "inotify_add_watch",
+    )?;
+    Held::one(fd)
+}
+
 /// FAN_CLASS_NOTIF group with an inode mark on DIR.
 pub fn fanotify_mark(ctx: &mut Ctx) -> Result<Held> {
     // SAFETY: fanotify_init takes no pointers.

@@ -175,4 +175,5 @@ pub static CASES: &[Case] = &[
         "mmap_overlay_private_nofd",
         mappings::mmap_overlay_private_nofd,
     ),
+    case("inotify_overlay", anon::inotify_overlay),
 ];

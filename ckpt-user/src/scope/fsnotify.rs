@@ -1,0 +1,378 @@
+//! inotify and fanotify marks as CRIU dumps them (criu/fsnotify.c, criu/irmap.c). CRIU saves
+//! each watched inode as a file handle and must reopen it; where the filesystem cannot decode
+//! handles (overlayfs unless mounted with `nfs_export=on`: every container's root) it falls
+//! back to finding the inode by path: first under `--irmap-scan-path` directories, then under
+//! its hints (`/etc`, `/var/spool`, `/var/log`, dbus and polkit directories, `/lib/udev`,
+//! recursively, and `/` itself), all relative to the dumped task's root. A watch found by
+//! neither fails the dump: `fsnotify: Can't dump that handle`.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::facts::FileFact;
+
+/// CRIU's irmap hints, scanned recursively (criu/irmap.c `hints`); `/` itself is also a hint,
+/// without its children.
+const HINTS: [&str; 7] = [
+    "etc",
+    "var/spool",
+    "var/log",
+    "usr/share/dbus-1/system-services",
+    "var/lib/polkit-1/localauthority",
+    "usr/share/polkit-1/actions",
+    "lib/udev",
+];
+
+/// How many directory entries one search may visit: a process under judgement must not make
+/// the scan walk forever. What is not found within it counts as not found (never `ok`).
+const SCAN_LIMIT: usize = 200_000;
+
+/// Whether CRIU can dump the marks of one inotify/fanotify fd.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reach", rename_all = "kebab-case")]
+pub enum Watches {
+    /// Every watched inode reopens by handle or lies where irmap looks.
+    Reachable,
+    /// A watched inode CRIU finds only when told where: `--irmap-scan-path PATH`.
+    ScanPath { ino: u64, path: String },
+    /// A watched inode CRIU cannot reopen and no path under the task's root leads to.
+    Lost { ino: u64 },
+    /// A mark the kernel shows without a file handle (kernels before 6.6 on an overlay):
+    /// CRIU cannot even parse the fdinfo line (criu/proc_parse.c wants `fhandle-bytes`).
+    NoHandle { ino: u64 },
+}
+
+impl Watches {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Reachable => "reachable",
+            Self::ScanPath { .. } => "scan-path",
+            Self::Lost { .. } => "lost",
+            Self::NoHandle { .. } => "no-handle",
+        }
+    }
+
+    /// The watched inode CRIU cannot reopen, if any.
+    pub fn ino(&self) -> Option<u64> {
+        match self {
+            Self::Reachable => None,
+            Self::ScanPath { ino, .. } | Self::Lost { ino } | Self::NoHandle { ino } => Some(*ino),
+        }
+    }
+
+    pub fn scan_path(&self) -> Option<&str> {
+        match self {
+            Self::ScanPath { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// One inode mark of an fdinfo text: `inotify wd:1 ino:98e185 sdev:28 ...` or
+/// `fanotify ino:... sdev:...` (mount and filesystem marks carry no inode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark {
+    pub ino: u64,
+    /// The kernel's `s_dev` (major << 20 | minor).
+    pub sdev: u64,
+    /// Whether the line carries a file handle (`fhandle-bytes:`).
+    pub handle: bool,
+}
+
+pub fn parse_marks(fdinfo: &str) -> Vec<Mark> {
+    fdinfo
+        .lines()
+        .filter(|l| l.starts_with("inotify ") || l.starts_with("fanotify "))
+        .filter_map(|l| {
+            let field = |key: &str| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(key))
+                    .and_then(|v| u64::from_str_radix(v, 16).ok())
+            };
+            Some(Mark {
+                ino: field("ino:")?,
+                sdev: field("sdev:")?,
+                handle: l.contains(" fhandle-bytes:"),
+            })
+        })
+        .collect()
+}
+
+/// A filesystem as the task's mountinfo shows it: type, super options, and where it is mounted
+/// (relative to the task's root).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filesystem {
+    pub fs: String,
+    pub options: String,
+    pub mount_points: Vec<String>,
+}
+
+/// The filesystems of a mountinfo text, by `major:minor`.
+pub fn filesystems(mountinfo: &str) -> HashMap<(u64, u64), Filesystem> {
+    let mut out: HashMap<(u64, u64), Filesystem> = HashMap::new();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut l = left.split(' ');
+        let (Some(dev), Some(mount_point)) = (l.nth(2), l.nth(1)) else {
+            continue;
+        };
+        let Some((Ok(major), Ok(minor))) = dev.split_once(':').map(|(a, b)| (a.parse(), b.parse()))
+        else {
+            continue;
+        };
+        let mut r = right.split(' ');
+        let (Some(fs), Some(_source)) = (r.next(), r.next()) else {
+            continue;
+        };
+        let entry = out.entry((major, minor)).or_default();
+        entry.fs = fs.to_string();
+        entry.options = r.next().unwrap_or("").to_string();
+        entry.mount_points.push(mount_point.replace("\\040", " "));
+    }
+    out
+}
+
+/// Whether `open_by_handle_at` fails on this filesystem: overlayfs decodes handles only with
+/// `nfs_export=on`.
+fn handles_fail(f: &Filesystem) -> bool {
+    f.fs == "overlay" && !f.options.split(',').any(|o| o == "nfs_export=on")
+}
+
+/// Depth-first search for (dev, ino) under `dir` as CRIU's irmap scans a hint, within the
+/// shared entry budget. Symlinks are not followed (CRIU stats with AT_SYMLINK_NOFOLLOW).
+fn find(dir: &Path, dev: u64, ino: u64, budget: &mut usize) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return false;
+    };
+    if meta.dev() == dev && meta.ino() == ino {
+        return true;
+    }
+    if !meta.is_dir() {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    for entry in entries.flatten() {
+        if *budget == 0 {
+            return false;
+        }
+        *budget -= 1;
+        if find(&entry.path(), dev, ino, budget) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Breadth-first search for (dev, ino) under a mount of that filesystem, never leaving it:
+/// the path to propose for `--irmap-scan-path`.
+fn locate(top: &Path, dev: u64, ino: u64, budget: &mut usize) -> Option<PathBuf> {
+    let mut queue = std::collections::VecDeque::from([top.to_path_buf()]);
+    while let Some(dir) = queue.pop_front() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if *budget == 0 {
+                return None;
+            }
+            *budget -= 1;
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.dev() != dev {
+                continue;
+            }
+            if meta.ino() == ino {
+                return Some(entry.path());
+            }
+            if meta.is_dir() {
+                queue.push_back(entry.path());
+            }
+        }
+    }
+    None
+}
+
+/// Whether CRIU's irmap finds the inode under the task's `root`, or the path a scan path would
+/// need, searched under the filesystem's mount points.
+fn reach(root: &Path, mount_points: &[String], dev: u64, ino: u64) -> Watches {
+    let mut budget = SCAN_LIMIT;
+    let root_is_it =
+        std::fs::symlink_metadata(root).is_ok_and(|m| m.dev() == dev && m.ino() == ino);
+    if root_is_it
+        || HINTS
+            .iter()
+            .any(|h| find(&root.join(h), dev, ino, &mut budget))
+    {
+        return Watches::Reachable;
+    }
+    let mut budget = SCAN_LIMIT;
+    let found = mount_points.iter().find_map(|mp| {
+        let top = root.join(mp.trim_start_matches('/'));
+        let top_is_it = std::fs::symlink_metadata(&top).is_ok_and(|m| m.ino() == ino);
+        if top_is_it {
+            Some(top)
+        } else {
+            locate(&top, dev, ino, &mut budget)
+        }
+    });
+    match found.and_then(|p| {
+        p.strip_prefix(root)
+            .ok()
+            .map(|r| format!("/{}", r.display()))
+    }) {
+        Some(path) => Watches::ScanPath { ino, path },
+        None => Watches::Lost { ino },
+    }
+}
+
+/// Judges the marks of every inotify and fanotify fd the way CRIU will dump them.
+pub fn see_watches_as_criu(files: &mut [FileFact]) {
+    let mut mounts: HashMap<u32, HashMap<(u64, u64), Filesystem>> = HashMap::new();
+    for f in files.iter_mut() {
+        let Some(fd) = f.fd else { continue };
+        if f.fs_type != "anon_inodefs" || !matches!(f.name.as_str(), "inotify" | "[fanotify]") {
+            continue;
+        }
+        let Ok(info) = std::fs::read_to_string(format!("/proc/{}/fdinfo/{fd}", f.pid)) else {
+            continue;
+        };
+        let fss = mounts.entry(f.pid).or_insert_with(|| {
+            std::fs::read_to_string(format!("/proc/{}/mountinfo", f.pid))
+                .map(|t| filesystems(&t))
+                .unwrap_or_default()
+        });
+        let root = PathBuf::from(format!("/proc/{}/root", f.pid));
+        let mut verdict = Watches::Reachable;
+        for m in parse_marks(&info) {
+            if !m.handle {
+                verdict = Watches::NoHandle { ino: m.ino };
+                break;
+            }
+            let (major, minor) = (m.sdev >> 20, m.sdev & 0xfffff);
+            let Some(fs) = fss.get(&(major, minor)).filter(|f| handles_fail(f)) else {
+                continue;
+            };
+            let dev = libc::makedev(major as u32, minor as u32);
+            match reach(&root, &fs.mount_points, dev, m.ino) {
+                Watches::Reachable => {}
+                scan @ Watches::ScanPath { .. } => {
+                    if verdict == Watches::Reachable {
+                        verdict = scan;
+                    }
+                }
+                lost => {
+                    verdict = lost;
+                    break;
+                }
+            }
+        }
+        f.watches = Some(verdict);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_from_fdinfo() {
+        let info = "pos:\t0\nflags:\t00\nmnt_id:\t17\n\
+            inotify wd:2 ino:3c4a7 sdev:fe00000 mask:2 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:a7c4030000000000\n\
+            inotify wd:1 ino:98e185 sdev:28 mask:2 ignored_mask:0 fhandle-bytes:20 fhandle-type:f8 f_handle:00\n\
+            fanotify mnt_id:22 mflags:0 mask:1 ignored_mask:0\n\
+            fanotify ino:10 sdev:800001 mflags:0 mask:1 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:00\n";
+        assert_eq!(
+            parse_marks(info),
+            [
+                Mark {
+                    ino: 0x3c4a7,
+                    sdev: 0xfe00000
+                },
+                Mark {
+                    ino: 0x98e185,
+                    sdev: 0x28
+                },
+                Mark {
+                    ino: 0x10,
+                    sdev: 0x800001
+                },
+            ]
+        );
+    }
+
+    /// Before Linux 6.6 an overlay inode gets no handle in fdinfo.
+    #[test]
+    fn a_mark_without_a_handle_is_seen() {
+        let info = "inotify wd:1 ino:98e185 sdev:28 mask:2 ignored_mask:0\n";
+        assert_eq!(
+            parse_marks(info),
+            [Mark {
+                ino: 0x98e185,
+                sdev: 0x28,
+                handle: false
+            }]
+        );
+    }
+
+    #[test]
+    fn overlay_handles_fail_unless_exported() {
+        let fss = filesystems(
+            "47 27 0:40 / /m rw,relatime - overlay overlay rw,lowerdir=/l,upperdir=/u,workdir=/w\n\
+             48 27 0:41 / /n rw - overlay overlay rw,lowerdir=/l,nfs_export=on\n\
+             49 27 254:0 / / rw - ext4 /dev/vda rw\n",
+        );
+        assert!(handles_fail(&fss[&(0, 40)]));
+        assert_eq!(fss[&(0, 40)].mount_points, ["/m"]);
+        assert!(!handles_fail(&fss[&(0, 41)]));
+        assert!(!handles_fail(&fss[&(254, 0)]));
+    }
+
+    /// A tree laid out as a container root: a file under a hint is reachable, one elsewhere
+    /// needs a scan path, an inode nowhere is lost.
+    #[test]
+    fn reach_follows_crius_hints() {
+        let root = std::env::temp_dir().join(format!("ckpt-irmap-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("etc/app")).unwrap();
+        std::fs::create_dir_all(root.join("srv/data")).unwrap();
+        std::fs::write(root.join("etc/app/conf"), "x").unwrap();
+        std::fs::write(root.join("srv/data/file"), "x").unwrap();
+        let id = |p: &str| {
+            let m = std::fs::metadata(root.join(p)).unwrap();
+            (m.dev(), m.ino())
+        };
+        let at_root = ["/".to_string()];
+        let (dev, ino) = id("etc/app/conf");
+        assert_eq!(reach(&root, &at_root, dev, ino), Watches::Reachable);
+        let (dev, ino) = id("srv/data/file");
+        assert_eq!(
+            reach(&root, &at_root, dev, ino),
+            Watches::ScanPath {
+                ino,
+                path: "/srv/data/file".into()
+            }
+        );
+        // Only under the filesystem's own mount points.
+        assert_eq!(
+            reach(&root, &["/etc".into()], dev, ino),
+            Watches::Lost { ino }
+        );
+        let (dev, ino) = id("srv/data");
+        assert!(matches!(
+            reach(&root, &at_root, dev, ino),
+            Watches::ScanPath { .. }
+        ));
+        assert_eq!(
+            reach(&root, &at_root, dev, u64::MAX),
+            Watches::Lost { ino: u64::MAX }
+        );
+        let (dev, ino) = id("");
+        assert_eq!(reach(&root, &at_root, dev, ino), Watches::Reachable);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
