@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::facts::{FileFact, FileType};
 use crate::resolve::OpsIdentity;
-use profile::{AppliesTo, Cond, NumOrRange, OneOrMany, TaskCond};
+use profile::{AppliesTo, CheckRule, Cond, NumOrRange, OneOrMany, TaskCond};
 
 /// Facts about a file that depend on which tasks are dumped together (computed by `scope`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -382,21 +382,24 @@ fn task_cond_matches(c: &TaskCond, t: &TaskFacts) -> bool {
     opt(&c.session_leader, |&b| t.session_leader == b) && opt(&c.traced, |&b| t.traced == b)
 }
 
-/// Every task rule that matches the dump's root task (all apply, unlike file rules: each is an
-/// independent check the checkpointer makes).
-pub fn classify_task(profile: &Profile, t: &TaskFacts) -> Vec<Judgement> {
-    profile
-        .task_rules
+/// Every check of `rules` that holds: each is an independent check the checkpointer makes.
+fn checks<C>(rules: &[CheckRule<C>], kind: &str, holds: impl Fn(&C) -> bool) -> Vec<Judgement> {
+    rules
         .iter()
-        .filter(|r| r.when.is_empty() || r.when.iter().any(|c| task_cond_matches(c, t)))
+        .filter(|r| r.when.is_empty() || r.when.iter().any(&holds))
         .map(|r| Judgement {
             verdict: r.verdict,
-            kind: "task".into(),
+            kind: kind.into(),
             rule: r.id.clone(),
             reason: r.reason.clone(),
             options: r.options.clone(),
         })
         .collect()
+}
+
+/// Every task rule that matches the dump's root task.
+pub fn classify_task(profile: &Profile, t: &TaskFacts) -> Vec<Judgement> {
+    checks(&profile.task_rules, "task", |c| task_cond_matches(c, t))
 }
 
 /// The kernel facts kernel rules look at.
@@ -423,24 +426,11 @@ impl KernelFacts {
 
 /// Every kernel rule that holds on this kernel (each an independent incompatibility).
 pub fn classify_kernel(profile: &Profile, k: &KernelFacts) -> Vec<Judgement> {
-    profile
-        .kernel_rules
-        .iter()
-        .filter(|r| {
-            r.when.iter().any(|c| {
-                opt(&c.special_mapping, |names| {
-                    names.iter().any(|n| k.special_mappings.contains(n))
-                })
-            })
+    checks(&profile.kernel_rules, "kernel", |c| {
+        opt(&c.special_mapping, |names| {
+            names.iter().any(|n| k.special_mappings.contains(n))
         })
-        .map(|r| Judgement {
-            verdict: r.verdict,
-            kind: "kernel".into(),
-            rule: r.id.clone(),
-            reason: r.reason.clone(),
-            options: r.options.clone(),
-        })
-        .collect()
+    })
 }
 
 #[cfg(test)]

@@ -163,32 +163,27 @@ pub struct KernelCond {
     pub special_mapping: Option<OneOrMany<String>>,
 }
 
-/// A known incompatibility between this checkpointer and a kind of kernel: it holds on a host
-/// with or without the checkpointer installed.
+/// A check that holds or not as a whole, each independent of the others (all that match
+/// apply, unlike file rules): on the dump's root task, or on the kernel.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KernelRule {
+pub struct CheckRule<C> {
     pub id: String,
     pub verdict: Verdict,
     #[serde(default)]
     pub reason: String,
     #[serde(default)]
     pub options: Vec<String>,
-    pub when: Vec<KernelCond>,
+    /// Alternatives; an empty list matches always.
+    #[serde(default = "Vec::new")]
+    pub when: Vec<C>,
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaskRule {
-    pub id: String,
-    pub verdict: Verdict,
-    #[serde(default)]
-    pub reason: String,
-    #[serde(default)]
-    pub options: Vec<String>,
-    #[serde(default)]
-    pub when: Vec<TaskCond>,
-}
+pub type TaskRule = CheckRule<TaskCond>;
+
+/// A known incompatibility between this checkpointer and a kind of kernel: it holds on a host
+/// with or without the checkpointer installed.
+pub type KernelRule = CheckRule<KernelCond>;
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
