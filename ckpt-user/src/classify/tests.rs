@@ -10,6 +10,7 @@ use super::load::parse_profile;
 use super::*;
 use crate::facts::{DevNum, FileType, Mapping, SocketFact, UnixPeer};
 use crate::resolve::Via;
+use crate::scope::fsnotify::Watches;
 
 // ── Facts ────────────────────────────────────────────────────────────────────────────────────
 
@@ -166,6 +167,14 @@ fn reg() -> FileFact {
 
 fn anon(name: &str) -> FileFact {
     base(FileType::None).with_name(name)
+}
+
+/// An inotify fd whose marks CRIU reaches as `watches` says.
+fn watching(watches: Watches) -> FileFact {
+    FileFact {
+        watches: Some(watches),
+        ..anon("inotify")
+    }
 }
 
 fn chr(major: u32, minor: u32) -> FileFact {
@@ -528,6 +537,30 @@ fn examples() -> Vec<Example> {
             anon("[io_uring]"),
             ctx(),
             (Blocks, "io-uring", "io_uring"),
+            &[],
+        ),
+        ex(
+            "inotify watching an overlay file outside CRIU's irmap hints",
+            watching(Watches::ScanPath {
+                ino: 7,
+                path: "/srv/app.conf".into(),
+            }),
+            ctx(),
+            (Needs, "fsnotify-scan-path", "inotify"),
+            &["--irmap-scan-path /srv/app.conf"],
+        ),
+        ex(
+            "inotify watching an overlay inode no path leads to",
+            watching(Watches::Lost { ino: 7 }),
+            ctx(),
+            (Blocks, "fsnotify-lost", "inotify"),
+            &[],
+        ),
+        ex(
+            "inotify watching an overlay inode the kernel gives no handle",
+            watching(Watches::NoHandle { ino: 7 }),
+            ctx(),
+            (Blocks, "fsnotify-no-handle", "inotify"),
             &[],
         ),
         ex(

@@ -292,15 +292,18 @@ mod tests {
             [
                 Mark {
                     ino: 0x3c4a7,
-                    sdev: 0xfe00000
+                    sdev: 0xfe00000,
+                    handle: true
                 },
                 Mark {
                     ino: 0x98e185,
-                    sdev: 0x28
+                    sdev: 0x28,
+                    handle: true
                 },
                 Mark {
                     ino: 0x10,
-                    sdev: 0x800001
+                    sdev: 0x800001,
+                    handle: true
                 },
             ]
         );
