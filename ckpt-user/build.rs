@@ -18,6 +18,7 @@ fn main() -> anyhow::Result<()> {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!("cargo:rerun-if-env-changed=CKPT_EBPF_OBJECT");
+    git_commit(root);
 
     if let Ok(prebuilt) = std::env::var("CKPT_EBPF_OBJECT") {
         std::fs::copy(&prebuilt, &out)?;
@@ -33,6 +34,38 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The commit being built, for `ckpt_watch_build_info` ("unknown" outside a git checkout).
+fn git_commit(root: &Path) {
+    let git = root.join(".git");
+    // HEAD names a branch whose ref moves with each commit: all are watched, those that exist
+    // only (cargo reruns a script whose watched path is missing at every build).
+    let branch = std::fs::read_to_string(git.join("HEAD"))
+        .ok()
+        .and_then(|h| h.strip_prefix("ref: ").map(|r| git.join(r.trim())));
+    for path in [
+        Some(git.join("HEAD")),
+        branch,
+        Some(git.join("packed-refs")),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|p| p.exists())
+    {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(root)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=CKPT_GIT_COMMIT={commit}");
 }
 
 fn find_bpf_linker() -> Option<PathBuf> {

@@ -58,13 +58,38 @@ pub enum Started {
 
 impl Zoo {
     pub fn start(fdzoo: &str, case: &str) -> Started {
-        let mut child = Command::new(fdzoo)
-            .arg(case)
+        Self::start_in(fdzoo, case, None)
+    }
+
+    /// Starts the case inside cgroup directory `cgroup`: moved there before it execs, as
+    /// engines place a container's first process, so that its exec shows it there.
+    pub fn start_in(fdzoo: &str, case: &str, cgroup: Option<&Path>) -> Started {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(fdzoo);
+        cmd.arg(case)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("fdzoo starts");
+            .stderr(Stdio::piped());
+        if let Some(dir) = cgroup {
+            let procs = std::ffi::CString::new(
+                dir.join("cgroup.procs")
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            )
+            .expect("no NUL in a cgroup path");
+            // SAFETY: open, write and close are async-signal-safe; nothing is allocated.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                    Ok(())
+                })
+            };
+        }
+        let mut child = cmd.spawn().expect("fdzoo starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("piped"))
             .read_line(&mut line)

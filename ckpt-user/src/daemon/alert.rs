@@ -1,5 +1,5 @@
-//! Alerts: one line per change of a process's verdict, as JSON or readable text, written to
-//! stdout or a file that SIGUSR1 reopens (for log rotation).
+//! Alerts: one line per workload whose verdict changed and held, as JSON or readable text,
+//! written to stdout or a file that SIGUSR1 reopens (for log rotation).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -7,110 +7,134 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::aggregate::{FileReport, ProcessReport};
+use super::state::{Change, WorkloadRef};
 use crate::classify::Verdict;
-use crate::scope::container_id;
+use crate::report::printable;
+use crate::scope::container_id::SHORT_ID;
+use crate::scope::workload::Kind;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Alert {
-    /// RFC 3339 with nanoseconds, UTC.
+    /// RFC 3339, UTC, nine fraction digits.
     pub time: String,
+    pub hostname: String,
     pub event: &'static str,
+    pub workload: WorkloadRef,
+    pub verdict: Verdict,
+    /// What the workload's previous alert said (ok when none said otherwise); null for a
+    /// workload new to the daemon.
+    pub previous_verdict: Option<Verdict>,
+    /// What decides the verdict (null for `became-ok`): a member, and its fd (null for a
+    /// mapping or a check of the task itself), the kind and the reason.
+    pub member: Option<Member>,
+    pub fd: Option<u32>,
+    pub kind: Option<String>,
+    pub what: Option<String>,
+    pub reason: Option<String>,
+    pub options: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Member {
     pub pid: u32,
     pub comm: String,
-    pub cmdline: String,
-    pub cgroup: String,
-    pub container_id: String,
-    pub verdict: Verdict,
-    pub options: Vec<String>,
-    /// The files and mappings that are not ok, as in `--json`.
-    pub files: Vec<FileReport>,
+    /// Only with `--alert-cmdline`: command lines can carry secrets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
 }
 
-fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| now.unix_timestamp_nanos().to_string())
+/// RFC 3339 in UTC with a fixed nine-digit fraction, so lines sort and parse alike.
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond()
+    )
 }
 
-fn proc_text(pid: u32, file: &str) -> String {
-    std::fs::read(format!("/proc/{pid}/{file}"))
-        .map(|b| {
-            String::from_utf8_lossy(&b)
-                .trim_end_matches(['\0', '\n'])
-                .replace('\0', " ")
-        })
-        .unwrap_or_default()
-}
-
-/// The cgroup v2 path from `/proc/PID/cgroup` (`0::/path`).
-fn cgroup_v2(text: &str) -> String {
-    text.lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .unwrap_or_default()
-        .to_string()
+fn proc_text(pid: u32, file: &str) -> Option<String> {
+    std::fs::read(format!("/proc/{pid}/{file}")).ok().map(|b| {
+        String::from_utf8_lossy(&b)
+            .trim_end_matches(['\0', '\n'])
+            .replace('\0', " ")
+    })
 }
 
 impl Alert {
-    pub fn new(event: &'static str, report: ProcessReport) -> Self {
-        let cgroup = cgroup_v2(&proc_text(report.pid, "cgroup"));
-        let files = report
-            .files
-            .into_iter()
-            .chain(report.mappings)
-            .filter(|f| f.verdict != Verdict::Ok)
-            .map(|mut f| {
-                if let Some(fd) = f.fd
-                    && let Ok(path) = std::fs::read_link(format!("/proc/{}/fd/{fd}", report.pid))
-                {
-                    f.what = path.display().to_string();
-                }
-                f
-            })
-            .collect();
+    pub fn new(change: Change, hostname: &str, with_cmdline: bool) -> Self {
+        let d = change.decider;
+        let member = d.as_ref().map(|d| Member {
+            pid: d.pid,
+            comm: d.comm.clone(),
+            cmdline: with_cmdline.then(|| proc_text(d.pid, "cmdline")).flatten(),
+        });
+        // The path /proc shows names the file better than the kernel's facts.
+        let what = d.as_ref().map(|d| {
+            d.fd.and_then(|fd| std::fs::read_link(format!("/proc/{}/fd/{fd}", d.pid)).ok())
+                .map_or_else(|| d.what.clone(), |p| p.display().to_string())
+        });
         Alert {
-            time: now_rfc3339(),
-            event,
-            pid: report.pid,
-            cmdline: proc_text(report.pid, "cmdline"),
-            // The full id, as engines take it (`docker inspect`, `crictl inspect`).
-            container_id: container_id::from_path(&cgroup)
-                .map(|(c, _)| c.id)
-                .unwrap_or_default(),
-            cgroup,
-            comm: report.comm,
-            verdict: report.verdict,
-            options: report.options,
-            files,
+            time: rfc3339(time::OffsetDateTime::now_utc()),
+            hostname: hostname.to_string(),
+            event: change.event,
+            workload: change.workload,
+            verdict: change.verdict,
+            previous_verdict: change.previous,
+            member,
+            fd: d.as_ref().and_then(|d| d.fd),
+            kind: d.as_ref().map(|d| d.kind.clone()),
+            what,
+            reason: d.map(|d| d.reason),
+            options: change.options,
         }
     }
 
-    /// One readable line: time, event, process, and the files that decide it.
+    /// One readable line: time, host, event, workload, verdict, and what decides it.
     pub fn text(&self) -> String {
-        let files: Vec<String> = self
-            .files
-            .iter()
-            .map(|f| match f.fd {
-                Some(fd) => format!("fd {fd} {} ({}): {}", f.kind, f.fops, f.reason),
-                None => format!("map {} ({}): {}", f.kind, f.fops, f.reason),
-            })
-            .collect();
-        let options = if self.options.is_empty() {
-            String::new()
-        } else {
-            format!(" [{}]", self.options.join(" "))
+        let w = &self.workload;
+        let id = match w.kind {
+            Kind::Container => w.id.get(..SHORT_ID).unwrap_or(&w.id),
+            _ => &w.id,
         };
-        format!(
-            "{} {:<15} pid {} ({}) {}{}{}{}",
+        let mut line = format!(
+            "{} {} {:<15} {} {} ({}) root {}: {}",
             self.time,
+            printable(&self.hostname),
             self.event,
-            self.pid,
-            self.comm,
+            w.kind.as_str(),
+            printable(id),
+            printable(&w.name),
+            w.root,
             self.verdict.as_str(),
-            options,
-            if files.is_empty() { "" } else { ": " },
-            files.join("; ")
-        )
+        );
+        if let Some(p) = self.previous_verdict {
+            line.push_str(&format!(" (was {})", p.as_str()));
+        }
+        if !self.options.is_empty() {
+            line.push_str(&format!(" [{}]", self.options.join(" ")));
+        }
+        if let Some(m) = &self.member {
+            line.push_str(&format!(": pid {} ({})", m.pid, printable(&m.comm)));
+            match self.fd {
+                Some(fd) => line.push_str(&format!(" fd {fd}")),
+                None => line.push(' '),
+            }
+            let kind = self.kind.as_deref().unwrap_or_default();
+            let reason = self.reason.as_deref().unwrap_or_default();
+            line.push_str(&format!(" {kind}: {reason}"));
+            if let Some(what) = self.what.as_deref().filter(|w| !w.is_empty()) {
+                line.push_str(&format!("  [{}]", printable(what)));
+            }
+            if let Some(cmdline) = &m.cmdline {
+                line.push_str(&format!("  cmdline: {}", printable(cmdline)));
+            }
+        }
+        line
     }
 }
 
@@ -161,21 +185,67 @@ impl Sink {
 mod tests {
     use super::*;
 
-    #[test]
-    fn cgroup_v2_line_is_found() {
-        assert_eq!(
-            cgroup_v2("0::/system.slice/x.scope\n"),
-            "/system.slice/x.scope"
-        );
-        assert_eq!(cgroup_v2("1:name=systemd:/x\n"), "");
+    fn change(event: &'static str, verdict: Verdict) -> Change {
+        Change {
+            event,
+            workload: WorkloadRef {
+                kind: Kind::Session,
+                id: "42".into(),
+                name: "evil\x1b[2Jname".into(),
+                root: 42,
+            },
+            verdict,
+            previous: Some(Verdict::Ok),
+            decider: Some(super::super::state::Decider {
+                pid: 43,
+                comm: "tab\there".into(),
+                fd: Some(7),
+                kind: "io_uring".into(),
+                what: "anon_inode:[io_uring]".into(),
+                reason: "CRIU cannot dump io_uring".into(),
+            }),
+            options: vec![],
+        }
     }
 
     #[test]
-    fn time_is_rfc3339_with_nanoseconds() {
-        let t = now_rfc3339();
-        assert!(t.contains('T') && t.ends_with('Z'), "{t}");
-        let frac = t.split('.').nth(1).unwrap_or("");
-        assert!(frac.len() > 3, "sub-second digits in {t}");
+    fn time_is_rfc3339_utc_with_nine_fraction_digits() {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_000_000_042).unwrap();
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.000000042Z");
+        let now = rfc3339(time::OffsetDateTime::now_utc());
+        assert_eq!(now.len(), "2023-11-14T22:13:20.000000042Z".len(), "{now}");
+    }
+
+    #[test]
+    fn alerts_name_the_workload_and_what_decides_it() {
+        let a = Alert::new(change("became-blocking", Verdict::Blocks), "host", false);
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(json["workload"]["kind"], "session");
+        assert_eq!(json["workload"]["root"], 42);
+        assert_eq!(json["previous_verdict"], "ok");
+        assert_eq!(json["member"]["pid"], 43);
+        assert_eq!(json["fd"], 7);
+        assert_eq!(json["kind"], "io_uring");
+        assert!(json["member"].get("cmdline").is_none(), "only when asked");
+        let text = a.text();
+        assert!(
+            !text.chars().any(|c| c.is_control()),
+            "control characters escaped: {text:?}"
+        );
+        assert!(
+            text.contains("evil\\u{1b}[2Jname") && text.contains("tab\\there"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fd 7 io_uring: CRIU cannot dump io_uring"),
+            "{text}"
+        );
+        let ok = Change {
+            decider: None,
+            ..change("became-ok", Verdict::Ok)
+        };
+        let json = serde_json::to_value(Alert::new(ok, "host", true)).unwrap();
+        assert!(json["member"].is_null() && json["fd"].is_null(), "{json}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! `/metrics` and `/healthz` over HTTP/1.1 on a local TCP address or a unix socket. Two fixed
-//! GET routes: a small handler here instead of a web framework (hyper/axum would double the
-//! build for no feature we use).
+//! `/metrics`, `/healthz` and `/workloads` over HTTP/1.1 on a local TCP address or a unix
+//! socket. Three fixed GET routes: a small handler here instead of a web framework (hyper/axum
+//! would double the build for no feature we use).
 
 use std::sync::{Arc, Mutex};
 
@@ -8,6 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 
 use super::metrics::Metrics;
+use super::state::WorkloadStatus;
 
 /// What `/healthz` reports.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -17,6 +18,7 @@ pub struct Health {
     /// Better backends this kernel refused, and why.
     pub passed_over: Vec<String>,
     pub processes: usize,
+    pub workloads: usize,
     pub events_lost: u64,
     pub reconciles: u64,
 }
@@ -24,6 +26,8 @@ pub struct Health {
 pub struct Shared {
     pub metrics: Metrics,
     pub health: Health,
+    /// Every workload and its verdict, as of the last settle.
+    pub workloads: Vec<WorkloadStatus>,
 }
 
 pub type SharedState = Arc<Mutex<Shared>>;
@@ -68,7 +72,16 @@ pub fn route(request_line: &str, shared: &Shared) -> String {
             "application/json",
             &serde_json::to_string(&shared.health).unwrap_or_default(),
         ),
-        (Some("GET"), _) => response("404 Not Found", "text/plain", "try /metrics or /healthz\n"),
+        (Some("GET"), Some("/workloads")) => response(
+            "200 OK",
+            "application/json",
+            &serde_json::to_string(&shared.workloads).unwrap_or_default(),
+        ),
+        (Some("GET"), _) => response(
+            "404 Not Found",
+            "text/plain",
+            "try /metrics, /healthz or /workloads\n",
+        ),
         _ => response("405 Method Not Allowed", "text/plain", "GET only\n"),
     }
 }
@@ -142,6 +155,7 @@ mod tests {
                 status: "ok",
                 ..Default::default()
             },
+            workloads: vec![],
         }
     }
 
@@ -151,6 +165,7 @@ mod tests {
         assert!(route("GET /metrics HTTP/1.1", &s).contains("# EOF"));
         let health = route("GET /healthz HTTP/1.1", &s);
         assert!(health.starts_with("HTTP/1.1 200") && health.contains("\"status\":\"ok\""));
+        assert!(route("GET /workloads HTTP/1.1", &s).ends_with("\r\n\r\n[]"));
         assert!(route("GET /x HTTP/1.1", &s).starts_with("HTTP/1.1 404"));
         assert!(route("POST /metrics HTTP/1.1", &s).starts_with("HTTP/1.1 405"));
     }

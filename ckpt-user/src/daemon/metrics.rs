@@ -1,6 +1,8 @@
 //! Prometheus metrics of the daemon (prometheus-client: the maintained Rust client, encodes
 //! the text format).
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -20,6 +22,11 @@ pub struct Metrics {
     pub reconcile_seconds: Histogram,
     pub backend: Family<Labels, Gauge>,
     pub alerts: Family<Labels, Counter>,
+    pub alerts_suppressed: Family<Labels, Counter>,
+    pub workload_verdict: Family<Labels, Gauge>,
+    pub workloads: Family<Labels, Gauge>,
+    pub workload_series_dropped: Counter,
+    pub last_rescan: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -65,6 +72,48 @@ impl Default for Metrics {
             backend.clone(),
         );
         registry.register("alerts", "Alerts written, by event", alerts.clone());
+        let alerts_suppressed = Family::<Labels, Counter>::default();
+        registry.register(
+            "alerts_suppressed",
+            "Alerts over --max-alerts-per-minute, logged but not written, by event",
+            alerts_suppressed.clone(),
+        );
+        let workload_verdict = Family::<Labels, Gauge>::default();
+        registry.register(
+            "workload_verdict",
+            "1 for the settled verdict of each container and systemd unit",
+            workload_verdict.clone(),
+        );
+        let workloads = Family::<Labels, Gauge>::default();
+        registry.register(
+            "workloads",
+            "Workloads by kind and settled verdict",
+            workloads.clone(),
+        );
+        let workload_series_dropped = Counter::default();
+        registry.register(
+            "workload_series_dropped",
+            "Workloads left out of ckpt_watch_workload_verdict by --max-workload-series",
+            workload_series_dropped.clone(),
+        );
+        let last_rescan = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "last_rescan_timestamp_seconds",
+            "Unix time of the last full rescan",
+            last_rescan.clone(),
+        );
+        let build_info = Family::<Labels, Gauge>::default();
+        build_info
+            .get_or_create(&vec![
+                ("version", env!("CARGO_PKG_VERSION").to_string()),
+                ("commit", env!("CKPT_GIT_COMMIT").to_string()),
+            ])
+            .set(1);
+        registry.register(
+            "build_info",
+            "The version and git commit this binary was built from (1)",
+            build_info,
+        );
         Self {
             registry,
             processes,
@@ -75,6 +124,11 @@ impl Default for Metrics {
             reconcile_seconds,
             backend,
             alerts,
+            alerts_suppressed,
+            workload_verdict,
+            workloads,
+            workload_series_dropped,
+            last_rescan,
         }
     }
 }
@@ -109,6 +163,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("ckpt_watch_events_lost_total 3"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "ckpt_watch_build_info{{version=\"{}\",commit=",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

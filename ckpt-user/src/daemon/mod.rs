@@ -1,6 +1,6 @@
-//! `ckpt-watch daemon`: a full snapshot, then live events, alerts on every change of a
-//! process's verdict, Prometheus metrics, and periodic and on-loss rescans so state converges
-//! to what a fresh `ckpt-watch --pid N` reports.
+//! `ckpt-watch daemon`: a full snapshot, then live events; state per workload (DESIGN.md §7),
+//! an alert when a workload's verdict changes and holds, Prometheus metrics, and periodic and
+//! on-loss rescans so state converges to what a fresh `ckpt-watch --pid ROOT --tree` reports.
 
 mod alert;
 mod backend;
@@ -21,9 +21,9 @@ use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
 pub use backend::Backend;
-use state::{Judging, KernelUpdate, Outcome, State};
+use state::{GivenBy, Judging, KernelUpdate, Outcome, Settings, State};
 
-use crate::checkpointer::given::Given;
+use crate::checkpointer::engine::OptionsError;
 use crate::classify::{Profile, Verdict};
 use crate::cli::Exit;
 use crate::cli::JudgingArgs;
@@ -33,8 +33,11 @@ use crate::kernel::btf::{LoadedBtf, VMLINUX_BTF};
 use crate::kernel::kallsyms::Symbols;
 use crate::kernel::privileges;
 use crate::probe::{Event, Probe, decode_event};
+use crate::report::printable;
 use crate::resolve::{self, Catalogue};
+use crate::scope::container_id::Runtime;
 use crate::scope::procfs;
+use crate::scope::workload::{Kind, Names};
 use crate::snapshot::Snapshot;
 use alert::{Alert, Format, Sink};
 use http::{Health, Listen, Shared, SharedState};
@@ -43,8 +46,24 @@ use metrics::{Metrics, label};
 #[derive(Debug, clap::Args)]
 pub struct DaemonArgs {
     /// Full rescan period (e.g. 60s, 5m).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_rescan)]
     pub rescan: Duration,
+    /// How long a workload's new verdict must hold before it is alerted (e.g. 1s, 500ms, 0s):
+    /// a process that lives shorter never alerts.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_settle)]
+    pub settle: Duration,
+    /// Alerts written per minute at most (as many at once); the rest are counted and logged.
+    #[arg(long, value_name = "N", default_value_t = 120,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_alerts_per_minute: u32,
+    /// Put the deciding member's command line in alerts (command lines can carry secrets).
+    #[arg(long)]
+    pub alert_cmdline: bool,
+    /// Series of ckpt_watch_workload_verdict at most (the worst verdicts first); the rest are
+    /// counted in ckpt_watch_workload_series_dropped_total.
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub max_workload_series: u32,
     /// Event ring buffer size in bytes (a power of two, at least one page).
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = parse_ring_size)]
     pub ring_buffer_size: u32,
@@ -65,24 +84,70 @@ pub struct DaemonArgs {
 /// The shortest time between two rescans caused by lost events.
 const LOSS_RESCAN_GAP: Duration = Duration::from_secs(2);
 
-/// `60s`, `5m`, `500ms`, `1h`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// `60s`, `5m`, `500ms`, `1h`, at most `max`.
+fn parse_duration(s: &str, max: Duration) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}`: want a number and a unit (ms, s, m, h)"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" | "" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+    let too_long = || format!("`{s}` is longer than {}s", max.as_secs());
+    // Digits beyond u64 are as absurd as any other value over the maximum.
+    let n: u64 = match num.parse() {
+        Ok(n) => n,
+        Err(_) if !num.is_empty() => return Err(too_long()),
+        Err(_) => return Err(format!("`{s}`: want a number and a unit (ms, s, m, h)")),
+    };
+    let ms_per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" | "" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
         _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h)")),
     };
+    let d = n
+        .checked_mul(ms_per_unit)
+        .map(Duration::from_millis)
+        .filter(|d| *d <= max)
+        .ok_or_else(too_long)?;
+    Ok(d)
+}
+
+/// A rescan period: more than nothing, at most a week.
+fn parse_rescan(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s, Duration::from_secs(7 * 24 * 3600))?;
     if d.is_zero() {
         return Err("a zero period would rescan without pause".into());
     }
     Ok(d)
+}
+
+/// A settle time: 0 (alert at once) to an hour.
+fn parse_settle(s: &str) -> Result<Duration, String> {
+    parse_duration(s, Duration::from_secs(3600))
+}
+
+/// How often events' changes are judged and settled: often enough that a verdict that holds
+/// is alerted soon after `settle`, seldom enough that a storm of events costs one judgement
+/// of each workload it touched per tick.
+fn settle_tick(settle: Duration) -> Duration {
+    (settle / 4).clamp(Duration::from_millis(25), Duration::from_millis(250))
+}
+
+/// The options in force for each engine a workload here may be checkpointed by.
+fn given_by(judge: &Judge) -> Result<GivenBy, OptionsError> {
+    let runtimes = Runtime::ALL
+        .into_iter()
+        .map(|r| Ok((r, judge.options(judge.engine_for(Some(r)))?)))
+        .collect::<Result<_, OptionsError>>()?;
+    Ok(GivenBy {
+        default: judge.options(judge.engine_for(None))?,
+        runtimes,
+    })
+}
+
+/// This host's name, for alerts read from several hosts.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
@@ -129,7 +194,16 @@ struct Daemon {
     probe: Probe,
     state: State,
     profile: Profile,
-    given: Given,
+    given: GivenBy,
+    /// Container names from the engines' state files, read again at each rescan.
+    names: Names,
+    /// The clock settle times are measured on.
+    started: Instant,
+    hostname: String,
+    alert_cmdline: bool,
+    max_workload_series: usize,
+    /// Workloads already counted as dropped from the workload metric.
+    series_dropped: std::collections::HashSet<(Kind, String)>,
     catalogue: Catalogue,
     /// The addresses of the functions the catalogue identifies tables by.
     catalogue_functions: Symbols,
@@ -146,7 +220,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Applies what an event or a rescan produced: kernel maps first, then alerts.
+    /// Applies what an event or a rescan produced to the kernel maps.
     fn apply(&mut self, out: Outcome) {
         for update in out.kernel {
             let result = match update {
@@ -160,9 +234,21 @@ impl Daemon {
                 tracing::warn!("updating a BPF map: {e}");
             }
         }
-        let shared = self.shared.lock().expect("metrics lock");
-        for change in out.changes {
-            let alert = Alert::new(change.event, change.report);
+    }
+
+    /// Judges the workloads events touched; writes the alerts whose changes held, logs and
+    /// counts those over the rate limit; publishes every workload's verdict.
+    fn settle(&mut self) {
+        let j = Judging {
+            profile: &self.profile,
+            given: &self.given,
+        };
+        let settled = self.state.settle(&j, &self.names, self.started.elapsed());
+        let shared = self.shared.clone();
+        let mut shared = shared.lock().expect("metrics lock");
+        for change in settled.alerts {
+            let event = change.event;
+            let alert = Alert::new(change, &self.hostname, self.alert_cmdline);
             let line = match self.format {
                 Format::Json => serde_json::to_string(&alert).unwrap_or_default(),
                 Format::Text => alert.text(),
@@ -173,9 +259,69 @@ impl Daemon {
             shared
                 .metrics
                 .alerts
+                .get_or_create(&label("event", event))
+                .inc();
+        }
+        for change in settled.suppressed {
+            let w = &change.workload;
+            tracing::warn!(
+                event = change.event,
+                kind = w.kind.as_str(),
+                id = %printable(&w.id),
+                name = %printable(&w.name),
+                root = w.root,
+                verdict = change.verdict.as_str(),
+                "alert over --max-alerts-per-minute: not written"
+            );
+            shared
+                .metrics
+                .alerts_suppressed
                 .get_or_create(&label("event", change.event))
                 .inc();
         }
+        shared.workloads = self.state.workloads();
+        self.publish_workloads(&mut shared);
+    }
+
+    /// The workload metrics from the settled verdicts: counts by kind for every workload, one
+    /// series per container and unit up to the cap, the worst first.
+    fn publish_workloads(&mut self, shared: &mut Shared) {
+        let m = &shared.metrics;
+        m.workloads.clear();
+        m.workload_verdict.clear();
+        let mut named = vec![];
+        for w in &shared.workloads {
+            let Some(v) = w.verdict else { continue };
+            let kind = w.workload.kind.as_str();
+            m.workloads
+                .get_or_create(&vec![("kind", kind.into()), ("verdict", v.as_str().into())])
+                .inc();
+            if w.workload.kind != Kind::Session {
+                named.push((v, &w.workload));
+            }
+        }
+        named.sort_by_key(|(v, _)| std::cmp::Reverse(*v));
+        let mut dropped = std::collections::HashSet::new();
+        for (i, (v, w)) in named.into_iter().enumerate() {
+            if i < self.max_workload_series {
+                let labels = vec![
+                    ("kind", w.kind.as_str().into()),
+                    ("id", w.id.clone()),
+                    ("name", w.name.clone()),
+                    ("verdict", v.as_str().into()),
+                ];
+                m.workload_verdict.get_or_create(&labels).set(1);
+                continue;
+            }
+            let key = (w.kind, w.id.clone());
+            if !self.series_dropped.contains(&key) {
+                m.workload_series_dropped.inc();
+            }
+            dropped.insert(key);
+        }
+        // A workload dropped, then shown, then dropped again is counted again.
+        self.series_dropped = dropped;
+        shared.health.workloads = shared.workloads.len();
     }
 
     /// Empties the kernel's always-ok filters.
@@ -203,6 +349,7 @@ impl Daemon {
         let snap = Snapshot::collect(&mut self.probe, None, read).context("rescanning")?;
         let new_ops = resolve::resolve(&snap.ops_members(), &snap.symbols(), &self.catalogue);
         self.state.ops.extend(new_ops);
+        self.names = Names::read(Path::new("/"));
         let j = Judging {
             profile: &self.profile,
             given: &self.given,
@@ -227,6 +374,10 @@ impl Daemon {
             .reconcile_seconds
             .observe(t.elapsed().as_secs_f64());
         shared.health.reconciles += 1;
+        let unix_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        shared.metrics.last_rescan.set(unix_time.as_secs_f64());
         tracing::info!(reason, elapsed = ?t.elapsed(), processes = self.state.process_count(), "rescan");
         Ok(())
     }
@@ -338,7 +489,7 @@ impl Daemon {
 
     /// SIGHUP: the profile, CRIU's config files and the CRIU found are read again.
     fn reload_profile(&mut self, judging: &JudgingArgs) {
-        let judged = Judge::new(judging).and_then(|j| Ok((j.options(j.engine_for(None))?, j)));
+        let judged = Judge::new(judging).and_then(|j| Ok((given_by(&j)?, j)));
         match judged {
             Ok((given, judge)) => {
                 self.profile = judge.profile;
@@ -371,9 +522,9 @@ pub fn run(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<Exit> {
 
 async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<Exit> {
     privileges::ensure_can_load_bpf()?;
-    // The same profile choice and options in force as `--pid` and `preflight`.
+    // The same profile choice and options in force as `--pid` and `preflight`, per engine.
     let judge = Judge::new(judging)?;
-    let given = judge.options(judge.engine_for(None))?;
+    let given = given_by(&judge)?;
     let profile = judge.profile;
     let bound = http::bind(&args.listen)
         .await
@@ -413,6 +564,7 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
                 .collect(),
             ..Default::default()
         },
+        workloads: vec![],
     }));
     shared
         .lock()
@@ -436,9 +588,18 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
     let catalogue_functions = Symbols::lookup_functions(kallsyms, &catalogue.functions())?;
     let mut daemon = Daemon {
         probe,
-        state: State::default(),
+        state: State::new(Settings {
+            settle: args.settle,
+            max_alerts_per_minute: args.max_alerts_per_minute,
+        }),
         profile,
         given,
+        names: Names::default(),
+        started: Instant::now(),
+        hostname: hostname(),
+        alert_cmdline: args.alert_cmdline,
+        max_workload_series: args.max_workload_series as usize,
+        series_dropped: Default::default(),
         catalogue,
         catalogue_functions,
         tracked: maps.tracked,
@@ -460,6 +621,9 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
     let mut rescan =
         tokio::time::interval_at(tokio::time::Instant::now() + args.rescan, args.rescan);
     let mut counters = tokio::time::interval(Duration::from_millis(250));
+    let mut settle = tokio::time::interval(settle_tick(args.settle));
+    // A tick missed while a rescan ran is not worth catching up in a burst.
+    settle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -485,6 +649,7 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
                     tracing::error!("{e:#}");
                 }
             }
+            _ = settle.tick() => daemon.settle(),
             _ = counters.tick() => {
                 lost_pending |= daemon.check_counters();
                 // A rescan beside thousands of processes takes long enough for a storm to
@@ -519,11 +684,39 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(parse_rescan("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_rescan("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_rescan("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_rescan("0s").is_err());
+        assert!(parse_rescan("5 parsecs").is_err());
+        assert!(parse_rescan("8d").is_err());
+        assert_eq!(parse_settle("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_settle("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_settle("1h"), Ok(Duration::from_secs(3600)));
+        // Absurd values are one line of error, never an overflow or a panic.
+        for absurd in [
+            "61m",
+            "5124095576030431h",
+            "99999999999999999999999s",
+            "-1s",
+            "s",
+        ] {
+            let e = parse_settle(absurd).unwrap_err();
+            assert!(!e.contains('\n'), "{absurd}: {e}");
+        }
+    }
+
+    #[test]
+    fn settle_ticks_stay_between_bounds() {
+        assert_eq!(settle_tick(Duration::ZERO), Duration::from_millis(25));
+        assert_eq!(
+            settle_tick(Duration::from_millis(400)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            settle_tick(Duration::from_secs(3600)),
+            Duration::from_millis(250)
+        );
     }
 
     #[test]

@@ -1,18 +1,27 @@
 //! The daemon's picture of the host, kept true by events and reconciled with full snapshots.
-//! Pure: events go in; the changes the kernel maps need and the alerts go out. A saved stream
-//! of events can be replayed through it without a kernel.
+//! Pure: events go in; the changes the kernel maps need come out at once, and alerts come out
+//! of [`State::settle`], which judges the workloads the events touched, per workload (the
+//! dump its root implies, DESIGN.md §7) and only once a change has held. A saved stream of
+//! events can be replayed through it without a kernel.
+
+mod settle;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Duration;
 
 use ckpt_common::{FileFacts, N_OPS_MEMBERS, TaskEvent, task_event};
 
-use crate::aggregate::{ProcessReport, Rules, World};
+use crate::aggregate::{DumpReport, Rules, World};
 use crate::checkpointer::given::Given;
 use crate::classify::{self, Profile, Verdict};
 use crate::facts::{FileFact, FileType};
 use crate::resolve::OpsIdentity;
+use crate::scope::container_id::{self, ContainerName, Runtime};
+use crate::scope::workload::{self, Key, Kind, Names};
 use crate::scope::{DumpSet, Holders, Own, ProcInfo, children_of};
 use crate::snapshot::Snapshot;
+pub use settle::{Change, Decider, RateLimit, WorkloadRef};
+use settle::{Observed, Tracked};
 
 /// `(tgid << 32) | fd`, the key of the kernel's TRACKED map.
 pub fn fd_key(pid: u32, fd: u32) -> u64 {
@@ -34,36 +43,61 @@ pub enum KernelUpdate {
     ForgetAlwaysOk,
 }
 
-/// A process whose verdict changed.
-#[derive(Clone, Debug)]
-pub struct Change {
-    pub event: &'static str,
-    pub report: ProcessReport,
-}
-
-fn change_event(before: Option<Verdict>, now: Verdict) -> Option<&'static str> {
-    if before == Some(now) || (before.is_none() && now == Verdict::Ok) {
-        return None;
-    }
-    Some(match now {
-        Verdict::Blocks => "became-blocking",
-        Verdict::Needs => "needs-options",
-        Verdict::Unknown => "unknown",
-        Verdict::Ok => "became-ok",
-    })
-}
-
-/// What one event or reconcile produced.
+/// What one event or reconcile produced for the kernel maps.
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub kernel: Vec<KernelUpdate>,
-    pub changes: Vec<Change>,
 }
+
+/// What one settle produced: alerts to write, and those over the rate limit.
+#[derive(Debug, Default)]
+pub struct Settled {
+    pub alerts: Vec<Change>,
+    pub suppressed: Vec<Change>,
+}
+
+/// When alerts are raised.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// How long a workload's new verdict must hold.
+    pub settle: Duration,
+    pub max_alerts_per_minute: u32,
+}
+
+/// One workload as the daemon sees it now (`/workloads`, metrics).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct WorkloadStatus {
+    #[serde(flatten)]
+    pub workload: WorkloadRef,
+    pub members: usize,
+    /// The verdict that held for the settle time (None: not yet).
+    pub verdict: Option<Verdict>,
+    /// The latest judgement, settled or not.
+    pub current: Verdict,
+}
+
+/// The options in force for a workload: by the runtime of its container, else the default
+/// engine's.
+#[derive(Clone, Debug, Default)]
+pub struct GivenBy {
+    pub default: Given,
+    pub runtimes: Vec<(Runtime, Given)>,
+}
+
+impl GivenBy {
+    pub fn of(&self, runtime: Option<Runtime>) -> &Given {
+        runtime
+            .and_then(|r| self.runtimes.iter().find(|(x, _)| *x == r))
+            .map_or(&self.default, |(_, g)| g)
+    }
+}
+
+/// How far up the tree a change is looked for in dumps around it.
+const MAX_DEPTH: usize = 256;
 
 /// What one always-ok analysis stands for: an ops table and file type, and a socket's kind.
 type AnalysisKey = (u64, FileType, Option<(u16, u16, u16)>);
 
-#[derive(Default)]
 pub struct State {
     /// Files worth keeping: those not `ok`, and those other files' relations are judged by
     /// (unix sockets, pty masters).
@@ -72,7 +106,18 @@ pub struct State {
     procs: HashMap<u32, ProcInfo>,
     children: HashMap<u32, Vec<u32>>,
     holders: Holders,
-    verdicts: HashMap<u32, Verdict>,
+    /// The workload of each process, and each workload's processes.
+    keys: HashMap<u32, Key>,
+    members: HashMap<Key, BTreeSet<u32>>,
+    /// Workloads an event may have changed since they were last judged.
+    dirty: HashSet<Key>,
+    workloads: HashMap<Key, Tracked>,
+    /// Workloads whose latest verdict has not settled.
+    pending: BTreeSet<Key>,
+    /// Container names (from the engines' state files), once per container.
+    container_names: HashMap<String, String>,
+    settings: Settings,
+    limit: RateLimit,
     /// Kept fds whose closes the kernel reports.
     tracked: HashSet<u64>,
     /// fds the kernel reported and so tracks, but not kept: their closes come back and are
@@ -105,52 +150,280 @@ impl World for State {
 /// Everything judging needs besides the state.
 pub struct Judging<'a> {
     pub profile: &'a Profile,
-    pub given: &'a Given,
+    pub given: &'a GivenBy,
+}
+
+/// The container a workload's processes run in, from the first that names one.
+fn container_of<'a>(procs: impl Iterator<Item = &'a ProcInfo>) -> Option<ContainerName> {
+    procs
+        .flat_map(|p| &p.cgroups)
+        .find_map(|c| container_id::from_path(c))
+        .map(|(c, _)| c)
 }
 
 impl State {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            files: HashMap::new(),
+            mappings: HashMap::new(),
+            procs: HashMap::new(),
+            children: HashMap::new(),
+            holders: Holders::default(),
+            keys: HashMap::new(),
+            members: HashMap::new(),
+            dirty: HashSet::new(),
+            workloads: HashMap::new(),
+            pending: BTreeSet::new(),
+            container_names: HashMap::new(),
+            settings,
+            limit: RateLimit::new(settings.max_alerts_per_minute),
+            tracked: HashSet::new(),
+            reported: BTreeSet::new(),
+            ops_members: HashMap::new(),
+            ops: HashMap::new(),
+            analysed: HashSet::new(),
+            own: Own::default(),
+        }
+    }
+
+    pub fn process_count(&self) -> usize {
+        self.procs.len()
+    }
+
+    /// Processes by the settled verdict of their workload.
     pub fn processes_by_verdict(&self) -> BTreeMap<Verdict, usize> {
         let mut m = BTreeMap::new();
-        for v in self.verdicts.values() {
-            *m.entry(*v).or_default() += 1;
+        for (key, w) in &self.workloads {
+            if let Some(v) = w.settled {
+                *m.entry(v).or_default() += self.members.get(key).map_or(0, BTreeSet::len);
+            }
         }
         m
     }
 
-    pub fn process_count(&self) -> usize {
-        self.verdicts.len()
+    /// Every workload, in key order.
+    pub fn workloads(&self) -> Vec<WorkloadStatus> {
+        let mut all: Vec<(&Key, &Tracked)> = self.workloads.iter().collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all.into_iter()
+            .map(|(key, w)| WorkloadStatus {
+                workload: w.last.workload.clone(),
+                members: self.members.get(key).map_or(0, BTreeSet::len),
+                verdict: w.settled,
+                current: w.last.verdict,
+            })
+            .collect()
     }
 
-    fn rules<'a>(&'a self, j: &'a Judging<'a>) -> Rules<'a> {
+    /// Records what /proc says of a process, moving it between workloads if its session or
+    /// cgroup changed; the workloads it leaves and joins are judged again.
+    fn set_proc(&mut self, info: ProcInfo) {
+        let pid = info.pid;
+        let key = workload::key_of(&info);
+        if self.keys.get(&pid) != key.as_ref() {
+            self.touch(pid);
+            self.leave(pid);
+            if let Some(key) = key {
+                self.members.entry(key.clone()).or_default().insert(pid);
+                self.keys.insert(pid, key);
+            }
+        }
+        self.procs.insert(pid, info);
+        self.touch(pid);
+    }
+
+    fn leave(&mut self, pid: u32) {
+        if let Some(old) = self.keys.remove(&pid)
+            && let Some(m) = self.members.get_mut(&old)
+        {
+            m.remove(&pid);
+            if m.is_empty() {
+                self.members.remove(&old);
+            }
+        }
+    }
+
+    /// Marks for judging every workload whose dump may hold `pid`: its own, and those of its
+    /// ancestors (a dump is its root's whole subtree).
+    fn touch(&mut self, pid: u32) {
+        let mut p = pid;
+        for _ in 0..MAX_DEPTH {
+            if let Some(key) = self.keys.get(&p) {
+                self.dirty.insert(key.clone());
+            }
+            match self.procs.get(&p).map(|i| i.ppid) {
+                Some(pp) if pp != p && pp != 0 => p = pp,
+                _ => break,
+            }
+        }
+    }
+
+    fn parent_of(&self, pid: u32) -> Option<u32> {
+        self.procs.get(&pid).map(|p| p.ppid)
+    }
+
+    /// The dump the workload's root implies, from the live tree.
+    fn dump_of(&self, key: &Key) -> Option<DumpSet> {
+        let pids = self.members.get(key)?;
+        workload::dump_in(key, pids, &|p| self.parent_of(p), &self.children)
+    }
+
+    /// Whether `pid`'s own workload judges it in its own dump.
+    fn judged_at_home(&self, pid: u32) -> bool {
+        self.keys
+            .get(&pid)
+            .and_then(|k| self.dump_of(k))
+            .is_some_and(|d| d.members.contains(&pid))
+    }
+
+    fn rules<'a>(&'a self, profile: &'a Profile, given: &'a Given) -> Rules<'a> {
         Rules {
-            profile: j.profile,
+            profile,
             ops: &self.ops,
-            given: j.given,
+            given,
             own: self.own.clone(),
             describe: &crate::aggregate::describe_facts,
             keep_ok: false,
         }
     }
 
-    fn judge(&self, j: &Judging, pid: u32) -> ProcessReport {
-        let set = DumpSet::process_in(pid, &self.children);
-        let mut dump = self.rules(j).dump(self, &set);
-        dump.processes.remove(0)
+    /// Judges one workload as the dump its root implies; None when it has no process left.
+    fn observe(&mut self, j: &Judging, names: &Names, key: &Key) -> Option<Observed> {
+        let dump = self.dump_of(key)?;
+        let members = self.members.get(key)?;
+        let container = match key.kind {
+            Kind::Container => container_of(members.iter().filter_map(|p| self.procs.get(p))),
+            _ => None,
+        };
+        let given = j.given.of(container.as_ref().map(|c| c.runtime));
+        let report = self.rules(j.profile, given).dump(self, &dump);
+        let name = match (key.kind, &container) {
+            (Kind::Container, Some(c)) => self
+                .container_names
+                .entry(c.id.clone())
+                .or_insert_with(|| names.container(c))
+                .clone(),
+            (Kind::Unit, _) => workload::unit_of(&key.id)
+                .map(|(_, n)| n)
+                .unwrap_or_default(),
+            _ => self
+                .procs
+                .get(&dump.root)
+                .map(|p| p.comm.clone())
+                .unwrap_or_default(),
+        };
+        let decider = self.decider(key, &report);
+        let nested = decider
+            .as_ref()
+            .is_some_and(|d| self.keys.get(&d.pid) != Some(key) && self.judged_at_home(d.pid));
+        Some(Observed {
+            workload: WorkloadRef {
+                kind: key.kind,
+                id: key.id.clone(),
+                name,
+                root: dump.root,
+            },
+            verdict: report.verdict,
+            decider,
+            nested,
+            options: report.options,
+        })
     }
 
-    /// Re-judges `pid` and records the change, if any.
-    fn rejudge(&mut self, j: &Judging, pid: u32, out: &mut Outcome) {
-        if !self.procs.contains_key(&pid) && !self.files.contains_key(&pid) {
-            return;
+    /// The member and file (or check) that decide a dump's verdict: a member of the workload
+    /// itself before one of a workload nested in it, the root first, then by pid; its fds
+    /// before its mappings before checks of the task.
+    fn decider(&self, key: &Key, report: &DumpReport) -> Option<Decider> {
+        if report.verdict == Verdict::Ok {
+            return None;
         }
-        let report = self.judge(j, pid);
-        let before = self.verdicts.insert(pid, report.verdict);
-        if let Some(event) = change_event(before, report.verdict) {
-            out.changes.push(Change { event, report });
-        }
+        let worst = report
+            .processes
+            .iter()
+            .filter(|p| p.verdict == report.verdict)
+            .min_by_key(|p| {
+                (
+                    self.keys.get(&p.pid) != Some(key),
+                    p.pid != report.root,
+                    p.pid,
+                )
+            })?;
+        let file = worst
+            .files
+            .iter()
+            .chain(&worst.mappings)
+            .find(|f| f.verdict == worst.verdict);
+        let (fd, kind, what, reason) = match file {
+            Some(f) => (f.fd, f.kind.clone(), f.what.clone(), f.reason.clone()),
+            None => {
+                let t = worst.task.iter().find(|t| t.verdict == worst.verdict)?;
+                (None, t.kind.clone(), String::new(), t.reason.clone())
+            }
+        };
+        Some(Decider {
+            pid: worst.pid,
+            comm: worst.comm.clone(),
+            fd,
+            kind,
+            what,
+            reason,
+        })
     }
 
-    /// Whether a file must be kept: it is not ok, or other files are judged by it.
+    /// Judges the workloads events touched, then alerts on those whose new verdict has held
+    /// for the settle time, within the rate limit. `now` is any monotonic clock.
+    pub fn settle(&mut self, j: &Judging, names: &Names, now: Duration) -> Settled {
+        let dirty: Vec<Key> = std::mem::take(&mut self.dirty).into_iter().collect();
+        for key in dirty {
+            match self.observe(j, names, &key) {
+                Some(o) => {
+                    let waits = match self.workloads.get_mut(&key) {
+                        Some(w) => w.observe(o, now),
+                        None => {
+                            self.workloads.insert(key.clone(), Tracked::new(o, now));
+                            true
+                        }
+                    };
+                    if waits {
+                        self.pending.insert(key);
+                    } else {
+                        self.pending.remove(&key);
+                    }
+                }
+                // A workload gone has nothing left to dump: it raises nothing.
+                None => {
+                    self.workloads.remove(&key);
+                    self.pending.remove(&key);
+                }
+            }
+        }
+        let held: Vec<Key> = self
+            .pending
+            .iter()
+            .filter(|k| {
+                self.workloads
+                    .get(k)
+                    .is_some_and(|w| w.held(now, self.settings.settle))
+            })
+            .cloned()
+            .collect();
+        let mut out = Settled::default();
+        for key in held {
+            self.pending.remove(&key);
+            let Some(change) = self.workloads.get_mut(&key).and_then(Tracked::settle) else {
+                continue;
+            };
+            if self.limit.take(now) {
+                out.alerts.push(change);
+            } else {
+                out.suppressed.push(change);
+            }
+        }
+        out
+    }
+
+    /// Whether a file must be kept: it is not ok whatever options are in force (they differ by
+    /// engine, and only ever turn `needs` into `ok`), or other files are judged by it.
     fn worth_keeping(&self, j: &Judging, f: &FileFact) -> bool {
         if Holders::indexes(f) {
             return true;
@@ -165,8 +438,7 @@ impl State {
         let unknown = ProcInfo::default();
         let root = self.procs.get(&f.pid).unwrap_or(&unknown);
         let ctx = set.context(f, &self.holders, root, &self.own, &BTreeSet::new);
-        let judgement = classify::classify(j.profile, f, self.ops.get(&f.f_op), &ctx);
-        j.given.apply(judgement).verdict != Verdict::Ok
+        classify::classify(j.profile, f, self.ops.get(&f.f_op), &ctx).verdict != Verdict::Ok
     }
 
     /// Offers `f`'s ops table (or, for a socket, its kind) to the kernel's always-ok filter,
@@ -269,27 +541,43 @@ impl State {
         removed
     }
 
-    /// The profile changed: every always-ok judgement is void.
+    /// The profile or the options changed: every always-ok judgement is void, every workload
+    /// is judged again.
     pub fn profile_changed(&mut self) -> Outcome {
         self.analysed.clear();
+        self.dirty.extend(self.members.keys().cloned());
         Outcome {
             kernel: vec![KernelUpdate::ForgetAlwaysOk],
-            changes: vec![],
         }
     }
 
-    /// Replaces everything with a fresh snapshot; reports each process whose verdict changed.
+    /// Replaces everything with a fresh snapshot; every workload is judged again. Container
+    /// names are read again too (`names` is fresh).
     pub fn reconcile(&mut self, j: &Judging, snap: Snapshot) -> Outcome {
         let mut out = Outcome::default();
-        let before = std::mem::take(&mut self.verdicts);
         let tracked_before = std::mem::take(&mut self.tracked);
         self.files.clear();
         self.mappings.clear();
         self.holders = Holders::default();
         self.own = snap.own();
-        self.procs = snap.procs.into_iter().collect();
-        let parents = self.procs.values().map(|p| (p.pid, p.ppid)).collect();
+        self.dirty.extend(self.members.keys().cloned());
+        self.procs.clear();
+        self.keys.clear();
+        self.members.clear();
+        self.container_names.clear();
+        let parents = snap.procs.values().map(|p| (p.pid, p.ppid)).collect();
         self.children = children_of(&parents);
+        for info in snap.procs.into_values() {
+            if let Some(key) = workload::key_of(&info) {
+                self.members
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(info.pid);
+                self.dirty.insert(key.clone());
+                self.keys.insert(info.pid, key);
+            }
+            self.procs.insert(info.pid, info);
+        }
         self.ops_members.extend(snap.ops);
         // Holders first: whether a unix peer or a pty master is inside depends on every one.
         let (held, others): (Vec<FileFact>, Vec<FileFact>) =
@@ -311,19 +599,6 @@ impl State {
                         self.mappings.entry(f.pid).or_default().push(f);
                     }
                 }
-            }
-        }
-        let pids: BTreeSet<u32> = self
-            .procs
-            .keys()
-            .chain(self.files.keys())
-            .copied()
-            .collect();
-        for pid in pids {
-            let report = self.judge(j, pid);
-            self.verdicts.insert(pid, report.verdict);
-            if let Some(event) = change_event(before.get(&pid).copied(), report.verdict) {
-                out.changes.push(Change { event, report });
             }
         }
         // Reported fds of processes gone (their exits lost) or now kept.
@@ -363,18 +638,18 @@ impl State {
         let mut out = Outcome::default();
         let f = FileFact::from_file(rec);
         let pid = f.pid;
-        let mut new_process = false;
-        self.procs.entry(pid).or_insert_with(|| {
-            new_process = true;
-            ProcInfo {
+        if !self.procs.contains_key(&pid) {
+            // Its fork was not seen (lost, or before the start): its own session until /proc
+            // or a rescan says otherwise.
+            self.set_proc(ProcInfo {
                 pid,
                 sid: pid,
                 ..Default::default()
-            }
-        });
-        // An ok file that replaced nothing leaves the verdict as it was: most installs end here.
-        if self.insert_fd(j, f, true, &mut out) || new_process {
-            self.rejudge(j, pid, &mut out);
+            });
+        }
+        // An ok file that replaced nothing changes no verdict: most installs end here.
+        if self.insert_fd(j, f, true, &mut out) {
+            self.touch(pid);
         }
         out
     }
@@ -402,7 +677,6 @@ impl State {
                     }
                 });
                 self.children.entry(pid).or_default().push(child);
-                self.procs.insert(child, info);
                 let inherited: Vec<FileFact> = self
                     .files
                     .get(&pid)
@@ -423,12 +697,11 @@ impl State {
                         .collect();
                     self.mappings.insert(child, maps);
                 }
-                self.rejudge(j, child, &mut out);
-                self.rejudge(j, pid, &mut out);
+                self.set_proc(info);
             }
             task_event::EXEC => {
                 if let Some(info) = proc_info(pid) {
-                    self.procs.insert(pid, info);
+                    self.set_proc(info);
                 }
                 let gone: Vec<u32> = self
                     .files
@@ -443,9 +716,10 @@ impl State {
                 }
                 // The old image's mappings are gone; the new one's arrive with the next rescan.
                 self.mappings.remove(&pid);
-                self.rejudge(j, pid, &mut out);
+                self.touch(pid);
             }
             task_event::EXIT => {
+                self.touch(pid);
                 let fds: Vec<u32> = self
                     .files
                     .get(&pid)
@@ -458,8 +732,13 @@ impl State {
                 self.untrack_reported(pid, 0..=u32::MAX, &mut out);
                 self.files.remove(&pid);
                 self.mappings.remove(&pid);
-                self.procs.remove(&pid);
-                self.verdicts.remove(&pid);
+                self.leave(pid);
+                // Its children are the init's (or a subreaper's) now: out of its tree.
+                if let Some(ppid) = self.procs.remove(&pid).map(|p| p.ppid)
+                    && let Some(siblings) = self.children.get_mut(&ppid)
+                {
+                    siblings.retain(|&c| c != pid);
+                }
                 self.children.remove(&pid);
             }
             // The kernel dropped its tracking as it reported the close: untracking here could
@@ -469,13 +748,12 @@ impl State {
                 self.tracked.remove(&key);
                 self.reported.remove(&key);
                 if self.forget_fd(pid, ev.arg) {
-                    self.rejudge(j, pid, &mut out);
+                    self.touch(pid);
                 }
             }
             task_event::REFRESH => {
                 if let Some(info) = proc_info(pid) {
-                    self.procs.insert(pid, info);
-                    self.rejudge(j, pid, &mut out);
+                    self.set_proc(info);
                 }
             }
             task_event::CLOSE_RANGE => {
@@ -490,7 +768,7 @@ impl State {
                     for fd in fds {
                         self.remove_fd(pid, fd, &mut out);
                     }
-                    self.rejudge(j, pid, &mut out);
+                    self.touch(pid);
                 }
             }
             _ => {}

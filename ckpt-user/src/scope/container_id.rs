@@ -25,6 +25,15 @@ pub enum Runtime {
 }
 
 impl Runtime {
+    pub const ALL: [Runtime; 6] = [
+        Self::Docker,
+        Self::Containerd,
+        Self::Crio,
+        Self::Podman,
+        Self::Lxc,
+        Self::Cri,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Docker => "docker",

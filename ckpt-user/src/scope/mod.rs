@@ -151,6 +151,16 @@ impl DumpSet {
         }
     }
 
+    /// Like [`DumpSet::tree`], from a maintained pid → children map.
+    pub fn tree_in(root: u32, children: &HashMap<u32, Vec<u32>>) -> Self {
+        let members = subtree_of(root, children);
+        Self {
+            root,
+            pids: members.clone(),
+            members,
+        }
+    }
+
     fn place(&self, holders: Option<&Vec<u32>>) -> Place {
         match holders {
             Some(h) if h.iter().any(|p| self.members.contains(p)) => Place::Inside,

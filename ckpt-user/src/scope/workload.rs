@@ -65,42 +65,81 @@ pub fn unit_of(path: &str) -> Option<(String, String)> {
     Some((format!("/{}", parts[..=i].join("/")), parts[i].to_string()))
 }
 
-/// The workload a process belongs to.
-pub fn key_of(p: &ProcInfo) -> Key {
+/// The host's init belongs to no workload: a dump of the whole host is nobody's checkpoint
+/// (CRIU refuses a tree it runs inside), and judging it would judge every process at once.
+const INIT: u32 = 1;
+
+/// The workload a process belongs to; none for the host's init.
+pub fn key_of(p: &ProcInfo) -> Option<Key> {
+    if p.pid == INIT {
+        return None;
+    }
     if let Some((c, _)) = p.cgroups.iter().find_map(|c| container_id::from_path(c)) {
-        return Key {
+        return Some(Key {
             kind: Kind::Container,
             id: c.id,
-        };
+        });
     }
     // A unit by the v2 path, else by v1's name=systemd path (the first that names one).
     if let Some((path, _)) = p.cgroups.iter().find_map(|c| unit_of(c)) {
-        return Key {
+        return Some(Key {
             kind: Kind::Unit,
             id: path,
-        };
+        });
     }
-    Key {
+    Some(Key {
         kind: Kind::Session,
         id: p.sid.to_string(),
-    }
+    })
 }
 
 /// The topmost process of `pids` with the most of them below it; ties go to the lowest pid
 /// (the container init, the unit's main process).
 pub fn choose_root(pids: &BTreeSet<u32>, parents: &HashMap<u32, u32>) -> Option<DumpSet> {
+    choose_root_in(
+        pids,
+        &|p| parents.get(&p).copied(),
+        &super::children_of(parents),
+    )
+}
+
+/// [`choose_root`] over a pid → children map kept elsewhere (the daemon keeps one live), so
+/// that each candidate's tree is not a walk of the whole host.
+pub fn choose_root_in(
+    pids: &BTreeSet<u32>,
+    parent_of: &dyn Fn(u32) -> Option<u32>,
+    children: &HashMap<u32, Vec<u32>>,
+) -> Option<DumpSet> {
     pids.iter()
-        .filter(|p| parents.get(p).is_none_or(|pp| !pids.contains(pp)))
-        .map(|&top| DumpSet::tree(top, parents))
+        .filter(|&&p| parent_of(p).is_none_or(|pp| !pids.contains(&pp)))
+        .map(|&top| DumpSet::tree_in(top, children))
         .max_by_key(|set| (set.members.len(), std::cmp::Reverse(set.root)))
+}
+
+/// The dump a workload's root implies, from its members: a session's is its leader's tree
+/// when the leader is there (the rest of the session is part of the leader's dump, not a
+/// failed dump of its own), any other's the tree of [`choose_root_in`].
+pub fn dump_in(
+    key: &Key,
+    pids: &BTreeSet<u32>,
+    parent_of: &dyn Fn(u32) -> Option<u32>,
+    children: &HashMap<u32, Vec<u32>>,
+) -> Option<DumpSet> {
+    let leader = key.id.parse::<u32>().ok().filter(|sid| pids.contains(sid));
+    match (key.kind, leader) {
+        (Kind::Session, Some(l)) => Some(DumpSet::tree_in(l, children)),
+        _ => choose_root_in(pids, parent_of, children),
+    }
 }
 
 /// Every workload of `procs`, by key.
 pub fn discover(procs: &BTreeMap<u32, ProcInfo>, names: &Names) -> Vec<Workload> {
     let parents: HashMap<u32, u32> = procs.values().map(|p| (p.pid, p.ppid)).collect();
+    let children = super::children_of(&parents);
+    let parent_of = |p: u32| parents.get(&p).copied();
     let mut groups: BTreeMap<Key, (BTreeSet<u32>, Option<ContainerName>)> = BTreeMap::new();
     for p in procs.values() {
-        let key = key_of(p);
+        let Some(key) = key_of(p) else { continue };
         let container = (key.kind == Kind::Container)
             .then(|| p.cgroups.iter().find_map(|c| container_id::from_path(c)))
             .flatten()
@@ -114,13 +153,7 @@ pub fn discover(procs: &BTreeMap<u32, ProcInfo>, names: &Names) -> Vec<Workload>
     groups
         .into_iter()
         .filter_map(|(key, (pids, container))| {
-            // A session's root is its leader when the leader is there: the rest of the
-            // session is part of the leader's dump, not a failed dump of its own.
-            let leader = key.id.parse::<u32>().ok().filter(|sid| pids.contains(sid));
-            let dump = match (key.kind, leader) {
-                (Kind::Session, Some(l)) => DumpSet::tree(l, &parents),
-                _ => choose_root(&pids, &parents)?,
-            };
+            let dump = dump_in(&key, &pids, &parent_of, &children)?;
             let name = match (&key.kind, &container) {
                 (Kind::Container, Some(c)) => names.container(c),
                 (Kind::Unit, _) => unit_of(&key.id).map(|(_, n)| n).unwrap_or_default(),
@@ -292,6 +325,8 @@ mod tests {
             proc(302, 1, 300, "/"),
             // A session whose leader is gone.
             proc(400, 1, 399, "/"),
+            // The host's init is nobody's workload.
+            proc(1, 0, 1, "/init.scope"),
         ]
         .into_iter()
         .map(|p| (p.pid, p))

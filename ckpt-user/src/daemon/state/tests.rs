@@ -93,36 +93,104 @@ fn leader(pid: u32, ppid: u32) -> ProcInfo {
     }
 }
 
+/// A process in `sid`'s session that leads none.
+fn member(pid: u32, ppid: u32, sid: u32) -> ProcInfo {
+    ProcInfo {
+        sid,
+        pgid: sid,
+        ..leader(pid, ppid)
+    }
+}
+
+fn in_cgroup(p: ProcInfo, path: &str) -> ProcInfo {
+    ProcInfo {
+        cgroups: vec![path.to_string()],
+        ..p
+    }
+}
+
+const SETTLE: Duration = Duration::from_secs(1);
+const MS: Duration = Duration::from_millis(1);
+
 struct Fixture {
     state: State,
     profile: Profile,
-    given: Given,
+    given: GivenBy,
+    /// The settle clock.
+    now: Duration,
+}
+
+fn session(id: u32) -> Key {
+    Key {
+        kind: Kind::Session,
+        id: id.to_string(),
+    }
 }
 
 impl Fixture {
-    /// Processes 10 (parent) and 11 (its child), no files yet.
+    /// Session 10: its leader 10 and a child 11 that leads nothing; settled ok.
     fn new() -> Self {
+        Self::with(
+            vec![leader(10, 1), member(11, 10, 10)],
+            GivenBy::default(),
+            100,
+        )
+    }
+
+    /// These processes, judged and settled (their first alerts, if any, already out).
+    fn with(procs: Vec<ProcInfo>, given: GivenBy, per_minute: u32) -> Self {
+        let mut f = Self::unsettled(procs, vec![], given, per_minute);
+        f.settle();
+        f.at(SETTLE);
+        f.settle();
+        f
+    }
+
+    fn unsettled(
+        procs: Vec<ProcInfo>,
+        files: Vec<FileFact>,
+        given: GivenBy,
+        per_minute: u32,
+    ) -> Self {
+        let mut f = Fixture {
+            state: State::new(Settings {
+                settle: SETTLE,
+                max_alerts_per_minute: per_minute,
+            }),
+            profile: load_profile("criu-4").unwrap(),
+            given,
+            now: Duration::ZERO,
+        };
         let snap = Snapshot {
-            procs: BTreeMap::from([(10, leader(10, 1)), (11, leader(11, 10))]),
+            procs: procs.into_iter().map(|p| (p.pid, p)).collect(),
+            files,
             ..Default::default()
         };
-        let mut f = Fixture {
-            state: State::default(),
-            profile: load_profile("criu-4").unwrap(),
-            given: Given::default(),
+        let j = Judging {
+            profile: &f.profile,
+            given: &f.given,
         };
-        let out = f.state.reconcile(
-            &Judging {
-                profile: &f.profile,
-                given: &f.given,
-            },
-            snap,
-        );
-        assert!(
-            out.changes.is_empty(),
-            "ok processes raise no alert at start"
-        );
+        f.state.reconcile(&j, snap);
         f
+    }
+
+    /// Moves the settle clock forward.
+    fn at(&mut self, later: Duration) {
+        self.now += later;
+    }
+
+    fn settle(&mut self) -> Settled {
+        let j = Judging {
+            profile: &self.profile,
+            given: &self.given,
+        };
+        self.state.settle(&j, &Names::default(), self.now)
+    }
+
+    /// The alerts once `later` has passed.
+    fn alerts_after(&mut self, later: Duration) -> Vec<(&'static str, String)> {
+        self.at(later);
+        events(&self.settle())
     }
 
     fn install(&mut self, rec: FileFacts) -> Outcome {
@@ -136,46 +204,312 @@ impl Fixture {
     }
 
     fn task(&mut self, ev: TaskEvent, alive: &dyn Fn(u32, &FileFact) -> bool) -> Outcome {
+        self.task_with(ev, &|_| None, alive)
+    }
+
+    fn task_with(
+        &mut self,
+        ev: TaskEvent,
+        info: &dyn Fn(u32) -> Option<ProcInfo>,
+        alive: &dyn Fn(u32, &FileFact) -> bool,
+    ) -> Outcome {
         let j = Judging {
             profile: &self.profile,
             given: &self.given,
         };
-        self.state.task(&j, &ev, &|_| None, alive)
+        self.state.task(&j, &ev, info, alive)
+    }
+
+    fn fork(&mut self, parent: u32, child: ProcInfo) {
+        let c = child.clone();
+        self.task_with(
+            task(task_event::FORK, parent, child.pid, 0),
+            &move |_| Some(c.clone()),
+            &|_, _| true,
+        );
+    }
+
+    fn verdict(&self, key: &Key) -> Option<Verdict> {
+        self.state.workloads.get(key).and_then(|w| w.settled)
     }
 }
 
-fn events(out: &Outcome) -> Vec<(&'static str, u32)> {
-    out.changes
+/// Each alert's event and workload id.
+fn events(out: &Settled) -> Vec<(&'static str, String)> {
+    out.alerts
         .iter()
-        .map(|c| (c.event, c.report.pid))
+        .map(|c| (c.event, c.workload.id.clone()))
         .collect()
 }
 
+fn alert(event: &'static str, id: u32) -> (&'static str, String) {
+    (event, id.to_string())
+}
+
 #[test]
-fn blocking_fd_alerts_and_its_close_clears() {
+fn a_change_alerts_once_it_has_held_and_names_what_decides_it() {
     let mut f = Fixture::new();
-    let out = f.install(io_uring(10, 3));
-    assert_eq!(events(&out), [("became-blocking", 10)]);
+    let out = f.install(io_uring(11, 3));
     assert!(
         out.kernel.is_empty(),
         "kept, and already tracked by the kernel: {out:?}"
     );
-    let report = &out.changes[0].report;
-    assert_eq!(report.files[0].kind, "io_uring");
+    assert!(f.alerts_after(Duration::ZERO).is_empty(), "not held yet");
+    assert!(f.alerts_after(SETTLE - MS).is_empty(), "not held yet");
+    f.at(MS);
+    let out = f.settle();
+    assert_eq!(events(&out), [alert("became-blocking", 10)]);
+    let c = &out.alerts[0];
+    assert_eq!(c.workload.kind, Kind::Session);
+    assert_eq!((c.workload.root, c.workload.name.as_str()), (10, "p10"));
+    assert_eq!(
+        (c.verdict, c.previous),
+        (Verdict::Blocks, Some(Verdict::Ok))
+    );
+    let d = c.decider.as_ref().expect("a decider");
+    assert_eq!((d.pid, d.fd, d.kind.as_str()), (11, Some(3), "io_uring"));
+    assert!(f.alerts_after(SETTLE * 5).is_empty(), "once");
 
-    let out = f.task(task(task_event::CLOSE, 10, 3, 0), &|_, _| true);
-    assert_eq!(events(&out), [("became-ok", 10)]);
+    f.task(task(task_event::CLOSE, 11, 3, 0), &|_, _| true);
+    assert!(f.alerts_after(Duration::ZERO).is_empty());
+    assert!(f.alerts_after(SETTLE / 2).is_empty());
+    let out = {
+        f.at(SETTLE / 2);
+        f.settle()
+    };
+    assert_eq!(events(&out), [alert("became-ok", 10)]);
+    assert_eq!(out.alerts[0].previous, Some(Verdict::Blocks));
+    assert!(out.alerts[0].decider.is_none());
+}
+
+#[test]
+fn a_process_shorter_than_the_settle_time_never_alerts() {
+    let mut f = Fixture::new();
+    // A child that leads no session (as `sleep` under a shell): part of the leader's dump.
+    f.fork(10, member(12, 10, 10));
+    f.task(task(task_event::EXEC, 12, 0, 0), &|_, _| true);
+    assert!(f.alerts_after(SETTLE / 2).is_empty());
+    // One in a session of its own that holds an io_uring, then exits.
+    f.fork(10, leader(20, 10));
+    f.install(io_uring(20, 4));
+    assert!(f.alerts_after(SETTLE - MS).is_empty());
+    f.task(task(task_event::EXIT, 20, 0, 0), &|_, _| true);
+    f.task(task(task_event::EXIT, 12, 0, 0), &|_, _| true);
+    assert!(f.alerts_after(Duration::ZERO).is_empty());
     assert!(
-        out.kernel.is_empty(),
-        "the kernel untracked it as it reported the close; fd 3 may be tracked anew: {out:?}"
+        f.alerts_after(SETTLE * 3).is_empty(),
+        "an exited workload raises nothing"
+    );
+    assert!(!f.state.workloads.contains_key(&session(20)));
+    assert_eq!(f.verdict(&session(10)), Some(Verdict::Ok));
+}
+
+#[test]
+fn changes_coalesce_into_the_net_one() {
+    let mut f = Fixture::new();
+    // Session 10 loses its leader: 11 is its root and leads nothing (needs --shell-job) ...
+    f.task(task(task_event::EXIT, 10, 0, 0), &|_, _| true);
+    assert!(f.alerts_after(SETTLE / 4).is_empty());
+    // ... and before that held, it opens an io_uring.
+    f.install(io_uring(11, 3));
+    assert!(f.alerts_after(SETTLE / 4).is_empty());
+    let out = {
+        f.at(SETTLE);
+        f.settle()
+    };
+    assert_eq!(events(&out), [alert("became-blocking", 10)]);
+    assert_eq!(out.alerts[0].previous, Some(Verdict::Ok));
+    assert_eq!(out.alerts[0].workload.root, 11);
+}
+
+#[test]
+fn a_flapping_workload_alerts_once_it_stops() {
+    let mut f = Fixture::new();
+    for _ in 0..31 {
+        f.install(io_uring(11, 3));
+        assert!(f.alerts_after(MS * 2).is_empty());
+        f.task(task(task_event::CLOSE, 11, 3, 0), &|_, _| true);
+        assert!(f.alerts_after(MS).is_empty());
+    }
+    assert!(f.alerts_after(SETTLE * 2).is_empty(), "back where it was");
+    f.install(io_uring(11, 3));
+    f.settle();
+    assert_eq!(
+        f.alerts_after(SETTLE),
+        [alert("became-blocking", 10)],
+        "once it holds"
     );
 }
 
 #[test]
-fn ok_files_are_not_kept_and_raise_nothing() {
+fn workloads_seen_at_start_alert_once_each_not_per_process() {
+    let procs = vec![
+        leader(10, 1),
+        member(11, 10, 10),
+        member(12, 10, 10),
+        member(13, 12, 10),
+        leader(20, 1),
+        member(21, 20, 20),
+    ];
+    let files = [11, 12, 13, 21]
+        .map(|pid| FileFact::from_file(&io_uring(pid, 5)))
+        .to_vec();
+    let mut f = Fixture::unsettled(procs, files, GivenBy::default(), 100);
+    assert!(f.alerts_after(Duration::ZERO).is_empty(), "held first");
+    let out = {
+        f.at(SETTLE);
+        f.settle()
+    };
+    let mut ev = events(&out);
+    ev.sort();
+    assert_eq!(
+        ev,
+        [alert("became-blocking", 10), alert("became-blocking", 20)]
+    );
+    assert!(out.alerts.iter().all(|c| c.previous.is_none()), "new");
+    // Its leader alone decides a session that is ok apart from it.
+    let mut f = Fixture::unsettled(
+        (100..300)
+            .map(|pid| member(pid, 99, 99))
+            .chain([leader(99, 1)])
+            .collect(),
+        vec![],
+        GivenBy::default(),
+        100,
+    );
+    f.settle();
+    assert!(
+        f.alerts_after(SETTLE).is_empty(),
+        "200 idle processes under their leader"
+    );
+}
+
+#[test]
+fn a_workload_nested_in_another_tells_of_its_own_blocker() {
+    let mut f = Fixture::new();
+    // 11 starts a process that leads a session of its own (as fdctl and daemons do).
+    f.fork(11, leader(30, 11));
+    f.install(io_uring(30, 3));
+    f.settle();
+    assert_eq!(f.alerts_after(SETTLE), [alert("became-blocking", 30)]);
+    // The dump of session 10 holds it too: its verdict says so, without an alert of its own.
+    assert_eq!(f.verdict(&session(10)), Some(Verdict::Blocks));
+    assert_eq!(f.verdict(&session(30)), Some(Verdict::Blocks));
+    f.task(task(task_event::CLOSE, 30, 3, 0), &|_, _| true);
+    f.settle();
+    assert_eq!(f.alerts_after(SETTLE), [alert("became-ok", 30)]);
+    assert_eq!(f.verdict(&session(10)), Some(Verdict::Ok));
+}
+
+#[test]
+fn the_rate_limit_suppresses_and_reports_the_rest() {
+    let procs: Vec<ProcInfo> = (0..5).map(|i| leader(40 + i, 1)).collect();
+    let mut f = Fixture::with(procs, GivenBy::default(), 2);
+    for i in 0..5 {
+        f.install(io_uring(40 + i, 3));
+    }
+    f.settle();
+    f.at(SETTLE);
+    let out = f.settle();
+    assert_eq!((out.alerts.len(), out.suppressed.len()), (2, 3), "{out:?}");
+    assert!(out.suppressed.iter().all(|c| c.event == "became-blocking"));
+    // Suppressed changes are settled all the same: they do not come back.
+    assert!(f.alerts_after(SETTLE).is_empty());
+    // Two a minute: one more after 30 s.
+    for i in 0..5 {
+        f.task(task(task_event::CLOSE, 40 + i, 3, 0), &|_, _| true);
+    }
+    f.settle();
+    f.at(Duration::from_secs(30));
+    let out = f.settle();
+    assert_eq!((out.alerts.len(), out.suppressed.len()), (1, 4), "{out:?}");
+}
+
+#[test]
+fn the_rate_limit_refills_to_its_burst() {
+    let mut r = RateLimit::new(60);
+    let t = Duration::from_secs(100);
+    assert!((0..60).all(|_| r.take(t)));
+    assert!(!r.take(t));
+    assert!(r.take(t + Duration::from_secs(1)), "one a second");
+    assert!(!r.take(t + Duration::from_secs(1)));
+    let later = t + Duration::from_secs(3600);
+    assert_eq!(
+        (0..100).filter(|_| r.take(later)).count(),
+        60,
+        "burst capped"
+    );
+    assert!(!r.take(t), "a clock going back refills nothing");
+}
+
+#[test]
+fn containers_and_units_are_workloads_with_their_engines_options() {
+    let id = "3f4e2a1b9c0d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f";
+    let docker = format!("/system.slice/docker-{id}.scope");
+    // A container init that leads no session (needs --shell-job), and a unit whose main
+    // process leads none either.
+    let procs = vec![
+        leader(10, 1),
+        in_cgroup(member(50, 1, 10), &docker),
+        in_cgroup(member(51, 50, 10), &docker),
+        in_cgroup(member(60, 1, 10), "/system.slice/app.service"),
+    ];
+    let shell_job = Given::parse("--shell-job", crate::checkpointer::given::Source::With).unwrap();
+    let given = GivenBy {
+        default: Given::default(),
+        runtimes: vec![(Runtime::Docker, shell_job)],
+    };
+    let mut f = Fixture::unsettled(procs, vec![], given, 100);
+    f.settle();
+    f.at(SETTLE);
+    let out = f.settle();
+    assert_eq!(
+        events(&out),
+        [("needs-options", "/system.slice/app.service".to_string())],
+        "the container's engine passes --shell-job"
+    );
+    assert_eq!(out.alerts[0].workload.name, "app.service");
+    assert_eq!(out.alerts[0].options, ["--shell-job"]);
+    let container = Key {
+        kind: Kind::Container,
+        id: id.into(),
+    };
+    assert_eq!(f.verdict(&container), Some(Verdict::Ok));
+    let all = f.state.workloads();
+    let c = all.iter().find(|w| w.workload.id == id).unwrap();
+    assert_eq!((c.workload.root, c.members), (50, 2));
+}
+
+#[test]
+fn moving_to_another_session_moves_the_process_between_workloads() {
+    let mut f = Fixture::new();
+    f.install(io_uring(11, 3));
+    f.settle();
+    assert_eq!(f.alerts_after(SETTLE), [alert("became-blocking", 10)]);
+    // 11 calls setsid: the blocker leaves session 10 for a session of its own.
+    f.task_with(
+        task(task_event::REFRESH, 11, 0, 0),
+        &|_| Some(leader(11, 10)),
+        &|_, _| true,
+    );
+    f.settle();
+    assert_eq!(
+        f.alerts_after(SETTLE),
+        [alert("became-blocking", 11)],
+        "the dump of 10 still holds 11 (still blocking: nothing new), and 11 tells of it"
+    );
+    // Closed, both are ok again, and each told of its blocking once: each tells of this.
+    f.task(task(task_event::CLOSE, 11, 3, 0), &|_, _| true);
+    f.settle();
+    let mut ev = f.alerts_after(SETTLE);
+    ev.sort();
+    assert_eq!(ev, [alert("became-ok", 10), alert("became-ok", 11)]);
+}
+
+#[test]
+fn ok_files_are_not_kept_and_change_nothing() {
     let mut f = Fixture::new();
     let out = f.install(eventfd(10, 4));
-    assert!(out.changes.is_empty());
     assert!(
         !out.kernel
             .iter()
@@ -183,9 +517,10 @@ fn ok_files_are_not_kept_and_raise_nothing() {
         "{out:?}"
     );
     assert!(f.state.files_of(10).is_empty());
+    assert!(f.state.dirty.is_empty(), "no workload to judge again");
     // The kernel reports its close (it tracks what it reported): that changes nothing.
     let out = f.task(task(task_event::CLOSE, 10, 4, 0), &|_, _| true);
-    assert!(out.changes.is_empty() && out.kernel.is_empty(), "{out:?}");
+    assert!(out.kernel.is_empty(), "{out:?}");
     // One still open when its process exits is untracked then, with the process gone.
     f.install(eventfd(11, 4));
     f.install(eventfd(11, 6));
@@ -245,8 +580,8 @@ fn always_ok_tables_go_to_the_kernel_filter_once() {
 #[test]
 fn unix_sockets_are_kept_even_when_ok_and_other_sockets_are_not() {
     let mut f = Fixture::new();
-    assert!(f.install(unix_stream(10, 5)).changes.is_empty());
-    assert!(f.install(udp(10, 6)).changes.is_empty());
+    f.install(unix_stream(10, 5));
+    f.install(udp(10, 6));
     let kept: Vec<Option<u32>> = f.state.files_of(10).iter().map(|f| f.fd).collect();
     assert_eq!(kept, [Some(5)], "kept for peer relations");
 }
@@ -272,27 +607,30 @@ fn a_new_profile_voids_the_kernel_filters() {
 fn fork_inherits_blocking_fds_and_exec_clears_closed_ones() {
     let mut f = Fixture::new();
     f.install(io_uring(10, 3));
+    f.settle();
+    assert_eq!(f.alerts_after(SETTLE), [alert("became-blocking", 10)]);
     let out = f.task(task(task_event::FORK, 10, 12, 0), &|_, _| true);
-    assert_eq!(events(&out), [("became-blocking", 12)]);
     assert!(out.kernel.contains(&KernelUpdate::Track(fd_key(12, 3))));
-
-    // The child execs; its io_uring fd was close-on-exec. Forked, it leads no session: it
-    // still needs --shell-job.
-    let out = f.task(task(task_event::EXEC, 12, 0, 0), &|_, _| false);
-    assert_eq!(events(&out), [("needs-options", 12)]);
-    assert_eq!(out.changes[0].report.options, ["--shell-job"]);
-    assert!(out.kernel.contains(&KernelUpdate::Untrack(fd_key(12, 3))));
-    // The parent still holds its own.
-    assert_eq!(f.state.verdicts.get(&10), Some(&Verdict::Blocks));
+    // The parent execs; its io_uring fd was close-on-exec. The child still holds its copy,
+    // inside the leader's dump: still blocking, nothing new to say.
+    let out = f.task(task(task_event::EXEC, 10, 0, 0), &|_, _| false);
+    assert!(out.kernel.contains(&KernelUpdate::Untrack(fd_key(10, 3))));
+    assert!(f.alerts_after(SETTLE * 2).is_empty());
+    f.task(task(task_event::EXEC, 12, 0, 0), &|_, _| false);
+    f.settle();
+    assert_eq!(f.alerts_after(SETTLE), [alert("became-ok", 10)]);
 }
 
 #[test]
 fn exec_keeps_fds_that_survive() {
     let mut f = Fixture::new();
     f.install(io_uring(10, 3));
-    let out = f.task(task(task_event::EXEC, 10, 0, 0), &|_, _| true);
-    assert!(out.changes.is_empty());
-    assert_eq!(f.state.verdicts.get(&10), Some(&Verdict::Blocks));
+    f.settle();
+    f.at(SETTLE);
+    f.settle();
+    f.task(task(task_event::EXEC, 10, 0, 0), &|_, _| true);
+    assert!(f.alerts_after(SETTLE * 2).is_empty());
+    assert_eq!(f.verdict(&session(10)), Some(Verdict::Blocks));
 }
 
 #[test]
@@ -300,22 +638,29 @@ fn close_range_and_exit_forget_everything() {
     let mut f = Fixture::new();
     f.install(io_uring(10, 3));
     f.install(io_uring(10, 9));
+    f.settle();
+    f.at(SETTLE);
+    f.settle();
     let out = f.task(task(task_event::CLOSE_RANGE, 10, 0, 5), &|_, _| true);
-    assert!(out.changes.is_empty(), "fd 9 still blocks");
     assert!(out.kernel.contains(&KernelUpdate::Untrack(fd_key(10, 3))));
-    let out = f.task(task(task_event::CLOSE_RANGE, 10, 6, u32::MAX), &|_, _| true);
-    assert_eq!(events(&out), [("became-ok", 10)]);
+    assert!(f.alerts_after(SETTLE * 2).is_empty(), "fd 9 still blocks");
+    f.task(task(task_event::CLOSE_RANGE, 10, 6, u32::MAX), &|_, _| true);
+    f.settle();
+    assert_eq!(f.alerts_after(SETTLE), [alert("became-ok", 10)]);
 
     f.install(io_uring(11, 3));
     let out = f.task(task(task_event::EXIT, 11, 0, 0), &|_, _| true);
-    assert!(out.changes.is_empty(), "an exit raises no alert");
     assert!(out.kernel.contains(&KernelUpdate::Untrack(fd_key(11, 3))));
+    assert!(
+        f.alerts_after(SETTLE * 2).is_empty(),
+        "an exit raises nothing"
+    );
     assert_eq!(f.state.process_count(), 1);
 }
 
 #[test]
-fn reconcile_reports_changes_and_resyncs_tracking() {
-    let mut f = Fixture::new();
+fn reconcile_finds_changes_and_resyncs_tracking() {
+    let mut f = Fixture::with(vec![leader(10, 1), leader(11, 10)], GivenBy::default(), 100);
     f.install(io_uring(10, 3));
     // The rescan finds fd 3 gone (a missed close) and a new io_uring in 11.
     let snap = Snapshot {
@@ -328,56 +673,13 @@ fn reconcile_reports_changes_and_resyncs_tracking() {
         given: &f.given,
     };
     let out = f.state.reconcile(&j, snap);
-    let mut ev = events(&out);
-    ev.sort();
-    assert_eq!(ev, [("became-blocking", 11), ("became-ok", 10)]);
     assert!(out.kernel.contains(&KernelUpdate::Untrack(fd_key(10, 3))));
     assert!(out.kernel.contains(&KernelUpdate::Track(fd_key(11, 5))));
-}
-
-#[test]
-fn setsid_after_exec_is_seen_through_a_refresh() {
-    let mut f = Fixture::new();
-    let follower = ProcInfo {
-        sid: 10,
-        ..leader(12, 10)
-    };
-    let j = Judging {
-        profile: &f.profile,
-        given: &f.given,
-    };
-    let fork = task(task_event::FORK, 10, 12, 0);
-    let out = f
-        .state
-        .task(&j, &fork, &|_| Some(follower.clone()), &|_, _| true);
+    f.settle();
     assert_eq!(
-        events(&out),
-        [("needs-options", 12)],
-        "a forked child leads no session"
-    );
-    let refresh = task(task_event::REFRESH, 12, 0, 0);
-    let out = f
-        .state
-        .task(&j, &refresh, &|_| Some(leader(12, 10)), &|_, _| true);
-    assert_eq!(events(&out), [("became-ok", 12)]);
-}
-
-#[test]
-fn change_events_follow_verdicts() {
-    assert_eq!(change_event(None, Verdict::Ok), None);
-    assert_eq!(change_event(None, Verdict::Needs), Some("needs-options"));
-    assert_eq!(change_event(Some(Verdict::Needs), Verdict::Needs), None);
-    assert_eq!(
-        change_event(Some(Verdict::Needs), Verdict::Blocks),
-        Some("became-blocking")
-    );
-    assert_eq!(
-        change_event(Some(Verdict::Blocks), Verdict::Unknown),
-        Some("unknown")
-    );
-    assert_eq!(
-        change_event(Some(Verdict::Blocks), Verdict::Ok),
-        Some("became-ok")
+        f.alerts_after(SETTLE),
+        [alert("became-blocking", 11)],
+        "10's io_uring never held"
     );
 }
 
@@ -404,4 +706,20 @@ fn a_rescan_untracks_reported_fds_of_processes_gone() {
         },
     );
     assert!(out.kernel.is_empty(), "untracked once: {out:?}");
+}
+
+#[test]
+fn the_hosts_init_is_no_workload() {
+    let f = Fixture::with(
+        vec![leader(1, 0), member(10, 1, 0), leader(20, 1)],
+        GivenBy::default(),
+        100,
+    );
+    let ids: Vec<String> = f
+        .state
+        .workloads()
+        .into_iter()
+        .map(|w| format!("{}:{}", w.workload.id, w.workload.root))
+        .collect();
+    assert_eq!(ids, ["0:10", "20:20"]);
 }
