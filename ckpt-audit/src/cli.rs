@@ -57,8 +57,10 @@ fn is_c_ident(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// Runs the audit, writing the report to `out`; returns the process exit code (0 ok, 2
-/// usage/environment error e.g. no path exists).
+/// Runs the audit, writing the report to `out`; returns the process exit code: 0 when every
+/// input was audited, 2 on a usage or environment error — no path exists, or some path or file
+/// could not be audited (unreadable, unparsable, nested too deep, not C): the report then covers
+/// the rest, and each skipped input is named on stderr.
 pub fn run(args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
     for (flag, v) in [("--struct", &args.struct_name), ("--op", &args.op)] {
         if !is_c_ident(v) {
@@ -72,8 +74,9 @@ pub fn run(args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
         progress: std::io::stderr().is_terminal(),
     };
     let r = audit(&args.paths, &opts);
+    // One line each: a path in a diagnostic may hold any byte a file name can.
     for d in &r.diagnostics {
-        eprintln!("ckpt-watch audit: {d}");
+        eprintln!("ckpt-watch audit: {}", d.to_string().escape_debug());
     }
     if r.existing_paths == 0 {
         eprintln!("ckpt-watch audit: none of the given paths exists");
@@ -88,8 +91,13 @@ pub fn run(args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
         args.json,
     )
     .and_then(|()| out.flush());
+    let status = if r.diagnostics.iter().any(AuditError::skips_input) {
+        2
+    } else {
+        0
+    };
     match written {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(status),
         other => other?,
     }
     if let Some(file) = &args.emit_profile {
@@ -115,5 +123,5 @@ pub fn run(args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
             return Ok(2);
         }
     }
-    Ok(0)
+    Ok(status)
 }

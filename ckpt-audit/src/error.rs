@@ -27,10 +27,22 @@ pub enum AuditError {
         name: String,
         what: String,
     },
+    #[error("{}: brackets nest deeper than {limit} levels, as no C source does; skipped", path.display())]
+    TooDeep { path: PathBuf, limit: usize },
+    #[error("{}:{line}: byte {byte:#04x} outside comments and literals is not C; definitions around it may be misread", path.display())]
+    StrayByte { path: PathBuf, line: u32, byte: u8 },
     #[error("{}: cannot write the profile: {source}", path.display())]
     ProfileWrite {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl AuditError {
+    /// Whether an input (a path, a file) went unaudited: the run is then a partial failure,
+    /// not a clean result. The others are warnings about definitions that are reported.
+    pub fn skips_input(&self) -> bool {
+        !matches!(self, Self::PartialRead { .. } | Self::StrayByte { .. })
+    }
 }

@@ -224,7 +224,13 @@ pub fn audit(paths: &[PathBuf], opts: &Options) -> AuditReport {
 
     // Second pass: every file is read once; those that can hold a definition are parsed.
     let pb = bar(opts.progress, files.len(), "parsing");
-    type Parsed = (Arc<Path>, PathBuf, preprocess::Prepared, parse::FileScan);
+    type Parsed = (
+        Arc<Path>,
+        PathBuf,
+        preprocess::Prepared,
+        parse::FileScan,
+        Option<AuditError>,
+    );
     let parsed: Vec<Result<Option<Parsed>, AuditError>> = files
         .par_iter()
         .filter(|f| !f.macros_only)
@@ -245,13 +251,31 @@ pub fn audit(paths: &[PathBuf], opts: &Options) -> AuditReport {
             }
             let mut prepared = preprocess::prepare(&src, &f.path, &table, &interesting, &words);
             preprocess::focus(&mut prepared, &words);
+            let shape = parse::shape(&prepared.text);
+            if shape.too_deep {
+                return Err(AuditError::TooDeep {
+                    path: f.path.clone(),
+                    limit: parse::MAX_NESTING,
+                });
+            }
+            let stray = shape.stray.map(|(line, byte)| AuditError::StrayByte {
+                path: f.path.clone(),
+                line,
+                byte,
+            });
             let scanned = parse::scan(parser, &prepared.text, &keys).ok_or_else(|| {
                 AuditError::Unparsable {
                     path: f.path.clone(),
                 }
             })?;
             prepared.text = Vec::new();
-            Ok(Some((f.display.clone(), f.path.clone(), prepared, scanned)))
+            Ok(Some((
+                f.display.clone(),
+                f.path.clone(),
+                prepared,
+                scanned,
+                stray,
+            )))
         })
         .collect();
     pb.finish_and_clear();
@@ -262,7 +286,8 @@ pub fn audit(paths: &[PathBuf], opts: &Options) -> AuditReport {
     let mut parsed_ok = Vec::new();
     for p in parsed {
         match p {
-            Ok(Some((display, path, prepared, mut scanned))) => {
+            Ok(Some((display, path, prepared, mut scanned, stray))) => {
+                report.diagnostics.extend(stray);
                 for l in std::mem::take(&mut scanned.layouts) {
                     let rank = (display.starts_with("./include"), l.fields.len());
                     if best.get(&l.key).is_none_or(|(old, _)| rank > *old) {
@@ -307,7 +332,13 @@ pub fn audit(paths: &[PathBuf], opts: &Options) -> AuditReport {
             path: PathBuf::from(&*d.file),
             line: d.line,
             name: d.name.clone(),
-            what: d.unreadable.join(", "),
+            // Source text, folded onto the diagnostic's one line.
+            what: d
+                .unreadable
+                .join(", ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
         });
     }
     let shown: HashSet<&Arc<Path>> = report.definitions.iter().map(|d| &d.file).collect();

@@ -73,6 +73,44 @@ pub struct FileScan {
     pub sites: Vec<Site>,
 }
 
+/// Deeper bracket nesting than this is refused: parsing and walking an initialiser recurse once
+/// per level on a worker thread's stack, and no kernel source comes near it.
+pub const MAX_NESTING: usize = 1000;
+
+/// What a lexical pass over prepared text finds before it is parsed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// Brackets (`{ ( [`) nest deeper than [`MAX_NESTING`].
+    pub too_deep: bool,
+    /// The first byte outside comments and literals that is no C character (not ASCII), and
+    /// its line: identifiers around it are split where a compiler would stop.
+    pub stray: Option<(u32, u8)>,
+}
+
+pub fn shape(src: &[u8]) -> Shape {
+    let mut out = Shape::default();
+    let mut depth = 0usize;
+    let mut lx = crate::lex::Lexer::new(src);
+    while let Some(t) = lx.next_tok() {
+        match t.text(src) {
+            b"{" | b"(" | b"[" => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    out.too_deep = true;
+                    break;
+                }
+            }
+            b"}" | b")" | b"]" => depth = depth.saturating_sub(1),
+            &[b, ..] if b >= 0x80 && out.stray.is_none() => {
+                let line = memchr::memchr_iter(b'\n', &src[..t.start]).count() as u32 + 1;
+                out.stray = Some((line, b));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 pub fn new_parser() -> Parser {
     let mut p = Parser::new();
     p.set_language(&tree_sitter_c::LANGUAGE.into())
@@ -340,6 +378,31 @@ fn find_line_node(list: Node, line_no: u32) -> Option<Node> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_and_stray_bytes_are_found_before_parsing() {
+        let deep = format!(
+            "int x = {}0{};",
+            "(".repeat(MAX_NESTING + 1),
+            ")".repeat(MAX_NESTING + 1)
+        );
+        assert!(shape(deep.as_bytes()).too_deep);
+        let fine = format!(
+            "int x = {}0{};",
+            "{".repeat(MAX_NESTING),
+            "}".repeat(MAX_NESTING)
+        );
+        assert_eq!(shape(fine.as_bytes()), Shape::default());
+        // Brackets and bytes in comments and literals are no code.
+        let text = b"/* caf\xe9 (((( */ char *s = \"\xff{{\";\nint b\xe9 = 1;\n";
+        assert_eq!(
+            shape(text),
+            Shape {
+                too_deep: false,
+                stray: Some((2, 0xe9))
+            }
+        );
+    }
 
     #[test]
     fn finds_variables_arrays_literals_and_layouts() {

@@ -120,6 +120,10 @@ pub trait World {
     fn proc_info(&self, pid: u32) -> Option<&ProcInfo>;
     /// Who holds which socket and pty master, across the host.
     fn holders(&self) -> &Holders;
+    /// Every namespace inode of `pid` (nsfs files are judged by them): the live /proc's.
+    fn ns_inodes(&self, pid: u32) -> Vec<u64> {
+        procfs::all_ns_inodes(pid)
+    }
 }
 
 /// How to judge: the profile, the names of ops tables, the options that will be given.
@@ -179,7 +183,7 @@ impl Rules<'_> {
         let ns_of_set = || -> BTreeSet<u64> {
             set.members
                 .iter()
-                .flat_map(|p| procfs::all_ns_inodes(*p))
+                .flat_map(|p| world.ns_inodes(*p))
                 .collect()
         };
         let processes: Vec<ProcessReport> = set
@@ -278,6 +282,15 @@ impl World for SnapshotWorld<'_> {
 
     fn holders(&self) -> &Holders {
         &self.holders
+    }
+
+    /// As recorded: a replayed snapshot must not ask this host's /proc.
+    fn ns_inodes(&self, pid: u32) -> Vec<u64> {
+        self.snapshot
+            .namespaces
+            .get(&pid)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 

@@ -25,7 +25,11 @@ EXAMPLES:
 
 EXIT STATUS:
     0 checkpointable as it is    1 something blocks    2 usage or environment error
-    3 checkpointable only with the listed options       4 unknown kinds present";
+    3 checkpointable only with the listed options       4 unknown kinds present
+
+ENVIRONMENT:
+    CKPT_WATCH_LOG, else RUST_LOG    log filter (tracing directives, e.g. `ckpt_user=trace,aya=debug`);
+                                     without them: warnings, and ckpt-watch's own debug with -v";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -115,6 +119,7 @@ impl ScanArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Find ops structs lacking a member in a kernel source tree (the 2009 Linux-CR script, done right).
+    #[command(after_help = AUDIT_HELP)]
     Audit(ckpt_audit::AuditArgs),
     /// Would this container's checkpoint succeed with the options really in force? Per
     /// container: verdict, blocking processes and files, options needed (exit status as --pid).
@@ -196,6 +201,17 @@ impl Cli {
     }
 }
 
+const AUDIT_HELP: &str = "\
+EXAMPLES:
+    ckpt-watch audit /usr/src/linux-source-6.12
+    ckpt-watch audit --stat 2 /usr/src/linux-source-6.12
+    ckpt-watch audit --struct proc_ops --op proc_ioctl --json linux/fs/proc
+
+EXIT STATUS:
+    0 every input audited    2 a usage or environment error, or some path or file could not be
+    audited (unreadable, not C, unparsable, nested too deep): each is named on stderr, and the
+    report covers the rest";
+
 const PREFLIGHT_EXAMPLES: &str = "\
 EXAMPLES:
     sudo ckpt-watch preflight --all-containers
@@ -227,6 +243,21 @@ pub struct PreflightTarget {
 pub struct PreflightArgs {
     #[command(flatten)]
     pub target: PreflightTarget,
+}
+
+/// The log filter (tracing's directives): `CKPT_WATCH_LOG`, else `RUST_LOG`, else with `-v`
+/// debug for ckpt-watch's own crates only (a dependency's debug, such as aya's hundreds of
+/// relocation lines, is not what `-v` asks for), else warnings.
+pub fn log_filter(verbose: bool, ckpt_watch_log: Option<&str>, rust_log: Option<&str>) -> String {
+    let set = |v: &str| !v.trim().is_empty();
+    match ckpt_watch_log
+        .filter(|v| set(v))
+        .or(rust_log.filter(|v| set(v)))
+    {
+        Some(directives) => directives.to_string(),
+        None if verbose => "warn,ckpt_watch=debug,ckpt_user=debug,ckpt_audit=debug".into(),
+        None => "warn".into(),
+    }
 }
 
 /// Process exit status (see `--help`).
@@ -363,6 +394,17 @@ mod tests {
             panic!("not audit")
         };
         assert!(a.json);
+    }
+
+    #[test]
+    fn verbose_logs_our_crates_and_the_environment_wins() {
+        let v = log_filter(true, None, None);
+        assert!(v.contains("ckpt_user=debug") && !v.contains("aya"), "{v}");
+        assert!(v.starts_with("warn,"), "others stay at warnings: {v}");
+        assert_eq!(log_filter(false, None, None), "warn");
+        assert_eq!(log_filter(true, None, Some("aya=debug")), "aya=debug");
+        assert_eq!(log_filter(false, Some("info"), Some("aya=debug")), "info");
+        assert_eq!(log_filter(false, Some(" "), Some("off")), "off");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod classify;
 pub mod cli;
 pub mod daemon;
 pub mod facts;
+pub mod input;
 pub mod judge;
 pub mod kernel;
 pub mod preflight;

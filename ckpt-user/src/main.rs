@@ -1,27 +1,32 @@
 //! `ckpt-watch`: parse → run → print one line per error → exit with the documented status.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use ckpt_user::cli::{Cli, Exit, Invocation};
+use ckpt_user::cli::{Cli, Exit, Invocation, log_filter};
+use ckpt_user::report::printable;
 use clap::Parser;
+use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let verbose = cli.judging.verbose;
-    let level = if verbose { "debug" } else { "warn" };
+    let env = |name: &str| std::env::var(name).ok();
+    let directives = log_filter(
+        cli.judging.verbose,
+        env("CKPT_WATCH_LOG").as_deref(),
+        env("RUST_LOG").as_deref(),
+    );
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CKPT_WATCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
+        .with_env_filter(EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("warn")))
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a file or journald.
+        .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .init();
     let invocation = match cli.validate() {
         Ok(i) => i,
         Err(e) => {
-            eprintln!("ckpt-watch: error: {e}");
+            eprintln!("ckpt-watch: error: {}", printable(&e.to_string()));
             return ExitCode::from(Exit::Error as u8);
         }
     };
@@ -40,8 +45,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         // A closed pipe (`ckpt-watch | head`) is not an error.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // Escaped: an error may quote a name or path someone else chose; it stays one line.
         Err(e) => {
-            eprintln!("ckpt-watch: error: {e:#}");
+            eprintln!("ckpt-watch: error: {}", printable(&format!("{e:#}")));
             ExitCode::from(Exit::Error as u8)
         }
     }

@@ -173,7 +173,7 @@ pub fn run(
     };
     for pid in members.iter().flatten() {
         if let std::collections::btree_map::Entry::Vacant(e) = snapshot.procs.entry(*pid)
-            && let Ok(p) = procfs::read_proc(*pid)
+            && let Some(p) = procfs::read_or_warn(*pid)
         {
             e.insert(p);
         }

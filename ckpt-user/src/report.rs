@@ -42,14 +42,23 @@ impl Summary {
     }
 }
 
+/// The reason and what to do, escaped: reasons and options may quote paths and names.
 fn remedy(r: &FileReport) -> String {
-    match (r.verdict, r.options.as_slice()) {
+    printable(&match (r.verdict, r.options.as_slice()) {
         (Verdict::Needs, [one]) => format!("{}; use {one}", r.reason),
         (Verdict::Needs, many) if !many.is_empty() => {
             format!("{}; use {}", r.reason, many.join(" or "))
         }
         _ => r.reason.clone(),
-    }
+    })
+}
+
+/// A judgement's reason and its options, escaped.
+fn reason_and_fix(reason: &str, options: &[String]) -> String {
+    printable(&match options {
+        [] => reason.to_string(),
+        o => format!("{reason}; use {}", o.join(" or ")),
+    })
 }
 
 fn file_line(out: &mut dyn Write, r: &FileReport) -> io::Result<()> {
@@ -62,17 +71,18 @@ fn file_line(out: &mut dyn Write, r: &FileReport) -> io::Result<()> {
         out,
         "  {:<6} {:<14} {:<24} {:<7} {}  [{}]",
         slot,
-        r.kind,
-        r.fops,
+        printable(&r.kind),
+        printable(&r.fops),
         r.verdict.as_str(),
         remedy(r),
-        r.what
+        printable(&r.what)
     )
 }
 
-/// A process: its files that are not ok (all of them with `verbose`), then its verdict.
+/// A process: its files that are not ok (all of them with `verbose`), then its verdict. Every
+/// string a process chooses (its name, its files' paths) is escaped: it cannot forge a line.
 pub fn process_text(out: &mut dyn Write, p: &ProcessReport, verbose: bool) -> io::Result<()> {
-    writeln!(out, "pid {} ({})", p.pid, p.comm)?;
+    writeln!(out, "pid {} ({})", p.pid, printable(&p.comm))?;
     let shown: Vec<&FileReport> = p
         .files
         .iter()
@@ -94,12 +104,12 @@ pub fn process_text(out: &mut dyn Write, p: &ProcessReport, verbose: bool) -> io
         .iter()
         .filter(|j| verbose || j.verdict != Verdict::Ok)
     {
-        let fix = if j.options.is_empty() {
-            String::new()
-        } else {
-            format!("; use {}", j.options.join(" or "))
-        };
-        writeln!(out, "  task   {:<7} {}{fix}", j.verdict.as_str(), j.reason)?;
+        writeln!(
+            out,
+            "  task   {:<7} {}",
+            j.verdict.as_str(),
+            reason_and_fix(&j.reason, &j.options)
+        )?;
     }
     Ok(())
 }
@@ -107,7 +117,10 @@ pub fn process_text(out: &mut dyn Write, p: &ProcessReport, verbose: bool) -> io
 fn verdict_line(v: Verdict, options: &[String]) -> String {
     match v {
         Verdict::Ok => "ok: checkpointable as it is".into(),
-        Verdict::Needs => format!("needs: checkpointable with {}", options.join(" ")),
+        Verdict::Needs => format!(
+            "needs: checkpointable with {}",
+            printable(&options.join(" "))
+        ),
         Verdict::Unknown => "unknown: holds kinds of files the profile does not classify".into(),
         Verdict::Blocks => "blocks: a checkpoint would fail".into(),
     }
@@ -120,6 +133,7 @@ pub fn dump_text(
     profile: &str,
     verbose: bool,
 ) -> io::Result<()> {
+    let profile = &printable(profile);
     for p in &d.processes {
         process_text(out, p, verbose)?;
     }
@@ -139,6 +153,7 @@ pub fn host_text(
     profile: &str,
     verbose: bool,
 ) -> io::Result<()> {
+    let profile = &printable(profile);
     writeln!(out, "{:<8} {:<16} {:<7} DETAIL", "PID", "COMM", "VERDICT")?;
     for p in reports.iter().flat_map(|r| &r.processes) {
         if p.verdict == Verdict::Ok && !verbose {
@@ -169,9 +184,9 @@ pub fn host_text(
             out,
             "{:<8} {:<16} {:<7} {}",
             p.pid,
-            p.comm,
+            printable(&p.comm),
             p.verdict.as_str(),
-            detail
+            printable(&detail)
         )?;
     }
     let s = Summary::of(reports);
@@ -212,6 +227,14 @@ impl WorkloadSummary {
     }
 }
 
+/// A container id as shown: its first 12 characters (an LXC name may hold any character).
+fn short(id: &str) -> &str {
+    let chars = crate::scope::container_id::SHORT_ID;
+    id.char_indices()
+        .nth(chars)
+        .map_or(id, |(end, _)| &id[..end])
+}
+
 /// A process-chosen string (a command name, a path) made safe for a terminal and for one-line
 /// logs: control characters, which could move the cursor or forge a line, are escaped.
 pub fn printable(s: &str) -> String {
@@ -241,7 +264,7 @@ fn deciding(p: &ProcessReport) -> impl Iterator<Item = String> + '_ {
                 };
                 format!(
                     "{who} {slot} {}: {}  [{}]",
-                    r.kind,
+                    printable(&r.kind),
                     remedy(r),
                     printable(&r.what)
                 )
@@ -251,13 +274,7 @@ fn deciding(p: &ProcessReport) -> impl Iterator<Item = String> + '_ {
         .task
         .iter()
         .filter(move |j| j.verdict == p.verdict)
-        .map(move |j| {
-            let fix = match j.options.as_slice() {
-                [] => String::new(),
-                o => format!("; use {}", o.join(" or ")),
-            };
-            format!("{who} task: {}{fix}", j.reason)
-        });
+        .map(move |j| format!("{who} task: {}", reason_and_fix(&j.reason, &j.options)));
     files.chain(tasks)
 }
 
@@ -272,6 +289,7 @@ pub fn workloads_text(
     profile: &str,
     verbose: bool,
 ) -> io::Result<()> {
+    let profile = &printable(profile);
     writeln!(
         out,
         "{:<46} {:<24} {:<7} DETAIL",
@@ -284,7 +302,7 @@ pub fn workloads_text(
         let label = match w.kind {
             crate::scope::workload::Kind::Container => format!(
                 "container {} {}",
-                &w.id[..w.id.len().min(crate::scope::container_id::SHORT_ID)],
+                printable(short(&w.id)),
                 printable(&w.name)
             ),
             crate::scope::workload::Kind::Unit => format!("unit {}", printable(&w.name)),
@@ -296,7 +314,7 @@ pub fn workloads_text(
             .find(|p| p.pid == w.root)
             .map_or(String::new(), |p| printable(&p.comm));
         let detail = match w.verdict {
-            Verdict::Needs => format!("needs {}", w.options.join(" ")),
+            Verdict::Needs => format!("needs {}", printable(&w.options.join(" "))),
             Verdict::Ok => "checkpointable as it is".into(),
             Verdict::Unknown => "holds kinds the profile does not classify".into(),
             Verdict::Blocks => "a checkpoint would fail".into(),
@@ -422,16 +440,12 @@ pub fn preflight_json(out: &mut dyn Write, doc: &PreflightReport) -> io::Result<
 }
 
 fn judgement_line(out: &mut dyn Write, j: &Judgement) -> io::Result<()> {
-    let fix = match j.options.as_slice() {
-        [] => String::new(),
-        o => format!("; use {}", o.join(" or ")),
-    };
     writeln!(
         out,
-        "    {:<7} {:<16} {}{fix}",
+        "    {:<7} {:<16} {}",
         j.verdict.as_str(),
-        j.rule,
-        j.reason
+        printable(&j.rule),
+        reason_and_fix(&j.reason, &j.options)
     )
 }
 
@@ -441,22 +455,23 @@ fn container_text(
     profile: &str,
     verbose: bool,
 ) -> io::Result<()> {
+    let profile = &printable(profile);
     writeln!(
         out,
         "container {}  cgroup {} ({:?}, id {})",
-        c.label(),
-        c.cgroup.path,
+        printable(&c.label()),
+        printable(&c.cgroup.path),
         c.cgroup.version,
         c.cgroup.id
     )?;
     if let Some(pod) = c.container.as_ref().and_then(|n| n.pod.as_deref()) {
-        writeln!(out, "  pod {pod}")?;
+        writeln!(out, "  pod {}", printable(pod))?;
     }
     let root_comm = c
         .processes
         .iter()
         .find(|p| p.pid == c.root)
-        .map_or("", |p| p.comm.as_str());
+        .map_or(String::new(), |p| printable(&p.comm));
     writeln!(
         out,
         "  root pid {} ({root_comm}), {} process{}; own namespaces: {}; host's: {}",
@@ -488,7 +503,12 @@ fn container_text(
         writeln!(out, "    none")?;
     }
     for o in &c.options_in_force {
-        writeln!(out, "    {:<28} {}", o.to_string(), o.source)?;
+        writeln!(
+            out,
+            "    {:<28} {}",
+            printable(&o.to_string()),
+            printable(&o.source.to_string())
+        )?;
     }
     writeln!(out, "  checkpointer environment:")?;
     for j in c
@@ -508,20 +528,30 @@ fn container_text(
     writeln!(
         out,
         "verdict ({profile}, container {}, {} process{}): {}",
-        c.label(),
+        printable(&c.label()),
         c.processes.len(),
         if c.processes.len() == 1 { "" } else { "es" },
         verdict_line(c.verdict, &c.options)
     )?;
     for r in &c.remedies {
-        writeln!(out, "  to pass {}: {}", r.option, r.how)?;
+        writeln!(
+            out,
+            "  to pass {}: {}",
+            printable(&r.option),
+            printable(&r.how)
+        )?;
     }
     Ok(())
 }
 
 /// `preflight`: the profile and why, then each container, then a summary when there are several.
 pub fn preflight_text(out: &mut dyn Write, doc: &PreflightReport, verbose: bool) -> io::Result<()> {
-    writeln!(out, "profile {}: {}", doc.profile, doc.profile_source)?;
+    writeln!(
+        out,
+        "profile {}: {}",
+        printable(&doc.profile),
+        printable(&doc.profile_source)
+    )?;
     if doc.containers.is_empty() {
         return writeln!(out, "no containers found");
     }
@@ -597,6 +627,41 @@ mod tests {
         assert_eq!(printable("a\nverdict (x): ok"), "a\\nverdict (x): ok");
         assert_eq!(printable("\x1b[2J"), "\\u{1b}[2J");
         assert_eq!(printable("it's \"q\""), "it's \"q\"");
+    }
+
+    /// A process names itself and its file so as to forge a verdict line and clear the screen.
+    #[test]
+    fn process_chosen_strings_cannot_forge_lines() {
+        let mut f = file(3, Verdict::Blocks, &["--irmap-scan-path /a\nverdict: ok"]);
+        f.what = "/tmp/x\nverdict (criu-4, 1 process): ok: checkpointable as it is\x1b[2J".into();
+        f.reason = "deleted file /tmp/\r\x1b]0;title\x07".into();
+        let mut p = process(vec![f], Verdict::Blocks);
+        p.comm = "\x1b[2Jevil\u{202e}".into();
+        p.task = vec![Judgement {
+            verdict: Verdict::Blocks,
+            kind: "task".into(),
+            rule: "r".into(),
+            reason: "traced by \nx".into(),
+            options: vec![],
+        }];
+        let d = DumpReport {
+            root: 7,
+            verdict: Verdict::Blocks,
+            options: vec![],
+            processes: vec![p],
+        };
+        let mut out = Vec::new();
+        dump_text(&mut out, &d, "criu-4", true).unwrap();
+        host_text(&mut out, std::slice::from_ref(&d), "criu-4", true).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' || c == '\u{202e}'),
+            "{text:?}"
+        );
+        assert_eq!(text.lines().filter(|l| l.starts_with("verdict")).count(), 1);
+        assert_eq!(short("aé123456789012345"), "aé1234567890");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 
 use crate::aggregate::{DumpReport, Rules, SnapshotWorld, WorkloadReport, describe_facts};
 use crate::classify;
@@ -13,8 +13,8 @@ use crate::facts::FileFact;
 use crate::judge::Judge;
 use crate::report;
 use crate::scope::workload::{self, Names};
-use crate::scope::{DumpSet, ProcError};
-use crate::snapshot::{Filter, Snapshot};
+use crate::scope::{DumpSet, procfs};
+use crate::snapshot::{Filter, Scanned, Snapshot};
 
 /// The path /proc shows for a live fd; the kernel's facts otherwise.
 pub fn describe_live(f: &FileFact) -> String {
@@ -24,35 +24,40 @@ pub fn describe_live(f: &FileFact) -> String {
 }
 
 pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
-    // Without the privileges nothing else matters: say so before reading config files.
-    if args.replay.is_none() {
-        crate::kernel::privileges::ensure_can_load_bpf()?;
-    }
-    let judge = Judge::new(judging)?;
-    let profile = &judge.profile;
-    let given = judge.options(judge.engine_for(None))?;
-
-    let live = args.replay.is_none();
-    let snapshot = match &args.replay {
-        Some(path) => Snapshot::load(path)?,
+    let (judge, snapshot) = match &args.replay {
+        // A replay judges the snapshot alone: what it scanned, with the CRIU it recorded.
+        Some(path) => {
+            let snapshot = Snapshot::load(path)?;
+            let recorded = snapshot.scanned.as_ref().and_then(|s| s.criu.clone());
+            let judge = Judge::for_replay(judging, recorded)?;
+            if let Some(pid) = args.pid {
+                snapshot.check_scanned(pid)?;
+            }
+            (judge, snapshot)
+        }
         None => {
-            if let Some(pid) = args.pid
-                && !Path::new(&format!("/proc/{pid}")).exists()
-            {
-                return Err(ProcError::NoSuchProcess(pid).into());
+            // Without the privileges nothing else matters: say so before reading config files.
+            crate::kernel::privileges::ensure_can_load_bpf()?;
+            let judge = Judge::new(judging)?;
+            if let Some(pid) = args.pid {
+                procfs::ensure_process(pid)?;
             }
             // A pid (with or without --tree) is scanned as its subtree: that is its dump.
             let filter = args.pid.map_or(Filter::All, Filter::Pid);
-            Snapshot::take(filter)?
+            let mut snapshot = Snapshot::take(filter)?;
+            if let Some(path) = &args.save_snapshot {
+                let name = &judge.profile.profile.name;
+                snapshot.scanned = Some(Scanned::now(filter, name, judge.criu.as_ref()));
+                snapshot.save(path)?;
+            }
+            (judge, snapshot)
         }
     };
+    let profile = &judge.profile;
+    let given = judge.options(judge.engine_for(None))?;
+    let live = args.replay.is_none();
     let t = &snapshot.timings;
     tracing::debug!(btf = ?t.btf, load = ?t.load, iterate = ?t.iterate, kallsyms = ?t.kallsyms, procfs = ?t.procfs, files = snapshot.files.len(), "scan");
-    if let Some(path) = &args.save_snapshot {
-        let json = serde_json::to_vec(&snapshot).context("serialising the snapshot")?;
-        std::fs::write(path, json)
-            .with_context(|| format!("writing snapshot {}", path.display()))?;
-    }
 
     let ops = judge.resolve_ops(&snapshot)?;
     let describe: &dyn Fn(&FileFact) -> String = if live {

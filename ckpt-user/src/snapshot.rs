@@ -1,14 +1,17 @@
 //! A snapshot: everything a scan learned from the kernel and /proc, serialisable so it can be
 //! saved on one host and replayed through resolve → classify → report anywhere, without root.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ckpt_common::N_OPS_MEMBERS;
 use serde::{Deserialize, Serialize};
 
+use crate::checkpointer::criu::Criu;
 use crate::facts::FileFact;
+use crate::input::{self, ReadError};
 use crate::kernel::btf::{BtfError, LoadedBtf, VMLINUX_BTF};
 use crate::kernel::kallsyms::{KallsymsError, Symbol, Symbols};
 use crate::kernel::privileges::{self, PrivilegeError};
@@ -30,6 +33,13 @@ pub enum SnapshotError {
     Proc(#[from] crate::scope::ProcError),
     #[error("cannot read snapshot {path}: {reason}")]
     Replay { path: String, reason: String },
+    #[error("cannot write snapshot {path}: {source}")]
+    Save {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("pid {pid} was not scanned: this snapshot holds {scanned}; replay one of those")]
+    NotScanned { pid: u32, scanned: String },
 }
 
 /// Where the time of a live scan went.
@@ -42,8 +52,59 @@ pub struct Timings {
     pub procfs: Duration,
 }
 
+/// What a snapshot is of: where and when it was taken, which tasks, and how they were to be
+/// judged. A replay judges what was scanned and nothing else.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scanned {
+    pub host: String,
+    /// The kernel release (`uname -r`).
+    pub kernel: String,
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub filter: Filter,
+    pub profile: String,
+    /// The CRIU installed then; without `--profile`, its version picks the profile on replay.
+    pub criu: Option<Criu>,
+}
+
+impl Scanned {
+    /// A record of a live scan on this host, now.
+    pub fn now(filter: Filter, profile: &str, criu: Option<&Criu>) -> Self {
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
+        Self {
+            host: read("/proc/sys/kernel/hostname"),
+            kernel: read("/proc/sys/kernel/osrelease"),
+            time: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            filter,
+            profile: profile.to_string(),
+            criu: criu.cloned(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let what = match self.filter {
+            Filter::All => "every process".to_string(),
+            Filter::Pid(pid) => format!("pid {pid} and its descendants"),
+            Filter::Cgroup { id, .. } => format!("the processes of cgroup id {id}"),
+        };
+        crate::report::printable(&format!(
+            "{what} (host {}, Linux {}, {})",
+            self.host, self.kernel, self.time
+        ))
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// `None` in snapshots of ckpt-watch versions that did not record it.
+    #[serde(default)]
+    pub scanned: Option<Scanned>,
     pub files: Vec<FileFact>,
     /// Member function addresses per ops table, in `ckpt_common::OPS_MEMBERS` order.
     pub ops: BTreeMap<u64, [u64; N_OPS_MEMBERS]>,
@@ -53,13 +114,18 @@ pub struct Snapshot {
     pub procs: BTreeMap<u32, ProcInfo>,
     pub own_netns: Option<u64>,
     pub own_ipcns: Option<u64>,
+    /// Every namespace inode of each process, recorded only when some file is an nsfs file
+    /// (whose verdict depends on them), so a replay never asks this host's /proc.
+    #[serde(default)]
+    pub namespaces: BTreeMap<u32, Vec<u64>>,
     #[serde(skip)]
     pub timings: Timings,
 }
 
 /// Which tasks the kernel side reports. Filtering there keeps a scan of one process or one
 /// container from costing user space in proportion to the whole host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Filter {
     All,
     Pid(u32),
@@ -120,6 +186,10 @@ impl Snapshot {
                 .map_err(KallsymsError::Io)
         };
         let mut snap = Self::collect(&mut probe, known_procs, kallsyms)?;
+        // The host's other processes are no part of this scan (nor of a saved snapshot).
+        if let Some(pids) = &targets {
+            snap.procs.retain(|pid, _| pids.contains(pid));
+        }
         snap.timings.btf = timings.btf;
         snap.timings.load = timings.load;
         Ok(snap)
@@ -149,9 +219,19 @@ impl Snapshot {
         crate::scope::fsnotify::see_watches_as_criu(&mut files);
         let t = Instant::now();
         let procs = read_procs(&files, known_procs);
+        let namespaces = if files.iter().any(|f| f.fs_type == "nsfs") {
+            procs
+                .keys()
+                .map(|&pid| (pid, procfs::all_ns_inodes(pid)))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
         timings.procfs = t.elapsed();
         let own = Own::current();
         Ok(Self {
+            scanned: None,
+            namespaces,
             files,
             ops: raw.ops.into_iter().collect(),
             data_symbols: symbols.data_symbols,
@@ -163,13 +243,63 @@ impl Snapshot {
         })
     }
 
+    /// Reads a saved snapshot (at most [`input::SNAPSHOT_MAX`] bytes).
     pub fn load(path: &Path) -> Result<Self, SnapshotError> {
         let err = |reason: String| SnapshotError::Replay {
-            path: path.display().to_string(),
+            path: crate::report::printable(&path.display().to_string()),
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        serde_json::from_str(&text).map_err(|e| err(e.to_string()))
+        let bytes = input::read_capped(path, input::SNAPSHOT_MAX).map_err(|e| match e {
+            ReadError::TooBig(_) => err(format!("{e} (snapshots are capped at 1 GiB)")),
+            ReadError::Io(_) => err(e.to_string()),
+        })?;
+        Self::parse(&bytes).map_err(err)
+    }
+
+    /// A snapshot from its JSON; the error is one line (it may quote the text it stopped at).
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| crate::report::printable(&e.to_string()))
+    }
+
+    /// Writes the snapshot to `path`: readable by its owner only (it holds kernel addresses),
+    /// atomically, and never through a symlink.
+    pub fn save(&self, path: &Path) -> Result<(), SnapshotError> {
+        let err = |source: std::io::Error| SnapshotError::Save {
+            path: crate::report::printable(&path.display().to_string()),
+            source,
+        };
+        let json = serde_json::to_vec(self).map_err(|e| err(e.into()))?;
+        write_private(path, &json).map_err(err)
+    }
+
+    /// Refuses a pid the snapshot did not scan: judging it would judge a process with no
+    /// files, and say `ok`.
+    pub fn check_scanned(&self, pid: u32) -> Result<(), SnapshotError> {
+        let has_files = || self.files.iter().any(|f| f.pid == pid);
+        let scanned = match &self.scanned {
+            Some(s) => match s.filter {
+                Filter::All => true,
+                Filter::Pid(root) => {
+                    let parents = self.procs.values().map(|p| (p.pid, p.ppid)).collect();
+                    crate::scope::subtree(root, &parents).contains(&pid)
+                }
+                Filter::Cgroup { .. } => self.procs.contains_key(&pid) || has_files(),
+            },
+            // An older snapshot does not say what it scanned; one of a --pid scan holds every
+            // process of its host: only a process with files in it was scanned.
+            None => !self.procs.contains_key(&pid) || has_files(),
+        };
+        if scanned {
+            return Ok(());
+        }
+        let what = match &self.scanned {
+            Some(s) => s.describe(),
+            None => {
+                "no files of it and no record of what was scanned (an older ckpt-watch saved it)"
+                    .into()
+            }
+        };
+        Err(SnapshotError::NotScanned { pid, scanned: what })
     }
 
     pub fn symbols(&self) -> Symbols {
@@ -209,12 +339,141 @@ fn read_procs(
     known: Option<BTreeMap<u32, ProcInfo>>,
 ) -> BTreeMap<u32, ProcInfo> {
     let mut procs = known.unwrap_or_default();
-    for f in files {
-        if let std::collections::btree_map::Entry::Vacant(e) = procs.entry(f.pid)
-            && let Ok(p) = procfs::read_proc(f.pid)
+    let pids: BTreeSet<u32> = files.iter().map(|f| f.pid).collect();
+    for pid in pids {
+        if let std::collections::btree_map::Entry::Vacant(e) = procs.entry(pid)
+            && let Some(p) = procfs::read_or_warn(pid)
         {
             e.insert(p);
         }
     }
     procs
+}
+
+/// Writes `bytes` as a new file readable by its owner only, in a temporary file beside `path`
+/// then renamed over it: a reader never sees half a file, and a symlink planted at `path` is
+/// replaced, not followed.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}-{nanos}.tmp", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    // O_EXCL: never an existing file, nor a symlink planted under the temporary name.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("ckpt-snap-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn saved_private_atomically_and_never_through_a_symlink() {
+        let d = dir("save");
+        let victim = d.join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let path = d.join("snap.json");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let snap = Snapshot::default();
+        snap.save(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.is_file(), "the symlink was replaced by the file");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.uid(), unsafe { libc::geteuid() });
+        assert!(Snapshot::load(&path).is_ok());
+        let left: Vec<_> = std::fs::read_dir(&d).unwrap().flatten().collect();
+        assert_eq!(left.len(), 2, "no temporary file left: {left:?}");
+        assert!(snap.save(&d.join("no-such-dir/snap.json")).is_err());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    fn proc(pid: u32, ppid: u32) -> (u32, ProcInfo) {
+        (
+            pid,
+            ProcInfo {
+                pid,
+                ppid,
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn replay_judges_only_what_was_scanned() {
+        let mut snap = Snapshot {
+            procs: BTreeMap::from([proc(10, 1), proc(11, 10), proc(20, 1)]),
+            ..Default::default()
+        };
+        snap.scanned = Some(Scanned::now(Filter::Pid(10), "criu-4", None));
+        assert!(snap.check_scanned(10).is_ok() && snap.check_scanned(11).is_ok());
+        let err = snap.check_scanned(20).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "pid 20 was not scanned: this snapshot holds pid 10 and its descendants (host "
+            ),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+        // An older snapshot: a pid without files in it was not scanned.
+        snap.scanned = None;
+        assert!(snap.check_scanned(20).is_err());
+        assert!(
+            snap.check_scanned(99).is_ok(),
+            "left to the 'exited' answer"
+        );
+        let old = br#"{"files":[],"ops":{},"symbols":[],"data_symbols":0,"procs":{},"own_netns":null,"own_ipcns":null}"#;
+        assert!(Snapshot::parse(old).unwrap().scanned.is_none());
+    }
+
+    #[test]
+    fn a_replay_reads_namespaces_from_the_snapshot_not_this_host() {
+        use crate::aggregate::World as _;
+        let me = std::process::id();
+        let mut snap = Snapshot {
+            procs: BTreeMap::from([proc(me, 1)]),
+            ..Default::default()
+        };
+        assert!(
+            crate::aggregate::SnapshotWorld::new(&snap)
+                .ns_inodes(me)
+                .is_empty()
+        );
+        snap.namespaces.insert(me, vec![7]);
+        assert_eq!(
+            crate::aggregate::SnapshotWorld::new(&snap).ns_inodes(me),
+            [7]
+        );
+    }
 }

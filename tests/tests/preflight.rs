@@ -353,7 +353,7 @@ fn bad_input_is_one_line_and_exit_2() {
         (
             vec!["--container", &a[..12]],
             vec![("CRIU_CONFIG_FILE", &malformed)],
-            format!("{malformed}:3: unknown CRIU option `file-lock`"),
+            format!("{malformed}:3: unknown CRIU option `file-lcoks`"),
         ),
         (
             vec!["--container", &a[..12], "--with", "tcp-close"],

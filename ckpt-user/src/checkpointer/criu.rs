@@ -12,7 +12,7 @@ use crate::classify::{Judgement, Verdict};
 /// How long `criu check` may take: it probes kernel features, a second or two at most.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Criu {
     pub path: PathBuf,
     /// `Version: 3.17.1` of `criu --version`.

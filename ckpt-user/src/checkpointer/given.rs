@@ -6,7 +6,9 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::checkpointer::config_file::{self, Arg};
 use crate::classify::{Judgement, Verdict};
+use crate::report::printable;
 
 /// Where an option in force comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -54,37 +56,89 @@ pub struct Given {
     options: Vec<GivenOption>,
 }
 
+/// A size as CRIU's `parse_size` reads it: the leading number (`atol`), times 1024, 1024² or
+/// 1024³ when a `K`, `M` or `G` appears anywhere in the text. `None` where CRIU would read 0 or
+/// overflow: no limit is assumed to be met.
 fn size_bytes(s: &str) -> Option<u64> {
-    let (num, mult) = match s.trim().to_ascii_uppercase().chars().last()? {
-        'K' => (&s[..s.len() - 1], 1u64 << 10),
-        'M' => (&s[..s.len() - 1], 1 << 20),
-        'G' => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
+    let mult: u64 = if s.contains('K') {
+        1 << 10
+    } else if s.contains('M') {
+        1 << 20
+    } else if s.contains('G') {
+        1 << 30
+    } else {
+        1
     };
-    num.trim().parse::<u64>().ok().map(|n| n * mult)
+    let digits = s.trim_start_matches(|c: char| c.is_ascii_whitespace());
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// `--name[=value] [value]` pairs as written, unchecked: the remedies a profile proposes and
+/// the engines' own defaults (which reach CRIU over RPC, not through its option parser).
+fn split_options(text: &str) -> Vec<(String, Option<String>)> {
+    let mut out: Vec<(String, Option<String>)> = Vec::new();
+    for token in text.split_whitespace() {
+        if let Some(name) = token.strip_prefix("--") {
+            let (name, value) = match name.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (name, None),
+            };
+            out.push((name.to_string(), value));
+        } else if let Some(last) = out.last_mut().filter(|o| o.1.is_none()) {
+            last.1 = Some(token.to_string());
+        }
+    }
+    out
 }
 
 impl Given {
-    /// Parses a command-line-like string. A token not starting with `-` is the previous
-    /// option's value.
+    /// Parses `--with`'s command-line-like string, checked as CRIU's option parser checks its
+    /// config files: known options (or unambiguous prefixes of one, as getopt_long takes
+    /// them), values where an option takes one and nowhere else.
     pub fn parse(text: &str, source: Source) -> Result<Self, String> {
         let mut given = Given::default();
-        for token in text.split_whitespace() {
-            if let Some(name) = token.strip_prefix("--") {
-                let (name, value) = match name.split_once('=') {
-                    Some((n, v)) => (n, Some(v.to_string())),
-                    None => (name, None),
-                };
-                given.push(name, value, source.clone());
-            } else if let Some(last) = given.options.last_mut().filter(|o| o.value.is_none()) {
-                last.value = Some(token.to_string());
-            } else {
+        let mut tokens = text.split_whitespace();
+        while let Some(token) = tokens.next() {
+            let Some(body) = token.strip_prefix("--") else {
                 return Err(format!(
-                    "`{token}` is not an option (options start with --)"
+                    "`{}` is not an option (options start with --; give CRIU's long names)",
+                    printable(token)
                 ));
-            }
+            };
+            let (name, inline) = match body.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (body, None),
+            };
+            let (name, arg) = config_file::lookup(name)?;
+            let value = match (arg, inline) {
+                (Arg::Flag | Arg::Plain, None) => None,
+                (Arg::Flag | Arg::Plain, Some(_)) => {
+                    return Err(format!("`--{name}` takes no value"));
+                }
+                (Arg::Required, Some(v)) => Some(v),
+                (Arg::Required, None) => Some(
+                    tokens
+                        .next()
+                        .ok_or_else(|| format!("`--{name}` needs a value"))?
+                        .to_string(),
+                ),
+                (Arg::Optional, v) => v,
+            };
+            given.push(&name, value, source.clone());
         }
         Ok(given)
+    }
+
+    /// Options an engine always passes, as written (see [`split_options`]).
+    pub fn unchecked(text: &str, source: Source) -> Self {
+        let mut given = Given::default();
+        for (name, value) in split_options(text) {
+            given.push(&name, value, source.clone());
+        }
+        given
     }
 
     /// Adds `--name [value]`. A boolean's `no-name` spelling (CRIU accepts it on the command
@@ -118,10 +172,10 @@ impl Given {
     /// The option in force that satisfies `wanted` (one alternative of a `needs`, e.g.
     /// `--ghost-limit 2M`: a given limit at least that large).
     fn satisfying(&self, wanted: &str) -> Option<&GivenOption> {
-        let want = Given::parse(wanted, Source::With).ok()?;
-        let GivenOption { name, value, .. } = want.options.first()?;
+        let (name, value) = split_options(wanted).into_iter().next()?;
+        let name = format!("--{name}");
         self.options.iter().find(|o| {
-            o.name == *name
+            o.name == name
                 && match (name.as_str(), value.as_deref(), o.value.as_deref()) {
                     (_, None, _) => true,
                     ("--ghost-limit", Some(w), Some(g)) => size_bytes(g)
@@ -173,6 +227,41 @@ mod tests {
         assert_eq!(g.options.len(), 3);
         assert_eq!(g.options[1].to_string(), "--ghost-limit 2M");
         assert!(Given::parse("tcp-established", Source::With).is_err());
+    }
+
+    /// `--with` is checked as a config file line is, abbreviations included.
+    #[test]
+    fn with_is_checked_like_a_config_file() {
+        let err = |t: &str| Given::parse(t, Source::With).unwrap_err();
+        assert_eq!(
+            err("--no-such-option"),
+            "unknown CRIU option `no-such-option`"
+        );
+        assert_eq!(err("--file-locks=yes"), "`--file-locks` takes no value");
+        assert_eq!(err("--ghost-limit"), "`--ghost-limit` needs a value");
+        assert!(err("--tcp").contains("ambiguous"), "{}", err("--tcp"));
+        assert!(err("--tcp-established -j").contains("`-j` is not an option"));
+        let g = Given::parse("--tcp-est --ghost-lim 2M --ext-unix-sk", Source::With).unwrap();
+        assert_eq!(
+            g.options.iter().map(|o| o.to_string()).collect::<Vec<_>>(),
+            ["--tcp-established", "--ghost-limit 2M", "--ext-unix-sk"]
+        );
+        assert_eq!(g.apply(needs(&["--tcp-established"])).verdict, Verdict::Ok);
+        let g = Given::parse("--tcp-established --no-tcp-est", Source::With).unwrap();
+        assert!(g.is_empty());
+    }
+
+    /// Sizes as CRIU's parse_size reads them; a value that is not one never panics.
+    #[test]
+    fn sizes_read_as_criu_reads_them() {
+        assert_eq!(size_bytes("2M\u{3000}"), Some(2 << 20));
+        assert_eq!(size_bytes("\u{3000}2M"), None);
+        assert_eq!(size_bytes(" 10K"), Some(10 << 10));
+        assert_eq!(size_bytes("3"), Some(3));
+        assert_eq!(size_bytes("M"), None);
+        assert_eq!(size_bytes("99999999999999999999G"), None);
+        let g = Given::unchecked("--ghost-limit 2M\u{3000}", Source::With);
+        assert_eq!(g.apply(needs(&["--ghost-limit 2M"])).verdict, Verdict::Ok);
     }
 
     #[test]

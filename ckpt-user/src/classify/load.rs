@@ -4,6 +4,8 @@ use std::path::Path;
 
 use super::names;
 use super::profile::{Cond, NumOrRange, OneOrMany, Profile};
+use crate::input::{self, ReadError};
+use crate::report::printable;
 use crate::resolve::{Catalogue, CatalogueError};
 
 /// Profiles shipped in the binary, newest first (the default when no CRIU is found).
@@ -16,6 +18,8 @@ pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
 pub enum ProfileError {
     #[error("profile {0:?} is neither a built-in profile ({1}) nor a readable file: {2}")]
     NotFound(String, String, std::io::Error),
+    #[error("profile {0}: {1}")]
+    Unreadable(String, String),
     #[error("profile {source_name}: line {line}, column {column}: {message}")]
     Syntax {
         source_name: String,
@@ -49,21 +53,22 @@ pub fn parse_profile(text: &str, source_name: &str) -> Result<Profile, ProfileEr
             source_name: source_name.into(),
             line,
             column,
-            message: e.message().replace('\n', " "),
+            message: printable(&e.message().replace('\n', " ")),
         }
     })?;
+    // Ids and names come from the file: escaped, an error stays one line.
     for rule in &profile.rules {
         for cond in &rule.when {
             check_cond(cond).map_err(|message| ProfileError::Invalid {
                 source_name: source_name.into(),
-                rule: rule.id.clone(),
-                message,
+                rule: printable(&rule.id),
+                message: printable(&message),
             })?;
         }
         if rule.verdict == super::Verdict::Needs && rule.options.is_empty() {
             return Err(ProfileError::Invalid {
                 source_name: source_name.into(),
-                rule: rule.id.clone(),
+                rule: printable(&rule.id),
                 message: "verdict `needs` without `options`".into(),
             });
         }
@@ -76,7 +81,7 @@ pub fn parse_profile(text: &str, source_name: &str) -> Result<Profile, ProfileEr
             .ok_or_else(|| ProfileError::Invalid {
                 source_name: source_name.into(),
                 rule: "[profile]".into(),
-                message: format!("extends unknown built-in profile `{parent}`"),
+                message: format!("extends unknown built-in profile `{}`", printable(&parent)),
             })?;
         profile = inherit(parse_profile(parent_text, &parent)?, profile);
     }
@@ -151,9 +156,41 @@ pub fn load_profile(name_or_path: &str) -> Result<Profile, ProfileError> {
     if let Some((name, text)) = BUILTIN_PROFILES.iter().find(|(n, _)| *n == name_or_path) {
         return parse_profile(text, name);
     }
-    let text = std::fs::read_to_string(Path::new(name_or_path)).map_err(|e| {
+    let shown = printable(name_or_path);
+    let bytes = input::read_capped(Path::new(name_or_path), input::CONFIG_MAX).map_err(|e| {
         let builtin: Vec<&str> = BUILTIN_PROFILES.iter().map(|(n, _)| *n).collect();
-        ProfileError::NotFound(name_or_path.into(), builtin.join(", "), e)
+        match e {
+            ReadError::Io(io) => ProfileError::NotFound(shown.clone(), builtin.join(", "), io),
+            too_big => ProfileError::Unreadable(shown.clone(), too_big.to_string()),
+        }
     })?;
-    parse_profile(&text, name_or_path)
+    let text = String::from_utf8(bytes)
+        .map_err(|e| ProfileError::Unreadable(shown.clone(), format!("not UTF-8 text ({e})")))?;
+    parse_profile(&text, &shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endless_or_binary_profile_is_a_one_line_error() {
+        let err = load_profile("/dev/zero").unwrap_err().to_string();
+        assert_eq!(err, "profile /dev/zero: larger than 16 MiB: refused");
+        let path = std::env::temp_dir().join(format!("ckpt-load-{}.toml", std::process::id()));
+        std::fs::write(&path, b"[profile]\nname = \"\xff\"\n").unwrap();
+        let err = load_profile(path.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert!(err.contains("not UTF-8 text"), "{err}");
+        let text = "[profile]\nname = \"x\"\ncheckpointer = \"criu\"\nversion = \"4\"\n\
+                    [[rule]]\nid = \"a\\nb\"\nkind = \"k\"\nverdict = \"needs\"\n\
+                    reason = \"r\"\napplies_to = \"fd\"\nwhen = [{ ops = \"x\" }]\n";
+        let err = parse_profile(text, "t.toml").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "profile t.toml: rule a\\nb: verdict `needs` without `options`"
+        );
+    }
 }

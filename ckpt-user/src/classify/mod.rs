@@ -6,7 +6,7 @@ mod load;
 pub mod names;
 pub mod profile;
 
-pub use load::{BUILTIN_PROFILES, ProfileError, load_profile};
+pub use load::{BUILTIN_PROFILES, ProfileError, load_profile, parse_profile};
 pub use profile::{Place, Profile, Verdict};
 
 use serde::Serialize;

@@ -30,8 +30,22 @@ impl Judge {
     /// Validates everything a judgement depends on before anything is scanned: the profile
     /// parses, and CRIU's config files and `--with` parse for the default engine.
     pub fn new(args: &JudgingArgs) -> anyhow::Result<Self> {
-        let criu = Criu::find(args.criu.as_deref());
-        let (profile, profile_source) = load_profile(args.profile.as_deref(), criu.as_ref())?;
+        Self::with_criu(args, Criu::find(args.criu.as_deref()), "")
+    }
+
+    /// For a replay: the CRIU recorded in the snapshot stands for the one that will dump
+    /// (unless `--criu` names one), never the CRIU of the host replaying it.
+    pub fn for_replay(args: &JudgingArgs, recorded: Option<Criu>) -> anyhow::Result<Self> {
+        match &args.criu {
+            Some(_) => Self::new(args),
+            None => Self::with_criu(args, recorded, " (as recorded in the snapshot)"),
+        }
+    }
+
+    fn with_criu(args: &JudgingArgs, criu: Option<Criu>, note: &str) -> anyhow::Result<Self> {
+        let (profile, why) = load_profile(args.profile.as_deref(), criu.as_ref())?;
+        let note = if args.profile.is_some() { "" } else { note };
+        let profile_source = format!("{why}{note}");
         let judge = Self {
             profile,
             profile_source,

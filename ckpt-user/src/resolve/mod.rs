@@ -79,8 +79,8 @@ impl Catalogue {
             {
                 return Err(CatalogueError::UnknownMember {
                     source_name: source_name.into(),
-                    name: entry.name.clone(),
-                    member: m.clone(),
+                    name: crate::report::printable(&entry.name),
+                    member: crate::report::printable(m),
                     known: OPS_MEMBERS.join(", "),
                 });
             }

@@ -25,6 +25,10 @@ pub enum CgroupError {
         "no cgroup {0}: give a directory of a cgroup hierarchy (e.g. /sys/fs/cgroup/system.slice/x.scope) or a path inside one (/system.slice/x.scope)"
     )]
     NoSuchCgroup(String),
+    #[error("cgroup {path} is outside the cgroup hierarchy at {mount}: give a directory inside it")]
+    Escapes { path: String, mount: String },
+    #[error("cgroup {0} is not a directory: give a cgroup directory")]
+    NotADirectory(String),
     #[error("no container with id {0} (ckpt-watch preflight --all-containers lists them)")]
     UnknownContainer(String),
     #[error("container id prefix {prefix} is ambiguous: {matches}")]
@@ -126,20 +130,36 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
+    /// The cgroup at `path` inside `h`, canonicalised: the BPF side filters by the directory's
+    /// inode and depth, so `a/../b` must count as the depth of `b`, and a path leaving the
+    /// hierarchy must name no cgroup at all.
     fn at(h: &Hierarchy, path: &str) -> Result<Self, CgroupError> {
+        let shown = || crate::report::printable(path);
         let rel = path.trim_matches('/');
-        let dir = if rel.is_empty() {
+        let given = if rel.is_empty() {
             h.mount.clone()
         } else {
             h.mount.join(rel)
         };
-        let meta = std::fs::metadata(&dir)
-            .ok()
-            .filter(|m| m.is_dir() && dir.join("cgroup.procs").exists())
-            .ok_or_else(|| CgroupError::NoSuchCgroup(path.to_string()))?;
+        let dir = std::fs::canonicalize(&given).map_err(|_| CgroupError::NoSuchCgroup(shown()))?;
+        let mount = std::fs::canonicalize(&h.mount).unwrap_or_else(|_| h.mount.clone());
+        let inside = dir
+            .strip_prefix(&mount)
+            .map_err(|_| CgroupError::Escapes {
+                path: shown(),
+                mount: mount.display().to_string(),
+            })?
+            .to_path_buf();
+        let meta = std::fs::metadata(&dir).map_err(|_| CgroupError::NoSuchCgroup(shown()))?;
+        if !meta.is_dir() {
+            return Err(CgroupError::NotADirectory(shown()));
+        }
+        if !dir.join("cgroup.procs").exists() {
+            return Err(CgroupError::NoSuchCgroup(shown()));
+        }
         Ok(Self {
-            path: format!("/{rel}"),
-            level: rel.split('/').filter(|p| !p.is_empty()).count() as u32,
+            path: format!("/{}", inside.display()),
+            level: inside.components().count() as u32,
             dir,
             version: h.version.clone(),
             id: meta.ino(),
@@ -227,34 +247,62 @@ pub fn discover(hierarchies: &[Hierarchy]) -> Vec<Container> {
     found.into_values().collect()
 }
 
-/// The container `query` names: a full id, a unique prefix of one, or an LXC name.
+/// The container `query` names: a full id or LXC name (exactly as written), or a unique prefix
+/// of one (hex ids in either case).
 pub fn find_container<'c>(
     containers: &'c [Container],
     query: &str,
 ) -> Result<&'c Container, CgroupError> {
-    let q = query.trim().to_ascii_lowercase();
+    let q = query.trim();
     if q.is_empty() || q.contains('/') {
-        return Err(CgroupError::BadContainerId(query.to_string()));
+        return Err(CgroupError::BadContainerId(crate::report::printable(query)));
     }
     if let Some(exact) = containers.iter().find(|c| c.name.id == q) {
         return Ok(exact);
     }
+    // Engines' ids are lowercase hex; LXC names are matched as written (`MyBox`).
+    let hex = q.to_ascii_lowercase();
     let matches: Vec<&Container> = containers
         .iter()
-        .filter(|c| c.name.id.starts_with(&q))
+        .filter(|c| {
+            c.name.id.starts_with(q)
+                || (c.name.runtime != container_id::Runtime::Lxc && c.name.id.starts_with(&hex))
+        })
         .collect();
     match matches.as_slice() {
-        [] => Err(CgroupError::UnknownContainer(query.to_string())),
+        [] => Err(CgroupError::UnknownContainer(crate::report::printable(
+            query,
+        ))),
         [one] => Ok(one),
         many => Err(CgroupError::AmbiguousContainer {
-            prefix: query.to_string(),
+            prefix: crate::report::printable(query),
             matches: many
                 .iter()
-                .map(|c| format!("{} ({})", c.name.short_id(), c.name.runtime))
+                .map(|c| {
+                    let others = containers.iter().map(|o| o.name.id.as_str());
+                    let id = distinguishing(&c.name.id, others);
+                    format!("{} ({})", crate::report::printable(id), c.name.runtime)
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
         }),
     }
+}
+
+/// The shortest prefix of `id` that no other of `all` starts with, at least as long as the
+/// short id `docker ps` shows (so the list of an ambiguous prefix tells the matches apart).
+fn distinguishing<'a>(id: &'a str, all: impl Iterator<Item = &'a str>) -> &'a str {
+    let common = |o: &str| {
+        id.chars()
+            .zip(o.chars())
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
+    let shared = all.filter(|o| *o != id).map(common).max().unwrap_or(0);
+    let chars = (shared + 1).max(container_id::SHORT_ID);
+    id.char_indices()
+        .nth(chars)
+        .map_or(id, |(end, _)| &id[..end])
 }
 
 /// The cgroup `path` names: a directory under a hierarchy's mount, or a path inside one (tried
@@ -266,10 +314,18 @@ pub fn cgroup_at(hierarchies: &[Hierarchy], path: &str) -> Result<Cgroup, Cgroup
             return Cgroup::at(h, &format!("/{}", rel.display()));
         }
     }
-    hierarchies
-        .iter()
-        .find_map(|h| Cgroup::at(h, path).ok())
-        .ok_or_else(|| CgroupError::NoSuchCgroup(path.to_string()))
+    let mut first_err = None;
+    for h in hierarchies {
+        match Cgroup::at(h, path) {
+            Ok(c) => return Ok(c),
+            // Why a path is refused says more than that it is missing.
+            Err(CgroupError::NoSuchCgroup(_)) => {}
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_err.unwrap_or_else(|| CgroupError::NoSuchCgroup(crate::report::printable(path))))
 }
 
 /// The container a cgroup path belongs to, if any (for `--cgroup` on a container's directory).
@@ -355,6 +411,50 @@ mod tests {
             find_container(&all, ""),
             Err(CgroupError::BadContainerId(_))
         ));
+    }
+
+    #[test]
+    fn lxc_names_keep_their_case_and_ambiguity_lists_what_differs() {
+        let mut lxc = container("MyBox");
+        lxc.name.runtime = container_id::Runtime::Lxc;
+        let a = format!("abcdef0123456789{}", "0".repeat(48));
+        let b = format!("abcdef0123456789{}", "1".repeat(48));
+        let all = [lxc, container(&a), container(&b)];
+        assert_eq!(find_container(&all, "MyBox").unwrap().name.id, "MyBox");
+        assert_eq!(find_container(&all, "MyB").unwrap().name.id, "MyBox");
+        assert!(find_container(&all, "mybox").is_err());
+        let err = find_container(&all, "ABCDEF").unwrap_err().to_string();
+        assert!(
+            err.ends_with("abcdef01234567890 (docker), abcdef01234567891 (docker)"),
+            "{err}"
+        );
+        assert_eq!(distinguishing("ab", ["ab", "abc"].into_iter()), "ab");
+        assert_eq!(distinguishing("é", ["é"].into_iter()), "é");
+    }
+
+    #[test]
+    fn a_path_is_judged_where_it_leads() {
+        let h = hierarchies().unwrap();
+        let root = cgroup_at(&h, "/").unwrap();
+        let mount = h[0].mount.display().to_string();
+        let sub = subdirs(&root.dir)
+            .into_iter()
+            .next()
+            .expect("a cgroup below the root");
+        let name = sub.file_name().unwrap().to_str().unwrap().to_string();
+        let via = cgroup_at(&h, &format!("/{name}/../{name}")).unwrap();
+        assert_eq!(
+            (via.path.as_str(), via.level),
+            (format!("/{name}").as_str(), 1)
+        );
+        let err = cgroup_at(&h, "/../../../../../../../../tmp")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("outside the cgroup hierarchy"), "{err}");
+        let err = cgroup_at(&h, &format!("{mount}/../../../../../../../../tmp")).unwrap_err();
+        assert!(matches!(err, CgroupError::Escapes { .. }), "{err}");
+        let err = cgroup_at(&h, "/cgroup.procs").unwrap_err();
+        assert!(matches!(err, CgroupError::NotADirectory(_)), "{err}");
     }
 
     #[test]

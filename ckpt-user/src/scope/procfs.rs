@@ -15,6 +15,14 @@ pub enum ProcError {
         file: &'static str,
         source: std::io::Error,
     },
+    #[error(
+        "pid {pid} is a kernel thread ({comm}): no checkpointer dumps kernel threads; give the pid of a user-space process"
+    )]
+    KernelThread { pid: u32, comm: String },
+    #[error(
+        "pid {tid} is a thread of process {tgid}, not a process: a checkpoint dumps whole processes; use --pid {tgid}"
+    )]
+    Thread { tid: u32, tgid: u32 },
 }
 
 /// What a process is, from `/proc/PID/status` (one read per process).
@@ -122,22 +130,27 @@ pub fn ns_inode(pid: Option<u32>, kind: &str) -> Option<u64> {
     s.split_once('[')?.1.trim_end_matches(']').parse().ok()
 }
 
+/// A /proc file of `pid` as text. Process names and cgroup paths are bytes that the process
+/// chooses (`prctl(PR_SET_NAME)`, `mkdir` in a delegated cgroup): invalid UTF-8 is replaced,
+/// never a reason to lose the process. A pid that vanished is `NoSuchProcess`.
+fn read_text(pid: u32, file: &'static str) -> Result<String, ProcError> {
+    match std::fs::read(proc_path(pid, file)) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ESRCH) =>
+        {
+            Err(ProcError::NoSuchProcess(pid))
+        }
+        Err(source) => Err(ProcError::Io { pid, file, source }),
+    }
+}
+
 /// Reads one process. A pid that vanished is `NoSuchProcess`.
 pub fn read_proc(pid: u32) -> Result<ProcInfo, ProcError> {
-    let text = std::fs::read_to_string(proc_path(pid, "status")).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            ProcError::NoSuchProcess(pid)
-        } else {
-            ProcError::Io {
-                pid,
-                file: "status",
-                source,
-            }
-        }
-    })?;
-    let mut info = parse_status(pid, &text);
+    let mut info = parse_status(pid, &read_text(pid, "status")?);
     // A process that exits between the two reads keeps no cgroup: it has nothing to dump.
-    info.cgroups = std::fs::read_to_string(proc_path(pid, "cgroup"))
+    info.cgroups = read_text(pid, "cgroup")
         .map(|t| parse_cgroups(&t))
         .unwrap_or_default();
     info.netns = ns_inode(Some(pid), "net");
@@ -161,8 +174,73 @@ pub fn all_pids() -> Result<Vec<u32>, ProcError> {
 pub fn all_procs() -> Result<std::collections::BTreeMap<u32, ProcInfo>, ProcError> {
     Ok(all_pids()?
         .into_iter()
-        .filter_map(|pid| read_proc(pid).ok().map(|p| (pid, p)))
+        .filter_map(|pid| read_or_warn(pid).map(|p| (pid, p)))
         .collect())
+}
+
+/// One process, or `None` when it has exited; any other failure is logged, never dropped in
+/// silence (its files are still judged, without its parent and session).
+pub fn read_or_warn(pid: u32) -> Option<ProcInfo> {
+    match read_proc(pid) {
+        Ok(p) => Some(p),
+        Err(ProcError::NoSuchProcess(_)) => None,
+        Err(e) => {
+            tracing::warn!("{e}");
+            None
+        }
+    }
+}
+
+/// What a pid names, from `/proc/PID/status` and `/proc/PID/stat`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PidKind {
+    Process,
+    /// A thread of process `tgid` (its /proc directory exists, unlisted).
+    Thread {
+        tgid: u32,
+    },
+    KernelThread {
+        comm: String,
+    },
+}
+
+/// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// Classifies a pid from its status and stat texts.
+pub fn parse_kind(pid: u32, status: &str, stat: &str) -> PidKind {
+    let info = parse_status(pid, status);
+    let tgid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(pid);
+    // The comm in parentheses may hold anything, ')' included: the fields follow the last one.
+    let flags = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(6))
+        .and_then(|f| f.parse::<u64>().ok())
+        .unwrap_or(0);
+    if flags & PF_KTHREAD != 0 {
+        PidKind::KernelThread { comm: info.comm }
+    } else if tgid != pid {
+        PidKind::Thread { tgid }
+    } else {
+        PidKind::Process
+    }
+}
+
+/// Checks that `pid` is a live user-space process, the only thing a checkpoint can start from.
+pub fn ensure_process(pid: u32) -> Result<(), ProcError> {
+    let kind = parse_kind(pid, &read_text(pid, "status")?, &read_text(pid, "stat")?);
+    match kind {
+        PidKind::Process => Ok(()),
+        PidKind::Thread { tgid } => Err(ProcError::Thread { tid: pid, tgid }),
+        PidKind::KernelThread { comm } => Err(ProcError::KernelThread {
+            pid,
+            comm: crate::report::printable(&comm),
+        }),
+    }
 }
 
 /// Every namespace inode of a process (for judging nsfs files).
@@ -220,6 +298,62 @@ mod tests {
         assert_eq!(me.pid, std::process::id());
         assert!(!me.comm.is_empty());
         assert_eq!(me.netns, ns_inode(None, "net"));
+    }
+
+    #[test]
+    fn kernel_threads_and_threads_are_told_apart() {
+        let status = "Name:\tkthreadd\nTgid:\t2\nPid:\t2\nPPid:\t0\n";
+        let stat = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0";
+        assert_eq!(
+            parse_kind(2, status, stat),
+            PidKind::KernelThread {
+                comm: "kthreadd".into()
+            }
+        );
+        let status = "Name:\tworker\nTgid:\t40\nPid:\t41\n";
+        // A comm holding ") S 1 2" cannot shift the fields.
+        let stat = "41 (a) S 1 2) S 1 40 40 0 -1 4194368 0";
+        assert_eq!(parse_kind(41, status, stat), PidKind::Thread { tgid: 40 });
+        assert_eq!(
+            parse_kind(40, "Tgid:\t40\n", "40 (x) S 1 40 40 0 -1 4194560"),
+            PidKind::Process
+        );
+        assert!(ensure_process(std::process::id()).is_ok());
+        assert!(matches!(
+            ensure_process(2),
+            Err(ProcError::KernelThread { pid: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_keeps_the_process() {
+        let name = b"\xff\xfe-ckpt\0";
+        // SAFETY: the child only makes async-signal-safe calls, then is killed.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            unsafe {
+                libc::prctl(libc::PR_SET_NAME, name.as_ptr());
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        let pid = child as u32;
+        let mut info = None;
+        for _ in 0..200 {
+            info = read_proc(pid).ok().filter(|p| p.comm.ends_with("-ckpt"));
+            if info.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        unsafe {
+            libc::kill(child, libc::SIGKILL);
+            libc::waitpid(child, std::ptr::null_mut(), 0);
+        }
+        let info = info.expect("the renamed child is read");
+        assert_eq!(info.comm, "\u{fffd}\u{fffd}-ckpt");
+        assert_eq!(info.ppid, std::process::id());
     }
 
     #[test]
