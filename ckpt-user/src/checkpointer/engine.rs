@@ -98,6 +98,13 @@ impl Engine {
         }
     }
 
+    /// Whether `option` (`--irmap-scan-path`) reaches this engine's CRIU only through runc's
+    /// config file: driven over RPC, with no flag of the engine's own for it.
+    pub fn needs_config_file(self, option: &str) -> bool {
+        let name = option.trim_start_matches('-');
+        self.through_runc() && !self.flags().contains(&name)
+    }
+
     /// How a user gets `option` (`--external unix[42]`) to this engine's CRIU: its own flag
     /// where it has one, else the config file that CRIU reads last for it.
     pub fn how_to_pass(self, option: &str) -> String {

@@ -54,6 +54,8 @@ impl fmt::Display for GivenOption {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Given {
     options: Vec<GivenOption>,
+    /// Options this engine cannot get to its CRIU at all, with why.
+    unpassable: Vec<(String, String)>,
 }
 
 /// A size as CRIU's `parse_size` reads it: the leading number (`atol`), times 1024, 1024² or
@@ -197,9 +199,33 @@ impl Given {
             if let Some((opt, source)) = given {
                 j.reason = format!("{} (passes with {opt}, from {source})", j.reason);
                 j.verdict = Verdict::Ok;
+            } else if let Some(why) = self.none_passable(&j.options) {
+                // A remedy the engine cannot apply in any way is no remedy.
+                j.reason = format!("{}; {why}", j.reason);
+                j.verdict = Verdict::Blocks;
             }
         }
         j
+    }
+
+    /// Marks `option` (`--irmap-scan-path`) as one this engine cannot pass, and why.
+    pub fn cannot_pass(&mut self, option: &str, why: String) {
+        self.unpassable.push((option.to_string(), why));
+    }
+
+    /// Why none of `options` can be given, when that is so.
+    fn none_passable(&self, options: &[String]) -> Option<String> {
+        let whys: Vec<&str> = options
+            .iter()
+            .map(|o| {
+                let name = o.split([' ', '=']).next().unwrap_or(o);
+                self.unpassable
+                    .iter()
+                    .find(|(u, _)| u == name)
+                    .map(|(_, why)| why.as_str())
+            })
+            .collect::<Option<_>>()?;
+        (!whys.is_empty()).then(|| whys.join("; "))
     }
 }
 
@@ -292,6 +318,18 @@ mod tests {
             small.apply(needs(&["--ghost-limit 2M"])).verdict,
             Verdict::Needs
         );
+    }
+
+    #[test]
+    fn a_remedy_no_way_can_pass_blocks() {
+        let mut g = Given::default();
+        g.cannot_pass("--irmap-scan-path", "runc cannot pass it".into());
+        let j = g.apply(needs(&["--irmap-scan-path /tmp"]));
+        assert_eq!(j.verdict, Verdict::Blocks);
+        assert!(j.reason.ends_with("; runc cannot pass it"), "{}", j.reason);
+        // One alternative that can be passed keeps it a `needs`.
+        let j = g.apply(needs(&["--irmap-scan-path /tmp", "--force-irmap"]));
+        assert_eq!(j.verdict, Verdict::Needs);
     }
 
     #[test]

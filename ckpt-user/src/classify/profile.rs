@@ -196,6 +196,10 @@ pub struct Meta {
     /// A built-in profile this one modifies: its rules with the same `id` replace the parent's
     /// in place, its other rules come first.
     pub extends: Option<String>,
+    /// Options this checkpointer cannot take from a config file when runc drives it over RPC:
+    /// for a runc-driven engine without a flag for them, a remedy needing one of these blocks.
+    #[serde(default)]
+    pub rpc_config_broken: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]

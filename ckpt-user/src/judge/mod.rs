@@ -67,7 +67,20 @@ impl Judge {
 
     /// The options in force when `engine` runs CRIU, each with its source.
     pub fn options(&self, engine: Engine) -> Result<Given, OptionsError> {
-        engine::options_in_force(engine, &self.paths, self.with.as_deref())
+        let mut given = engine::options_in_force(engine, &self.paths, self.with.as_deref())?;
+        let meta = &self.profile.profile;
+        for option in &meta.rpc_config_broken {
+            if engine.needs_config_file(option) {
+                given.cannot_pass(
+                    option,
+                    format!(
+                        "{} cannot reach CRIU {} through {}: runc has no flag for it and that CRIU does not take it from a config file over RPC",
+                        option, meta.version, engine.as_str()
+                    ),
+                );
+            }
+        }
+        Ok(given)
     }
 
     /// Names every ops table of the snapshot, with the profile's own catalogue entries.
