@@ -459,11 +459,17 @@ fn judged(args: &[&str], config: &str) -> Value {
 /// RPC runc makes for Docker).
 #[test]
 fn verdicts_equal_pid_tree_and_preflight_with_a_criu_config_file() {
-    let config = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/criu-config/locks.conf")
-        .display()
-        .to_string();
-    let d = Daemon::start_env(&["--settle", "250ms"], &[("CRIU_CONFIG_FILE", &config)]);
+    // Written here, not read from the source tree: the suite also runs in the kernel matrix's
+    // guests, which hold the test binary but no sources.
+    let dir = std::env::temp_dir().join(format!("ckpt-daemon-eq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("locks.conf").display().to_string();
+    std::fs::write(&config, "file-locks\nghost-limit 10M\n").unwrap();
+    // A lock is taken after its fd is installed, without an event of ours: rescans see it.
+    let d = Daemon::start_env(
+        &["--settle", "250ms", "--rescan", "1s"],
+        &[("CRIU_CONFIG_FILE", &config)],
+    );
     let cg = TestCgroups::new("daemon-eq");
     let id = container_id("");
     let cases = [
@@ -476,6 +482,18 @@ fn verdicts_equal_pid_tree_and_preflight_with_a_criu_config_file() {
         zoos.push(zoo_in(case, Some(&cg.dir(rel))));
     }
     let session = zoo_in("flock_ex", None);
+    // Every lock is in place now: judge only after a rescan that began later has settled.
+    let ready = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        eventually(budget(Duration::from_secs(5)), || d
+            .metric("ckpt_watch_last_rescan_timestamp_seconds")
+            > ready + 0.1),
+        "no rescan after the locks were taken"
+    );
+    std::thread::sleep(budget(Duration::from_millis(600)));
     let uring = cg.path_of(&cg.top.join("eq-uring.scope"));
     for ((case, rel, expected), zoo) in cases.iter().zip(&zoos) {
         let path = cg.path_of(&cg.top.join(rel));
@@ -561,6 +579,7 @@ fn verdicts_equal_pid_tree_and_preflight_with_a_criu_config_file() {
         (&Value::from("ok"), &Value::from("ok")),
         "{w}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Polls `done` every 50 ms for at most `within`; true once it holds.
