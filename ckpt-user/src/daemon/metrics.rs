@@ -23,6 +23,9 @@ pub struct Metrics {
     pub backend: Family<Labels, Gauge>,
     pub alerts: Family<Labels, Counter>,
     pub alerts_suppressed: Family<Labels, Counter>,
+    pub alerts_dropped: Family<Labels, Counter>,
+    pub http_connections: Gauge,
+    pub http_closed: Family<Labels, Counter>,
     pub workload_verdict: Family<Labels, Gauge>,
     pub workloads: Family<Labels, Gauge>,
     pub workload_series_dropped: Counter,
@@ -78,6 +81,25 @@ impl Default for Metrics {
             "Alerts over --max-alerts-per-minute, logged but not written, by event",
             alerts_suppressed.clone(),
         );
+        let alerts_dropped = Family::<Labels, Counter>::default();
+        registry.register(
+            "alerts_dropped",
+            "Alerts not written, by reason: queue-full (the output fell behind), write-failed",
+            alerts_dropped.clone(),
+        );
+        let http_connections = Gauge::default();
+        registry.register(
+            "http_connections",
+            "HTTP connections open",
+            http_connections.clone(),
+        );
+        let http_closed = Family::<Labels, Counter>::default();
+        registry.register(
+            "http_connections_closed",
+            "HTTP connections closed unanswered, by reason: refused and evicted (over the cap), \
+             header-timeout, deadline",
+            http_closed.clone(),
+        );
         let workload_verdict = Family::<Labels, Gauge>::default();
         registry.register(
             "workload_verdict",
@@ -125,6 +147,9 @@ impl Default for Metrics {
             backend,
             alerts,
             alerts_suppressed,
+            alerts_dropped,
+            http_connections,
+            http_closed,
             workload_verdict,
             workloads,
             workload_series_dropped,

@@ -4,6 +4,7 @@
 
 mod alert;
 mod backend;
+mod health;
 mod http;
 mod metrics;
 mod state;
@@ -39,13 +40,14 @@ use crate::scope::container_id::Runtime;
 use crate::scope::procfs;
 use crate::scope::workload::{Kind, Names};
 use crate::snapshot::Snapshot;
-use alert::{Alert, Format, Sink};
-use http::{Health, Listen, Shared, SharedState};
-use metrics::{Metrics, label};
+use alert::{Alert, Format, Sink, Writer};
+use health::{Health, Shared, SharedState, lock};
+use http::Listen;
+use metrics::label;
 
 #[derive(Debug, clap::Args)]
 pub struct DaemonArgs {
-    /// Full rescan period (e.g. 60s, 5m).
+    /// Full rescan period (e.g. 60s, 5m; 1s to 7d).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_rescan)]
     pub rescan: Duration,
     /// How long a workload's new verdict must hold before it is alerted (e.g. 1s, 500ms, 0s):
@@ -84,44 +86,65 @@ pub struct DaemonArgs {
 /// The shortest time between two rescans caused by lost events.
 const LOSS_RESCAN_GAP: Duration = Duration::from_secs(2);
 
-/// `60s`, `5m`, `500ms`, `1h`, at most `max`.
-fn parse_duration(s: &str, max: Duration) -> Result<Duration, String> {
+/// `s` for an error line: escaped, and cut short (the value is whatever was typed).
+fn quoted(s: &str) -> String {
+    const MAX: usize = 32;
+    let mut q: String = s.chars().take(MAX).flat_map(char::escape_debug).collect();
+    if s.chars().nth(MAX).is_some() {
+        q.push_str("...");
+    }
+    format!("`{q}`")
+}
+
+/// `60s`, `5m`, `500ms`, `1h`, `2d` (a bare number is seconds), between `min` and `max`.
+fn parse_duration(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let too_long = || format!("`{s}` is longer than {}s", max.as_secs());
-    // Digits beyond u64 are as absurd as any other value over the maximum.
-    let n: u64 = match num.parse() {
-        Ok(n) => n,
-        Err(_) if !num.is_empty() => return Err(too_long()),
-        Err(_) => return Err(format!("`{s}`: want a number and a unit (ms, s, m, h)")),
+    let out_of_range = || {
+        format!(
+            "{} is not between {}s and {}s",
+            quoted(s),
+            min.as_secs_f64(),
+            max.as_secs()
+        )
     };
     let ms_per_unit: u64 = match unit {
         "ms" => 1,
         "s" | "" => 1000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h)")),
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "{}: want a number and a unit (ms, s, m, h, d)",
+                quoted(s)
+            ));
+        }
     };
-    let d = n
-        .checked_mul(ms_per_unit)
+    if num.is_empty() {
+        return Err(format!("{}: want a number before the unit", quoted(s)));
+    }
+    // Digits beyond u64, or a product beyond it, are as absurd as any value over the maximum.
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(ms_per_unit))
         .map(Duration::from_millis)
-        .filter(|d| *d <= max)
-        .ok_or_else(too_long)?;
-    Ok(d)
+        .filter(|d| (min..=max).contains(d))
+        .ok_or_else(out_of_range)
 }
 
-/// A rescan period: more than nothing, at most a week.
+/// A rescan period: a second (a rescan reads every process's files) to a week.
 fn parse_rescan(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s, Duration::from_secs(7 * 24 * 3600))?;
-    if d.is_zero() {
-        return Err("a zero period would rescan without pause".into());
-    }
-    Ok(d)
+    parse_duration(
+        s,
+        Duration::from_secs(1),
+        Duration::from_secs(7 * 24 * 3600),
+    )
 }
 
 /// A settle time: 0 (alert at once) to an hour.
 fn parse_settle(s: &str) -> Result<Duration, String> {
-    parse_duration(s, Duration::from_secs(3600))
+    parse_duration(s, Duration::ZERO, Duration::from_secs(3600))
 }
 
 /// How often events' changes are judged and settled: often enough that a verdict that holds
@@ -214,7 +237,7 @@ struct Daemon {
     filtered: PerCpuArray<MapData, u64>,
     lost_seen: u64,
     filtered_seen: u64,
-    sink: Sink,
+    alerts: Writer,
     format: Format,
     shared: SharedState,
 }
@@ -245,7 +268,7 @@ impl Daemon {
         };
         let settled = self.state.settle(&j, &self.names, self.started.elapsed());
         let shared = self.shared.clone();
-        let mut shared = shared.lock().expect("metrics lock");
+        let mut shared = lock(&shared);
         for change in settled.alerts {
             let event = change.event;
             let alert = Alert::new(change, &self.hostname, self.alert_cmdline);
@@ -253,14 +276,25 @@ impl Daemon {
                 Format::Json => serde_json::to_string(&alert).unwrap_or_default(),
                 Format::Text => alert.text(),
             };
-            if let Err(e) = self.sink.write_line(&line) {
-                tracing::error!("writing an alert: {e}");
+            // The writer counts what it wrote and what failed; here only what it never got.
+            if let Err(why) = self.alerts.send(event, line) {
+                let w = &alert.workload;
+                tracing::warn!(
+                    event,
+                    kind = w.kind.as_str(),
+                    id = %printable(&w.id),
+                    name = %printable(&w.name),
+                    root = w.root,
+                    verdict = alert.verdict.as_str(),
+                    "alert dropped: {why}"
+                );
+                shared
+                    .metrics
+                    .alerts_dropped
+                    .get_or_create(&label("reason", why.reason()))
+                    .inc();
+                shared.watch.alerts_dropped_at = Some(Instant::now());
             }
-            shared
-                .metrics
-                .alerts
-                .get_or_create(&label("event", event))
-                .inc();
         }
         for change in settled.suppressed {
             let w = &change.workload;
@@ -363,7 +397,7 @@ impl Daemon {
         unsafe {
             libc::malloc_trim(0);
         }
-        let mut shared = self.shared.lock().expect("metrics lock");
+        let mut shared = lock(&self.shared);
         shared
             .metrics
             .reconciles
@@ -443,8 +477,7 @@ impl Daemon {
     }
 
     fn count_event(&self, kind: &str) {
-        let shared = self.shared.lock().expect("metrics lock");
-        shared
+        lock(&self.shared)
             .metrics
             .events
             .get_or_create(&label("kind", kind))
@@ -457,7 +490,8 @@ impl Daemon {
         let by_verdict = self.state.processes_by_verdict();
         let lost = per_cpu_sum(&self.lost);
         let filtered = per_cpu_sum(&self.filtered);
-        let mut shared = self.shared.lock().expect("metrics lock");
+        let mut shared = lock(&self.shared);
+        shared.watch.loop_tick = Instant::now();
         for v in [
             Verdict::Ok,
             Verdict::Needs,
@@ -482,6 +516,7 @@ impl Daemon {
         if new_lost > 0 {
             shared.metrics.events_lost.inc_by(new_lost);
             shared.health.events_lost = lost;
+            shared.watch.events_lost_at = Some(Instant::now());
             tracing::warn!(lost = new_lost, "ring buffer full: events lost, rescanning");
         }
         new_lost > 0
@@ -520,13 +555,63 @@ pub fn run(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<Exit> {
         .block_on(run_async(args, judging))
 }
 
+/// How long the alert writer may take to finish what is queued at exit (it may be stuck).
+const ALERT_DRAIN: Duration = Duration::from_millis(500);
+
+/// The signals the daemon takes.
+const SIGNALS: [libc::c_int; 4] = [libc::SIGHUP, libc::SIGUSR1, libc::SIGTERM, libc::SIGINT];
+
+/// Blocks (`SIG_BLOCK`) or unblocks `SIGNALS` in the calling thread.
+fn mask_signals(how: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: a sigset_t on the stack, filled by sigemptyset/sigaddset before use.
+    let rc = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in SIGNALS {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut())
+    };
+    match rc {
+        0 => Ok(()),
+        e => Err(std::io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Delivers the daemon's signals to a thread that does nothing else. A signal pending on the
+/// thread that loads BPF programs makes the verifier give up (EAGAIN): so the main thread, and
+/// every thread it starts after this, blocks them. The handler (tokio's) runs on this one.
+fn route_signals() -> std::io::Result<()> {
+    mask_signals(libc::SIG_BLOCK)?;
+    std::thread::Builder::new()
+        .name("ckpt-signals".into())
+        .spawn(|| {
+            if let Err(e) = mask_signals(libc::SIG_UNBLOCK) {
+                tracing::error!("no thread takes signals: {e}");
+            }
+            loop {
+                std::thread::park();
+            }
+        })?;
+    Ok(())
+}
+
 async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<Exit> {
+    // First of all: a SIGHUP or SIGUSR1 (a log rotation, a reload) that comes while the probe
+    // loads would kill the daemon by default. Handled from here on; the loop takes it (and a
+    // SIGTERM) once the daemon is up.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    route_signals().context("routing signals")?;
     privileges::ensure_can_load_bpf()?;
     // The same profile choice and options in force as `--pid` and `preflight`, per engine.
     let judge = Judge::new(judging)?;
     let given = given_by(&judge)?;
     let profile = judge.profile;
-    let bound = http::bind(&args.listen)
+    // Held to the end: the socket file goes when this does.
+    let http::Bound { listener, socket } = http::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {:?}", args.listen))?;
     let LoadedBtf {
@@ -552,28 +637,21 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
 
     let mut catalogue = Catalogue::builtin();
     catalogue.extend(profile.ops.clone(), &profile.profile.name)?;
-    let shared: SharedState = Arc::new(Mutex::new(Shared {
-        metrics: Metrics::default(),
-        health: Health {
-            status: "ok",
-            backend: attached.backend.name().into(),
-            passed_over: attached
-                .passed_over
-                .iter()
-                .map(|(b, why)| format!("{}: {why}", b.name()))
-                .collect(),
-            ..Default::default()
-        },
-        workloads: vec![],
-    }));
-    shared
-        .lock()
-        .expect("metrics lock")
+    let health = Health {
+        backend: attached.backend.name().into(),
+        passed_over: attached
+            .passed_over
+            .iter()
+            .map(|(b, why)| format!("{}: {why}", b.name()))
+            .collect(),
+        ..Default::default()
+    };
+    let shared: SharedState = Arc::new(Mutex::new(Shared::new(health, Instant::now())));
+    lock(&shared)
         .metrics
         .backend
         .get_or_create(&label("backend", attached.backend.name()))
         .set(1);
-    tokio::spawn(bound.serve(shared.clone()));
 
     let format = args.format.unwrap_or(
         if args.output.is_none() && std::io::stdout().is_terminal() {
@@ -582,6 +660,9 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
             Format::Json
         },
     );
+    let sink = Sink::open(args.output.clone()).context("opening --output")?;
+    let alerts =
+        Writer::start(sink, shared.clone(), alert::QUEUE).context("starting the alert writer")?;
     let kallsyms = std::io::BufReader::new(
         std::fs::File::open("/proc/kallsyms").context("opening /proc/kallsyms")?,
     );
@@ -609,9 +690,9 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
         filtered: maps.filtered,
         lost_seen: 0,
         filtered_seen: 0,
-        sink: Sink::open(args.output.clone()).context("opening --output")?,
+        alerts,
         format,
-        shared,
+        shared: shared.clone(),
     };
     daemon.reconcile("start")?;
 
@@ -624,10 +705,9 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
     let mut settle = tokio::time::interval(settle_tick(args.settle));
     // A tick missed while a rescan ran is not worth catching up in a burst.
     settle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
+    // Served from now on, on a thread of its own: /healthz answering means the daemon is up.
+    lock(&shared).watch.loop_tick = Instant::now();
+    http::spawn(listener, shared, http::LIMITS).context("starting the HTTP server")?;
     let mut lost_pending = false;
     let mut last_loss_rescan = Instant::now() - LOSS_RESCAN_GAP;
     loop {
@@ -663,18 +743,17 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
                 }
             }
             _ = hup.recv() => daemon.reload_profile(judging),
-            _ = usr1.recv() => {
-                if let Err(e) = daemon.sink.reopen() {
-                    tracing::error!("SIGUSR1: reopening the output: {e}");
-                }
-            }
+            _ = usr1.recv() => daemon.alerts.reopen(),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
     tracing::info!("detaching");
     // Dropping the probe closes every program and link fd: nothing stays attached or pinned.
-    drop(daemon);
+    let Daemon { probe, alerts, .. } = daemon;
+    drop(probe);
+    alerts.finish(ALERT_DRAIN);
+    drop(socket);
     Ok(Exit::Ok)
 }
 
@@ -686,23 +765,63 @@ mod tests {
     fn durations() {
         assert_eq!(parse_rescan("60s"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_rescan("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_rescan("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_rescan("0s").is_err());
-        assert!(parse_rescan("5 parsecs").is_err());
-        assert!(parse_rescan("8d").is_err());
+        assert_eq!(parse_rescan("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_rescan("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_rescan("90"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_settle("0s"), Ok(Duration::ZERO));
         assert_eq!(parse_settle("1500ms"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_settle("1h"), Ok(Duration::from_secs(3600)));
         // Absurd values are one line of error, never an overflow or a panic.
         for absurd in [
-            "61m",
+            "18446744073709551615s",
+            "18446744073709551615",
             "5124095576030431h",
             "99999999999999999999999s",
+            "0s",
+            "999ms",
+            "8d",
             "-1s",
             "s",
+            "",
+            "5 parsecs",
+            "1\n2s",
         ] {
-            let e = parse_settle(absurd).unwrap_err();
+            let e = parse_rescan(absurd).unwrap_err();
             assert!(!e.contains('\n'), "{absurd}: {e}");
+        }
+        assert!(parse_settle("61m").is_err());
+        let long = "9".repeat(10_000);
+        let e = parse_settle(&long).unwrap_err();
+        assert!(e.len() < 100, "the value is cut short: {e}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_bounded_duration_or_one_short_line(s in "\\PC{0,40}|[0-9]{0,25}(ms|s|m|h|d)?") {
+            for (parsed, min, max) in [
+                (parse_rescan(&s), Duration::from_secs(1), Duration::from_secs(7 * 86_400)),
+                (parse_settle(&s), Duration::ZERO, Duration::from_secs(3600)),
+            ] {
+                match parsed {
+                    Ok(d) => proptest::prop_assert!((min..=max).contains(&d), "{s:?}: {d:?}"),
+                    Err(e) => proptest::prop_assert!(
+                        !e.chars().any(char::is_control) && e.len() < 300,
+                        "{s:?}: {e:?}"
+                    ),
+                }
+            }
+        }
+
+        #[test]
+        fn every_number_and_unit_in_range_parses_exactly(n in 0u64..=3600, unit in 0usize..3) {
+            let (suffix, ms) = [("ms", 1), ("s", 1000), ("m", 60_000)][unit];
+            let expected = Duration::from_millis(n * ms);
+            let parsed = parse_settle(&format!("{n}{suffix}"));
+            if expected <= Duration::from_secs(3600) {
+                proptest::prop_assert_eq!(parsed, Ok(expected));
+            } else {
+                proptest::prop_assert!(parsed.is_err());
+            }
         }
     }
 
