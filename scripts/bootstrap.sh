@@ -8,19 +8,34 @@ BPF_LINKER_VERSION=0.13.0
 
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
 
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-	say "installing apt packages: ${missing[*]}"
-	sudo_cmd=""
-	[ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-	$sudo_cmd apt-get update -q
-	DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${missing[@]}"
-else
-	say "apt packages present"
-fi
+# The container oracles: podman driving runc on this host (tests/tests/containers.rs), runc in
+# the kernel matrix's guests; rootful, on overlayfs.
+# Without recommends: buildah, fuse-overlayfs, slirp4netns, dbus-user-session are not needed
+# as root, and fuse-overlayfs would not be what the oracle's containers ran on.
+CONTAINER_PACKAGES=(podman runc conmon uidmap netavark)
+
+sudo_cmd=""
+[ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+updated=""
+# apt_install [APT-GET OPTION...] -- PACKAGE...: installs those not installed yet.
+apt_install() {
+	local opts=()
+	while [ "$1" != "--" ]; do opts+=("$1"); shift; done
+	shift
+	local missing=()
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	if ((${#missing[@]})); then
+		say "installing apt packages: ${missing[*]}"
+		[ -n "$updated" ] || { $sudo_cmd apt-get update -q; updated=1; }
+		DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${opts[@]}" "${missing[@]}"
+	else
+		say "apt packages present: $*"
+	fi
+}
+apt_install -- "${APT_PACKAGES[@]}"
+apt_install --no-install-recommends -- "${CONTAINER_PACKAGES[@]}"
 
 if command -v bpf-linker >/dev/null && bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
 	say "bpf-linker $BPF_LINKER_VERSION present"

@@ -4,8 +4,10 @@ mod audit;
 mod bench_daemon;
 mod bench_preflight;
 mod bench_scan;
+mod criu4;
 mod vm;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
@@ -31,6 +33,9 @@ enum Cmd {
     Test,
     /// Boot Debian kernels under QEMU and run the suites inside them (the kernel matrix).
     VmTest(vm::Args),
+    /// Fetch Debian unstable's CRIU 4 into `<target>/criu4` (`bin/criu` runs it): the CRIU
+    /// the container tests checkpoint with.
+    Criu4(criu4::Args),
     /// Benchmarks, each printing ratios against its baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -48,6 +53,18 @@ enum Bench {
     Preflight,
     /// The daemon: added cost to an fd storm, alert latency, RSS and CPU under fd churn.
     Daemon(bench_daemon::Args),
+}
+
+/// The workspace's target directory: `CARGO_TARGET_DIR`, else `<workspace>/target`.
+pub fn target_dir() -> anyhow::Result<PathBuf> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?;
+    Ok(workspace.join(
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace.join("target")),
+    ))
 }
 
 pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
@@ -85,17 +102,22 @@ fn main() -> anyhow::Result<()> {
             // Release: the daemon's tests assert alert latency and shutdown time, which an
             // unoptimised build under CI load would not show truthfully.
             cargo(&["build", "--release", "--workspace"])?;
+            // The container tests checkpoint real containers with it.
+            let target = target_dir()?;
+            criu4::ensure(&target.join("vm"), &target.join("criu4"))?;
             cargo(&["test", "--release", "--workspace", "--", "--test-threads=2"])?;
             // The kernel matrix: the same binary on Debian 5.10, 6.1, 6.12 and 7.2 kernels
-            // under QEMU, with Debian's CRIU 3.17 as a second oracle (about 10 minutes).
+            // under QEMU, with Debian's CRIU 3.17 as a second oracle, alone and under runc.
             vm::run(&vm::Args {
                 kernel: None,
                 backend: vm::Backend::All,
+                suites: Vec::new(),
                 timeout: 1200,
                 guest: false,
             })
         }
         Cmd::VmTest(args) => vm::run(&args),
+        Cmd::Criu4(args) => criu4::run(&args),
         Cmd::Bench { which } => match which {
             Bench::Scan(args) => bench_scan::run(&args),
             Bench::Audit => audit::bench(),

@@ -7,13 +7,14 @@
 //!   exec                                 → `ready P`   re-exec itself: close-on-exec fds go
 //!   scm                                  → `fd N`      receive a userfaultfd over SCM_RIGHTS
 //!                                                   (io_uring fds cannot be passed at all)
+//!   unix PATH                            → `fd N`      a unix stream socket connected to PATH
 //!   sockets N [tcp|udp]                  → `ok`        N × socket()+close(); TCP (the default)
 //!                                                   is a storm the kernel side cannot drop
 //!
 //! It exits when stdin closes; children die with it (PR_SET_PDEATHSIG).
 
 use std::io::{BufRead, Write};
-use std::os::fd::RawFd;
+use std::os::fd::{IntoRawFd, RawFd};
 
 fn errno() -> std::io::Error {
     std::io::Error::last_os_error()
@@ -235,6 +236,13 @@ fn sockets(n: u32, kind: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A unix stream socket connected to a listener someone else holds (close-on-exec).
+fn unix(path: &str) -> Result<RawFd, String> {
+    let stream = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| format!("connect {path}: {e}"))?;
+    Ok(stream.into_raw_fd())
+}
+
 fn reexec() -> Result<(), String> {
     let exe = std::ffi::CString::new("/proc/self/exe").expect("no NUL");
     let argv = [exe.as_ptr(), std::ptr::null()];
@@ -251,6 +259,7 @@ fn command(line: &str) -> Result<String, String> {
         (Some("perf_event"), _) => fd(perf_event()),
         (Some("userfaultfd"), _) => fd(userfaultfd()),
         (Some("scm"), _) => fd(scm()),
+        (Some("unix"), Some(path)) => fd(unix(path)),
         (Some("close"), Some(n)) => {
             let n: RawFd = n.parse().map_err(|_| format!("close: bad fd {n}"))?;
             // SAFETY: closing an fd number the test chose.

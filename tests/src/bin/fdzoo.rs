@@ -1,8 +1,8 @@
 //! `fdzoo`: a fixture process for ckpt-watch's integration tests.
 //!
-//! `fdzoo [--dir DIR] CASE` becomes a *subject* process that holds exactly one kind of fd
-//! (or mapping) named by CASE, as listed in `shared/oracle/criu-4.2-zoo.md`, then waits
-//! until it is killed. `fdzoo --list` prints the case names.
+//! `fdzoo [--dir DIR] [--no-janitor] CASE` becomes a *subject* process that holds exactly one
+//! kind of fd (or mapping) named by CASE, as listed in `shared/oracle/criu-4.2-zoo.md`, then
+//! waits until it is killed. `fdzoo --list` prints the case names.
 //!
 //! The subject calls setsid() (except for `noshell`), closes every inherited fd above 2,
 //! puts stdin on /dev/null, creates the case, and prints one line to stdout:
@@ -14,6 +14,8 @@
 //! SIGTERM/SIGINT/SIGHUP by the subject itself, and after any other death (SIGKILL) by a
 //! janitor process outside the subject's tree and session. Peers (the other ends of
 //! external pipes, sockets, ptys...) are outside the tree as well and exit with the subject.
+//! `--no-janitor` is for a subject in a container, whose files go with the container: there
+//! the janitor would be reparented into the container, one more process (and pidfd) to dump.
 
 #[path = "fdzoo/anon.rs"]
 mod anon;
@@ -47,13 +49,14 @@ use cases::{CASES, Case, Shape};
 use ctx::{Ctx, Held};
 use sys::{Error, Result};
 
-const USAGE: &str = "usage: fdzoo [--dir DIR] CASE | fdzoo --list";
+const USAGE: &str = "usage: fdzoo [--dir DIR] [--no-janitor] CASE | fdzoo --list";
 /// Signals that end the subject cleanly (with cleanup).
 const STOP_SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
     let mut dir = None;
+    let mut janitor = true;
     let mut name = None;
     while let Some(arg) = args.next() {
         match arg.to_str() {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             Some("--dir") => dir = args.next().map(PathBuf::from),
+            Some("--no-janitor") => janitor = false,
             Some(other) if name.is_none() && !other.starts_with('-') => {
                 name = Some(other.to_owned())
             }
@@ -77,7 +81,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    ExitCode::from(run(case, dir))
+    ExitCode::from(run(case, dir, janitor))
 }
 
 fn usage() -> ExitCode {
@@ -86,7 +90,7 @@ fn usage() -> ExitCode {
 }
 
 /// Sets the subject up, holds the case until a stop signal, cleans up. Returns the exit code.
-fn run(case: &Case, dir: Option<PathBuf>) -> u8 {
+fn run(case: &Case, dir: Option<PathBuf>, janitor: bool) -> u8 {
     sys::close_all_from(3, &[]);
     // SAFETY: umask cannot fail; file modes then match the oracle table.
     unsafe { libc::umask(0o022) };
@@ -105,7 +109,10 @@ fn run(case: &Case, dir: Option<PathBuf>) -> u8 {
     };
     let ready = (case.setup)(&mut ctx)
         .and_then(Held::place)
-        .and_then(|ino| procs::spawn_janitor(&ctx).map(|()| ino));
+        .and_then(|ino| match janitor {
+            true => procs::spawn_janitor(&ctx).map(|()| ino),
+            false => Ok(ino),
+        });
     let ino = match ready {
         Ok(ino) => ino,
         Err(e) => {

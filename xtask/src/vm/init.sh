@@ -3,6 +3,17 @@
 # loads the modules staged for this kernel, runs the suite, and reports over serial ports:
 # ttyS0 console, ttyS1 result records (JSON lines), ttyS2 the runner's exit code alone.
 /bin/busybox --install -s /bin
+# pivot_root(2), with which runc enters a container's rootfs, cannot leave the initramfs (its
+# root mount has no parent): /init runs again on a bind mount of it moved over /, the switch
+# of root a distro's initramfs makes, without the copy.
+if [ -z "$ROOT_MOVED" ]; then
+	mkdir -p /.root
+	mount --bind / /.root
+	cd /.root
+	mount --move . /
+	export ROOT_MOVED=1
+	exec chroot . /init
+fi
 # The real tools (ip from iproute2, for CRIU) before the busybox applets of the same name.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 mount -t proc proc /proc

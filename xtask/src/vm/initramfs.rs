@@ -1,6 +1,7 @@
 //! The guest's whole userland, one uncompressed initramfs per kernel: busybox, the `/init`
 //! script, the test binaries with the shared libraries `ldd` names (so they need not be
-//! static), Debian's `criu`, and the kernel's own modules that the suites need.
+//! static), Debian's `criu` and `runc`, the list of files a container image is made of, and
+//! the kernel's own modules that the suites need.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,10 @@ const INIT: &str = include_str!("init.sh");
 /// Modules loaded in the guest, where the kernel builds them as modules (built-ins are
 /// skipped; names a kernel lacks are reported, not fatal).
 const MODULES: &[&str] = &[
+    // First: nf_tables' libcrc32c needs a crc32c implementation as it loads (a module in the
+    // generic flavour; without it nf_tables fails to load, and CRIU with it).
+    "crc32c_generic",
+    "crc32c_intel",
     // CRIU 3.17 needs the socket diag interfaces, tun/veth and nftables for network locking.
     "unix_diag",
     "inet_diag",
@@ -37,8 +42,6 @@ const MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_blk",
     "ext4",
-    "crc32c_generic",
-    "crc32c_intel",
     // fdzoo cases: FUSE, overlayfs, vsock, SCTP and AF_ALG sockets.
     "fuse",
     "overlay",
@@ -48,6 +51,9 @@ const MODULES: &[&str] = &[
     "af_alg",
     "algif_hash",
 ];
+
+/// The guest files a container's image is made of (with their libraries).
+const IMAGE: &[&str] = &["/bin/busybox", "/bin/fdzoo", "/bin/fdctl"];
 
 /// Tools CRIU executes during a dump.
 const CRIU_TOOLS: &[&str] = &[
@@ -64,15 +70,18 @@ const XTABLES_PLUGINS: &str = "/usr/lib/x86_64-linux-gnu/xtables";
 pub struct Userland {
     /// Guest path → host file (binaries and the libraries they load).
     files: BTreeMap<String, PathBuf>,
+    /// The guest paths of the container image's files, one a line.
+    image: String,
 }
 
 impl Userland {
-    /// Collects busybox, the runner (this very xtask binary), ckpt-watch, fdzoo, fdctl, criu
-    /// and the daemon suite (told by the runner to find fdctl and ckpt-watch in /bin).
+    /// Collects busybox, the runner (this very xtask binary), ckpt-watch, fdzoo, fdctl, criu,
+    /// runc and the daemon suite (told by the runner to find fdctl and ckpt-watch in /bin).
     pub fn collect(target: &Path, daemon_suite: &Path) -> anyhow::Result<Self> {
         let release = target.join("release");
         let runner = std::env::current_exe().context("locating the xtask binary")?;
         let mut files = BTreeMap::new();
+        let mut image = String::new();
         for (guest, host) in [
             ("/bin/busybox", which("busybox")?),
             ("/bin/xtask", runner),
@@ -80,10 +89,17 @@ impl Userland {
             ("/bin/fdzoo", release.join("fdzoo")),
             ("/bin/fdctl", release.join("fdctl")),
             ("/usr/sbin/criu", which("criu")?),
+            ("/usr/sbin/runc", which("runc")?),
             ("/usr/sbin/ip", which("ip")?),
+            // CRIU dumps a container's tmpfs mounts with GNU tar's options, which busybox's
+            // tar lacks; it must come before /bin on PATH.
+            ("/usr/bin/tar", which("tar")?),
             (super::guest::DAEMON_SUITE, daemon_suite.to_path_buf()),
         ] {
-            add_with_libraries(&mut files, guest, &host)?;
+            let added = add_with_libraries(&mut files, guest, &host)?;
+            if IMAGE.contains(&guest) {
+                image.extend(added.into_iter().map(|path| path + "\n"));
+            }
         }
         // CRIU runs these to lock the network and to dump a net namespace; iptables-nft is
         // one binary that acts by the name it is called under, and loads its matches from
@@ -101,7 +117,7 @@ impl Userland {
             let path = plugin?.path();
             files.insert(path.to_string_lossy().into_owned(), path);
         }
-        Ok(Userland { files })
+        Ok(Userland { files, image })
     }
 
     /// Writes the initramfs for `kernel` to `out`; returns the modules it could not find.
@@ -113,6 +129,7 @@ impl Userland {
             archive.dir(dir);
         }
         archive.file("/init", 0o755, INIT.as_bytes());
+        archive.file(super::guest::IMAGE_MANIFEST, 0o644, self.image.as_bytes());
         for (guest, host) in &self.files {
             let data =
                 std::fs::read(host).with_context(|| format!("reading {}", host.display()))?;
@@ -146,16 +163,18 @@ fn which(tool: &str) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("{tool} not found"))
 }
 
-/// Adds a binary and, at their own paths, the libraries and loader `ldd` lists for it.
+/// Adds a binary and, at their own paths, the libraries and loader `ldd` lists for it;
+/// returns the guest paths of all of them.
 fn add_with_libraries(
     files: &mut BTreeMap<String, PathBuf>,
     guest: &str,
     host: &Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
     if !host.is_file() {
         bail!("{} is missing", host.display());
     }
     files.insert(guest.to_string(), host.to_path_buf());
+    let mut added = vec![guest.to_string()];
     // `ldd` fails ("not a dynamic executable") for static binaries: nothing to add then.
     let listing = Command::new("ldd")
         .arg(host)
@@ -168,9 +187,10 @@ fn add_with_libraries(
         };
         if let Some(lib) = path.filter(|p| p.starts_with('/')) {
             files.insert(lib.to_string(), PathBuf::from(lib));
+            added.push(lib.to_string());
         }
     }
-    Ok(())
+    Ok(added)
 }
 
 /// A module to load: its name and its file in the kernel package.

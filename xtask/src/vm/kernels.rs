@@ -19,37 +19,48 @@ pub struct Spec {
     pub meta: &'static str,
     /// Whether Debian's CRIU 3.17 runs as the second oracle in this guest.
     pub oracle: bool,
+    /// Whether the container suite checkpoints runc containers (with CRIU 3.17) here.
+    pub containers: bool,
 }
 
-/// Longest guests first (the oracle runs CRIU several times per case), so that the two
-/// parallel slots finish close together.
+/// Longest guests first (the oracle runs CRIU several times per case, the container suite
+/// checkpoints each container once or more), so that the two parallel slots finish close
+/// together.
 pub const MATRIX: &[Spec] = &[
     Spec {
         suite: None,
         meta: "linux-image-cloud-amd64",
         oracle: true,
+        containers: true,
     },
     Spec {
         suite: None,
         meta: "linux-image-6.12-cloud-amd64",
         oracle: true,
-    },
-    // Linux 7.x: anonymous pipes have their own table (pipeanon_fops).
-    Spec {
-        suite: Some("sid"),
-        meta: "linux-image-cloud-amd64",
-        oracle: false,
+        containers: true,
     },
     // The generic flavour builds ext4 as a module: its ops table is a module symbol.
     Spec {
         suite: None,
         meta: "linux-image-6.12-amd64",
         oracle: false,
+        containers: true,
     },
+    // Linux 7.x: anonymous pipes have their own table (pipeanon_fops). CRIU 3.17 cannot dump
+    // here (its vDSO check fails), so there are no containers to checkpoint.
+    Spec {
+        suite: Some("sid"),
+        meta: "linux-image-cloud-amd64",
+        oracle: false,
+        containers: false,
+    },
+    // No containers: runc 1.1 cannot start one in this guest (its nsexec fails to re-exec a
+    // cloned binary), and 5.10 has no iter/task_vma for ckpt-watch to see mappings with.
     Spec {
         suite: Some("bullseye"),
         meta: "linux-image-cloud-amd64",
         oracle: false,
+        containers: false,
     },
 ];
 
@@ -62,15 +73,17 @@ pub struct Kernel {
     /// `lib/modules/<release>` of the unpacked package.
     pub modules: PathBuf,
     pub oracle: bool,
+    pub containers: bool,
 }
 
-/// apt, either the machine's or a private configuration for one suite.
-struct Apt {
+/// apt, either the machine's or a private configuration for one suite (also CRIU 4's
+/// packages, `crate::criu4`).
+pub(crate) struct Apt {
     options: Vec<String>,
 }
 
 impl Apt {
-    fn for_suite(vm_dir: &Path, suite: Option<&str>) -> anyhow::Result<Self> {
+    pub(crate) fn for_suite(vm_dir: &Path, suite: Option<&str>) -> anyhow::Result<Self> {
         let Some(suite) = suite else {
             return Ok(Apt {
                 options: vec!["-o".into(), "APT::Sandbox::User=root".into()],
@@ -119,11 +132,16 @@ impl Apt {
         Ok(apt)
     }
 
-    fn update(&self) -> anyhow::Result<()> {
+    pub(crate) fn update(&self) -> anyhow::Result<()> {
         self.run("apt-get", &["update", "-q"], None).map(drop)
     }
 
-    fn run(&self, tool: &str, args: &[&str], cwd: Option<&Path>) -> anyhow::Result<String> {
+    pub(crate) fn run(
+        &self,
+        tool: &str,
+        args: &[&str],
+        cwd: Option<&Path>,
+    ) -> anyhow::Result<String> {
         let mut cmd = Command::new(tool);
         cmd.args(&self.options).args(args);
         if let Some(dir) = cwd {
@@ -231,7 +249,7 @@ pub fn fetch(vm_dir: &Path, pattern: Option<&str>) -> anyhow::Result<Vec<Kernel>
         if !dir.join(".unpacked").exists() {
             download(&apt, vm_dir, &package, &dir)?;
         }
-        kernels.push(prepare(name, &dir, spec.oracle)?);
+        kernels.push(prepare(name, &dir, spec)?);
     }
     if kernels.is_empty() {
         bail!(
@@ -295,7 +313,7 @@ fn download_one(apt: &Apt, debs: &Path, package: &str) -> anyhow::Result<PathBuf
 }
 
 /// Finds the bzImage and modules in an unpacked kernel and extracts its ELF (once).
-fn prepare(name: String, dir: &Path, oracle: bool) -> anyhow::Result<Kernel> {
+fn prepare(name: String, dir: &Path, spec: &Spec) -> anyhow::Result<Kernel> {
     let modules = ["lib/modules", "usr/lib/modules"]
         .iter()
         .filter_map(|m| std::fs::read_dir(dir.join(m)).ok())
@@ -327,7 +345,8 @@ fn prepare(name: String, dir: &Path, oracle: bool) -> anyhow::Result<Kernel> {
         name,
         boot_image,
         modules,
-        oracle,
+        oracle: spec.oracle,
+        containers: spec.containers,
     })
 }
 

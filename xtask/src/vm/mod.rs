@@ -9,7 +9,7 @@
 mod cpio;
 mod guest;
 mod initramfs;
-mod kernels;
+pub(crate) mod kernels;
 mod qemu;
 mod records;
 mod report;
@@ -38,6 +38,9 @@ pub struct Args {
     /// turn).
     #[arg(long, value_enum, default_value_t = Backend::All)]
     pub backend: Backend,
+    /// Only these suites (repeatable; default: all of them).
+    #[arg(long = "suite", value_enum, value_name = "SUITE")]
+    pub suites: Vec<Suite>,
     /// Seconds a guest may run before it counts as hung.
     #[arg(long, default_value_t = 1200)]
     pub timeout: u64,
@@ -52,6 +55,44 @@ pub enum Backend {
     Kprobe,
     Tracepoint,
     All,
+}
+
+/// What a guest runs.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suite {
+    /// Every fdzoo case: resolver agreement and, where CRIU 3.17 runs, its oracle.
+    Zoo,
+    /// Real runc containers checkpointed, where CRIU 3.17 runs.
+    Containers,
+    /// The daemon's integration tests, once per `--backend`.
+    Daemon,
+}
+
+impl Suite {
+    const ALL: [Suite; 3] = [Suite::Zoo, Suite::Containers, Suite::Daemon];
+
+    /// The name the guest reads in `CKPT_VM_SUITES`.
+    fn name(self) -> &'static str {
+        match self {
+            Suite::Zoo => "zoo",
+            Suite::Containers => "containers",
+            Suite::Daemon => "daemon",
+        }
+    }
+}
+
+impl Args {
+    fn runs(&self, suite: Suite) -> bool {
+        self.suites.is_empty() || self.suites.contains(&suite)
+    }
+
+    /// The backends the daemon suite runs with: none when it does not run.
+    fn backends(&self) -> Vec<&'static str> {
+        match self.runs(Suite::Daemon) {
+            true => self.backend.names(),
+            false => Vec::new(),
+        }
+    }
 }
 
 impl Backend {
@@ -133,6 +174,7 @@ fn require_host_tools() -> anyhow::Result<()> {
         ("qemu-system-x86_64", "qemu-system-x86"),
         ("busybox", "busybox-static"),
         ("criu", "criu"),
+        ("runc", "runc"),
         ("iptables-restore", "iptables"),
         ("ip", "iproute2"),
         ("mkfs.ext4", "e2fsprogs"),
@@ -224,17 +266,24 @@ fn run_guest(
     std::fs::create_dir_all(&dir)?;
     let initrd = dir.join("initramfs.cpio");
     let missing = userland.write(kernel, &initrd)?;
+    let suites: Vec<&str> = Suite::ALL
+        .into_iter()
+        .filter(|s| args.runs(*s))
+        .map(Suite::name)
+        .collect();
     eprintln!(
-        "vm-test: booting {} (oracle: {})",
-        kernel.name, kernel.oracle
+        "vm-test: booting {} (oracle: {}, containers: {})",
+        kernel.name, kernel.oracle, kernel.containers
     );
     let outcome = qemu::boot(&qemu::Boot {
         kernel: &kernel.boot_image,
         initrd: &initrd,
         disk,
         env: vec![
-            format!("CKPT_VM_BACKENDS={}", args.backend.names().join(",")),
+            format!("CKPT_VM_BACKENDS={}", args.backends().join(",")),
             format!("CKPT_VM_ORACLE={}", u8::from(kernel.oracle)),
+            format!("CKPT_VM_CONTAINERS={}", u8::from(kernel.containers)),
+            format!("CKPT_VM_SUITES={}", suites.join(",")),
         ],
         dir,
         timeout: Duration::from_secs(args.timeout),
@@ -243,7 +292,7 @@ fn run_guest(
         &kernel.name,
         outcome,
         &missing,
-        &args.backend.names(),
+        &args.backends(),
     ))
 }
 

@@ -39,6 +39,25 @@ pub enum Record {
         reasons: Vec<String>,
         agree: bool,
     },
+    /// One runc container checkpointed for real (`runc checkpoint`, CRIU 3.17 underneath)
+    /// and ckpt-watch's `preflight --engine runc --profile criu-3.17` verdict on it.
+    Container {
+        scenario: String,
+        /// `dumps`, `needs <options>` or `fails`.
+        runc: String,
+        /// The options that made it pass could only be given in /etc/criu/runc.conf (runc's
+        /// command line has no flag for them).
+        via_config: bool,
+        /// CRIU's first error line of the plain checkpoint (runc's own when CRIU said none).
+        error: String,
+        verdict: String,
+        options: Vec<String>,
+        reasons: Vec<String>,
+        /// The option sets tried after the plain checkpoint that failed too (`with OPTIONS:
+        /// first error`): ckpt-watch's proposals, then the catch-all.
+        failed: Vec<String>,
+        agree: bool,
+    },
     /// One test of the daemon suite, with one install-event backend forced.
     Daemon {
         backend: String,

@@ -1,5 +1,5 @@
 //! Judges what the guests reported and prints the matrix: per kernel, the resolver's
-//! findings, and the agreement table of CRIU 3.17 against ckpt-watch.
+//! findings, and the agreement tables of CRIU 3.17 (alone, and under runc) against ckpt-watch.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -121,6 +121,25 @@ impl GuestReport {
                         reasons.join("; ")
                     ),
                 ),
+                Record::Container {
+                    scenario,
+                    runc,
+                    error,
+                    verdict,
+                    options,
+                    reasons,
+                    failed,
+                    agree: false,
+                    ..
+                } => (
+                    format!("container {scenario}"),
+                    format!(
+                        "runc checkpoint {runc} ({error}{}); ckpt-watch preflight {} ({})",
+                        failed.iter().map(|f| format!("; {f}")).collect::<String>(),
+                        with_options(verdict, options),
+                        reasons.join("; ")
+                    ),
+                ),
                 Record::Daemon {
                     backend,
                     test,
@@ -201,13 +220,14 @@ impl GuestReport {
         });
         let count = |f: fn(&Record) -> bool| self.records.iter().filter(|r| f(r)).count();
         format!(
-            "{}: {} in {:.0?}; {} fds resolved, {} cases skipped, {} oracle cases; {}",
+            "{}: {} in {:.0?}; {} fds resolved, {} cases skipped, {} oracle cases, {} containers; {}",
             self.kernel,
             guest.unwrap_or_else(|| "no guest record".into()),
             self.outcome.elapsed,
             count(|r| matches!(r, Record::Resolve { .. })),
             count(|r| matches!(r, Record::Skip { .. })),
             count(|r| matches!(r, Record::Oracle { .. })),
+            count(|r| matches!(r, Record::Container { .. })),
             if self.failures.is_empty() {
                 "PASS".to_string()
             } else {
@@ -216,8 +236,17 @@ impl GuestReport {
         )
     }
 
-    /// The agreement table (markdown), if this guest ran the oracle.
+    /// The agreement tables (markdown) of the oracle and the container suite, those this
+    /// guest ran.
     pub fn agreement_table(&self) -> Option<String> {
+        let tables: Vec<String> = [self.zoo_table(), self.container_table()]
+            .into_iter()
+            .flatten()
+            .collect();
+        (!tables.is_empty()).then(|| tables.join("\n"))
+    }
+
+    fn zoo_table(&self) -> Option<String> {
         let rows: Vec<&Record> = self
             .records
             .iter()
@@ -240,22 +269,65 @@ impl GuestReport {
                 ..
             } = row
             {
-                let verdict = match options.is_empty() {
-                    true => verdict.clone(),
-                    false => format!("{verdict} {}", options.join(" ")),
-                };
                 let _ = writeln!(
                     out,
-                    "| {case} | {criu} | {verdict} | {} |",
-                    if *agree { "yes" } else { "NO" }
+                    "| {case} | {criu} | {} | {} |",
+                    with_options(verdict, options),
+                    yes_no(*agree)
                 );
             }
         }
+        self.skipped(&mut out, |case| !case.starts_with("container "));
+        Some(out)
+    }
+
+    fn container_table(&self) -> Option<String> {
+        let rows: Vec<&Record> = self
+            .records
+            .iter()
+            .filter(|r| matches!(r, Record::Container { .. }))
+            .collect();
+        if rows.is_empty() {
+            return None;
+        }
+        let mut out = format!(
+            "runc checkpoint (CRIU 3.17) vs ckpt-watch preflight --engine runc --profile criu-3.17 on {}\n\n\
+             | scenario | runc checkpoint | CRIU's first error (plain checkpoint) | ckpt-watch | agree? |\n|---|---|---|---|---|\n",
+            self.kernel
+        );
+        for row in rows {
+            if let Record::Container {
+                scenario,
+                runc,
+                via_config,
+                error,
+                verdict,
+                options,
+                agree,
+                ..
+            } = row
+            {
+                let how = if *via_config { " (runc.conf)" } else { "" };
+                let _ = writeln!(
+                    out,
+                    "| {scenario} | {runc}{how} | {} | {} | {} |",
+                    error.replace('|', "\\|"),
+                    with_options(verdict, options),
+                    yes_no(*agree)
+                );
+            }
+        }
+        self.skipped(&mut out, |case| case.starts_with("container "));
+        Some(out)
+    }
+
+    /// The line naming the cases of a table this kernel could not create.
+    fn skipped(&self, out: &mut String, of_table: fn(&str) -> bool) {
         let skipped: Vec<&str> = self
             .records
             .iter()
             .filter_map(|r| match r {
-                Record::Skip { case, .. } => Some(case.as_str()),
+                Record::Skip { case, .. } if of_table(case) => Some(case.as_str()),
                 _ => None,
             })
             .collect();
@@ -266,8 +338,18 @@ impl GuestReport {
                 skipped.join(", ")
             );
         }
-        Some(out)
     }
+}
+
+fn with_options(verdict: &str, options: &[String]) -> String {
+    match options.is_empty() {
+        true => verdict.to_string(),
+        false => format!("{verdict} {}", options.join(" ")),
+    }
+}
+
+fn yes_no(agree: bool) -> &'static str {
+    if agree { "yes" } else { "NO" }
 }
 
 /// What is wrong with one fd's two names, if anything.
@@ -327,6 +409,45 @@ fn parse(text: &str) -> Vec<Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_disagreement_fails_the_guest_and_shows_in_its_table() {
+        let container = |scenario: &str, verdict: &str, agree: bool| Record::Container {
+            scenario: scenario.into(),
+            runc: "needs --ghost-limit 2M".into(),
+            via_config: true,
+            error: "Error (criu/files-reg.c:950): a | b".into(),
+            verdict: verdict.into(),
+            options: vec![],
+            reasons: vec!["why".into()],
+            failed: vec![],
+            agree,
+        };
+        let mut report = GuestReport {
+            kernel: "6.1".into(),
+            outcome: Outcome {
+                code: Some(0),
+                timed_out: false,
+                records: String::new(),
+                console: String::new(),
+                elapsed: std::time::Duration::ZERO,
+            },
+            records: vec![
+                container("deleted-big", "needs", true),
+                container("memfd", "ok", false),
+            ],
+            failures: Vec::new(),
+            notes: Vec::new(),
+        };
+        report.judge_records();
+        assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+        assert!(report.failures[0].ends_with("[container memfd]"));
+        let table = report.agreement_table().expect("a table");
+        assert!(table.contains(
+            "| deleted-big | needs --ghost-limit 2M (runc.conf) | Error (criu/files-reg.c:950): a \\| b | needs | yes |"
+        ));
+        assert!(table.contains("| memfd |") && table.contains("| ok | NO |"));
+    }
 
     #[test]
     fn names_must_agree_unless_the_catalogue_cannot_name_the_table() {

@@ -1,13 +1,17 @@
 //! The runner inside a guest (`xtask vm-test --guest`, started by /init): runs every fdzoo
 //! case through the suites and writes one record per finding to stdout (serial port 1).
 //!
-//! Suites: `resolve` (data symbols vs member functions) on every kernel and, where the host
-//! asks for it, `oracle` (Debian's CRIU 3.17 vs the `criu-3.17` profile), both per fdzoo case;
-//! then `daemon`, the host's daemon integration tests, once per backend in `CKPT_VM_BACKENDS`.
+//! Suites (those `CKPT_VM_SUITES` names): `zoo`, i.e. `resolve` (data symbols vs member
+//! functions) on every kernel and, where the host asks for it, `oracle` (Debian's CRIU 3.17 vs
+//! the `criu-3.17` profile), both per fdzoo case; `containers` (runc checkpoints vs
+//! `preflight`) where the host asks for it; then `daemon`, the host's daemon integration
+//! tests, once per backend in `CKPT_VM_BACKENDS`.
 
+mod containers;
 mod daemon;
 mod oracle;
 mod resolve;
+mod runc;
 mod zoo;
 
 use std::io::Write;
@@ -19,6 +23,7 @@ use super::records::Record;
 use zoo::Subject;
 
 pub use daemon::SUITE as DAEMON_SUITE;
+pub use runc::IMAGE_MANIFEST;
 
 /// Where the zoo's files go: the ext4 scratch disk /init mounted, if any.
 const ZOO_DIR: &str = "/srv/zoo";
@@ -37,6 +42,9 @@ pub fn run() -> anyhow::Result<()> {
         .map(String::from)
         .collect();
     let with_oracle = std::env::var("CKPT_VM_ORACLE").is_ok_and(|v| v == "1");
+    let with_containers = std::env::var("CKPT_VM_CONTAINERS").is_ok_and(|v| v == "1");
+    let suites = std::env::var("CKPT_VM_SUITES").unwrap_or_default();
+    let runs = |suite: &str| suites.split(',').any(|s| s == suite);
     emit(&Record::Guest {
         release: text(Command::new("uname").arg("-r"))?.trim().to_string(),
         backends: backends.clone(),
@@ -45,12 +53,22 @@ pub fn run() -> anyhow::Result<()> {
             .to_string(),
     })?;
     let mut failed = false;
-    for case in text(Command::new("/bin/fdzoo").arg("--list"))?.lines() {
+    let zoo = match runs("zoo") {
+        true => text(Command::new("/bin/fdzoo").arg("--list"))?,
+        false => String::new(),
+    };
+    for case in zoo.lines() {
         eprintln!("vm-guest: {case}");
         for record in run_case(case, with_oracle) {
             failed |= matches!(record, Record::Error { .. });
             emit(&record)?;
         }
+    }
+    if with_containers && runs("containers") {
+        containers::run(&mut |record| {
+            failed |= matches!(record, Record::Error { .. });
+            emit(record)
+        })?;
     }
     for backend in &backends {
         eprintln!("vm-guest: daemon suite, {backend} backend");

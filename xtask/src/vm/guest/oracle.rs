@@ -28,7 +28,8 @@ pub fn check(case: &str, subject: &Subject, report: &Value) -> anyhow::Result<Re
     let verdict = report["verdict"].as_str().unwrap_or("?").to_string();
     let options = string_list(&report["options"]);
     let (plain_ok, error) = dump(subject.pid, &[])?;
-    let proposed = proposals(report);
+    let items = items(report);
+    let proposed = proposals(&options, &items);
     let criu = if plain_ok {
         "dumps".to_string()
     } else {
@@ -48,23 +49,27 @@ pub fn check(case: &str, subject: &Subject, report: &Value) -> anyhow::Result<Re
         error,
         verdict,
         options,
-        reasons: reasons(report),
+        reasons: reasons(&items),
         agree,
     })
 }
 
-/// What ckpt-watch proposes, best first: its chosen options together, then every
-/// alternative any fd, mapping or task check offers alone.
-fn proposals(report: &Value) -> Vec<String> {
-    let chosen = string_list(&report["options"]);
+/// The judged items of a process report: task checks, fds and mappings.
+pub fn items(process: &Value) -> Vec<&Value> {
+    ["task", "files", "mappings"]
+        .iter()
+        .flat_map(|k| process[k].as_array().into_iter().flatten())
+        .collect()
+}
+
+/// What ckpt-watch proposes, best first: its `chosen` options together, then every
+/// alternative any of its `items` offers alone.
+pub fn proposals(chosen: &[String], items: &[&Value]) -> Vec<String> {
     let mut out = Vec::new();
     if chosen.len() > 1 {
         out.push(chosen.join(" "));
     }
-    for item in ["task", "files", "mappings"]
-        .iter()
-        .flat_map(|k| report[k].as_array().into_iter().flatten())
-    {
+    for item in items {
         for option in string_list(&item["options"]) {
             if !out.contains(&option) {
                 out.push(option);
@@ -113,7 +118,10 @@ fn dump(pid: u32, options: &[&str]) -> anyhow::Result<(bool, String)> {
         .args(options.iter().flat_map(|o| o.split_whitespace()))
         .status()
         .context("running criu")?;
-    let log = std::fs::read_to_string(format!("{dir}/dump.log")).unwrap_or_default();
+    // Lossy: CRIU logs paths and names as the kernel gives them, not always UTF-8.
+    let log =
+        String::from_utf8_lossy(&std::fs::read(format!("{dir}/dump.log")).unwrap_or_default())
+            .into_owned();
     let error = if status.success() {
         String::new()
     } else {
@@ -124,28 +132,30 @@ fn dump(pid: u32, options: &[&str]) -> anyhow::Result<(bool, String)> {
 }
 
 /// The first telling error line of a failed dump: CRIU logs "exited, status=1" (util.c) for
-/// every helper that fails, also while probing the kernel, so the line naming the object is
+/// every helper that fails, also while probing the kernel, and "Can't stat" (irmap.c) for
+/// every hint path its search for an inode's name misses, so the line naming the object is
 /// preferred.
-fn first_error(log: &str) -> String {
+pub fn first_error(log: &str) -> String {
     let errors: Vec<&str> = log.lines().filter(|l| l.contains("Error (")).collect();
-    let telling = errors.iter().find(|l| !l.contains("criu/util.c"));
+    let telling = errors
+        .iter()
+        .find(|l| !l.contains("criu/util.c") && !l.contains("criu/irmap.c"));
     telling
         .or(errors.first())
         .map(|l| l.trim().to_string())
         .unwrap_or_default()
 }
 
-/// The reasons of the report's items that are not ok.
-fn reasons(report: &Value) -> Vec<String> {
-    ["task", "files", "mappings"]
+/// The reasons of the items that are not ok.
+pub fn reasons(items: &[&Value]) -> Vec<String> {
+    items
         .iter()
-        .flat_map(|k| report[k].as_array().into_iter().flatten())
         .filter(|item| item["verdict"] != "ok")
         .filter_map(|item| item["reason"].as_str().map(String::from))
         .collect()
 }
 
-fn string_list(v: &Value) -> Vec<String> {
+pub fn string_list(v: &Value) -> Vec<String> {
     v.as_array()
         .into_iter()
         .flatten()

@@ -60,7 +60,7 @@ pub fn check(case: &str, pid: u32) -> anyhow::Result<(Value, Vec<Record>)> {
 }
 
 /// `ckpt-watch ARGS --json -v --profile criu-3.17`, its JSON report.
-fn ckpt_watch(args: &[&str]) -> anyhow::Result<Value> {
+pub fn ckpt_watch(args: &[&str]) -> anyhow::Result<Value> {
     let out = Command::new("/bin/ckpt-watch")
         .args(args)
         .args(["--json", "-v", "--profile", "criu-3.17"])
