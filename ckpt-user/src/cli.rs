@@ -126,7 +126,7 @@ pub enum Command {
     #[command(after_help = PREFLIGHT_EXAMPLES)]
     Preflight(PreflightArgs),
     /// Watch the host live: alerts when a process becomes uncheckpointable, Prometheus metrics.
-    Daemon(crate::daemon::DaemonArgs),
+    Daemon(crate::cmd::daemon::DaemonArgs),
 }
 
 /// A validated command line: what to run and with which judging flags.
@@ -134,7 +134,7 @@ pub enum Command {
 pub enum Invocation {
     Scan(ScanArgs, JudgingArgs),
     Preflight(PreflightArgs, JudgingArgs),
-    Daemon(crate::daemon::DaemonArgs, JudgingArgs),
+    Daemon(crate::cmd::daemon::DaemonArgs, JudgingArgs),
     Audit(ckpt_audit::AuditArgs),
 }
 

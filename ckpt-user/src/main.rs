@@ -35,10 +35,10 @@ fn main() -> ExitCode {
     let result = match &invocation {
         Invocation::Audit(args) => ckpt_audit::run(args, &mut out).map(|code| code as u8),
         Invocation::Preflight(args, j) => {
-            ckpt_user::preflight::run(args, j, &mut out).map(|e| e as u8)
+            ckpt_user::cmd::preflight::run(args, j, &mut out).map(|e| e as u8)
         }
-        Invocation::Daemon(args, j) => ckpt_user::daemon::run(args, j).map(|e| e as u8),
-        Invocation::Scan(args, j) => ckpt_user::run::scan(args, j, &mut out).map(|e| e as u8),
+        Invocation::Daemon(args, j) => ckpt_user::cmd::daemon::run(args, j).map(|e| e as u8),
+        Invocation::Scan(args, j) => ckpt_user::cmd::scan::scan(args, j, &mut out).map(|e| e as u8),
     };
     let _ = out.flush();
     match result {

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::aggregate::{DumpReport, FileReport, ProcessReport, WorkloadReport};
 use crate::classify::{Judgement, Verdict};
-use crate::preflight::{ContainerReport, PreflightReport};
+use crate::cmd::preflight::{ContainerReport, PreflightReport};
 
 /// Counts for the host summary line.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]

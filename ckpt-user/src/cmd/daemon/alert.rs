@@ -444,7 +444,7 @@ mod tests {
     }
 
     fn shared() -> SharedState {
-        use crate::daemon::health::{Health, Shared};
+        use crate::cmd::daemon::health::{Health, Shared};
         Arc::new(std::sync::Mutex::new(Shared::new(
             Health::default(),
             Instant::now(),

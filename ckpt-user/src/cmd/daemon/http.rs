@@ -471,7 +471,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::health::Health;
+    use crate::cmd::daemon::health::Health;
     use proptest::prelude::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

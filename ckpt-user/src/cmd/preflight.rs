@@ -19,9 +19,9 @@ use crate::checkpointer::env::{self, Checkpointer};
 use crate::checkpointer::given::{Given, GivenOption};
 use crate::classify::{self, Judgement, KernelFacts, Verdict};
 use crate::cli::{Exit, JudgingArgs, PreflightArgs};
+use crate::cmd::scan;
 use crate::judge::Judge;
 use crate::report;
-use crate::run;
 use crate::scope::cgroups::{self, Cgroup, Container};
 use crate::scope::container_id::ContainerName;
 use crate::scope::workload::choose_root;
@@ -214,7 +214,7 @@ pub fn run(
             ops: &ops,
             given,
             own: snapshot.own(),
-            describe: &run::describe_live,
+            describe: &scan::describe_live,
             keep_ok: true,
         };
         let dump = rules.dump(&world, &set);
