@@ -42,6 +42,25 @@ pub fn budget(d: Duration) -> Duration {
     d.mul_f64(scale)
 }
 
+/// `CKPT_TESTS_TIME_SCALE` (1 on a real machine).
+pub fn time_scale() -> f64 {
+    budget(Duration::from_secs(1)).as_secs_f64()
+}
+
+/// Polls `done` every 50 ms for at most `within`; true once it holds.
+pub fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A running fdzoo case; killed (and its peers cleaned up by fdzoo itself) on drop.
 pub struct Zoo {
     child: Child,

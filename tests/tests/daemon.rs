@@ -16,7 +16,8 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use ckpt_tests::{
-    Fdctl, Sh, Started, TestCgroups, Zoo, budget, ckpt_watch, container_id, run_env, test_bin,
+    Fdctl, Sh, Started, TestCgroups, Zoo, budget, ckpt_watch, container_id, eventually, run_env,
+    test_bin, time_scale,
 };
 use serde_json::Value;
 
@@ -31,10 +32,6 @@ fn fdzoo() -> String {
 /// The settle time the daemon defaults to.
 const SETTLE: Duration = Duration::from_secs(1);
 
-/// `CKPT_TESTS_TIME_SCALE` (1 on a real machine).
-fn time_scale() -> f64 {
-    budget(Duration::from_secs(1)).as_secs_f64()
-}
 static NEXT_PORT: AtomicU16 = AtomicU16::new(19782);
 
 struct Daemon {
@@ -580,20 +577,6 @@ fn verdicts_equal_pid_tree_and_preflight_with_a_criu_config_file() {
         "{w}"
     );
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Polls `done` every 50 ms for at most `within`; true once it holds.
-fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The daemon watches the whole host, so other processes' events count too: UDP is held to a

@@ -16,7 +16,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use ckpt_tests::{Fdctl, budget, ckpt_watch, run, test_bin};
+use ckpt_tests::{Fdctl, budget, ckpt_watch, eventually, run, test_bin, time_scale};
 use serde_json::Value;
 
 fn fdctl() -> String {
@@ -25,11 +25,6 @@ fn fdctl() -> String {
 
 fn binary() -> PathBuf {
     ckpt_watch(&fdctl())
-}
-
-/// `CKPT_TESTS_TIME_SCALE` (1 on a real machine).
-fn time_scale() -> f64 {
-    budget(Duration::from_secs(1)).as_secs_f64()
 }
 
 /// The daemon's limits this suite holds it to (ckpt-user/src/daemon/http.rs, health.rs).
@@ -215,20 +210,6 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Polls `done` every 50 ms for at most `within`; true once it holds.
-fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
