@@ -11,6 +11,11 @@ pub const TAG_TASK: u32 = 0x5441_534b; // "TASK"
 /// Offset value meaning "this field does not exist on the running kernel".
 pub const ABSENT: u32 = u32::MAX;
 
+/// `KernelOffsets::flags`: only tasks whose tgid is in the `TARGET_TGIDS` map are reported.
+pub const FLAG_FILTER_TGIDS: u32 = 1;
+/// `KernelOffsets::flags`: `cgroup_ancestors` is `ancestor_ids[]` (before 6.0), not `ancestors[]`.
+pub const FLAG_CGROUP_ANCESTOR_IDS: u32 = 2;
+
 pub const FS_TYPE_LEN: usize = 16;
 pub const NAME_LEN: usize = 48;
 
@@ -296,13 +301,14 @@ pub struct KernelOffsets {
     pub task_cgroups: u32,
     pub css_set_dfl_cgrp: u32,
     pub cgroup_level: u32,
-    /// Offset of the flexible `ancestors[]` array (cgroup v2 ids by depth).
+    /// Offset of the cgroup's ancestors by depth: `ancestors[]` (pointers, since 6.0) or,
+    /// before it, `ancestor_ids[]` (the ids themselves).
     pub cgroup_ancestors: u32,
     pub cgroup_kn: u32,
     pub kernfs_node_id: u32,
     pub fop_members: [u32; N_OPS_MEMBERS],
-    /// 1: only tasks whose tgid is in the `TARGET_TGIDS` map are reported; 0: every task.
-    pub filter_tgids: u32,
+    /// [`FLAG_FILTER_TGIDS`] and [`FLAG_CGROUP_ANCESTOR_IDS`].
+    pub flags: u32,
     /// Depth of `target_cgroup` in the cgroup v2 hierarchy (root = 0).
     pub target_cgroup_level: u32,
     /// ckpt-watch's own pid: it holds BPF fds of its own and its /proc reads would come back
@@ -385,11 +391,24 @@ impl KernelOffsets {
             cgroup_kn: ABSENT,
             kernfs_node_id: ABSENT,
             fop_members: [ABSENT; N_OPS_MEMBERS],
-            filter_tgids: 0,
+            flags: 0,
             target_cgroup_level: 0,
             ignore_tgid: 0,
             target_cgroup: 0,
         }
+    }
+
+    /// Whether the BPF side can match a task's cgroup v2 ancestors against a target.
+    pub fn can_filter_cgroups(&self) -> bool {
+        let ancestry = [
+            self.task_cgroups,
+            self.css_set_dfl_cgrp,
+            self.cgroup_level,
+            self.cgroup_ancestors,
+        ];
+        let ids = self.flags & FLAG_CGROUP_ANCESTOR_IDS != 0
+            || (self.cgroup_kn != ABSENT && self.kernfs_node_id != ABSENT);
+        ancestry.iter().all(|o| *o != ABSENT) && ids
     }
 }
 
@@ -469,5 +488,26 @@ mod tests {
         assert_ne!(TAG_FILE, TAG_OPS);
         assert_ne!(TAG_FILE, TAG_VMA);
         assert_ne!(TAG_OPS, TAG_VMA);
+    }
+
+    #[test]
+    fn cgroups_filter_by_ancestor_pointers_or_ids() {
+        let mut k = KernelOffsets::absent();
+        assert!(!k.can_filter_cgroups());
+        k.task_cgroups = 0x10;
+        k.css_set_dfl_cgrp = 0x20;
+        k.cgroup_level = 0x30;
+        k.cgroup_ancestors = 0x40;
+        // Pointers (6.0 and later) need the kernfs id behind each.
+        assert!(!k.can_filter_cgroups());
+        k.cgroup_kn = 0x50;
+        k.kernfs_node_id = 0x60;
+        assert!(k.can_filter_cgroups());
+        // Ids (before 6.0) are the answer themselves.
+        k.cgroup_kn = ABSENT;
+        k.flags = FLAG_CGROUP_ANCESTOR_IDS;
+        assert!(k.can_filter_cgroups());
+        k.cgroup_level = ABSENT;
+        assert!(!k.can_filter_cgroups());
     }
 }

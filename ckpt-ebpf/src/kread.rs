@@ -6,7 +6,9 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray},
 };
-use ckpt_common::{ABSENT, FS_TYPE_LEN, KernelOffsets, known};
+use ckpt_common::{
+    ABSENT, FLAG_CGROUP_ANCESTOR_IDS, FLAG_FILTER_TGIDS, FS_TYPE_LEN, KernelOffsets, known,
+};
 
 /// Filled in by user space before load (`EbpfLoader::override_global`); frozen `.rodata`, so the
 /// verifier sees every offset as a constant and prunes the reads of absent members.
@@ -286,7 +288,7 @@ static TARGET_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(65_536, 0);
 #[inline(always)]
 pub fn wanted(task: u64, tgid: u32) -> bool {
     tgid != off!(ignore_tgid)
-        && (off!(filter_tgids) == 0 || unsafe { TARGET_TGIDS.get(&tgid) }.is_some())
+        && (off!(flags) & FLAG_FILTER_TGIDS == 0 || unsafe { TARGET_TGIDS.get(&tgid) }.is_some())
         && in_target_cgroup(task)
 }
 
@@ -304,10 +306,14 @@ pub fn in_target_cgroup(task: u64) -> bool {
     let Some(task_level) = read::<i32>(cgrp, off!(cgroup_level)) else {
         return false;
     };
-    if (task_level as u32) < level || off!(cgroup_ancestors) == ABSENT {
+    let ancestors = off!(cgroup_ancestors);
+    if (task_level as u32) < level || ancestors == ABSENT {
         return false;
     }
-    let ancestor = read_ptr(cgrp, off!(cgroup_ancestors) + level * 8);
+    if off!(flags) & FLAG_CGROUP_ANCESTOR_IDS != 0 {
+        return read::<u64>(cgrp, ancestors + level * 8) == Some(target);
+    }
+    let ancestor = read_ptr(cgrp, ancestors + level * 8);
     let kn = read_ptr(ancestor, off!(cgroup_kn));
     read::<u64>(kn, off!(kernfs_node_id)) == Some(target)
 }

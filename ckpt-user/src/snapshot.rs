@@ -165,11 +165,16 @@ impl Snapshot {
                 let parents = procs.values().map(|p| (p.pid, p.ppid)).collect();
                 targets = Some(crate::scope::subtree(pid, &parents));
                 known_procs = Some(procs);
-                offsets.filter_tgids = 1;
+                offsets.flags |= ckpt_common::FLAG_FILTER_TGIDS;
             }
-            Filter::Cgroup { id, level } => {
+            // A kernel whose cgroups the BTF does not describe cannot filter: scanning
+            // everything costs time, filtering blind would find no files and say `ok`.
+            Filter::Cgroup { id, level } if offsets.can_filter_cgroups() => {
                 offsets.target_cgroup = id;
                 offsets.target_cgroup_level = level;
+            }
+            Filter::Cgroup { .. } => {
+                tracing::debug!("no cgroup ancestry in this kernel's BTF: scanning every task");
             }
         }
         timings.btf = t.elapsed();

@@ -112,7 +112,7 @@ impl Probe {
         Ok(Self { ebpf, vmas })
     }
 
-    /// Restricts the scan to these processes (with `KernelOffsets::filter_tgids` set at load).
+    /// Restricts the scan to these processes (with `ckpt_common::FLAG_FILTER_TGIDS` set at load).
     pub fn set_targets(
         &mut self,
         pids: &std::collections::BTreeSet<u32>,

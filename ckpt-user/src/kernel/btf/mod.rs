@@ -245,6 +245,12 @@ impl KernelBtf {
         k.css_set_dfl_cgrp = o(8, "css_set", "dfl_cgrp");
         k.cgroup_level = o(4, "cgroup", "level");
         k.cgroup_ancestors = o(0, "cgroup", "ancestors");
+        if k.cgroup_ancestors == ABSENT {
+            k.cgroup_ancestors = o(0, "cgroup", "ancestor_ids");
+            if k.cgroup_ancestors != ABSENT {
+                k.flags |= ckpt_common::FLAG_CGROUP_ANCESTOR_IDS;
+            }
+        }
         k.cgroup_kn = o(8, "cgroup", "kn");
         k.kernfs_node_id = o(8, "kernfs_node", "id");
         for (slot, member) in k.fop_members.iter_mut().zip(OPS_MEMBERS) {
