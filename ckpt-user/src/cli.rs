@@ -127,6 +127,10 @@ pub enum Command {
     Preflight(PreflightArgs),
     /// Watch the host live: alerts when a process becomes uncheckpointable, Prometheus metrics.
     Daemon(crate::cmd::daemon::DaemonArgs),
+    /// CRIU's action script: at pre-dump, stop a dump that would fail, before the tree is
+    /// frozen, with the reason in CRIU's log. Enable: `action-script /usr/lib/ckpt-watch/criu-hook`.
+    #[command(after_help = CRIU_HOOK_HELP)]
+    CriuHook,
 }
 
 /// A validated command line: what to run and with which judging flags.
@@ -136,6 +140,7 @@ pub enum Invocation {
     Preflight(PreflightArgs, JudgingArgs),
     Daemon(crate::cmd::daemon::DaemonArgs, JudgingArgs),
     Audit(ckpt_audit::AuditArgs),
+    CriuHook(JudgingArgs),
 }
 
 /// A flag given where it means nothing.
@@ -154,6 +159,10 @@ pub enum UsageError {
     AuditJson,
     #[error("--json: the daemon writes alerts as JSON lines with `--format json`")]
     DaemonJson,
+    #[error(
+        "criu-hook judges with the engine and options of the CRIU that runs it: drop --engine and --with"
+    )]
+    HookOptions,
 }
 
 impl Cli {
@@ -166,6 +175,7 @@ impl Cli {
             Command::Audit(_) => "audit",
             Command::Preflight(_) => "preflight",
             Command::Daemon(_) => "daemon",
+            Command::CriuHook => "criu-hook",
         };
         if let Some(flag) = self.scan.first_given() {
             return Err(UsageError::ScanOnly {
@@ -197,6 +207,11 @@ impl Cli {
             Command::Preflight(args) => Ok(Invocation::Preflight(args, j)),
             Command::Daemon(_) if j.json => Err(UsageError::DaemonJson),
             Command::Daemon(args) => Ok(Invocation::Daemon(args, j)),
+            // The engine and options are those of the CRIU running the hook.
+            Command::CriuHook if j.engine.is_some() || j.with.is_some() => {
+                Err(UsageError::HookOptions)
+            }
+            Command::CriuHook => Ok(Invocation::CriuHook(j)),
         }
     }
 }
@@ -211,6 +226,18 @@ EXIT STATUS:
     0 every input audited    2 a usage or environment error, or some path or file could not be
     audited (unreadable, not C, unparsable, nested too deep): each is named on stderr, and the
     report covers the rest";
+
+const CRIU_HOOK_HELP: &str = "\
+CRIU runs it with CRTOOLS_SCRIPT_ACTION set; at pre-dump it judges the tree under
+CRTOOLS_INIT_PID with CRIU's own config files and command line (or, for a dump over RPC, the
+flags of the runc driving it). Enable it with one line in /etc/criu/default.conf (criu, LXC)
+and /etc/criu/runc.conf (runc, Podman, CRI-O, containerd):
+
+    action-script /usr/lib/ckpt-watch/criu-hook
+
+EXIT STATUS:
+    0 the dump goes on: ok, unknown, every other action, or ckpt-watch could not judge (it fails
+    open and says why in CRIU's log)    1 blocks    3 needs options CRIU was not given";
 
 const PREFLIGHT_EXAMPLES: &str = "\
 EXAMPLES:

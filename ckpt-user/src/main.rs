@@ -1,6 +1,7 @@
 //! `ckpt-watch`: parse → run → print one line per error → exit with the documented status.
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
 use ckpt_user::cli::{Cli, Exit, Invocation, log_filter};
@@ -9,7 +10,13 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Installed as CRIU's action script by a link named `criu-hook` (CRIU runs scripts
+    // without arguments): that name is the subcommand.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.first().and_then(|a| Path::new(a).file_name()) == Some("criu-hook".as_ref()) {
+        args.insert(1, "criu-hook".into());
+    }
+    let cli = Cli::parse_from(args);
     let env = |name: &str| std::env::var(name).ok();
     let directives = log_filter(
         cli.judging.verbose,
@@ -38,6 +45,8 @@ fn main() -> ExitCode {
             ckpt_user::cmd::preflight::run(args, j, &mut out).map(|e| e as u8)
         }
         Invocation::Daemon(args, j) => ckpt_user::cmd::daemon::run(args, j).map(|e| e as u8),
+        // CRIU's log holds its output: stderr and stdout both go there.
+        Invocation::CriuHook(j) => ckpt_user::cmd::criu_hook::run(j, &mut out).map(|e| e as u8),
         Invocation::Scan(args, j) => ckpt_user::cmd::scan::scan(args, j, &mut out).map(|e| e as u8),
     };
     let _ = out.flush();

@@ -5,8 +5,11 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::aggregate::{DumpReport, FileReport, ProcessReport, WorkloadReport};
+use crate::checkpointer::engine::Engine;
+use crate::checkpointer::given::GivenOption;
 use crate::classify::{Judgement, Verdict};
-use crate::cmd::preflight::{ContainerReport, PreflightReport};
+use crate::cmd::criu_hook::HookReport;
+use crate::cmd::preflight::{ContainerReport, PreflightReport, Remedy};
 
 /// Counts for the host summary line.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -498,18 +501,7 @@ fn container_text(
             if pids.len() == 1 { "it" } else { "them" }
         )?;
     }
-    writeln!(out, "  options in force (engine {}):", c.engine.as_str())?;
-    if c.options_in_force.is_empty() {
-        writeln!(out, "    none")?;
-    }
-    for o in &c.options_in_force {
-        writeln!(
-            out,
-            "    {:<28} {}",
-            printable(&o.to_string()),
-            printable(&o.source.to_string())
-        )?;
-    }
+    options_text(out, c.engine, &c.options_in_force)?;
     writeln!(out, "  checkpointer environment:")?;
     for j in c
         .environment
@@ -533,7 +525,28 @@ fn container_text(
         if c.processes.len() == 1 { "" } else { "es" },
         verdict_line(c.verdict, &c.options)
     )?;
-    for r in &c.remedies {
+    remedies_text(out, &c.remedies)
+}
+
+/// The options in force, each with where it came from.
+fn options_text(out: &mut dyn Write, engine: Engine, options: &[GivenOption]) -> io::Result<()> {
+    writeln!(out, "  options in force (engine {}):", engine.as_str())?;
+    if options.is_empty() {
+        writeln!(out, "    none")?;
+    }
+    for o in options {
+        writeln!(
+            out,
+            "    {:<28} {}",
+            printable(&o.to_string()),
+            printable(&o.source.to_string())
+        )?;
+    }
+    Ok(())
+}
+
+fn remedies_text(out: &mut dyn Write, remedies: &[Remedy]) -> io::Result<()> {
+    for r in remedies {
         writeln!(
             out,
             "  to pass {}: {}",
@@ -542,6 +555,28 @@ fn container_text(
         )?;
     }
     Ok(())
+}
+
+/// The criu-hook's verdict in CRIU's log: what decides it (the kernel, the tree's files), the
+/// options CRIU was given, and how to pass what is missing.
+pub fn hook_text(out: &mut dyn Write, h: &HookReport) -> io::Result<()> {
+    for j in h.kernel.iter().filter(|j| j.verdict != Verdict::Ok) {
+        judgement_line(out, j)?;
+    }
+    for p in h.dump.processes.iter().filter(|p| p.verdict != Verdict::Ok) {
+        process_text(out, p, false)?;
+    }
+    options_text(out, h.engine, &h.options_in_force)?;
+    let n = h.dump.processes.len();
+    writeln!(
+        out,
+        "ckpt-watch: the dump of tree {} ({}, {n} process{}): {}",
+        h.dump.root,
+        printable(&h.profile),
+        if n == 1 { "" } else { "es" },
+        verdict_line(h.verdict, &h.options)
+    )?;
+    remedies_text(out, &h.remedies)
 }
 
 /// `preflight`: the profile and why, then each container, then a summary when there are several.

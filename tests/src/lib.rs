@@ -1,10 +1,10 @@
 //! Integration tests of the real ckpt-watch binary against real processes: helpers to start
 //! `fdzoo` cases and run the binary.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One of this package's binaries: where cargo built it (`built`, a `CARGO_BIN_EXE_*` path),
 /// unless `CKPT_TESTS_BIN_DIR` names where it was copied (the kernel-matrix guests, whose
@@ -351,4 +351,90 @@ impl Drop for Fdctl {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `cmd` with its output collected; kills it after `timeout`.
+pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{:?}: {e}", cmd.get_program()))?;
+    let pipe = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = pipe(child.stdout.take().map(|s| Box::new(s) as _));
+    let err = pipe(child.stderr.take().map(|s| Box::new(s) as _));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "{:?} {:?} still running after {timeout:?}",
+                cmd.get_program(),
+                cmd.get_args().collect::<Vec<_>>()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim().to_string()
+}
+
+/// The directory holding the `criu` wrapper `cargo xtask criu4` writes: `CKPT_CRIU4_DIR`, else
+/// `<target>/criu4/bin`. Fails (never skips) when it is missing or is not a working CRIU 4.
+pub fn criu4_dir(fdzoo: &str) -> PathBuf {
+    let dir = std::env::var_os("CKPT_CRIU4_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            // fdzoo is <target>/<profile>/fdzoo.
+            let target = Path::new(fdzoo).parent().and_then(Path::parent).unwrap();
+            target.join("criu4/bin")
+        });
+    let criu = dir.join("criu");
+    assert!(
+        criu.exists(),
+        "CRIU 4 is missing: no {}. Run `cargo xtask criu4` (`./x test` does) to fetch Debian \
+         unstable's CRIU into target/criu4, or set CKPT_CRIU4_DIR to a directory holding a \
+         CRIU 4 `criu`. Debian 12's CRIU 3.17 cannot dump anything on this kernel.",
+        criu.display()
+    );
+    let out = run_timeout(
+        Command::new(&criu).arg("--version"),
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        text(&out.stdout).contains("Version: 4."),
+        "{} is not CRIU 4: {}",
+        criu.display(),
+        text(&out.stdout)
+    );
+    let out = run_timeout(Command::new(&criu).arg("check"), Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        said.contains("Looks good."),
+        "`{} check` does not pass: {said}",
+        criu.display()
+    );
+    dir
 }

@@ -9,19 +9,21 @@
 //! passes only with X ⇔ `needs` naming X (and `--with X`, or the runc.conf lines in place,
 //! make it `ok`); fails whatever ⇔ `blocks`.
 //!
+//! Then the same CRIU runs `ckpt-watch criu-hook` over RPC (runc.conf's `action-script`).
+//!
 //! Needs root, podman and runc (scripts/bootstrap.sh) and CRIU 4: without them it fails, it
 //! does not skip. One test, so that the containers start together and are judged one at a time
 //! (a checkpoint freezes its container; judging in parallel would only add noise).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ckpt_tests::ckpt_watch;
+use ckpt_tests::{ckpt_watch, criu4_dir, run_timeout, text};
 use serde_json::Value;
 
 const FDZOO: &str = env!("CARGO_BIN_EXE_fdzoo");
@@ -82,92 +84,6 @@ impl Env {
             )
         })
     }
-}
-
-/// Runs `cmd` with its output collected; kills it after `timeout`.
-fn run_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{:?}: {e}", cmd.get_program()))?;
-    let pipe = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = pipe(child.stdout.take().map(|s| Box::new(s) as _));
-    let err = pipe(child.stderr.take().map(|s| Box::new(s) as _));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "{:?} {:?} still running after {timeout:?}",
-                cmd.get_program(),
-                cmd.get_args().collect::<Vec<_>>()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Ok(Output {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    })
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).trim().to_string()
-}
-
-/// The directory holding the `criu` wrapper `cargo xtask criu4` writes: `CKPT_CRIU4_DIR`, else
-/// `<target>/criu4/bin`. Fails (never skips) when it is missing or is not a working CRIU 4.
-fn criu4_dir() -> PathBuf {
-    let dir = std::env::var_os("CKPT_CRIU4_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            // FDZOO is <target>/<profile>/fdzoo.
-            let target = Path::new(FDZOO).parent().and_then(Path::parent).unwrap();
-            target.join("criu4/bin")
-        });
-    let criu = dir.join("criu");
-    assert!(
-        criu.exists(),
-        "CRIU 4 is missing: no {}. Run `cargo xtask criu4` (`./x test` does) to fetch Debian \
-         unstable's CRIU into target/criu4, or set CKPT_CRIU4_DIR to a directory holding a \
-         CRIU 4 `criu`. Debian 12's CRIU 3.17 cannot dump anything on this kernel.",
-        criu.display()
-    );
-    let out = run_timeout(
-        Command::new(&criu).arg("--version"),
-        Duration::from_secs(30),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        text(&out.stdout).contains("Version: 4."),
-        "{} is not CRIU 4: {}",
-        criu.display(),
-        text(&out.stdout)
-    );
-    let out = run_timeout(Command::new(&criu).arg("check"), Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(
-        said.contains("Looks good."),
-        "`{} check` does not pass: {said}",
-        criu.display()
-    );
-    dir
 }
 
 fn require_tools() {
@@ -812,6 +728,48 @@ fn checkpoint(env: &Env, live: &Live, options: &[&str]) -> Result<(), String> {
     }))
 }
 
+/// `ckpt-watch criu-hook` over RPC: with runc.conf's `action-script` line, the CRIU that runc
+/// drives runs the hook at pre-dump. It must stop the io_uring container (blocks) and the
+/// locked one until podman passes `--file-locks` (read from runc's command line), before CRIU
+/// seizes anything, and let the plain one through.
+fn check_hook(env: &Env, work: &WorkDir, lives: &[&Live]) -> Vec<String> {
+    let hook = work.sub("hook").join("criu-hook");
+    std::os::unix::fs::symlink(&env.ckpt_watch, &hook).expect("link the hook");
+    let _conf = RuncConf::with(&[format!("action-script {}", hook.display())]);
+    let cases: [(&str, &[&str], &str); 4] = [
+        ("io-uring", &[], "blocks"),
+        ("flock-bind", &[], "needs"),
+        ("flock-bind", &["--file-locks"], "ok"),
+        ("sleep", &[], "ok"),
+    ];
+    let mut problems = Vec::new();
+    for (name, options, expected) in cases {
+        let Some(live) = lives.iter().find(|l| l.name == name) else {
+            problems.push(format!("criu-hook: no live {name} container"));
+            continue;
+        };
+        let result = checkpoint(env, live, options);
+        let log = std::fs::read_to_string(live.static_dir.join("dump.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let verdict = lines
+            .iter()
+            .position(|l| l.starts_with("ckpt-watch: the dump of tree"));
+        let seized = lines.iter().position(|l| l.contains("Seiz"));
+        let said = verdict.map_or("no verdict from the hook", |i| lines[i]);
+        let stops = expected != "ok";
+        let ok = said.contains(&format!(": {expected}"))
+            && result.is_ok() != stops
+            && verdict.is_some_and(|v| seized.is_none_or(|s| v < s))
+            && (!stops || (seized.is_none() && log.contains("Pre dump script failed")));
+        if !ok {
+            problems.push(format!(
+                "criu-hook: {name} {options:?}: expected {expected}; checkpoint {result:?}; hook said `{said}`; seized at line {seized:?}, verdict at {verdict:?}"
+            ));
+        }
+    }
+    problems
+}
+
 /// The plain checkpoint, then each retry until one passes, then the runc.conf lines the report
 /// proposes; and the plain one's error.
 fn outcome(env: &Env, live: &Live, conf_lines: &[String]) -> (Outcome, String) {
@@ -1062,7 +1020,7 @@ fn print_table(rows: &[Row]) {
 fn podman_checkpoints_agree_with_preflight() {
     let started = Instant::now();
     require_tools();
-    let criu = criu4_dir();
+    let criu = criu4_dir(FDZOO);
     let path = std::env::var("PATH").unwrap_or_default();
     let env = Env {
         ckpt_watch: ckpt_watch(FDZOO),
@@ -1090,6 +1048,7 @@ fn podman_checkpoints_agree_with_preflight() {
     problems.extend(check_discovery(&env, &lives));
     let rows: Vec<Row> = lives.iter().map(|live| judge(&env, live)).collect();
     print_table(&rows);
+    problems.extend(check_hook(&env, &work, &lives));
     for r in rows.iter().filter(|r| !r.agree) {
         problems.push(format!(
             "{}: podman {} ({}) but ckpt-watch says {}:\n      {}",

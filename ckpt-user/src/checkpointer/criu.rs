@@ -38,14 +38,24 @@ impl Criu {
                 .map(|d| d.join("criu"))
                 .find(|c| c.is_file())?,
         };
-        let version = Command::new(&path)
-            .arg("--version")
-            .stderr(Stdio::null())
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| parse_version(&s));
+        let version = version_of(Command::new(&path));
         Some(Self { path, version })
+    }
+
+    /// The CRIU running as `pid` with command line `argv`, its version asked the way it was
+    /// started (through a loader such as ld.so when it was); `None` when the command line
+    /// names no `criu` (one serving RPC retitles itself `criu: dump --rpc ...`).
+    pub fn running(pid: u32, argv: &[String]) -> Option<Self> {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+        let at = argv
+            .iter()
+            .position(|w| Path::new(w).file_name() == Some("criu".as_ref()))?;
+        let mut cmd = Command::new(exe);
+        cmd.args(&argv[1..=at]);
+        Some(Self {
+            path: PathBuf::from(&argv[at]),
+            version: version_of(cmd),
+        })
     }
 
     /// Runs `criu check`.
@@ -120,6 +130,17 @@ impl Criu {
             options: vec![],
         }
     }
+}
+
+/// What `cmd --version` says its version is.
+fn version_of(mut cmd: Command) -> Option<String> {
+    cmd.arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| parse_version(&s))
 }
 
 fn parse_version(text: &str) -> Option<String> {

@@ -163,9 +163,12 @@ impl Engine {
 /// Where CRIU's configuration files are on this host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigPaths {
-    pub global: PathBuf,
+    /// None under `--no-default-config`, as for `user`.
+    pub global: Option<PathBuf>,
     pub user: Option<PathBuf>,
     pub env: Option<PathBuf>,
+    /// `criu --config FILE`, read after `$CRIU_CONFIG_FILE`.
+    pub command_line: Option<PathBuf>,
     pub runc: PathBuf,
 }
 
@@ -173,9 +176,10 @@ impl ConfigPaths {
     /// The standard places, with `$HOME` and `$CRIU_CONFIG_FILE` from the environment.
     pub fn from_env() -> Self {
         Self {
-            global: "/etc/criu/default.conf".into(),
+            global: Some("/etc/criu/default.conf".into()),
             user: std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".criu/default.conf")),
             env: std::env::var_os("CRIU_CONFIG_FILE").map(PathBuf::from),
+            command_line: None,
             runc: "/etc/criu/runc.conf".into(),
         }
     }
@@ -200,17 +204,18 @@ fn add_file(given: &mut Given, path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The options in force for `engine`, each with its source.
+/// The options in force for `engine`, each with its source. `command` is what a running dump's
+/// command line gave: CRIU's own (read after its files) or runc's (sent over RPC, so read
+/// before runc.conf).
 pub fn options_in_force(
     engine: Engine,
     paths: &ConfigPaths,
+    command: Option<&Given>,
     with: Option<&str>,
 ) -> Result<Given, OptionsError> {
     let mut given = Given::default();
-    for path in [Some(&paths.global), paths.user.as_ref(), paths.env.as_ref()]
-        .into_iter()
-        .flatten()
-    {
+    let files = [&paths.global, &paths.user, &paths.env, &paths.command_line];
+    for path in files.into_iter().flatten() {
         add_file(&mut given, path)?;
     }
     let source = Source::Engine {
@@ -223,6 +228,9 @@ pub fn options_in_force(
     }
     for option in engine.defaults() {
         given.merge(Given::unchecked(option, source.clone()));
+    }
+    if let Some(command) = command {
+        given.merge(command.clone());
     }
     if engine.through_runc() {
         add_file(&mut given, &paths.runc)?;
@@ -255,9 +263,10 @@ mod tests {
             std::fs::write(dir.join(name), text).unwrap();
         }
         let paths = ConfigPaths {
-            global: dir.join("default.conf"),
+            global: Some(dir.join("default.conf")),
             user: Some(dir.join("user.conf")),
             env: Some(dir.join("env.conf")),
+            command_line: None,
             runc: dir.join("runc.conf"),
         };
         (Dir(dir), paths)
@@ -280,13 +289,13 @@ mod tests {
     #[test]
     fn engines_turn_needs_into_ok() {
         let (_d, paths) = fixture(&[]);
-        let crio = options_in_force(Engine::Crio, &paths, None).unwrap();
+        let crio = options_in_force(Engine::Crio, &paths, None, None).unwrap();
         assert_eq!(crio.apply(needs("--file-locks")).verdict, Verdict::Ok);
         assert_eq!(
             crio.apply(needs("--tcp-established")).verdict,
             Verdict::Needs
         );
-        let lxc = options_in_force(Engine::Lxc, &paths, None).unwrap();
+        let lxc = options_in_force(Engine::Lxc, &paths, None, None).unwrap();
         for o in [
             "--tcp-established",
             "--file-locks",
@@ -295,12 +304,12 @@ mod tests {
         ] {
             assert_eq!(lxc.apply(needs(o)).verdict, Verdict::Ok, "{o}");
         }
-        let runc = options_in_force(Engine::Runc, &paths, None).unwrap();
+        let runc = options_in_force(Engine::Runc, &paths, None, None).unwrap();
         assert_eq!(runc.apply(needs("--file-locks")).verdict, Verdict::Needs);
-        let docker = options_in_force(Engine::Docker, &paths, None).unwrap();
+        let docker = options_in_force(Engine::Docker, &paths, None, None).unwrap();
         assert_eq!(docker.apply(needs("--file-locks")).verdict, Verdict::Needs);
         assert!(
-            options_in_force(Engine::Criu, &paths, None)
+            options_in_force(Engine::Criu, &paths, None, None)
                 .unwrap()
                 .is_empty()
         );
@@ -314,7 +323,7 @@ mod tests {
             ("env.conf", "no-tcp-established\nfile-locks\n"),
             ("runc.conf", "link-remap\n"),
         ]);
-        let criu = options_in_force(Engine::Criu, &paths, Some("--shell-job")).unwrap();
+        let criu = options_in_force(Engine::Criu, &paths, None, Some("--shell-job")).unwrap();
         assert_eq!(
             names(&criu),
             ["--ghost-limit 10M", "--file-locks", "--shell-job"]
@@ -327,7 +336,7 @@ mod tests {
         assert!(sources[0].ends_with("user.conf:2"), "{sources:?}");
         assert_eq!(sources[2], "--with");
         // runc.conf is read by runc's CRIU only, after the RPC options.
-        let runc = options_in_force(Engine::Runc, &paths, None).unwrap();
+        let runc = options_in_force(Engine::Runc, &paths, None, None).unwrap();
         assert!(names(&runc).contains(&"--link-remap".to_string()));
         assert!(!names(&criu).contains(&"--link-remap".to_string()));
     }
@@ -337,18 +346,18 @@ mod tests {
     #[test]
     fn rpc_booleans_beat_default_conf_but_not_runc_conf() {
         let (_d, paths) = fixture(&[("default.conf", "tcp-established\nlink-remap\n")]);
-        let podman = options_in_force(Engine::Podman, &paths, None).unwrap();
+        let podman = options_in_force(Engine::Podman, &paths, None, None).unwrap();
         assert_eq!(
             podman.apply(needs("--tcp-established")).verdict,
             Verdict::Needs
         );
         assert_eq!(podman.apply(needs("--link-remap")).verdict, Verdict::Ok);
-        let criu = options_in_force(Engine::Criu, &paths, None).unwrap();
+        let criu = options_in_force(Engine::Criu, &paths, None, None).unwrap();
         assert_eq!(criu.apply(needs("--tcp-established")).verdict, Verdict::Ok);
-        let lxc = options_in_force(Engine::Lxc, &paths, None).unwrap();
+        let lxc = options_in_force(Engine::Lxc, &paths, None, None).unwrap();
         assert_eq!(lxc.apply(needs("--tcp-established")).verdict, Verdict::Ok);
         let (_d, paths) = fixture(&[("runc.conf", "tcp-established\n")]);
-        let podman = options_in_force(Engine::Podman, &paths, None).unwrap();
+        let podman = options_in_force(Engine::Podman, &paths, None, None).unwrap();
         let ok = podman.apply(needs("--tcp-established"));
         assert_eq!(ok.verdict, Verdict::Ok);
         assert!(ok.reason.contains("runc.conf:1"), "{}", ok.reason);
@@ -390,14 +399,14 @@ mod tests {
     #[test]
     fn runc_conf_overrides_rpc_options() {
         let (_d, paths) = fixture(&[("runc.conf", "no-file-locks\n")]);
-        let crio = options_in_force(Engine::Crio, &paths, None).unwrap();
+        let crio = options_in_force(Engine::Crio, &paths, None, None).unwrap();
         assert_eq!(crio.apply(needs("--file-locks")).verdict, Verdict::Needs);
     }
 
     #[test]
     fn malformed_file_is_an_error_with_its_line() {
         let (_d, paths) = fixture(&[("env.conf", "file-locks\ntcp-establishd\n")]);
-        let err = options_in_force(Engine::Criu, &paths, None)
+        let err = options_in_force(Engine::Criu, &paths, None, None)
             .unwrap_err()
             .to_string();
         assert!(

@@ -20,6 +20,8 @@ pub enum Source {
     Engine { engine: String },
     /// A CRIU configuration file.
     File { path: String, line: usize },
+    /// The command line of the CRIU (or runc) running the dump.
+    Command { program: String },
 }
 
 impl fmt::Display for Source {
@@ -28,6 +30,7 @@ impl fmt::Display for Source {
             Self::With => f.write_str("--with"),
             Self::Engine { engine } => write!(f, "engine {engine}"),
             Self::File { path, line } => write!(f, "{path}:{line}"),
+            Self::Command { program } => write!(f, "{program}'s command line"),
         }
     }
 }

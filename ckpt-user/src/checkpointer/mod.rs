@@ -6,3 +6,4 @@ pub mod criu;
 pub mod engine;
 pub mod env;
 pub mod given;
+pub mod running;

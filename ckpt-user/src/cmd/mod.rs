@@ -1,6 +1,7 @@
 //! The commands, each starting from a [`crate::judge::Judge`]: the host and `--pid` scan,
-//! `preflight`, and the daemon.
+//! `preflight`, the daemon, and the hook CRIU runs before it dumps.
 
+pub mod criu_hook;
 pub mod daemon;
 pub mod preflight;
 pub mod scan;

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use crate::checkpointer::criu::Criu;
 use crate::checkpointer::engine::{self, ConfigPaths, Engine, OptionsError};
 use crate::checkpointer::given::Given;
+use crate::checkpointer::running::RunningDump;
 use crate::classify::{self, Profile};
 use crate::cli::JudgingArgs;
 use crate::resolve::{self, Catalogue, OpsIdentity};
@@ -24,6 +25,8 @@ pub struct Judge {
     pub engine: Option<Engine>,
     with: Option<String>,
     paths: ConfigPaths,
+    /// The options on the command line of a dump already running (the criu-hook).
+    command: Option<Given>,
 }
 
 impl Judge {
@@ -31,6 +34,25 @@ impl Judge {
     /// parses, and CRIU's config files and `--with` parse for the default engine.
     pub fn new(args: &JudgingArgs) -> anyhow::Result<Self> {
         Self::with_criu(args, Criu::find(args.criu.as_deref()), "")
+    }
+
+    /// For a dump CRIU is running now: that CRIU (unless `--criu` names one), its config files
+    /// and command line, its engine.
+    pub fn for_running(
+        args: &JudgingArgs,
+        criu: Option<Criu>,
+        dump: RunningDump,
+    ) -> anyhow::Result<Self> {
+        let criu = match &args.criu {
+            Some(path) => Criu::find(Some(path)),
+            None => criu.or_else(|| Criu::find(None)),
+        };
+        let mut judge = Self::with_criu(args, criu, "")?;
+        judge.engine = Some(dump.engine);
+        judge.paths = dump.paths;
+        judge.command = Some(dump.given);
+        judge.options(dump.engine)?;
+        Ok(judge)
     }
 
     /// For a replay: the CRIU recorded in the snapshot stands for the one that will dump
@@ -53,6 +75,7 @@ impl Judge {
             engine: args.engine,
             with: args.with.clone(),
             paths: ConfigPaths::from_env(),
+            command: None,
         };
         judge.options(judge.engine_for(None))?;
         Ok(judge)
@@ -67,7 +90,12 @@ impl Judge {
 
     /// The options in force when `engine` runs CRIU, each with its source.
     pub fn options(&self, engine: Engine) -> Result<Given, OptionsError> {
-        let mut given = engine::options_in_force(engine, &self.paths, self.with.as_deref())?;
+        let mut given = engine::options_in_force(
+            engine,
+            &self.paths,
+            self.command.as_ref(),
+            self.with.as_deref(),
+        )?;
         let meta = &self.profile.profile;
         for option in &meta.rpc_config_broken {
             if engine.needs_config_file(option) {
