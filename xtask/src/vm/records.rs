@@ -58,6 +58,20 @@ pub enum Record {
         failed: Vec<String>,
         agree: bool,
     },
+    /// One dump by Debian's CRIU 3.17 with `ckpt-watch criu-hook` as its action script.
+    Hook {
+        case: String,
+        /// Whether CRIU's dump passed.
+        dumped: bool,
+        /// The hook's verdict line in CRIU's log.
+        verdict: String,
+        /// CRIU's first error line when the dump failed.
+        error: String,
+        /// CRIU seized a task before the hook judged: the guard came too late.
+        seized_before_verdict: bool,
+        /// The dump stopped exactly when the hook said blocks or needs, before any seizing.
+        agree: bool,
+    },
     /// One test of the daemon suite, with one install-event backend forced.
     Daemon {
         backend: String,

@@ -121,6 +121,25 @@ impl GuestReport {
                         reasons.join("; ")
                     ),
                 ),
+                Record::Hook {
+                    case,
+                    dumped,
+                    verdict,
+                    error,
+                    seized_before_verdict,
+                    agree: false,
+                } => (
+                    format!("{case} with criu-hook"),
+                    format!(
+                        "CRIU 3.17 {} ({error}); hook: {verdict}{}",
+                        if *dumped { "dumped" } else { "failed" },
+                        if *seized_before_verdict {
+                            "; CRIU seized the tree before the hook judged it"
+                        } else {
+                            ""
+                        }
+                    ),
+                ),
                 Record::Container {
                     scenario,
                     runc,
@@ -220,13 +239,14 @@ impl GuestReport {
         });
         let count = |f: fn(&Record) -> bool| self.records.iter().filter(|r| f(r)).count();
         format!(
-            "{}: {} in {:.0?}; {} fds resolved, {} cases skipped, {} oracle cases, {} containers; {}",
+            "{}: {} in {:.0?}; {} fds resolved, {} cases skipped, {} oracle cases, {} hook dumps, {} containers; {}",
             self.kernel,
             guest.unwrap_or_else(|| "no guest record".into()),
             self.outcome.elapsed,
             count(|r| matches!(r, Record::Resolve { .. })),
             count(|r| matches!(r, Record::Skip { .. })),
             count(|r| matches!(r, Record::Oracle { .. })),
+            count(|r| matches!(r, Record::Hook { .. })),
             count(|r| matches!(r, Record::Container { .. })),
             if self.failures.is_empty() {
                 "PASS".to_string()

@@ -3,12 +3,14 @@
 //!
 //! Suites (those `CKPT_VM_SUITES` names): `zoo`, i.e. `resolve` (data symbols vs member
 //! functions) on every kernel and, where the host asks for it, `oracle` (Debian's CRIU 3.17 vs
-//! the `criu-3.17` profile), both per fdzoo case; `containers` (runc checkpoints vs
+//! the `criu-3.17` profile, and on two cases the same CRIU with `ckpt-watch criu-hook`), both
+//! per fdzoo case; `containers` (runc checkpoints vs
 //! `preflight`) where the host asks for it; then `daemon`, the host's daemon integration
 //! tests, once per backend in `CKPT_VM_BACKENDS`.
 
 mod containers;
 mod daemon;
+mod hook;
 mod oracle;
 mod resolve;
 mod runc;
@@ -104,6 +106,9 @@ fn run_case(case: &str, with_oracle: bool) -> Vec<Record> {
                 records.push(
                     oracle::check(case, &subject, &report).unwrap_or_else(|e| error(case, e)),
                 );
+                if hook::CASES.contains(&case) {
+                    records.push(hook::check(case, subject.pid).unwrap_or_else(|e| error(case, e)));
+                }
             }
             records
         }
