@@ -21,6 +21,9 @@ pub struct Spec {
     pub oracle: bool,
     /// Whether the container suite checkpoints runc containers (with CRIU 3.17) here.
     pub containers: bool,
+    /// Whether the daemon suite runs once per install-event backend here, or only with fentry
+    /// (a flavour of a version another guest runs them all on: nothing twice).
+    pub every_backend: bool,
 }
 
 /// Longest guests first (the oracle runs CRIU several times per case, the container suite
@@ -32,19 +35,23 @@ pub const MATRIX: &[Spec] = &[
         meta: "linux-image-cloud-amd64",
         oracle: true,
         containers: true,
+        every_backend: true,
     },
     Spec {
         suite: None,
         meta: "linux-image-6.12-cloud-amd64",
         oracle: true,
         containers: true,
+        every_backend: true,
     },
-    // The generic flavour builds ext4 as a module: its ops table is a module symbol.
+    // The generic flavour builds ext4 as a module: its ops table is a module symbol. Its
+    // containers and backends are those of the 6.12 cloud guest, which runs them.
     Spec {
         suite: None,
         meta: "linux-image-6.12-amd64",
         oracle: false,
-        containers: true,
+        containers: false,
+        every_backend: false,
     },
     // Linux 7.x: anonymous pipes have their own table (pipeanon_fops). CRIU 3.17 cannot dump
     // here (its vDSO check fails), so there are no containers to checkpoint.
@@ -53,6 +60,7 @@ pub const MATRIX: &[Spec] = &[
         meta: "linux-image-cloud-amd64",
         oracle: false,
         containers: false,
+        every_backend: true,
     },
     // No containers: runc 1.1 cannot start one in this guest (its nsexec fails to re-exec a
     // cloned binary), and 5.10 has no iter/task_vma for ckpt-watch to see mappings with.
@@ -61,6 +69,7 @@ pub const MATRIX: &[Spec] = &[
         meta: "linux-image-cloud-amd64",
         oracle: false,
         containers: false,
+        every_backend: true,
     },
 ];
 
@@ -74,6 +83,7 @@ pub struct Kernel {
     pub modules: PathBuf,
     pub oracle: bool,
     pub containers: bool,
+    pub every_backend: bool,
 }
 
 /// apt, either the machine's or a private configuration for one suite (also CRIU 4's
@@ -347,6 +357,7 @@ fn prepare(name: String, dir: &Path, spec: &Spec) -> anyhow::Result<Kernel> {
         modules,
         oracle: spec.oracle,
         containers: spec.containers,
+        every_backend: spec.every_backend,
     })
 }
 

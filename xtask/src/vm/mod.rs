@@ -86,11 +86,12 @@ impl Args {
         self.suites.is_empty() || self.suites.contains(&suite)
     }
 
-    /// The backends the daemon suite runs with: none when it does not run.
-    fn backends(&self) -> Vec<&'static str> {
-        match self.runs(Suite::Daemon) {
-            true => self.backend.names(),
-            false => Vec::new(),
+    /// The backends the daemon suite runs with in `kernel`'s guest: none when it does not run.
+    fn backends(&self, kernel: &Kernel) -> Vec<&'static str> {
+        match (self.runs(Suite::Daemon), self.backend) {
+            (false, _) => Vec::new(),
+            (true, Backend::All) if !kernel.every_backend => Backend::Fentry.names(),
+            (true, chosen) => chosen.names(),
         }
     }
 }
@@ -271,16 +272,20 @@ fn run_guest(
         .filter(|s| args.runs(*s))
         .map(Suite::name)
         .collect();
+    let backends = args.backends(kernel);
     eprintln!(
-        "vm-test: booting {} (oracle: {}, containers: {})",
-        kernel.name, kernel.oracle, kernel.containers
+        "vm-test: booting {} (oracle: {}, containers: {}, backends: {})",
+        kernel.name,
+        kernel.oracle,
+        kernel.containers,
+        backends.join(",")
     );
     let outcome = qemu::boot(&qemu::Boot {
         kernel: &kernel.boot_image,
         initrd: &initrd,
         disk,
         env: vec![
-            format!("CKPT_VM_BACKENDS={}", args.backends().join(",")),
+            format!("CKPT_VM_BACKENDS={}", backends.join(",")),
             format!("CKPT_VM_ORACLE={}", u8::from(kernel.oracle)),
             format!("CKPT_VM_CONTAINERS={}", u8::from(kernel.containers)),
             format!("CKPT_VM_SUITES={}", suites.join(",")),
@@ -292,7 +297,7 @@ fn run_guest(
         &kernel.name,
         outcome,
         &missing,
-        &args.backends(),
+        &backends,
     ))
 }
 
