@@ -93,6 +93,8 @@ fn plan(fds: usize) -> Vec<Kind> {
 
 /// Everything a load process needs, prepared before `fork()` so the child never allocates.
 struct Recipe {
+    /// Processes this one forks once its fds are open, sharing them (the forked mix).
+    forks: usize,
     kinds: Vec<Kind>,
     dir: CString,
     files: Vec<CString>,
@@ -122,7 +124,9 @@ impl Load {
         let recipe = load.prepare(shape)?;
         let (ready_rx, ready_tx) = pipe()?;
         let parent = std::process::id() as libc::pid_t;
-        for _ in 0..shape.procs {
+        // Forked: one process opens the fds and forks the rest, who share its open files.
+        let opening = if shape.forked { 1 } else { shape.procs };
+        for _ in 0..opening {
             // SAFETY: the bench is single-threaded here, and the child only makes raw syscalls
             // on memory prepared before the fork, then pauses or exits.
             match unsafe { libc::fork() } {
@@ -156,6 +160,7 @@ impl Load {
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Recipe {
+            forks: if shape.forked { shape.procs - 1 } else { 0 },
             kinds: plan(shape.fds),
             dir: CString::new(self.dir.as_os_str().as_bytes())?,
             files,
@@ -228,12 +233,38 @@ fn check_reports(reports: &[u8], procs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The child: join the group, open the fds, report, pause until killed.
+/// The child: join the group, open the fds, fork the sharers (if any), report, pause until
+/// killed.
 fn child(parent: libc::pid_t, pgid: libc::pid_t, ready: c_int, recipe: &Recipe) -> ! {
-    let report = match open_fds(parent, pgid, ready, recipe) {
-        Ok(()) => 0,
-        Err(errno) => errno.clamp(1, 255) as u8,
-    };
+    let report =
+        match open_fds(parent, pgid, ready, recipe).and_then(|()| fork_sharers(ready, recipe)) {
+            Ok(()) => 0,
+            Err(errno) => errno.clamp(1, 255) as u8,
+        };
+    report_and_pause(ready, report)
+}
+
+/// The forked mix: `recipe.forks` processes that inherit every open file, each reporting
+/// ready at once; they die with this one.
+fn fork_sharers(ready: c_int, recipe: &Recipe) -> Result<(), i32> {
+    let me = std::process::id() as libc::pid_t;
+    for _ in 0..recipe.forks {
+        // SAFETY: raw syscalls only, in the child as in the parent.
+        match unsafe { libc::fork() } {
+            -1 => return Err(errno()),
+            0 => unsafe {
+                let armed = libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0;
+                let report = if armed && libc::getppid() == me { 0 } else { 1 };
+                report_and_pause(ready, report)
+            },
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Writes this process's readiness byte and pauses until killed (exits on failure).
+fn report_and_pause(ready: c_int, report: u8) -> ! {
     // SAFETY: raw syscalls on our own fds; nothing here allocates or unwinds.
     unsafe {
         libc::write(ready, (&raw const report).cast(), 1);
