@@ -3,7 +3,9 @@
 # precompiled BPF core, LLVM 22 for bpf-linker, and bpf-linker itself. Safe to run again.
 set -euo pipefail
 
-APT_PACKAGES=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev zlib1g-dev libzstd-dev lsof qemu-system-x86 busybox-static criu iptables iproute2 lz4 zstd)
+# dpkg-dev: dpkg-shlibdeps (and binutils' strip) for `./x package`; systemd: systemd-analyze
+# reads the packaged unit (tests/tests/packaging.rs).
+APT_PACKAGES=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev zlib1g-dev libzstd-dev lsof qemu-system-x86 busybox-static criu iptables iproute2 lz4 zstd dpkg-dev systemd)
 BPF_LINKER_VERSION=0.13.0
 
 say() { printf '[bootstrap] %s\n' "$*" >&2; }

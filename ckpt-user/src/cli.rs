@@ -34,7 +34,8 @@ ENVIRONMENT:
 #[derive(Debug, Parser)]
 #[command(
     name = "ckpt-watch",
-    version,
+    // The commit too: two builds of one version differ (build.rs sets CKPT_GIT_COMMIT).
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CKPT_GIT_COMMIT"), ")"),
     about = "Would this process survive a CRIU checkpoint right now? If not, which open file stops it?",
     after_help = EXAMPLES
 )]

@@ -5,6 +5,7 @@ mod bench_daemon;
 mod bench_preflight;
 mod bench_scan;
 mod criu4;
+mod package;
 mod vm;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,9 @@ enum Cmd {
     /// Fetch Debian unstable's CRIU 4 into `<target>/criu4` (`bin/criu` runs it): the CRIU
     /// the container tests checkpoint with.
     Criu4(criu4::Args),
+    /// The Debian package (`<target>/debian/ckpt-watch_<version>_<arch>.deb`) and the OCI image
+    /// archive (`<target>/oci/ckpt-watch.tar`), from one release build.
+    Package,
     /// Benchmarks, each printing ratios against its baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -105,6 +109,8 @@ fn main() -> anyhow::Result<()> {
             // The container tests checkpoint real containers with it.
             let target = target_dir()?;
             criu4::ensure(&target.join("vm"), &target.join("criu4"))?;
+            // tests/tests/packaging.rs installs and runs what `./x package` ships.
+            package::build()?;
             cargo(&["test", "--release", "--workspace", "--", "--test-threads=2"])?;
             // The kernel matrix: the same binary on Debian 5.10, 6.1, 6.12 and 7.2 kernels
             // under QEMU, with Debian's CRIU 3.17 as a second oracle, alone and under runc.
@@ -118,6 +124,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::VmTest(args) => vm::run(&args),
         Cmd::Criu4(args) => criu4::run(&args),
+        Cmd::Package => package::run(),
         Cmd::Bench { which } => match which {
             Bench::Scan(args) => bench_scan::run(&args),
             Bench::Audit => audit::bench(),

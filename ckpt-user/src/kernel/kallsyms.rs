@@ -9,10 +9,10 @@ use std::io::BufRead;
 pub enum KallsymsError {
     #[error("cannot read /proc/kallsyms: {0}")]
     Io(#[from] std::io::Error),
-    #[error(
-        "/proc/kallsyms shows every address as 0 (kernel.kptr_restrict={restrict}): run as root, and with kptr_restrict=2 lower it: sysctl kernel.kptr_restrict=1"
-    )]
-    AddressesHidden { restrict: String },
+    /// `hint` says why for this process and what grants it (see
+    /// [`crate::kernel::privileges::kallsyms_hidden_hint`]).
+    #[error("/proc/kallsyms shows every address as 0 (kernel.kptr_restrict={restrict}): {hint}")]
+    AddressesHidden { restrict: String, hint: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -87,7 +87,8 @@ impl Symbols {
             let restrict = std::fs::read_to_string("/proc/sys/kernel/kptr_restrict")
                 .map(|s| s.trim().to_string())
                 .unwrap_or_else(|_| "?".into());
-            return Err(KallsymsError::AddressesHidden { restrict });
+            let hint = crate::kernel::privileges::kallsyms_hidden_hint(&restrict);
+            return Err(KallsymsError::AddressesHidden { restrict, hint });
         }
         Ok(out)
     }
@@ -261,6 +262,7 @@ ffffffff81400000 A absolute_ignored
         let err = Symbols::lookup(hidden.as_bytes(), &wanted(&[0])).unwrap_err();
         assert!(matches!(err, KallsymsError::AddressesHidden { .. }));
         assert!(err.to_string().contains("kptr_restrict"));
+        assert!(err.to_string().contains("CAP_SYSLOG"), "{err}");
     }
 
     #[test]
