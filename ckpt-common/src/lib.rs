@@ -225,6 +225,10 @@ pub struct OkSock {
 /// [`OkFops::rdev`] for tables judged without regard to the device number.
 pub const ANY_RDEV: u32 = u32::MAX;
 
+/// The daemon's `OK_SOCKS` value for socket kinds ok whatever their state; any other value is
+/// the mask (`1 << state`) of the TCP states they are ok in.
+pub const ANY_STATE: u32 = u32::MAX;
+
 /// Syscall numbers fit below this (the `SYSCALL_KIND` array's size).
 pub const MAX_SYSCALLS: u32 = 512;
 

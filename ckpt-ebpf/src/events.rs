@@ -2,16 +2,17 @@
 //! allows: fentry or kprobe on `fd_install`, else the exits of fd-creating syscalls), closes of
 //! tracked fds, and fork/exec/exit. Files whose ops table (`OK_FOPS`) or, for sockets, whose
 //! family, type and protocol (`OK_SOCKS`) user space has judged ok whatever their state are
-//! dropped here, so the ring buffer carries only what matters.
+//! dropped here, so the ring buffer carries only what matters; a TCP socket ok in its present
+//! state (a new one is CLOSE) is dropped too, and reported when it leaves that state.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_task, bpf_probe_read_user},
     macros::{btf_tracepoint, fentry, kprobe, map},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
 };
 use ckpt_common::{
-    ANY_RDEV, FileFacts, MAX_SYSCALLS, OkFops, OkSock, OpsRecord, TAG_TASK, TaskEvent,
+    ANY_RDEV, ANY_STATE, FileFacts, MAX_SYSCALLS, OkFops, OkSock, OpsRecord, TAG_TASK, TaskEvent,
     syscall_kind, task_event,
 };
 
@@ -35,9 +36,21 @@ static FILTERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static OK_FOPS: HashMap<u64, OkFops> = HashMap::with_max_entries(4096, 0);
 
-/// Kinds of socket that are ok whatever their state (UDP, netlink, ...).
+/// Kinds of socket that are ok in some states: the value is the mask of TCP states (`1 <<
+/// state`) they are ok in, [`ANY_STATE`] for kinds ok whatever their state (UDP, netlink, ...).
 #[map]
-static OK_SOCKS: HashMap<OkSock, u8> = HashMap::with_max_entries(256, 0);
+static OK_SOCKS: HashMap<OkSock, u32> = HashMap::with_max_entries(256, 0);
+
+/// Sockets dropped because their state was ok, by `struct sock` address: `[(tgid << 32) | fd,
+/// ok-state mask]`. When one leaves the states its kind is ok in, it is reported then (LRU: a
+/// socket closed while still ok is forgotten in time).
+#[map]
+static WATCHED_SOCKS: LruHashMap<u64, [u64; 2]> = LruHashMap::with_max_entries(65_536, 0);
+
+/// Watched sockets that changed state where no record could be made for them (another
+/// process's context), per CPU: user space rescans when it grows.
+#[map]
+static UNREPORTED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// `(tgid << 32) | fd` of fds user space tracks, so their closes are reported.
 #[map]
@@ -134,20 +147,33 @@ fn drop_ok(tgid: u32, fd: u32) {
     count(&FILTERED);
 }
 
-/// Whether the socket `file` is of a kind in `OK_SOCKS` (read before any other fact: most
-/// sockets a busy host makes are of such kinds).
-fn ok_socket(file: u64, f_op: u64) -> bool {
-    let Some((_, family, sk_type, protocol)) = kread::sock_kind(file) else {
+/// Whether the socket `file`, just installed as `fd` of `tgid`, is ok by its kind in
+/// `OK_SOCKS` (read before any other fact: most sockets a busy host makes are of such kinds):
+/// whatever its state, or in its present state, then watched until it leaves that state.
+fn ok_socket(file: u64, f_op: u64, tgid: u32, fd: u32) -> bool {
+    let Some((sk, family, sk_type, protocol)) = kread::sock_kind(file) else {
         return false;
     };
-    let key = OkSock {
+    let kind = OkSock {
         f_op,
         family,
         sk_type,
         protocol,
         _pad: 0,
     };
-    unsafe { OK_SOCKS.get(&key) }.is_some()
+    let Some(&mask) = (unsafe { OK_SOCKS.get(&kind) }) else {
+        return false;
+    };
+    if mask == ANY_STATE {
+        return true;
+    }
+    let state = read::<u8>(sk, off!(sock_state)).unwrap_or(0) as u32;
+    if state >= 32 || mask & (1 << state) == 0 {
+        return false;
+    }
+    WATCHED_SOCKS
+        .insert(&sk, &[key(tgid, fd), mask as u64], 0)
+        .is_ok()
 }
 
 /// Reports `file`, just installed as `fd` in the current task.
@@ -169,10 +195,18 @@ fn installed(task: u64, fd: u32, file: u64) {
             return;
         }
     }
-    if mode & kread::S_IFMT == kread::S_IFSOCK && ok_socket(file, f_op) {
+    if mode & kread::S_IFMT == kread::S_IFSOCK && ok_socket(file, f_op, tgid, fd) {
         drop_ok(tgid, fd);
         return;
     }
+    report(task, tgid, fd, file, f_op, None);
+}
+
+/// Sends `file` (`fd` of `tgid`, in `task`) to user space and tracks the fd; `state`
+/// overrides the socket state read (a state change is traced before it is stored). Inlined:
+/// BPF calls take five arguments at most.
+#[inline(always)]
+fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16>) {
     if file_facts::first_sight(f_op) {
         if let Some(ops) = EVENT_OPS_SCRATCH.get_ptr_mut(0) {
             let ops = unsafe { &mut *ops };
@@ -188,6 +222,9 @@ fn installed(task: u64, fd: u32, file: u64) {
     };
     let rec = unsafe { &mut *rec };
     file_facts::fill(rec, task, tgid, fd, file, f_op);
+    if let Some(state) = state {
+        rec.sk_state = state;
+    }
     if EVENTS.output::<FileFacts>(rec, 0).is_err() {
         count_lost();
         return;
@@ -339,6 +376,36 @@ pub fn ckpt_sys_exit(ctx: BtfTracePointContext) -> i32 {
             }
         }
         _ => {}
+    }
+    0
+}
+
+// ── Watched sockets leaving their ok states ─────────────────────────────────────────────────
+/// `inet_sock_set_state(const struct sock *sk, int oldstate, int newstate)`, for every TCP
+/// state change on the host: one map lookup unless the socket is watched. Leaving the ok
+/// states by connect() or listen() happens in the owner's syscall, where the fd is found in the
+/// current task (the owner, or a fork sharing the fd); elsewhere user space is asked to rescan.
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn ckpt_sock_state(ctx: BtfTracePointContext) -> i32 {
+    let sk: u64 = ctx.arg(0);
+    let new_state: i32 = ctx.arg(2);
+    let Some(&[owner, mask]) = (unsafe { WATCHED_SOCKS.get(&sk) }) else {
+        return 0;
+    };
+    if (0..32).contains(&new_state) && mask & (1 << new_state) != 0 {
+        return 0;
+    }
+    let _ = WATCHED_SOCKS.remove(&sk);
+    let fd = owner as u32;
+    let task = unsafe { bpf_get_current_task() };
+    let file = file_at(task, fd);
+    let same = file != 0 && kread::sock_kind(file).is_some_and(|(s, ..)| s == sk);
+    match read::<u32>(task, off!(task_tgid)) {
+        Some(tgid) if same && tgid != off!(ignore_tgid) => {
+            let f_op = read_ptr(file, off!(file_f_op));
+            report(task, tgid, fd, file, f_op, Some(new_state as u16));
+        }
+        _ => count(&UNREPORTED),
     }
     0
 }

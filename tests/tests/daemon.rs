@@ -581,45 +581,69 @@ fn verdicts_equal_pid_tree_and_preflight_with_a_criu_config_file() {
 
 /// The daemon watches the whole host, so other processes' events count too: UDP is held to a
 /// tenth of what the same storm of TCP sockets (whose state decides) brings to user space.
-#[test]
-fn sockets_ok_whatever_their_state_are_dropped_in_the_kernel() {
-    let d = Daemon::start(&[]);
-    let events = || d.metric("ckpt_watch_events_total");
+/// Sends `sockets 10 KIND` until the kernel drops all ten: the daemon has judged one and told
+/// the kernel about the kind.
+fn teach(d: &Daemon, p: &mut Fdctl, kind: &str) {
     let dropped = || d.metric("ckpt_watch_events_filtered_total");
-    let mut p = Fdctl::start(&fdctl());
-    // UDP sockets reach user space until it has judged one and told the kernel.
     let taught = eventually(budget(Duration::from_secs(10)), || {
         let before = dropped();
-        p.send("sockets 10 udp");
+        p.send(&format!("sockets 10 {kind}"));
         eventually(budget(Duration::from_secs(1)), || {
             dropped() - before >= 10.0
         })
     });
-    assert!(taught, "UDP sockets never dropped in the kernel");
-    let (before, dropped_before) = (events(), dropped());
-    p.send("sockets 2000 udp");
+    assert!(taught, "{kind} sockets never dropped in the kernel");
+}
+
+#[test]
+fn sockets_ok_by_kind_or_state_are_dropped_in_the_kernel() {
+    let d = Daemon::start(&[]);
+    let dropped = || d.metric("ckpt_watch_events_filtered_total");
+    let mut p = Fdctl::start(&fdctl());
+    // UDP sockets are ok whatever their state; TCP ones while closed, as socket() makes them.
+    for kind in ["udp", "tcp"] {
+        teach(&d, &mut p, kind);
+        let before = dropped();
+        p.send(&format!("sockets 2000 {kind}"));
+        assert!(
+            eventually(budget(Duration::from_secs(5)), || dropped() - before >= 2000.0),
+            "only {} of 2000 {kind} sockets dropped in the kernel",
+            dropped() - before
+        );
+    }
+}
+
+#[test]
+fn a_tcp_socket_dropped_while_closed_is_judged_when_it_connects() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    // No rescan in this test's time: only the kernel's report can tell the daemon.
+    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let mut p = Fdctl::start(&fdctl());
+    teach(&d, &mut p, "tcp");
+    let before = d.metric("ckpt_watch_events_filtered_total");
+    let fd = p.open("tcp");
     assert!(
-        eventually(budget(Duration::from_secs(5)), || dropped()
-            - dropped_before
-            >= 2000.0),
-        "only {} of 2000 UDP sockets dropped in the kernel",
-        dropped() - dropped_before
+        eventually(budget(Duration::from_secs(5)), || d
+            .metric("ckpt_watch_events_filtered_total")
+            > before),
+        "the closed TCP socket was not dropped in the kernel"
     );
-    let udp = events() - before;
-    let before = events();
-    p.send("sockets 2000 tcp");
-    // Each TCP socket's install and close reach user space.
-    let tcp_seen = eventually(budget(Duration::from_secs(5)), || {
-        events() - before >= 4000.0
+    let id = p.pid.to_string();
+    let w = d.settled(&id, budget(Duration::from_secs(5)));
+    assert_ne!(w["verdict"], "needs", "{w}");
+    p.send(&format!("connect {fd} {port}"));
+    let judged = eventually(budget(Duration::from_secs(5)), || {
+        d.workloads()
+            .into_iter()
+            .any(|w| w["id"] == id.as_str() && w["verdict"] == "needs")
     });
-    let tcp = events() - before;
-    assert!(tcp_seen, "only {tcp} events for 2000 TCP sockets");
-    // Events are counted host-wide and another test's processes run beside this one: the
-    // dropped counter above is the proof; this only bounds what reached user space.
     assert!(
-        udp * 2.0 < tcp,
-        "{udp} events for 2000 UDP sockets, {tcp} for 2000 TCP ones"
+        judged,
+        "the connected socket never reached the daemon: {:?}",
+        d.workloads().into_iter().find(|w| w["id"] == id.as_str())
     );
+    drop(listener);
 }
 
 #[test]

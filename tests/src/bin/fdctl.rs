@@ -8,8 +8,9 @@
 //!   scm                                  → `fd N`      receive a userfaultfd over SCM_RIGHTS
 //!                                                   (io_uring fds cannot be passed at all)
 //!   unix PATH                            → `fd N`      a unix stream socket connected to PATH
-//!   sockets N [tcp|udp]                  → `ok`        N × socket()+close(); TCP (the default)
-//!                                                   is a storm the kernel side cannot drop
+//!   sockets N [tcp|udp]                  → `ok`        N × socket()+close(), TCP by default
+//!   tcp                                  → `fd N`      a TCP socket, not connected (CLOSE)
+//!   connect N PORT                       → `ok`        connect fd N to 127.0.0.1:PORT
 //!
 //! It exits when stdin closes; children die with it (PR_SET_PDEATHSIG).
 
@@ -218,7 +219,8 @@ fn recv_fd(sock: RawFd) -> Result<RawFd, String> {
     }
 }
 
-/// The daemon drops UDP sockets in the kernel once it has seen one; TCP ones all reach it.
+/// The daemon drops UDP sockets in the kernel once it has seen one, and TCP ones while they
+/// are closed (as socket() makes them).
 fn sockets(n: u32, kind: &str) -> Result<(), String> {
     let sk_type = match kind {
         "tcp" => libc::SOCK_STREAM,
@@ -234,6 +236,30 @@ fn sockets(n: u32, kind: &str) -> Result<(), String> {
         unsafe { libc::close(fd) };
     }
     Ok(())
+}
+
+fn tcp() -> Result<RawFd, String> {
+    // SAFETY: plain socket().
+    check(
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) } as i64,
+        "socket",
+    )
+}
+
+fn connect(fd: RawFd, port: u16) -> Result<(), String> {
+    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    addr.sin_family = libc::AF_INET as libc::sa_family_t;
+    addr.sin_port = port.to_be();
+    addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+    // SAFETY: addr is a fully initialised sockaddr_in of the size passed.
+    let ret = unsafe {
+        libc::connect(
+            fd,
+            (&raw const addr).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    check(ret as i64, "connect").map(drop)
 }
 
 /// A unix stream socket connected to a listener someone else holds (close-on-exec).
@@ -260,6 +286,15 @@ fn command(line: &str) -> Result<String, String> {
         (Some("userfaultfd"), _) => fd(userfaultfd()),
         (Some("scm"), _) => fd(scm()),
         (Some("unix"), Some(path)) => fd(unix(path)),
+        (Some("tcp"), _) => fd(tcp()),
+        (Some("connect"), Some(n)) => {
+            let n: RawFd = n.parse().map_err(|_| format!("connect: bad fd {n}"))?;
+            let port = words
+                .next()
+                .and_then(|p| p.parse().ok())
+                .ok_or("connect: a port")?;
+            connect(n, port).map(|_| "ok".into())
+        }
         (Some("close"), Some(n)) => {
             let n: RawFd = n.parse().map_err(|_| format!("close: bad fd {n}"))?;
             // SAFETY: closing an fd number the test chose.

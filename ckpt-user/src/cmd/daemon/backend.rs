@@ -36,11 +36,14 @@ pub struct Attached {
     pub passed_over: Vec<(Backend, String)>,
 }
 
-const LIFECYCLE: [(&str, &str); 4] = [
+/// Attached whatever the backend: closes, the lifecycle, and TCP sockets leaving the states
+/// they were dropped in.
+const LIFECYCLE: [(&str, &str); 5] = [
     ("ckpt_sys_exit", "sys_exit"),
     ("ckpt_fork", "sched_process_fork"),
     ("ckpt_exec", "sched_process_exec"),
     ("ckpt_exit", "sched_process_exit"),
+    ("ckpt_sock_state", "inet_sock_set_state"),
 ];
 
 fn attach_tp_btf(

@@ -56,7 +56,7 @@ impl Default for Metrics {
         );
         registry.register(
             "events_filtered",
-            "fd installs dropped in the kernel: the profile proves them ok whatever their state",
+            "fd installs dropped in the kernel: the profile proves them ok whatever their state (TCP sockets: in their present state, reported when they leave it)",
             events_filtered.clone(),
         );
         registry.register(

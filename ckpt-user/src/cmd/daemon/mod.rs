@@ -195,6 +195,7 @@ fn kernel_maps(probe: &mut Probe) -> anyhow::Result<KernelMaps> {
         ok_socks: BpfHashMap::try_from(take("OK_SOCKS")?)?,
         tracked: BpfHashMap::try_from(take("TRACKED")?)?,
         lost: PerCpuArray::try_from(take("LOST")?)?,
+        unreported: PerCpuArray::try_from(take("UNREPORTED")?)?,
         filtered: PerCpuArray::try_from(take("FILTERED")?)?,
     })
 }
@@ -202,9 +203,10 @@ fn kernel_maps(probe: &mut Probe) -> anyhow::Result<KernelMaps> {
 struct KernelMaps {
     events: RingBuf<MapData>,
     ok_fops: BpfHashMap<MapData, u64, ckpt_common::OkFops>,
-    ok_socks: BpfHashMap<MapData, ckpt_common::OkSock, u8>,
+    ok_socks: BpfHashMap<MapData, ckpt_common::OkSock, u32>,
     tracked: BpfHashMap<MapData, u64, u8>,
     lost: PerCpuArray<MapData, u64>,
+    unreported: PerCpuArray<MapData, u64>,
     filtered: PerCpuArray<MapData, u64>,
 }
 
@@ -232,10 +234,12 @@ struct Daemon {
     catalogue_functions: Symbols,
     tracked: BpfHashMap<MapData, u64, u8>,
     ok_fops: BpfHashMap<MapData, u64, ckpt_common::OkFops>,
-    ok_socks: BpfHashMap<MapData, ckpt_common::OkSock, u8>,
+    ok_socks: BpfHashMap<MapData, ckpt_common::OkSock, u32>,
     lost: PerCpuArray<MapData, u64>,
+    unreported: PerCpuArray<MapData, u64>,
     filtered: PerCpuArray<MapData, u64>,
     lost_seen: u64,
+    unreported_seen: u64,
     filtered_seen: u64,
     alerts: Writer,
     format: Format,
@@ -250,7 +254,10 @@ impl Daemon {
                 KernelUpdate::Track(k) => self.tracked.insert(k, 0, 0),
                 KernelUpdate::Untrack(k) => self.tracked.remove(&k).or(Ok(())),
                 KernelUpdate::AlwaysOk(f_op, ok) => self.ok_fops.insert(f_op, ok, 0),
-                KernelUpdate::AlwaysOkSocket(kind) => self.ok_socks.insert(kind, 0, 0),
+                KernelUpdate::AlwaysOkSocket(kind) => {
+                    self.ok_socks.insert(kind, ckpt_common::ANY_STATE, 0)
+                }
+                KernelUpdate::OkSocketStates(kind, mask) => self.ok_socks.insert(kind, mask, 0),
                 KernelUpdate::ForgetAlwaysOk => self.forget_always_ok(),
             };
             if let Err(e) = result {
@@ -485,10 +492,14 @@ impl Daemon {
     }
 
     /// Counts events lost and filtered in the kernel, and processes by verdict (on the tick, not
-    /// per event: counting walks every process); true when some events were lost since.
-    fn check_counters(&mut self) -> bool {
+    /// per event: counting walks every process). Says why to rescan when events were lost, or
+    /// watched sockets changed state where the kernel could not report them, since.
+    fn check_counters(&mut self) -> Option<&'static str> {
         let by_verdict = self.state.processes_by_verdict();
         let lost = per_cpu_sum(&self.lost);
+        let unreported = per_cpu_sum(&self.unreported);
+        let new_unreported = unreported.saturating_sub(self.unreported_seen);
+        self.unreported_seen = unreported;
         let filtered = per_cpu_sum(&self.filtered);
         let mut shared = lock(&self.shared);
         shared.watch.loop_tick = Instant::now();
@@ -518,8 +529,9 @@ impl Daemon {
             shared.health.events_lost = lost;
             shared.watch.events_lost_at = Some(Instant::now());
             tracing::warn!(lost = new_lost, "ring buffer full: events lost, rescanning");
+            return Some("lost-events");
         }
-        new_lost > 0
+        (new_unreported > 0).then_some("unreported-sockets")
     }
 
     /// SIGHUP: the profile, CRIU's config files and the CRIU found are read again.
@@ -687,8 +699,10 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
         ok_fops: maps.ok_fops,
         ok_socks: maps.ok_socks,
         lost: maps.lost,
+        unreported: maps.unreported,
         filtered: maps.filtered,
         lost_seen: 0,
+        unreported_seen: 0,
         filtered_seen: 0,
         alerts,
         format,
@@ -708,7 +722,7 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
     // Served from now on, on a thread of its own: /healthz answering means the daemon is up.
     lock(&shared).watch.loop_tick = Instant::now();
     http::spawn(listener, shared, http::LIMITS).context("starting the HTTP server")?;
-    let mut lost_pending = false;
+    let mut rescan_pending = None;
     let mut last_loss_rescan = Instant::now() - LOSS_RESCAN_GAP;
     loop {
         tokio::select! {
@@ -731,13 +745,15 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
             }
             _ = settle.tick() => daemon.settle(),
             _ = counters.tick() => {
-                lost_pending |= daemon.check_counters();
+                rescan_pending = daemon.check_counters().or(rescan_pending);
                 // A rescan beside thousands of processes takes long enough for a storm to
                 // overflow the ring again: at most one per LOSS_RESCAN_GAP, none missed.
-                if lost_pending && last_loss_rescan.elapsed() >= LOSS_RESCAN_GAP {
-                    lost_pending = false;
+                if let Some(reason) = rescan_pending
+                    && last_loss_rescan.elapsed() >= LOSS_RESCAN_GAP
+                {
+                    rescan_pending = None;
                     last_loss_rescan = Instant::now();
-                    if let Err(e) = daemon.reconcile("lost-events") {
+                    if let Err(e) = daemon.reconcile(reason) {
                         tracing::error!("{e:#}");
                     }
                 }

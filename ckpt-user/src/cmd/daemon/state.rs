@@ -13,7 +13,7 @@ use ckpt_common::{FileFacts, N_OPS_MEMBERS, TaskEvent, task_event};
 
 use crate::aggregate::{DumpReport, Rules, World};
 use crate::checkpointer::given::Given;
-use crate::classify::{self, Profile, Verdict};
+use crate::classify::{self, Profile, Verdict, names};
 use crate::facts::{FileFact, FileType};
 use crate::resolve::OpsIdentity;
 use crate::scope::container_id::{self, ContainerName, Runtime};
@@ -39,6 +39,9 @@ pub enum KernelUpdate {
     AlwaysOk(u64, ckpt_common::OkFops),
     /// Drop sockets of this kind in the kernel.
     AlwaysOkSocket(ckpt_common::OkSock),
+    /// Drop TCP sockets of this kind while in these states (a mask of `1 << state`); the
+    /// kernel reports each when it leaves them.
+    OkSocketStates(ckpt_common::OkSock, u32),
     /// Forget every always-ok entry (the profile changed).
     ForgetAlwaysOk,
 }
@@ -94,6 +97,9 @@ impl GivenBy {
 
 /// How far up the tree a change is looked for in dumps around it.
 const MAX_DEPTH: usize = 256;
+
+/// The kernel's TCP states, `TCP_ESTABLISHED` (1) to `TCP_NEW_SYN_RECV` (12).
+const TCP_STATES: std::ops::RangeInclusive<u16> = 1..=12;
 
 /// What one always-ok analysis stands for: an ops table and file type, and a socket's kind.
 type AnalysisKey = (u64, FileType, Option<(u16, u16, u16)>);
@@ -449,6 +455,7 @@ impl State {
             return;
         }
         let Some(rdev_bound) = classify::always_ok(j.profile, f, self.ops.get(&f.f_op)) else {
+            self.offer_ok_states(j, f, out);
             return;
         };
         if f.file_type == FileType::Sock {
@@ -474,6 +481,42 @@ impl State {
             rdev,
         };
         out.kernel.push(KernelUpdate::AlwaysOk(f.f_op, ok));
+    }
+
+    /// A TCP socket kind, ok or not by its state: the states this sample would be judged ok in,
+    /// the rest of its facts as they are (a filter or queued bytes on it keep a state out).
+    /// The kernel drops new sockets of the kind in those states and reports them when they
+    /// leave; what comes to a socket without a state change is the rescan's, as for every file
+    /// judged ok when installed.
+    fn offer_ok_states(&self, j: &Judging, f: &FileFact, out: &mut Outcome) {
+        let Some(s) = f.socket.as_ref().filter(|s| {
+            matches!(s.family, names::AF_INET | names::AF_INET6)
+                && s.sk_type == names::SOCK_STREAM
+                && s.protocol == names::IPPROTO_TCP
+        }) else {
+            return;
+        };
+        let mask = TCP_STATES
+            .filter(|&state| {
+                let mut sample = f.clone();
+                if let Some(sock) = sample.socket.as_mut() {
+                    sock.state = state;
+                }
+                !self.worth_keeping(j, &sample)
+            })
+            .fold(0u32, |m, state| m | 1 << state);
+        if mask != 0 {
+            out.kernel.push(KernelUpdate::OkSocketStates(
+                ckpt_common::OkSock {
+                    f_op: f.f_op,
+                    family: s.family,
+                    sk_type: s.sk_type,
+                    protocol: s.protocol,
+                    _pad: 0,
+                },
+                mask,
+            ));
+        }
     }
 
     /// Judges a new fd of `f.pid` and keeps it if it matters. `kernel_tracks`: the kernel
