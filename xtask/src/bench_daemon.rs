@@ -1,7 +1,8 @@
 //! `cargo xtask bench daemon`: what `ckpt-watch daemon` costs the host and how fast it alerts,
 //! all in one run against baselines measured in that run:
 //!
-//! 1. an fd storm (openat `/dev/null`, pipe2, UDP and TCP sockets; each created and closed in a
+//! 1. an fd storm (openat `/dev/null`, pipe2, UDP and TCP sockets, accepted TCP connections, each
+//!    created and closed, and fork+exec of /bin/true; each kind in a
 //!    loop on N threads) with and without the daemon running, alternating, medians compared;
 //! 2. alert latency: a subject process opens an io_uring and closes it, again and again, and the
 //!    bench times the daemon's `became-blocking` and `became-ok` lines for it, both as read by
@@ -10,7 +11,8 @@
 //!    10,000 fds/s (`/dev/null` and UDP sockets, which the kernel side should drop, and TCP
 //!    sockets, which always reach user space), with its own metrics at the end.
 //!
-//! Targets (the performance issue): storm ≤ 5 % added, alert p99 ≤ 50 ms, RSS ≤ 40 MB and
+//! Targets (the performance issue): storm ≤ 5 % added for every kind (TCP, UDP, pipes,
+//! /dev/null, accepted connections, fork+exec), alert p99 ≤ 50 ms, RSS ≤ 32 MB steady and
 //! CPU ≤ 5 % of a core under the churn.
 
 mod daemon;
@@ -50,29 +52,55 @@ pub struct Args {
     /// Seconds each footprint window lasts.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     window: u64,
+    /// Only these parts (repeatable; default: all three).
+    #[arg(long, value_enum)]
+    only: Vec<Part>,
+    /// Bench this ckpt-watch binary (another build, for a before/after) instead of building.
+    #[arg(long, value_name = "FILE")]
+    binary: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    Storm,
+    Latency,
+    Footprint,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    crate::cargo(&["build", "--release", "-p", "ckpt-user"])?;
-    let ckpt = target_dir().join("release/ckpt-watch");
+    let ckpt = match &args.binary {
+        Some(binary) => binary.clone(),
+        None => {
+            crate::cargo(&["build", "--release", "-p", "ckpt-user"])?;
+            target_dir().join("release/ckpt-watch")
+        }
+    };
     header(&ckpt);
-    storm::run(
-        &ckpt,
-        &storm::Config {
-            threads: args.threads,
-            iterations: args.iterations,
-            runs: args.runs,
-        },
-    )?;
-    latency::run(&ckpt, args.cycles)?;
-    footprint::run(
-        &ckpt,
-        &footprint::Config {
-            load: args.load,
-            rate: args.churn,
-            window: Duration::from_secs(args.window),
-        },
-    )
+    let runs = |part| args.only.is_empty() || args.only.contains(&part);
+    if runs(Part::Storm) {
+        storm::run(
+            &ckpt,
+            &storm::Config {
+                threads: args.threads,
+                iterations: args.iterations,
+                runs: args.runs,
+            },
+        )?;
+    }
+    if runs(Part::Latency) {
+        latency::run(&ckpt, args.cycles)?;
+    }
+    if runs(Part::Footprint) {
+        footprint::run(
+            &ckpt,
+            &footprint::Config {
+                load: args.load,
+                rate: args.churn,
+                window: Duration::from_secs(args.window),
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// `workspace/target`, unless CARGO_TARGET_DIR moved it (cargo built there, then).

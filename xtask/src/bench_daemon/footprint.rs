@@ -51,6 +51,8 @@ impl Churn {
             Churn::Fds(Kind::Pipe) => "pipe",
             Churn::Fds(Kind::UdpSocket) => "UDP socket",
             Churn::Fds(Kind::TcpSocket) => "TCP socket",
+            Churn::Fds(Kind::TcpAccept) => "TCP connection",
+            Churn::Fds(Kind::ForkExec) => "process",
         };
         format!("{what} {}/s", count(rate as usize))
     }

@@ -39,10 +39,37 @@ pub enum Kind {
     Pipe,
     UdpSocket,
     TcpSocket,
+    /// A loopback connection made and accepted: both ends reach user space (established).
+    TcpAccept,
+    /// fork, exec of /bin/true, wait: the lifecycle events, no fd of note.
+    ForkExec,
 }
 
-const N_KINDS: usize = 4;
-const KINDS: [Kind; N_KINDS] = [Kind::DevNull, Kind::Pipe, Kind::UdpSocket, Kind::TcpSocket];
+const N_KINDS: usize = 6;
+const KINDS: [Kind; N_KINDS] = [
+    Kind::DevNull,
+    Kind::Pipe,
+    Kind::UdpSocket,
+    Kind::TcpSocket,
+    Kind::TcpAccept,
+    Kind::ForkExec,
+];
+
+/// The listener every TCP-accept storm connects to: (fd, port), made once per bench.
+static LISTENER: std::sync::OnceLock<Result<(libc::c_int, u16), i32>> = std::sync::OnceLock::new();
+
+fn listener() -> io::Result<(libc::c_int, u16)> {
+    let made = LISTENER.get_or_init(|| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let port = l
+            .local_addr()
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?
+            .port();
+        Ok((std::os::fd::IntoRawFd::into_raw_fd(l), port))
+    });
+    made.map_err(io::Error::from_raw_os_error)
+}
 
 impl Kind {
     fn name(self) -> &'static str {
@@ -51,10 +78,23 @@ impl Kind {
             Kind::Pipe => "pipe2 + close ×2",
             Kind::UdpSocket => "socket(UDP) + close",
             Kind::TcpSocket => "socket(TCP) + close",
+            Kind::TcpAccept => "TCP connect + accept + close ×2",
+            Kind::ForkExec => "fork + exec(/bin/true) + wait",
         }
     }
 
-    /// Creates and closes one fd (two for a pipe): raw syscalls only, no allocation, so a
+    /// Iterations of this kind in a storm of `iterations`: a process start costs about a
+    /// thousand fd creations, a loopback connection about ten.
+    pub fn scaled(self, iterations: u64) -> u64 {
+        match self {
+            Kind::ForkExec => (iterations / 1000).max(1),
+            Kind::TcpAccept => (iterations / 10).max(1),
+            _ => iterations,
+        }
+    }
+
+    /// One iteration: creates and closes one fd (two for a pipe or a connection), or runs one
+    /// process. Raw syscalls only, no allocation (but the accept storm's one listener), so a
     /// forked helper may call it too.
     pub fn once(self) -> io::Result<()> {
         let mut pair = [0; 2];
@@ -80,6 +120,43 @@ impl Kind {
                     check(fd)?;
                     libc::close(fd);
                 }
+                Kind::TcpAccept => {
+                    let (listener, port) = listener()?;
+                    let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+                    check(fd)?;
+                    let mut addr: libc::sockaddr_in = std::mem::zeroed();
+                    addr.sin_family = libc::AF_INET as libc::sa_family_t;
+                    addr.sin_port = port.to_be();
+                    addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+                    let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                    let connected = check(libc::connect(fd, (&raw const addr).cast(), len));
+                    // Whichever pending connection comes: every thread connects once per accept.
+                    let accepted = libc::accept4(
+                        listener,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        libc::SOCK_CLOEXEC,
+                    );
+                    libc::close(fd);
+                    connected?;
+                    check(accepted)?;
+                    libc::close(accepted);
+                }
+                Kind::ForkExec => match libc::fork() {
+                    -1 => return Err(io::Error::last_os_error()),
+                    0 => {
+                        let argv = [c"/bin/true".as_ptr(), std::ptr::null()];
+                        libc::execv(argv[0], argv.as_ptr());
+                        libc::_exit(127);
+                    }
+                    child => {
+                        let mut status = 0;
+                        libc::waitpid(child, &mut status, 0);
+                        if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+                            return Err(io::Error::other("/bin/true failed"));
+                        }
+                    }
+                },
             }
         }
         Ok(())
@@ -173,7 +250,7 @@ fn storms(
     let mut seen = [Seen::default(); N_KINDS];
     for ((time, seen), kind) in times.iter_mut().zip(&mut seen).zip(KINDS) {
         let before = daemon.map(|d| d.metrics(BACKLOG_TIMEOUT)).transpose()?;
-        *time = storm(kind, config.threads, config.iterations)?;
+        *time = storm(kind, config.threads, kind.scaled(config.iterations))?;
         if let (Some(daemon), Some(before)) = (daemon, before) {
             let end = Instant::now();
             daemon.metrics(BACKLOG_TIMEOUT)?;
@@ -243,7 +320,8 @@ fn report(times: &Times, iterations: u64) {
     for (i, kind) in KINDS.into_iter().enumerate() {
         let (without, with) = (median(&times.without[i]), median(&times.with[i]));
         let added = with.as_secs_f64() / without.as_secs_f64() - 1.0;
-        let per_iteration = (with.as_secs_f64() - without.as_secs_f64()) / iterations as f64;
+        let per_iteration =
+            (with.as_secs_f64() - without.as_secs_f64()) / kind.scaled(iterations) as f64;
         println!(
             "  {:<28} {:>9} ({:>4.1} %) {:>9} ({:>4.1} %) {:>+7.1} % {:>+12.0} ns",
             kind.name(),
@@ -269,7 +347,7 @@ fn report(times: &Times, iterations: u64) {
 
 /// Where each kind's fds went, by the daemon's own count, and what the daemon spent on them.
 fn events(seen: &[Seen; N_KINDS], daemon_cpu: Duration, config: &Config) {
-    let iterations = (config.runs as u64 * config.threads as u64 * config.iterations) as f64;
+    let runs = (config.runs * config.threads) as u64;
     println!(
         "  events per iteration, as the daemon counted them (all runs with it, the host's other \
          activity included); busy after: from the storm's end until it answered /metrics again"
@@ -280,6 +358,7 @@ fn events(seen: &[Seen; N_KINDS], daemon_cpu: Duration, config: &Config) {
     );
     let mut events = 0.0;
     for (kind, seen) in KINDS.into_iter().zip(seen) {
+        let iterations = (runs * kind.scaled(config.iterations)) as f64;
         println!(
             "  {:<28} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>22}",
             kind.name(),
