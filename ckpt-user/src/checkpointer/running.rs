@@ -95,15 +95,23 @@ pub fn is_rpc(criu_argv: &[String]) -> bool {
 }
 
 /// The dump `criu_argv` runs, with `client_argv` the command line of CRIU's parent (the RPC
-/// client, when there is one) and `env` the config files CRIU's environment names.
+/// client, when there is one), `driver` that of the client's parent (Podman, when it drives
+/// runc) and `env` the config files CRIU's environment names.
 pub fn running_dump(
     criu_argv: &[String],
     client_argv: &[String],
+    driver: &[String],
     env: ConfigPaths,
 ) -> Result<RunningDump, String> {
     if is_rpc(criu_argv) {
         let client = client_argv.first().map(|w| basename(w)).unwrap_or("");
         if client == "runc" {
+            // Podman passes its own flags on to runc's command line; it only changes how a
+            // missing option is to be given.
+            let engine = match driver.first().map(|w| basename(w)) {
+                Some("podman") => Engine::Podman,
+                _ => Engine::Runc,
+            };
             let mut given = Given::default();
             let source = Source::Command {
                 program: "runc".into(),
@@ -114,7 +122,7 @@ pub fn running_dump(
                 }
             }
             return Ok(RunningDump {
-                engine: Engine::Runc,
+                engine,
                 given,
                 paths: env,
                 unseen_client: None,
@@ -251,6 +259,7 @@ mod tests {
         let d = running_dump(
             &words("/usr/sbin/criu dump -t 42 -D /tmp/d -o dump.log -v4 -j --action-script=/h --tcp-est --ghost-limit 9M -lx"),
             &words("bash"),
+            &[],
             env(),
         )
         .unwrap();
@@ -268,6 +277,7 @@ mod tests {
         let d = running_dump(
             &words("/lib64/ld-linux-x86-64.so.2 --library-path /x /opt/criu dump --no-default-config --config=/c.conf -t 1"),
             &[],
+            &[],
             env(),
         )
         .unwrap();
@@ -283,12 +293,18 @@ mod tests {
         let runc = words(
             "runc checkpoint --image-path /x --tcp-established --file-locks --leave-running c1",
         );
-        let d = running_dump(&criu, &runc, env()).unwrap();
+        let d = running_dump(&criu, &runc, &words("containerd-shim-runc-v2"), env()).unwrap();
         assert_eq!(d.engine, Engine::Runc);
+        assert_eq!(names(&d), "--tcp-established --file-locks");
+        // Driven by Podman: its flags, its way of passing what is missing.
+        let podman = words("/usr/bin/podman container checkpoint --file-locks c1");
+        let d = running_dump(&criu, &runc, &podman, env()).unwrap();
+        assert_eq!(d.engine, Engine::Podman);
         assert_eq!(names(&d), "--tcp-established --file-locks");
         let d = running_dump(
             &words("criu swrk 3"),
             &words("/usr/bin/crun checkpoint c"),
+            &podman,
             env(),
         )
         .unwrap();
@@ -298,8 +314,11 @@ mod tests {
 
     #[test]
     fn unknown_options_are_errors() {
-        assert!(running_dump(&words("criu dump -Z"), &[], env()).is_err());
-        assert!(running_dump(&words("criu dump --frobnicate"), &[], env()).is_err());
-        assert!(running_dump(&words("criu dump -t"), &[], env()).is_err());
+        for argv in ["criu dump -Z", "criu dump --frobnicate", "criu dump -t"] {
+            assert!(
+                running_dump(&words(argv), &[], &[], env()).is_err(),
+                "{argv}"
+            );
+        }
     }
 }

@@ -107,13 +107,21 @@ fn judge_running_dump(judging: &JudgingArgs) -> anyhow::Result<HookReport> {
     let criu_pid = std::os::unix::process::parent_id();
     let criu_argv = running::cmdline(criu_pid)
         .with_context(|| format!("reading the command line of CRIU (pid {criu_pid})"))?;
-    // The RPC client, for a CRIU serving one: its command line holds the options it sent.
-    let client_argv = procfs::read_or_warn(criu_pid)
-        .and_then(|p| running::cmdline(p.ppid).ok())
-        .unwrap_or_default();
-    let dump: RunningDump =
-        running::running_dump(&criu_argv, &client_argv, ConfigPaths::from_env())
-            .map_err(|e| anyhow::anyhow!("CRIU's command line: {e}"))?;
+    // The RPC client, for a CRIU serving one (its command line holds the options it sent), and
+    // what drives that client.
+    let parent = |pid: u32| procfs::read_or_warn(pid).map(|p| p.ppid);
+    let argv = |pid: Option<u32>| {
+        pid.and_then(|p| running::cmdline(p).ok())
+            .unwrap_or_default()
+    };
+    let client = parent(criu_pid);
+    let dump: RunningDump = running::running_dump(
+        &criu_argv,
+        &argv(client),
+        &argv(client.and_then(parent)),
+        ConfigPaths::from_env(),
+    )
+    .map_err(|e| anyhow::anyhow!("CRIU's command line: {e}"))?;
     let unseen = dump.unseen_client.clone();
     let engine = dump.engine;
     let criu = Criu::running(criu_pid, &criu_argv);
