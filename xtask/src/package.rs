@@ -16,6 +16,8 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use serde_json::json;
 
+use crate::vm::kernels::run_text;
+
 pub const NAME: &str = "ckpt-watch";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The name `podman load` gives the image (the DaemonSet's `image:`).
@@ -61,9 +63,9 @@ pub fn build() -> anyhow::Result<Built> {
     }
     std::fs::create_dir_all(&work)?;
     let docs = work.join("docs");
-    output(Command::new(release.join("examples/gen-docs")).arg(&docs))?;
+    run_text(Command::new(release.join("examples/gen-docs")).arg(&docs))?;
     let binary = work.join(NAME);
-    output(
+    run_text(
         Command::new("strip")
             .arg("--strip-unneeded")
             .arg("-o")
@@ -76,28 +78,12 @@ pub fn build() -> anyhow::Result<Built> {
     Ok(Built { deb, image })
 }
 
-/// Runs `cmd`, failing with its stderr.
-fn output(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("running {:?}", cmd.get_program()))?;
-    if !out.status.success() {
-        bail!(
-            "{:?} failed ({}): {}",
-            cmd,
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// The commit's time, so that two packagings of one commit are byte for byte the same.
 fn source_date_epoch(root: &Path) -> u64 {
     std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .or_else(|| {
-            output(
+            run_text(
                 Command::new("git")
                     .args(["log", "-1", "--format=%ct"])
                     .current_dir(root),
@@ -109,7 +95,7 @@ fn source_date_epoch(root: &Path) -> u64 {
 }
 
 fn git_commit(root: &Path) -> String {
-    output(
+    run_text(
         Command::new("git")
             .args(["rev-parse", "HEAD"])
             .current_dir(root),
@@ -205,7 +191,7 @@ fn debian(
     out_dir: &Path,
     epoch: u64,
 ) -> anyhow::Result<PathBuf> {
-    let arch = output(Command::new("dpkg").arg("--print-architecture"))?
+    let arch = run_text(Command::new("dpkg").arg("--print-architecture"))?
         .trim()
         .to_string();
     let stage = work.join("deb");
@@ -294,7 +280,7 @@ fn debian(
     let shlib = work.join("shlibdeps");
     std::fs::create_dir_all(shlib.join("debian"))?;
     std::fs::write(shlib.join("debian/control"), "")?;
-    let depends = output(
+    let depends = run_text(
         Command::new("dpkg-shlibdeps")
             .arg("-O")
             .arg(stage.join(BIN))
@@ -311,7 +297,7 @@ fn debian(
     let mut md5sums = String::new();
     for f in &files {
         bytes += std::fs::metadata(stage.join(f))?.len();
-        let sum = output(Command::new("md5sum").arg(f).current_dir(&stage))?;
+        let sum = run_text(Command::new("md5sum").arg(f).current_dir(&stage))?;
         md5sums.push_str(&sum);
     }
     let control = format!(
@@ -350,7 +336,7 @@ fn debian(
 
     std::fs::create_dir_all(out_dir)?;
     let deb = out_dir.join(format!("{NAME}_{VERSION}_{arch}.deb"));
-    output(
+    run_text(
         Command::new("dpkg-deb")
             .args(["--root-owner-group", "-Zxz", "--build"])
             .arg(&stage)
@@ -362,7 +348,7 @@ fn debian(
 
 /// `sha256:<hex>` of a file.
 fn digest(path: &Path) -> anyhow::Result<String> {
-    let out = output(Command::new("sha256sum").arg(path))?;
+    let out = run_text(Command::new("sha256sum").arg(path))?;
     let hex = out.split_whitespace().next().context("sha256sum output")?;
     Ok(format!("sha256:{hex}"))
 }
@@ -370,7 +356,7 @@ fn digest(path: &Path) -> anyhow::Result<String> {
 /// `tar` of everything under `dir`, the same bytes for the same files: sorted, owned by root,
 /// with the commit's time.
 fn tar(dir: &Path, to: &Path, epoch: u64) -> anyhow::Result<()> {
-    output(
+    run_text(
         Command::new("tar")
             .args([
                 "--sort=name",
@@ -444,7 +430,7 @@ fn oci(
     // the file), and the mount points a runtime expects.
     let rootfs = work.join("rootfs");
     install(binary, &rootfs, BIN, 0o755)?;
-    let ldd = output(Command::new("ldd").arg(binary))?;
+    let ldd = run_text(Command::new("ldd").arg(binary))?;
     let libs: Vec<&str> = ldd
         .split_whitespace()
         .filter(|w| w.starts_with('/'))
@@ -466,7 +452,7 @@ fn oci(
     tar(&rootfs, &layer_tar, epoch)?;
     let diff_id = digest(&layer_tar)?;
     let layer_gz = work.join("layer.tar.gz");
-    output(Command::new("gzip").args(["-9n", "-k"]).arg(&layer_tar))?;
+    run_text(Command::new("gzip").args(["-9n", "-k"]).arg(&layer_tar))?;
 
     let layout = work.join("oci");
     let (layer_digest, layer_size) = blob(&layout, &layer_gz)?;

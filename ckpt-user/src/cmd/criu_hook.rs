@@ -20,7 +20,7 @@ use crate::checkpointer::given::GivenOption;
 use crate::checkpointer::running::{self, RunningDump};
 use crate::classify::{self, Judgement, KernelFacts, Verdict};
 use crate::cli::{Exit, JudgingArgs};
-use crate::cmd::preflight::Remedy;
+use crate::cmd::preflight::{self, Remedy};
 use crate::cmd::scan;
 use crate::judge::Judge;
 use crate::report;
@@ -153,19 +153,7 @@ fn judge_running_dump(judging: &JudgingArgs) -> anyhow::Result<HookReport> {
         .iter()
         .map(|j| j.verdict)
         .fold(dump.verdict, Verdict::max);
-    let mut options = dump.options.clone();
-    for j in kernel.iter().filter(|j| j.verdict == Verdict::Needs) {
-        if let Some(o) = j.options.first().filter(|o| !options.contains(o)) {
-            options.push(o.clone());
-        }
-    }
-    let remedies = options
-        .iter()
-        .map(|o| Remedy {
-            option: o.clone(),
-            how: engine.how_to_pass(o),
-        })
-        .collect();
+    let (options, remedies) = preflight::needed(&dump.options, &kernel, engine);
     Ok(HookReport {
         dump,
         profile: judge.profile.profile.name.clone(),

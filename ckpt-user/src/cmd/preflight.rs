@@ -131,6 +131,29 @@ fn targets(args: &PreflightArgs) -> anyhow::Result<Vec<Target>> {
         .collect())
 }
 
+/// The options a dump still needs (its files', then the first choice of each judgement of its
+/// environment that `needs` one) and how to pass each to `engine`'s CRIU.
+pub fn needed(
+    files: &[String],
+    environment: &[Judgement],
+    engine: Engine,
+) -> (Vec<String>, Vec<Remedy>) {
+    let mut options = files.to_vec();
+    for j in environment.iter().filter(|j| j.verdict == Verdict::Needs) {
+        if let Some(o) = j.options.first().filter(|o| !options.contains(o)) {
+            options.push(o.clone());
+        }
+    }
+    let remedies = options
+        .iter()
+        .map(|o| Remedy {
+            option: o.clone(),
+            how: engine.how_to_pass(o),
+        })
+        .collect();
+    (options, remedies)
+}
+
 fn worst(verdicts: impl Iterator<Item = Verdict>) -> Verdict {
     verdicts.max().unwrap_or(Verdict::Ok)
 }
@@ -228,20 +251,8 @@ pub fn run(
             .chain(kernel.iter().cloned())
             .map(|j| given.apply(j))
             .collect();
-        let mut options = dump.options.clone();
-        for j in environment.iter().filter(|j| j.verdict == Verdict::Needs) {
-            if let Some(o) = j.options.first().filter(|o| !options.contains(o)) {
-                options.push(o.clone());
-            }
-        }
         let engine = engine_of(&target);
-        let remedies = options
-            .iter()
-            .map(|o| Remedy {
-                option: o.clone(),
-                how: engine.how_to_pass(o),
-            })
-            .collect();
+        let (options, remedies) = needed(&dump.options, &environment, engine);
         containers.push(ContainerReport {
             short_id: target.name.as_ref().map(|n| n.short_id().to_string()),
             engine,
