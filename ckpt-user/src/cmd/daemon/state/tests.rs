@@ -723,3 +723,39 @@ fn the_hosts_init_is_no_workload() {
         .collect();
     assert_eq!(ids, ["0:10", "20:20"]);
 }
+
+#[test]
+fn a_tcp_socket_kind_is_dropped_in_the_states_it_is_ok_in() {
+    let mut f = Fixture::new();
+    let mut tcp = record(10, 4, SOCKET_FOPS, SOCK, "sockfs", "");
+    tcp.known |= known::SOCKET;
+    // A new socket: AF_INET, SOCK_STREAM, IPPROTO_TCP, TCP_CLOSE.
+    (tcp.sk_family, tcp.sk_type, tcp.sk_protocol, tcp.sk_state) = (2, 1, 6, 7);
+    let out = f.install(tcp);
+    let masks: Vec<u32> = out
+        .kernel
+        .iter()
+        .filter_map(|k| match k {
+            KernelUpdate::OkSocketStates(kind, mask) if kind.protocol == 6 => Some(*mask),
+            _ => None,
+        })
+        .collect();
+    let [mask] = masks[..] else {
+        panic!("one state mask for the TCP kind: {out:?}");
+    };
+    let state = |s: u32| mask & (1 << s) != 0;
+    assert!(
+        state(7) && state(10),
+        "closed and listening are ok: {mask:#x}"
+    );
+    assert!(
+        !state(1) && !state(2),
+        "established and syn-sent need an option: {mask:#x}"
+    );
+    assert!(
+        !out.kernel
+            .iter()
+            .any(|k| matches!(k, KernelUpdate::AlwaysOkSocket(..))),
+        "TCP is never ok whatever its state"
+    );
+}
