@@ -15,6 +15,9 @@ pub const ABSENT: u32 = u32::MAX;
 pub const FLAG_FILTER_TGIDS: u32 = 1;
 /// `KernelOffsets::flags`: `cgroup_ancestors` is `ancestor_ids[]` (before 6.0), not `ancestors[]`.
 pub const FLAG_CGROUP_ANCESTOR_IDS: u32 = 2;
+/// [`KernelOffsets::udp_cork`] is `udp_sock.udp_flags` (Linux 6.5+, cork is bit 0), not the
+/// older `int corkflag`.
+pub const FLAG_UDP_FLAGS: u32 = 4;
 
 pub const FS_TYPE_LEN: usize = 16;
 pub const NAME_LEN: usize = 48;
@@ -54,6 +57,11 @@ pub mod known {
     pub const BACKLOG: u32 = 1 << 9;
     /// [`FileFacts::aux`] holds a BPF map's type.
     pub const BPF_MAP: u32 = 1 << 10;
+    /// A socket's filter, queue lengths and UDP cork were read ([`flags::SK_FILTER`],
+    /// [`flags::SK_FILTER_EBPF`], [`flags::UDP_CORKED`], `sk_wqueue`, `sk_rqueue`).
+    pub const SOCK_EXTRA: u32 = 1 << 11;
+    /// Whether a pidfd's process is gone was read ([`flags::PIDFD_DEAD`]).
+    pub const PIDFD_ALIVE: u32 = 1 << 12;
 }
 
 /// Bits of [`FileFacts::flags`]: boolean facts.
@@ -68,6 +76,15 @@ pub mod flags {
     pub const HAS_PEER: u32 = 1 << 3;
     /// That peer is bound to a name (`unix_sock.addr` set).
     pub const PEER_NAMED: u32 = 1 << 4;
+    /// A socket filter is attached (`sk->sk_filter`).
+    pub const SK_FILTER: u32 = 1 << 5;
+    /// That filter is an eBPF program (SO_ATTACH_BPF): it has no classic original, so
+    /// SO_GET_FILTER cannot read it back.
+    pub const SK_FILTER_EBPF: u32 = 1 << 6;
+    /// A UDP socket with UDP_CORK set.
+    pub const UDP_CORKED: u32 = 1 << 7;
+    /// The process a pidfd refers to has exited and been reaped (no task left on its pid).
+    pub const PIDFD_DEAD: u32 = 1 << 8;
 }
 
 /// One open file of one task, as `iter/task_file` sees it.
@@ -109,6 +126,10 @@ pub struct FileFacts {
     pub fs_type: [u8; FS_TYPE_LEN],
     /// The dentry name: `[eventfd]`, `bpf-map`, `memfd:x`, a file's base name.
     pub name: [u8; NAME_LEN],
+    /// Bytes in a socket's write queue (`sk_wmem_alloc` - 1, as sock_diag reports it).
+    pub sk_wqueue: u32,
+    /// Bytes in a socket's receive queue (`sk_rmem_alloc`).
+    pub sk_rqueue: u32,
 }
 
 /// The function members of one ops table, emitted the first time an `f_op` is seen.
@@ -310,6 +331,18 @@ pub struct KernelOffsets {
     pub cgroup_ancestors: u32,
     pub cgroup_kn: u32,
     pub kernfs_node_id: u32,
+    /// `offsetof(struct pid, tasks)`: `tasks[PIDTYPE_PID].first` is NULL once the task is gone.
+    pub pid_tasks: u32,
+    pub sock_sk_filter: u32,
+    pub sk_filter_prog: u32,
+    /// `struct bpf_prog.orig_prog`: set for classic filters, NULL for eBPF programs.
+    pub bpf_prog_orig_prog: u32,
+    pub sock_wmem_alloc: u32,
+    /// `sock.sk_backlog.rmem_alloc` (`sk_rmem_alloc`).
+    pub sock_rmem_alloc: u32,
+    /// `udp_sock.udp_flags` or `udp_sock.corkflag` ([`FLAG_UDP_FLAGS`] says which).
+    pub udp_cork: u32,
+    pub _pad: u32,
     pub fop_members: [u32; N_OPS_MEMBERS],
     /// [`FLAG_FILTER_TGIDS`] and [`FLAG_CGROUP_ANCESTOR_IDS`].
     pub flags: u32,
@@ -394,6 +427,14 @@ impl KernelOffsets {
             cgroup_ancestors: ABSENT,
             cgroup_kn: ABSENT,
             kernfs_node_id: ABSENT,
+            pid_tasks: ABSENT,
+            sock_sk_filter: ABSENT,
+            sk_filter_prog: ABSENT,
+            bpf_prog_orig_prog: ABSENT,
+            sock_wmem_alloc: ABSENT,
+            sock_rmem_alloc: ABSENT,
+            udp_cork: ABSENT,
+            _pad: 0,
             fop_members: [ABSENT; N_OPS_MEMBERS],
             flags: 0,
             target_cgroup_level: 0,
@@ -435,7 +476,7 @@ mod tests {
 
     #[test]
     fn file_facts_layout_is_padding_free() {
-        assert_eq!(size_of::<FileFacts>(), 184);
+        assert_eq!(size_of::<FileFacts>(), 192);
         assert_eq!(align_of::<FileFacts>(), 8);
         assert_eq!(offset_of!(FileFacts, f_op), 16);
         assert_eq!(offset_of!(FileFacts, rdev), 56);
@@ -443,6 +484,8 @@ mod tests {
         assert_eq!(offset_of!(FileFacts, peer_ino), 104);
         assert_eq!(offset_of!(FileFacts, fs_type), 120);
         assert_eq!(offset_of!(FileFacts, name), 136);
+        assert_eq!(offset_of!(FileFacts, sk_wqueue), 184);
+        assert_eq!(offset_of!(FileFacts, sk_rqueue), 188);
     }
 
     #[test]
@@ -461,7 +504,7 @@ mod tests {
 
     #[test]
     fn offsets_layout_has_no_padding() {
-        // 70 u32 offsets and filters (an even count: no hole before the u64), the member
+        // 78 u32 offsets and filters (an even count: no hole before the u64), the member
         // offsets, then the 8-aligned u64 cgroup id.
         assert_eq!(align_of::<KernelOffsets>(), 8);
         assert_eq!(
@@ -470,9 +513,9 @@ mod tests {
         );
         assert_eq!(
             offset_of!(KernelOffsets, target_cgroup),
-            4 * (70 + N_OPS_MEMBERS)
+            4 * (78 + N_OPS_MEMBERS)
         );
-        assert_eq!(size_of::<KernelOffsets>(), 4 * (72 + N_OPS_MEMBERS));
+        assert_eq!(size_of::<KernelOffsets>(), 4 * (80 + N_OPS_MEMBERS));
     }
 
     #[test]

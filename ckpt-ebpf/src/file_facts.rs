@@ -110,6 +110,8 @@ pub fn fill(rec: &mut FileFacts, task: u64, tgid: u32, fd: u32, file: u64, f_op:
     rec.sk_backlog = 0;
     rec.peer_ino = 0;
     rec.peer_state = 0;
+    rec.sk_wqueue = 0;
+    rec.sk_rqueue = 0;
     if rec.mode & kread::S_IFMT == kread::S_IFSOCK {
         if let Some(s) = kread::sock_facts(file) {
             rec.sk_family = s.family;
@@ -126,6 +128,9 @@ pub fn fill(rec: &mut FileFacts, task: u64, tgid: u32, fd: u32, file: u64, f_op:
             if s.peer_named {
                 rec.flags |= flags::PEER_NAMED;
             }
+            rec.flags |= s.flags;
+            rec.sk_wqueue = s.wqueue;
+            rec.sk_rqueue = s.rqueue;
         }
     }
 
@@ -133,6 +138,12 @@ pub fn fill(rec: &mut FileFacts, task: u64, tgid: u32, fd: u32, file: u64, f_op:
     if let Some(nr) = kread::pidfd_target(file, inode, rec.s_magic, &rec.name) {
         rec.aux = nr;
         rec.known |= known::PIDFD;
+        if let Some(dead) = kread::pidfd_dead(file, inode, rec.s_magic, &rec.name) {
+            rec.known |= known::PIDFD_ALIVE;
+            if dead {
+                rec.flags |= flags::PIDFD_DEAD;
+            }
+        }
     } else if let Some(index) = kread::tty_index(file, rec.mode, rec.rdev) {
         rec.aux = index;
         rec.known |= known::TTY;

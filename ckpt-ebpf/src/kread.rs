@@ -7,7 +7,8 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray},
 };
 use ckpt_common::{
-    ABSENT, FLAG_CGROUP_ANCESTOR_IDS, FLAG_FILTER_TGIDS, FS_TYPE_LEN, KernelOffsets, known,
+    ABSENT, FLAG_CGROUP_ANCESTOR_IDS, FLAG_FILTER_TGIDS, FLAG_UDP_FLAGS, FS_TYPE_LEN,
+    KernelOffsets, flags, known,
 };
 
 /// Filled in by user space before load (`EbpfLoader::override_global`); frozen `.rodata`, so the
@@ -213,6 +214,10 @@ pub struct SockFacts {
     pub peer_named: bool,
     pub peer_ino: u64,
     pub peer_state: u32,
+    /// [`flags::SK_FILTER`], [`flags::SK_FILTER_EBPF`], [`flags::UDP_CORKED`].
+    pub flags: u32,
+    pub wqueue: u32,
+    pub rqueue: u32,
 }
 
 /// Inode number of a `struct sock`'s socket, 0 once the sock is orphaned (its socket released).
@@ -258,7 +263,11 @@ pub fn sock_facts(file: u64) -> Option<SockFacts> {
         peer_named: false,
         peer_ino: 0,
         peer_state: 0,
+        flags: 0,
+        wqueue: 0,
+        rqueue: 0,
     };
+    sock_extra(sk, &mut s);
     if s.family == AF_INET || s.family == AF_INET6 || s.family == AF_UNIX {
         if let Some(b) = read::<u32>(sk, off!(sock_ack_backlog)) {
             s.backlog = b;
@@ -277,6 +286,68 @@ pub fn sock_facts(file: u64) -> Option<SockFacts> {
         }
     }
     Some(s)
+}
+
+const IPPROTO_UDP: u16 = 17;
+const IPPROTO_UDPLITE: u16 = 136;
+const SOCK_DGRAM: u16 = 2;
+
+/// What CRIU asks every socket beyond its kind: its filter (SO_GET_FILTER fails on an eBPF
+/// one, criu/sockets.c), UDP_CORK (criu/sk-inet.c), and the queue lengths.
+#[inline(always)]
+fn sock_extra(sk: u64, s: &mut SockFacts) {
+    if off!(sock_sk_filter) == ABSENT
+        || off!(bpf_prog_orig_prog) == ABSENT
+        || off!(sock_wmem_alloc) == ABSENT
+    {
+        return;
+    }
+    let filter = read_ptr(sk, off!(sock_sk_filter));
+    if filter != 0 {
+        s.flags |= flags::SK_FILTER;
+        let prog = read_ptr(filter, off!(sk_filter_prog));
+        if prog != 0 && read_ptr(prog, off!(bpf_prog_orig_prog)) == 0 {
+            s.flags |= flags::SK_FILTER_EBPF;
+        }
+    }
+    // refcount_t starts at 1 (sk_wmem_alloc_get()).
+    s.wqueue = read::<u32>(sk, off!(sock_wmem_alloc))
+        .unwrap_or(1)
+        .saturating_sub(1);
+    s.rqueue = read::<u32>(sk, off!(sock_rmem_alloc)).unwrap_or(0);
+    if (s.family == AF_INET || s.family == AF_INET6)
+        && s.sk_type == SOCK_DGRAM
+        && (s.protocol == IPPROTO_UDP || s.protocol == IPPROTO_UDPLITE)
+    {
+        // `struct udp_sock` begins with its `struct sock`.
+        let cork = read::<u32>(sk, off!(udp_cork)).unwrap_or(0);
+        let corked = if off!(flags) & FLAG_UDP_FLAGS != 0 {
+            cork & 1 != 0
+        } else {
+            cork != 0
+        };
+        if corked {
+            s.flags |= flags::UDP_CORKED;
+        }
+    }
+    s.known |= known::SOCK_EXTRA;
+}
+
+/// Whether the process behind a pidfd's `struct pid` is gone (`tasks[PIDTYPE_PID]` empty);
+/// `None` when the layout is unknown.
+#[inline(always)]
+pub fn pidfd_dead(file: u64, inode: u64, s_magic: u64, name: &[u8]) -> Option<bool> {
+    let pid = if s_magic == PIDFS_MAGIC {
+        read_ptr(inode, off!(inode_i_private))
+    } else if name.len() >= 8 && name[..8] == *b"[pidfd]\0" {
+        read_ptr(file, off!(file_private_data))
+    } else {
+        return None;
+    };
+    if pid == 0 || off!(pid_tasks) == ABSENT {
+        return None;
+    }
+    Some(read_ptr(pid, off!(pid_tasks)) == 0)
 }
 
 /// The processes a `--pid` scan reports: the pid and its descendants, which `criu dump -t`
@@ -387,8 +458,9 @@ fn list_has_owner(head: u64, owner_off: u32, owner: u64) -> bool {
     false
 }
 
-/// Whether `file` carries a lock held by this task: a flock owned by the file, or a POSIX lock
-/// owned by the task's files table. `None` when the kernel's lock layout is unknown.
+/// Whether `file` carries a lock held by this task: a flock owned by the file, a POSIX lock
+/// owned by the task's files table, or an OFD lock (F_OFD_SETLK: on the POSIX list, owned by the
+/// open file itself, criu/file-lock.c FL_OFD). `None` when the kernel's lock layout is unknown.
 #[inline(always)]
 pub fn holds_lock(file: u64, inode: u64, task: u64) -> Option<bool> {
     if off!(inode_i_flctx) == ABSENT
@@ -407,6 +479,7 @@ pub fn holds_lock(file: u64, inode: u64, task: u64) -> Option<bool> {
     let files = read_ptr(task, off!(task_files));
     Some(
         list_has_owner(flock_head, off!(lock_file), file)
-            || list_has_owner(posix_head, off!(lock_owner), files),
+            || list_has_owner(posix_head, off!(lock_owner), files)
+            || list_has_owner(posix_head, off!(lock_owner), file),
     )
 }

@@ -27,6 +27,9 @@ pub struct FileReport {
     pub verdict: Verdict,
     pub reason: String,
     pub options: Vec<String>,
+    /// With `needs`: what restoring a dump made with each option will need, in their order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restore: Vec<String>,
     pub rule: String,
 }
 
@@ -37,6 +40,9 @@ pub struct ProcessReport {
     pub verdict: Verdict,
     /// The options this process needs: the first choice of each `needs` item.
     pub options: Vec<String>,
+    /// What restoring a dump made with those options will need, one per option.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restore: Vec<String>,
     /// Checks on the task itself (session leader, tracer).
     pub task: Vec<Judgement>,
     pub files: Vec<FileReport>,
@@ -52,6 +58,8 @@ pub struct DumpReport {
     pub root: u32,
     pub verdict: Verdict,
     pub options: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restore: Vec<String>,
     pub processes: Vec<ProcessReport>,
 }
 
@@ -64,6 +72,8 @@ pub struct WorkloadReport {
     pub root: u32,
     pub verdict: Verdict,
     pub options: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restore: Vec<String>,
     pub left_out: Vec<u32>,
     pub processes: Vec<ProcessReport>,
 }
@@ -77,6 +87,7 @@ impl WorkloadReport {
             root: w.root,
             verdict: dump.verdict,
             options: dump.options,
+            restore: dump.restore,
             left_out: w.left_out,
             processes: dump.processes,
         }
@@ -100,6 +111,14 @@ fn worst(verdicts: impl Iterator<Item = Verdict>) -> Verdict {
 fn dedup(options: impl Iterator<Item = String>) -> Vec<String> {
     let mut seen = BTreeSet::new();
     options.filter(|o| seen.insert(o.clone())).collect()
+}
+
+/// The restore side of each option (classify::restore).
+pub fn restore_needs(options: &[String]) -> Vec<String> {
+    options
+        .iter()
+        .map(|o| classify::restore::restore_need(o))
+        .collect()
 }
 
 /// The first choice of every `needs` judgement, once each, in order.
@@ -168,6 +187,11 @@ impl Rules<'_> {
             fops: ops.map_or_else(|| format!("{:#x}", f.f_op), |o| o.label()),
             verdict: j.verdict,
             reason: j.reason,
+            restore: if j.verdict == Verdict::Needs {
+                restore_needs(&j.options)
+            } else {
+                vec![]
+            },
             options: j.options,
             rule: j.rule,
         })
@@ -205,11 +229,20 @@ impl Rules<'_> {
                     ..Default::default()
                 };
                 let info = world.proc_info(pid).unwrap_or(&unknown);
-                let task: Vec<Judgement> =
-                    classify::classify_task(self.profile, &set.task_facts(info))
-                        .into_iter()
-                        .map(|j| self.given.apply(j))
-                        .collect();
+                let mut facts = set.task_facts(info, &root);
+                // A descendant the report does not list (`--pid`) is dumped all the same: its
+                // pid namespace is judged on the root.
+                if pid == set.root {
+                    facts.nested_pidns |= set.members.iter().any(|&m| {
+                        world
+                            .proc_info(m)
+                            .is_some_and(|p| set.task_facts(p, &root).nested_pidns)
+                    });
+                }
+                let task: Vec<Judgement> = classify::classify_task(self.profile, &facts)
+                    .into_iter()
+                    .map(|j| self.given.apply(j))
+                    .collect();
                 let all = || {
                     task.iter().map(|j| (&j.verdict, &j.options)).chain(
                         fds.iter()
@@ -217,6 +250,7 @@ impl Rules<'_> {
                             .map(|r| (&r.verdict, &r.options)),
                     )
                 };
+                let options = needed_options(all());
                 ProcessReport {
                     pid,
                     comm: world
@@ -224,7 +258,8 @@ impl Rules<'_> {
                         .map(|p| p.comm.clone())
                         .unwrap_or_default(),
                     verdict: worst(all().map(|(v, _)| *v)),
-                    options: needed_options(all()),
+                    restore: restore_needs(&options),
+                    options,
                     task,
                     files: fds,
                     mappings,
@@ -232,10 +267,12 @@ impl Rules<'_> {
                 }
             })
             .collect();
+        let options = dedup(processes.iter().flat_map(|p| p.options.iter().cloned()));
         DumpReport {
             root: set.root,
             verdict: worst(processes.iter().map(|p| p.verdict)),
-            options: dedup(processes.iter().flat_map(|p| p.options.iter().cloned())),
+            restore: restore_needs(&options),
+            options,
             processes,
         }
     }

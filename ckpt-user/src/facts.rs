@@ -97,6 +97,37 @@ pub struct SocketFact {
     pub peer: Option<UnixPeer>,
     /// Whether the peer could be read at all (unix sockets on kernels with `unix_sock.peer`).
     pub peer_known: bool,
+    /// The attached socket filter, when the kernel side could read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<SockFilter>,
+    /// UDP_CORK is set (UDP and UDP-Lite sockets; `Some(false)` for other readable sockets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_corked: Option<bool>,
+    /// Bytes in the write and receive queues (`sk_wmem_alloc_get`, `sk_rmem_alloc_get`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wqueue: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rqueue: Option<u32>,
+}
+
+/// A socket filter: none, a classic BPF program (SO_ATTACH_FILTER, which SO_GET_FILTER gives
+/// back), or an eBPF program (SO_ATTACH_BPF, which it cannot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SockFilter {
+    None,
+    Classic,
+    Ebpf,
+}
+
+impl SockFilter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Classic => "classic",
+            Self::Ebpf => "ebpf",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +174,9 @@ pub struct FileFact {
     pub locked: Option<bool>,
     pub socket: Option<SocketFact>,
     pub pidfd_target: Option<u32>,
+    /// For a pidfd: its process has exited and been reaped (`None`: unknown, or not a pidfd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pidfd_dead: Option<bool>,
     pub tty_index: Option<u32>,
     /// `enum bpf_map_type` of a BPF map.
     pub bpf_map_type: Option<u32>,
@@ -189,6 +223,7 @@ macro_rules! inode_part {
             locked: None,
             socket: None,
             pidfd_target: None,
+            pidfd_dead: None,
             tty_index: None,
             bpf_map_type: None,
             inode_known: $r.known & known::INODE != 0,
@@ -211,6 +246,20 @@ impl FileFact {
                 named: r.flags & flags::PEER_NAMED != 0,
             }),
             peer_known: r.known & known::UNIX_PEER != 0,
+            filter: (r.known & known::SOCK_EXTRA != 0).then_some(
+                match (
+                    r.flags & flags::SK_FILTER != 0,
+                    r.flags & flags::SK_FILTER_EBPF != 0,
+                ) {
+                    (false, _) => SockFilter::None,
+                    (true, false) => SockFilter::Classic,
+                    (true, true) => SockFilter::Ebpf,
+                },
+            ),
+            udp_corked: (r.known & known::SOCK_EXTRA != 0)
+                .then_some(r.flags & flags::UDP_CORKED != 0),
+            wqueue: (r.known & known::SOCK_EXTRA != 0).then_some(r.sk_wqueue),
+            rqueue: (r.known & known::SOCK_EXTRA != 0).then_some(r.sk_rqueue),
         });
         let mount_known = r.known & known::MOUNT != 0;
         Self {
@@ -221,6 +270,8 @@ impl FileFact {
             locked: (r.known & known::LOCKS != 0).then_some(r.flags & flags::LOCKED != 0),
             socket,
             pidfd_target: (r.known & known::PIDFD != 0).then_some(r.aux as u32),
+            pidfd_dead: (r.known & known::PIDFD_ALIVE != 0)
+                .then_some(r.flags & flags::PIDFD_DEAD != 0),
             tty_index: (r.known & known::TTY != 0).then_some(r.aux as u32),
             bpf_map_type: (r.known & known::BPF_MAP != 0).then_some(r.aux as u32),
             ..inode_part!(r)

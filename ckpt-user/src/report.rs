@@ -121,8 +121,9 @@ fn verdict_line(v: Verdict, options: &[String]) -> String {
     match v {
         Verdict::Ok => "ok: checkpointable as it is".into(),
         Verdict::Needs => format!(
-            "needs: checkpointable with {}",
-            printable(&options.join(" "))
+            "needs: checkpointable with {}; {}",
+            printable(&options.join(" ")),
+            printable(&crate::aggregate::restore_needs(options).join("; "))
         ),
         Verdict::Unknown => "unknown: holds kinds of files the profile does not classify".into(),
         Verdict::Blocks => "blocks: a checkpoint would fail".into(),
@@ -397,6 +398,8 @@ struct ManyJson<'a> {
     profile: &'a str,
     verdict: Verdict,
     options: &'a [String],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    restore: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     summary: Option<Summary>,
     processes: Vec<&'a ProcessReport>,
@@ -428,6 +431,7 @@ pub fn many_json(
     let doc = ManyJson {
         profile,
         verdict,
+        restore: crate::aggregate::restore_needs(&options),
         options: &options,
         summary: host.then(|| Summary::of(reports)),
         processes: reports.iter().flat_map(|r| &r.processes).collect(),
@@ -624,6 +628,7 @@ mod tests {
             verdict,
             reason: "why".into(),
             options: options.iter().map(|s| s.to_string()).collect(),
+            restore: vec![],
             rule: "r".into(),
         }
     }
@@ -634,11 +639,24 @@ mod tests {
             comm: "x".into(),
             verdict,
             options: vec![],
+            restore: vec![],
             task: vec![],
             judged: (files.len(), 0),
             files,
             mappings: vec![],
         }
+    }
+
+    #[test]
+    fn a_needs_verdict_says_what_restore_will_need() {
+        let line = verdict_line(Verdict::Needs, &["--tcp-established".to_string()]);
+        assert!(
+            line.starts_with(
+                "needs: checkpointable with --tcp-established; restore will need --tcp-established"
+            ),
+            "{line}"
+        );
+        assert!(!verdict_line(Verdict::Ok, &[]).contains("restore"));
     }
 
     #[test]
@@ -683,6 +701,7 @@ mod tests {
             root: 7,
             verdict: Verdict::Blocks,
             options: vec![],
+            restore: vec![],
             processes: vec![p],
         };
         let mut out = Vec::new();
@@ -726,6 +745,7 @@ mod tests {
             root: 7,
             verdict: Verdict::Blocks,
             options: vec![],
+            restore: vec![],
             processes: vec![process(vec![], Verdict::Blocks)],
         };
         let mut out = Vec::new();

@@ -180,6 +180,35 @@ fn cases_beyond_the_oracle_follow_criu_source() {
         // criu/fsnotify.c: an overlay handle cannot be reopened; criu/irmap.c scans
         // --irmap-scan-path before its hints, which do not cover the zoo's directory.
         ("inotify_overlay", "needs", Some("--irmap-scan-path")),
+        // Issue 15, each dumped by CRIU 4.2.1 on Linux 6.18 plain and with the option proposed
+        // (docs/criu-conditions.md). criu/file-lock.c: an OFD lock is one of the task's locks.
+        ("ofd_lock", "needs", Some("--file-locks")),
+        // criu/proc_parse.c parse_file_locks(): POSIX locks of tasks outside the dump are
+        // skipped; a flock belongs to the open file, wherever the task that took it lives.
+        ("posix_lock_ext", "ok", None),
+        ("flock_ext_shared", "needs", Some("--file-locks")),
+        // criu/sk-unix.c: a connection not yet accepted is dumped pointed at its listener,
+        // found among the in-flight connections of the netns' listeners, inside or not.
+        ("unix_stream_inflight_in_tree", "ok", None),
+        ("unix_stream_inflight_ext", "ok", None),
+        // criu/sk-inet.c dump_one_inet_fd(): UDP_CORK fails; a read queue is only dropped.
+        ("udp4_corked", "blocks", None),
+        ("udp4_rqueue", "ok", None),
+        // criu/sockets.c dump_socket_filter(): SO_GET_FILTER reads classic filters only.
+        ("sock_filter_classic", "ok", None),
+        ("sock_filter_ebpf", "blocks", None),
+        // criu/sk-packet.c dump_socket_map(): a ring is dumped beside its open socket only.
+        ("packet_rx_ring", "ok", None),
+        ("packet_rx_ring_nofd", "blocks", None),
+        // criu/pidfd.c: `Pid: -1` is dumped (a stand-in is restored).
+        ("pidfd_dead", "ok", None),
+        // criu/pidfd.c: `PIDFD_THREAD flag is currently not supported`.
+        ("pidfd_thread", "blocks", None),
+        // criu/namespaces.c: `Can't dump nested pid namespace`.
+        ("pidns_nested_child", "blocks", None),
+        // criu/fsnotify.c: procfs and sysfs handles do not reopen; irmap finds the path given.
+        ("inotify_procfs", "needs", Some("--irmap-scan-path")),
+        ("inotify_sysfs", "needs", Some("--irmap-scan-path")),
     ]
     .into_iter()
     .map(|(case, verdict, option)| Expected {

@@ -147,6 +147,9 @@ fn check_cond(c: &Cond) -> Result<(), String> {
     check_names(&c.watches, "watches", |n| {
         ["reachable", "scan-path", "lost", "no-handle"].contains(&n)
     })?;
+    check_names(&c.sock_filter, "socket filter", |n| {
+        ["none", "classic", "ebpf"].contains(&n)
+    })?;
     check_ranges(&c.major, "major")?;
     check_ranges(&c.minor, "minor")
 }

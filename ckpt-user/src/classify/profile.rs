@@ -121,6 +121,20 @@ pub struct Cond {
     pub inode_known: Option<bool>,
     /// Socket facts could be read.
     pub socket_known: Option<bool>,
+    /// The socket's filter: `none`, `classic` (SO_ATTACH_FILTER) or `ebpf` (SO_ATTACH_BPF).
+    pub sock_filter: Option<OneOrMany<String>>,
+    /// A UDP socket with UDP_CORK set.
+    pub udp_corked: Option<bool>,
+    /// Bytes wait in the socket's write queue.
+    pub send_queued: Option<bool>,
+    /// Bytes wait in the socket's receive queue.
+    pub recv_queued: Option<bool>,
+    /// Any of these bits is set in the file's open flags (`f_flags`, octal as in fcntl.h).
+    pub f_flags_any: Option<u32>,
+    /// A pidfd whose process has exited and been reaped.
+    pub pidfd_dead: Option<bool>,
+    /// For a mapped socket (a packet ring): whether a task of the dump holds the socket's fd.
+    pub socket_fd: Option<OneOrMany<Place>>,
     /// How CRIU can dump an inotify/fanotify fd's marks: `reachable`, `scan-path`, `lost`,
     /// `no-handle`.
     pub watches: Option<OneOrMany<String>>,
@@ -133,6 +147,8 @@ pub struct TaskCond {
     pub session_leader: Option<bool>,
     /// Traced by a debugger (TracerPid != 0).
     pub traced: Option<bool>,
+    /// In a pid namespace other than the dump root's.
+    pub nested_pidns: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use super::load::parse_profile;
 use super::*;
-use crate::facts::{DevNum, FileType, Mapping, SocketFact, UnixPeer};
+use crate::facts::{DevNum, FileType, Mapping, SockFilter, SocketFact, UnixPeer};
 use crate::resolve::Via;
 use crate::scope::fsnotify::Watches;
 
@@ -63,6 +63,7 @@ fn base(file_type: FileType) -> FileFact {
         locked: Some(false),
         socket: None,
         pidfd_target: None,
+        pidfd_dead: None,
         tty_index: None,
         bpf_map_type: None,
         inode_known: true,
@@ -122,6 +123,10 @@ trait Build: Sized {
                 backlog: Some(0),
                 peer: None,
                 peer_known: family == "unix",
+                filter: None,
+                udp_corked: None,
+                wqueue: None,
+                rqueue: None,
             })
         })
     }
@@ -742,6 +747,79 @@ fn examples() -> Vec<Example> {
             &["--link-remap"],
         ),
         ex("reg_ext4", reg(), ctx(), (Fine, "file", "file"), &[]),
+        // Issue 15: each proven by a real CRIU 4.2.1 dump of the fdzoo case of that name.
+        ex(
+            "packet_rx_ring",
+            sock("packet", "raw", 0, "close")
+                .with(|f| f.socket = None)
+                .with_mapping(true),
+            Context {
+                socket_fd: Some(Place::Inside),
+                ..ctx()
+            },
+            (Fine, "map-packet-ring", "packet-ring"),
+            &[],
+        ),
+        ex(
+            "packet_rx_ring_nofd",
+            sock("packet", "raw", 0, "close")
+                .with(|f| f.socket = None)
+                .with_mapping(true),
+            Context {
+                socket_fd: Some(Place::Outside),
+                ..ctx()
+            },
+            (Blocks, "map-socket-not-open", "packet-ring"),
+            &[],
+        ),
+        ex(
+            "sock_filter_ebpf",
+            sock("inet", "dgram", 17, "close")
+                .with(|f| f.socket.as_mut().expect("a socket").filter = Some(SockFilter::Ebpf)),
+            ctx(),
+            (Blocks, "sock-filter-ebpf", "socket"),
+            &[],
+        ),
+        ex(
+            "udp4_corked",
+            sock("inet", "dgram", 17, "close")
+                .with(|f| f.socket.as_mut().expect("a socket").udp_corked = Some(true)),
+            ctx(),
+            (Blocks, "udp-corked", "udp"),
+            &[],
+        ),
+        ex(
+            "udp4_rqueue",
+            sock("inet", "dgram", 17, "close")
+                .with(|f| f.socket.as_mut().expect("a socket").rqueue = Some(100)),
+            ctx(),
+            (Fine, "udp-read-queue-dropped", "udp"),
+            &[],
+        ),
+        ex(
+            "pidfd_thread",
+            anon("[pidfd]")
+                .with_fs("pidfs")
+                .with(|f| f.f_flags = 0o200 | 0o2),
+            Context {
+                pidfd_target: Some(Place::Inside),
+                ..ctx()
+            },
+            (Blocks, "pidfd-thread", "pidfd"),
+            &[],
+        ),
+        ex(
+            "pidfd_dead",
+            anon("[pidfd]")
+                .with_fs("pidfs")
+                .with(|f| f.pidfd_dead = Some(true)),
+            Context {
+                pidfd_target: Some(Place::Outside),
+                ..ctx()
+            },
+            (Fine, "pidfd-dead", "pidfd"),
+            &[],
+        ),
     ]
 }
 
@@ -1530,6 +1608,7 @@ fn task(session_leader: bool, traced: bool) -> Vec<(Verdict, String, Vec<String>
         &TaskFacts {
             session_leader,
             traced,
+            nested_pidns: false,
         },
     )
     .into_iter()
@@ -1566,9 +1645,45 @@ fn traced_task_blocks() {
 }
 
 #[test]
+fn a_task_in_a_nested_pid_namespace_blocks() {
+    let rules: Vec<(Verdict, String)> = classify_task(
+        criu4(),
+        &TaskFacts {
+            session_leader: true,
+            traced: false,
+            nested_pidns: true,
+        },
+    )
+    .into_iter()
+    .map(|j| (j.verdict, j.rule))
+    .collect();
+    assert_eq!(rules, [(Blocks, String::from("nested-pidns"))]);
+}
+
+#[test]
 fn task_rules_all_apply_not_only_the_first() {
     let rules: Vec<String> = task(false, true).into_iter().map(|(_, r, _)| r).collect();
     assert_eq!(rules, ["not-session-leader", "traced"]);
+}
+
+#[test]
+fn a_classic_filter_is_dumped_an_ebpf_one_is_not() {
+    let filtered = |kind| {
+        sock("netlink", "raw", 0, "close")
+            .with(move |f| f.socket.as_mut().expect("a socket").filter = Some(kind))
+    };
+    expect(
+        &judge(&filtered(SockFilter::Classic), &ctx()),
+        Fine,
+        "netlink-packet",
+        &[],
+    );
+    expect(
+        &judge(&filtered(SockFilter::Ebpf), &ctx()),
+        Blocks,
+        "sock-filter-ebpf",
+        &[],
+    );
 }
 
 #[test]

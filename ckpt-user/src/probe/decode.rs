@@ -121,6 +121,8 @@ mod tests {
             aux: 0,
             fs_type: [0; FS_TYPE_LEN],
             name: [0; NAME_LEN],
+            sk_wqueue: 0,
+            sk_rqueue: 0,
         }
     }
 

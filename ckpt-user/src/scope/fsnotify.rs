@@ -1,7 +1,8 @@
 //! inotify and fanotify marks as CRIU dumps them (criu/fsnotify.c, criu/irmap.c). CRIU saves
-//! each watched inode as a file handle and must reopen it; where the filesystem cannot decode
-//! handles (overlayfs unless mounted with `nfs_export=on`: every container's root) it falls
-//! back to finding the inode by path: first under `--irmap-scan-path` directories, then under
+//! each watched inode as a file handle and must reopen it (`open_by_handle_at` on the
+//! filesystem's mount, as ckpt-watch tries too); where the filesystem cannot decode handles
+//! (overlayfs unless mounted with `nfs_export=on`: every container's root; procfs; sysfs) it
+//! falls back to finding the inode by path: first under `--irmap-scan-path` directories, then under
 //! its hints (`/etc`, `/var/spool`, `/var/log`, dbus and polkit directories, `/lib/udev`,
 //! recursively, and `/` itself), all relative to the dumped task's root. A watch found by
 //! neither fails the dump: `fsnotify: Can't dump that handle`.
@@ -73,13 +74,25 @@ impl Watches {
 
 /// One inode mark of an fdinfo text: `inotify wd:1 ino:98e185 sdev:28 ...` or
 /// `fanotify ino:... sdev:...` (mount and filesystem marks carry no inode).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mark {
     pub ino: u64,
     /// The kernel's `s_dev` (major << 20 | minor).
     pub sdev: u64,
     /// Whether the line carries a file handle (`fhandle-bytes:`).
     pub handle: bool,
+    /// That handle: its type and bytes, as `open_by_handle_at` takes them.
+    pub fh: Option<(i32, Vec<u8>)>,
+}
+
+fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 pub fn parse_marks(fdinfo: &str) -> Vec<Mark> {
@@ -92,10 +105,15 @@ pub fn parse_marks(fdinfo: &str) -> Vec<Mark> {
                     .find_map(|w| w.strip_prefix(key))
                     .and_then(|v| u64::from_str_radix(v, 16).ok())
             };
+            let word = |key: &str| l.split_whitespace().find_map(|w| w.strip_prefix(key));
+            let fh = word("fhandle-type:")
+                .and_then(|t| i32::from_str_radix(t, 16).ok())
+                .zip(word("f_handle:").and_then(hex_bytes));
             Some(Mark {
                 ino: field("ino:")?,
                 sdev: field("sdev:")?,
                 handle: l.contains(" fhandle-bytes:"),
+                fh,
             })
         })
         .collect()
@@ -137,10 +155,61 @@ pub fn filesystems(mountinfo: &str) -> HashMap<(u64, u64), Filesystem> {
     out
 }
 
-/// Whether `open_by_handle_at` fails on this filesystem: overlayfs decodes handles only with
-/// `nfs_export=on`.
+/// Whether `open_by_handle_at` fails on this filesystem, when it cannot be tried: overlayfs
+/// decodes handles only with `nfs_export=on`; procfs and sysfs have no export operations.
 fn handles_fail(f: &Filesystem) -> bool {
-    f.fs == "overlay" && !f.options.split(',').any(|o| o == "nfs_export=on")
+    (f.fs == "overlay" && !f.options.split(',').any(|o| o == "nfs_export=on"))
+        || f.fs == "proc"
+        || f.fs == "sysfs"
+}
+
+/// Whether the mark's handle reopens the way CRIU reopens it (criu/fsnotify.c open_handle():
+/// `open_by_handle_at` on a mount of its filesystem); `None` when that cannot be tried here
+/// (no handle, no CAP_DAC_READ_SEARCH, no mount point to open).
+fn handle_reopens(root: &Path, fs: &Filesystem, fh: &(i32, Vec<u8>)) -> Option<bool> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let (fh_type, bytes) = fh;
+    // The mount fd may not be O_PATH (EBADF); only directories are opened, never a device or
+    // FIFO a mount point might be.
+    let mfd = fs.mount_points.iter().find_map(|mount_point| {
+        let path = root.join(mount_point.trim_start_matches('/'));
+        let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+            .ok()?;
+        // SAFETY: `c` is a valid C string.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        };
+        (fd >= 0).then_some(fd)
+    })?;
+    // SAFETY: `mfd` was just opened and is owned here.
+    let mfd = unsafe { OwnedFd::from_raw_fd(mfd) };
+    // struct file_handle { u32 handle_bytes; i32 handle_type; u8 f_handle[]; }
+    let mut buf = Vec::with_capacity(8 + bytes.len());
+    buf.extend_from_slice(&(bytes.len() as u32).to_ne_bytes());
+    buf.extend_from_slice(&fh_type.to_ne_bytes());
+    buf.extend_from_slice(bytes);
+    // SAFETY: `buf` holds a complete struct file_handle; the kernel reads it only.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            mfd.as_raw_fd(),
+            buf.as_mut_ptr(),
+            libc::O_PATH | libc::O_CLOEXEC,
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: the kernel returned a new fd, owned and closed here.
+        drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        return Some(true);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        // Not allowed to try (no CAP_DAC_READ_SEARCH): judge by the filesystem.
+        Some(libc::EPERM) => None,
+        _ => Some(false),
+    }
 }
 
 /// Depth-first search for (dev, ino) under `dir` as CRIU's irmap scans a hint, within the
@@ -255,9 +324,16 @@ pub fn see_watches_as_criu(files: &mut [FileFact]) {
                 break;
             }
             let (major, minor) = (m.sdev >> 20, m.sdev & 0xfffff);
-            let Some(fs) = fss.get(&(major, minor)).filter(|f| handles_fail(f)) else {
+            let Some(fs) = fss.get(&(major, minor)) else {
                 continue;
             };
+            let fails =
+                m.fh.as_ref()
+                    .and_then(|fh| handle_reopens(&root, fs, fh))
+                    .map_or_else(|| handles_fail(fs), |reopens| !reopens);
+            if !fails {
+                continue;
+            }
             let dev = libc::makedev(major as u32, minor as u32);
             match reach(&root, &fs.mount_points, dev, m.ino) {
                 Watches::Reachable => {}
@@ -293,17 +369,20 @@ mod tests {
                 Mark {
                     ino: 0x3c4a7,
                     sdev: 0xfe00000,
-                    handle: true
+                    handle: true,
+                    fh: Some((1, vec![0xa7, 0xc4, 0x03, 0, 0, 0, 0, 0])),
                 },
                 Mark {
                     ino: 0x98e185,
                     sdev: 0x28,
-                    handle: true
+                    handle: true,
+                    fh: Some((0xf8, vec![0])),
                 },
                 Mark {
                     ino: 0x10,
                     sdev: 0x800001,
-                    handle: true
+                    handle: true,
+                    fh: Some((1, vec![0])),
                 },
             ]
         );
@@ -318,7 +397,8 @@ mod tests {
             [Mark {
                 ino: 0x98e185,
                 sdev: 0x28,
-                handle: false
+                handle: false,
+                fh: None,
             }]
         );
     }

@@ -17,6 +17,8 @@ pub use procfs::{ProcError, ProcInfo};
 
 const PTMX: (u32, u32) = (5, 2);
 const AF_UNIX: u16 = 1;
+/// Packet sockets are indexed too: a mapped packet ring needs its socket's fd in the dump.
+const AF_PACKET: u16 = 17;
 
 /// Who holds what across the snapshot, built once per scan.
 #[derive(Debug, Default)]
@@ -39,7 +41,10 @@ impl Holders {
     pub fn indexes(f: &FileFact) -> bool {
         f.fd.is_some()
             && match f.file_type {
-                FileType::Sock => f.socket.as_ref().is_some_and(|s| s.family == AF_UNIX),
+                FileType::Sock => f
+                    .socket
+                    .as_ref()
+                    .is_some_and(|s| s.family == AF_UNIX || s.family == AF_PACKET),
                 FileType::Chr => {
                     f.rdev.map(|d| (d.major, d.minor)) == Some(PTMX) && f.tty_index.is_some()
                 }
@@ -181,8 +186,11 @@ impl DumpSet {
             if p.closed {
                 Place::None
             } else if p.ino == 0 {
-                // Not yet accepted: the connection sits in a listener we cannot name.
-                Place::Outside
+                // Not yet accepted: CRIU finds the listener among the netns' listening sockets'
+                // in-flight connections (criu/sk-unix.c lookup_unix_listen_icons()) and dumps
+                // the client pointed at it, whoever holds the listener (fdzoo
+                // unix_stream_inflight_in_tree and _ext both dump with CRIU 4.2.1).
+                Place::None
             } else {
                 self.place(holders.sockets.get(&p.ino))
             }
@@ -201,6 +209,9 @@ impl DumpSet {
                 }
             }),
             tty_master,
+            // criu/sk-packet.c dump_socket_map(): the ring's socket must be one of the dump's fds.
+            socket_fd: (f.mapping.is_some() && f.file_type == FileType::Sock)
+                .then(|| self.place(holders.sockets.get(&f.ino))),
             ns_member: (f.fs_type == "nsfs").then(|| ns_of_set().contains(&f.ino)),
             own_netns: root.netns.is_some() && root.netns != own.netns,
             own_ipcns: root.ipcns.is_some() && root.ipcns != own.ipcns,
@@ -210,10 +221,13 @@ impl DumpSet {
     /// The task checks of one task of the dump. CRIU checks every task for a tracer (it must
     /// seize each one) but only the root for leading its session (criu/pstree.c), so other
     /// tasks pass that check.
-    pub fn task_facts(&self, task: &ProcInfo) -> TaskFacts {
+    /// `root` is the dump's root task: CRIU dumps one pid namespace, the root's
+    /// (criu/namespaces.c: `Can't dump nested pid namespace`).
+    pub fn task_facts(&self, task: &ProcInfo, root: &ProcInfo) -> TaskFacts {
         TaskFacts {
             session_leader: task.pid != self.root || task.session_leader(),
             traced: task.tracer_pid != 0,
+            nested_pidns: task.pidns.is_some() && root.pidns.is_some() && task.pidns != root.pidns,
         }
     }
 }
@@ -264,6 +278,7 @@ mod tests {
             locked: None,
             socket: None,
             pidfd_target: None,
+            pidfd_dead: None,
             tty_index: None,
             bpf_map_type: None,
             inode_known: true,
@@ -285,6 +300,10 @@ mod tests {
                 named: false,
             }),
             peer_known: true,
+            filter: None,
+            udp_corked: None,
+            wqueue: None,
+            rqueue: None,
         });
         f
     }
@@ -388,8 +407,17 @@ mod tests {
             sid: 0,
             ..Default::default()
         };
-        let facts = set.task_facts(&child);
-        assert!(facts.session_leader && facts.traced);
-        assert!(!set.task_facts(&root).session_leader);
+        let facts = set.task_facts(&child, &root);
+        assert!(facts.session_leader && facts.traced && !facts.nested_pidns);
+        assert!(!set.task_facts(&root, &root).session_leader);
+        let nested = ProcInfo {
+            pidns: Some(7),
+            ..child.clone()
+        };
+        let root = ProcInfo {
+            pidns: Some(6),
+            ..root
+        };
+        assert!(set.task_facts(&nested, &root).nested_pidns);
     }
 }

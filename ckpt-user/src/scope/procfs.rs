@@ -38,6 +38,9 @@ pub struct ProcInfo {
     /// is where a checkpointer started beside it would run).
     pub netns: Option<u64>,
     pub ipcns: Option<u64>,
+    /// Its pid namespace inode (`/proc/PID/ns/pid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pidns: Option<u64>,
     /// Real, effective and saved uid, and gid (the checkpointer's rights over the task
     /// depend on them).
     #[serde(default)]
@@ -155,6 +158,7 @@ pub fn read_proc(pid: u32) -> Result<ProcInfo, ProcError> {
         .unwrap_or_default();
     info.netns = ns_inode(Some(pid), "net");
     info.ipcns = ns_inode(Some(pid), "ipc");
+    info.pidns = ns_inode(Some(pid), "pid");
     Ok(info)
 }
 

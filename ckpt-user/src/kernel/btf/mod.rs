@@ -253,6 +253,20 @@ impl KernelBtf {
         }
         k.cgroup_kn = o(8, "cgroup", "kn");
         k.kernfs_node_id = o(8, "kernfs_node", "id");
+        k.pid_tasks = o(0, "pid", "tasks");
+        // What CRIU's SO_GET_FILTER and UDP_CORK see (criu/sockets.c, criu/sk-inet.c), and the
+        // queue lengths sock_diag reports.
+        k.sock_sk_filter = o(8, "sock", "sk_filter");
+        k.sk_filter_prog = o(8, "sk_filter", "prog");
+        k.bpf_prog_orig_prog = o(8, "bpf_prog", "orig_prog");
+        k.sock_wmem_alloc = o(4, "sock", "sk_wmem_alloc");
+        k.sock_rmem_alloc = o(4, "sock", "sk_backlog.rmem_alloc");
+        k.udp_cork = o(8, "udp_sock", "udp_flags");
+        if k.udp_cork == ABSENT {
+            k.udp_cork = o(4, "udp_sock", "corkflag");
+        } else {
+            k.flags |= ckpt_common::FLAG_UDP_FLAGS;
+        }
         for (slot, member) in k.fop_members.iter_mut().zip(OPS_MEMBERS) {
             *slot = o(8, "file_operations", member);
         }
@@ -467,6 +481,13 @@ mod tests {
             ("file_lock list", k.lock_list),
             ("tty_struct.index", k.tty_index),
             ("bpf_map.map_type", k.bpf_map_map_type),
+            ("pid.tasks", k.pid_tasks),
+            ("sock.sk_filter", k.sock_sk_filter),
+            ("sk_filter.prog", k.sk_filter_prog),
+            ("bpf_prog.orig_prog", k.bpf_prog_orig_prog),
+            ("sock.sk_wmem_alloc", k.sock_wmem_alloc),
+            ("sock.sk_backlog.rmem_alloc", k.sock_rmem_alloc),
+            ("udp_sock cork", k.udp_cork),
         ] {
             assert_ne!(off, ABSENT, "{name}");
         }

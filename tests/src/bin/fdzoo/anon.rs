@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::ctx::{Ctx, Held};
 use crate::procs::{spawn_child, spawn_peer};
-use crate::sys::{self, Result, cvt, own};
+use crate::sys::{self, Error, Result, cvt, own};
 
 pub fn eventfd_fd() -> Result<OwnedFd> {
     // SAFETY: eventfd takes no pointers.
@@ -190,6 +190,50 @@ pub fn pidfd_child(ctx: &mut Ctx) -> Result<Held> {
 pub fn pidfd_ext(ctx: &mut Ctx) -> Result<Held> {
     let peer = spawn_peer(ctx, &[], |_| Ok(()))?;
     Held::one(sys::pidfd_open(peer)?)
+}
+
+/// A pidfd of the subject's own thread (PIDFD_THREAD, Linux 6.9+).
+pub fn pidfd_thread(ctx: &mut Ctx) -> Result<Held> {
+    const PIDFD_THREAD: libc::c_long = libc::O_EXCL as libc::c_long;
+    // SAFETY: plain syscall with integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, ctx.pid, PIDFD_THREAD) };
+    Held::one(own(ret, "pidfd_open(PIDFD_THREAD)").map_err(|e| e.unsupported_on(&[libc::EINVAL]))?)
+}
+
+/// The target was a child of the subject that has exited and been reaped.
+pub fn pidfd_dead(_: &mut Ctx) -> Result<Held> {
+    let child = crate::procs::fork()?;
+    if child == 0 {
+        crate::procs::exit(0);
+    }
+    let fd = sys::pidfd_open(child)?;
+    // SAFETY: waitpid with a null status pointer.
+    cvt(
+        unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) },
+        "waitpid",
+    )?;
+    Held::one(fd)
+}
+
+/// An inotify watch on `path` (a procfs or sysfs inode: no file handle reopens it).
+fn inotify_on(path: &str) -> Result<Held> {
+    let fd = inotify_fd()?;
+    let c = std::ffi::CString::new(path).map_err(|e| Error::Other(e.to_string()))?;
+    // SAFETY: `c` is a valid C string.
+    cvt(
+        unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_MODIFY) },
+        "inotify_add_watch",
+    )
+    .map_err(|e| e.unsupported_on(&[libc::ENOENT]))?;
+    Held::one(fd)
+}
+
+pub fn inotify_procfs(_: &mut Ctx) -> Result<Held> {
+    inotify_on("/proc/sys/kernel/hostname")
+}
+
+pub fn inotify_sysfs(_: &mut Ctx) -> Result<Held> {
+    inotify_on("/sys/kernel/mm")
 }
 
 pub fn userfaultfd(_: &mut Ctx) -> Result<Held> {
@@ -390,10 +434,14 @@ fn bpf_prog_load(prog_type: u32, expected_attach_type: u32, ret: i32) -> Result<
     bpf(BPF_PROG_LOAD, &attr, "bpf(BPF_PROG_LOAD)")
 }
 
-/// A socket filter `r0 = 0; exit`.
-pub fn bpf_prog(_: &mut Ctx) -> Result<Held> {
+/// A socket filter program `r0 = 0; exit`.
+pub fn socket_filter_prog() -> Result<OwnedFd> {
     const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
-    Held::one(bpf_prog_load(BPF_PROG_TYPE_SOCKET_FILTER, 0, 0)?)
+    bpf_prog_load(BPF_PROG_TYPE_SOCKET_FILTER, 0, 0)
+}
+
+pub fn bpf_prog(_: &mut Ctx) -> Result<Held> {
+    Held::one(socket_filter_prog()?)
 }
 
 /// A cgroup-skb egress program (`r0 = 1`: let everything through) linked to a fresh,

@@ -176,4 +176,27 @@ pub static CASES: &[Case] = &[
         mappings::mmap_overlay_private_nofd,
     ),
     case("inotify_overlay", anon::inotify_overlay),
+    // Issue 15: lock owners, socket queues, filters and rings, dead pidfds, fsnotify handles.
+    case("ofd_lock", files::ofd_lock),
+    case("posix_lock_ext", files::posix_lock_ext),
+    case("flock_ext_shared", files::flock_ext_shared),
+    case(
+        "unix_stream_inflight_in_tree",
+        sockets::unix_stream_inflight_in_tree,
+    ),
+    case(
+        "unix_stream_inflight_ext",
+        sockets::unix_stream_inflight_ext,
+    ),
+    case("udp4_corked", sockets::udp4_corked),
+    case("udp4_rqueue", sockets::udp4_rqueue),
+    case("sock_filter_classic", sockets::sock_filter_classic),
+    case("sock_filter_ebpf", sockets::sock_filter_ebpf),
+    case("packet_rx_ring", sockets::packet_rx_ring),
+    case("packet_rx_ring_nofd", sockets::packet_rx_ring_nofd),
+    case("pidfd_dead", anon::pidfd_dead),
+    case("pidfd_thread", anon::pidfd_thread),
+    case("pidns_nested_child", namespaces::pidns_nested_child),
+    case("inotify_procfs", anon::inotify_procfs),
+    case("inotify_sysfs", anon::inotify_sysfs),
 ];

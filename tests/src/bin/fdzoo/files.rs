@@ -187,6 +187,48 @@ fn set_posix_lock(fd: RawFd) -> Result<()> {
     Ok(())
 }
 
+/// An open-file-description lock (F_OFD_SETLK): owned by the open file, not the process.
+pub fn ofd_lock(ctx: &mut Ctx) -> Result<Held> {
+    let fd = fill_file(&ctx.file("lock-ofd"), 16)?;
+    // SAFETY: an all-zero flock is valid; the fields that matter are set below.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as _;
+    lock.l_whence = libc::SEEK_SET as _;
+    // SAFETY: F_OFD_SETLK with a valid flock pointer.
+    cvt(
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &lock) },
+        "fcntl(F_OFD_SETLK)",
+    )?;
+    Held::one(fd)
+}
+
+/// The subject holds a file on which a peer outside its tree holds a POSIX lock (CRIU collects
+/// POSIX locks of dumped tasks only: criu/proc_parse.c parse_file_locks).
+pub fn posix_lock_ext(ctx: &mut Ctx) -> Result<Held> {
+    let path = ctx.file("lock-posix-ext");
+    let fd = fill_file(&path, 16)?;
+    crate::procs::spawn_peer(ctx, &[], |_| {
+        let theirs = sys::open(&path, libc::O_RDWR | libc::O_CLOEXEC)?;
+        set_posix_lock(theirs.as_raw_fd())?;
+        std::mem::forget(theirs);
+        Ok(())
+    })?;
+    Held::one(fd)
+}
+
+/// A peer outside the tree took a flock on the open file it shares with the subject: flocks
+/// belong to the open file, so the subject's fd carries it (criu/file-lock.c lock_check_fd).
+pub fn flock_ext_shared(ctx: &mut Ctx) -> Result<Held> {
+    let fd = fill_file(&ctx.file("lock-flock-ext"), 16)?;
+    let raw = fd.as_raw_fd();
+    crate::procs::spawn_peer(ctx, &[raw], move |_| {
+        // SAFETY: flock on an fd the peer kept.
+        cvt(unsafe { libc::flock(raw, libc::LOCK_EX) }, "flock")?;
+        Ok(())
+    })?;
+    Held::one(fd)
+}
+
 pub fn pipe_pair(_: &mut Ctx) -> Result<Held> {
     let (r, w) = sys::pipe()?;
     Held::fds([r, w])

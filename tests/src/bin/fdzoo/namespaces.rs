@@ -81,3 +81,21 @@ pub fn tun_attached_foreign_netns(_: &mut Ctx) -> Result<Held> {
     drop((original, isolated));
     Ok(Held::one(fd)?.at(5))
 }
+
+/// The subject has a child in a pid namespace of its own (the child is its pid 1): a nested pid
+/// namespace inside the dumped tree.
+pub fn pidns_nested_child(_: &mut Ctx) -> Result<Held> {
+    unshare(libc::CLONE_NEWPID, "unshare(CLONE_NEWPID)")?;
+    let pid = crate::procs::fork()?;
+    if pid == 0 {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        sys::set_sigmask(libc::SIG_SETMASK, &[]);
+        sys::close_all_from(0, &[]);
+        loop {
+            // SAFETY: pause just sleeps.
+            unsafe { libc::pause() };
+        }
+    }
+    Held::nothing()
+}

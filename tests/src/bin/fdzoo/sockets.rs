@@ -464,3 +464,181 @@ pub fn ping_socket() -> Result<OwnedFd> {
         "AF_INET, SOCK_DGRAM, ICMP",
     )
 }
+
+fn setsockopt<T>(fd: &OwnedFd, level: i32, name: i32, value: &T, what: &str) -> Result<()> {
+    // SAFETY: `value` points to size_of::<T>() readable bytes.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    cvt(ret, what)?;
+    Ok(())
+}
+
+/// UDP corked (UDP_CORK) with 100 bytes sent and held in the write queue.
+pub fn udp4_corked(_: &mut Ctx) -> Result<Held> {
+    const UDP_CORK: i32 = 1;
+    let fd = udp4_bound_socket()?;
+    connect(&fd, &Addr::v4(Ipv4Addr::LOCALHOST, 9))?;
+    setsockopt(&fd, libc::SOL_UDP, UDP_CORK, &1i32, "setsockopt(UDP_CORK)")?;
+    sys::write_all(&fd, &[b'u'; 100], "send(corked UDP)")?;
+    Held::one(fd)
+}
+
+/// UDP with a 100-byte datagram queued and unread (sent to itself).
+pub fn udp4_rqueue(_: &mut Ctx) -> Result<Held> {
+    let fd = udp4_bound_socket()?;
+    // SAFETY: an all-zero sockaddr_storage is valid; getsockname fills it.
+    let mut sa: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `sa` has room for `len` bytes.
+    cvt(
+        unsafe {
+            libc::getsockname(
+                fd.as_raw_fd(),
+                (&mut sa as *mut libc::sockaddr_storage).cast(),
+                &mut len,
+            )
+        },
+        "getsockname",
+    )?;
+    // SAFETY: `sa` is the sockaddr_in getsockname wrote.
+    let port = u16::from_be(unsafe { (*(&sa as *const _ as *const libc::sockaddr_in)).sin_port });
+    connect(&fd, &Addr::v4(Ipv4Addr::LOCALHOST, port))?;
+    sys::write_all(&fd, &[b'q'; 100], "send(UDP to itself)")?;
+    Held::one(fd)
+}
+
+/// UDP socket with a classic BPF filter (SO_ATTACH_FILTER, `ret #0xffff`).
+pub fn sock_filter_classic(_: &mut Ctx) -> Result<Held> {
+    let fd = udp4_bound_socket()?;
+    let code = [libc::sock_filter {
+        code: 0x06, // BPF_RET | BPF_K
+        jt: 0,
+        jf: 0,
+        k: 0xffff,
+    }];
+    let prog = libc::sock_fprog {
+        len: code.len() as u16,
+        filter: code.as_ptr() as *mut libc::sock_filter,
+    };
+    setsockopt(
+        &fd,
+        libc::SOL_SOCKET,
+        libc::SO_ATTACH_FILTER,
+        &prog,
+        "setsockopt(SO_ATTACH_FILTER)",
+    )?;
+    Held::one(fd)
+}
+
+/// UDP socket with an eBPF socket filter attached (SO_ATTACH_BPF); the program fd is closed.
+pub fn sock_filter_ebpf(_: &mut Ctx) -> Result<Held> {
+    let fd = udp4_bound_socket()?;
+    let prog = crate::anon::socket_filter_prog()?;
+    let prog_fd = prog.as_raw_fd();
+    setsockopt(
+        &fd,
+        libc::SOL_SOCKET,
+        libc::SO_ATTACH_BPF,
+        &prog_fd,
+        "setsockopt(SO_ATTACH_BPF)",
+    )?;
+    drop(prog);
+    Held::one(fd)
+}
+
+/// Sets up a TPACKET_V2 receive ring of one 4 KiB block on `fd` and maps it.
+fn packet_ring(fd: &OwnedFd) -> Result<()> {
+    const SOL_PACKET: i32 = 263;
+    const PACKET_RX_RING: i32 = 5;
+    const PACKET_VERSION: i32 = 10;
+    const TPACKET_V2: i32 = 1;
+    #[repr(C)]
+    struct TpacketReq {
+        block_size: u32,
+        block_nr: u32,
+        frame_size: u32,
+        frame_nr: u32,
+    }
+    setsockopt(
+        fd,
+        SOL_PACKET,
+        PACKET_VERSION,
+        &TPACKET_V2,
+        "setsockopt(PACKET_VERSION)",
+    )?;
+    let req = TpacketReq {
+        block_size: 4096,
+        block_nr: 1,
+        frame_size: 2048,
+        frame_nr: 2,
+    };
+    setsockopt(
+        fd,
+        SOL_PACKET,
+        PACKET_RX_RING,
+        &req,
+        "setsockopt(PACKET_RX_RING)",
+    )?;
+    // SAFETY: a fresh shared mapping of the socket's ring; it stays mapped for the subject's life.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(Error::last("mmap(packet ring)"));
+    }
+    Ok(())
+}
+
+/// AF_PACKET raw socket (protocol 0: receives nothing) with a mapped receive ring.
+pub fn packet_rx_ring(_: &mut Ctx) -> Result<Held> {
+    let fd = socket(libc::AF_PACKET, libc::SOCK_RAW, 0, "AF_PACKET, SOCK_RAW")?;
+    packet_ring(&fd)?;
+    Held::one(fd)
+}
+
+/// The same ring, mapped, with the socket's fd closed.
+pub fn packet_rx_ring_nofd(_: &mut Ctx) -> Result<Held> {
+    let fd = socket(libc::AF_PACKET, libc::SOCK_RAW, 0, "AF_PACKET, SOCK_RAW")?;
+    packet_ring(&fd)?;
+    drop(fd);
+    Held::nothing()
+}
+
+/// A listener and a client connected to it, not yet accepted, both held by the subject: the
+/// connection is in flight inside the dump.
+pub fn unix_stream_inflight_in_tree(ctx: &mut Ctx) -> Result<Held> {
+    let addr = Addr::path(&ctx.file("inflight.sock"))?;
+    let listener = unix(libc::SOCK_STREAM)?;
+    bind(&listener, &addr)?;
+    listen(&listener)?;
+    let client = unix(libc::SOCK_STREAM)?;
+    connect(&client, &addr)?;
+    Held::fds([client, listener])
+}
+
+/// The subject's client is in flight to a listener a peer outside its tree holds.
+pub fn unix_stream_inflight_ext(ctx: &mut Ctx) -> Result<Held> {
+    let addr = Addr::path(&ctx.file("inflight-ext.sock"))?;
+    let listener = unix(libc::SOCK_STREAM)?;
+    bind(&listener, &addr)?;
+    listen(&listener)?;
+    spawn_peer(ctx, &[listener.as_raw_fd()], |_| Ok(()))?;
+    drop(listener);
+    let client = unix(libc::SOCK_STREAM)?;
+    connect(&client, &addr)?;
+    Held::one(client)
+}

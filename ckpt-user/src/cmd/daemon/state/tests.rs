@@ -46,6 +46,8 @@ fn record(pid: u32, fd: u32, f_op: u64, mode: u32, fs: &str, name: &str) -> File
         aux: 0,
         fs_type: bytes::<FS_TYPE_LEN>(fs),
         name: bytes::<NAME_LEN>(name),
+        sk_wqueue: 0,
+        sk_rqueue: 0,
     }
 }
 
