@@ -606,7 +606,8 @@ fn sockets_ok_by_kind_or_state_are_dropped_in_the_kernel() {
         let before = dropped();
         p.send(&format!("sockets 2000 {kind}"));
         assert!(
-            eventually(budget(Duration::from_secs(5)), || dropped() - before >= 2000.0),
+            eventually(budget(Duration::from_secs(5)), || dropped() - before
+                >= 2000.0),
             "only {} of 2000 {kind} sockets dropped in the kernel",
             dropped() - before
         );
