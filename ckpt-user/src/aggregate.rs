@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde::Serialize;
 
 use crate::checkpointer::given::Given;
-use crate::classify::{self, Judgement, Profile, Verdict};
+use crate::classify::{self, Judgement, Place, Profile, Verdict};
 use crate::facts::{FileFact, FileType};
 use crate::resolve::OpsIdentity;
 use crate::scope::workload::{Kind, Workload};
@@ -167,9 +167,13 @@ impl Rules<'_> {
         set: &DumpSet,
         root: &ProcInfo,
         ns: &dyn Fn() -> BTreeSet<u64>,
+        external_ptys: &dyn Fn() -> usize,
     ) -> Option<FileReport> {
         let ops = self.ops.get(&f.f_op);
-        let ctx = set.context(f, world.holders(), root, &self.own, ns);
+        let mut ctx = set.context(f, world.holders(), root, &self.own, ns);
+        if matches!(ctx.tty_master, Some(Place::Outside | Place::None)) {
+            ctx.external_ptys = external_ptys();
+        }
         let j = self
             .given
             .apply(classify::classify(self.profile, f, ops, &ctx));
@@ -210,6 +214,23 @@ impl Rules<'_> {
                 .flat_map(|p| world.ns_inodes(*p))
                 .collect()
         };
+        // criu/tty.c tty_verify_active_pairs(): one pty slave without its master may be the
+        // shell job's terminal; a second one fails (`Only one slave external peer is allowed`)
+        // unless declared --external (fdzoo two_ext_pty_slaves, CRIU 4.2.1).
+        let external_ptys = std::cell::OnceCell::new();
+        let count_external_ptys = || {
+            *external_ptys.get_or_init(|| {
+                set.members
+                    .iter()
+                    .flat_map(|&m| world.files_of(m))
+                    .filter(|f| f.mapping.is_none())
+                    .filter_map(|f| set.tty_master(f, world.holders()))
+                    .filter(|(_, place)| *place != Place::Inside)
+                    .map(|(index, _)| index)
+                    .collect::<BTreeSet<u32>>()
+                    .len()
+            })
+        };
         let processes: Vec<ProcessReport> = set
             .pids
             .iter()
@@ -219,7 +240,9 @@ impl Rules<'_> {
                     .into_iter()
                     .partition(|f| f.mapping.is_some());
                 let judged = (fds.len(), maps.len());
-                let report = |f: &&FileFact| self.file_report(world, f, set, &root, &ns_of_set);
+                let report = |f: &&FileFact| {
+                    self.file_report(world, f, set, &root, &ns_of_set, &count_external_ptys)
+                };
                 let mut fds: Vec<FileReport> = fds.iter().filter_map(report).collect();
                 fds.sort_by_key(|r| r.fd);
                 let mappings: Vec<FileReport> = maps.iter().filter_map(report).collect();

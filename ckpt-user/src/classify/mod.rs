@@ -22,6 +22,9 @@ pub struct Context {
     pub peer: Option<Place>,
     pub pidfd_target: Option<Place>,
     pub tty_master: Option<Place>,
+    /// For a pty slave whose master the dump lacks: how many such ptys (distinct indexes) the
+    /// dump holds in all.
+    pub external_ptys: usize,
     /// For a mapped socket: whether a task of the dump holds its fd.
     pub socket_fd: Option<Place>,
     pub ns_member: Option<bool>,
@@ -130,6 +133,7 @@ fn cond_matches(c: &Cond, f: &FileFact, ops: Option<&OpsIdentity>, ctx: &Context
             })
         })
         && opt(&c.tty_master, |l| place_matches(l, ctx.tty_master))
+        && opt(&c.external_ptys_over, |&n| ctx.external_ptys > n)
         && opt(&c.ns_member, |&b| ctx.ns_member == Some(b))
         && opt(&c.own_netns, |&b| ctx.own_netns == b)
         && opt(&c.own_ipcns, |&b| ctx.own_ipcns == b)
@@ -301,7 +305,11 @@ fn static_part(
         || c.send_queued.is_some()
         || c.recv_queued.is_some()
         || c.socket_known == Some(true);
-    let device_only = c.major.is_some() || c.minor.is_some() || c.tty_master.is_some();
+    let device_only = c.major.is_some()
+        || c.minor.is_some()
+        || c.tty_master.is_some()
+        || c.external_ptys_over.is_some()
+        || c.external_ptys_over.is_some();
     if (socket_only && f.file_type != FileType::Sock)
         || (device_only && !matches!(f.file_type, FileType::Chr | FileType::Blk))
     {

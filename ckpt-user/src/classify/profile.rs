@@ -102,6 +102,8 @@ pub struct Cond {
     /// BPF map type by name (`hash array ringbuf ...`); false when the type is unknown.
     pub bpf_map_type: Option<OneOrMany<String>>,
     pub tty_master: Option<OneOrMany<Place>>,
+    /// The dump holds more than this many pty slaves whose masters it lacks.
+    pub external_ptys_over: Option<usize>,
     /// An nsfs file of a namespace some task of the dump lives in.
     pub ns_member: Option<bool>,
     pub own_netns: Option<bool>,

@@ -622,6 +622,17 @@ fn examples() -> Vec<Example> {
             ],
         ),
         ex(
+            "two_ext_pty_slaves",
+            pts0(),
+            Context {
+                tty_master: Some(Place::Outside),
+                external_ptys: 2,
+                ..ctx()
+            },
+            (Needs, "pty-slaves-master-outside", "tty"),
+            &["--external tty[8800:1a]"],
+        ),
+        ex(
             "dev_ptmx_only",
             chr(5, 2).with_name("ptmx").with(|f| f.tty_index = Some(0)),
             ctx(),

@@ -173,7 +173,19 @@ impl DumpSet {
         }
     }
 
-    /// The set-dependent facts of one file of a task in this set.
+    /// For a pty slave (`/dev/pts/N`): its index, and whether a task of the set holds its
+    /// master.
+    pub fn tty_master(&self, f: &FileFact, holders: &Holders) -> Option<(u32, Place)> {
+        match (f.rdev, f.tty_index) {
+            (Some(d), Some(i)) if d.major == 136 => {
+                Some((i, self.place(holders.pty_masters.get(&i))))
+            }
+            _ => None,
+        }
+    }
+
+    /// The set-dependent facts of one file of a task in this set (but for `external_ptys`,
+    /// which counts across the set's files: [`Self::tty_master`] of each).
     pub fn context(
         &self,
         f: &FileFact,
@@ -195,10 +207,7 @@ impl DumpSet {
                 self.place(holders.sockets.get(&p.ino))
             }
         });
-        let tty_master = match (f.rdev, f.tty_index) {
-            (Some(d), Some(i)) if d.major == 136 => Some(self.place(holders.pty_masters.get(&i))),
-            _ => None,
-        };
+        let tty_master = self.tty_master(f, holders).map(|(_, place)| place);
         Context {
             peer,
             pidfd_target: f.pidfd_target.map(|t| {
@@ -209,6 +218,7 @@ impl DumpSet {
                 }
             }),
             tty_master,
+            external_ptys: 0,
             // criu/sk-packet.c dump_socket_map(): the ring's socket must be one of the dump's fds.
             socket_fd: (f.mapping.is_some() && f.file_type == FileType::Sock)
                 .then(|| self.place(holders.sockets.get(&f.ino))),

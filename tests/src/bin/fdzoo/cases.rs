@@ -148,6 +148,7 @@ pub static CASES: &[Case] = &[
     case("pty_pair", devices::pty_pair),
     case("pty_ctty_devtty", devices::pty_ctty_devtty),
     case("ext_pty_slave", devices::ext_pty_slave),
+    case("two_ext_pty_slaves", devices::two_ext_pty_slaves),
     case("ns_net_dev_net_tun", namespaces::ns_net_dev_net_tun),
     case("ns_net_tun_attached", namespaces::ns_net_tun_attached),
     case("ns_net_tcp_unbound", namespaces::ns_net_tcp_unbound),

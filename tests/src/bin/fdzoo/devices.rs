@@ -119,6 +119,17 @@ pub fn pty_ctty_devtty(_: &mut Ctx) -> Result<Held> {
     Held::fds([master, slave, tty])
 }
 
+/// Two slaves; a peer outside the tree holds both masters.
+pub fn two_ext_pty_slaves(ctx: &mut Ctx) -> Result<Held> {
+    let (master_a, slave_a) = pty_master()?;
+    let (master_b, slave_b) = pty_master()?;
+    let slaves = [pty_slave(&slave_a)?, pty_slave(&slave_b)?];
+    spawn_peer(ctx, &[master_a.as_raw_fd(), master_b.as_raw_fd()], |_| {
+        Ok(())
+    })?;
+    Held::fds(slaves)
+}
+
 /// Only the slave; a peer outside the tree holds the master.
 pub fn ext_pty_slave(ctx: &mut Ctx) -> Result<Held> {
     let (master, slave) = pty_master()?;
