@@ -8,7 +8,8 @@
 //!   scm                                  → `fd N`      receive a userfaultfd over SCM_RIGHTS
 //!                                                   (io_uring fds cannot be passed at all)
 //!   unix PATH                            → `fd N`      a unix stream socket connected to PATH
-//!   sockets N [tcp|udp]                  → `ok`        N × socket()+close(), TCP by default
+//!   sockets N [tcp|udp|unix]             → `ok`        N × socket()+close() (unix: pairs), TCP
+//!                                                   by default
 //!   tcp                                  → `fd N`      a TCP socket, not connected (CLOSE)
 //!   connect N PORT                       → `ok`        connect fd N to 127.0.0.1:PORT
 //!
@@ -220,11 +221,12 @@ fn recv_fd(sock: RawFd) -> Result<RawFd, String> {
 }
 
 /// The daemon drops UDP sockets in the kernel once it has seen one, and TCP ones while they
-/// are closed (as socket() makes them).
+/// are closed (as socket() makes them); unix socket pairs always reach it (their peers decide).
 fn sockets(n: u32, kind: &str) -> Result<(), String> {
     let sk_type = match kind {
         "tcp" => libc::SOCK_STREAM,
         "udp" => libc::SOCK_DGRAM,
+        "unix" => return unix_pairs(n),
         _ => return Err(format!("sockets: unknown kind {kind}")),
     };
     for _ in 0..n {
@@ -234,6 +236,21 @@ fn sockets(n: u32, kind: &str) -> Result<(), String> {
             "socket",
         )?;
         unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+fn unix_pairs(n: u32) -> Result<(), String> {
+    for _ in 0..n {
+        let mut pair = [0; 2];
+        // SAFETY: socketpair into a valid [c_int; 2], then close of our own fds.
+        let ret =
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) };
+        check(ret as i64, "socketpair")?;
+        unsafe {
+            libc::close(pair[0]);
+            libc::close(pair[1]);
+        }
     }
     Ok(())
 }
