@@ -20,7 +20,7 @@ pub enum AuditError {
     Walk { path: PathBuf, message: String },
     #[error("{}: the C parser gave up on this file; skipped", path.display())]
     Unparsable { path: PathBuf },
-    #[error("{}:{line}: {name}: part of the initialiser could not be read ({what})", path.display())]
+    #[error("{}:{line}: {name}: part of its initialiser, or of the code filling it, could not be read ({what})", path.display())]
     PartialRead {
         path: PathBuf,
         line: u32,

@@ -12,7 +12,29 @@
 //! The pipeline: [`walk`] finds the files; [`scan`] reads every one cheaply for macro definitions
 //! and structs that embed the audited one; files that can hold a definition are [`preprocess`]ed
 //! (ops macros expanded in place) and parsed with tree-sitter ([`parse`]); [`resolve`] turns what
-//! was parsed into definitions; [`report`] and [`profile`] write them out.
+//! was parsed into definitions, and applies what code does to them at run time; [`report`] and
+//! [`profile`] write them out.
+//!
+//! ## How complete it is
+//!
+//! Debian's linux-source-6.12 holds 4,019 `file_operations` objects by the count of
+//! `tests/census.py`, a census that shares no code with the audit: it tokenises every C file
+//! itself, applies `#define`/`#undef` in file order, expands only the macros that lead to the
+//! ops struct, finds the structs that hold one by value (named, typedef'd, anonymous), and counts
+//! every declaration with storage of those types — each array element, each wrapper instance,
+//! each compound literal, each object without initialiser that no later definition completes.
+//! Of the 4,019: 3,938 named objects with a brace initialiser (tables and wrappers, by hand or
+//! by macro), 66 in 15 arrays (26 of them tables, the rest in wrappers), 3 in anonymous wrapper
+//! types, 3 wrappers whose initialiser is a macro call, 5 locals, 4 without initialiser.
+//! `python3 tests/census.py TREE --compare AUDIT.jsonl` (from `ckpt-watch audit --json TREE`)
+//! prints the recall and every object either side has alone; each was read by hand.
+//!
+//! The audit finds all 4,019 (before it read anonymous and X-macro-built wrappers, objects
+//! without initialiser and macros that call helper macros ahead of the table: 3,924, 97.6 %).
+//! What reading the source cannot tell: ops structs inside wrappers only ever allocated at run
+//! time (`struct hvutil_transport`), members set through a pointer (`p->fops.read = f`) or by
+//! a function given the object's address (named in the report as unread), and the order in
+//! which functions run: assignments apply in source order.
 
 mod cli;
 pub mod error;
@@ -311,14 +333,17 @@ pub fn audit(paths: &[PathBuf], opts: &Options) -> AuditReport {
         op: &opts.op,
         layouts: &layouts,
     };
+    let mut fills = Vec::new();
     for (display, prepared, scanned) in &parsed_ok {
         let fs = resolve::FileSites {
             display,
             prepared,
             sites: &scanned.sites,
+            writes: &scanned.writes,
         };
-        resolver.definitions(&fs, &mut report.definitions);
+        resolver.definitions(&fs, &mut report.definitions, &mut fills);
     }
+    resolve::fill(&mut report.definitions, fills, &opts.op);
     report
         .definitions
         .sort_by(|a, b| (&a.file, a.line, &a.name).cmp(&(&b.file, b.line, &b.name)));

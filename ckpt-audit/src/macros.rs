@@ -98,13 +98,18 @@ impl MacroDef {
         let text = |i: usize| toks.get(i).map_or(&b""[..], |t| t.text(b));
         let target_at = |i: usize| toks[i].kind == Kind::Ident && targets.contains(as_str(text(i)));
         // `struct X name = {`, `struct X name##_fops[] = {`, `(struct X){`, `foo_t name = {`:
-        // the body writes an object of a type of interest.
+        // the body writes an object of a type of interest. A name pasted from many parts
+        // (`stsi_##fc##_##s1##_##s2##_fs_ops`) takes a dozen tokens before its `=`. So does
+        // `struct X name;`: an object without initialiser, or a member of the struct an
+        // X-macro builds (`#define X(n) struct file_operations n;` inside `struct { ... }`).
         let defines = (0..toks.len()).filter(|&i| target_at(i)).any(|i| {
+            let end = toks.len().min(i + 40);
+            let stop = (i + 1..end)
+                .find(|&j| matches!(text(j), b";" | b")" | b"(" | b"*" | b"{" | b"}"))
+                .unwrap_or(end);
             (text(i + 1) == b")" && text(i + 2) == b"{")
-                || (i + 1..toks.len().min(i + 12))
-                    .map(text)
-                    .take_while(|t| !matches!(*t, b";" | b")" | b"(" | b"*"))
-                    .any(|t| t == b"=")
+                || (i + 1..stop).any(|j| text(j) == b"=")
+                || (stop > i + 1 && text(stop) == b";")
         });
         if defines {
             return Role::Defines;

@@ -1,5 +1,6 @@
 //! Parses prepared C text with tree-sitter and extracts what the audit needs: the layouts of the
-//! structs of interest and every initialised object of those types.
+//! structs of interest, every object of those types (with an initialiser or without), and the
+//! statements in functions that may fill such objects at run time.
 
 use std::collections::HashSet;
 
@@ -54,7 +55,18 @@ pub enum SiteKind {
     CompoundLiteral,
 }
 
-/// An initialised object of a type of interest.
+/// How an object gets its first contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Init {
+    /// A brace initialiser (the site's list).
+    List,
+    /// `= other`: a copy of another object (the expression as written).
+    Copy(String),
+    /// No initialiser: zeroed (static storage) or undefined (a local) until run time.
+    None,
+}
+
+/// An object of a type of interest.
 #[derive(Debug, Clone)]
 pub struct Site {
     pub ty: String,
@@ -65,12 +77,48 @@ pub struct Site {
     /// Byte offset in the prepared text: tells whether a macro expansion produced it.
     pub byte: usize,
     pub list: InitList,
+    pub init: Init,
+    /// The layout of an anonymous struct type (`static struct { ... } x = ...`): no other
+    /// declaration can name it, so it travels with its object.
+    pub layout: Option<Layout>,
+    /// The function a local object is declared in: its start byte and name.
+    pub function: Option<(usize, String)>,
+}
+
+/// A statement in a function that writes an object at run time: `x.read = f;` (a member),
+/// `x = y;` (the whole object), or `f(&x)` (its address passed to a function).
+#[derive(Debug, Clone)]
+pub struct Write {
+    /// The object as written, spaces removed: `x`, `x.fops`, `arr[1].fops`.
+    pub target: String,
+    pub what: WriteKind,
+    pub line: u32,
+    pub function: String,
+    /// Start byte of that function, to tell locals of different functions apart.
+    pub function_start: usize,
+    /// Order in the file.
+    pub byte: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteKind {
+    /// `target.member = value`.
+    Member {
+        name: String,
+        value: String,
+        ident: bool,
+    },
+    /// `target = value`.
+    Whole { value: String },
+    /// `callee(..., &target, ...)`.
+    AddressTo { callee: String },
 }
 
 #[derive(Debug, Default)]
 pub struct FileScan {
     pub layouts: Vec<Layout>,
     pub sites: Vec<Site>,
+    pub writes: Vec<Write>,
 }
 
 /// Deeper bracket nesting than this is refused: parsing and walking an initialiser recurse once
@@ -249,13 +297,15 @@ fn init_list(n: Node, src: &[u8]) -> InitList {
     out
 }
 
-/// Parses `src` (prepared text) and keeps the layouts and sites whose type key is in `keys`.
+/// Parses `src` (prepared text) and keeps the layouts and sites whose type key is in `keys`,
+/// and the writes in functions that may fill such objects at run time.
 pub fn scan(parser: &mut Parser, src: &[u8], keys: &HashSet<String>) -> Option<FileScan> {
     let tree = parser.parse(src, None)?;
     let mut out = FileScan::default();
     // Explicit stack: deep expression chains would overflow the recursion of a worker thread.
-    let mut stack = vec![(tree.root_node(), false)];
-    while let Some((n, in_fn)) = stack.pop() {
+    // Each node travels with the function definition it is in, if any.
+    let mut stack: Vec<(Node, Option<Node>)> = vec![(tree.root_node(), None)];
+    while let Some((n, func)) = stack.pop() {
         match n.kind() {
             "struct_specifier" if n.child_by_field_name("body").is_some() => {
                 let mut names: Vec<String> = type_key(n, src).into_iter().collect();
@@ -271,7 +321,7 @@ pub fn scan(parser: &mut Parser, src: &[u8], keys: &HashSet<String>) -> Option<F
                     out.layouts.push(layout(n, key, src));
                 }
             }
-            "declaration" => declaration(n, src, keys, in_fn, &mut out),
+            "declaration" => declaration(n, src, keys, func, &mut out),
             "compound_literal_expression" => {
                 let ty = n
                     .child_by_field_name("type")
@@ -285,50 +335,193 @@ pub fn scan(parser: &mut Parser, src: &[u8], keys: &HashSet<String>) -> Option<F
                         ty,
                         name: None,
                         kind: SiteKind::CompoundLiteral,
-                        file_scope: !in_fn,
+                        file_scope: func.is_none(),
                         lines: (line(n), n.end_position().row as u32 + 1),
                         byte: n.start_byte(),
                         list: init_list(v, src),
+                        init: Init::List,
+                        layout: None,
+                        function: func.map(|f| (f.start_byte(), function_name(f, src))),
                     });
+                }
+            }
+            "assignment_expression" | "call_expression" => {
+                if let Some(f) = func {
+                    writes(n, f, src, &mut out.writes);
                 }
             }
             _ => {}
         }
-        let in_fn = in_fn || n.kind() == "function_definition";
+        let func = func.or((n.kind() == "function_definition").then_some(n));
         let mut c = n.walk();
-        stack.extend(n.children(&mut c).map(|ch| (ch, in_fn)));
+        stack.extend(n.children(&mut c).map(|ch| (ch, func)));
     }
+    // The walk pops children last first: put the writes back in source order.
+    out.writes.sort_by_key(|w| w.byte);
     Some(out)
 }
 
-fn declaration(n: Node, src: &[u8], keys: &HashSet<String>, in_fn: bool, out: &mut FileScan) {
-    let Some(ty) = n
-        .child_by_field_name("type")
-        .and_then(|t| type_key(t, src))
-        .filter(|t| keys.contains(t))
+/// An object designated by identifiers, members and subscripts only (`x`, `x.fops`,
+/// `arr[i].fops`), spaces removed; `None` through a pointer or a call.
+fn object_path(n: Node, src: &[u8]) -> Option<String> {
+    match n.kind() {
+        "identifier" => Some(text(n, src)),
+        "parenthesized_expression" => object_path(n.named_child(0)?, src),
+        "field_expression" => {
+            let op = n.child_by_field_name("operator")?;
+            if text(op, src) != "." {
+                return None;
+            }
+            let base = object_path(n.child_by_field_name("argument")?, src)?;
+            Some(format!(
+                "{base}.{}",
+                text(n.child_by_field_name("field")?, src)
+            ))
+        }
+        "subscript_expression" => {
+            let base = object_path(n.child_by_field_name("argument")?, src)?;
+            let index: String = text(n.child_by_field_name("index")?, src)
+                .split_whitespace()
+                .collect();
+            Some(format!("{base}[{index}]"))
+        }
+        _ => None,
+    }
+}
+
+/// The name a function definition defines.
+fn function_name(f: Node, src: &[u8]) -> String {
+    f.child_by_field_name("declarator")
+        .and_then(|d| declarator_name(d, src).0)
+        .unwrap_or_default()
+}
+
+/// Records what an assignment or a call in function `f` may write into an object.
+fn writes(n: Node, f: Node, src: &[u8], out: &mut Vec<Write>) {
+    let write = |target: String, what: WriteKind| Write {
+        target,
+        what,
+        line: line(n),
+        function: function_name(f, src),
+        function_start: f.start_byte(),
+        byte: n.start_byte(),
+    };
+    if n.kind() == "call_expression" {
+        let (Some(callee), Some(args)) = (
+            n.child_by_field_name("function"),
+            n.child_by_field_name("arguments"),
+        ) else {
+            return;
+        };
+        let mut c = args.walk();
+        for a in args.named_children(&mut c) {
+            if a.kind() == "pointer_expression"
+                && a.child_by_field_name("operator")
+                    .map(|o| text(o, src))
+                    .as_deref()
+                    == Some("&")
+                && let Some(target) = a
+                    .child_by_field_name("argument")
+                    .and_then(|x| object_path(x, src))
+            {
+                let callee = text(callee, src);
+                out.push(write(target, WriteKind::AddressTo { callee }));
+            }
+        }
+        return;
+    }
+    let (Some(left), Some(right), Some(op)) = (
+        n.child_by_field_name("left"),
+        n.child_by_field_name("right"),
+        n.child_by_field_name("operator"),
+    ) else {
+        return;
+    };
+    if text(op, src) != "=" {
+        return;
+    }
+    let value = text(right, src);
+    let ident = right.kind() == "identifier";
+    if left.kind() == "field_expression" {
+        // `x.member = value`: the member of the object `x` designates.
+        let (Some(base), Some(field)) = (
+            left.child_by_field_name("argument")
+                .and_then(|b| object_path(b, src))
+                .filter(|_| {
+                    left.child_by_field_name("operator")
+                        .is_some_and(|o| text(o, src) == ".")
+                }),
+            left.child_by_field_name("field"),
+        ) else {
+            return;
+        };
+        let name = text(field, src);
+        out.push(write(base, WriteKind::Member { name, value, ident }));
+    } else if let Some(target) = object_path(left, src) {
+        out.push(write(target, WriteKind::Whole { value }));
+    }
+}
+
+/// Whether a declaration says `extern`: it names an object defined elsewhere.
+fn is_extern(n: Node, src: &[u8]) -> bool {
+    let mut c = n.walk();
+    n.children(&mut c)
+        .any(|ch| ch.kind() == "storage_class_specifier" && text(ch, src) == "extern")
+}
+
+/// The key of an anonymous struct type: unique within its file, which is as far as such a
+/// type can be seen.
+fn anonymous_key(n: Node) -> String {
+    format!("struct (anonymous at byte {})", n.start_byte())
+}
+
+fn declaration(
+    n: Node,
+    src: &[u8],
+    keys: &HashSet<String>,
+    func: Option<Node>,
+    out: &mut FileScan,
+) {
+    let Some(ty_node) = n.child_by_field_name("type") else {
+        return;
+    };
+    // `static struct { const char *name; struct file_operations fops; } x[] = ...`: an
+    // anonymous type holding one of interest by value.
+    let anonymous = (ty_node.kind() == "struct_specifier"
+        && ty_node.child_by_field_name("name").is_none()
+        && ty_node.child_by_field_name("body").is_some())
+    .then(|| layout(ty_node, anonymous_key(ty_node), src))
+    .filter(|l| {
+        l.fields
+            .iter()
+            .any(|f| f.by_value.as_ref().is_some_and(|k| keys.contains(k)))
+    });
+    let Some(ty) = anonymous
+        .as_ref()
+        .map(|l| l.key.clone())
+        .or_else(|| type_key(ty_node, src).filter(|t| keys.contains(t)))
     else {
         return;
     };
+    if is_extern(n, src) {
+        return;
+    }
     let mut c = n.walk();
-    for d in n
-        .children_by_field_name("declarator", &mut c)
-        .filter(|d| d.kind() == "init_declarator")
-    {
-        let (Some(decl), Some(value)) = (
-            d.child_by_field_name("declarator"),
-            d.child_by_field_name("value"),
-        ) else {
-            continue;
+    for d in n.children_by_field_name("declarator", &mut c) {
+        let (decl, value) = if d.kind() == "init_declarator" {
+            let Some(decl) = d.child_by_field_name("declarator") else {
+                continue;
+            };
+            (decl, d.child_by_field_name("value"))
+        } else {
+            (d, None)
         };
-        if value.kind() != "initializer_list" {
-            continue;
-        }
         let (name, array, indirect) = declarator_name(decl, src);
         if indirect {
             continue;
         }
         let start = line(n);
-        let site = |kind: SiteKind, node: Node, list| Site {
+        let site = |kind: SiteKind, node: Node, list, init| Site {
             ty: ty.clone(),
             name: name.clone(),
             lines: (
@@ -340,13 +533,41 @@ fn declaration(n: Node, src: &[u8], keys: &HashSet<String>, in_fn: bool, out: &m
                 node.end_position().row as u32 + 1,
             ),
             kind,
-            file_scope: !in_fn,
+            file_scope: func.is_none(),
             byte: node.start_byte(),
             list,
+            init,
+            layout: anonymous.clone(),
+            function: func.map(|f| (f.start_byte(), function_name(f, src))),
         };
-        if !array {
+        let Some(value) = value else {
+            // No initialiser: the object is zeroed (or, a local, undefined) until code fills
+            // it. An array of them is one definition: no element has anything of its own.
+            let kind = if array {
+                SiteKind::ArrayElement(String::new())
+            } else {
+                SiteKind::Variable
+            };
             out.sites
-                .push(site(SiteKind::Variable, value, init_list(value, src)));
+                .push(site(kind, d, InitList::default(), Init::None));
+            continue;
+        };
+        if value.kind() != "initializer_list" {
+            // `struct file_operations f = *base;`: a copy, made when the declaration runs.
+            if !array {
+                let copy = Init::Copy(text(value, src));
+                out.sites
+                    .push(site(SiteKind::Variable, d, InitList::default(), copy));
+            }
+            continue;
+        }
+        if !array {
+            out.sites.push(site(
+                SiteKind::Variable,
+                value,
+                init_list(value, src),
+                Init::List,
+            ));
             continue;
         }
         // Each element of an array is an ops table of its own.
@@ -363,7 +584,7 @@ fn declaration(n: Node, src: &[u8], keys: &HashSet<String>, in_fn: bool, out: &m
             if let Value::List(list) = item.value {
                 let node = find_line_node(value, item.line).unwrap_or(value);
                 out.sites
-                    .push(site(SiteKind::ArrayElement(index), node, list));
+                    .push(site(SiteKind::ArrayElement(index), node, list, Init::List));
             }
         }
     }

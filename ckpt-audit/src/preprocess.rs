@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::lex::{Item, Kind, Lexer, Tok};
@@ -43,48 +43,117 @@ impl Prepared {
     }
 }
 
+/// A macro the file itself defines or includes from beside it.
+struct Local {
+    def: MacroDef,
+    role: Role,
+    /// The names its body uses.
+    uses: Vec<String>,
+}
+
+impl Local {
+    fn new(def: MacroDef, role: Role) -> Self {
+        let uses = def
+            .invoked()
+            .filter(|n| *n != def.name)
+            .map(str::to_string)
+            .collect();
+        Local { def, role, uses }
+    }
+}
+
 /// Macros visible at a point of one file: its own `#define`s so far, then the tree's headers.
 struct FileMacros<'a> {
-    local: HashMap<String, Option<(MacroDef, Role)>>,
+    local: HashMap<String, Option<Local>>,
     global: &'a MacroTable,
     interesting: &'a HashSet<String>,
     path: &'a Path,
     targets: &'a HashSet<String>,
+    /// Headers the file includes with `#include "..."`, not read yet.
+    includes: Vec<PathBuf>,
+    /// Every macro of those headers: X-macro lists (`#define PARAMS X(a) X(b)`) that only mean
+    /// something once the file defines `X`.
+    included: HashMap<String, Local>,
 }
 
 impl Resolve for FileMacros<'_> {
     fn resolve(&self, name: &str) -> Option<(&MacroDef, Role)> {
-        match self.local.get(name) {
-            Some(Some((d, r))) => Some((d, *r)),
-            Some(None) => None,
-            None if self.interesting.contains(name) => self.global.lookup(name, self.path),
-            None => None,
+        let m = match self.local.get(name) {
+            Some(Some(m)) => m,
+            Some(None) => return None,
+            None if self.interesting.contains(name) => return self.global.lookup(name, self.path),
+            None => self.included.get(name)?,
+        };
+        if m.role != Role::Other {
+            return Some((&m.def, m.role));
         }
+        // An X-macro list takes the role of the element macro it calls, as defined at this
+        // point of the file: the same list builds members here and tables there.
+        let role = m.uses.iter().find_map(|u| match self.local.get(u) {
+            Some(Some(x)) if matches!(x.role, Role::Defines | Role::Members) => Some(x.role),
+            _ => None,
+        })?;
+        Some((&m.def, role))
     }
 }
 
 impl FileMacros<'_> {
+    /// Reads the macros of the headers included so far.
+    fn read_includes(&mut self) {
+        for h in std::mem::take(&mut self.includes) {
+            let Ok(src) = std::fs::read(&h) else {
+                continue;
+            };
+            let mut defs = Vec::new();
+            crate::scan::defines_where(&src, &Arc::from(h.as_path()), &mut defs, |_| true);
+            for d in defs {
+                let m = Local::new(d, Role::Other);
+                self.included.insert(m.def.name.clone(), m);
+            }
+        }
+    }
+
     fn define(&mut self, def: MacroDef) {
-        let mut role = def.own_role(self.targets);
-        if role == Role::Other
-            && def.invoked().any(|n| {
-                n != def.name
-                    && self
-                        .resolve(n)
-                        .is_some_and(|(_, r)| matches!(r, Role::Defines | Role::Members))
+        let role = def.own_role(self.targets);
+        let mut m = Local::new(def, role);
+        if m.role == Role::Other
+            && m.uses.iter().any(|n| {
+                self.resolve(n)
+                    .is_some_and(|(_, r)| matches!(r, Role::Defines | Role::Members))
             })
         {
-            role = Role::Defines;
+            m.role = Role::Defines;
         }
         // `#ifdef X / #define M(a) real / #else / #define M(a) /* nothing */`: the audit
         // counts what any configuration defines, so an empty alternative does not win.
-        if let Some(Some((_, old))) = self.local.get(&def.name)
-            && *old != Role::Other
-            && role == Role::Other
+        if let Some(Some(old)) = self.local.get(&m.def.name)
+            && old.role != Role::Other
+            && m.role == Role::Other
         {
             return;
         }
-        self.local.insert(def.name.clone(), Some((def, role)));
+        // Only a macro of the file's own that writes tables can turn an included list into
+        // tables: the headers are read then, and only then.
+        if m.role != Role::Other {
+            self.read_includes();
+        }
+        self.local.insert(m.def.name.clone(), Some(m));
+    }
+}
+
+/// The next token after `pos` that is code, not part of a directive: an X-macro list is
+/// followed by the `#undef X` of its element macro.
+fn next_code_tok(src: &[u8], pos: usize) -> Option<Tok> {
+    let mut lx = Lexer { src, pos };
+    let mut line_start = false;
+    loop {
+        match lx.next_item()? {
+            Item::Newline(_) => line_start = true,
+            Item::Tok(t) if line_start && t.text(src) == b"#" => {
+                macros::directive_tokens(&mut lx);
+            }
+            Item::Tok(t) => return Some(t),
+        }
     }
 }
 
@@ -106,6 +175,8 @@ pub fn prepare(
         interesting,
         path,
         targets,
+        includes: Vec::new(),
+        included: HashMap::new(),
     };
     let mut p = Prepared {
         text: Vec::with_capacity(src.len() + src.len() / 8),
@@ -162,6 +233,16 @@ pub fn prepare(
                         fm.define(def);
                     }
                 }
+                b"include" if skip_from.is_none() => {
+                    // `#include "params.h"`: beside the file (the kernel's `-I` paths are
+                    // for `<...>` headers, whose macros the tree-wide table already has).
+                    if let Some(name) = toks.get(1).map(|x| x.text(src))
+                        && let [b'"', inner @ .., b'"'] = name
+                        && let Some(dir) = path.parent()
+                    {
+                        fm.includes.push(dir.join(macros::as_str(inner)));
+                    }
+                }
                 b"undef" if skip_from.is_none() => {
                     if let Some(n) = toks.get(1) {
                         fm.local
@@ -211,7 +292,12 @@ pub fn prepare(
         let Some((def, role)) = fm.resolve(name) else {
             continue;
         };
-        if role == Role::Other || (role == Role::Members && !matches!(before, b"{" | b",")) {
+        // A member-hiding macro stands for elements (after `{` or `,`), or for a whole
+        // initialiser when its body is braced (`x = NSIM_DEV_HWSTATS_FOPS(a, b);`).
+        let whole = before == b"=" && def.body.trim_start().starts_with('{');
+        if role == Role::Other
+            || (role == Role::Members && !whole && !matches!(before, b"{" | b","))
+        {
             continue;
         }
         // Gather the call: the name, and for a function-like macro its parenthesised arguments.
@@ -240,11 +326,9 @@ pub fn prepare(
                 continue;
             }
         }
+        let after = next_code_tok(src, end).map(|n| n.text(src));
         if role == Role::Members
-            && !matches!(
-                (Lexer { src, pos: end }).next_tok().map(|n| n.text(src)),
-                Some(b"," | b"}")
-            )
+            && !(matches!(after, Some(b"," | b"}")) || (whole && matches!(after, Some(b";"))))
         {
             continue;
         }
@@ -280,7 +364,9 @@ pub fn prepare(
 
 /// Drops the top-level items (declarations up to `;`, function definitions up to their closing
 /// brace) of prepared text that mention none of `words`, keeping their newlines: the parser then
-/// reads a fraction of a driver, and the lines of what is left do not move.
+/// reads a fraction of a driver, and the lines of what is left do not move. Items that mention
+/// an object of a type of interest declared earlier without `const` are kept too: code there
+/// may fill it at run time (`x.open = f;`, `x = y;`).
 pub fn focus(p: &mut Prepared, words: &HashSet<String>) {
     let text = &p.text;
     let mut hits: Vec<usize> = words
@@ -295,27 +381,72 @@ pub fn focus(p: &mut Prepared, words: &HashSet<String>) {
     let mut prev: &[u8] = b"";
     // Tokens of the current item so far, and whether it began like a call: `NAME(`.
     let (mut n, mut call) = (0usize, false);
+    let word_set: HashSet<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+    // Objects declared so far that code may write: a C function can only write what was
+    // declared before it. Only top-level declarations need watching (a local's function
+    // mentions its type anyway).
+    let mut mutable: HashSet<&[u8]> = HashSet::new();
+    // Within the current item: `const` seen; the last token was a type of interest; the name
+    // that followed it, until a `;`, `=`, `[` or `,` shows it declares an object.
+    let (mut constant, mut after_type, mut name) = (false, false, None);
+    let mut mentions_mutable = false;
     while let Some(t) = lx.next_tok() {
         let s = t.text(text);
         n += 1;
+        if depth == 0 {
+            if let Some(nm) = name.take()
+                && matches!(s, b";" | b"=" | b"[" | b",")
+                && !constant
+            {
+                mutable.insert(nm);
+            }
+            if std::mem::take(&mut after_type) && t.kind == Kind::Ident {
+                name = Some(s);
+            }
+            constant |= s == b"const";
+            after_type = word_set.contains(s);
+        }
+        if !mutable.is_empty() && t.kind == Kind::Ident && mutable.contains(s) {
+            mentions_mutable = true;
+        }
         if n == 2 {
             call = s == b"(" && prev.first().is_some_and(|&b| crate::lex::is_ident_start(b));
         }
         // `WRAP_DIR_ITER(x)` alone on a line, no `;`: a macro call that makes a whole item. Left
-        // in, the parser would read it as the start of the declaration that follows.
+        // in, the parser would read it as the start of the declaration that follows. Inside an
+        // expansion everything is on one line: there a call followed by a word (`FOO_FN(x)
+        // static const struct ...`) is such an item too, as C has no item `f(x) word`.
         let lone_call = call && depth == 1 && s == b")" && {
             let mut look = Lexer {
                 src: text,
                 pos: t.end,
             };
             look.next_tok().is_some_and(|nx| {
-                memchr::memchr(b'\n', &text[t.end..nx.start]).is_some()
-                    && !matches!(nx.text(text), b"{" | b";" | b"," | b"=" | b"(" | b"[")
+                nx.kind == Kind::Ident
+                    || (memchr::memchr(b'\n', &text[t.end..nx.start]).is_some()
+                        && !matches!(nx.text(text), b"{" | b";" | b"," | b"=" | b"(" | b"["))
             })
         };
         if s == b")" && depth == 1 {
             call = false;
         }
+        // `PARAMS` alone on a line, then a declaration: an object-like macro (an X-macro list
+        // whose element macro writes no table here) that makes an item of its own.
+        let lone_word = n == 1
+            && depth == 0
+            && s.len() > 1
+            && s.iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
+            && {
+                let mut look = Lexer {
+                    src: text,
+                    pos: t.end,
+                };
+                look.next_tok().is_some_and(|nx| {
+                    nx.kind == Kind::Ident
+                        && memchr::memchr(b'\n', &text[t.end..nx.start]).is_some()
+                })
+            };
         let closes = match s {
             b"{" | b"(" | b"[" => {
                 if depth == 0 && s == b"{" {
@@ -331,14 +462,15 @@ pub fn focus(p: &mut Prepared, words: &HashSet<String>) {
             b";" => depth == 0,
             _ => false,
         };
-        let end_of_item = lone_call || closes;
+        let end_of_item = lone_call || lone_word || closes;
         prev = s;
         if end_of_item {
-            let mut keep = false;
+            let mut keep = std::mem::take(&mut mentions_mutable);
+            (constant, after_type, name) = (false, false, None);
             while hits.peek().is_some_and(|&h| h < t.end) {
                 keep |= hits.next().is_some_and(|h| h >= start);
             }
-            if !keep || lone_call {
+            if !keep || lone_call || lone_word {
                 drop.push(start..t.end);
             }
             start = t.end;

@@ -39,10 +39,38 @@ fn origin(d: &Definition) -> String {
         DefKind::CompoundLiteral => "compound literal",
         DefKind::Embedded => "embedded",
     };
-    match &d.via_macro {
-        Some(m) => format!("{kind}, from macro {m}"),
-        None => kind.to_string(),
+    let mut s = kind.to_string();
+    if let Some(m) = &d.via_macro {
+        s += &format!(", from macro {m}");
     }
+    if !d.initialised {
+        s += ", no initialiser";
+    }
+    s
+}
+
+/// `; set at run time in cuse_init(): copy of fuse_dev_operations, owner, open`: what code
+/// sets, by function, in source order.
+fn run_time(d: &Definition) -> String {
+    let mut by_fn: Vec<(&str, Vec<String>)> = Vec::new();
+    for m in &d.members {
+        let Some(rt) = &m.set_at_run_time else {
+            continue;
+        };
+        let what = match &rt.copied_from {
+            Some(src) => format!("copy of {src}"),
+            None => m.name.clone(),
+        };
+        match by_fn.iter_mut().find(|(f, _)| *f == rt.function) {
+            Some((_, list)) if list.contains(&what) => {}
+            Some((_, list)) => list.push(what),
+            None => by_fn.push((&rt.function, vec![what])),
+        }
+    }
+    by_fn
+        .into_iter()
+        .map(|(f, list)| format!("; set at run time in {f}(): {}", list.join(", ")))
+        .collect()
 }
 
 /// One line: `./fs/ext4/file.c:930: ext4_file_operations [variable]: lacks .checkpoint; members: ...`.
@@ -61,6 +89,7 @@ pub fn line(d: &Definition, op: &str) -> String {
         origin(d),
         members.join(", ")
     );
+    s += &run_time(d);
     if d.positional > 0 {
         s += &format!(
             "; {} positional (struct definition not found)",
@@ -91,6 +120,21 @@ fn verbose(out: &mut dyn Write, r: &AuditReport, d: &Definition) -> io::Result<(
     }
     if let Some(m) = &d.via_macro {
         writeln!(out, "\t(expanded from {m})")?;
+    }
+    for m in &d.members {
+        let Some(rt) = &m.set_at_run_time else {
+            continue;
+        };
+        let copied = rt
+            .copied_from
+            .as_ref()
+            .map(|c| format!(", copied from {c}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "\t.{} is set at run time, line {} in {}(){copied}",
+            m.name, rt.line, rt.function
+        )?;
     }
     for m in d.members.iter().filter(|m| m.condition.is_some()) {
         writeln!(
@@ -129,6 +173,14 @@ pub fn totals(out: &mut dyn Write, r: &AuditReport, opts: &Options) -> io::Resul
         t.missing,
         op = opts.op,
     )?;
+    let zeroed = by(&|d| !d.initialised);
+    let run_time = by(&|d| d.members.iter().any(|m| m.set_at_run_time.is_some()));
+    if zeroed + run_time > 0 {
+        writeln!(
+            out,
+            "{zeroed} without initialiser (zeroes until code fills them), {run_time} with members set at run time"
+        )?;
+    }
     if !r.layout_found && r.definitions.iter().any(|d| d.positional > 0) {
         writeln!(
             out,

@@ -12,6 +12,23 @@ use crate::macros::{self, MacroDef};
 /// ones that look like initialiser fragments, declarations or annotations. The kernel's
 /// millions of register constants are left out.
 pub fn defines(src: &[u8], file: &Arc<Path>, out: &mut Vec<MacroDef>) {
+    defines_where(src, file, out, |def| {
+        let body = def.body.trim_start();
+        def.params.is_some()
+            || body.starts_with('.')
+            || body.starts_with('{')
+            || body.contains("struct")
+            || (def.name.starts_with("__") && (body.is_empty() || body.starts_with("__")))
+    });
+}
+
+/// Collects the `#define`s of `src` that `keep` accepts.
+pub fn defines_where(
+    src: &[u8],
+    file: &Arc<Path>,
+    out: &mut Vec<MacroDef>,
+    keep: impl Fn(&MacroDef) -> bool,
+) {
     let mut line = 1u32;
     let mut counted = 0;
     for pos in memchr::memchr_iter(b'#', src) {
@@ -29,13 +46,7 @@ pub fn defines(src: &[u8], file: &Arc<Path>, out: &mut Vec<MacroDef>) {
         let Some(def) = MacroDef::from_directive(src, &toks, file.clone(), line) else {
             continue;
         };
-        let body = def.body.trim_start();
-        let keep = def.params.is_some()
-            || body.starts_with('.')
-            || body.starts_with('{')
-            || body.contains("struct")
-            || (def.name.starts_with("__") && (body.is_empty() || body.starts_with("__")));
-        if keep {
+        if keep(&def) {
             out.push(def);
         }
     }

@@ -124,3 +124,45 @@ fn emitted_profile_is_valid_toml_in_the_design_format() {
     // Local tables and compound literals are no data symbols of their own.
     assert!(!list(1).contains(&"local_fops".to_string()));
 }
+
+#[test]
+fn members_set_at_run_time_are_said_so() {
+    let (code, out) = run_with(&[&path("zeroed")]);
+    assert_eq!(code, 0);
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!(" {name} [")))
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+    };
+    assert!(
+        line("copied_fops").ends_with(
+            "copied_fops [variable, no initialiser]: has .checkpoint; members: read, checkpoint, open; \
+             set at run time in zeroed_init(): copy of base_fops, open"
+        ),
+        "{out}"
+    );
+    assert!(
+        line("never_filled_fops")
+            .ends_with("[variable, no initialiser]: lacks .checkpoint; members: "),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "4 without initialiser (zeroes until code fills them), 5 with members set at run time"
+        ),
+        "{out}"
+    );
+    let (_, json) = run_with(&["--json", &path("zeroed")]);
+    let owned: serde_json::Value = json
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        .find(|o| o["name"] == "owned_fops")
+        .expect("owned_fops");
+    assert_eq!(owned["initialised"], true);
+    assert_eq!(owned["members"][1]["name"], "owner");
+    assert_eq!(
+        owned["members"][1]["set_at_run_time"]["function"],
+        "zeroed_init"
+    );
+    assert_eq!(owned["members"][1]["set_at_run_time"]["line"], 32);
+}

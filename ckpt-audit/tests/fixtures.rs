@@ -235,3 +235,192 @@ fn pointers_are_not_tables() {
     assert_eq!(seed("not_definitions", "checkpoint"), ["./pointers.c:5+3"]);
     assert!(ours("not_definitions", "checkpoint").definitions.is_empty());
 }
+
+/// The members of definition `name`, in order; those set by code marked `name@function`.
+fn members(r: &AuditReport, name: &str) -> Vec<String> {
+    let d = r
+        .definitions
+        .iter()
+        .find(|d| d.name == name)
+        .unwrap_or_else(|| panic!("{name} found"));
+    d.members
+        .iter()
+        .map(|m| match &m.set_at_run_time {
+            Some(rt) => format!("{}@{}", m.name, rt.function),
+            None => m.name.clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn tables_in_structs_of_anonymous_type() {
+    // The outer declarations name no file_operations: the script sees nothing.
+    assert!(seed("anonymous", "checkpoint").is_empty());
+    let r = ours("anonymous", "checkpoint");
+    assert_eq!(
+        verdicts(&r),
+        v(&[
+            ("named_fops[0].fops", false),
+            ("named_fops[1].fops", true),
+            ("counted.fops", false),
+        ])
+    );
+    assert!(r.definitions.iter().all(|d| d.kind == DefKind::Embedded));
+    assert_eq!(members(&r, "named_fops[0].fops"), ["open", "read"]);
+    // Positional elements are named through the anonymous type's own layout.
+    assert_eq!(members(&r, "named_fops[1].fops"), ["read", "checkpoint"]);
+    // Left out of the initialiser: zeroes, every member missing.
+    assert!(members(&r, "counted.fops").is_empty());
+    assert!(!r.definitions[2].initialised);
+}
+
+#[test]
+fn x_macro_built_tables() {
+    // The script sees the template of the file-scope X, and none of the six tables.
+    assert_eq!(seed("xmacro", "checkpoint"), ["./xmacro.c:15+1"]);
+    let r = ours("xmacro", "checkpoint");
+    assert_eq!(
+        verdicts(&r),
+        v(&[
+            // Members of an anonymous struct, one per list entry, each with its table.
+            ("param_fops.alpha", false),
+            ("param_fops.beta", false),
+            // One table per entry of a list from the included header...
+            ("alpha_fops", false),
+            ("beta_fops", false),
+            // ... and of a list the file defines itself (same line: sorted by name).
+            ("delta_fops", true),
+            ("gamma_fops", true),
+        ])
+    );
+    assert_eq!(members(&r, "param_fops.alpha"), ["open", "read"]);
+    assert_eq!(members(&r, "beta_fops"), ["write"]);
+    let via: Vec<Option<&str>> = r
+        .definitions
+        .iter()
+        .map(|d| d.via_macro.as_deref())
+        .collect();
+    assert_eq!(
+        via,
+        [
+            None,
+            None,
+            Some("PARAMS"),
+            Some("PARAMS"),
+            Some("LOCAL_LIST"),
+            Some("LOCAL_LIST")
+        ]
+    );
+}
+
+#[test]
+fn objects_without_initialiser_and_filled_at_run_time() {
+    // The script reports the three written-out initialisers (forward_fops, owned_fops and the
+    // local copy, whose `=` it takes for one) and none of the objects code fills.
+    assert_eq!(
+        seed("zeroed", "checkpoint"),
+        ["./zeroed.c:15+1", "./zeroed.c:41+5", "./zeroed.c:6+1"]
+    );
+    let r = ours("zeroed", "checkpoint");
+    assert_eq!(
+        verdicts(&r),
+        v(&[
+            ("base_fops", true),
+            ("never_filled_fops", false),
+            // The forward declaration is no object of its own.
+            ("forward_fops", false),
+            // A copy of base_fops, which has .checkpoint.
+            ("copied_fops", true),
+            ("by_call_fops", false),
+            ("owned_fops", false),
+            ("slots[]", true),
+            ("local", true),
+        ])
+    );
+    let d = |n: &str| r.definitions.iter().find(|d| d.name == n).expect(n);
+    assert!(members(&r, "never_filled_fops").is_empty());
+    assert!(!d("never_filled_fops").initialised);
+    assert!(d("forward_fops").initialised);
+    // Copied, then one member added and one taken away (`= NULL`).
+    assert_eq!(
+        members(&r, "copied_fops"),
+        [
+            "read@zeroed_init",
+            "checkpoint@zeroed_init",
+            "open@zeroed_init"
+        ]
+    );
+    let copied = d("copied_fops").members[0].set_at_run_time.clone().unwrap();
+    assert_eq!(copied.copied_from.as_deref(), Some("base_fops"));
+    assert_eq!(copied.line, 24);
+    // What default_fops() puts there is out of sight, and said so; register_fops() comes
+    // after the object was filled, so it only registers it.
+    assert_eq!(members(&r, "by_call_fops"), ["open@zeroed_init"]);
+    assert_eq!(
+        d("by_call_fops").unreadable,
+        ["address passed to default_fops() in zeroed_init()"]
+    );
+    assert_eq!(members(&r, "owned_fops"), ["open", "owner@zeroed_init"]);
+    // `slots[i].checkpoint = ...` fills the array defined once as `slots[]`.
+    assert_eq!(members(&r, "slots[]"), ["checkpoint@zeroed_init"]);
+    assert_eq!(d("slots[]").kind, DefKind::ArrayElement);
+    // A local copied at its declaration, then extended.
+    assert!(!d("local").file_scope);
+    assert_eq!(
+        members(&r, "local"),
+        [
+            "read@local_user",
+            "unlocked_ioctl@local_user",
+            "checkpoint@local_user",
+            "write@local_user"
+        ]
+    );
+}
+
+#[test]
+fn wrapper_instances_left_out_or_filled_at_run_time() {
+    assert_eq!(
+        seed("filled_wrappers", "checkpoint"),
+        ["./filled_wrappers.c:17+1"]
+    );
+    let r = ours("filled_wrappers", "checkpoint");
+    assert_eq!(
+        verdicts(&r),
+        v(&[
+            ("zero_holder.fops", false),
+            ("named_holder.fops", false),
+            ("holders[0].fops", false),
+            ("holders[1].fops", false),
+            ("from_macro.fops", false),
+            ("holder_base_fops", false),
+        ])
+    );
+    // Every instance of the wrapper holds a table, written or not.
+    assert!(members(&r, "zero_holder.fops").is_empty());
+    assert_eq!(members(&r, "named_holder.fops"), ["open@holders_init"]);
+    // `holders[0].fops = holder_base_fops;` copies a whole embedded table.
+    assert_eq!(members(&r, "holders[0].fops"), ["llseek@holders_init"]);
+    assert_eq!(members(&r, "holders[1].fops"), ["read"]);
+    // A braced initialiser hidden in a macro, after `=`.
+    assert_eq!(members(&r, "from_macro.fops"), ["open"]);
+}
+
+#[test]
+fn table_macros_that_call_helper_macros_first() {
+    // The script sees the two templates, not the three tables.
+    assert_eq!(
+        seed("helper_macros", "checkpoint"),
+        ["./helper_macros.c:20+3", "./helper_macros.c:9+4"]
+    );
+    let r = ours("helper_macros", "checkpoint");
+    assert_eq!(
+        verdicts(&r),
+        v(&[
+            ("first_ops", false),
+            ("second_ops", false),
+            ("stsi_1_2_2_fs_ops", false)
+        ])
+    );
+    assert_eq!(members(&r, "second_ops"), ["open", "read"]);
+    assert_eq!(r.definitions[2].via_macro.as_deref(), Some("STSI_FILE"));
+}
