@@ -530,7 +530,8 @@ fn verdicts_equal_pid_tree_and_preflight_with_a_criu_config_file() {
             args.extend(["--engine", "docker"]);
         }
         let tree = judged(&args, &config);
-        let w = d.settled(&key, budget(Duration::from_secs(5)));
+        // Settling waits out --settle on a guest under TCG beside another: generous, not tight.
+        let w = d.settled(&key, budget(Duration::from_secs(15)));
         eprintln!(
             "{case} in {rel}: daemon {w}, --pid --tree {}, preflight {dump}",
             tree["verdict"]
