@@ -337,13 +337,7 @@ fn sock_extra(sk: u64, s: &mut SockFacts) {
 /// `None` when the layout is unknown.
 #[inline(always)]
 pub fn pidfd_dead(file: u64, inode: u64, s_magic: u64, name: &[u8]) -> Option<bool> {
-    let pid = if s_magic == PIDFS_MAGIC {
-        read_ptr(inode, off!(inode_i_private))
-    } else if name.len() >= 8 && name[..8] == *b"[pidfd]\0" {
-        read_ptr(file, off!(file_private_data))
-    } else {
-        return None;
-    };
+    let pid = pidfd_pid(file, inode, s_magic, name)?;
     if pid == 0 || off!(pid_tasks) == ABSENT {
         return None;
     }
@@ -389,17 +383,23 @@ pub fn in_target_cgroup(task: u64) -> bool {
     read::<u64>(kn, off!(kernfs_node_id)) == Some(target)
 }
 
-/// Global pid number a pidfd refers to (pidfs keeps the `struct pid` in `i_private`; before
-/// pidfs it was the file's `private_data`).
+/// The `struct pid` a pidfd refers to (pidfs keeps it in `i_private`; before pidfs it was the
+/// file's `private_data`); `None` for any other file.
+#[inline(always)]
+fn pidfd_pid(file: u64, inode: u64, s_magic: u64, name: &[u8]) -> Option<u64> {
+    if s_magic == PIDFS_MAGIC {
+        Some(read_ptr(inode, off!(inode_i_private)))
+    } else if name.len() >= 8 && name[..8] == *b"[pidfd]\0" {
+        Some(read_ptr(file, off!(file_private_data)))
+    } else {
+        None
+    }
+}
+
+/// Global pid number a pidfd refers to.
 #[inline(always)]
 pub fn pidfd_target(file: u64, inode: u64, s_magic: u64, name: &[u8]) -> Option<u64> {
-    let pid = if s_magic == PIDFS_MAGIC {
-        read_ptr(inode, off!(inode_i_private))
-    } else if name.len() >= 8 && name[..8] == *b"[pidfd]\0" {
-        read_ptr(file, off!(file_private_data))
-    } else {
-        return None;
-    };
+    let pid = pidfd_pid(file, inode, s_magic, name)?;
     let numbers = off!(pid_numbers);
     if pid == 0 || numbers == ABSENT {
         return None;
