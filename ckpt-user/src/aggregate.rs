@@ -146,6 +146,7 @@ pub trait World {
 }
 
 /// How to judge: the profile, the names of ops tables, the options that will be given.
+#[derive(Clone)]
 pub struct Rules<'a> {
     pub profile: &'a Profile,
     pub ops: &'a HashMap<u64, OpsIdentity>,

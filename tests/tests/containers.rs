@@ -15,6 +15,7 @@
 //! does not skip. One test, so that the containers start together and are judged one at a time
 //! (a checkpoint freezes its container; judging in parallel would only add noise).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixListener;
@@ -441,6 +442,28 @@ fn scenarios(work: &WorkDir) -> Vec<Scenario> {
         r(),
         Then::Nothing,
     );
+    // The `org.criu.config` annotation: runc hands CRIU that file after its RPC options, or
+    // no file when it is empty (then only default.conf, read before them, is left).
+    let special = work.sub("criu-config").join("special.conf");
+    add(
+        "deleted-large-annotated",
+        None,
+        with(&[
+            "--annotation",
+            &format!("org.criu.config={}", special.display()),
+        ]),
+        fdzoo("/tmp", "reg_deleted_big"),
+        r(),
+        Then::Nothing,
+    );
+    add(
+        "deleted-large-no-runc-file",
+        None,
+        with(&["--annotation", "org.criu.config="]),
+        fdzoo("/tmp", "reg_deleted_big"),
+        r(),
+        Then::Nothing,
+    );
     add(
         "inotify-overlay",
         None,
@@ -636,8 +659,8 @@ enum Outcome {
     Pass,
     /// Failed plain, passed with these options.
     PassWith(&'static [&'static str]),
-    /// Failed with every podman option, passed with these lines in /etc/criu/runc.conf.
-    PassWithConf(Vec<String>),
+    /// Failed with every podman option, passed with these lines in these config files.
+    PassWithConf(Vec<(String, String)>),
     Fail,
 }
 
@@ -646,7 +669,10 @@ impl Outcome {
         match self {
             Outcome::Pass => "pass".into(),
             Outcome::PassWith(o) => format!("needs {}", o.join(" ")),
-            Outcome::PassWithConf(l) => format!("needs runc.conf {}", l.join("; ")),
+            Outcome::PassWithConf(l) => {
+                let lines: Vec<String> = l.iter().map(|(f, l)| format!("{f}: {l}")).collect();
+                format!("needs {}", lines.join("; "))
+            }
             Outcome::Fail => "fail".into(),
         }
     }
@@ -654,8 +680,9 @@ impl Outcome {
 
 const RUNC_CONF: &str = "/etc/criu/runc.conf";
 
-/// The lines a report says to put into runc.conf (`the line `X` in /etc/criu/runc.conf ...`).
-fn runc_conf_lines(c: &Value) -> Vec<String> {
+/// The config lines a report proposes, each with its file (`the line `X` in FILE (...`):
+/// runc.conf, the file a container's `org.criu.config` annotation names, or default.conf.
+fn conf_lines(c: &Value) -> Vec<(String, String)> {
     c["remedies"]
         .as_array()
         .into_iter()
@@ -663,33 +690,58 @@ fn runc_conf_lines(c: &Value) -> Vec<String> {
         .filter_map(|r| {
             let how = r["how"].as_str()?.strip_prefix("the line `")?;
             let (line, rest) = how.split_once('`')?;
-            rest.starts_with(&format!(" in {RUNC_CONF}"))
-                .then(|| line.to_string())
+            let file = rest.strip_prefix(" in ")?.split(" (").next()?;
+            file.starts_with('/')
+                .then(|| (file.to_string(), line.to_string()))
         })
         .collect()
 }
 
-/// runc.conf holding `lines` for as long as it lives; what was there before comes back on drop,
-/// panics included. Test binaries run one after another, so no other test reads it meanwhile.
-struct RuncConf {
-    saved: Option<Vec<u8>>,
+/// Config files holding the given lines for as long as this lives; what was in each before
+/// comes back on drop, panics included. Test binaries run one after another, so no other test
+/// reads them meanwhile.
+struct ConfFiles {
+    saved: Vec<(String, Option<Vec<u8>>)>,
 }
 
-impl RuncConf {
-    fn with(lines: &[String]) -> RuncConf {
-        let saved = std::fs::read(RUNC_CONF).ok();
-        std::fs::create_dir_all("/etc/criu").expect("mkdir /etc/criu");
-        std::fs::write(RUNC_CONF, format!("{}\n", lines.join("\n"))).expect("write runc.conf");
-        RuncConf { saved }
+impl ConfFiles {
+    fn with(lines: &[(String, String)]) -> ConfFiles {
+        let mut saved: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+        for (file, _) in lines {
+            if saved.iter().all(|(f, _)| f != file) {
+                saved.push((file.clone(), std::fs::read(file).ok()));
+            }
+        }
+        for (file, _) in &saved {
+            let text: Vec<&str> = lines
+                .iter()
+                .filter(|(f, _)| f == file)
+                .map(|(_, l)| l.as_str())
+                .collect();
+            let path = Path::new(file);
+            std::fs::create_dir_all(path.parent().unwrap()).expect("mkdir for a config file");
+            std::fs::write(path, format!("{}\n", text.join("\n"))).expect("write a config file");
+        }
+        ConfFiles { saved }
+    }
+
+    fn runc_conf(lines: &[String]) -> ConfFiles {
+        let lines: Vec<(String, String)> = lines
+            .iter()
+            .map(|l| (RUNC_CONF.to_string(), l.clone()))
+            .collect();
+        ConfFiles::with(&lines)
     }
 }
 
-impl Drop for RuncConf {
+impl Drop for ConfFiles {
     fn drop(&mut self) {
-        let _ = match &self.saved {
-            Some(text) => std::fs::write(RUNC_CONF, text),
-            None => std::fs::remove_file(RUNC_CONF),
-        };
+        for (file, text) in &self.saved {
+            let _ = match text {
+                Some(text) => std::fs::write(file, text),
+                None => std::fs::remove_file(file),
+            };
+        }
     }
 }
 
@@ -735,7 +787,7 @@ fn checkpoint(env: &Env, live: &Live, options: &[&str]) -> Result<(), String> {
 fn check_hook(env: &Env, work: &WorkDir, lives: &[&Live]) -> Vec<String> {
     let hook = work.sub("hook").join("criu-hook");
     std::os::unix::fs::symlink(&env.ckpt_watch, &hook).expect("link the hook");
-    let _conf = RuncConf::with(&[format!("action-script {}", hook.display())]);
+    let _conf = ConfFiles::runc_conf(&[format!("action-script {}", hook.display())]);
     let cases: [(&str, &[&str], &str); 4] = [
         ("io-uring", &[], "blocks"),
         ("flock-bind", &[], "needs"),
@@ -776,7 +828,7 @@ fn check_hook(env: &Env, work: &WorkDir, lives: &[&Live]) -> Vec<String> {
 
 /// The plain checkpoint, then each retry until one passes, then the runc.conf lines the report
 /// proposes; and the plain one's error.
-fn outcome(env: &Env, live: &Live, conf_lines: &[String]) -> (Outcome, String) {
+fn outcome(env: &Env, live: &Live, conf_lines: &[(String, String)]) -> (Outcome, String) {
     let Err(error) = checkpoint(env, live, &[]) else {
         return (Outcome::Pass, String::new());
     };
@@ -786,7 +838,7 @@ fn outcome(env: &Env, live: &Live, conf_lines: &[String]) -> (Outcome, String) {
         }
     }
     if !conf_lines.is_empty() {
-        let _conf = RuncConf::with(conf_lines);
+        let _conf = ConfFiles::with(conf_lines);
         if checkpoint(env, live, &[]).is_ok() {
             return (Outcome::PassWithConf(conf_lines.to_vec()), error);
         }
@@ -895,7 +947,7 @@ fn judge(env: &Env, live: &Live) -> Row {
             None
         }
     };
-    let conf_lines = container.as_ref().map(runc_conf_lines).unwrap_or_default();
+    let conf_lines = container.as_ref().map(conf_lines).unwrap_or_default();
     let (outcome, criu_error) = outcome(env, live, &conf_lines);
     let verdict = container
         .as_ref()
@@ -931,17 +983,15 @@ fn judge(env: &Env, live: &Live) -> Row {
             verdict == "needs" && named && given == "ok"
         }
         (Outcome::PassWithConf(lines), Some(_)) => {
-            // With the lines really in runc.conf, ckpt-watch must read them and say ok.
-            let _conf = RuncConf::with(lines);
+            // With the lines really in their files, ckpt-watch must read them and say ok.
+            let _conf = ConfFiles::with(lines);
             let given = match env.preflight(&["--container", &live.id[..12], "--engine", "podman"])
             {
                 Ok(doc) => doc["verdict"].as_str().unwrap_or("(none)").to_string(),
                 Err(e) => e,
             };
             if given != "ok" {
-                detail.push(format!(
-                    "with {lines:?} in {RUNC_CONF} the verdict is {given}"
-                ));
+                detail.push(format!("with {lines:?} written the verdict is {given}"));
             }
             verdict == "needs" && given == "ok"
         }
@@ -988,6 +1038,45 @@ fn check_discovery(env: &Env, lives: &[&Live]) -> Vec<String> {
                     &live.id[..12]
                 )),
             }
+        })
+        .collect()
+}
+
+/// The host scan's verdict for each container workload, by full id.
+fn host_scan_verdicts(env: &Env) -> Result<HashMap<String, String>, String> {
+    let mut cmd = Command::new(&env.ckpt_watch);
+    cmd.arg("--json").env("PATH", &env.path);
+    let out = run_timeout(&mut cmd, PODMAN_TIMEOUT)?;
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("host scan: no JSON ({e}): {}", text(&out.stderr)))?;
+    Ok(doc["workloads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|w| w["kind"] == "container")
+        .filter_map(|w| Some((w["id"].as_str()?.into(), w["verdict"].as_str()?.into())))
+        .collect())
+}
+
+/// The host scan judges each container as preflight does: by its engine's options and the
+/// config file runc hands its CRIU.
+fn check_scan(
+    scanned: &Result<HashMap<String, String>, String>,
+    rows: &[Row],
+    lives: &[&Live],
+) -> Vec<String> {
+    let scanned = match scanned {
+        Ok(s) => s,
+        Err(e) => return vec![e.clone()],
+    };
+    rows.iter()
+        .zip(lives)
+        .filter_map(|(row, live)| match scanned.get(&live.id) {
+            Some(v) if *v == row.verdict => None,
+            other => Some(format!(
+                "{}: the host scan says {other:?}, preflight {}",
+                row.name, row.verdict
+            )),
         })
         .collect()
 }
@@ -1050,7 +1139,10 @@ fn podman_checkpoints_agree_with_preflight() {
         })
         .collect();
     problems.extend(check_discovery(&env, &lives));
+    // Before any checkpoint changes what the containers hold.
+    let scanned = host_scan_verdicts(&env);
     let rows: Vec<Row> = lives.iter().map(|live| judge(&env, live)).collect();
+    problems.extend(check_scan(&scanned, &rows, &lives));
     print_table(&rows);
     problems.extend(check_hook(&env, &work, &lives));
     for r in rows.iter().filter(|r| !r.agree) {

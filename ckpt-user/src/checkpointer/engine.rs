@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::checkpointer::config_file::{self, ConfigError};
 use crate::checkpointer::given::{Given, Source};
+use crate::checkpointer::runc_state::{self, RuncFile};
 use crate::scope::container_id::Runtime;
 
 /// Who runs CRIU. Every engine but LXC ends in `runc checkpoint`, which drives CRIU over RPC
@@ -40,7 +41,7 @@ pub enum Engine {
 /// The four booleans runc always sends over RPC, true or false: whatever CRIU's
 /// default.conf says of them, the RPC value wins; only runc.conf, parsed after the RPC
 /// options, can turn them on (libcontainer `Checkpoint`, criu/cr-service.c).
-const RPC_BOOLEANS: [&str; 4] = ["shell-job", "tcp-established", "ext-unix-sk", "file-locks"];
+pub const RPC_BOOLEANS: [&str; 4] = ["shell-job", "tcp-established", "ext-unix-sk", "file-locks"];
 
 impl Engine {
     pub fn as_str(self) -> &'static str {
@@ -83,7 +84,7 @@ impl Engine {
     }
 
     /// Whether CRIU is driven over RPC through runc (and so reads runc.conf last).
-    fn through_runc(self) -> bool {
+    pub fn through_runc(self) -> bool {
         !matches!(self, Self::Criu | Self::Lxc)
     }
 
@@ -105,9 +106,16 @@ impl Engine {
         self.through_runc() && !self.flags().contains(&name)
     }
 
+    /// Whether runc sends `option` over RPC whatever CRIU's default.conf says, so that only
+    /// the file runc hands CRIU after its RPC options can turn it on.
+    pub fn rpc_forces(self, option: &str) -> bool {
+        self.through_runc() && RPC_BOOLEANS.contains(&option.trim_start_matches('-'))
+    }
+
     /// How a user gets `option` (`--external unix[42]`) to this engine's CRIU: its own flag
-    /// where it has one, else the config file that CRIU reads last for it.
-    pub fn how_to_pass(self, option: &str) -> String {
+    /// where it has one, else the config file that CRIU reads last for it (`runc`: the one
+    /// runc hands CRIU for this container).
+    pub fn how_to_pass(self, option: &str, runc: &RuncFile) -> String {
         let line = option.trim_start_matches('-');
         let name = line.split([' ', '=']).next().unwrap_or(line);
         if self.flags().contains(&name) {
@@ -128,10 +136,26 @@ impl Engine {
             Self::Lxc => format!(
                 "the line `{line}` in /etc/criu/default.conf (lxc-checkpoint has no flag for it)"
             ),
-            _ => format!(
-                "the line `{line}` in /etc/criu/runc.conf ({} has no flag for it; runc gives CRIU that file last)",
-                self.command()
-            ),
+            _ => match runc {
+                RuncFile::Default => format!(
+                    "the line `{line}` in {} ({} has no flag for it; runc gives CRIU that file last)",
+                    runc_state::DEFAULT,
+                    self.command()
+                ),
+                RuncFile::Annotated(path) => format!(
+                    "the line `{line}` in {} ({} has no flag for it; the container's org.criu.config annotation makes runc give CRIU that file last)",
+                    path.display(),
+                    self.command()
+                ),
+                RuncFile::Disabled if self.rpc_forces(option) => format!(
+                    "no way: {} has no flag for it, runc's RPC turns it off, and the container's empty org.criu.config annotation leaves CRIU no file to read after that",
+                    self.command()
+                ),
+                RuncFile::Disabled => format!(
+                    "the line `{line}` in /etc/criu/default.conf ({} has no flag for it and the container's empty org.criu.config annotation gives CRIU no file of runc's; default.conf applies to every dump on this host)",
+                    self.command()
+                ),
+            },
         }
     }
 
@@ -169,7 +193,8 @@ pub struct ConfigPaths {
     pub env: Option<PathBuf>,
     /// `criu --config FILE`, read after `$CRIU_CONFIG_FILE`.
     pub command_line: Option<PathBuf>,
-    pub runc: PathBuf,
+    /// The file runc hands CRIU after its RPC options.
+    pub runc: RuncFile,
 }
 
 impl ConfigPaths {
@@ -180,7 +205,7 @@ impl ConfigPaths {
             user: std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".criu/default.conf")),
             env: std::env::var_os("CRIU_CONFIG_FILE").map(PathBuf::from),
             command_line: None,
-            runc: "/etc/criu/runc.conf".into(),
+            runc: RuncFile::Default,
         }
     }
 }
@@ -232,8 +257,8 @@ pub fn options_in_force(
     if let Some(command) = command {
         given.merge(command.clone());
     }
-    if engine.through_runc() {
-        add_file(&mut given, &paths.runc)?;
+    if let Some(runc) = paths.runc.path().filter(|_| engine.through_runc()) {
+        add_file(&mut given, runc)?;
     }
     if let Some(text) = with {
         given.merge(Given::parse(text, Source::With).map_err(OptionsError::With)?);
@@ -267,7 +292,7 @@ mod tests {
             user: Some(dir.join("user.conf")),
             env: Some(dir.join("env.conf")),
             command_line: None,
-            runc: dir.join("runc.conf"),
+            runc: RuncFile::Annotated(dir.join("runc.conf")),
         };
         (Dir(dir), paths)
     }
@@ -366,34 +391,65 @@ mod tests {
     /// The remedy names the engine's own flag where it has one, else the file and line.
     #[test]
     fn remedies_name_the_engines_flag_or_the_file_line() {
+        let d = RuncFile::Default;
         assert_eq!(
-            Engine::Podman.how_to_pass("--tcp-established"),
+            Engine::Podman.how_to_pass("--tcp-established", &d),
             "`podman container checkpoint --tcp-established`"
         );
         assert_eq!(
-            Engine::Runc.how_to_pass("--ext-unix-sk"),
+            Engine::Runc.how_to_pass("--ext-unix-sk", &d),
             "`runc checkpoint --ext-unix-sk`"
         );
-        let docker = Engine::Docker.how_to_pass("--tcp-established");
+        let docker = Engine::Docker.how_to_pass("--tcp-established", &d);
         assert!(
             docker.starts_with("the line `tcp-established` in /etc/criu/runc.conf"),
             "{docker}"
         );
-        let ext = Engine::Podman.how_to_pass("--external unix[4242]");
+        let ext = Engine::Podman.how_to_pass("--external unix[4242]", &d);
         assert!(
             ext.starts_with("the line `external unix[4242]` in /etc/criu/runc.conf"),
             "{ext}"
         );
         assert!(
             Engine::Lxc
-                .how_to_pass("--shell-job")
+                .how_to_pass("--shell-job", &d)
                 .contains("/etc/criu/default.conf")
         );
         assert!(
             Engine::Criu
-                .how_to_pass("--ghost-limit 2M")
+                .how_to_pass("--ghost-limit 2M", &d)
                 .contains("ghost-limit 2M")
         );
+    }
+
+    /// `org.criu.config` moves runc's file, or removes it: then only options runc does not
+    /// force over RPC can still come from default.conf.
+    #[test]
+    fn remedies_follow_the_containers_annotation() {
+        let annotated = RuncFile::Annotated("/etc/special.conf".into());
+        let line = Engine::Docker.how_to_pass("--ghost-limit 2M", &annotated);
+        assert!(
+            line.starts_with("the line `ghost-limit 2M` in /etc/special.conf"),
+            "{line}"
+        );
+        let off = RuncFile::Disabled;
+        let ghost = Engine::Podman.how_to_pass("--ghost-limit 2M", &off);
+        assert!(ghost.contains("/etc/criu/default.conf"), "{ghost}");
+        let forced = Engine::Docker.how_to_pass("--tcp-established", &off);
+        assert!(forced.starts_with("no way"), "{forced}");
+        assert!(Engine::Docker.rpc_forces("--ext-unix-sk"));
+        assert!(!Engine::Docker.rpc_forces("--ghost-limit"));
+        assert!(!Engine::Lxc.rpc_forces("--tcp-established"));
+    }
+
+    /// No file after the RPC options: a runc.conf line no longer reaches CRIU.
+    #[test]
+    fn disabled_runc_file_is_not_read() {
+        let (_d, mut paths) = fixture(&[("runc.conf", "tcp-established\n")]);
+        paths.runc = RuncFile::Disabled;
+        let podman = options_in_force(Engine::Podman, &paths, None, None).unwrap();
+        let needs = podman.apply(needs("--tcp-established"));
+        assert_eq!(needs.verdict, Verdict::Needs);
     }
 
     #[test]

@@ -6,4 +6,5 @@ pub mod criu;
 pub mod engine;
 pub mod env;
 pub mod given;
+pub mod runc_state;
 pub mod running;

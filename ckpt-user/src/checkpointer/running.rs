@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::checkpointer::config_file;
 use crate::checkpointer::engine::{ConfigPaths, Engine};
 use crate::checkpointer::given::{Given, Source};
+use crate::checkpointer::runc_state;
 
 /// CRIU's short options (criu/config.c `short_opts`, the same in 3.17 and 4.x): the letter,
 /// its long name, and whether it takes a value (`v` and `x` only attached: `-v4`, `-x`).
@@ -121,10 +122,14 @@ pub fn running_dump(
                     given.push(flag, None, source.clone());
                 }
             }
+            let paths = ConfigPaths {
+                runc: runc_state::for_runc_command(client_argv),
+                ..env
+            };
             return Ok(RunningDump {
                 engine,
                 given,
-                paths: env,
+                paths,
                 unseen_client: None,
             });
         }
@@ -230,6 +235,7 @@ fn command_line_options(words: &[String]) -> Result<(Vec<Named>, Option<String>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpointer::runc_state::RuncFile;
 
     fn names(d: &RunningDump) -> String {
         d.given
@@ -250,7 +256,7 @@ mod tests {
             user: Some("/root/.criu/default.conf".into()),
             env: None,
             command_line: None,
-            runc: "/etc/criu/runc.conf".into(),
+            runc: RuncFile::Default,
         }
     }
 

@@ -123,17 +123,17 @@ fn judge_running_dump(judging: &JudgingArgs) -> anyhow::Result<HookReport> {
     )
     .map_err(|e| anyhow::anyhow!("CRIU's command line: {e}"))?;
     let unseen = dump.unseen_client.clone();
-    let engine = dump.engine;
     let criu = Criu::running(criu_pid, &criu_argv);
     let judge = Judge::for_running(judging, criu, dump)?;
-    let given = judge.options(engine)?;
+    let in_force = judge.in_force(None)?;
+    let given = &in_force.given;
     procfs::ensure_process(root)?;
     let snapshot = Snapshot::take(Filter::Pid(root))?;
     let ops = judge.resolve_ops(&snapshot)?;
     let rules = Rules {
         profile: &judge.profile,
         ops: &ops,
-        given: &given,
+        given,
         own: snapshot.own(),
         describe: &scan::describe_live,
         keep_ok: true,
@@ -153,11 +153,11 @@ fn judge_running_dump(judging: &JudgingArgs) -> anyhow::Result<HookReport> {
         .iter()
         .map(|j| j.verdict)
         .fold(dump.verdict, Verdict::max);
-    let (options, remedies) = preflight::needed(&dump.options, &kernel, engine);
+    let (options, remedies) = preflight::needed(&dump.options, &kernel, &in_force);
     Ok(HookReport {
         dump,
         profile: judge.profile.profile.name.clone(),
-        engine,
+        engine: in_force.engine,
         options_in_force: given.options().to_vec(),
         kernel,
         verdict,

@@ -16,11 +16,11 @@ use crate::aggregate::{ProcessReport, Rules, SnapshotWorld};
 use crate::checkpointer::criu::Criu;
 use crate::checkpointer::engine::Engine;
 use crate::checkpointer::env::{self, Checkpointer};
-use crate::checkpointer::given::{Given, GivenOption};
+use crate::checkpointer::given::GivenOption;
 use crate::classify::{self, Judgement, KernelFacts, Verdict};
 use crate::cli::{Exit, JudgingArgs, PreflightArgs};
 use crate::cmd::scan;
-use crate::judge::Judge;
+use crate::judge::{InForce, Judge};
 use crate::report;
 use crate::scope::cgroups::{self, Cgroup, Container};
 use crate::scope::container_id::ContainerName;
@@ -132,11 +132,11 @@ fn targets(args: &PreflightArgs) -> anyhow::Result<Vec<Target>> {
 }
 
 /// The options a dump still needs (its files', then the first choice of each judgement of its
-/// environment that `needs` one) and how to pass each to `engine`'s CRIU.
+/// environment that `needs` one) and how to pass each to the CRIU of the dump `in_force`.
 pub fn needed(
     files: &[String],
     environment: &[Judgement],
-    engine: Engine,
+    in_force: &InForce,
 ) -> (Vec<String>, Vec<Remedy>) {
     let mut options = files.to_vec();
     for j in environment.iter().filter(|j| j.verdict == Verdict::Needs) {
@@ -148,7 +148,7 @@ pub fn needed(
         .iter()
         .map(|o| Remedy {
             option: o.clone(),
-            how: engine.how_to_pass(o),
+            how: in_force.how_to_pass(o),
         })
         .collect();
     (options, remedies)
@@ -166,11 +166,10 @@ pub fn run(
     let judge = Judge::new(judging)?;
     let profile = &judge.profile;
     let targets = targets(args)?;
-    let engine_of = |t: &Target| judge.engine_for(t.name.as_ref().map(|n| n.runtime));
     // Bad configuration is a usage error: found before anything is scanned.
-    let given: Vec<Given> = targets
+    let in_force: Vec<InForce> = targets
         .iter()
-        .map(|t| judge.options(engine_of(t)))
+        .map(|t| judge.in_force(t.name.as_ref()))
         .collect::<Result<_, _>>()?;
     let members: Vec<BTreeSet<u32>> = targets
         .iter()
@@ -219,7 +218,8 @@ pub fn run(
         .chain(judge.criu.as_ref().map(Criu::judge))
         .collect();
     let mut containers = Vec::new();
-    for ((target, given), pids) in targets.into_iter().zip(&given).zip(&members) {
+    for ((target, in_force), pids) in targets.into_iter().zip(&in_force).zip(&members) {
+        let given = &in_force.given;
         // Processes that exited since the cgroup was read have nothing left to dump.
         let pids: BTreeSet<u32> = pids
             .iter()
@@ -251,11 +251,10 @@ pub fn run(
             .chain(kernel.iter().cloned())
             .map(|j| given.apply(j))
             .collect();
-        let engine = engine_of(&target);
-        let (options, remedies) = needed(&dump.options, &environment, engine);
+        let (options, remedies) = needed(&dump.options, &environment, in_force);
         containers.push(ContainerReport {
             short_id: target.name.as_ref().map(|n| n.short_id().to_string()),
-            engine,
+            engine: in_force.engine,
             container: target.name,
             cgroup: target.cgroup,
             root: set.root,

@@ -87,13 +87,23 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
         } else {
             Names::default()
         };
-        let mut reports: Vec<WorkloadReport> = workload::discover(&snapshot.procs, &names)
-            .into_iter()
-            .map(|w| {
-                let dump = rules.dump(&world, &w.dump);
-                WorkloadReport::new(w, dump)
-            })
-            .collect();
+        // A container is judged with its engine's options (and its runc config file), as
+        // preflight and the daemon judge it.
+        let mut reports = Vec::new();
+        for w in workload::discover(&snapshot.procs, &names) {
+            let dump = match &w.container {
+                Some(c) => {
+                    let in_force = judge.in_force(Some(c))?;
+                    let rules = Rules {
+                        given: &in_force.given,
+                        ..rules.clone()
+                    };
+                    rules.dump(&world, &w.dump)
+                }
+                None => rules.dump(&world, &w.dump),
+            };
+            reports.push(WorkloadReport::new(w, dump));
+        }
         WorkloadReport::sort(&mut reports);
         let verdict = reports.first().map_or(classify::Verdict::Ok, |r| r.verdict);
         if judging.json {

@@ -4,16 +4,33 @@
 //! the same processes.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use crate::checkpointer::criu::Criu;
 use crate::checkpointer::engine::{self, ConfigPaths, Engine, OptionsError};
 use crate::checkpointer::given::Given;
+use crate::checkpointer::runc_state::{self, RuncFile};
 use crate::checkpointer::running::RunningDump;
 use crate::classify::{self, Profile};
 use crate::cli::JudgingArgs;
 use crate::resolve::{self, Catalogue, OpsIdentity};
-use crate::scope::container_id::Runtime;
+use crate::scope::container_id::{ContainerName, Runtime};
 use crate::snapshot::Snapshot;
+
+/// The options one dump runs with, and how to add one.
+pub struct InForce {
+    pub engine: Engine,
+    /// The file runc hands CRIU last for this container.
+    pub runc: RuncFile,
+    pub given: Given,
+}
+
+impl InForce {
+    /// How to give `option` to this dump's CRIU.
+    pub fn how_to_pass(&self, option: &str) -> String {
+        self.engine.how_to_pass(option, &self.runc)
+    }
+}
 
 pub struct Judge {
     pub profile: Profile,
@@ -90,12 +107,43 @@ impl Judge {
 
     /// The options in force when `engine` runs CRIU, each with its source.
     pub fn options(&self, engine: Engine) -> Result<Given, OptionsError> {
-        let mut given = engine::options_in_force(
+        self.options_with(engine, &self.paths)
+    }
+
+    /// The dump of one workload: its container's engine, the CRIU config file runc hands CRIU
+    /// for that container (the `org.criu.config` annotation), and the options then in force.
+    pub fn in_force(&self, container: Option<&ContainerName>) -> Result<InForce, OptionsError> {
+        let engine = self.engine_for(container.map(|c| c.runtime));
+        let paths = self.paths_for(engine, container);
+        let given = self.options_with(engine, &paths)?;
+        Ok(InForce {
             engine,
-            &self.paths,
-            self.command.as_ref(),
-            self.with.as_deref(),
-        )?;
+            runc: paths.runc,
+            given,
+        })
+    }
+
+    /// The options of a container whose runc hands CRIU another file than runc.conf, or none
+    /// (the `org.criu.config` annotation); None when the engine's options for any container
+    /// apply to it.
+    pub fn annotated(&self, container: &ContainerName) -> Option<Result<Given, OptionsError>> {
+        let engine = self.engine_for(Some(container.runtime));
+        let paths = self.paths_for(engine, Some(container));
+        (paths.runc != self.paths.runc).then(|| self.options_with(engine, &paths))
+    }
+
+    fn paths_for(&self, engine: Engine, container: Option<&ContainerName>) -> ConfigPaths {
+        let mut paths = self.paths.clone();
+        // A running dump's runc file was read from its own runc (`Judge::for_running`).
+        if let Some(c) = container.filter(|_| engine.through_runc() && self.command.is_none()) {
+            paths.runc = runc_state::criu_config(Path::new("/run"), &c.id);
+        }
+        paths
+    }
+
+    fn options_with(&self, engine: Engine, paths: &ConfigPaths) -> Result<Given, OptionsError> {
+        let mut given =
+            engine::options_in_force(engine, paths, self.command.as_ref(), self.with.as_deref())?;
         let meta = &self.profile.profile;
         for option in &meta.rpc_config_broken {
             if engine.needs_config_file(option) {
@@ -106,6 +154,19 @@ impl Judge {
                         option, meta.version, engine.as_str()
                     ),
                 );
+            }
+        }
+        if paths.runc == RuncFile::Disabled {
+            for option in engine::RPC_BOOLEANS {
+                if engine.needs_config_file(option) {
+                    given.cannot_pass(
+                        &format!("--{option}"),
+                        format!(
+                            "--{option} cannot reach CRIU through {}: it has no flag for it, runc turns it off over RPC, and the container's empty org.criu.config annotation gives CRIU no file to read after that",
+                            engine.as_str()
+                        ),
+                    );
+                }
             }
         }
         Ok(given)

@@ -25,7 +25,8 @@ pub use backend::Backend;
 use state::{GivenBy, Judging, KernelUpdate, Outcome, Settings, State};
 
 use crate::checkpointer::engine::OptionsError;
-use crate::classify::{Profile, Verdict};
+use crate::checkpointer::given::Given;
+use crate::classify::Verdict;
 use crate::cli::Exit;
 use crate::cli::JudgingArgs;
 use crate::facts::FileFact;
@@ -36,7 +37,7 @@ use crate::kernel::privileges;
 use crate::probe::{Event, Probe, decode_event};
 use crate::report::printable;
 use crate::resolve::{self, Catalogue};
-use crate::scope::container_id::Runtime;
+use crate::scope::container_id::{ContainerName, Runtime};
 use crate::scope::procfs;
 use crate::scope::workload::{Kind, Names};
 use crate::snapshot::Snapshot;
@@ -166,6 +167,18 @@ fn given_by(judge: &Judge) -> Result<GivenBy, OptionsError> {
     })
 }
 
+/// A container's own options, when its runc config file is not runc.conf. A file that cannot
+/// be read or parsed is logged, and the engine's options stand for it.
+fn annotated(judge: &Judge, c: &ContainerName) -> Option<Given> {
+    match judge.annotated(c)? {
+        Ok(given) => Some(given),
+        Err(e) => {
+            tracing::error!(container = c.short_id(), "{e}");
+            None
+        }
+    }
+}
+
 /// This host's name, for alerts read from several hosts.
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -218,7 +231,7 @@ fn per_cpu_sum(map: &PerCpuArray<MapData, u64>) -> u64 {
 struct Daemon {
     probe: Probe,
     state: State,
-    profile: Profile,
+    judge: Judge,
     given: GivenBy,
     /// Container names from the engines' state files, read again at each rescan.
     names: Names,
@@ -269,9 +282,11 @@ impl Daemon {
     /// Judges the workloads events touched; writes the alerts whose changes held, logs and
     /// counts those over the rate limit; publishes every workload's verdict.
     fn settle(&mut self) {
+        let judge = &self.judge;
         let j = Judging {
-            profile: &self.profile,
+            profile: &judge.profile,
             given: &self.given,
+            annotated: &|c| annotated(judge, c),
         };
         let settled = self.state.settle(&j, &self.names, self.started.elapsed());
         let shared = self.shared.clone();
@@ -391,9 +406,11 @@ impl Daemon {
         let new_ops = resolve::resolve(&snap.ops_members(), &snap.symbols(), &self.catalogue);
         self.state.ops.extend(new_ops);
         self.names = Names::read(Path::new("/"));
+        let judge = &self.judge;
         let j = Judging {
-            profile: &self.profile,
+            profile: &judge.profile,
             given: &self.given,
+            annotated: &|c| annotated(judge, c),
         };
         let out = self.state.reconcile(&j, snap);
         self.apply(out);
@@ -457,9 +474,11 @@ impl Daemon {
             self.count_event("ops");
             return;
         }
+        let judge = &self.judge;
         let j = Judging {
-            profile: &self.profile,
+            profile: &judge.profile,
             given: &self.given,
+            annotated: &|c| annotated(judge, c),
         };
         let (kind, out) = match event {
             Event::Ops(..) => unreachable!("handled above"),
@@ -539,9 +558,9 @@ impl Daemon {
         let judged = Judge::new(judging).and_then(|j| Ok((given_by(&j)?, j)));
         match judged {
             Ok((given, judge)) => {
-                self.profile = judge.profile;
-                self.given = given;
                 tracing::info!("profile reloaded: {}", judge.profile_source);
+                self.judge = judge;
+                self.given = given;
                 let out = self.state.profile_changed();
                 self.apply(out);
                 if let Err(e) = self.reconcile("reload") {
@@ -621,7 +640,6 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
     // The same profile choice and options in force as `--pid` and `preflight`, per engine.
     let judge = Judge::new(judging)?;
     let given = given_by(&judge)?;
-    let profile = judge.profile;
     // Held to the end: the socket file goes when this does.
     let http::Bound { listener, socket } = http::bind(&args.listen)
         .await
@@ -648,7 +666,7 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
     let maps = kernel_maps(&mut probe)?;
 
     let mut catalogue = Catalogue::builtin();
-    catalogue.extend(profile.ops.clone(), &profile.profile.name)?;
+    catalogue.extend(judge.profile.ops.clone(), &judge.profile.profile.name)?;
     let health = Health {
         backend: attached.backend.name().into(),
         passed_over: attached
@@ -685,7 +703,7 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
             settle: args.settle,
             max_alerts_per_minute: args.max_alerts_per_minute,
         }),
-        profile,
+        judge,
         given,
         names: Names::default(),
         started: Instant::now(),

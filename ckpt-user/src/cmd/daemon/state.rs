@@ -122,6 +122,9 @@ pub struct State {
     pending: BTreeSet<Key>,
     /// Container names (from the engines' state files), once per container.
     container_names: HashMap<String, String>,
+    /// Per container: its own options when its runc config file is not runc.conf. Read once
+    /// per container between rescans.
+    container_given: HashMap<String, Option<Given>>,
     settings: Settings,
     limit: RateLimit,
     /// Kept fds whose closes the kernel reports.
@@ -157,6 +160,8 @@ impl World for State {
 pub struct Judging<'a> {
     pub profile: &'a Profile,
     pub given: &'a GivenBy,
+    /// The options of a container whose runc config file is not runc.conf (`Judge::annotated`).
+    pub annotated: &'a dyn Fn(&ContainerName) -> Option<Given>,
 }
 
 /// The container a workload's processes run in, from the first that names one.
@@ -181,6 +186,7 @@ impl State {
             workloads: HashMap::new(),
             pending: BTreeSet::new(),
             container_names: HashMap::new(),
+            container_given: HashMap::new(),
             settings,
             limit: RateLimit::new(settings.max_alerts_per_minute),
             tracked: HashSet::new(),
@@ -301,7 +307,17 @@ impl State {
             Kind::Container => container_of(members.iter().filter_map(|p| self.procs.get(p))),
             _ => None,
         };
-        let given = j.given.of(container.as_ref().map(|c| c.runtime));
+        if let Some(c) = &container
+            && !self.container_given.contains_key(&c.id)
+        {
+            self.container_given.insert(c.id.clone(), (j.annotated)(c));
+        }
+        let given = match &container {
+            Some(c) => self.container_given[&c.id]
+                .as_ref()
+                .unwrap_or_else(|| j.given.of(Some(c.runtime))),
+            None => j.given.of(None),
+        };
         let report = self.rules(j.profile, given).dump(self, &dump);
         let name = match (key.kind, &container) {
             (Kind::Container, Some(c)) => self
@@ -588,6 +604,7 @@ impl State {
     /// is judged again.
     pub fn profile_changed(&mut self) -> Outcome {
         self.analysed.clear();
+        self.container_given.clear();
         self.dirty.extend(self.members.keys().cloned());
         Outcome {
             kernel: vec![KernelUpdate::ForgetAlwaysOk],
@@ -608,6 +625,7 @@ impl State {
         self.keys.clear();
         self.members.clear();
         self.container_names.clear();
+        self.container_given.clear();
         let parents = snap.procs.values().map(|p| (p.pid, p.ppid)).collect();
         self.children = children_of(&parents);
         for info in snap.procs.into_values() {

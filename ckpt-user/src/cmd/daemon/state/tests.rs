@@ -118,6 +118,8 @@ struct Fixture {
     state: State,
     profile: Profile,
     given: GivenBy,
+    /// The options of any container, as if its runc config file were annotated.
+    annotated: Option<Given>,
     /// The settle clock.
     now: Duration,
 }
@@ -161,6 +163,7 @@ impl Fixture {
             }),
             profile: load_profile("criu-4").unwrap(),
             given,
+            annotated: None,
             now: Duration::ZERO,
         };
         let snap = Snapshot {
@@ -171,6 +174,7 @@ impl Fixture {
         let j = Judging {
             profile: &f.profile,
             given: &f.given,
+            annotated: &|_| f.annotated.clone(),
         };
         f.state.reconcile(&j, snap);
         f
@@ -185,6 +189,7 @@ impl Fixture {
         let j = Judging {
             profile: &self.profile,
             given: &self.given,
+            annotated: &|_| self.annotated.clone(),
         };
         self.state.settle(&j, &Names::default(), self.now)
     }
@@ -200,6 +205,7 @@ impl Fixture {
             &Judging {
                 profile: &self.profile,
                 given: &self.given,
+                annotated: &|_| self.annotated.clone(),
             },
             &rec,
         )
@@ -218,6 +224,7 @@ impl Fixture {
         let j = Judging {
             profile: &self.profile,
             given: &self.given,
+            annotated: &|_| self.annotated.clone(),
         };
         self.state.task(&j, &ev, info, alive)
     }
@@ -482,6 +489,43 @@ fn containers_and_units_are_workloads_with_their_engines_options() {
     assert_eq!((c.workload.root, c.members), (50, 2));
 }
 
+/// A container whose runc hands CRIU its own config file is judged with that file's options,
+/// not its engine's.
+#[test]
+fn an_annotated_containers_own_options_win() {
+    let id = "3f4e2a1b9c0d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f";
+    let docker = format!("/system.slice/docker-{id}.scope");
+    let procs = vec![
+        in_cgroup(member(50, 1, 10), &docker),
+        in_cgroup(member(51, 50, 10), &docker),
+    ];
+    let shell_job = Given::parse("--shell-job", crate::checkpointer::given::Source::With).unwrap();
+    let given = GivenBy {
+        default: Given::default(),
+        runtimes: vec![(Runtime::Docker, shell_job.clone())],
+    };
+    let container = Key {
+        kind: Kind::Container,
+        id: id.into(),
+    };
+    let mut f = Fixture::unsettled(procs.clone(), vec![], given.clone(), 100);
+    f.annotated = Some(Given::default());
+    f.settle();
+    f.at(SETTLE);
+    f.settle();
+    assert_eq!(
+        f.verdict(&container),
+        Some(Verdict::Needs),
+        "the annotated file does not give --shell-job"
+    );
+    let mut f = Fixture::unsettled(procs, vec![], given, 100);
+    f.annotated = Some(shell_job);
+    f.settle();
+    f.at(SETTLE);
+    f.settle();
+    assert_eq!(f.verdict(&container), Some(Verdict::Ok));
+}
+
 #[test]
 fn moving_to_another_session_moves_the_process_between_workloads() {
     let mut f = Fixture::new();
@@ -673,6 +717,7 @@ fn reconcile_finds_changes_and_resyncs_tracking() {
     let j = Judging {
         profile: &f.profile,
         given: &f.given,
+        annotated: &|_| f.annotated.clone(),
     };
     let out = f.state.reconcile(&j, snap);
     assert!(out.kernel.contains(&KernelUpdate::Untrack(fd_key(10, 3))));
@@ -697,6 +742,7 @@ fn a_rescan_untracks_reported_fds_of_processes_gone() {
     let j = Judging {
         profile: &f.profile,
         given: &f.given,
+        annotated: &|_| f.annotated.clone(),
     };
     let out = f.state.reconcile(&j, snap);
     assert!(out.kernel.contains(&KernelUpdate::Untrack(fd_key(11, 4))));
