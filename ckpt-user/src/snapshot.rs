@@ -15,7 +15,7 @@ use crate::input::{self, ReadError};
 use crate::kernel::btf::{BtfError, LoadedBtf, VMLINUX_BTF};
 use crate::kernel::kallsyms::{KallsymsError, Symbol, Symbols};
 use crate::kernel::privileges::{self, PrivilegeError};
-use crate::probe::{Probe, ProbeError};
+use crate::probe::{Probe, ProbeError, Record};
 use crate::resolve;
 use crate::scope::{Own, ProcInfo, procfs};
 
@@ -158,8 +158,11 @@ impl Snapshot {
         // process's parent first.
         let mut known_procs = None;
         let mut targets = None;
+        // Every process of the host, read from /proc on another core while the kernel
+        // iterates; those that came since are read after.
+        let mut all_procs = None;
         match filter {
-            Filter::All => {}
+            Filter::All => all_procs = Some(std::thread::spawn(procfs::all_procs)),
             Filter::Pid(pid) => {
                 let procs = procfs::all_procs()?;
                 let parents = procs.values().map(|p| (p.pid, p.ppid)).collect();
@@ -190,7 +193,7 @@ impl Snapshot {
                 .expect("the kallsyms reader does not panic")
                 .map_err(KallsymsError::Io)
         };
-        let mut snap = Self::collect(&mut probe, known_procs, kallsyms)?;
+        let mut snap = Self::collect(&mut probe, known_procs, all_procs, kallsyms)?;
         // The host's other processes are no part of this scan (nor of a saved snapshot).
         if let Some(pids) = &targets {
             snap.procs.retain(|pid, _| pids.contains(pid));
@@ -205,24 +208,41 @@ impl Snapshot {
     pub fn collect(
         probe: &mut Probe,
         known_procs: Option<BTreeMap<u32, ProcInfo>>,
+        all_procs: Option<ProcsReader>,
         kallsyms: impl FnOnce() -> Result<(Vec<u8>, std::time::Duration), KallsymsError>,
     ) -> Result<Self, SnapshotError> {
         let mut timings = Timings::default();
         let t = Instant::now();
-        let raw = probe.snapshot()?;
+        let mut files = Vec::new();
+        let mut ops = HashMap::new();
+        probe.snapshot(&mut |record| match record {
+            Record::File(r) => files.push(FileFact::from_file(&r)),
+            Record::Vma(r) => files.push(FileFact::from_vma(&r)),
+            Record::Ops(f_op, members) => {
+                ops.insert(f_op, members);
+            }
+        })?;
         timings.iterate = t.elapsed();
 
         let t = Instant::now();
         let (text, read_time) = kallsyms()?;
-        let symbols = Symbols::lookup(&text[..], &resolve::wanted_addresses(&raw.ops))?;
+        let symbols = Symbols::lookup(&text[..], &resolve::wanted_addresses(&ops))?;
         timings.kallsyms = read_time.max(t.elapsed());
 
-        let mut files: Vec<FileFact> = raw.files.iter().map(FileFact::from_file).collect();
-        files.extend(raw.vmas.iter().map(FileFact::from_vma));
         refine_deleted_allocation(&mut files);
         crate::scope::map_files::see_mappings_as_criu(&mut files);
         crate::scope::fsnotify::see_watches_as_criu(&mut files);
         let t = Instant::now();
+        let known_procs = match all_procs {
+            Some(reader) => {
+                let mut all = reader.join().expect("the /proc reader does not panic")?;
+                // As for a scan that reads /proc after: the processes that hold files.
+                let holders: BTreeSet<u32> = files.iter().map(|f| f.pid).collect();
+                all.retain(|pid, _| holders.contains(pid));
+                Some(all)
+            }
+            None => known_procs,
+        };
         let procs = read_procs(&files, known_procs);
         let namespaces = if files.iter().any(|f| f.fs_type == "nsfs") {
             procs
@@ -238,7 +258,7 @@ impl Snapshot {
             scanned: None,
             namespaces,
             files,
-            ops: raw.ops.into_iter().collect(),
+            ops: ops.into_iter().collect(),
             data_symbols: symbols.data_symbols,
             symbols: symbols.entries(),
             procs,
@@ -339,6 +359,10 @@ fn refine_deleted_allocation(files: &mut [FileFact]) {
 
 /// /proc facts for every process the scan saw (and the target, which may hold no files).
 /// A process that exited since the iteration is skipped: it has nothing left to dump.
+/// `/proc` read on another thread: every process of the host.
+pub type ProcsReader =
+    std::thread::JoinHandle<Result<BTreeMap<u32, ProcInfo>, crate::scope::ProcError>>;
+
 fn read_procs(
     files: &[FileFact],
     known: Option<BTreeMap<u32, ProcInfo>>,

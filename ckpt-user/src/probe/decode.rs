@@ -1,7 +1,5 @@
 //! Splits the iterators' byte stream into records by their leading tag.
 
-use std::collections::HashMap;
-
 use ckpt_common::{
     FileFacts, N_OPS_MEMBERS, OpsRecord, TAG_FILE, TAG_OPS, TAG_TASK, TAG_VMA, TaskEvent, VmaFacts,
 };
@@ -14,13 +12,14 @@ pub enum DecodeError {
     Truncated { offset: usize },
 }
 
-/// The records of one iteration, as the kernel wrote them.
-#[derive(Debug, Default)]
-pub struct RawSnapshot {
-    pub files: Vec<FileFacts>,
-    pub vmas: Vec<VmaFacts>,
-    /// Member function addresses per ops table (`f_op`), in [`ckpt_common::OPS_MEMBERS`] order.
-    pub ops: HashMap<u64, [u64; N_OPS_MEMBERS]>,
+/// One record of an iteration, as the kernel wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    File(FileFacts),
+    Vma(VmaFacts),
+    /// An ops table (`f_op`) and its member function addresses, in
+    /// [`ckpt_common::OPS_MEMBERS`] order.
+    Ops(u64, [u64; N_OPS_MEMBERS]),
 }
 
 fn take<T: Copy>(buf: &[u8], offset: usize) -> Result<T, DecodeError> {
@@ -54,32 +53,42 @@ pub fn decode_event(buf: &[u8]) -> Result<Event, DecodeError> {
     }
 }
 
-pub fn decode(buf: &[u8]) -> Result<RawSnapshot, DecodeError> {
-    let mut snap = RawSnapshot {
-        files: Vec::with_capacity(buf.len() / std::mem::size_of::<FileFacts>()),
-        ..Default::default()
-    };
+/// Decodes the whole records at the start of `buf`, a piece of an iterator's stream that
+/// begins `base` bytes into it, handing each to `each`; returns how many bytes they took. A
+/// record cut at the end of `buf` is left for the next piece.
+pub fn decode_records(
+    buf: &[u8],
+    base: usize,
+    each: &mut dyn FnMut(Record),
+) -> Result<usize, DecodeError> {
     let mut offset = 0;
-    while offset < buf.len() {
+    while offset + std::mem::size_of::<u32>() <= buf.len() {
         let tag: u32 = take(buf, offset)?;
-        match tag {
-            TAG_FILE => {
-                snap.files.push(take(buf, offset)?);
-                offset += std::mem::size_of::<FileFacts>();
+        let size = match tag {
+            TAG_FILE => std::mem::size_of::<FileFacts>(),
+            TAG_VMA => std::mem::size_of::<VmaFacts>(),
+            TAG_OPS => std::mem::size_of::<OpsRecord>(),
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    offset: base + offset,
+                    tag,
+                });
             }
-            TAG_VMA => {
-                snap.vmas.push(take(buf, offset)?);
-                offset += std::mem::size_of::<VmaFacts>();
-            }
-            TAG_OPS => {
-                let rec: OpsRecord = take(buf, offset)?;
-                snap.ops.insert(rec.f_op, rec.members);
-                offset += std::mem::size_of::<OpsRecord>();
-            }
-            tag => return Err(DecodeError::UnknownTag { offset, tag }),
+        };
+        if offset + size > buf.len() {
+            break;
         }
+        each(match tag {
+            TAG_FILE => Record::File(take(buf, offset)?),
+            TAG_VMA => Record::Vma(take(buf, offset)?),
+            _ => {
+                let rec: OpsRecord = take(buf, offset)?;
+                Record::Ops(rec.f_op, rec.members)
+            }
+        });
+        offset += size;
     }
-    Ok(snap)
+    Ok(offset)
 }
 
 #[cfg(test)]
@@ -126,6 +135,12 @@ mod tests {
         }
     }
 
+    fn decode(buf: &[u8]) -> Result<(Vec<Record>, usize), DecodeError> {
+        let mut records = Vec::new();
+        let used = decode_records(buf, 0, &mut |r| records.push(r))?;
+        Ok((records, used))
+    }
+
     #[test]
     fn decodes_interleaved_records() {
         let ops = OpsRecord {
@@ -138,25 +153,47 @@ mod tests {
         buf.extend_from_slice(bytes(&ops));
         buf.extend_from_slice(bytes(&file(3)));
         buf.extend_from_slice(bytes(&file(4)));
-        let snap = decode(&buf).unwrap();
-        assert_eq!(snap.files.iter().map(|f| f.fd).collect::<Vec<_>>(), [3, 4]);
-        assert_eq!(snap.ops[&0xffff_0000], [1; N_OPS_MEMBERS]);
+        let (records, used) = decode(&buf).unwrap();
+        assert_eq!(used, buf.len());
+        assert_eq!(
+            records,
+            [
+                Record::Ops(0xffff_0000, [1; N_OPS_MEMBERS]),
+                Record::File(file(3)),
+                Record::File(file(4))
+            ]
+        );
+    }
+
+    /// A record cut by the end of a read waits for the next piece, wherever the cut falls.
+    #[test]
+    fn a_cut_record_is_left_for_the_next_piece() {
+        let mut stream = bytes(&file(3)).to_vec();
+        stream.extend_from_slice(bytes(&file(4)));
+        for cut in 0..stream.len() {
+            let mut records = Vec::new();
+            let first = decode_records(&stream[..cut], 0, &mut |r| records.push(r)).unwrap();
+            let rest = decode_records(&stream[first..], first, &mut |r| records.push(r)).unwrap();
+            assert_eq!(first + rest, stream.len(), "cut at {cut}");
+            assert_eq!(records, [Record::File(file(3)), Record::File(file(4))]);
+        }
     }
 
     #[test]
-    fn truncated_and_unknown_records_are_errors() {
+    fn unknown_records_are_errors_with_their_offset() {
         let mut buf = bytes(&file(3)).to_vec();
-        buf.truncate(buf.len() - 1);
+        buf.extend_from_slice(&[1, 2, 3, 4]);
         assert!(matches!(
             decode(&buf),
-            Err(DecodeError::Truncated { offset: 0 })
-        ));
-        assert!(matches!(
-            decode(&[1, 2, 3, 4]),
             Err(DecodeError::UnknownTag {
-                offset: 0,
+                offset: 192,
                 tag: 0x0403_0201
             })
+        ));
+        let mut records = Vec::new();
+        assert!(matches!(
+            decode_records(&[1, 2, 3, 4], 1000, &mut |r| records.push(r)),
+            Err(DecodeError::UnknownTag { offset: 1000, .. })
         ));
     }
 }

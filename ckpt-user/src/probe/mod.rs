@@ -7,13 +7,17 @@ use std::io::Read;
 use aya::{Ebpf, EbpfLoader, programs::Iter};
 use ckpt_common::KernelOffsets;
 
-pub use decode::{DecodeError, Event, RawSnapshot, decode, decode_event};
+pub use decode::{DecodeError, Event, Record, decode_event};
 
 /// The BPF object built by build.rs (empty when the eBPF toolchain was missing at build time).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ckpt-ebpf.o"));
 
 const FILE_PROG: &str = "ckpt_task_file";
 const VMA_PROG: &str = "ckpt_task_vma";
+
+/// Bytes read from an iterator at once: thousands of records per read(), and a buffer that
+/// stays small beside the records it decodes to.
+const READ_CHUNK: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -136,7 +140,9 @@ impl Probe {
         &mut self.ebpf
     }
 
-    fn run(&mut self, name: &'static str, out: &mut Vec<u8>) -> Result<(), ProbeError> {
+    /// Runs one iterator, decoding its records as they are read: the stream (200 bytes per
+    /// open file) is never held whole.
+    fn run(&mut self, name: &'static str, each: &mut dyn FnMut(Record)) -> Result<(), ProbeError> {
         let prog: &mut Iter = self
             .ebpf
             .program_mut(name)
@@ -149,12 +155,23 @@ impl Probe {
             program: name,
             reason: error_chain(&e),
         })?;
-        // The kernel gives up one read() after a million objects that produced no output
-        // (a filtered scan of a busy host) with EAGAIN; the next read() carries on from there.
+        let mut buf = vec![0u8; READ_CHUNK];
+        let (mut filled, mut decoded) = (0, 0);
         loop {
-            match file.read_to_end(out) {
-                Ok(_) => return Ok(()),
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    filled += n;
+                    let used = decode::decode_records(&buf[..filled], decoded, each)?;
+                    buf.copy_within(used..filled, 0);
+                    filled -= used;
+                    decoded += used;
+                }
+                // The kernel gives up one read() after a million objects that produced no
+                // output (a filtered scan of a busy host) with EAGAIN; the next read() carries
+                // on from there.
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(source) => {
                     return Err(ProbeError::Read {
                         program: name,
@@ -163,15 +180,19 @@ impl Probe {
                 }
             }
         }
+        if filled != 0 {
+            return Err(DecodeError::Truncated { offset: decoded }.into());
+        }
+        Ok(())
     }
 
-    /// Runs both iterators once: every open file and file-backed mapping of every task.
-    pub fn snapshot(&mut self) -> Result<RawSnapshot, ProbeError> {
-        let mut buf = Vec::with_capacity(1 << 20);
-        self.run(FILE_PROG, &mut buf)?;
+    /// Runs both iterators once, handing `each` every open file and file-backed mapping of
+    /// every task, and each ops table the first time it is seen.
+    pub fn snapshot(&mut self, each: &mut dyn FnMut(Record)) -> Result<(), ProbeError> {
+        self.run(FILE_PROG, each)?;
         if self.vmas {
-            self.run(VMA_PROG, &mut buf)?;
+            self.run(VMA_PROG, each)?;
         }
-        Ok(decode(&buf)?)
+        Ok(())
     }
 }

@@ -402,7 +402,7 @@ impl Daemon {
                 .map(|b| (b, t.elapsed()))
                 .map_err(crate::kernel::kallsyms::KallsymsError::Io)
         };
-        let snap = Snapshot::collect(&mut self.probe, None, read).context("rescanning")?;
+        let snap = Snapshot::collect(&mut self.probe, None, None, read).context("rescanning")?;
         let new_ops = resolve::resolve(&snap.ops_members(), &snap.symbols(), &self.catalogue);
         self.state.ops.extend(new_ops);
         self.names = Names::read(Path::new("/"));
