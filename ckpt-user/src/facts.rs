@@ -1,8 +1,97 @@
 //! Typed facts about one open file or file-backed mapping, decoded from the kernel's records.
 //! Raw kernel values keep their encoding in the record; here they become what they mean.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
 use ckpt_common::{FileFacts, VmaFacts, flags, known};
 use serde::{Deserialize, Serialize};
+
+/// A name the kernel reports for many files (a filesystem type, `null`, `libc.so.6`,
+/// `[eventfd]`): one shared copy per distinct name, not one allocation per open file.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub struct Text(Arc<str>);
+
+/// Distinct names seen by this thread, so far. A host has a few thousand.
+const INTERNED_MAX: usize = 1 << 16;
+
+thread_local! {
+    static INTERNED: RefCell<HashSet<Arc<str>>> = RefCell::new(HashSet::new());
+}
+
+impl Text {
+    /// The shared copy of `s`.
+    pub fn interned(s: &str) -> Self {
+        INTERNED.with(|set| {
+            let mut set = set.borrow_mut();
+            if let Some(shared) = set.get(s) {
+                return Text(shared.clone());
+            }
+            let shared: Arc<str> = Arc::from(s);
+            // Beyond the cap (names chosen to flood it) new names are simply not shared.
+            if set.len() < INTERNED_MAX {
+                set.insert(shared.clone());
+            }
+            Text(shared)
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Self {
+        Text(Arc::from(s))
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        Text(Arc::from(s))
+    }
+}
+
+impl From<Text> for String {
+    fn from(t: Text) -> Self {
+        t.0.to_string()
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -162,17 +251,18 @@ pub struct FileFact {
     /// Bytes allocated on disk (`i_blocks * 512`).
     pub allocated: u64,
     pub nlink: u32,
-    pub fs_type: String,
+    pub fs_type: Text,
     pub fs_magic: u64,
     /// The dentry name: `[eventfd]`, `bpf-map`, `memfd:x`, or a path's last component.
-    pub name: String,
+    pub name: Text,
     pub f_flags: u32,
     /// The name it was opened by is gone (unlinked, or a pseudo file that never had one).
     pub unlinked: bool,
     pub mount_visible: Option<bool>,
     pub mnt_id: Option<u32>,
     pub locked: Option<bool>,
-    pub socket: Option<SocketFact>,
+    /// Boxed: most files are no socket, and a host scan holds a fact per open file.
+    pub socket: Option<Box<SocketFact>>,
     pub pidfd_target: Option<u32>,
     /// For a pidfd: its process has exited and been reaped (`None`: unknown, or not a pidfd).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -184,12 +274,12 @@ pub struct FileFact {
     pub inode_known: bool,
     /// For an inotify or fanotify fd: whether CRIU can dump its marks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub watches: Option<crate::scope::fsnotify::Watches>,
+    pub watches: Option<Box<crate::scope::fsnotify::Watches>>,
 }
 
-fn c_string(bytes: &[u8]) -> String {
+fn c_string(bytes: &[u8]) -> Text {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
+    Text::interned(&String::from_utf8_lossy(&bytes[..end]))
 }
 
 const TCP_CLOSE: u32 = 7;
@@ -234,32 +324,34 @@ macro_rules! inode_part {
 
 impl FileFact {
     pub fn from_file(r: &FileFacts) -> Self {
-        let socket = (r.known & known::SOCKET != 0).then(|| SocketFact {
-            family: r.sk_family,
-            sk_type: r.sk_type,
-            protocol: r.sk_protocol,
-            state: r.sk_state,
-            backlog: (r.known & known::BACKLOG != 0).then_some(r.sk_backlog),
-            peer: (r.flags & flags::HAS_PEER != 0).then_some(UnixPeer {
-                ino: r.peer_ino,
-                closed: r.peer_state == TCP_CLOSE,
-                named: r.flags & flags::PEER_NAMED != 0,
-            }),
-            peer_known: r.known & known::UNIX_PEER != 0,
-            filter: (r.known & known::SOCK_EXTRA != 0).then_some(
-                match (
-                    r.flags & flags::SK_FILTER != 0,
-                    r.flags & flags::SK_FILTER_EBPF != 0,
-                ) {
-                    (false, _) => SockFilter::None,
-                    (true, false) => SockFilter::Classic,
-                    (true, true) => SockFilter::Ebpf,
-                },
-            ),
-            udp_corked: (r.known & known::SOCK_EXTRA != 0)
-                .then_some(r.flags & flags::UDP_CORKED != 0),
-            wqueue: (r.known & known::SOCK_EXTRA != 0).then_some(r.sk_wqueue),
-            rqueue: (r.known & known::SOCK_EXTRA != 0).then_some(r.sk_rqueue),
+        let socket = (r.known & known::SOCKET != 0).then(|| {
+            Box::new(SocketFact {
+                family: r.sk_family,
+                sk_type: r.sk_type,
+                protocol: r.sk_protocol,
+                state: r.sk_state,
+                backlog: (r.known & known::BACKLOG != 0).then_some(r.sk_backlog),
+                peer: (r.flags & flags::HAS_PEER != 0).then_some(UnixPeer {
+                    ino: r.peer_ino,
+                    closed: r.peer_state == TCP_CLOSE,
+                    named: r.flags & flags::PEER_NAMED != 0,
+                }),
+                peer_known: r.known & known::UNIX_PEER != 0,
+                filter: (r.known & known::SOCK_EXTRA != 0).then_some(
+                    match (
+                        r.flags & flags::SK_FILTER != 0,
+                        r.flags & flags::SK_FILTER_EBPF != 0,
+                    ) {
+                        (false, _) => SockFilter::None,
+                        (true, false) => SockFilter::Classic,
+                        (true, true) => SockFilter::Ebpf,
+                    },
+                ),
+                udp_corked: (r.known & known::SOCK_EXTRA != 0)
+                    .then_some(r.flags & flags::UDP_CORKED != 0),
+                wqueue: (r.known & known::SOCK_EXTRA != 0).then_some(r.sk_wqueue),
+                rqueue: (r.known & known::SOCK_EXTRA != 0).then_some(r.sk_rqueue),
+            })
         });
         let mount_known = r.known & known::MOUNT != 0;
         Self {
@@ -300,6 +392,18 @@ impl FileFact {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Names repeated across files share one copy; they read and serialize as strings.
+    #[test]
+    fn names_are_shared_and_read_as_strings() {
+        let a = Text::interned("libc.so.6");
+        let b = Text::interned("libc.so.6");
+        assert!(Arc::ptr_eq(&a.0, &b.0));
+        assert_eq!(a, "libc.so.6");
+        assert_eq!(serde_json::to_string(&a).unwrap(), "\"libc.so.6\"");
+        let back: Text = serde_json::from_str("\"[eventfd]\"").unwrap();
+        assert_eq!(back.as_str(), "[eventfd]");
+    }
 
     #[test]
     fn file_types_from_mode() {

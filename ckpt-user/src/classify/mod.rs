@@ -190,8 +190,8 @@ fn expand(template: &str, f: &FileFact, ops: Option<&OpsIdentity>) -> String {
                 .map_or(0, |p| p.ino)
                 .to_string(),
         ),
-        ("{name}", f.name.clone()),
-        ("{fs_type}", f.fs_type.clone()),
+        ("{name}", f.name.to_string()),
+        ("{fs_type}", f.fs_type.to_string()),
         ("{mode}", f.mode_octal()),
         ("{major}", rdev.major.to_string()),
         ("{minor}", rdev.minor.to_string()),
@@ -265,7 +265,7 @@ pub fn classify(
         None => Judgement {
             verdict: Verdict::Unknown,
             kind: match f.file_type {
-                FileType::None => f.name.clone(),
+                FileType::None => f.name.to_string(),
                 t => t.as_str().to_string(),
             },
             rule: NO_RULE.into(),

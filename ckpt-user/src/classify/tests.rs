@@ -115,7 +115,7 @@ trait Build: Sized {
     }
     fn with_socket(self, family: &str, sk_type: &str, protocol: u16, state: &str) -> Self {
         self.with(|f| {
-            f.socket = Some(SocketFact {
+            f.socket = Some(Box::new(SocketFact {
                 family: names::family(family).expect("family name"),
                 sk_type: names::sock_type(sk_type).expect("socket type name"),
                 protocol,
@@ -127,7 +127,7 @@ trait Build: Sized {
                 udp_corked: None,
                 wqueue: None,
                 rqueue: None,
-            })
+            }))
         })
     }
     /// A unix peer (the caller's [`Context`] says where it lives).
@@ -177,7 +177,7 @@ fn anon(name: &str) -> FileFact {
 /// An inotify fd whose marks CRIU reaches as `watches` says.
 fn watching(watches: Watches) -> FileFact {
     FileFact {
-        watches: Some(watches),
+        watches: Some(Box::new(watches)),
         ..anon("inotify")
     }
 }

@@ -348,7 +348,7 @@ pub fn see_watches_as_criu(files: &mut [FileFact]) {
                 }
             }
         }
-        f.watches = Some(verdict);
+        f.watches = Some(Box::new(verdict));
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 
-use crate::facts::FileFact;
+use crate::facts::{FileFact, Text};
 
 /// Mount ids of one mountinfo text, with each mount's filesystem type.
 pub fn mount_types(mountinfo: &str) -> HashMap<u32, String> {
@@ -66,7 +66,7 @@ pub fn see_mappings_as_criu(files: &mut [FileFact]) {
         if let Some(fs) = table.as_ref().and_then(|t| t.get(&id)) {
             f.mount_visible = Some(true);
             f.mnt_id = Some(id);
-            f.fs_type = fs.clone();
+            f.fs_type = Text::interned(fs);
         }
     }
 }

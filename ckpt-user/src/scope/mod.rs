@@ -278,9 +278,9 @@ mod tests {
             size: 0,
             allocated: 0,
             nlink: 1,
-            fs_type: String::new(),
+            fs_type: crate::facts::Text::default(),
             fs_magic: 0,
-            name: String::new(),
+            name: crate::facts::Text::default(),
             f_flags: 0,
             unlinked: false,
             mount_visible: None,
@@ -298,7 +298,7 @@ mod tests {
 
     fn unix_with_peer(pid: u32, ino: u64, peer: u64) -> FileFact {
         let mut f = file(pid, FileType::Sock, ino);
-        f.socket = Some(SocketFact {
+        f.socket = Some(Box::new(SocketFact {
             family: 1,
             sk_type: 1,
             protocol: 0,
@@ -314,7 +314,7 @@ mod tests {
             udp_corked: None,
             wqueue: None,
             rqueue: None,
-        });
+        }));
         f
     }
 
