@@ -4,7 +4,10 @@ mod decode;
 
 use std::io::Read;
 
-use aya::{Ebpf, EbpfLoader, programs::Iter};
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{Iter, Program},
+};
 use ckpt_common::KernelOffsets;
 
 pub use decode::{DecodeError, Event, Record, decode_event};
@@ -95,16 +98,33 @@ impl Probe {
         let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| ProbeError::Load(error_chain(&e)))?;
-        let mut load = |name: &'static str, iter_type: &str| -> Result<(), ProbeError> {
-            let prog: &mut Iter = ebpf
-                .program_mut(name)
+        let load = |prog: Option<&mut Program>, name: &'static str, iter_type: &str| {
+            let prog: &mut Iter = prog
                 .ok_or_else(|| ProbeError::Load(format!("program {name} missing from the object")))?
                 .try_into()
                 .map_err(program_error(name))?;
             prog.load(iter_type, btf).map_err(program_error(name))
         };
-        load(FILE_PROG, "task_file")?;
-        let vmas = match load(VMA_PROG, "task_vma") {
+        // The verifier takes most of a short scan's start-up: both iterators are verified at
+        // once, one per core.
+        let (mut file_prog, mut vma_prog) = (None, None);
+        for (name, prog) in ebpf.programs_mut() {
+            match name {
+                FILE_PROG => file_prog = Some(prog),
+                VMA_PROG => vma_prog = Some(prog),
+                _ => {}
+            }
+        }
+        let (files, vmas) = std::thread::scope(|s| {
+            let vmas = s.spawn(|| load(vma_prog, VMA_PROG, "task_vma"));
+            let files = load(file_prog, FILE_PROG, "task_file");
+            (
+                files,
+                vmas.join().expect("loading a BPF program does not panic"),
+            )
+        });
+        files?;
+        let vmas = match vmas {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(
