@@ -48,15 +48,21 @@ pub struct LoadedBtf {
 
 impl LoadedBtf {
     pub fn from_file(path: &Path) -> Result<Self, BtfError> {
-        let btf = KernelBtf::from_bytes(read(path)?, path)?;
-        let offsets = btf.offsets()?;
-        let loader = aya::Btf::parse(btf.btf.data(), aya::Endianness::default()).map_err(|e| {
-            BtfError::Parse {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            }
+        let bytes = read(path)?;
+        // Two parses of the same few MB: the loader's on another core meanwhile.
+        let (offsets, loader) = std::thread::scope(|s| {
+            let loader = s.spawn(|| aya::Btf::parse(&bytes, aya::Endianness::default()));
+            let offsets = KernelBtf::from_bytes(bytes.clone(), path).and_then(|b| b.offsets());
+            (offsets, loader.join().expect("parsing BTF does not panic"))
+        });
+        let loader = loader.map_err(|e| BtfError::Parse {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
         })?;
-        Ok(Self { offsets, loader })
+        Ok(Self {
+            offsets: offsets?,
+            loader,
+        })
     }
 }
 

@@ -205,11 +205,6 @@ impl Btf {
         })
     }
 
-    /// The blob this was parsed from.
-    pub(super) fn data(&self) -> &[u8] {
-        &self.data
-    }
-
     /// The struct or union called `name` (the first one, should there be several).
     pub(super) fn struct_named(&self, name: &str) -> Option<Type> {
         self.type_by_id(*self.structs.get(name.as_bytes())?)
