@@ -7,11 +7,13 @@ use std::path::Path;
 use anyhow::bail;
 
 use crate::aggregate::{DumpReport, Rules, SnapshotWorld, WorkloadReport, describe_facts};
+use crate::checkpointer::given::Given;
 use crate::classify;
 use crate::cli::{Exit, JudgingArgs, ScanArgs};
 use crate::facts::FileFact;
 use crate::judge::Judge;
 use crate::report;
+use crate::scope::container_id::Runtime;
 use crate::scope::workload::{self, Names};
 use crate::scope::{DumpSet, procfs};
 use crate::snapshot::{Filter, Scanned, Snapshot};
@@ -87,15 +89,25 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
         } else {
             Names::default()
         };
-        // A container is judged with its engine's options (and its runc config file), as
-        // preflight and the daemon judge it.
+        // A container is judged with its engine's options, as preflight and the daemon judge
+        // it: read once per engine, and per container only where its runc state names another
+        // config file (on the live host only: a replay reads nothing of the host it runs on).
+        let mut by_runtime: HashMap<Runtime, Given> = HashMap::new();
         let mut reports = Vec::new();
         for w in workload::discover(&snapshot.procs, &names) {
             let dump = match &w.container {
                 Some(c) => {
-                    let in_force = judge.in_force(Some(c))?;
+                    let own = if live {
+                        judge.annotated(c).transpose()?
+                    } else {
+                        None
+                    };
+                    if own.is_none() && !by_runtime.contains_key(&c.runtime) {
+                        let engine = judge.engine_for(Some(c.runtime));
+                        by_runtime.insert(c.runtime, judge.options(engine)?);
+                    }
                     let rules = Rules {
-                        given: &in_force.given,
+                        given: own.as_ref().unwrap_or_else(|| &by_runtime[&c.runtime]),
                         ..rules.clone()
                     };
                     rules.dump(&world, &w.dump)
