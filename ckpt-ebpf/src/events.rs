@@ -151,7 +151,7 @@ fn drop_ok(tgid: u32, fd: u32) {
 /// `OK_SOCKS` (read before any other fact: most sockets a busy host makes are of such kinds):
 /// whatever its state, or in its present state, then watched until it leaves that state.
 fn ok_socket(file: u64, f_op: u64, tgid: u32, fd: u32) -> bool {
-    let Some((sk, family, sk_type, protocol)) = kread::sock_kind(file) else {
+    let Some((sk, family, sk_type, protocol)) = kread::sock_kind::<kread::Probe>(file) else {
         return false;
     };
     let kind = OkSock {
@@ -221,7 +221,7 @@ fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16
         return;
     };
     let rec = unsafe { &mut *rec };
-    file_facts::fill(rec, task, tgid, fd, file, f_op);
+    file_facts::fill::<kread::Probe>(rec, task, tgid, fd, file, f_op);
     if let Some(state) = state {
         rec.sk_state = state;
     }
@@ -399,7 +399,7 @@ pub fn ckpt_sock_state(ctx: BtfTracePointContext) -> i32 {
     let fd = owner as u32;
     let task = unsafe { bpf_get_current_task() };
     let file = file_at(task, fd);
-    let same = file != 0 && kread::sock_kind(file).is_some_and(|(s, ..)| s == sk);
+    let same = file != 0 && kread::sock_kind::<kread::Probe>(file).is_some_and(|(s, ..)| s == sk);
     match read::<u32>(task, off!(task_tgid)) {
         Some(tgid) if same && tgid != off!(ignore_tgid) => {
             let f_op = read_ptr(file, off!(file_f_op));

@@ -9,7 +9,7 @@ use aya_ebpf::{
 use ckpt_common::{ABSENT, FileFacts, N_OPS_MEMBERS, OpsRecord, TAG_OPS, flags, known};
 use core::ffi::c_void;
 
-use crate::kread::{self, off, read, read_ptr};
+use crate::kread::{self, Mem, off, read_ptr};
 
 /// Ops tables already reported (by an iteration or an event) (value unused). Sized far above the few
 /// hundred distinct tables a host has; once full, later tables go unreported and user space
@@ -82,20 +82,20 @@ pub fn forget_ops(f_op: u64) {
 
 /// Fills every fact of `rec` for `file`, installed as `fd` in `task` (a `tgid` process).
 #[inline(always)]
-pub fn fill(rec: &mut FileFacts, task: u64, tgid: u32, fd: u32, file: u64, f_op: u64) {
+pub fn fill<M: Mem>(rec: &mut FileFacts, task: u64, tgid: u32, fd: u32, file: u64, f_op: u64) {
     rec.tag = ckpt_common::TAG_FILE;
     rec.tgid = tgid;
-    rec.tid = read::<u32>(task, off!(task_pid)).unwrap_or(tgid);
+    rec.tid = M::read::<u32>(task, off!(task_pid)).unwrap_or(tgid);
     rec.fd = fd;
     rec.f_op = f_op;
-    rec.f_flags = read::<u32>(file, off!(file_f_flags)).unwrap_or(0);
+    rec.f_flags = M::read::<u32>(file, off!(file_f_flags)).unwrap_or(0);
     rec.fs_type = [0; ckpt_common::FS_TYPE_LEN];
     rec.name = [0; ckpt_common::NAME_LEN];
-    let (facts, inode) = kread::inode_facts(file, &mut rec.fs_type, &mut rec.name);
+    let (facts, inode) = kread::inode_facts::<M>(file, &mut rec.fs_type, &mut rec.name);
     kread::store_inode!(rec, facts);
 
     rec.mnt_id = 0;
-    if let Some((id, visible)) = kread::mount_facts(file, task) {
+    if let Some((id, visible)) = kread::mount_facts::<M>(file, task) {
         rec.mnt_id = id;
         rec.known |= known::MOUNT;
         if visible {
@@ -113,7 +113,7 @@ pub fn fill(rec: &mut FileFacts, task: u64, tgid: u32, fd: u32, file: u64, f_op:
     rec.sk_wqueue = 0;
     rec.sk_rqueue = 0;
     if rec.mode & kread::S_IFMT == kread::S_IFSOCK {
-        if let Some(s) = kread::sock_facts(file) {
+        if let Some(s) = kread::sock_facts::<M>(file) {
             rec.sk_family = s.family;
             rec.sk_type = s.sk_type;
             rec.sk_protocol = s.protocol;
@@ -135,24 +135,24 @@ pub fn fill(rec: &mut FileFacts, task: u64, tgid: u32, fd: u32, file: u64, f_op:
     }
 
     rec.aux = 0;
-    if let Some(nr) = kread::pidfd_target(file, inode, rec.s_magic, &rec.name) {
+    if let Some(nr) = kread::pidfd_target::<M>(file, inode, rec.s_magic, &rec.name) {
         rec.aux = nr;
         rec.known |= known::PIDFD;
-        if let Some(dead) = kread::pidfd_dead(file, inode, rec.s_magic, &rec.name) {
+        if let Some(dead) = kread::pidfd_dead::<M>(file, inode, rec.s_magic, &rec.name) {
             rec.known |= known::PIDFD_ALIVE;
             if dead {
                 rec.flags |= flags::PIDFD_DEAD;
             }
         }
-    } else if let Some(index) = kread::tty_index(file, rec.mode, rec.rdev) {
+    } else if let Some(index) = kread::tty_index::<M>(file, rec.mode, rec.rdev) {
         rec.aux = index;
         rec.known |= known::TTY;
-    } else if let Some(map_type) = kread::bpf_map_type(file, rec.s_magic, &rec.name) {
+    } else if let Some(map_type) = kread::bpf_map_type::<M>(file, rec.s_magic, &rec.name) {
         rec.aux = map_type;
         rec.known |= known::BPF_MAP;
     }
 
-    if let Some(locked) = kread::holds_lock(file, inode, task) {
+    if let Some(locked) = kread::holds_lock::<M>(file, inode, task) {
         rec.known |= known::LOCKS;
         if locked {
             rec.flags |= flags::LOCKED;

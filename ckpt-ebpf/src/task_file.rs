@@ -6,7 +6,7 @@ use ckpt_common::FileFacts;
 use core::ffi::c_void;
 
 use crate::file_facts;
-use crate::kread::{self, off, read, read_ptr};
+use crate::kread::{self, Mem, Typed, off};
 
 /// Records are built here, not on the 512-byte BPF stack.
 #[map]
@@ -37,17 +37,17 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
     }
     let seq = unsafe { *meta };
 
-    let tgid = read::<u32>(task, off!(task_tgid))?;
+    let tgid = Typed::read::<u32>(task, off!(task_tgid))?;
     if !kread::wanted(task, tgid) {
         return None;
     }
 
-    let f_op = read_ptr(file, off!(file_f_op));
+    let f_op = Typed::ptr(file, off!(file_f_op));
     let ops_emitted = file_facts::emit_ops_once(seq, f_op);
 
     let rec = FILE_SCRATCH.get_ptr_mut(0)?;
     let rec = unsafe { &mut *rec };
-    file_facts::fill(rec, task, tgid, fd, file, f_op);
+    file_facts::fill::<Typed>(rec, task, tgid, fd, file, f_op);
 
     let written = unsafe {
         bpf_seq_write(

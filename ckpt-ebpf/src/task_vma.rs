@@ -7,7 +7,7 @@ use ckpt_common::{FS_TYPE_LEN, NAME_LEN, TAG_VMA, VmaFacts, flags};
 use core::ffi::c_void;
 
 use crate::file_facts;
-use crate::kread::{self, off, read, read_ptr};
+use crate::kread::{self, Mem, Typed, off};
 
 #[map]
 static VMA_SCRATCH: PerCpuArray<VmaFacts> = PerCpuArray::with_max_entries(1, 0);
@@ -37,11 +37,11 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
         return None;
     }
     let seq = unsafe { *meta };
-    let tgid = read::<u32>(task, off!(task_tgid))?;
+    let tgid = Typed::read::<u32>(task, off!(task_tgid))?;
     if !kread::wanted(task, tgid) {
         return None;
     }
-    let file = read_ptr(vma, off!(vma_vm_file));
+    let file = Typed::ptr(vma, off!(vma_vm_file));
     if file == 0 {
         return None;
     }
@@ -57,19 +57,19 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     let rec = unsafe { &mut *rec };
     rec.tag = TAG_VMA;
     rec.tgid = tgid;
-    rec.start = read::<u64>(vma, off!(vma_vm_start)).unwrap_or(0);
-    rec.end = read::<u64>(vma, off!(vma_vm_end)).unwrap_or(0);
-    rec.vm_flags = read::<u64>(vma, off!(vma_vm_flags)).unwrap_or(0);
-    rec.pgoff = read::<u64>(vma, off!(vma_vm_pgoff)).unwrap_or(0);
-    rec.f_op = read_ptr(file, off!(file_f_op));
+    rec.start = Typed::read::<u64>(vma, off!(vma_vm_start)).unwrap_or(0);
+    rec.end = Typed::read::<u64>(vma, off!(vma_vm_end)).unwrap_or(0);
+    rec.vm_flags = Typed::read::<u64>(vma, off!(vma_vm_flags)).unwrap_or(0);
+    rec.pgoff = Typed::read::<u64>(vma, off!(vma_vm_pgoff)).unwrap_or(0);
+    rec.f_op = Typed::ptr(file, off!(file_f_op));
     // A mapped file's ops table may belong to no open fd: report its members here too.
     let f_op = rec.f_op;
     let ops_emitted = file_facts::emit_ops_once(seq, f_op);
     rec.fs_type = [0; FS_TYPE_LEN];
     rec.name = [0; NAME_LEN];
-    let (facts, _inode) = kread::inode_facts(file, &mut rec.fs_type, &mut rec.name);
+    let (facts, _inode) = kread::inode_facts::<Typed>(file, &mut rec.fs_type, &mut rec.name);
     kread::store_inode!(rec, facts);
-    if let Some((_, visible)) = kread::mount_facts(file, task) {
+    if let Some((_, visible)) = kread::mount_facts::<Typed>(file, task) {
         if visible {
             rec.flags |= flags::MOUNT_VISIBLE;
         }
