@@ -15,7 +15,7 @@ use crate::input::{self, ReadError};
 use crate::kernel::btf::{BtfError, LoadedBtf, VMLINUX_BTF};
 use crate::kernel::kallsyms::{KallsymsError, Symbol, Symbols};
 use crate::kernel::privileges::{self, PrivilegeError};
-use crate::probe::{Probe, ProbeError, Record};
+use crate::probe::{Probe, ProbeError, Purpose, Record};
 use crate::resolve;
 use crate::scope::{Own, ProcInfo, procfs};
 
@@ -182,7 +182,10 @@ impl Snapshot {
         }
         timings.btf = t.elapsed();
         let t = Instant::now();
-        let mut probe = Probe::load(&offsets, &loader_btf)?;
+        let purpose = Purpose::Scan {
+            targets: targets.as_ref().map_or(0, |t| t.len()),
+        };
+        let mut probe = Probe::load(&offsets, &loader_btf, purpose)?;
         if let Some(pids) = &targets {
             probe.set_targets(pids)?;
         }

@@ -46,6 +46,12 @@ pub enum ProbeError {
     Decode(#[from] DecodeError),
 }
 
+fn page_size() -> u32 {
+    // SAFETY: sysconf reads a constant of the running system.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(size).unwrap_or(4096)
+}
+
 /// The loaded iterators. Offsets (and the cgroup filter) are fixed at load.
 pub struct Probe {
     ebpf: Ebpf,
@@ -72,18 +78,27 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-impl Probe {
-    /// Loads both iterators, reporting only `offsets.target_tgid` when it is non-zero.
-    pub fn load(offsets: &KernelOffsets, btf: &aya::Btf) -> Result<Self, ProbeError> {
-        Self::load_with(offsets, btf, None)
-    }
+/// What the programs are loaded for. The kernel allocates every map of the object at load,
+/// used or not (the daemon's hash maps are preallocated: ~10 ms and ~15 MB of kernel memory),
+/// so a scan shrinks the daemon's maps to nothing and the daemon the scan's pid filter.
+#[derive(Clone, Copy, Debug)]
+pub enum Purpose {
+    /// One snapshot; `targets` processes go in the pid filter (0: no filter).
+    Scan { targets: usize },
+    /// Snapshots and live events, with the event ring buffer sized to `ring_bytes` (a power of
+    /// two and a multiple of the page size).
+    Daemon { ring_bytes: u32 },
+}
 
-    /// Like [`Probe::load`], with the event ring buffer sized to `ring_bytes` (a power of two
-    /// and a multiple of the page size) for the daemon.
-    pub fn load_with(
+/// The event maps, which only the daemon's programs use.
+const DAEMON_MAPS: [&str; 4] = ["TRACKED", "WATCHED_SOCKS", "OK_FOPS", "OK_SOCKS"];
+
+impl Probe {
+    /// Loads both iterators with `offsets`, and the maps sized for `purpose`.
+    pub fn load(
         offsets: &KernelOffsets,
         btf: &aya::Btf,
-        ring_bytes: Option<u32>,
+        purpose: Purpose,
     ) -> Result<Self, ProbeError> {
         if OBJECT.is_empty() {
             return Err(ProbeError::NotBuilt);
@@ -92,8 +107,22 @@ impl Probe {
         loader
             .btf(Some(btf))
             .override_global("OFFSETS", offsets, true);
-        if let Some(bytes) = ring_bytes {
-            loader.map_max_entries("EVENTS", bytes);
+        match purpose {
+            Purpose::Scan { targets } => {
+                let targets = u32::try_from(targets.max(1)).map_err(|_| {
+                    ProbeError::Load(format!("{targets} processes are too many to filter"))
+                })?;
+                loader.map_max_entries("TARGET_TGIDS", targets);
+                for name in DAEMON_MAPS {
+                    loader.map_max_entries(name, 1);
+                }
+                // A ring buffer is at least a page.
+                loader.map_max_entries("EVENTS", page_size());
+            }
+            Purpose::Daemon { ring_bytes } => {
+                loader.map_max_entries("TARGET_TGIDS", 1);
+                loader.map_max_entries("EVENTS", ring_bytes);
+            }
         }
         let mut ebpf = loader
             .load(OBJECT)

@@ -34,7 +34,7 @@ use crate::judge::Judge;
 use crate::kernel::btf::{LoadedBtf, VMLINUX_BTF};
 use crate::kernel::kallsyms::Symbols;
 use crate::kernel::privileges;
-use crate::probe::{Event, Probe, decode_event};
+use crate::probe::{Event, Probe, Purpose, decode_event};
 use crate::report::printable;
 use crate::resolve::{self, Catalogue};
 use crate::scope::container_id::{ContainerName, Runtime};
@@ -650,7 +650,13 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
     } = LoadedBtf::from_file(Path::new(VMLINUX_BTF))?;
     // Its own /proc reads during rescans would otherwise come back as events.
     offsets.ignore_tgid = std::process::id();
-    let mut probe = Probe::load_with(&offsets, &btf, Some(args.ring_buffer_size))?;
+    let mut probe = Probe::load(
+        &offsets,
+        &btf,
+        Purpose::Daemon {
+            ring_bytes: args.ring_buffer_size,
+        },
+    )?;
     let candidates: Vec<Backend> = match args.backend {
         Some(b) => vec![b],
         None => Backend::BEST_FIRST.to_vec(),
