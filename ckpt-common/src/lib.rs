@@ -66,7 +66,8 @@ pub mod known {
 
 /// Bits of [`FileFacts::flags`]: boolean facts.
 pub mod flags {
-    /// The file holds a flock or a POSIX lock owned by this task.
+    /// The file holds a flock or a POSIX lock owned by this task, or its inode has more locks
+    /// than the kernel side walks (so it may).
     pub const LOCKED: u32 = 1 << 0;
     /// The opened name was unlinked (dentry unhashed), whatever the link count.
     pub const UNLINKED: u32 = 1 << 1;

@@ -474,12 +474,14 @@ pub fn tty_index<M: Mem>(file: u64, mode: u32, rdev: u32) -> Option<u64> {
 
 const MAX_LOCKS_WALKED: u32 = 16;
 
-/// Walks one lock list of an inode's `file_lock_context`; true when a lock in it belongs to
-/// `owner` (matched at `owner_off` in the lock).
+/// Walks one lock list of an inode's `file_lock_context`: true when a lock in it belongs to
+/// one of `owners` (matched at `owner_off` in the lock; a zero owner matches nothing), and
+/// when the list is longer than the walk. Anyone who can open the file can queue locks ahead
+/// of the task's own, so an unfinished walk must not read as "no lock": it is judged held.
 #[inline(always)]
-fn list_has_owner(head: u64, owner_off: u32, owner: u64) -> bool {
+fn list_has_owner(head: u64, owner_off: u32, owners: [u64; 2]) -> bool {
     let link = off!(lock_list);
-    if link == ABSENT || owner == 0 {
+    if link == ABSENT {
         return false;
     }
     let mut node = read_ptr(head, 0);
@@ -488,12 +490,13 @@ fn list_has_owner(head: u64, owner_off: u32, owner: u64) -> bool {
             return false;
         }
         let lock = node - link as u64;
-        if read_ptr(lock, owner_off) == owner {
+        let owner = read_ptr(lock, owner_off);
+        if owner != 0 && (owner == owners[0] || owner == owners[1]) {
             return true;
         }
         node = read_ptr(node, 0);
     }
-    false
+    true
 }
 
 /// Whether `file` carries a lock held by this task: a flock owned by the file, a POSIX lock
@@ -515,9 +518,10 @@ pub fn holds_lock<M: Mem>(file: u64, inode: u64, task: u64) -> Option<bool> {
     let flock_head = ctx + off!(flctx_flock) as u64;
     let posix_head = ctx + off!(flctx_posix) as u64;
     let files = M::ptr(task, off!(task_files));
+    // One walk of the POSIX list for both of its owners: each walk costs the verifier more
+    // than the rest of the program.
     Some(
-        list_has_owner(flock_head, off!(lock_file), file)
-            || list_has_owner(posix_head, off!(lock_owner), files)
-            || list_has_owner(posix_head, off!(lock_owner), file),
+        list_has_owner(flock_head, off!(lock_file), [file, 0])
+            || list_has_owner(posix_head, off!(lock_owner), [files, file]),
     )
 }

@@ -623,3 +623,44 @@ fn verbose_logging_is_ours_and_plain_in_a_pipe() {
     let out = run_env(&binary(), &args, &[NO_CRIU, ("RUST_LOG", "aya=debug")]);
     assert!(stderr(&out).contains("aya"), "RUST_LOG is honoured");
 }
+
+/// Holds `LOCK_SH` on a new open file description of `path`; unlocked when dropped.
+fn shared_flock(path: &std::path::Path) -> std::fs::File {
+    let file = std::fs::File::open(path).expect("open the locked file");
+    // SAFETY: flock on an fd this test owns.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) };
+    assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
+    file
+}
+
+/// Anyone who can open a file can queue locks on it ahead of a process's own. The kernel side
+/// walks a bounded part of an inode's lock list; a lock beyond it was read as no lock, and the
+/// process, which CRIU refuses to dump without `--file-locks`, was `ok`.
+#[test]
+fn a_lock_behind_a_crowd_of_others_still_needs_file_locks() {
+    let scratch = Scratch::new("lock-crowd");
+    let path = scratch.path("shared");
+    std::fs::write(&path, b"x").expect("write the locked file");
+    let judge = |ahead: usize| {
+        let crowd: Vec<_> = (0..ahead).map(|_| shared_flock(&path)).collect();
+        let own = shared_flock(&path);
+        let target = Forked::start(Spec::new(b"ckpt-locked", &[own.as_raw_fd()]), None);
+        drop(own);
+        let pid = target.pid.to_string();
+        let out = run_env(
+            &binary(),
+            &["--pid", &pid, "--json", "--profile", "criu-4"],
+            &[NO_CRIU],
+        );
+        drop(crowd);
+        json(&out)
+    };
+    for ahead in [2, 40] {
+        let doc = judge(ahead);
+        assert_eq!(
+            (doc["verdict"].as_str(), &doc["options"]),
+            (Some("needs"), &serde_json::json!(["--file-locks"])),
+            "a lock behind {ahead} others: {doc}"
+        );
+    }
+}
