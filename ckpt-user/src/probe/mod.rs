@@ -132,7 +132,15 @@ impl Probe {
                 .ok_or_else(|| ProbeError::Load(format!("program {name} missing from the object")))?
                 .try_into()
                 .map_err(program_error(name))?;
-            prog.load(iter_type, btf).map_err(program_error(name))
+            let t = std::time::Instant::now();
+            prog.load(iter_type, btf).map_err(program_error(name))?;
+            // What the verifier walked: the part of start-up a program's shape decides.
+            let verified = prog
+                .info()
+                .ok()
+                .and_then(|i| i.verified_instruction_count());
+            tracing::debug!(program = name, ?verified, took = ?t.elapsed(), "verified");
+            Ok::<(), ProbeError>(())
         };
         // The verifier takes most of a short scan's start-up: both iterators are verified at
         // once, one per core.
