@@ -246,3 +246,36 @@ fn nsfs_of_a_namespace_no_task_lives_in_blocks() {
         "{report}"
     );
 }
+
+/// A small tree is iterated process by process, a wide one in one pass over every task with
+/// the kernel filtering by tgid: either way every process of the tree is judged, and only
+/// those.
+#[test]
+fn narrow_and_wide_trees_are_judged_whole() {
+    use std::os::unix::process::CommandExt;
+    for children in [3, 80] {
+        let script = format!("for i in $(seq {children}); do sleep 60 & done; wait");
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .process_group(0)
+            .spawn()
+            .expect("sh");
+        let root = sh.id();
+        let tree_size = || {
+            std::fs::read_to_string(format!("/proc/{root}/task/{root}/children"))
+                .map_or(0, |c| c.split_whitespace().count())
+        };
+        for _ in 0..500 {
+            if tree_size() == children {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let (doc, _) = judge_tree(root, &[]);
+        // SAFETY: kills the process group this test started.
+        unsafe { libc::kill(-(root as i32), libc::SIGKILL) };
+        let _ = sh.wait();
+        let judged = doc["processes"].as_array().map_or(0, Vec::len);
+        assert_eq!(judged, children + 1, "a tree of {children} children: {doc}");
+    }
+}
