@@ -154,8 +154,7 @@ impl Snapshot {
         // The scanner holds BPF fds of its own; it is not what anyone asks about.
         offsets.ignore_tgid = std::process::id();
         // A pid's dump is its subtree (`criu dump -t`): whom its children hold decides which
-        // peers are inside, so the kernel reports the whole subtree. Finding it needs every
-        // process's parent first.
+        // peers are inside, so the kernel reports the whole subtree.
         let mut known_procs = None;
         let mut targets = None;
         // Every process of the host, read from /proc on another core while the kernel
@@ -180,7 +179,6 @@ impl Snapshot {
                 };
                 targets = Some(tree);
                 known_procs = Some(procs);
-                offsets.flags |= ckpt_common::FLAG_FILTER_TGIDS;
             }
             // A kernel whose cgroups the BTF does not describe cannot filter: scanning
             // everything costs time, filtering blind would find no files and say `ok`.
@@ -195,12 +193,9 @@ impl Snapshot {
         timings.btf = t.elapsed();
         let t = Instant::now();
         let purpose = Purpose::Scan {
-            targets: targets.as_ref().map_or(0, |t| t.len()),
+            targets: targets.as_ref(),
         };
         let mut probe = Probe::load(&offsets, &loader_btf, purpose)?;
-        if let Some(pids) = &targets {
-            probe.set_targets(pids)?;
-        }
         timings.load = t.elapsed();
         let kallsyms = || {
             kallsyms

@@ -3,10 +3,10 @@
 mod decode;
 mod per_process;
 
+use std::collections::BTreeSet;
+use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsFd;
-
-use std::fs::File;
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -92,9 +92,9 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// used or not (the daemon's hash maps are preallocated: ~10 ms and ~15 MB of kernel memory),
 /// so a scan shrinks the daemon's maps to nothing and the daemon the scan's pid filter.
 #[derive(Clone, Copy, Debug)]
-pub enum Purpose {
-    /// One snapshot; `targets` processes go in the pid filter (0: no filter).
-    Scan { targets: usize },
+pub enum Purpose<'a> {
+    /// One snapshot, of these processes only when `targets` is given.
+    Scan { targets: Option<&'a BTreeSet<u32>> },
     /// Snapshots and live events, with the event ring buffer sized to `ring_bytes` (a power of
     /// two and a multiple of the page size).
     Daemon { ring_bytes: u32 },
@@ -104,7 +104,7 @@ pub enum Purpose {
 const DAEMON_MAPS: [&str; 4] = ["TRACKED", "WATCHED_SOCKS", "OK_FOPS", "OK_SOCKS"];
 
 impl Probe {
-    /// Loads both iterators with `offsets`, and the maps sized for `purpose`.
+    /// Loads both iterators with `offsets`, and the maps sized and filled for `purpose`.
     pub fn load(
         offsets: &KernelOffsets,
         btf: &aya::Btf,
@@ -113,16 +113,25 @@ impl Probe {
         if OBJECT.is_empty() {
             return Err(ProbeError::NotBuilt);
         }
+        let targets = match purpose {
+            Purpose::Scan { targets } => targets,
+            Purpose::Daemon { .. } => None,
+        };
+        let mut offsets = *offsets;
+        if targets.is_some() {
+            offsets.flags |= ckpt_common::FLAG_FILTER_TGIDS;
+        }
         let mut loader = EbpfLoader::new();
         loader
             .btf(Some(btf))
-            .override_global("OFFSETS", offsets, true);
+            .override_global("OFFSETS", &offsets, true);
         match purpose {
             Purpose::Scan { targets } => {
-                let targets = u32::try_from(targets.max(1)).map_err(|_| {
-                    ProbeError::Load(format!("{targets} processes are too many to filter"))
+                let count = targets.map_or(1, |t| t.len().max(1));
+                let count = u32::try_from(count).map_err(|_| {
+                    ProbeError::Load(format!("{count} processes are too many to filter"))
                 })?;
-                loader.map_max_entries("TARGET_TGIDS", targets);
+                loader.map_max_entries("TARGET_TGIDS", count);
                 for name in DAEMON_MAPS {
                     loader.map_max_entries(name, 1);
                 }
@@ -180,18 +189,19 @@ impl Probe {
                 false
             }
         };
-        Ok(Self {
+        let mut probe = Self {
             ebpf,
             vmas,
             per_process: Vec::new(),
-        })
+        };
+        if let Some(pids) = targets {
+            probe.set_targets(pids)?;
+        }
+        Ok(probe)
     }
 
-    /// Restricts the scan to these processes (with `ckpt_common::FLAG_FILTER_TGIDS` set at load).
-    pub fn set_targets(
-        &mut self,
-        pids: &std::collections::BTreeSet<u32>,
-    ) -> Result<(), ProbeError> {
+    /// Fills the pid filter that `FLAG_FILTER_TGIDS` turned on at load.
+    fn set_targets(&mut self, pids: &BTreeSet<u32>) -> Result<(), ProbeError> {
         let map = self
             .ebpf
             .map_mut("TARGET_TGIDS")
@@ -203,11 +213,9 @@ impl Probe {
                 .insert(pid, 0, 0)
                 .map_err(|e| ProbeError::Load(error_chain(&e)))?;
         }
-        self.per_process = if pids.len() <= PER_PROCESS_MAX {
-            pids.iter().copied().collect()
-        } else {
-            Vec::new()
-        };
+        if pids.len() <= PER_PROCESS_MAX {
+            self.per_process = pids.iter().copied().collect();
+        }
         Ok(())
     }
 
@@ -244,9 +252,9 @@ impl Probe {
     fn drain(
         name: &'static str,
         mut file: File,
+        buf: &mut [u8],
         each: &mut dyn FnMut(Record),
     ) -> Result<(), ProbeError> {
-        let mut buf = vec![0u8; READ_CHUNK];
         let (mut filled, mut decoded) = (0, 0);
         loop {
             match file.read(&mut buf[filled..]) {
@@ -281,21 +289,26 @@ impl Probe {
     /// every task (of the targets, after [`Probe::set_targets`]), and each ops table the first
     /// time it is seen.
     pub fn snapshot(&mut self, each: &mut dyn FnMut(Record)) -> Result<(), ProbeError> {
-        if !self.per_process.is_empty() && self.snapshot_per_process(each)? {
+        let mut buf = vec![0u8; READ_CHUNK];
+        if !self.per_process.is_empty() && self.snapshot_per_process(&mut buf, each)? {
             return Ok(());
         }
         let files = self.iterator(FILE_PROG, None)?;
-        Self::drain(FILE_PROG, files, each)?;
+        Self::drain(FILE_PROG, files, &mut buf, each)?;
         if self.vmas {
             let vmas = self.iterator(VMA_PROG, None)?;
-            Self::drain(VMA_PROG, vmas, each)?;
+            Self::drain(VMA_PROG, vmas, &mut buf, each)?;
         }
         Ok(())
     }
 
     /// The targets' files and mappings, process by process; false (and nothing reported)
     /// when this kernel cannot scope an iterator to a process.
-    fn snapshot_per_process(&mut self, each: &mut dyn FnMut(Record)) -> Result<bool, ProbeError> {
+    fn snapshot_per_process(
+        &mut self,
+        buf: &mut [u8],
+        each: &mut dyn FnMut(Record),
+    ) -> Result<bool, ProbeError> {
         let pids = self.per_process.clone();
         for (i, &pid) in pids.iter().enumerate() {
             let files = match self.iterator(FILE_PROG, Some(pid)) {
@@ -306,10 +319,10 @@ impl Probe {
                 }
                 Err(e) => return Err(e),
             };
-            Self::drain(FILE_PROG, files, each)?;
+            Self::drain(FILE_PROG, files, buf, each)?;
             if self.vmas {
                 let vmas = self.iterator(VMA_PROG, Some(pid))?;
-                Self::drain(VMA_PROG, vmas, each)?;
+                Self::drain(VMA_PROG, vmas, buf, each)?;
             }
         }
         Ok(true)

@@ -5,8 +5,8 @@
 use std::fs::File;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, RawFd};
 
-/// `union bpf_attr` for `BPF_LINK_CREATE` (include/uapi/linux/bpf.h), zero-padded: the
-/// kernel takes the part it knows and requires the rest to be zero.
+/// The prefix of `union bpf_attr` that `BPF_LINK_CREATE` reads for an iterator
+/// (include/uapi/linux/bpf.h); the kernel zero-fills what a shorter attr leaves out.
 #[repr(C)]
 #[derive(Default)]
 struct LinkCreate {
@@ -16,7 +16,6 @@ struct LinkCreate {
     flags: u32,
     iter_info: u64,
     iter_info_len: u32,
-    _rest: [u32; 9],
 }
 
 /// `bpf_iter_link_info.task`: iterate the tasks of process `pid` only.
@@ -97,7 +96,6 @@ mod tests {
             ),
             (8, 16, 24)
         );
-        assert_eq!(size_of::<LinkCreate>() % 8, 0);
         assert_eq!(
             (offset_of!(TaskLinkInfo, pid), size_of::<TaskLinkInfo>()),
             (4, 12)
