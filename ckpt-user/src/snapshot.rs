@@ -137,8 +137,10 @@ pub enum Filter {
 }
 
 impl Snapshot {
-    /// Scans the live kernel: the tasks `filter` selects.
-    pub fn take(filter: Filter) -> Result<Self, SnapshotError> {
+    /// Scans the live kernel: the tasks `filter` selects. `members`, when the caller knows
+    /// them, are every process the filter can select (a cgroup's `cgroup.procs`): a few are
+    /// visited one by one instead of every task of the host.
+    pub fn take(filter: Filter, members: Option<&BTreeSet<u32>>) -> Result<Self, SnapshotError> {
         privileges::ensure_can_load_bpf()?;
         // /proc/kallsyms costs ~40 ms of kernel time: read it on another core meanwhile.
         let kallsyms = std::thread::spawn(|| {
@@ -196,6 +198,9 @@ impl Snapshot {
             targets: targets.as_ref(),
         };
         let mut probe = Probe::load(&offsets, &loader_btf, purpose)?;
+        if let Some(members) = members {
+            probe.visit_only(members);
+        }
         timings.load = t.elapsed();
         let kallsyms = || {
             kallsyms

@@ -128,7 +128,7 @@ fn judge_running_dump(judging: &JudgingArgs) -> anyhow::Result<HookReport> {
     let in_force = judge.in_force(None)?;
     let given = &in_force.given;
     procfs::ensure_process(root)?;
-    let snapshot = Snapshot::take(Filter::Pid(root))?;
+    let snapshot = Snapshot::take(Filter::Pid(root), None)?;
     let ops = judge.resolve_ops(&snapshot)?;
     let rules = Rules {
         profile: &judge.profile,

@@ -184,14 +184,19 @@ pub fn run(
         );
     }
 
-    let filter = match targets.as_slice() {
-        [one] => one.cgroup.filter(),
-        _ => Filter::All,
+    // One cgroup v2: the kernel reports its tasks only, and visits only its processes when
+    // they are few. (A v1 scan is of the whole host: a dump's tree may leave the cgroup.)
+    let (filter, visit) = match (targets.as_slice(), members.as_slice()) {
+        ([one], [pids]) => match one.cgroup.filter() {
+            f @ Filter::Cgroup { .. } => (f, Some(pids)),
+            f => (f, None),
+        },
+        _ => (Filter::All, None),
     };
     let mut snapshot = if targets.is_empty() {
         Snapshot::default()
     } else {
-        Snapshot::take(filter)?
+        Snapshot::take(filter, visit)?
     };
     for pid in members.iter().flatten() {
         if let std::collections::btree_map::Entry::Vacant(e) = snapshot.procs.entry(*pid)

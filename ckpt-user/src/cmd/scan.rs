@@ -46,7 +46,7 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
             }
             // A pid (with or without --tree) is scanned as its subtree: that is its dump.
             let filter = args.pid.map_or(Filter::All, Filter::Pid);
-            let mut snapshot = Snapshot::take(filter)?;
+            let mut snapshot = Snapshot::take(filter, None)?;
             if let Some(path) = &args.save_snapshot {
                 let name = &judge.profile.profile.name;
                 snapshot.scanned = Some(Scanned::now(filter, name, judge.criu.as_ref()));

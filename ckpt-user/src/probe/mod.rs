@@ -65,7 +65,7 @@ pub struct Probe {
     ebpf: Ebpf,
     /// `iter/task_vma` exists (Linux ≥ 5.12); without it mappings are not reported.
     vmas: bool,
-    /// The targets of a pid-filtered scan, when few enough to iterate process by process.
+    /// The processes a filtered scan visits one by one, when few enough.
     per_process: Vec<u32>,
 }
 
@@ -213,10 +213,17 @@ impl Probe {
                 .insert(pid, 0, 0)
                 .map_err(|e| ProbeError::Load(error_chain(&e)))?;
         }
-        if pids.len() <= PER_PROCESS_MAX {
+        self.visit_only(pids);
+        Ok(())
+    }
+
+    /// Tells the probe that only `pids` can hold what its filter reports (a cgroup's
+    /// processes, read from `cgroup.procs`): when few, the iterators visit them one by one
+    /// instead of every task of the host. The filter still decides what is reported.
+    pub fn visit_only(&mut self, pids: &BTreeSet<u32>) {
+        if !pids.is_empty() && pids.len() <= PER_PROCESS_MAX {
             self.per_process = pids.iter().copied().collect();
         }
-        Ok(())
     }
 
     /// The loaded object, for the daemon's event programs and maps.
