@@ -152,6 +152,7 @@ impl Snapshot {
         let LoadedBtf {
             mut offsets,
             loader: loader_btf,
+            object_loader,
         } = LoadedBtf::from_file(Path::new(VMLINUX_BTF))?;
         // The scanner holds BPF fds of its own; it is not what anyone asks about.
         offsets.ignore_tgid = std::process::id();
@@ -197,10 +198,12 @@ impl Snapshot {
         let purpose = Purpose::Scan {
             targets: targets.as_ref(),
         };
-        let mut probe = Probe::load(&offsets, &loader_btf, purpose)?;
+        let mut probe = Probe::load(&offsets, &loader_btf, object_loader, purpose)?;
         if let Some(members) = members {
             probe.visit_only(members);
         }
+        // Every program is loaded: tens of MB not to hold while the files come in.
+        drop(loader_btf);
         timings.load = t.elapsed();
         let kallsyms = || {
             kallsyms

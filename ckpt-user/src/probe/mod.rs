@@ -105,9 +105,12 @@ const DAEMON_MAPS: [&str; 4] = ["TRACKED", "WATCHED_SOCKS", "OK_FOPS", "OK_SOCKS
 
 impl Probe {
     /// Loads both iterators with `offsets`, and the maps sized and filled for `purpose`.
+    /// `loader` is aya's object loader, which holds its own parse of the kernel's BTF (see
+    /// [`crate::kernel::btf::LoadedBtf`]); `btf` is the same BTF, for the programs' loads.
     pub fn load(
         offsets: &KernelOffsets,
         btf: &aya::Btf,
+        loader: EbpfLoader<'static>,
         purpose: Purpose,
     ) -> Result<Self, ProbeError> {
         if OBJECT.is_empty() {
@@ -121,10 +124,9 @@ impl Probe {
         if targets.is_some() {
             offsets.flags |= ckpt_common::FLAG_FILTER_TGIDS;
         }
-        let mut loader = EbpfLoader::new();
-        loader
-            .btf(Some(btf))
-            .override_global("OFFSETS", &offsets, true);
+        // Borrows what is set below, for no longer than this call.
+        let mut loader: EbpfLoader<'_> = loader;
+        loader.override_global("OFFSETS", &offsets, true);
         match purpose {
             Purpose::Scan { targets } => {
                 let count = targets.map_or(1, |t| t.len().max(1));
