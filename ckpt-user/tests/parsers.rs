@@ -177,8 +177,9 @@ proptest! {
             Err(e) => one_line(e),
         }
         let names = HashSet::from(["pipe_release", "foo_open"]);
-        if let Err(e) = quick(|| Symbols::lookup_functions(text.as_bytes(), &names)) {
-            one_line(e);
+        match quick(|| Symbols::lookup_functions(text.as_bytes(), &names)) {
+            Ok(s) => prop_assert!(s.entries().len() <= text.lines().count()),
+            Err(e) => one_line(e),
         }
     }
 

@@ -3,7 +3,7 @@
 //! names.
 
 use std::collections::{HashMap, HashSet};
-use std::io::BufRead;
+use std::io::Read;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KallsymsError {
@@ -42,48 +42,196 @@ pub struct Symbols {
 /// CONFIG_KALLSYMS_ALL (only linker-section markers like `__start_rodata` remain).
 const KALLSYMS_ALL_THRESHOLD: usize = 1000;
 
+/// One line of kallsyms: `ADDRESS TYPE NAME [\t[MODULE]]`, its name and module read only
+/// when asked for.
+struct Line<'a> {
+    addr: u64,
+    kind: u8,
+    rest: &'a [u8],
+}
+
+impl<'a> Line<'a> {
+    fn name(&self) -> Option<&'a [u8]> {
+        field(self.rest).map(|(name, _)| name)
+    }
+
+    /// Whether a name follows: the first byte after the blanks tells.
+    fn has_name(&self) -> bool {
+        self.rest.iter().any(|b| !b.is_ascii_whitespace())
+    }
+
+    fn symbol(&self, kind: SymKind) -> Option<Symbol> {
+        let (name, rest) = field(self.rest)?;
+        let module = field(rest).map(|(m, _)| {
+            let m = m.strip_prefix(b"[").unwrap_or(m);
+            String::from_utf8_lossy(m.strip_suffix(b"]").unwrap_or(m)).into_owned()
+        });
+        Some(Symbol {
+            name: String::from_utf8_lossy(name).into_owned(),
+            kind,
+            module,
+        })
+    }
+}
+
+/// The lines of kallsyms text with an address and a type. Bytes, not `str`: a lookup reads
+/// ~120,000-200,000 lines on the scan's critical path and converts only the few it keeps.
+fn lines(text: &[u8]) -> impl Iterator<Item = Line<'_>> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', text)
+        .chain(std::iter::once(text.len()))
+        .filter_map(move |end| {
+            let line = text.get(start..end)?;
+            start = end + 1;
+            let (addr, rest) = field(line)?;
+            let (kind, rest) = field(rest)?;
+            Some(Line {
+                addr: hex(addr)?,
+                kind: kind[0],
+                rest,
+            })
+        })
+}
+
+/// The first whitespace-separated field of `s` (never empty) and what follows it.
+fn field(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let s = s.trim_ascii_start();
+    let end = s
+        .iter()
+        .position(u8::is_ascii_whitespace)
+        .unwrap_or(s.len());
+    (end > 0).then(|| s.split_at(end))
+}
+
+/// Hex digit values, `NOT_HEX` elsewhere: one load per digit in the loop every line runs.
+const HEX: [u8; 256] = {
+    let mut t = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+const NOT_HEX: u8 = 0xff;
+
+fn hex(digits: &[u8]) -> Option<u64> {
+    if digits.len() > 16 {
+        return None;
+    }
+    let mut n = 0u64;
+    for &d in digits {
+        let v = HEX[usize::from(d)];
+        if v == NOT_HEX {
+            return None;
+        }
+        n = n << 4 | u64::from(v);
+    }
+    Some(n)
+}
+
+/// A few hundred addresses, asked about by every line of kallsyms: a bitmap of their low bits
+/// turns nearly every line away with one load, where hashing or a binary search would cost
+/// more than parsing the line.
+struct Wanted {
+    bits: Vec<u64>,
+    sorted: Vec<u64>,
+}
+
+impl Wanted {
+    const BITS: u64 = 1 << 16;
+
+    fn slot(addr: u64) -> (usize, u64) {
+        // Symbols are at least 4-byte aligned: the bits above those spread them best.
+        let bit = (addr >> 2) % Self::BITS;
+        ((bit / 64) as usize, 1 << (bit % 64))
+    }
+
+    fn new(addrs: &HashSet<u64>) -> Self {
+        let mut bits = vec![0; (Self::BITS / 64) as usize];
+        for &a in addrs {
+            let (word, mask) = Self::slot(a);
+            bits[word] |= mask;
+        }
+        let mut sorted: Vec<u64> = addrs.iter().copied().collect();
+        sorted.sort_unstable();
+        Self { bits, sorted }
+    }
+
+    fn contains(&self, addr: u64) -> bool {
+        let (word, mask) = Self::slot(addr);
+        self.bits[word] & mask != 0 && self.sorted.binary_search(&addr).is_ok()
+    }
+}
+
+/// Calls `each` with every line of `reader` that has an address and a type, reading 64 KiB at
+/// a time: the daemon never holds the whole table (~5 MB).
+fn for_each_line(mut reader: impl Read, mut each: impl FnMut(Line<'_>)) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut filled = 0;
+    loop {
+        let n = match reader.read(&mut buf[filled..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        filled += n;
+        let whole = if n == 0 {
+            filled
+        } else {
+            match memchr::memrchr(b'\n', &buf[..filled]) {
+                Some(last) => last + 1,
+                // One line longer than the buffer: make room for the rest of it.
+                None if filled == buf.len() => {
+                    buf.resize(buf.len() * 2, 0);
+                    continue;
+                }
+                None => continue,
+            }
+        };
+        lines(&buf[..whole]).for_each(&mut each);
+        if n == 0 {
+            return Ok(());
+        }
+        buf.copy_within(whole..filled, 0);
+        filled -= whole;
+    }
+}
+
 impl Symbols {
     /// Reads kallsyms text from `reader`, keeping the symbols at `wanted` addresses.
-    pub fn lookup<R: BufRead>(mut reader: R, wanted: &HashSet<u64>) -> Result<Self, KallsymsError> {
+    pub fn lookup(reader: impl Read, wanted: &HashSet<u64>) -> Result<Self, KallsymsError> {
+        let wanted = Wanted::new(wanted);
         let mut out = Symbols::default();
         let mut nonzero = false;
-        let mut lines = 0usize;
-        let mut line = String::new();
-        while {
-            line.clear();
-            reader.read_line(&mut line)? > 0
-        } {
-            lines += 1;
-            let mut parts = line.split_ascii_whitespace();
-            let (Some(addr), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            let Ok(addr) = u64::from_str_radix(addr, 16) else {
-                continue;
-            };
-            nonzero |= addr != 0;
-            let kind = match kind.as_bytes().first() {
-                Some(b'T' | b't' | b'W' | b'w') => SymKind::Text,
-                Some(b'D' | b'd' | b'R' | b'r' | b'B' | b'b') => {
+        let mut parsed = 0usize;
+        for_each_line(reader, |line| {
+            if !line.has_name() {
+                return;
+            }
+            parsed += 1;
+            nonzero |= line.addr != 0;
+            let kind = match line.kind {
+                b'T' | b't' | b'W' | b'w' => SymKind::Text,
+                b'D' | b'd' | b'R' | b'r' | b'B' | b'b' => {
                     out.data_symbols += 1;
                     SymKind::Data
                 }
-                _ => continue,
+                _ => return,
             };
-            if !wanted.contains(&addr) {
-                continue;
+            if wanted.contains(line.addr)
+                && let Some(symbol) = line.symbol(kind)
+            {
+                out.by_addr.entry(line.addr).or_default().push(symbol);
             }
-            let module = parts
-                .next()
-                .map(|m| m.trim_start_matches('[').trim_end_matches(']').to_string());
-            out.by_addr.entry(addr).or_default().push(Symbol {
-                name: name.to_string(),
-                kind,
-                module,
-            });
-        }
-        if lines > 0 && !nonzero {
+        })?;
+        if parsed > 0 && !nonzero {
             let restrict = std::fs::read_to_string("/proc/sys/kernel/kptr_restrict")
                 .map(|s| s.trim().to_string())
                 .unwrap_or_else(|_| "?".into());
@@ -94,40 +242,29 @@ impl Symbols {
     }
 
     /// Reads kallsyms text from `reader`, keeping the text symbols named in `names`.
-    pub fn lookup_functions<R: BufRead>(
-        mut reader: R,
+    pub fn lookup_functions(
+        reader: impl Read,
         names: &HashSet<&str>,
     ) -> Result<Self, KallsymsError> {
         let mut out = Symbols::default();
-        let mut line = String::new();
-        while {
-            line.clear();
-            reader.read_line(&mut line)? > 0
-        } {
-            let mut parts = line.split_ascii_whitespace();
-            let (Some(addr), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            if !matches!(kind, "T" | "t" | "W" | "w") || !names.contains(name) {
-                continue;
+        for_each_line(reader, |line| {
+            if !matches!(line.kind, b'T' | b't' | b'W' | b'w') {
+                return;
             }
-            if let Ok(addr) = u64::from_str_radix(addr, 16) {
-                let module = parts.next().map(|m| m.trim_matches(['[', ']']).to_string());
-                out.by_addr.entry(addr).or_default().push(Symbol {
-                    name: name.to_string(),
-                    kind: SymKind::Text,
-                    module,
-                });
+            let named = line.name().map(std::str::from_utf8);
+            if let Some(Ok(name)) = named
+                && names.contains(name)
+                && let Some(symbol) = line.symbol(SymKind::Text)
+            {
+                out.by_addr.entry(line.addr).or_default().push(symbol);
             }
-        }
+        })?;
         Ok(out)
     }
 
     /// Reads the running kernel's table.
     pub fn from_proc(wanted: &HashSet<u64>) -> Result<Self, KallsymsError> {
-        let file = std::fs::File::open("/proc/kallsyms")?;
-        Self::lookup(std::io::BufReader::with_capacity(1 << 16, file), wanted)
+        Self::lookup(std::fs::File::open("/proc/kallsyms")?, wanted)
     }
 
     fn first(&self, addr: u64, kind: SymKind) -> Option<&Symbol> {
@@ -239,6 +376,45 @@ ffffffff81400000 A absolute_ignored
     }
 
     #[test]
+    fn an_address_sharing_low_bits_with_a_wanted_one_is_not_it() {
+        let text = "ffffffff91000010 T other\nffffffff81000010 T wanted_fn\n";
+        let s = Symbols::lookup(text.as_bytes(), &wanted(&[0xffffffff81000010])).unwrap();
+        assert_eq!(s.entries().len(), 1);
+        assert_eq!(s.function_at(0xffffffff81000010).unwrap().name, "wanted_fn");
+    }
+
+    #[test]
+    fn lines_across_read_chunks_and_longer_than_one_are_read_whole() {
+        let mut text = String::new();
+        let mut want = HashSet::new();
+        for i in 0..6000u64 {
+            let addr = 0xffffffff81000000 + i * 16;
+            text.push_str(&format!("{addr:016x} t fn_{i}\n"));
+            if i % 7 == 0 {
+                want.insert(addr);
+            }
+        }
+        let long = "x".repeat(200_000);
+        text.push_str(&format!(
+            "ffffffff90000000 T {long}\tmod\nffffffff90000010 T last"
+        ));
+        want.insert(0xffffffff90000000);
+        want.insert(0xffffffff90000010);
+        let s = Symbols::lookup(text.as_bytes(), &want).unwrap();
+        assert_eq!(s.entries().len(), want.len());
+        for i in (0..6000u64).step_by(7) {
+            let addr = 0xffffffff81000000 + i * 16;
+            assert_eq!(s.function_at(addr).unwrap().name, format!("fn_{i}"));
+        }
+        let big = s.function_at(0xffffffff90000000).unwrap();
+        assert_eq!(
+            (big.name.len(), big.module.as_deref()),
+            (200_000, Some("mod"))
+        );
+        assert_eq!(s.function_at(0xffffffff90000010).unwrap().name, "last");
+    }
+
+    #[test]
     fn functions_are_found_by_name() {
         let names = HashSet::from(["pipe_release", "kvm_vm_release", "pipefifo_fops"]);
         let s = Symbols::lookup_functions(FIXTURE.as_bytes(), &names).unwrap();
@@ -267,9 +443,14 @@ ffffffff81400000 A absolute_ignored
 
     #[test]
     fn malformed_lines_are_skipped() {
-        let text = "garbage\nzzzz T x\nffffffff81000000\nffffffff81000010 T ok_fn\n";
+        let text = "garbage\nzzzz T x\nffffffff81000000\nffffffff81000010 T\n\
+                    1ffffffff81000010 T too_long\nffffffff81000010 T ok_fn\n";
         let s = Symbols::lookup(text.as_bytes(), &wanted(&[0xffffffff81000010])).unwrap();
-        assert_eq!(s.function_at(0xffffffff81000010).unwrap().name, "ok_fn");
+        let found: Vec<&str> = s.by_addr[&0xffffffff81000010]
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(found, ["ok_fn"]);
     }
 
     #[test]

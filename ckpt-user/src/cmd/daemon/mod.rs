@@ -701,9 +701,7 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
     let sink = Sink::open(args.output.clone()).context("opening --output")?;
     let alerts =
         Writer::start(sink, shared.clone(), alert::QUEUE).context("starting the alert writer")?;
-    let kallsyms = std::io::BufReader::new(
-        std::fs::File::open("/proc/kallsyms").context("opening /proc/kallsyms")?,
-    );
+    let kallsyms = std::fs::File::open("/proc/kallsyms").context("opening /proc/kallsyms")?;
     let catalogue_functions = Symbols::lookup_functions(kallsyms, &catalogue.functions())?;
     let mut daemon = Daemon {
         probe,
