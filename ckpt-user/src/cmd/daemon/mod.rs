@@ -579,6 +579,14 @@ fn fd_still_open(pid: u32, f: &FileFact) -> bool {
 }
 
 pub fn run(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<Exit> {
+    // glibc gives each thread that allocates its own arena, and what a start-up thread (a BTF
+    // parse) freed stays resident in it: +7 to +14 MB steady beside 2,000 x 100 fds. The daemon
+    // allocates from one thread at a time after start; one arena is all it needs.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator parameter, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
