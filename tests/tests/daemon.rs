@@ -161,7 +161,11 @@ impl Daemon {
             last = self.workloads().into_iter().find(|w| w["id"] == id);
             last.as_ref().is_some_and(|w| !w["verdict"].is_null())
         });
-        assert!(found, "workload {id} never settled: {last:?}");
+        assert!(
+            found,
+            "workload {id} never settled: {last:?}; daemon log: {}",
+            self.stderr.try_iter().collect::<Vec<_>>().join(" | ")
+        );
         last.expect("found")
     }
 
