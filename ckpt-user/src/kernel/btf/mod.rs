@@ -39,10 +39,10 @@ pub struct KernelBtf {
     btf: Btf,
 }
 
-/// The running kernel's BTF, parsed for its three uses at once, one per core: member offsets
-/// (here), program loads (aya's `Btf`), and aya's object loader, which parses the same file
-/// on its own whatever it is given (`EbpfLoader::new`, aya 0.14: ~20 ms that would otherwise
-/// come after the others).
+/// The running kernel's BTF, parsed for its three uses at once, on three threads: member
+/// offsets (here), program loads (aya's `Btf`), and aya's object loader, which parses the same
+/// file on its own whatever it is given (`EbpfLoader::new`, aya 0.14: ~20 ms that would
+/// otherwise come after the others).
 pub struct LoadedBtf {
     pub offsets: KernelOffsets,
     pub loader: aya::Btf,
