@@ -198,6 +198,13 @@ pub fn run(
     } else {
         Snapshot::take(filter, visit)?
     };
+    // Only the listed processes were visited: one forked into the cgroup since (by a process
+    // choosing its timing) would go unjudged. Then the cgroup is scanned again, every task.
+    if let (Some(listed), [t]) = (visit, targets.as_slice())
+        && t.cgroup.pids()?.iter().any(|p| !listed.contains(p))
+    {
+        snapshot = Snapshot::take(filter, None)?;
+    }
     for pid in members.iter().flatten() {
         if let std::collections::btree_map::Entry::Vacant(e) = snapshot.procs.entry(*pid)
             && let Some(p) = procfs::read_or_warn(*pid)
