@@ -4,9 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use ckpt_tests::{Sh, Started, TestCgroups, Zoo, ckpt_watch, container_id, run, run_env};
+use ckpt_tests::{
+    Fdctl, Sh, Started, TestCgroups, Zoo, ckpt_watch, container_id, run, run_env, test_bin,
+};
 
 const FDZOO: &str = env!("CARGO_BIN_EXE_fdzoo");
+const FDCTL: &str = env!("CARGO_BIN_EXE_fdctl");
 
 fn binary() -> PathBuf {
     ckpt_watch(FDZOO)
@@ -242,6 +245,38 @@ fn blocking_container_names_the_process_and_file() {
         text.contains("io_uring") && text.contains("blocks: a checkpoint would fail"),
         "{text}"
     );
+}
+
+/// A process forked into a container after preflight listed its processes, which then opens
+/// an io_uring: the tree visited was the listed one, yet the newcomer is judged (by a process
+/// choosing its timing, the container would otherwise be `ok`).
+#[test]
+fn a_process_forked_into_the_container_during_the_scan_is_judged() {
+    let cg = TestCgroups::new("later");
+    let id = container_id("");
+    let dir = cg.dir(&format!("crio-{id}.scope"));
+    let mut p = Fdctl::start(&test_bin(FDCTL));
+    TestCgroups::add(&dir, p.pid);
+    p.send("later");
+    let (doc, code) = preflight(&["--container", &id[..8]], &[]);
+    assert_eq!(
+        (doc["verdict"].as_str(), code),
+        (Some("blocks"), Some(1)),
+        "{doc}"
+    );
+    let holders: Vec<&serde_json::Value> = doc["containers"][0]["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["kind"] == "io_uring" && f["verdict"] == "blocks")
+        })
+        .collect();
+    assert_eq!(holders.len(), 1, "{doc}");
 }
 
 #[test]

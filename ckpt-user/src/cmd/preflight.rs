@@ -22,7 +22,7 @@ use crate::cli::{Exit, JudgingArgs, PreflightArgs};
 use crate::cmd::scan;
 use crate::judge::{InForce, Judge};
 use crate::report;
-use crate::scope::cgroups::{self, Cgroup, Container};
+use crate::scope::cgroups::{self, Cgroup, CgroupError, Container};
 use crate::scope::container_id::ContainerName;
 use crate::scope::workload::choose_root;
 use crate::scope::{ProcInfo, procfs};
@@ -131,6 +131,14 @@ fn targets(args: &PreflightArgs) -> anyhow::Result<Vec<Target>> {
         .collect())
 }
 
+/// Each target's processes, as its cgroup lists them now.
+fn members_of(targets: &[Target]) -> Result<Vec<BTreeSet<u32>>, CgroupError> {
+    targets
+        .iter()
+        .map(|t| t.cgroup.pids().map(|p| p.into_iter().collect()))
+        .collect()
+}
+
 /// The options a dump still needs (its files', then the first choice of each judgement of its
 /// environment that `needs` one) and how to pass each to the CRIU of the dump `in_force`.
 pub fn needed(
@@ -171,11 +179,8 @@ pub fn run(
         .iter()
         .map(|t| judge.in_force(t.name.as_ref()))
         .collect::<Result<_, _>>()?;
-    let members: Vec<BTreeSet<u32>> = targets
-        .iter()
-        .map(|t| t.cgroup.pids().map(|p| p.into_iter().collect()))
-        .collect::<Result<_, _>>()?;
-    if let ([t], [pids]) = (targets.as_slice(), members.as_slice())
+    let listed = members_of(&targets)?;
+    if let ([t], [pids]) = (targets.as_slice(), listed.as_slice())
         && pids.is_empty()
     {
         bail!(
@@ -186,7 +191,7 @@ pub fn run(
 
     // One cgroup v2: the kernel reports its tasks only, and visits only its processes when
     // they are few. (A v1 scan is of the whole host: a dump's tree may leave the cgroup.)
-    let (filter, visit) = match (targets.as_slice(), members.as_slice()) {
+    let (filter, visit) = match (targets.as_slice(), listed.as_slice()) {
         ([one], [pids]) => match one.cgroup.filter() {
             f @ Filter::Cgroup { .. } => (f, Some(pids)),
             f => (f, None),
@@ -198,12 +203,15 @@ pub fn run(
     } else {
         Snapshot::take(filter, visit)?
     };
-    // Only the listed processes were visited: one forked into the cgroup since (by a process
-    // choosing its timing) would go unjudged. Then the cgroup is scanned again, every task.
-    if let (Some(listed), [t]) = (visit, targets.as_slice())
-        && t.cgroup.pids()?.iter().any(|p| !listed.contains(p))
+    // The processes judged are those in the cgroups once scanned: one forked in since the
+    // listing (by a process choosing its timing) is judged too. When only the listed ones were
+    // visited, such a one makes the scan go again over every task.
+    let mut members = members_of(&targets)?;
+    if let (Some(visited), [now]) = (visit, members.as_slice())
+        && !now.is_subset(visited)
     {
         snapshot = Snapshot::take(filter, None)?;
+        members = members_of(&targets)?;
     }
     for pid in members.iter().flatten() {
         if let std::collections::btree_map::Entry::Vacant(e) = snapshot.procs.entry(*pid)

@@ -4,6 +4,8 @@
 //!   io_uring | perf_event | userfaultfd  → `fd N`      open one (close-on-exec)
 //!   close N                              → `ok`
 //!   fork                                 → `child P`   the child holds the same fds and waits
+//!   later                                → `child P`   the child forks, 30 ms later, a child
+//!                                                   that opens an io_uring and waits
 //!   exec                                 → `ready P`   re-exec itself: close-on-exec fds go
 //!   scm                                  → `fd N`      receive a userfaultfd over SCM_RIGHTS
 //!                                                   (io_uring fds cannot be passed at all)
@@ -89,7 +91,8 @@ fn wait_forever() -> ! {
     }
 }
 
-fn fork_child() -> Result<i32, String> {
+/// A child that runs `body` and dies with this process.
+fn fork_child(body: fn() -> !) -> Result<i32, String> {
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     // SAFETY: the child only calls async-signal-safe functions before waiting.
@@ -105,10 +108,27 @@ fn fork_child() -> Result<i32, String> {
                     libc::_exit(0);
                 }
             }
-            wait_forever()
+            body()
         }
         child => Ok(child),
     }
+}
+
+/// After 30 ms, forks a child that opens an io_uring and waits: a process new to its tree
+/// some time after the tree was started.
+fn later() -> ! {
+    // SAFETY: usleep takes no pointers.
+    unsafe { libc::usleep(30_000) };
+    match fork_child(io_uring_held) {
+        Ok(_) => wait_forever(),
+        // SAFETY: leaving a forked child without running destructors.
+        Err(_) => unsafe { libc::_exit(1) },
+    }
+}
+
+fn io_uring_held() -> ! {
+    let _ = io_uring();
+    wait_forever()
 }
 
 /// Receives a userfaultfd that a child created and sent over a unix socket.
@@ -317,7 +337,8 @@ fn command(line: &str) -> Result<String, String> {
             // SAFETY: closing an fd number the test chose.
             check(unsafe { libc::close(n) } as i64, "close").map(|_| "ok".into())
         }
-        (Some("fork"), _) => fork_child().map(|p| format!("child {p}")),
+        (Some("fork"), _) => fork_child(wait_forever).map(|p| format!("child {p}")),
+        (Some("later"), _) => fork_child(later).map(|p| format!("child {p}")),
         (Some("sockets"), Some(n)) => {
             let n = n.parse().map_err(|_| format!("sockets: bad count {n}"))?;
             sockets(n, words.next().unwrap_or("tcp")).map(|_| "ok".into())
