@@ -460,6 +460,12 @@ impl Daemon {
         }
     }
 
+    fn events(&mut self, batch: &[Vec<u8>]) {
+        for item in batch {
+            self.event(item);
+        }
+    }
+
     fn event(&mut self, bytes: &[u8]) {
         let event = match decode_event(bytes) {
             Ok(e) => e,
@@ -573,6 +579,16 @@ impl Daemon {
 }
 
 /// After an exec: is this tracked fd still the same open file?
+/// Every record waiting in the ring buffer, copied out so that the kernel may reuse the space
+/// while they are judged (naming a new ops table reads kallsyms).
+fn unread(ring: &mut RingBuf<MapData>) -> Vec<Vec<u8>> {
+    let mut batch = vec![];
+    while let Some(item) = ring.next() {
+        batch.push(item.to_vec());
+    }
+    batch
+}
+
 fn fd_still_open(pid: u32, f: &FileFact) -> bool {
     let Some(fd) = f.fd else { return false };
     std::fs::metadata(Path::new(&format!("/proc/{pid}/fd/{fd}"))).is_ok_and(|m| m.ino() == f.ino)
@@ -756,19 +772,16 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
     http::spawn(listener, shared, http::LIMITS).context("starting the HTTP server")?;
     let mut rescan_pending = None;
     let mut last_loss_rescan = Instant::now() - LOSS_RESCAN_GAP;
+    // Whether the ring buffer's fd was readable since the last counters tick.
+    let mut woken = false;
     loop {
         tokio::select! {
             guard = events.readable_mut() => {
                 let mut guard = guard.context("ring buffer")?;
-                let ring = guard.get_inner_mut();
-                let mut batch = vec![];
-                while let Some(item) = ring.next() {
-                    batch.push(item.to_vec());
-                }
+                let batch = unread(guard.get_inner_mut());
                 guard.clear_ready();
-                for item in batch {
-                    daemon.event(&item);
-                }
+                woken = true;
+                daemon.events(&batch);
             }
             _ = rescan.tick() => {
                 if let Err(e) = daemon.reconcile("periodic") {
@@ -777,6 +790,14 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
             }
             _ = settle.tick() => daemon.settle(),
             _ = counters.tick() => {
+                // Events that no wakeup announced (one lost between the kernel and the poller)
+                // would wait for the next one, however long: the tick reads them anyway.
+                let batch = unread(events.get_mut());
+                if !batch.is_empty() && !woken {
+                    tracing::info!(events = batch.len(), "events read on the tick: no wakeup came for them");
+                }
+                woken = false;
+                daemon.events(&batch);
                 rescan_pending = daemon.check_counters().or(rescan_pending);
                 // A rescan beside thousands of processes takes long enough for a storm to
                 // overflow the ring again: at most one per LOSS_RESCAN_GAP, none missed.
