@@ -128,8 +128,8 @@ impl Daemon {
                 Ok(a) if a["workload"]["id"] == id && a["event"] == event => return a,
                 Ok(a) => eprintln!("(waiting for {event} of {id}) other alert: {a}"),
                 Err(_) => panic!(
-                    "no {event} alert for workload {id} within {timeout:?}; daemon log: {}",
-                    self.stderr.try_iter().collect::<Vec<_>>().join(" | ")
+                    "no {event} alert for workload {id} within {timeout:?}; {}",
+                    self.diagnosis()
                 ),
             }
         }
@@ -163,10 +163,29 @@ impl Daemon {
         });
         assert!(
             found,
-            "workload {id} never settled: {last:?}; daemon log: {}",
-            self.stderr.try_iter().collect::<Vec<_>>().join(" | ")
+            "workload {id} never settled: {last:?}; {}",
+            self.diagnosis()
         );
         last.expect("found")
+    }
+
+    /// What the daemon knew when a test gave up waiting: its log, health, event counters and
+    /// workloads, so that a failure in a guest says where the events stopped.
+    fn diagnosis(&self) -> String {
+        let events: Vec<String> = self
+            .get("/metrics")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("ckpt_watch_events"))
+            .map(str::to_string)
+            .collect();
+        format!(
+            "daemon log: {} | healthz: {} | metrics: {} | workloads: {}",
+            self.stderr.try_iter().collect::<Vec<_>>().join(" | "),
+            self.get("/healthz").unwrap_or_default(),
+            events.join(", "),
+            self.get("/workloads").unwrap_or_default(),
+        )
     }
 
     /// The install-event backend in use, from `/healthz`.
