@@ -148,6 +148,17 @@ pub fn run(binary: &Path, args: &[&str]) -> Output {
         .expect("ckpt-watch runs")
 }
 
+/// Runs `cmd` with its output collected, calling `meanwhile` with its pid once it has started.
+pub fn run_meanwhile(cmd: &mut Command, meanwhile: impl FnOnce(u32)) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    meanwhile(child.id());
+    child.wait_with_output().expect("the command's output")
+}
+
 /// The cgroup v2 mount point, from `/proc/self/mountinfo` (`/sys/fs/cgroup`, or
 /// `/sys/fs/cgroup/unified` on a hybrid host).
 pub fn cgroup2_mount() -> Option<PathBuf> {

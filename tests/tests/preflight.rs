@@ -3,9 +3,11 @@
 //! options in force and their sources, the checkpointer's environment, and bad input.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use ckpt_tests::{
-    Fdctl, Sh, Started, TestCgroups, Zoo, ckpt_watch, container_id, run, run_env, test_bin,
+    Fdctl, Sh, Started, TestCgroups, Zoo, ckpt_watch, container_id, run, run_env, run_meanwhile,
+    test_bin,
 };
 
 const FDZOO: &str = env!("CARGO_BIN_EXE_fdzoo");
@@ -247,24 +249,39 @@ fn blocking_container_names_the_process_and_file() {
     );
 }
 
-/// A process forked into a container after preflight listed its processes, which then opens
-/// an io_uring: the tree visited was the listed one, yet the newcomer is judged (by a process
-/// choosing its timing, the container would otherwise be `ok`).
+/// A process forked into a container after preflight listed its processes (once the scanner
+/// holds a BPF map), which opens an io_uring: the processes visited were the listed ones, yet
+/// the newcomer is judged (by a process choosing its timing, the container would be `ok`).
 #[test]
 fn a_process_forked_into_the_container_during_the_scan_is_judged() {
-    let cg = TestCgroups::new("later");
+    let cg = TestCgroups::new("newcomer");
     let id = container_id("");
     let dir = cg.dir(&format!("crio-{id}.scope"));
     let mut p = Fdctl::start(&test_bin(FDCTL));
     TestCgroups::add(&dir, p.pid);
-    p.send("later");
-    let (doc, code) = preflight(&["--container", &id[..8]], &[]);
+    let out = run_meanwhile(
+        Command::new(binary())
+            .args([
+                "preflight",
+                "--json",
+                "--profile",
+                "criu-4",
+                "--container",
+                &id[..8],
+            ])
+            .env(NO_CRIU.0, NO_CRIU.1),
+        |scanner| {
+            p.send(&format!("after-bpf {scanner}"));
+        },
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(
-        (doc["verdict"].as_str(), code),
+        (doc["verdict"].as_str(), out.status.code()),
         (Some("blocks"), Some(1)),
         "{doc}"
     );
-    let holders: Vec<&serde_json::Value> = doc["containers"][0]["processes"]
+    let holders = doc["containers"][0]["processes"]
         .as_array()
         .unwrap()
         .iter()
@@ -275,8 +292,8 @@ fn a_process_forked_into_the_container_during_the_scan_is_judged() {
                 .iter()
                 .any(|f| f["kind"] == "io_uring" && f["verdict"] == "blocks")
         })
-        .collect();
-    assert_eq!(holders.len(), 1, "{doc}");
+        .count();
+    assert_eq!(holders, 1, "{doc}");
 }
 
 #[test]

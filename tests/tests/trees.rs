@@ -5,10 +5,12 @@
 //! into `ok`.
 
 use std::path::PathBuf;
+use std::process::Command;
 
-use ckpt_tests::{Sh, Started, Zoo, ckpt_watch, run};
+use ckpt_tests::{Fdctl, Sh, Started, Zoo, ckpt_watch, run, run_meanwhile, test_bin};
 
 const FDZOO: &str = env!("CARGO_BIN_EXE_fdzoo");
+const FDCTL: &str = env!("CARGO_BIN_EXE_fdctl");
 
 fn binary() -> PathBuf {
     ckpt_watch(FDZOO)
@@ -278,4 +280,39 @@ fn narrow_and_wide_trees_are_judged_whole() {
         let judged = doc["processes"].as_array().map_or(0, Vec::len);
         assert_eq!(judged, children + 1, "a tree of {children} children: {doc}");
     }
+}
+
+/// A process forked into the tree after `--pid` listed it (once the scanner holds a BPF map),
+/// which opens an io_uring: the probe filtered on the listed tree, yet the newcomer is judged
+/// (by a tree choosing its timing, the dump would otherwise be `ok`).
+#[test]
+fn a_process_forked_into_the_tree_during_the_scan_is_judged() {
+    let mut p = Fdctl::start(&test_bin(FDCTL));
+    let pid = p.pid.to_string();
+    let out = run_meanwhile(
+        Command::new(binary()).args(["--pid", &pid, "--tree", "--json", "--profile", "criu-4"]),
+        |scanner| {
+            p.send(&format!("after-bpf {scanner}"));
+        },
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        (doc["verdict"].as_str(), out.status.code()),
+        (Some("blocks"), Some(1)),
+        "{doc}"
+    );
+    let holders = doc["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["kind"] == "io_uring" && f["verdict"] == "blocks")
+        })
+        .count();
+    assert_eq!(holders, 1, "{doc}");
 }

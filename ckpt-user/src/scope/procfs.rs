@@ -203,6 +203,16 @@ pub fn descendants(root: u32) -> Option<std::collections::BTreeSet<u32>> {
     Some(pids)
 }
 
+/// `root` and its descendants now: from /proc's children lists, else from every process's
+/// parent.
+pub fn tree_of(root: u32) -> Result<std::collections::BTreeSet<u32>, ProcError> {
+    if let Some(tree) = descendants(root) {
+        return Ok(tree);
+    }
+    let parents = all_procs()?.values().map(|p| (p.pid, p.ppid)).collect();
+    Ok(crate::scope::subtree(root, &parents))
+}
+
 /// /proc facts of every process (a process that exits meanwhile is skipped).
 pub fn all_procs() -> Result<std::collections::BTreeMap<u32, ProcInfo>, ProcError> {
     Ok(all_pids()?

@@ -4,8 +4,8 @@
 //!   io_uring | perf_event | userfaultfd  → `fd N`      open one (close-on-exec)
 //!   close N                              → `ok`
 //!   fork                                 → `child P`   the child holds the same fds and waits
-//!   later                                → `child P`   the child forks, 30 ms later, a child
-//!                                                   that opens an io_uring and waits
+//!   after-bpf PID                        → `child P`   the child forks, once PID holds a BPF
+//!                                                   map, a child that opens an io_uring
 //!   exec                                 → `ready P`   re-exec itself: close-on-exec fds go
 //!   scm                                  → `fd N`      receive a userfaultfd over SCM_RIGHTS
 //!                                                   (io_uring fds cannot be passed at all)
@@ -91,8 +91,8 @@ fn wait_forever() -> ! {
     }
 }
 
-/// A child that runs `body` and dies with this process.
-fn fork_child(body: fn() -> !) -> Result<i32, String> {
+/// A child that runs `body`, then waits; it dies with this process.
+fn fork_child(body: impl FnOnce()) -> Result<i32, String> {
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     // SAFETY: the child only calls async-signal-safe functions before waiting.
@@ -108,27 +108,41 @@ fn fork_child(body: fn() -> !) -> Result<i32, String> {
                     libc::_exit(0);
                 }
             }
-            body()
+            body();
+            wait_forever()
         }
         child => Ok(child),
     }
 }
 
-/// After 30 ms, forks a child that opens an io_uring and waits: a process new to its tree
-/// some time after the tree was started.
-fn later() -> ! {
-    // SAFETY: usleep takes no pointers.
-    unsafe { libc::usleep(30_000) };
-    match fork_child(io_uring_held) {
-        Ok(_) => wait_forever(),
-        // SAFETY: leaving a forked child without running destructors.
-        Err(_) => unsafe { libc::_exit(1) },
+/// Once process `scanner` holds a BPF map (it has listed what it will scan and is loading its
+/// programs), forks a child that opens an io_uring and waits: a process new to the tree
+/// between a scanner's listing and its iteration. Leaves if `scanner` exits first.
+fn after_bpf(scanner: u32) {
+    let fds = format!("/proc/{scanner}/fd");
+    loop {
+        let Ok(entries) = std::fs::read_dir(&fds) else {
+            // SAFETY: leaving a forked child without running destructors.
+            unsafe { libc::_exit(0) }
+        };
+        let holds_map = entries.flatten().any(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == "anon_inode:bpf-map")
+        });
+        if holds_map {
+            break;
+        }
+        // SAFETY: usleep takes no pointers.
+        unsafe { libc::usleep(200) };
     }
-}
-
-fn io_uring_held() -> ! {
-    let _ = io_uring();
-    wait_forever()
+    // The io_uring stays open: a raw fd, closed by no destructor.
+    if fork_child(|| {
+        let _ = io_uring();
+    })
+    .is_err()
+    {
+        // SAFETY: leaving a forked child without running destructors.
+        unsafe { libc::_exit(1) }
+    }
 }
 
 /// Receives a userfaultfd that a child created and sent over a unix socket.
@@ -337,8 +351,13 @@ fn command(line: &str) -> Result<String, String> {
             // SAFETY: closing an fd number the test chose.
             check(unsafe { libc::close(n) } as i64, "close").map(|_| "ok".into())
         }
-        (Some("fork"), _) => fork_child(wait_forever).map(|p| format!("child {p}")),
-        (Some("later"), _) => fork_child(later).map(|p| format!("child {p}")),
+        (Some("fork"), _) => fork_child(|| {}).map(|p| format!("child {p}")),
+        (Some("after-bpf"), Some(pid)) => {
+            let pid = pid
+                .parse()
+                .map_err(|_| format!("after-bpf: bad pid {pid}"))?;
+            fork_child(|| after_bpf(pid)).map(|p| format!("child {p}"))
+        }
         (Some("sockets"), Some(n)) => {
             let n = n.parse().map_err(|_| format!("sockets: bad count {n}"))?;
             sockets(n, words.next().unwrap_or("tcp")).map(|_| "ok".into())
