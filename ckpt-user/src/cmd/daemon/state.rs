@@ -641,12 +641,12 @@ impl State {
         }
         self.ops_members.extend(snap.ops);
         // Holders first: whether a unix peer or a pty master is inside depends on every one.
-        let (held, others): (Vec<FileFact>, Vec<FileFact>) =
-            snap.files.into_iter().partition(Holders::indexes);
-        for f in &held {
+        // Found in a pass of their own, not partitioned out: that would copy every file of the
+        // host while the snapshot still holds them, doubling the start's peak.
+        for f in snap.files.iter().filter(|f| Holders::indexes(f)) {
             self.holders.add(f);
         }
-        for f in held.into_iter().chain(others) {
+        for f in snap.files {
             match f.fd {
                 Some(fd) => {
                     self.analyse(j, &f, &mut out);
