@@ -578,7 +578,6 @@ impl Daemon {
     }
 }
 
-/// After an exec: is this tracked fd still the same open file?
 /// Every record waiting in the ring buffer, copied out so that the kernel may reuse the space
 /// while they are judged (naming a new ops table reads kallsyms).
 fn unread(ring: &mut RingBuf<MapData>) -> Vec<Vec<u8>> {
@@ -589,6 +588,7 @@ fn unread(ring: &mut RingBuf<MapData>) -> Vec<Vec<u8>> {
     batch
 }
 
+/// After an exec: is this tracked fd still the same open file?
 fn fd_still_open(pid: u32, f: &FileFact) -> bool {
     let Some(fd) = f.fd else { return false };
     std::fs::metadata(Path::new(&format!("/proc/{pid}/fd/{fd}"))).is_ok_and(|m| m.ino() == f.ino)
