@@ -148,15 +148,39 @@ pub fn run(binary: &Path, args: &[&str]) -> Output {
         .expect("ckpt-watch runs")
 }
 
-/// Runs `cmd` with its output collected, calling `meanwhile` with its pid once it has started.
-pub fn run_meanwhile(cmd: &mut Command, meanwhile: impl FnOnce(u32)) -> Output {
+/// Runs ckpt-watch's `cmd` while `tree` forks, once the scanner holds a BPF map (it has
+/// listed what it scans and is loading), a child that opens an io_uring: a newcomer between
+/// its listing and its iteration. The JSON report and the exit code.
+pub fn judged_with_newcomer(
+    cmd: &mut Command,
+    tree: &mut Fdctl,
+) -> (serde_json::Value, Option<i32>) {
     let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("the command starts");
-    meanwhile(child.id());
-    child.wait_with_output().expect("the command's output")
+        .expect("ckpt-watch starts");
+    tree.send(&format!("after-bpf {}", child.id()));
+    let out = child.wait_with_output().expect("ckpt-watch's output");
+    let doc = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    (doc, out.status.code())
+}
+
+/// How many of a report's `processes` hold an io_uring judged `blocks`.
+pub fn io_uring_holders(processes: &serde_json::Value) -> usize {
+    processes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p["files"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|f| f["kind"] == "io_uring" && f["verdict"] == "blocks")
+        })
+        .count()
 }
 
 /// The cgroup v2 mount point, from `/proc/self/mountinfo` (`/sys/fs/cgroup`, or

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ckpt_tests::{
-    Fdctl, Sh, Started, TestCgroups, Zoo, ckpt_watch, container_id, run, run_env, run_meanwhile,
-    test_bin,
+    Fdctl, Sh, Started, TestCgroups, Zoo, ckpt_watch, container_id, io_uring_holders,
+    judged_with_newcomer, run, run_env, test_bin,
 };
 
 const FDZOO: &str = env!("CARGO_BIN_EXE_fdzoo");
@@ -259,7 +259,7 @@ fn a_process_forked_into_the_container_during_the_scan_is_judged() {
     let dir = cg.dir(&format!("crio-{id}.scope"));
     let mut p = Fdctl::start(&test_bin(FDCTL));
     TestCgroups::add(&dir, p.pid);
-    let out = run_meanwhile(
+    let (doc, code) = judged_with_newcomer(
         Command::new(binary())
             .args([
                 "preflight",
@@ -270,30 +270,18 @@ fn a_process_forked_into_the_container_during_the_scan_is_judged() {
                 &id[..8],
             ])
             .env(NO_CRIU.0, NO_CRIU.1),
-        |scanner| {
-            p.send(&format!("after-bpf {scanner}"));
-        },
+        &mut p,
     );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(
-        (doc["verdict"].as_str(), out.status.code()),
+        (doc["verdict"].as_str(), code),
         (Some("blocks"), Some(1)),
         "{doc}"
     );
-    let holders = doc["containers"][0]["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| {
-            p["files"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|f| f["kind"] == "io_uring" && f["verdict"] == "blocks")
-        })
-        .count();
-    assert_eq!(holders, 1, "{doc}");
+    assert_eq!(
+        io_uring_holders(&doc["containers"][0]["processes"]),
+        1,
+        "{doc}"
+    );
 }
 
 #[test]

@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use ckpt_tests::{Fdctl, Sh, Started, Zoo, ckpt_watch, run, run_meanwhile, test_bin};
+use ckpt_tests::{
+    Fdctl, Sh, Started, Zoo, ckpt_watch, io_uring_holders, judged_with_newcomer, run, test_bin,
+};
 
 const FDZOO: &str = env!("CARGO_BIN_EXE_fdzoo");
 const FDCTL: &str = env!("CARGO_BIN_EXE_fdctl");
@@ -289,30 +291,14 @@ fn narrow_and_wide_trees_are_judged_whole() {
 fn a_process_forked_into_the_tree_during_the_scan_is_judged() {
     let mut p = Fdctl::start(&test_bin(FDCTL));
     let pid = p.pid.to_string();
-    let out = run_meanwhile(
+    let (doc, code) = judged_with_newcomer(
         Command::new(binary()).args(["--pid", &pid, "--tree", "--json", "--profile", "criu-4"]),
-        |scanner| {
-            p.send(&format!("after-bpf {scanner}"));
-        },
+        &mut p,
     );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(
-        (doc["verdict"].as_str(), out.status.code()),
+        (doc["verdict"].as_str(), code),
         (Some("blocks"), Some(1)),
         "{doc}"
     );
-    let holders = doc["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| {
-            p["files"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|f| f["kind"] == "io_uring" && f["verdict"] == "blocks")
-        })
-        .count();
-    assert_eq!(holders, 1, "{doc}");
+    assert_eq!(io_uring_holders(&doc["processes"]), 1, "{doc}");
 }
