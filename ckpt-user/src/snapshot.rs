@@ -137,6 +137,20 @@ pub enum Filter {
 }
 
 impl Snapshot {
+    /// Scans `root`'s tree, its dump. The tree is listed before the probe loads and the kernel
+    /// reports the listed pids only: when it has grown by the end of the scan (a process forked
+    /// in meanwhile, perhaps by a tree choosing its timing), it is scanned again as it is then.
+    pub fn take_tree(root: u32) -> Result<Self, SnapshotError> {
+        let snap = Self::take(Filter::Pid(root), None)?;
+        let grew = procfs::tree_of(root)?
+            .iter()
+            .any(|p| !snap.procs.contains_key(p));
+        if grew {
+            return Self::take(Filter::Pid(root), None);
+        }
+        Ok(snap)
+    }
+
     /// Scans the live kernel: the tasks `filter` selects. `members`, when the caller knows
     /// them, are every process the filter can select (a cgroup's `cgroup.procs`): a few are
     /// visited one by one instead of every task of the host.

@@ -25,7 +25,7 @@ use crate::cmd::scan;
 use crate::judge::Judge;
 use crate::report;
 use crate::scope::{DumpSet, procfs};
-use crate::snapshot::{Filter, Snapshot};
+use crate::snapshot::Snapshot;
 
 /// What CRIU sets for its scripts (criu/action-scripts.c).
 pub const ENV_ACTION: &str = "CRTOOLS_SCRIPT_ACTION";
@@ -128,7 +128,7 @@ fn judge_running_dump(judging: &JudgingArgs) -> anyhow::Result<HookReport> {
     let in_force = judge.in_force(None)?;
     let given = &in_force.given;
     procfs::ensure_process(root)?;
-    let snapshot = Snapshot::take(Filter::Pid(root), None)?;
+    let snapshot = Snapshot::take_tree(root)?;
     let ops = judge.resolve_ops(&snapshot)?;
     let rules = Rules {
         profile: &judge.profile,

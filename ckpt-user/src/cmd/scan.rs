@@ -46,17 +46,10 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
             }
             // A pid (with or without --tree) is scanned as its subtree: that is its dump.
             let filter = args.pid.map_or(Filter::All, Filter::Pid);
-            let mut snapshot = Snapshot::take(filter, None)?;
-            // The tree was listed before the probe loaded: a process forked into it since (by a
-            // tree choosing its timing) went unscanned. Then the tree is scanned again, as it
-            // is now.
-            if let Some(pid) = args.pid
-                && procfs::tree_of(pid)?
-                    .iter()
-                    .any(|p| !snapshot.procs.contains_key(p))
-            {
-                snapshot = Snapshot::take(filter, None)?;
-            }
+            let mut snapshot = match args.pid {
+                Some(pid) => Snapshot::take_tree(pid)?,
+                None => Snapshot::take(filter, None)?,
+            };
             if let Some(path) = &args.save_snapshot {
                 let name = &judge.profile.profile.name;
                 snapshot.scanned = Some(Scanned::now(filter, name, judge.criu.as_ref()));
