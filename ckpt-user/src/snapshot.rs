@@ -180,20 +180,11 @@ impl Snapshot {
         match filter {
             Filter::All => all_procs = Some(std::thread::spawn(procfs::all_procs)),
             Filter::Pid(pid) => {
-                let (tree, procs) = match procfs::descendants(pid) {
-                    Some(tree) => {
-                        let procs = tree
-                            .iter()
-                            .filter_map(|&p| procfs::read_or_warn(p).map(|info| (p, info)))
-                            .collect();
-                        (tree, procs)
-                    }
-                    None => {
-                        let procs = procfs::all_procs()?;
-                        let parents = procs.values().map(|p| (p.pid, p.ppid)).collect();
-                        (crate::scope::subtree(pid, &parents), procs)
-                    }
-                };
+                let tree = procfs::tree_of(pid)?;
+                let procs = tree
+                    .iter()
+                    .filter_map(|&p| procfs::read_or_warn(p).map(|info| (p, info)))
+                    .collect();
                 targets = Some(tree);
                 known_procs = Some(procs);
             }
