@@ -240,7 +240,8 @@ impl Mapping {
 pub struct FileFact {
     pub pid: u32,
     pub fd: Option<u32>,
-    pub mapping: Option<Mapping>,
+    /// Boxed: few files are mappings, and the daemon keeps thousands of facts.
+    pub mapping: Option<Box<Mapping>>,
     pub f_op: u64,
     pub file_type: FileType,
     pub mode: u32,
@@ -372,12 +373,12 @@ impl FileFact {
 
     pub fn from_vma(r: &VmaFacts) -> Self {
         Self {
-            mapping: Some(Mapping {
+            mapping: Some(Box::new(Mapping {
                 start: r.start,
                 end: r.end,
                 vm_flags: r.vm_flags,
                 pgoff: r.pgoff,
-            }),
+            })),
             mount_visible: Some(r.flags & flags::MOUNT_VISIBLE != 0),
             ..inode_part!(r)
         }

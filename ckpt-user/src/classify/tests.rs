@@ -147,12 +147,12 @@ trait Build: Sized {
     fn with_mapping(self, shared: bool) -> Self {
         self.with(|f| {
             f.fd = None;
-            f.mapping = Some(Mapping {
+            f.mapping = Some(Box::new(Mapping {
                 start: 0x7f4e_52cd_e000,
                 end: 0x7f4e_52ce_0000,
                 vm_flags: if shared { 0x8 | 0x3 } else { 0x3 },
                 pgoff: 0,
-            });
+            }));
             f.mnt_id = None;
             f.locked = None;
         })
