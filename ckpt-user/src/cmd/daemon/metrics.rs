@@ -51,7 +51,7 @@ impl Default for Metrics {
         );
         registry.register(
             "events_lost",
-            "Events the ring buffer had no room for",
+            "Events lost: the ring buffer, or the daemon's backlog of events read from it, had no room for them",
             events_lost.clone(),
         );
         registry.register(

@@ -7,6 +7,7 @@ mod backend;
 mod health;
 mod http;
 mod metrics;
+mod ring;
 mod state;
 mod syscalls;
 
@@ -18,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
 pub use backend::Backend;
@@ -68,7 +68,7 @@ pub struct DaemonArgs {
           value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub max_workload_series: u32,
     /// Event ring buffer size in bytes (a power of two, at least one page).
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = parse_ring_size)]
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = parse_ring_size)]
     pub ring_buffer_size: u32,
     /// Append alerts to FILE instead of stdout (reopened on SIGUSR1).
     #[arg(long, value_name = "FILE")]
@@ -86,6 +86,11 @@ pub struct DaemonArgs {
 
 /// The shortest time between two rescans caused by lost events.
 const LOSS_RESCAN_GAP: Duration = Duration::from_secs(2);
+
+/// Bytes of events read from the ring buffer that may wait for the daemon's loop (a rescan
+/// holds it for hundreds of milliseconds beside thousands of processes): about 80,000
+/// installs. More are dropped, counted as lost, and answered with a rescan.
+const BACKLOG_BYTES: usize = 16 << 20;
 
 /// `s` for an error line: escaped, and cut short (the value is whatever was typed).
 fn quoted(s: &str) -> String {
@@ -519,9 +524,10 @@ impl Daemon {
     /// Counts events lost and filtered in the kernel, and processes by verdict (on the tick, not
     /// per event: counting walks every process). Says why to rescan when events were lost, or
     /// watched sockets changed state where the kernel could not report them, since.
-    fn check_counters(&mut self) -> Option<&'static str> {
+    /// `backlog_dropped`: events read from the ring but dropped for want of room, so far.
+    fn check_counters(&mut self, backlog_dropped: u64) -> Option<&'static str> {
         let by_verdict = self.state.processes_by_verdict();
-        let lost = per_cpu_sum(&self.lost);
+        let lost = per_cpu_sum(&self.lost) + backlog_dropped;
         let unreported = per_cpu_sum(&self.unreported);
         let new_unreported = unreported.saturating_sub(self.unreported_seen);
         self.unreported_seen = unreported;
@@ -576,16 +582,6 @@ impl Daemon {
             Err(e) => tracing::error!("SIGHUP: keeping the old profile: {e}"),
         }
     }
-}
-
-/// Every record waiting in the ring buffer, copied out so that the kernel may reuse the space
-/// while they are judged (naming a new ops table reads kallsyms).
-fn unread(ring: &mut RingBuf<MapData>) -> Vec<Vec<u8>> {
-    let mut batch = vec![];
-    while let Some(item) = ring.next() {
-        batch.push(item.to_vec());
-    }
-    batch
 }
 
 /// After an exec: is this tracked fd still the same open file?
@@ -758,9 +754,8 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
     };
     daemon.reconcile("start")?;
 
-    // SAFETY: the ring buffer's map fd stays open as long as `events` owns the RingBuf.
-    let mut events =
-        unsafe { AsyncFd::register(maps.events) }.context("polling the ring buffer")?;
+    let mut events = ring::Ring::spawn(maps.events, BACKLOG_BYTES)
+        .context("starting the ring buffer's reader")?;
     let mut rescan =
         tokio::time::interval_at(tokio::time::Instant::now() + args.rescan, args.rescan);
     let mut counters = tokio::time::interval(Duration::from_millis(250));
@@ -772,16 +767,14 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
     http::spawn(listener, shared, http::LIMITS).context("starting the HTTP server")?;
     let mut rescan_pending = None;
     let mut last_loss_rescan = Instant::now() - LOSS_RESCAN_GAP;
-    // Whether the ring buffer's fd was readable since the last counters tick.
-    let mut woken = false;
     loop {
         tokio::select! {
-            guard = events.readable_mut() => {
-                let mut guard = guard.context("ring buffer")?;
-                let batch = unread(guard.get_inner_mut());
-                guard.clear_ready();
-                woken = true;
-                daemon.events(&batch);
+            batch = events.next() => {
+                let batch = batch.context("the ring buffer's reader stopped")?;
+                if batch.unannounced {
+                    tracing::info!(events = batch.records.len(), "events read on poll's timeout: no wakeup came for them");
+                }
+                daemon.events(&batch.records);
             }
             _ = rescan.tick() => {
                 if let Err(e) = daemon.reconcile("periodic") {
@@ -790,15 +783,7 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
             }
             _ = settle.tick() => daemon.settle(),
             _ = counters.tick() => {
-                // Events that no wakeup announced (one lost between the kernel and the poller)
-                // would wait for the next one, however long: the tick reads them anyway.
-                let batch = unread(events.get_mut());
-                if !batch.is_empty() && !woken {
-                    tracing::info!(events = batch.len(), "events read on the tick: no wakeup came for them");
-                }
-                woken = false;
-                daemon.events(&batch);
-                rescan_pending = daemon.check_counters().or(rescan_pending);
+                rescan_pending = daemon.check_counters(events.dropped()).or(rescan_pending);
                 // A rescan beside thousands of processes takes long enough for a storm to
                 // overflow the ring again: at most one per LOSS_RESCAN_GAP, none missed.
                 if let Some(reason) = rescan_pending
