@@ -13,7 +13,7 @@
 //!
 //! Targets (the performance issue): storm ≤ 5 % added for every kind (TCP, UDP, pipes,
 //! /dev/null, accepted connections, fork+exec), alert p99 ≤ 50 ms, RSS ≤ 32 MB steady and
-//! CPU ≤ 5 % of a core under the churn.
+//! ≤ 64 MB at start (VmHWM), CPU ≤ 5 % of a core under the churn.
 
 mod daemon;
 mod footprint;

@@ -34,6 +34,7 @@ pub struct Daemon {
 /// One alert line: what it says, and when it was read.
 pub struct Alert {
     pub event: String,
+    /// The root of the workload alerted about (the subject leads its own session).
     pub pid: u32,
     /// The alert's own `time` (the daemon's clock as it built the line), ns since the epoch.
     pub time: Option<i64>,
@@ -42,8 +43,8 @@ pub struct Alert {
 }
 
 impl Daemon {
-    /// Starts the daemon and waits until it serves, i.e. watches.
-    pub fn start(ckpt: &Path) -> anyhow::Result<Daemon> {
+    /// Starts the daemon (with `extra` arguments) and waits until it serves, i.e. watches.
+    pub fn start(ckpt: &Path, extra: &[&str]) -> anyhow::Result<Daemon> {
         let t = Instant::now();
         let port = free_port()?;
         let log =
@@ -53,6 +54,7 @@ impl Daemon {
         command
             .args(["daemon", "--format", "json", "--profile", "criu-4"])
             .args(["--rescan", "60s", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -241,29 +243,17 @@ pub fn now_ns() -> i64 {
 }
 
 impl Alert {
-    /// The top-level fields of a JSON alert line, which come first (`time`, `event`, `pid`).
+    /// A JSON alert line's `event`, `workload.root` and `time`. The root, not the member: a
+    /// `became-ok` names no member.
     fn parse(line: &str, read: i64) -> Option<Alert> {
+        let alert: serde_json::Value = serde_json::from_str(line).ok()?;
         Some(Alert {
-            event: string_field(line, "event")?.to_string(),
-            pid: number_field(line, "pid")?,
-            time: string_field(line, "time").and_then(rfc3339_ns),
+            event: alert["event"].as_str()?.to_string(),
+            pid: alert["workload"]["root"].as_u64()?.try_into().ok()?,
+            time: alert["time"].as_str().and_then(rfc3339_ns),
             read,
         })
     }
-}
-
-/// `"key":"value"` → value (alerts' top-level strings hold no escapes).
-fn string_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
-    let len = line[start..].find('"')?;
-    Some(&line[start..start + len])
-}
-
-/// `"key":123` → 123.
-fn number_field(line: &str, key: &str) -> Option<u32> {
-    let start = line.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let digits = line[start..].split(|c: char| !c.is_ascii_digit()).next()?;
-    digits.parse().ok()
 }
 
 /// RFC 3339 (`2025-06-01T12:00:00.123456789Z`, or a `±hh:mm` offset) → ns since the epoch.
@@ -350,13 +340,19 @@ mod tests {
     }
 
     #[test]
-    fn alert_lines_give_their_event_pid_and_time() {
-        let line = r#"{"time":"1970-01-01T00:00:01.25Z","event":"became-ok","pid":42,"comm":"x","files":[{"fd":3}]}"#;
+    fn alert_lines_give_their_event_workload_root_and_time() {
+        // As the daemon writes them: a `became-ok` names no member.
+        let line = r#"{"time":"1970-01-01T00:00:01.25Z","hostname":"vm","event":"became-ok","workload":{"kind":"session","id":"42","name":"fdctl","root":42},"verdict":"ok","previous_verdict":"blocks","member":null,"fd":null,"kind":null,"what":null,"reason":null,"options":[]}"#;
         let alert = Alert::parse(line, 7).expect("parses");
         assert_eq!(
             (alert.event.as_str(), alert.pid, alert.time, alert.read),
             ("became-ok", 42, Some(1_250_000_000), 7)
         );
+        let blocking = line
+            .replace("became-ok", "became-blocking")
+            .replace(r#""member":null"#, r#""member":{"pid":43,"comm":"x"}"#);
+        assert_eq!(Alert::parse(&blocking, 7).map(|a| a.pid), Some(42));
+        assert!(Alert::parse("not json", 7).is_none());
     }
 
     #[test]

@@ -221,7 +221,7 @@ pub fn run(ckpt: &Path, config: &Config) -> anyhow::Result<()> {
     let mut seen = [Seen::default(); N_KINDS];
     for _ in 0..config.runs {
         push(&mut times.without, storms(config, None)?.0);
-        let daemon = Daemon::start(ckpt)?;
+        let daemon = Daemon::start(ckpt, &[])?;
         let cpu = procfs::cpu_time(daemon.pid())?;
         let (with, run_seen) = storms(config, Some(&daemon))?;
         daemon_cpu += procfs::cpu_time(daemon.pid())?.saturating_sub(cpu);
