@@ -214,6 +214,7 @@ impl Snapshot {
             kallsyms
                 .join()
                 .expect("the kallsyms reader does not panic")
+                .map(|(text, took)| (std::io::Cursor::new(text), took))
                 .map_err(KallsymsError::Io)
         };
         let mut snap = Self::collect(&mut probe, known_procs, all_procs, kallsyms)?;
@@ -227,12 +228,12 @@ impl Snapshot {
     }
 
     /// Runs a loaded probe's iterators once. `kallsyms` supplies `/proc/kallsyms`'s text (and
-    /// how long reading it took), perhaps read on another thread meanwhile.
-    pub fn collect(
+    /// how long reading it took): read on another thread meanwhile, or read as it is parsed.
+    pub fn collect<R: std::io::Read>(
         probe: &mut Probe,
         known_procs: Option<BTreeMap<u32, ProcInfo>>,
         all_procs: Option<ProcsReader>,
-        kallsyms: impl FnOnce() -> Result<(Vec<u8>, std::time::Duration), KallsymsError>,
+        kallsyms: impl FnOnce() -> Result<(R, std::time::Duration), KallsymsError>,
     ) -> Result<Self, SnapshotError> {
         let mut timings = Timings::default();
         let t = Instant::now();
@@ -249,7 +250,7 @@ impl Snapshot {
 
         let t = Instant::now();
         let (text, read_time) = kallsyms()?;
-        let symbols = Symbols::lookup(&text[..], &resolve::wanted_addresses(&ops))?;
+        let symbols = Symbols::lookup(text, &resolve::wanted_addresses(&ops))?;
         timings.kallsyms = read_time.max(t.elapsed());
 
         refine_deleted_allocation(&mut files);

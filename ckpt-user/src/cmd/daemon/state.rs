@@ -648,20 +648,23 @@ impl State {
         for f in snap.files.iter().filter(|f| Holders::indexes(f)) {
             self.holders.add(f);
         }
-        for f in snap.files {
+        // The few kept, in place; the host's other files are freed before the state grows by
+        // the kept ones, or both would add up to the start's peak.
+        let mut kept = snap.files;
+        kept.retain(|f| {
+            if f.fd.is_some() {
+                self.analyse(j, f, &mut out);
+            }
+            self.worth_keeping(j, f)
+        });
+        kept.shrink_to_fit();
+        for f in kept {
             match f.fd {
                 Some(fd) => {
-                    self.analyse(j, &f, &mut out);
-                    if self.worth_keeping(j, &f) {
-                        self.tracked.insert(fd_key(f.pid, fd));
-                        self.files.entry(f.pid).or_default().insert(fd, Box::new(f));
-                    }
+                    self.tracked.insert(fd_key(f.pid, fd));
+                    self.files.entry(f.pid).or_default().insert(fd, Box::new(f));
                 }
-                None => {
-                    if self.worth_keeping(j, &f) {
-                        self.mappings.entry(f.pid).or_default().push(f);
-                    }
-                }
+                None => self.mappings.entry(f.pid).or_default().push(f),
             }
         }
         // Reported fds of processes gone (their exits lost) or now kept.
