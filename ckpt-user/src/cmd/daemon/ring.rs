@@ -18,6 +18,11 @@ use tokio::sync::mpsc;
 /// and how late the thread notices that the daemon stopped.
 const POLL_TIMEOUT: Duration = Duration::from_millis(250);
 
+/// How long the thread lets records gather after a wakeup before it reads them. The kernel
+/// wakes a consumer that has caught up at every record: under a storm, reading at once meant a
+/// wakeup of this thread and of the daemon's loop per record or two.
+const GATHER: Duration = Duration::from_millis(1);
+
 /// Records per batch at most: a storm that never lets the ring empty still gets its records
 /// to the daemon as they come.
 const BATCH_MAX: usize = 4096;
@@ -119,6 +124,9 @@ impl Consumer {
                     std::thread::sleep(POLL_TIMEOUT);
                 }
                 continue;
+            }
+            if ready > 0 {
+                std::thread::sleep(GATHER);
             }
             let mut records = vec![];
             let mut bytes = 0;
