@@ -437,12 +437,13 @@ mod tests {
         let h = hierarchies().unwrap();
         let root = cgroup_at(&h, "/").unwrap();
         let mount = h[0].mount.display().to_string();
-        let sub = subdirs(&root.dir)
-            .into_iter()
-            .next()
-            .expect("a cgroup below the root");
-        let name = sub.file_name().unwrap().to_str().unwrap().to_string();
-        let via = cgroup_at(&h, &format!("/{name}/../{name}")).unwrap();
+        // A cgroup of its own below the root: a fresh host may have none.
+        let name = format!("ckpt-watch-test-{}", std::process::id());
+        let sub = root.dir.join(&name);
+        std::fs::create_dir(&sub).expect("creating a cgroup (as root)");
+        let via = cgroup_at(&h, &format!("/{name}/../{name}"));
+        std::fs::remove_dir(&sub).expect("removing the test's cgroup");
+        let via = via.unwrap();
         assert_eq!(
             (via.path.as_str(), via.level),
             (format!("/{name}").as_str(), 1)
