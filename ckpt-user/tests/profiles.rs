@@ -10,9 +10,10 @@ use ckpt_user::classify::{BUILTIN_PROFILES, ProfileError, load_profile};
 const HEADER: &str = "[profile]\nname = \"mine\"\ncheckpointer = \"criu\"\nversion = \"4.2\"\n";
 
 /// A fresh directory for this test process (tests run in parallel, so each test names its
-/// files itself).
+/// files itself), in cargo's scratch space for tests under target/: nothing is left in /tmp.
 fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ckpt-watch-profiles-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ckpt-watch-profiles-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
