@@ -6,7 +6,7 @@
 //! state (a new one is CLOSE) is dropped too, and reported when it leaves that state.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_probe_read_user},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_user},
     macros::{btf_tracepoint, fentry, kprobe, map},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
@@ -17,7 +17,7 @@ use ckpt_common::{
 };
 
 use crate::file_facts;
-use crate::kread::{self, off, read, read_ptr};
+use crate::kread::{self, Mem, Typed, off, read, read_ptr};
 
 /// Sized by user space (`--ring-buffer-size`) before load.
 #[map]
@@ -113,6 +113,12 @@ fn task_event(kind: u32, tgid: u32, arg: u32, arg2: u32) {
     });
 }
 
+/// The current task's process id, without reading the task: one cheap helper call on paths
+/// that run for every install and close on the host.
+fn current_tgid() -> u32 {
+    (bpf_get_current_pid_tgid() >> 32) as u32
+}
+
 fn key(tgid: u32, fd: u32) -> u64 {
     ((tgid as u64) << 32) | fd as u64
 }
@@ -178,9 +184,7 @@ fn ok_socket(file: u64, f_op: u64, tgid: u32, fd: u32) -> bool {
 
 /// Reports `file`, just installed as `fd` in the current task.
 fn installed(task: u64, fd: u32, file: u64) {
-    let Some(tgid) = read::<u32>(task, off!(task_tgid)) else {
-        return;
-    };
+    let tgid = current_tgid();
     if file == 0 || tgid == off!(ignore_tgid) || !kread::in_target_cgroup(task) {
         return;
     }
@@ -305,12 +309,14 @@ fn user_pair(ptr: u64) -> Option<[i32; 2]> {
 
 #[btf_tracepoint(function = "sys_exit")]
 pub fn ckpt_sys_exit(ctx: BtfTracePointContext) -> i32 {
+    // A BTF-typed `struct pt_regs *`: its members are read directly, not through a helper
+    // call, for this runs at the exit of every syscall on the host.
     let regs: u64 = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
     if ret < 0 {
         return 0;
     }
-    let Some(nr) = read::<u64>(regs, off!(regs_orig_ax)) else {
+    let Some(nr) = Typed::read::<u64>(regs, off!(regs_orig_ax)) else {
         return 0;
     };
     if nr >= MAX_SYSCALLS as u64 {
@@ -324,11 +330,11 @@ pub fn ckpt_sys_exit(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let task = unsafe { bpf_get_current_task() };
-    let arg0 = read::<u64>(regs, off!(regs_di)).unwrap_or(0);
+    let arg0 = Typed::read::<u64>(regs, off!(regs_di)).unwrap_or(0);
     match kind {
         syscall_kind::RET_FD => installed(task, ret as u32, file_at(task, ret as u32)),
         syscall_kind::FCNTL => {
-            let cmd = read::<u64>(regs, off!(regs_si)).unwrap_or(u64::MAX);
+            let cmd = Typed::read::<u64>(regs, off!(regs_si)).unwrap_or(u64::MAX);
             if cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC {
                 installed(task, ret as u32, file_at(task, ret as u32));
             }
@@ -337,7 +343,7 @@ pub fn ckpt_sys_exit(ctx: BtfTracePointContext) -> i32 {
             let ptr = if kind == syscall_kind::PAIR_ARG0 {
                 arg0
             } else {
-                read::<u64>(regs, off!(regs_r10)).unwrap_or(0)
+                Typed::read::<u64>(regs, off!(regs_r10)).unwrap_or(0)
             };
             if let Some([a, b]) = user_pair(ptr) {
                 installed(task, a as u32, file_at(task, a as u32));
@@ -346,34 +352,22 @@ pub fn ckpt_sys_exit(ctx: BtfTracePointContext) -> i32 {
         }
         // recvmmsg: the first message's msghdr leads the mmsghdr array.
         syscall_kind::RECVMSG | syscall_kind::RECVMMSG => {
-            received(task, read::<u64>(regs, off!(regs_si)).unwrap_or(0))
+            received(task, Typed::read::<u64>(regs, off!(regs_si)).unwrap_or(0))
         }
-        syscall_kind::CLOSE => {
-            if let Some(tgid) = read::<u32>(task, off!(task_tgid)) {
-                untrack(tgid, arg0 as u32);
-            }
-        }
-        syscall_kind::REFRESH_SELF => {
-            if let Some(tgid) = read::<u32>(task, off!(task_tgid)) {
-                task_event(task_event::REFRESH, tgid, 0, 0);
-            }
-        }
+        syscall_kind::CLOSE => untrack(current_tgid(), arg0 as u32),
+        syscall_kind::REFRESH_SELF => task_event(task_event::REFRESH, current_tgid(), 0, 0),
         syscall_kind::PTRACE => {
             let request = arg0;
             if request == PTRACE_TRACEME {
-                if let Some(tgid) = read::<u32>(task, off!(task_tgid)) {
-                    task_event(task_event::REFRESH, tgid, 0, 0);
-                }
+                task_event(task_event::REFRESH, current_tgid(), 0, 0);
             } else if matches!(request, PTRACE_ATTACH | PTRACE_DETACH | PTRACE_SEIZE) {
-                let tracee = read::<u64>(regs, off!(regs_si)).unwrap_or(0);
+                let tracee = Typed::read::<u64>(regs, off!(regs_si)).unwrap_or(0);
                 task_event(task_event::REFRESH, tracee as u32, 0, 0);
             }
         }
         syscall_kind::CLOSE_RANGE => {
-            if let Some(tgid) = read::<u32>(task, off!(task_tgid)) {
-                let last = read::<u64>(regs, off!(regs_si)).unwrap_or(0);
-                task_event(task_event::CLOSE_RANGE, tgid, arg0 as u32, last as u32);
-            }
+            let last = Typed::read::<u64>(regs, off!(regs_si)).unwrap_or(0);
+            task_event(task_event::CLOSE_RANGE, current_tgid(), arg0 as u32, last as u32);
         }
         _ => {}
     }
