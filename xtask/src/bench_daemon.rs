@@ -2,8 +2,9 @@
 //! all in one run against baselines measured in that run:
 //!
 //! 1. an fd storm (openat `/dev/null`, pipe2, UDP and TCP sockets, accepted TCP connections, each
-//!    created and closed, and fork+exec of /bin/true; each kind in a
-//!    loop on N threads) with and without the daemon running, alternating, medians compared;
+//!    created and closed, fork+exec of /bin/true, and getppid, a syscall that makes no fd; each
+//!    kind in a loop on N threads) with and without the daemon running, alternating, medians
+//!    compared;
 //! 2. alert latency: a subject process opens an io_uring and closes it, again and again, and the
 //!    bench times the daemon's `became-blocking` and `became-ok` lines for it, both as read by
 //!    the bench and as stamped by the daemon;

@@ -56,6 +56,7 @@ impl Churn {
             Churn::Fds(Kind::TcpSocket) => "TCP socket",
             Churn::Fds(Kind::TcpAccept) => "TCP connection",
             Churn::Fds(Kind::ForkExec) => "process",
+            Churn::Fds(Kind::OtherSyscall) => "getppid",
         };
         format!("{what} {}/s", count(rate as usize))
     }

@@ -43,9 +43,13 @@ pub enum Kind {
     TcpAccept,
     /// fork, exec of /bin/true, wait: the lifecycle events, no fd of note.
     ForkExec,
+    /// getppid: a syscall that makes no fd. The daemon's program runs at the exit of every
+    /// syscall (closes and, on the tracepoint backend, installs are found there), so this is
+    /// what it adds to everything else the host does.
+    OtherSyscall,
 }
 
-const N_KINDS: usize = 6;
+const N_KINDS: usize = 7;
 const KINDS: [Kind; N_KINDS] = [
     Kind::DevNull,
     Kind::Pipe,
@@ -53,6 +57,7 @@ const KINDS: [Kind; N_KINDS] = [
     Kind::TcpSocket,
     Kind::TcpAccept,
     Kind::ForkExec,
+    Kind::OtherSyscall,
 ];
 
 /// The listener every TCP-accept storm connects to: (fd, port), made once per bench.
@@ -80,13 +85,15 @@ impl Kind {
             Kind::TcpSocket => "socket(TCP) + close",
             Kind::TcpAccept => "TCP connect + accept + close ×2",
             Kind::ForkExec => "fork + exec(/bin/true) + wait",
+            Kind::OtherSyscall => "getppid (no fd)",
         }
     }
 
     /// Iterations of this kind in a storm of `iterations`: a process start costs about a
-    /// thousand fd creations, a loopback connection about ten.
+    /// thousand fd creations, a loopback connection about ten, a getppid a tenth.
     pub fn scaled(self, iterations: u64) -> u64 {
         match self {
+            Kind::OtherSyscall => iterations * 10,
             Kind::ForkExec => (iterations / 1000).max(1),
             Kind::TcpAccept => (iterations / 10).max(1),
             _ => iterations,
@@ -141,6 +148,9 @@ impl Kind {
                     connected?;
                     check(accepted)?;
                     libc::close(accepted);
+                }
+                Kind::OtherSyscall => {
+                    libc::getppid();
                 }
                 Kind::ForkExec => match libc::fork() {
                     -1 => return Err(io::Error::last_os_error()),
