@@ -84,7 +84,12 @@ fn stat_counts_by_path_component_like_cut() {
 
 #[test]
 fn emitted_profile_is_valid_toml_in_the_design_format() {
-    let file = std::env::temp_dir().join(format!("ckpt-audit-profile-{}.toml", std::process::id()));
+    // A directory, not a file made here: "profile written" must mean the audit wrote it.
+    let dir = tempfile::Builder::new()
+        .prefix("ckpt-audit-profile-")
+        .tempdir()
+        .unwrap();
+    let file = dir.path().join("profile.toml");
     let (code, _) = run_with(&[
         "--emit-profile",
         &file.display().to_string(),
@@ -93,7 +98,6 @@ fn emitted_profile_is_valid_toml_in_the_design_format() {
     ]);
     assert_eq!(code, 0);
     let text = std::fs::read_to_string(&file).expect("profile written");
-    let _ = std::fs::remove_file(&file);
     let t: toml::Table = text.parse().expect("valid TOML");
     assert_eq!(t["profile"]["name"].as_str(), Some("linux-cr"));
     assert_eq!(t["profile"]["checkpointer"].as_str(), Some("linux-cr"));

@@ -2,7 +2,6 @@
 //! in bounded time with no more definitions than the text could hold, and every diagnostic is
 //! one line.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ckpt_audit::{Options, audit, lex, parse};
@@ -62,26 +61,16 @@ fn c_source() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![4 => mutated, 1 => prop::collection::vec(any::<u8>(), 0..600)]
 }
 
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 proptest! {
     #![proptest_config(config())]
 
     #[test]
     fn audit_of_arbitrary_c(src in c_source()) {
-        let dir = Dir(std::env::temp_dir().join(format!(
-            "ckpt-audit-prop-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        )));
-        std::fs::create_dir_all(&dir.0).unwrap();
-        let file = dir.0.join("x.c");
+        let dir = tempfile::Builder::new()
+            .prefix("ckpt-audit-prop-")
+            .tempdir()
+            .unwrap();
+        let file = dir.path().join("x.c");
         std::fs::write(&file, &src).unwrap();
         let start = Instant::now();
         let report = audit(std::slice::from_ref(&file), &Options::default());

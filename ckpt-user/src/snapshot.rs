@@ -444,16 +444,13 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-    fn dir(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("ckpt-snap-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     #[test]
     fn saved_private_atomically_and_never_through_a_symlink() {
-        let d = dir("save");
+        let tmp = tempfile::Builder::new()
+            .prefix("ckpt-snap-save-")
+            .tempdir()
+            .unwrap();
+        let d = tmp.path();
         let victim = d.join("victim");
         std::fs::write(&victim, "keep").unwrap();
         let path = d.join("snap.json");
@@ -466,10 +463,9 @@ mod tests {
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         assert_eq!(meta.uid(), unsafe { libc::geteuid() });
         assert!(Snapshot::load(&path).is_ok());
-        let left: Vec<_> = std::fs::read_dir(&d).unwrap().flatten().collect();
+        let left: Vec<_> = std::fs::read_dir(d).unwrap().flatten().collect();
         assert_eq!(left.len(), 2, "no temporary file left: {left:?}");
         assert!(snap.save(&d.join("no-such-dir/snap.json")).is_err());
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     fn proc(pid: u32, ppid: u32) -> (u32, ProcInfo) {

@@ -6,27 +6,31 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ckpt_user::classify::{BUILTIN_PROFILES, ProfileError, load_profile};
+use tempfile::TempDir;
 
 const HEADER: &str = "[profile]\nname = \"mine\"\ncheckpointer = \"criu\"\nversion = \"4.2\"\n";
 
-/// A fresh directory for this test process (tests run in parallel, so each test names its
-/// files itself), in cargo's scratch space for tests under target/: nothing is left in /tmp.
-fn scratch() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("ckpt-watch-profiles-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// A fresh directory, in cargo's scratch space for tests under target/ (nothing goes to /tmp),
+/// removed when dropped.
+fn scratch() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("ckpt-watch-profiles-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("temp dir")
 }
 
-fn write(name: &str, text: &str) -> PathBuf {
-    let path = scratch().join(name);
+/// Writes `text` to a file called `name` (messages name it) in a fresh directory, removed
+/// when the returned guard drops.
+fn write(name: &str, text: &str) -> (TempDir, PathBuf) {
+    let dir = scratch();
+    let path = dir.path().join(name);
     std::fs::write(&path, text).expect("write profile");
-    path
+    (dir, path)
 }
 
 /// Writes `text` to a file, loads it, and returns the error with its one-line message.
 fn load_err(name: &str, text: &str) -> (ProfileError, String) {
-    let path = write(name, text);
+    let (_dir, path) = write(name, text);
     let err = load_profile(path.to_str().unwrap()).expect_err("the profile must be rejected");
     let msg = err.to_string();
     assert!(!msg.contains('\n'), "message is not one line: {msg:?}");
@@ -61,7 +65,7 @@ fn the_newest_builtin_profile_comes_first() {
 
 #[test]
 fn a_valid_user_profile_loads_from_a_file() {
-    let path = write(
+    let (_dir, path) = write(
         "valid.toml",
         &rule(
             "io",
@@ -77,7 +81,7 @@ fn a_valid_user_profile_loads_from_a_file() {
 fn a_profile_extending_a_builtin_inherits_its_rules() {
     let text = "[profile]\nname = \"child\"\ncheckpointer = \"criu\"\nversion = \"4.2\"\nextends = \"criu-4\"\n\
          [[rule]]\nid = \"io-uring\"\nverdict = \"unknown\"\nwhen = [{ name = \"[io_uring]\" }]\n";
-    let path = write("child.toml", text);
+    let (_dir, path) = write("child.toml", text);
     let child = load_profile(path.to_str().unwrap()).expect("loads");
     let parent = load_profile("criu-4").unwrap();
     assert_eq!(child.rules.len(), parent.rules.len());
@@ -192,7 +196,8 @@ fn needs_without_options_is_rejected() {
 
 #[test]
 fn missing_file_lists_the_builtin_profiles() {
-    let missing = scratch().join("does-not-exist.toml");
+    let dir = scratch();
+    let missing = dir.path().join("does-not-exist.toml");
     let err = load_profile(missing.to_str().unwrap()).unwrap_err();
     assert!(matches!(err, ProfileError::NotFound(..)), "{err:?}");
     let msg = err.to_string();
@@ -220,7 +225,7 @@ fn the_binary_rejects_a_bad_profile_with_one_line_and_status_2() {
         ("bin-verdict.toml", rule("r", "verdict = \"perhaps\"")),
     ];
     for (name, text) in cases {
-        let path = write(name, &text);
+        let (_dir, path) = write(name, &text);
         let out = Command::new(env!("CARGO_BIN_EXE_ckpt-watch"))
             .arg("--profile")
             .arg(&path)

@@ -105,26 +105,26 @@ fn require_tools() {
 }
 
 /// A directory of this test's own, removed on drop (after the containers that bind-mount it).
-struct WorkDir(PathBuf);
+struct WorkDir(tempfile::TempDir);
 
 impl WorkDir {
     fn new() -> WorkDir {
-        let dir = std::env::temp_dir().join(format!("ckpt-containers-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the work directory");
+        let dir = tempfile::Builder::new()
+            .prefix("ckpt-containers-")
+            .tempdir()
+            .expect("create the work directory");
+        // 0755 as before, not tempfile's 0700: podman, runc and CRIU reach the image's root,
+        // the bind mounts and the hook below it, not always as the host's root (user namespaces).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("open the work directory to others");
         WorkDir(dir)
     }
 
     fn sub(&self, name: &str) -> PathBuf {
-        let dir = self.0.join(name);
+        let dir = self.0.path().join(name);
         std::fs::create_dir_all(&dir).expect("create a host directory");
         dir
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -14,21 +14,11 @@ use ckpt_tests::{Started, Zoo, ckpt_watch, criu4_dir, run_timeout, test_bin};
 const FDZOO: &str = env!("CARGO_BIN_EXE_fdzoo");
 
 /// A directory of its own, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ckpt-hook-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("ckpt-hook-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// ckpt-watch under the name CRIU's config line gives it: `criu-hook`.
@@ -62,16 +52,16 @@ impl Dump {
 
 /// `criu dump -t PID --leave-running` with the hook and `options`.
 fn dump(criu: &Path, hook: &Path, pid: u32, options: &[&str]) -> Dump {
-    let images = Scratch::new(&format!("img-{pid}"));
+    let images = scratch(&format!("img-{pid}"));
     let mut cmd = Command::new(criu.join("criu"));
     cmd.args(["dump", "-t", &pid.to_string(), "--leave-running", "-v4"])
         .arg("-D")
-        .arg(&images.0)
+        .arg(images.path())
         .args(["-o", "dump.log", "--action-script"])
         .arg(hook)
         .args(options);
     let out = run_timeout(&mut cmd, Duration::from_secs(120)).unwrap();
-    let log = std::fs::read(images.0.join("dump.log")).unwrap_or_default();
+    let log = std::fs::read(images.path().join("dump.log")).unwrap_or_default();
     Dump {
         passed: out.status.success(),
         log: String::from_utf8_lossy(&log).into_owned(),
@@ -88,8 +78,8 @@ fn zoo(case: &str) -> Zoo {
 #[test]
 fn the_hook_stops_failing_dumps_before_the_freeze_and_lets_the_rest_through() {
     let criu = criu4_dir(FDZOO);
-    let scratch = Scratch::new("cli");
-    let hook = hook(&scratch.0);
+    let dir = scratch("cli");
+    let hook = hook(dir.path());
 
     let uring = zoo("io_uring");
     let d = dump(&criu, &hook, uring.pid, &[]);

@@ -485,9 +485,12 @@ fn judged(args: &[&str], config: &str) -> Value {
 fn verdicts_equal_pid_tree_and_preflight_with_a_criu_config_file() {
     // Written here, not read from the source tree: the suite also runs in the kernel matrix's
     // guests, which hold the test binary but no sources.
-    let dir = std::env::temp_dir().join(format!("ckpt-daemon-eq-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("locks.conf").display().to_string();
+    let file = tempfile::Builder::new()
+        .prefix("ckpt-daemon-eq-")
+        .suffix(".conf")
+        .tempfile()
+        .unwrap();
+    let config = file.path().display().to_string();
     std::fs::write(&config, "file-locks\nghost-limit 10M\n").unwrap();
     // A lock is taken after its fd is installed, without an event of ours: rescans see it.
     let d = Daemon::start_env(
@@ -604,7 +607,6 @@ fn verdicts_equal_pid_tree_and_preflight_with_a_criu_config_file() {
         (&Value::from("ok"), &Value::from("ok")),
         "{w}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The daemon watches the whole host, so other processes' events count too: UDP is held to a
@@ -704,12 +706,15 @@ fn lost_events_are_counted_and_state_still_converges() {
 
 #[test]
 fn sighup_with_a_broken_profile_keeps_the_old_one() {
-    let dir = std::env::temp_dir().join(format!("ckpt-daemon-hup-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("profile.toml");
-    std::fs::write(&path, "[profile]\nname = \"mine\"\ncheckpointer = \"criu\"\nversion = \"4\"\nextends = \"criu-4\"\n").unwrap();
+    let file = tempfile::Builder::new()
+        .prefix("ckpt-daemon-hup-")
+        .suffix(".toml")
+        .tempfile()
+        .unwrap();
+    let path = file.path();
+    std::fs::write(path, "[profile]\nname = \"mine\"\ncheckpointer = \"criu\"\nversion = \"4\"\nextends = \"criu-4\"\n").unwrap();
     let d = Daemon::start(&["--profile", path.to_str().unwrap()]);
-    std::fs::write(&path, "[profile\nbroken").unwrap();
+    std::fs::write(path, "[profile\nbroken").unwrap();
     d.signal(libc::SIGHUP);
     let deadline = Instant::now() + budget(Duration::from_secs(5));
     let logged = loop {
@@ -733,7 +738,6 @@ fn sighup_with_a_broken_profile_keeps_the_old_one() {
         "became-blocking",
         budget(SETTLE + Duration::from_secs(1)),
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// BPF program and link ids a process holds fds to (`prog_id:` / `link_id:` in fdinfo).

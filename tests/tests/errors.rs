@@ -78,10 +78,13 @@ fn without_privileges_the_missing_capabilities_are_named() {
 
 #[test]
 fn a_replay_without_the_pid_says_it_exited() {
-    let dir = std::env::temp_dir().join(format!("ckpt-errors-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let snap = dir.join("empty.json");
-    std::fs::write(&snap, r#"{"files":[],"ops":{},"symbols":[],"data_symbols":0,"procs":{},"own_netns":null,"own_ipcns":null}"#).unwrap();
+    let file = tempfile::Builder::new()
+        .prefix("ckpt-errors-")
+        .suffix(".json")
+        .tempfile()
+        .unwrap();
+    let snap = file.path();
+    std::fs::write(snap, r#"{"files":[],"ops":{},"symbols":[],"data_symbols":0,"procs":{},"own_netns":null,"own_ipcns":null}"#).unwrap();
     let out = run(&[
         "--replay",
         snap.to_str().unwrap(),
@@ -91,5 +94,4 @@ fn a_replay_without_the_pid_says_it_exited() {
         "criu-4",
     ]);
     assert_clean_error(&out, "process 42 exited during the scan");
-    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -45,24 +45,19 @@ fn json(out: &Output) -> serde_json::Value {
 }
 
 /// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
+struct Scratch(tempfile::TempDir);
 
 impl Scratch {
     fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ckpt-hostile-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch directory");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("ckpt-hostile-{name}-"))
+            .tempdir()
+            .expect("scratch directory");
         Scratch(dir)
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path().join(name)
     }
 }
 
@@ -373,7 +368,7 @@ fn an_audit_refuses_a_file_nested_too_deep_and_goes_on() {
         "static const struct file_operations ok_fops = { .open = f };\n",
     )
     .unwrap();
-    let out = run(&binary(), &["audit", dir.0.to_str().unwrap()]);
+    let out = run(&binary(), &["audit", dir.0.path().to_str().unwrap()]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -394,7 +389,7 @@ fn an_audit_reads_bytes_and_reports_what_it_cannot_read() {
         b"/* caf\xe9 */\nstatic const struct file_operations a_fops = { .open = f, .read = \"\xff\" };\n",
     )
     .unwrap();
-    let out = run(&binary(), &["audit", dir.0.to_str().unwrap()]);
+    let out = run(&binary(), &["audit", dir.0.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("a_fops") && stderr(&out).is_empty());
 
@@ -403,7 +398,7 @@ fn an_audit_reads_bytes_and_reports_what_it_cannot_read() {
         b"static const struct file_operations b\xe9_fops = { .open = g };\n",
     )
     .unwrap();
-    let out = run(&binary(), &["audit", dir.0.to_str().unwrap()]);
+    let out = run(&binary(), &["audit", dir.0.path().to_str().unwrap()]);
     assert!(
         stderr(&out).contains("stray.c:1: byte 0xe9 outside comments"),
         "{}",
@@ -418,10 +413,10 @@ fn an_audit_reads_bytes_and_reports_what_it_cannot_read() {
     )
     .unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
-    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir.0.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     // As nobody: root reads any file.
     let mut cmd = Command::new(binary());
-    cmd.args(["audit", dir.0.to_str().unwrap()]);
+    cmd.args(["audit", dir.0.path().to_str().unwrap()]);
     // SAFETY: setgid/setuid between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -456,7 +451,7 @@ fn a_wide_space_in_a_config_value_is_read_as_criu_reads_it() {
     let conf = dir.path("criu.conf");
     std::fs::write(&conf, "ghost-limit \"2M\u{3000}\"\n").unwrap();
     let pid = holder.pid.to_string();
-    let home = dir.0.to_str().unwrap();
+    let home = dir.0.path().to_str().unwrap();
     let args = ["--pid", &pid, "--json", "--profile", "criu-4"];
     let out = run_env(&binary(), &args, &[NO_CRIU, ("HOME", home)]);
     assert_eq!(
@@ -505,7 +500,7 @@ fn with_is_checked_like_a_config_file_line() {
     let dir = Scratch::new("with");
     let me = std::process::id().to_string();
     let scan = |with: &str, env: &[(&str, &str)]| {
-        let mut all = vec![NO_CRIU, ("HOME", dir.0.to_str().unwrap())];
+        let mut all = vec![NO_CRIU, ("HOME", dir.0.path().to_str().unwrap())];
         all.extend_from_slice(env);
         run_env(
             &binary(),

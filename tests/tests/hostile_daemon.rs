@@ -38,11 +38,12 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ckpt-hd-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// Under /tmp (TMPDIR), short enough for a unix socket's path; removed on drop.
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("ckpt-hd-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 enum Addr {
@@ -469,7 +470,7 @@ fn toggle_io_uring(p: &mut Fdctl, times: usize) {
 #[test]
 fn alerts_to_a_fifo_nobody_reads_leave_events_drained() {
     let dir = scratch("fifo");
-    let fifo = dir.join("alerts");
+    let fifo = dir.path().join("alerts");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo with a valid C string.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
@@ -530,7 +531,6 @@ fn alerts_to_a_fifo_nobody_reads_leave_events_drained() {
         t.elapsed()
     );
     drop(reader);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// With `--output /dev/full` every alert failed while /healthz said ok and the alert counter
@@ -584,9 +584,9 @@ fn run_briefly(args: &[&str]) -> (Option<i32>, String) {
 #[test]
 fn a_unix_socket_replaces_nothing_but_a_stale_socket_and_goes_at_exit() {
     let dir = scratch("unix");
-    let path = dir.join("ckpt.sock");
+    let path = dir.path().join("ckpt.sock");
     let listen = format!("unix:{}", path.display());
-    let target = dir.join("precious");
+    let target = dir.path().join("precious");
     std::fs::write(&target, "keep me").unwrap();
     for planted in ["file", "symlink", "directory"] {
         match planted {
@@ -636,5 +636,4 @@ fn a_unix_socket_replaces_nothing_but_a_stale_socket_and_goes_at_exit() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!path.exists(), "the socket is removed after SIGINT");
-    std::fs::remove_dir_all(dir).unwrap();
 }

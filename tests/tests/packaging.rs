@@ -29,6 +29,7 @@ use std::time::Duration;
 use ckpt_tests::{Started, Zoo, budget, eventually};
 use serde_json::Value;
 use serde_yaml_ng::Value as Yaml;
+use tempfile::TempDir;
 
 const FDZOO: &str = env!("CARGO_BIN_EXE_fdzoo");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -81,23 +82,11 @@ fn run_ok(cmd: &mut Command) -> String {
 }
 
 /// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("ckpt-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn scratch(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("ckpt-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// The package built by `cargo xtask package`, unpacked.
@@ -115,27 +104,27 @@ impl Package {
             "{} not built: run `cargo xtask package` first (`./x test` does)",
             deb.display()
         );
-        let dir = TempDir::new("package");
+        let dir = scratch("package");
         run_ok(
             Command::new("dpkg")
                 .arg("-x")
                 .arg(&deb)
-                .arg(dir.0.join("root")),
+                .arg(dir.path().join("root")),
         );
         run_ok(
             Command::new("dpkg-deb")
                 .arg("-e")
                 .arg(&deb)
-                .arg(dir.0.join("DEBIAN")),
+                .arg(dir.path().join("DEBIAN")),
         );
         // Others (a DynamicUser's uid) run the binary from here.
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         Package { deb, dir }
     }
 
     fn root(&self) -> PathBuf {
-        self.dir.0.join("root")
+        self.dir.path().join("root")
     }
 
     /// A packaged file by its installed path.
@@ -292,7 +281,7 @@ fn the_package_holds_binary_man_pages_completions_unit_and_defaults() {
     let env = unit.environment(&pkg);
     let exec = unit.exec_start(&env);
     assert_eq!(exec[..2], ["/usr/bin/ckpt-watch", "daemon"], "{exec:?}");
-    let conffiles = std::fs::read_to_string(pkg.dir.0.join("DEBIAN/conffiles")).unwrap();
+    let conffiles = std::fs::read_to_string(pkg.dir.path().join("DEBIAN/conffiles")).unwrap();
     assert!(conffiles.lines().any(|l| l == "/etc/default/ckpt-watch"));
     let defaults = pkg.read("/etc/default/ckpt-watch");
     let daemon_help = run_ok(Command::new(&binary).args(["daemon", "--help"]));
@@ -633,10 +622,10 @@ fn systemd_unit_capabilities_are_exactly_what_ckpt_watch_needs() {
     );
 
     // The daemon as the unit starts it: healthy, and the same verdict.
-    let out_dir = TempDir::new("unit-alerts");
+    let out_dir = scratch("unit-alerts");
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&out_dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(out_dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     }
     let port = free_port();
     let args = replace_flags(
@@ -645,7 +634,7 @@ fn systemd_unit_capabilities_are_exactly_what_ckpt_watch_needs() {
             ("--listen", format!("127.0.0.1:{port}")),
             (
                 "--output",
-                out_dir.0.join("alerts.jsonl").display().to_string(),
+                out_dir.path().join("alerts.jsonl").display().to_string(),
             ),
         ],
     );

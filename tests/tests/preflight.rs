@@ -333,7 +333,11 @@ fn config_files_are_read_in_crius_order_and_named() {
     );
 
     // ~/.criu/default.conf gives it, $CRIU_CONFIG_FILE (read after it) withdraws it.
-    let home = std::env::temp_dir().join(format!("ckpt-preflight-home-{}", std::process::id()));
+    let tmp = tempfile::Builder::new()
+        .prefix("ckpt-preflight-home-")
+        .tempdir()
+        .unwrap();
+    let home = tmp.path();
     std::fs::create_dir_all(home.join(".criu")).unwrap();
     std::fs::write(home.join(".criu/default.conf"), "file-locks\n").unwrap();
     let home_s = home.display().to_string();
@@ -345,7 +349,6 @@ fn config_files_are_read_in_crius_order_and_named() {
             ("CRIU_CONFIG_FILE", &fixture("withdraw.conf")),
         ],
     );
-    std::fs::remove_dir_all(&home).unwrap();
     assert_eq!(given["verdict"], "ok", "{given}");
     assert_eq!(
         (withdrawn["verdict"].as_str(), code),

@@ -188,9 +188,11 @@ mod tests {
     /// A binary that is not CRIU, or fails, is a blocking finding with its words, never `ok`.
     #[test]
     fn a_failing_check_blocks() {
-        let dir = std::env::temp_dir().join(format!("ckpt-criu-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let fake = dir.join("criu");
+        let dir = tempfile::Builder::new()
+            .prefix("ckpt-criu-")
+            .tempdir()
+            .unwrap();
+        let fake = dir.path().join("criu");
         std::fs::write(
             &fake,
             "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'Version: 9.9'; exit 0; }\n\
@@ -206,10 +208,9 @@ mod tests {
         assert_eq!(j.verdict, Verdict::Blocks);
         assert!(j.reason.contains("x: broken here"), "{}", j.reason);
         let missing = Criu {
-            path: dir.join("nothing"),
+            path: dir.path().join("nothing"),
             version: None,
         };
         assert!(matches!(missing.check(), Check::NotRun(_)));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -271,19 +271,12 @@ mod tests {
     use super::*;
     use crate::classify::{Judgement, Verdict};
 
-    struct Dir(PathBuf);
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn fixture(files: &[(&str, &str)]) -> (Dir, ConfigPaths) {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("ckpt-engine-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+    fn fixture(files: &[(&str, &str)]) -> (tempfile::TempDir, ConfigPaths) {
+        let tmp = tempfile::Builder::new()
+            .prefix("ckpt-engine-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         for (name, text) in files {
             std::fs::write(dir.join(name), text).unwrap();
         }
@@ -294,7 +287,7 @@ mod tests {
             command_line: None,
             runc: RuncFile::Annotated(dir.join("runc.conf")),
         };
-        (Dir(dir), paths)
+        (tmp, paths)
     }
 
     fn needs(option: &str) -> Judgement {

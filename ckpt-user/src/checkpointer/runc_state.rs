@@ -158,7 +158,11 @@ mod tests {
 
     #[test]
     fn state_is_found_under_each_engines_root() {
-        let run = std::env::temp_dir().join(format!("ckpt-runc-state-{}", std::process::id()));
+        let tmp = tempfile::Builder::new()
+            .prefix("ckpt-runc-state-")
+            .tempdir()
+            .unwrap();
+        let run = tmp.path();
         let id = "a".repeat(64);
         let write = |dir: PathBuf, label: &str| {
             std::fs::create_dir_all(&dir).unwrap();
@@ -169,14 +173,11 @@ mod tests {
             run.join("containerd/runc/k8s.io").join(&id),
             "org.criu.config=",
         );
-        assert_eq!(criu_config(&run, &id), RuncFile::Disabled);
+        assert_eq!(criu_config(run, &id), RuncFile::Disabled);
         write(run.join("runc").join(&id), "org.criu.config=/c.conf");
-        assert_eq!(
-            criu_config(&run, &id),
-            RuncFile::Annotated("/c.conf".into())
-        );
-        assert_eq!(criu_config(&run, &"b".repeat(64)), RuncFile::Default);
-        assert_eq!(criu_config(&run, "../runc"), RuncFile::Default);
+        assert_eq!(criu_config(run, &id), RuncFile::Annotated("/c.conf".into()));
+        assert_eq!(criu_config(run, &"b".repeat(64)), RuncFile::Default);
+        assert_eq!(criu_config(run, "../runc"), RuncFile::Default);
         let argv = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let root = run.join("runc").display().to_string();
         assert_eq!(
@@ -191,7 +192,6 @@ mod tests {
             RuncFile::Annotated("/c.conf".into())
         );
         std::fs::write(run.join("runc").join(&id).join("state.json"), "{").unwrap();
-        assert_eq!(criu_config(&run, &id), RuncFile::Disabled);
-        std::fs::remove_dir_all(&run).unwrap();
+        assert_eq!(criu_config(run, &id), RuncFile::Disabled);
     }
 }

@@ -180,12 +180,15 @@ mod tests {
     fn an_endless_or_binary_profile_is_a_one_line_error() {
         let err = load_profile("/dev/zero").unwrap_err().to_string();
         assert_eq!(err, "profile /dev/zero: larger than 16 MiB: refused");
-        let path = std::env::temp_dir().join(format!("ckpt-load-{}.toml", std::process::id()));
-        std::fs::write(&path, b"[profile]\nname = \"\xff\"\n").unwrap();
-        let err = load_profile(path.to_str().unwrap())
+        let file = tempfile::Builder::new()
+            .prefix("ckpt-load-")
+            .suffix(".toml")
+            .tempfile()
+            .unwrap();
+        std::fs::write(file.path(), b"[profile]\nname = \"\xff\"\n").unwrap();
+        let err = load_profile(file.path().to_str().unwrap())
             .unwrap_err()
             .to_string();
-        std::fs::remove_file(&path).unwrap();
         assert!(err.contains("not UTF-8 text"), "{err}");
         let text = "[profile]\nname = \"x\"\ncheckpointer = \"criu\"\nversion = \"4\"\n\
                     [[rule]]\nid = \"a\\nb\"\nkind = \"k\"\nverdict = \"needs\"\n\

@@ -420,7 +420,11 @@ mod tests {
     /// needs a scan path, an inode nowhere is lost.
     #[test]
     fn reach_follows_crius_hints() {
-        let root = std::env::temp_dir().join(format!("ckpt-irmap-{}", std::process::id()));
+        let tmp = tempfile::Builder::new()
+            .prefix("ckpt-irmap-")
+            .tempdir()
+            .unwrap();
+        let root = tmp.path();
         std::fs::create_dir_all(root.join("etc/app")).unwrap();
         std::fs::create_dir_all(root.join("srv/data")).unwrap();
         std::fs::write(root.join("etc/app/conf"), "x").unwrap();
@@ -431,10 +435,10 @@ mod tests {
         };
         let at_root = ["/".to_string()];
         let (dev, ino) = id("etc/app/conf");
-        assert_eq!(reach(&root, &at_root, dev, ino), Watches::Reachable);
+        assert_eq!(reach(root, &at_root, dev, ino), Watches::Reachable);
         let (dev, ino) = id("srv/data/file");
         assert_eq!(
-            reach(&root, &at_root, dev, ino),
+            reach(root, &at_root, dev, ino),
             Watches::ScanPath {
                 ino,
                 path: "/srv/data/file".into()
@@ -442,20 +446,19 @@ mod tests {
         );
         // Only under the filesystem's own mount points.
         assert_eq!(
-            reach(&root, &["/etc".into()], dev, ino),
+            reach(root, &["/etc".into()], dev, ino),
             Watches::Lost { ino }
         );
         let (dev, ino) = id("srv/data");
         assert!(matches!(
-            reach(&root, &at_root, dev, ino),
+            reach(root, &at_root, dev, ino),
             Watches::ScanPath { .. }
         ));
         assert_eq!(
-            reach(&root, &at_root, dev, u64::MAX),
+            reach(root, &at_root, dev, u64::MAX),
             Watches::Lost { ino: u64::MAX }
         );
         let (dev, ino) = id("");
-        assert_eq!(reach(&root, &at_root, dev, ino), Watches::Reachable);
-        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(reach(root, &at_root, dev, ino), Watches::Reachable);
     }
 }

@@ -356,7 +356,11 @@ mod tests {
 
     #[test]
     fn names_from_engine_state() {
-        let root = std::env::temp_dir().join(format!("ckpt-names-{}", std::process::id()));
+        let tmp = tempfile::Builder::new()
+            .prefix("ckpt-names-")
+            .tempdir()
+            .unwrap();
+        let root = tmp.path();
         let storage = root.join("var/lib/containers/storage/overlay-containers");
         std::fs::create_dir_all(&storage).unwrap();
         std::fs::write(
@@ -370,7 +374,7 @@ mod tests {
         let docker = root.join("var/lib/docker/containers").join(&other);
         std::fs::create_dir_all(&docker).unwrap();
         std::fs::write(docker.join("config.v2.json"), r#"{"Name":"/db","Id":"x"}"#).unwrap();
-        let names = Names::read(&root);
+        let names = Names::read(root);
         let name = |runtime, id: &str, pod: Option<&str>| {
             names.container(&ContainerName {
                 runtime,
@@ -386,6 +390,5 @@ mod tests {
         );
         assert_eq!(name(Runtime::Lxc, "mybox", None), "mybox");
         assert_eq!(name(Runtime::Containerd, &ID.replace('3', "6"), None), "");
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }

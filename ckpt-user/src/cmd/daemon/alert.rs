@@ -427,8 +427,11 @@ mod tests {
 
     #[test]
     fn sink_appends_and_reopens_after_rotation() {
-        let dir = std::env::temp_dir().join(format!("ckpt-sink-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("ckpt-sink-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         let path = dir.join("alerts.log");
         let mut sink = Sink::open(Some(path.clone())).unwrap();
         sink.write_line("one").unwrap();
@@ -440,7 +443,6 @@ mod tests {
             std::fs::read_to_string(dir.join("alerts.log.1")).unwrap(),
             "one\n"
         );
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     fn shared() -> SharedState {
@@ -472,9 +474,11 @@ mod tests {
 
     #[test]
     fn a_stuck_output_fills_the_queue_never_the_caller() {
-        let dir = std::env::temp_dir().join(format!("ckpt-fifo-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let fifo = dir.join("alerts");
+        let dir = tempfile::Builder::new()
+            .prefix("ckpt-fifo-")
+            .tempdir()
+            .unwrap();
+        let fifo = dir.path().join("alerts");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: mkfifo with a valid C string.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
@@ -499,6 +503,5 @@ mod tests {
         let mut got = String::new();
         let _ = (&reader).read_to_string(&mut got);
         assert!(got.starts_with("line 0\n"), "{got:?}");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

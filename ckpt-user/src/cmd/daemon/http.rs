@@ -600,10 +600,12 @@ mod tests {
     #[test]
     fn unix_sockets_replace_only_stale_sockets_and_go_at_drop() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("ckpt-http-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ckpt-http-")
+            .tempdir()
+            .unwrap();
         let rt = runtime();
-        let path = dir.join("s.sock");
+        let path = dir.path().join("s.sock");
         let listen = Listen::Unix(path.clone());
         std::fs::write(&path, "precious").unwrap();
         let e = rt.block_on(bind(&listen)).err().expect("a file is refused");
@@ -627,7 +629,6 @@ mod tests {
             .expect("a stale socket is replaced");
         drop(again);
         assert!(!path.exists(), "removed at drop");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     proptest! {

@@ -460,10 +460,14 @@ mod tests {
 
     #[test]
     fn garbage_btf_is_a_parse_error() {
-        let dir = std::env::temp_dir().join(format!("ckpt-btf-{}", std::process::id()));
-        std::fs::write(&dir, b"not btf at all").unwrap();
-        let err = KernelBtf::from_file(&dir).err().expect("garbage fails");
-        std::fs::remove_file(&dir).unwrap();
+        let file = tempfile::Builder::new()
+            .prefix("ckpt-btf-")
+            .tempfile()
+            .unwrap();
+        std::fs::write(file.path(), b"not btf at all").unwrap();
+        let err = KernelBtf::from_file(file.path())
+            .err()
+            .expect("garbage fails");
         assert!(matches!(err, BtfError::Parse { .. }), "{err}");
     }
 
