@@ -92,31 +92,33 @@ pub fn read_str_at<M: Mem>(base: u64, off: u32, dest: &mut [u8]) -> bool {
     s != 0 && unsafe { bpf_probe_read_kernel_str_bytes(s as *const u8, dest).is_ok() }
 }
 
-/// The last superblock seen on this CPU and its filesystem's name: a task's files mostly sit
-/// on a few filesystems, so the string read is mostly saved.
+/// The last filesystem type seen on this CPU and its name: a task's files mostly sit on a few
+/// filesystems, so the string read is mostly saved. Keyed by the `file_system_type`, a static
+/// object of the kernel or a module, never by the superblock: a superblock freed and
+/// reallocated for another filesystem (an unmount, then a mount a user chose) would be named
+/// after the old one.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct SbName {
-    sb: u64,
+pub struct FsTypeName {
+    fstype: u64,
     name: [u8; FS_TYPE_LEN],
 }
 
 #[map]
-static LAST_SB: PerCpuArray<SbName> = PerCpuArray::with_max_entries(1, 0);
+static LAST_FS_TYPE: PerCpuArray<FsTypeName> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 fn fs_type_name<M: Mem>(sb: u64, dest: &mut [u8; FS_TYPE_LEN]) {
-    let Some(cache) = LAST_SB.get_ptr_mut(0) else {
-        let fstype = M::ptr(sb, off!(sb_s_type));
+    let fstype = M::ptr(sb, off!(sb_s_type));
+    let Some(cache) = LAST_FS_TYPE.get_ptr_mut(0) else {
         read_str_at::<M>(fstype, off!(fstype_name), dest);
         return;
     };
     let cache = unsafe { &mut *cache };
-    if cache.sb != sb {
+    if cache.fstype != fstype {
         cache.name = [0; FS_TYPE_LEN];
-        let fstype = M::ptr(sb, off!(sb_s_type));
         read_str_at::<M>(fstype, off!(fstype_name), &mut cache.name);
-        cache.sb = sb;
+        cache.fstype = fstype;
     }
     *dest = cache.name;
 }
@@ -219,26 +221,13 @@ pub fn mount_facts<M: Mem>(file: u64, task: u64) -> Option<(u32, bool)> {
     Some((id, mnt_ns != 0 && mnt_ns == task_mnt_ns::<M>(task)))
 }
 
-/// The last task seen on this CPU and its mount namespace: an iterator visits all of a task's
-/// files in a row, so this saves two reads per file.
-#[map]
-static LAST_TASK_MNT_NS: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
-
+/// The task's mount namespace, read afresh for every file: a per-CPU cache keyed by the task's
+/// address would name the namespace of a task that exited and whose `task_struct` a new task
+/// in another namespace now occupies.
 #[inline(always)]
 fn task_mnt_ns<M: Mem>(task: u64) -> u64 {
-    let read_ns = || {
-        let nsproxy = M::ptr(task, off!(task_nsproxy));
-        M::ptr(nsproxy, off!(nsproxy_mnt_ns))
-    };
-    let Some(cache) = LAST_TASK_MNT_NS.get_ptr_mut(0) else {
-        return read_ns();
-    };
-    let cache = unsafe { &mut *cache };
-    if cache[0] != task {
-        cache[0] = task;
-        cache[1] = read_ns();
-    }
-    cache[1]
+    let nsproxy = M::ptr(task, off!(task_nsproxy));
+    M::ptr(nsproxy, off!(nsproxy_mnt_ns))
 }
 
 pub struct SockFacts {
