@@ -12,12 +12,16 @@ use crate::kread::{self, Mem, Typed, off};
 #[map]
 static VMA_SCRATCH: PerCpuArray<VmaFacts> = PerCpuArray::with_max_entries(1, 0);
 
-/// The last (tgid, file) reported on this CPU, to skip the next VMAs of the same file.
+/// The last (iterator session, tgid, file) reported on this CPU, to skip the next VMAs of the
+/// same file. The session keeps a later scan by the same loaded program (a daemon's rescan)
+/// from skipping a process's first mapping because an earlier scan ended on the same file.
 #[map]
-static LAST_FILE: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+static LAST_FILE: PerCpuArray<[u64; 3]> = PerCpuArray::with_max_entries(1, 0);
 
 /// `struct bpf_iter__task_vma` is BPF ABI: meta, task, vma.
 const CTX_META: usize = 0;
+/// `struct bpf_iter_meta` is BPF ABI: seq, session_id, seq_num.
+const META_SESSION_ID: usize = 8;
 const CTX_TASK: usize = 8;
 const CTX_VMA: usize = 16;
 
@@ -37,6 +41,8 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
         return None;
     }
     let seq = unsafe { *meta };
+    let session =
+        unsafe { core::ptr::read_volatile((meta as *const u8).add(META_SESSION_ID) as *const u64) };
     let tgid = Typed::read::<u32>(task, off!(task_tgid))?;
     if !kread::wanted(task, tgid) {
         return None;
@@ -47,11 +53,12 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     }
     let last = LAST_FILE.get_ptr_mut(0)?;
     let last = unsafe { &mut *last };
-    if last[0] == tgid as u64 && last[1] == file {
+    if last[0] == session && last[1] == tgid as u64 && last[2] == file {
         return None;
     }
-    last[0] = tgid as u64;
-    last[1] = file;
+    last[0] = session;
+    last[1] = tgid as u64;
+    last[2] = file;
 
     let rec = VMA_SCRATCH.get_ptr_mut(0)?;
     let rec = unsafe { &mut *rec };
@@ -87,7 +94,7 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
         if ops_emitted {
             file_facts::forget_ops(f_op);
         }
-        last[1] = 0;
+        last[2] = 0;
     }
     Some(())
 }
