@@ -306,9 +306,30 @@ pub fn all_ns_inodes(pid: u32) -> Vec<u64> {
         .collect()
 }
 
+/// Open files on the host (`/proc/sys/fs/file-nr`): each counted once however many fds refer
+/// to it.
+pub fn open_files() -> Option<usize> {
+    std::fs::read_to_string("/proc/sys/fs/file-nr")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each open of /dev/null is a new open file, counted by the kernel.
+    #[test]
+    fn open_files_counts_the_hosts_open_files() {
+        let held: Vec<std::fs::File> = (0..200)
+            .map(|_| std::fs::File::open("/dev/null").unwrap())
+            .collect();
+        let count = open_files().expect("/proc/sys/fs/file-nr parses");
+        assert!(count >= held.len(), "{count} open files");
+    }
 
     /// The children files find the tree that every process's parent describes.
     #[test]
