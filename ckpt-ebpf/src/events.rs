@@ -64,6 +64,23 @@ static SYSCALL_KIND: Array<u8> = Array::with_max_entries(MAX_SYSCALLS, 0);
 static EVENT_SCRATCH: PerCpuArray<FileFacts> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static EVENT_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
+/// The scratch of programs that run [`Runs::Anywhere`].
+#[map]
+static NESTED_SCRATCH: PerCpuArray<FileFacts> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static NESTED_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where a program that reports a file runs, which decides the per-CPU state it may use.
+/// Different BPF programs nest on one CPU: a TCP state change runs from softirq too, which may
+/// interrupt another program (an install, an iterator) halfway through a record or a cache
+/// update. A program that can do that shares no per-CPU scratch or cache with the others.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Runs {
+    /// In a task's own syscall, exec or exit: never inside another of these programs.
+    InTask,
+    /// Also from interrupt context.
+    Anywhere,
+}
 
 const PTRACE_TRACEME: u64 = 0;
 const PTRACE_ATTACH: u64 = 16;
@@ -203,16 +220,20 @@ fn installed(task: u64, fd: u32, file: u64) {
         drop_ok(tgid, fd);
         return;
     }
-    report(task, tgid, fd, file, f_op, None);
+    report(task, tgid, fd, file, f_op, None, Runs::InTask);
 }
 
 /// Sends `file` (`fd` of `tgid`, in `task`) to user space and tracks the fd; `state`
 /// overrides the socket state read (a state change is traced before it is stored). Inlined:
 /// BPF calls take five arguments at most.
 #[inline(always)]
-fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16>) {
+fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16>, runs: Runs) {
+    let (scratch, ops_scratch) = match runs {
+        Runs::InTask => (&EVENT_SCRATCH, &EVENT_OPS_SCRATCH),
+        Runs::Anywhere => (&NESTED_SCRATCH, &NESTED_OPS_SCRATCH),
+    };
     if file_facts::first_sight(f_op) {
-        if let Some(ops) = EVENT_OPS_SCRATCH.get_ptr_mut(0) {
+        if let Some(ops) = ops_scratch.get_ptr_mut(0) {
             let ops = unsafe { &mut *ops };
             file_facts::fill_ops(ops, f_op);
             if EVENTS.output::<OpsRecord>(ops, 0).is_err() {
@@ -221,11 +242,12 @@ fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16
             }
         }
     }
-    let Some(rec) = EVENT_SCRATCH.get_ptr_mut(0) else {
+    let Some(rec) = scratch.get_ptr_mut(0) else {
         return;
     };
     let rec = unsafe { &mut *rec };
-    file_facts::fill::<kread::Probe>(rec, task, tgid, fd, file, f_op);
+    let fs_cache = runs == Runs::InTask;
+    file_facts::fill::<kread::Probe>(rec, task, tgid, fd, file, f_op, fs_cache);
     if let Some(state) = state {
         rec.sk_state = state;
     }
@@ -367,7 +389,12 @@ pub fn ckpt_sys_exit(ctx: BtfTracePointContext) -> i32 {
         }
         syscall_kind::CLOSE_RANGE => {
             let last = Typed::read::<u64>(regs, off!(regs_si)).unwrap_or(0);
-            task_event(task_event::CLOSE_RANGE, current_tgid(), arg0 as u32, last as u32);
+            task_event(
+                task_event::CLOSE_RANGE,
+                current_tgid(),
+                arg0 as u32,
+                last as u32,
+            );
         }
         _ => {}
     }
@@ -397,7 +424,15 @@ pub fn ckpt_sock_state(ctx: BtfTracePointContext) -> i32 {
     match read::<u32>(task, off!(task_tgid)) {
         Some(tgid) if same && tgid != off!(ignore_tgid) => {
             let f_op = read_ptr(file, off!(file_f_op));
-            report(task, tgid, fd, file, f_op, Some(new_state as u16));
+            report(
+                task,
+                tgid,
+                fd,
+                file,
+                f_op,
+                Some(new_state as u16),
+                Runs::Anywhere,
+            );
         }
         _ => count(&UNREPORTED),
     }

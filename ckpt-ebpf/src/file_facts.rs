@@ -80,9 +80,18 @@ pub fn forget_ops(f_op: u64) {
     let _ = SEEN_OPS.remove(&f_op);
 }
 
-/// Fills every fact of `rec` for `file`, installed as `fd` in `task` (a `tgid` process).
+/// Fills every fact of `rec` for `file`, installed as `fd` in `task` (a `tgid` process);
+/// `fs_cache` as for `kread::inode_facts`.
 #[inline(always)]
-pub fn fill<M: Mem>(rec: &mut FileFacts, task: u64, tgid: u32, fd: u32, file: u64, f_op: u64) {
+pub fn fill<M: Mem>(
+    rec: &mut FileFacts,
+    task: u64,
+    tgid: u32,
+    fd: u32,
+    file: u64,
+    f_op: u64,
+    fs_cache: bool,
+) {
     rec.tag = ckpt_common::TAG_FILE;
     rec.tgid = tgid;
     rec.tid = M::read::<u32>(task, off!(task_pid)).unwrap_or(tgid);
@@ -91,7 +100,7 @@ pub fn fill<M: Mem>(rec: &mut FileFacts, task: u64, tgid: u32, fd: u32, file: u6
     rec.f_flags = M::read::<u32>(file, off!(file_f_flags)).unwrap_or(0);
     rec.fs_type = [0; ckpt_common::FS_TYPE_LEN];
     rec.name = [0; ckpt_common::NAME_LEN];
-    let (facts, inode) = kread::inode_facts::<M>(file, &mut rec.fs_type, &mut rec.name);
+    let (facts, inode) = kread::inode_facts::<M>(file, &mut rec.fs_type, &mut rec.name, fs_cache);
     kread::store_inode!(rec, facts);
 
     rec.mnt_id = 0;

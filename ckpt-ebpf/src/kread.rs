@@ -107,10 +107,13 @@ pub struct FsTypeName {
 #[map]
 static LAST_FS_TYPE: PerCpuArray<FsTypeName> = PerCpuArray::with_max_entries(1, 0);
 
+/// `cached`: false for a program that may interrupt another (see `events::Runs`), which must
+/// not touch the cache that program may be halfway through.
 #[inline(always)]
-fn fs_type_name<M: Mem>(sb: u64, dest: &mut [u8; FS_TYPE_LEN]) {
+fn fs_type_name<M: Mem>(sb: u64, dest: &mut [u8; FS_TYPE_LEN], cached: bool) {
     let fstype = M::ptr(sb, off!(sb_s_type));
-    let Some(cache) = LAST_FS_TYPE.get_ptr_mut(0) else {
+    let cache = LAST_FS_TYPE.get_ptr_mut(0).filter(|_| cached);
+    let Some(cache) = cache else {
         read_str_at::<M>(fstype, off!(fstype_name), dest);
         return;
     };
@@ -137,12 +140,14 @@ pub struct InodeFacts {
     pub unlinked: bool,
 }
 
-/// Reads inode, superblock (+ fs type name) and dentry (+ name) facts of `file`.
+/// Reads inode, superblock (+ fs type name) and dentry (+ name) facts of `file`; `fs_cache`
+/// as for `fs_type_name`.
 #[inline(always)]
 pub fn inode_facts<M: Mem>(
     file: u64,
     fs_type: &mut [u8; FS_TYPE_LEN],
     name: &mut [u8],
+    fs_cache: bool,
 ) -> (InodeFacts, u64) {
     let mut f = InodeFacts {
         ino: 0,
@@ -169,7 +174,7 @@ pub fn inode_facts<M: Mem>(
         if sb != 0 {
             f.s_magic = M::read::<u64>(sb, off!(sb_s_magic)).unwrap_or(0);
             f.dev = M::read::<u32>(sb, off!(sb_s_dev)).unwrap_or(0);
-            fs_type_name::<M>(sb, fs_type);
+            fs_type_name::<M>(sb, fs_type, fs_cache);
             f.known |= known::SUPER;
         }
     }

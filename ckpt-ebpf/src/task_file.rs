@@ -47,7 +47,7 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
 
     let rec = FILE_SCRATCH.get_ptr_mut(0)?;
     let rec = unsafe { &mut *rec };
-    file_facts::fill::<Typed>(rec, task, tgid, fd, file, f_op);
+    file_facts::fill::<Typed>(rec, task, tgid, fd, file, f_op, true);
 
     let written = unsafe {
         bpf_seq_write(

@@ -74,7 +74,7 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     let ops_emitted = file_facts::emit_ops_once(seq, f_op);
     rec.fs_type = [0; FS_TYPE_LEN];
     rec.name = [0; NAME_LEN];
-    let (facts, _inode) = kread::inode_facts::<Typed>(file, &mut rec.fs_type, &mut rec.name);
+    let (facts, _inode) = kread::inode_facts::<Typed>(file, &mut rec.fs_type, &mut rec.name, true);
     kread::store_inode!(rec, facts);
     if let Some((_, visible)) = kread::mount_facts::<Typed>(file, task) {
         if visible {
