@@ -2,6 +2,7 @@
 
 mod decode;
 mod per_process;
+mod sys;
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -226,6 +227,18 @@ impl Probe {
         if !pids.is_empty() && pids.len() <= PER_PROCESS_MAX {
             self.per_process = pids.iter().copied().collect();
         }
+    }
+
+    /// Runs the kernel skipped, over every loaded program: a tracing program that fires on a
+    /// CPU where it is running already (a TCP state change in softirq, while the same program
+    /// handles another) is not run, and nothing else tells. Programs whose count cannot be read
+    /// count 0.
+    pub fn recursion_misses(&self) -> u64 {
+        self.ebpf
+            .programs()
+            .filter_map(|(_, prog)| prog.fd().ok())
+            .filter_map(|fd| sys::recursion_misses(fd.as_fd()).ok())
+            .sum()
     }
 
     /// The loaded object, for the daemon's event programs and maps.

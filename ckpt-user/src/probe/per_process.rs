@@ -3,7 +3,9 @@
 //! file of the host: its program still filters by tgid, so the scope only saves time.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd};
+
+use super::sys::bpf;
 
 /// The prefix of `union bpf_attr` that `BPF_LINK_CREATE` reads for an iterator
 /// (include/uapi/linux/bpf.h); the kernel zero-fills what a shorter attr leaves out.
@@ -36,22 +38,6 @@ struct IterCreate {
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_ITER_CREATE: libc::c_long = 33;
 const BPF_TRACE_ITER: u32 = 28;
-
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<RawFd> {
-    // SAFETY: `attr` is a live `union bpf_attr` prefix of the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut T,
-            std::mem::size_of::<T>() as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(fd as RawFd)
-}
 
 /// A readable iterator running `prog` (an `iter/task_*` program) over process `pid`'s tasks.
 /// Fails on a kernel that cannot scope an iterator to a process (before 6.1 the link info is

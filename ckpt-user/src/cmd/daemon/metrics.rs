@@ -51,7 +51,7 @@ impl Default for Metrics {
         );
         registry.register(
             "events_lost",
-            "Events lost: the ring buffer, or the daemon's backlog of events read from it, had no room for them",
+            "Events lost: the ring buffer, or the daemon's backlog of events read from it, had no room for them, or the kernel skipped an event program already running on that CPU",
             events_lost.clone(),
         );
         registry.register(

@@ -527,7 +527,8 @@ impl Daemon {
     /// `backlog_dropped`: events read from the ring but dropped for want of room, so far.
     fn check_counters(&mut self, backlog_dropped: u64) -> Option<&'static str> {
         let by_verdict = self.state.processes_by_verdict();
-        let lost = per_cpu_sum(&self.lost) + backlog_dropped;
+        // Runs of an event program the kernel skipped are events lost too.
+        let lost = per_cpu_sum(&self.lost) + backlog_dropped + self.probe.recursion_misses();
         let unreported = per_cpu_sum(&self.unreported);
         let new_unreported = unreported.saturating_sub(self.unreported_seen);
         self.unreported_seen = unreported;
@@ -559,7 +560,10 @@ impl Daemon {
             shared.metrics.events_lost.inc_by(new_lost);
             shared.health.events_lost = lost;
             shared.watch.events_lost_at = Some(Instant::now());
-            tracing::warn!(lost = new_lost, "ring buffer full: events lost, rescanning");
+            tracing::warn!(
+                lost = new_lost,
+                "events lost (ring buffer or backlog full, or runs the kernel skipped): rescanning"
+            );
             return Some("lost-events");
         }
         (new_unreported > 0).then_some("unreported-sockets")
