@@ -23,9 +23,11 @@ use crate::kread::{self, Mem, Typed, off, read, read_ptr};
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 
-/// Events that did not fit in `EVENTS`, per CPU. User space rescans when it grows.
+/// Events that did not fit in `EVENTS`, per CPU, at the index of the [`Runs`] of the program
+/// that lost them: a read-modify-write of one shared count, interrupted by a program that
+/// counts too, would lose a count. User space sums them and rescans when the sum grows.
 #[map]
-static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
 
 /// Installs dropped because of `OK_FOPS`, per CPU (a metric).
 #[map]
@@ -77,9 +79,9 @@ static NESTED_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entrie
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Runs {
     /// In a task's own syscall, exec or exit: never inside another of these programs.
-    InTask,
+    InTask = 0,
     /// Also from interrupt context.
-    Anywhere,
+    Anywhere = 1,
 }
 
 const PTRACE_TRACEME: u64 = 0;
@@ -104,18 +106,23 @@ const MAX_CMSGS: usize = 2;
 const MAX_SCM_FDS: u64 = 2;
 
 fn count(counter: &PerCpuArray<u64>) {
-    if let Some(n) = counter.get_ptr_mut(0) {
+    count_at(counter, 0);
+}
+
+fn count_at(counter: &PerCpuArray<u64>, index: u32) {
+    if let Some(n) = counter.get_ptr_mut(index) {
         unsafe { *n += 1 };
     }
 }
 
-fn count_lost() {
-    count(&LOST);
+fn count_lost(runs: Runs) {
+    count_at(&LOST, runs as u32);
 }
 
+/// Outputs a record of a [`Runs::InTask`] program.
 fn output<T: 'static>(rec: &T) {
     if EVENTS.output::<T>(rec, 0).is_err() {
-        count_lost();
+        count_lost(Runs::InTask);
     }
 }
 
@@ -238,7 +245,7 @@ fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16
             file_facts::fill_ops(ops, f_op);
             if EVENTS.output::<OpsRecord>(ops, 0).is_err() {
                 file_facts::forget_ops(f_op);
-                count_lost();
+                count_lost(runs);
             }
         }
     }
@@ -252,7 +259,7 @@ fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16
         rec.sk_state = state;
     }
     if EVENTS.output::<FileFacts>(rec, 0).is_err() {
-        count_lost();
+        count_lost(runs);
         return;
     }
     let _ = TRACKED.insert(&key(tgid, fd), &0, 0);

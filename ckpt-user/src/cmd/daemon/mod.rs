@@ -228,8 +228,12 @@ struct KernelMaps {
     filtered: PerCpuArray<MapData, u64>,
 }
 
+/// Every entry of a per-CPU counter map, on every CPU.
 fn per_cpu_sum(map: &PerCpuArray<MapData, u64>) -> u64 {
-    map.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
+    (0..map.len())
+        .filter_map(|i| map.get(&i, 0).ok())
+        .map(|v| v.iter().sum::<u64>())
+        .sum()
 }
 
 /// Everything the event loop owns.
