@@ -2,4 +2,5 @@
 
 pub mod btf;
 pub mod kallsyms;
+pub mod kallsyms_cache;
 pub mod privileges;
