@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpointer::criu::Criu;
 use crate::facts::FileFact;
 use crate::input::{self, ReadError};
-use crate::kernel::btf::{BtfError, LoadedBtf, VMLINUX_BTF};
+use crate::kernel::btf::{BtfError, LoadedBtf, ProgramBtf, VMLINUX_BTF};
 use crate::kernel::kallsyms::{KallsymsError, Symbol, Symbols};
 use crate::kernel::kallsyms_cache;
 use crate::kernel::privileges::{self, PrivilegeError};
@@ -169,7 +169,10 @@ impl Snapshot {
             mut offsets,
             loader: loader_btf,
             object_loader,
-        } = LoadedBtf::from_file(Path::new(VMLINUX_BTF))?;
+        } = LoadedBtf::from_file(
+            Path::new(VMLINUX_BTF),
+            ProgramBtf::Funcs(&Probe::ITERATOR_FUNCS),
+        )?;
         // The scanner holds BPF fds of its own; it is not what anyone asks about.
         offsets.ignore_tgid = std::process::id();
         // A pid's dump is its subtree (`criu dump -t`): whom its children hold decides which

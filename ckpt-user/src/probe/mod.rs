@@ -22,6 +22,9 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ck
 
 const FILE_PROG: &str = "ckpt_task_file";
 const VMA_PROG: &str = "ckpt_task_vma";
+/// The iterator types they attach to.
+const FILE_ITER: &str = "task_file";
+const VMA_ITER: &str = "task_vma";
 
 /// Bytes read from an iterator at once: thousands of records per read(), and a buffer that
 /// stays small beside the records it decodes to.
@@ -105,6 +108,10 @@ pub enum Purpose<'a> {
 const DAEMON_MAPS: [&str; 4] = ["TRACKED", "WATCHED_SOCKS", "OK_FOPS", "OK_SOCKS"];
 
 impl Probe {
+    /// The kernel functions the iterators attach to (`bpf_iter_` and the iterator type): all
+    /// a scan's loads need of the kernel's BTF.
+    pub const ITERATOR_FUNCS: [&str; 2] = ["bpf_iter_task_file", "bpf_iter_task_vma"];
+
     /// Loads both iterators with `offsets`, and the maps sized and filled for `purpose`.
     /// `loader` is aya's object loader, which holds its own parse of the kernel's BTF (see
     /// [`crate::kernel::btf::LoadedBtf`]); `btf` is the same BTF, for the programs' loads.
@@ -175,8 +182,8 @@ impl Probe {
             }
         }
         let (files, vmas) = std::thread::scope(|s| {
-            let vmas = s.spawn(|| load(vma_prog, VMA_PROG, "task_vma"));
-            let files = load(file_prog, FILE_PROG, "task_file");
+            let vmas = s.spawn(|| load(vma_prog, VMA_PROG, VMA_ITER));
+            let files = load(file_prog, FILE_PROG, FILE_ITER);
             (
                 files,
                 vmas.join().expect("loading a BPF program does not panic"),
@@ -348,5 +355,16 @@ impl Probe {
             }
         }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iterator_funcs_are_what_aya_attaches_the_iterators_to() {
+        let attached = [FILE_ITER, VMA_ITER].map(|t| format!("bpf_iter_{t}"));
+        assert_eq!(Probe::ITERATOR_FUNCS, attached);
     }
 }

@@ -31,7 +31,7 @@ use crate::cli::Exit;
 use crate::cli::JudgingArgs;
 use crate::facts::FileFact;
 use crate::judge::Judge;
-use crate::kernel::btf::{LoadedBtf, VMLINUX_BTF};
+use crate::kernel::btf::{LoadedBtf, ProgramBtf, VMLINUX_BTF};
 use crate::kernel::kallsyms::Symbols;
 use crate::kernel::privileges;
 use crate::probe::{Event, Probe, Purpose, decode_event};
@@ -676,7 +676,7 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
         mut offsets,
         loader: btf,
         object_loader,
-    } = LoadedBtf::from_file(Path::new(VMLINUX_BTF))?;
+    } = LoadedBtf::from_file(Path::new(VMLINUX_BTF), ProgramBtf::Everything)?;
     // Its own /proc reads during rescans would otherwise come back as events.
     offsets.ignore_tgid = std::process::id();
     let mut probe = Probe::load(

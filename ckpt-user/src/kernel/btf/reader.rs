@@ -223,6 +223,30 @@ impl Btf {
         })
     }
 
+    /// The id of the first function called each of `names`, in one pass over the types.
+    pub(super) fn funcs_named(&self, names: &[&str]) -> Vec<Option<u32>> {
+        let mut ids = vec![None; names.len()];
+        for (i, &pos) in self.type_at.iter().enumerate() {
+            let (Some(name_off), Some(info)) =
+                (read_u32(&self.data, pos), read_u32(&self.data, pos + 4))
+            else {
+                continue;
+            };
+            if Kind::decode((info >> 24) & 0x1f) != Some(Kind::Func) {
+                continue;
+            }
+            let Some(name) = c_str(&self.data, &self.strings, name_off) else {
+                continue;
+            };
+            for (id, wanted) in ids.iter_mut().zip(names) {
+                if id.is_none() && name == wanted.as_bytes() {
+                    *id = Some(i as u32 + 1);
+                }
+            }
+        }
+        ids
+    }
+
     /// The string at `offset` in the string section; `""` for anonymous types and members.
     pub(super) fn name(&self, offset: u32) -> Option<&str> {
         std::str::from_utf8(c_str(&self.data, &self.strings, offset)?).ok()
