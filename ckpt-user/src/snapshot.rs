@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write as _;
 use std::path::Path;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ckpt_common::N_OPS_MEMBERS;
@@ -137,17 +138,43 @@ pub enum Filter {
     },
 }
 
+/// What every live scan reads first — the kernel's BTF (offsets, aya's loader) and kallsyms's
+/// text — begun on other threads as soon as a command knows it will scan, so that its own
+/// start-up (finding CRIU, reading config files: ~12 ms) runs meanwhile. Both are readable by
+/// anyone: the scan checks its privileges when it starts, as before.
+pub struct ScanStart {
+    btf: JoinHandle<Result<LoadedBtf, BtfError>>,
+    kallsyms: JoinHandle<std::io::Result<(Vec<u8>, Duration)>>,
+}
+
+impl ScanStart {
+    pub fn begin() -> Self {
+        // /proc/kallsyms costs ~40 ms of kernel time unless a copy stands for it.
+        let kallsyms = std::thread::spawn(|| {
+            let t = Instant::now();
+            kallsyms_cache::read(Path::new(kallsyms_cache::CACHE_DIR)).map(|b| (b, t.elapsed()))
+        });
+        let btf = std::thread::spawn(|| {
+            LoadedBtf::from_file(
+                Path::new(VMLINUX_BTF),
+                ProgramBtf::Funcs(&Probe::ITERATOR_FUNCS),
+            )
+        });
+        Self { btf, kallsyms }
+    }
+}
+
 impl Snapshot {
     /// Scans `root`'s tree, its dump. The tree is listed before the probe loads and the kernel
     /// reports the listed pids only: when it has grown by the end of the scan (a process forked
     /// in meanwhile, perhaps by a tree choosing its timing), it is scanned again as it is then.
-    pub fn take_tree(root: u32) -> Result<Self, SnapshotError> {
-        let snap = Self::take(Filter::Pid(root), None)?;
+    pub fn take_tree(start: ScanStart, root: u32) -> Result<Self, SnapshotError> {
+        let snap = Self::take(start, Filter::Pid(root), None)?;
         let grew = procfs::tree_of(root)?
             .iter()
             .any(|p| !snap.procs.contains_key(p));
         if grew {
-            return Self::take(Filter::Pid(root), None);
+            return Self::take(ScanStart::begin(), Filter::Pid(root), None);
         }
         Ok(snap)
     }
@@ -155,24 +182,20 @@ impl Snapshot {
     /// Scans the live kernel: the tasks `filter` selects. `members`, when the caller knows
     /// them, are every process the filter can select (a cgroup's `cgroup.procs`): a few are
     /// visited one by one instead of every task of the host.
-    pub fn take(filter: Filter, members: Option<&BTreeSet<u32>>) -> Result<Self, SnapshotError> {
+    pub fn take(
+        start: ScanStart,
+        filter: Filter,
+        members: Option<&BTreeSet<u32>>,
+    ) -> Result<Self, SnapshotError> {
         privileges::ensure_can_load_bpf()?;
-        // /proc/kallsyms costs ~40 ms of kernel time unless a copy stands for it: read it on
-        // another core meanwhile.
-        let kallsyms = std::thread::spawn(|| {
-            let t = Instant::now();
-            kallsyms_cache::read(Path::new(kallsyms_cache::CACHE_DIR)).map(|b| (b, t.elapsed()))
-        });
+        let ScanStart { btf, kallsyms } = start;
         let mut timings = Timings::default();
         let t = Instant::now();
         let LoadedBtf {
             mut offsets,
             loader: loader_btf,
             object_loader,
-        } = LoadedBtf::from_file(
-            Path::new(VMLINUX_BTF),
-            ProgramBtf::Funcs(&Probe::ITERATOR_FUNCS),
-        )?;
+        } = btf.join().expect("reading BTF does not panic")?;
         // The scanner holds BPF fds of its own; it is not what anyone asks about.
         offsets.ignore_tgid = std::process::id();
         // A pid's dump is its subtree (`criu dump -t`): whom its children hold decides which

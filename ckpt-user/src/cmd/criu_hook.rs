@@ -25,7 +25,7 @@ use crate::cmd::scan;
 use crate::judge::Judge;
 use crate::report;
 use crate::scope::{DumpSet, procfs};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ScanStart, Snapshot};
 
 /// What CRIU sets for its scripts (criu/action-scripts.c).
 pub const ENV_ACTION: &str = "CRTOOLS_SCRIPT_ACTION";
@@ -104,6 +104,7 @@ fn judge_running_dump(judging: &JudgingArgs) -> anyhow::Result<HookReport> {
         .ok()
         .and_then(|v| v.parse().ok())
         .with_context(|| format!("{ENV_ROOT} is not a pid"))?;
+    let start = ScanStart::begin();
     let criu_pid = std::os::unix::process::parent_id();
     let criu_argv = running::cmdline(criu_pid)
         .with_context(|| format!("reading the command line of CRIU (pid {criu_pid})"))?;
@@ -128,7 +129,7 @@ fn judge_running_dump(judging: &JudgingArgs) -> anyhow::Result<HookReport> {
     let in_force = judge.in_force(None)?;
     let given = &in_force.given;
     procfs::ensure_process(root)?;
-    let snapshot = Snapshot::take_tree(root)?;
+    let snapshot = Snapshot::take_tree(start, root)?;
     let ops = judge.resolve_ops(&snapshot)?;
     let rules = Rules {
         profile: &judge.profile,

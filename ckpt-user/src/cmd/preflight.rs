@@ -26,7 +26,7 @@ use crate::scope::cgroups::{self, Cgroup, CgroupError, Container};
 use crate::scope::container_id::ContainerName;
 use crate::scope::workload::choose_root;
 use crate::scope::{ProcInfo, procfs};
-use crate::snapshot::{Filter, Snapshot};
+use crate::snapshot::{Filter, ScanStart, Snapshot};
 
 /// What is judged: a cgroup, and the container it is when the path names one.
 struct Target {
@@ -171,6 +171,7 @@ pub fn run(
     judging: &JudgingArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<Exit> {
+    let start = ScanStart::begin();
     let judge = Judge::new(judging)?;
     let profile = &judge.profile;
     let targets = targets(args)?;
@@ -201,7 +202,7 @@ pub fn run(
     let mut snapshot = if targets.is_empty() {
         Snapshot::default()
     } else {
-        Snapshot::take(filter, visit)?
+        Snapshot::take(start, filter, visit)?
     };
     // The processes judged are those in the cgroups once scanned: one forked in since the
     // listing (by a process choosing its timing) is judged too. When only the listed ones were
@@ -210,7 +211,7 @@ pub fn run(
     if let (Some(visited), [now]) = (visit, members.as_slice())
         && !now.is_subset(visited)
     {
-        snapshot = Snapshot::take(filter, None)?;
+        snapshot = Snapshot::take(ScanStart::begin(), filter, None)?;
         members = members_of(&targets)?;
     }
     for pid in members.iter().flatten() {

@@ -16,7 +16,7 @@ use crate::report;
 use crate::scope::container_id::Runtime;
 use crate::scope::workload::{self, Names};
 use crate::scope::{DumpSet, procfs};
-use crate::snapshot::{Filter, Scanned, Snapshot};
+use crate::snapshot::{Filter, ScanStart, Scanned, Snapshot};
 
 /// The path /proc shows for a live fd; the kernel's facts otherwise.
 pub fn describe_live(f: &FileFact) -> String {
@@ -40,6 +40,7 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
         None => {
             // Without the privileges nothing else matters: say so before reading config files.
             crate::kernel::privileges::ensure_can_load_bpf()?;
+            let start = ScanStart::begin();
             let judge = Judge::new(judging)?;
             if let Some(pid) = args.pid {
                 procfs::ensure_process(pid)?;
@@ -47,8 +48,8 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
             // A pid (with or without --tree) is scanned as its subtree: that is its dump.
             let filter = args.pid.map_or(Filter::All, Filter::Pid);
             let mut snapshot = match args.pid {
-                Some(pid) => Snapshot::take_tree(pid)?,
-                None => Snapshot::take(filter, None)?,
+                Some(pid) => Snapshot::take_tree(start, pid)?,
+                None => Snapshot::take(start, filter, None)?,
             };
             if let Some(path) = &args.save_snapshot {
                 let name = &judge.profile.profile.name;
