@@ -4,7 +4,8 @@
 //! dies in kerndat on kernels that map `[vvar_vclock]`, before looking at any process).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::classify::{Judgement, Verdict};
@@ -58,44 +59,32 @@ impl Criu {
         })
     }
 
-    /// Runs `criu check`.
-    pub fn check(&self) -> Check {
+    /// Starts `criu check` (~15 ms, as long as a small scan): the caller goes on meanwhile and
+    /// reads the outcome from the returned [`RunningCheck`].
+    pub fn start_check(&self) -> RunningCheck {
         let child = Command::new(&self.path)
             .arg("check")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn();
-        let mut child = match child {
-            Ok(c) => c,
-            Err(e) => return Check::NotRun(format!("cannot run {}: {e}", self.path.display())),
-        };
-        let start = Instant::now();
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => break,
-                Ok(None) if start.elapsed() < CHECK_TIMEOUT => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Ok(None) | Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Check::NotRun(format!(
-                        "`{} check` did not finish within {}s",
-                        self.path.display(),
-                        CHECK_TIMEOUT.as_secs()
-                    ));
-                }
-            }
+        let waiter = child.map(|child| {
+            let pid = child.id();
+            let (tx, rx) = mpsc::channel();
+            // Waiting drains both pipes: CRIU's diagnostics can fill one.
+            std::thread::spawn(move || tx.send(child.wait_with_output()));
+            (pid, rx)
+        });
+        RunningCheck {
+            criu: self.clone(),
+            started: Instant::now(),
+            waiter,
         }
-        match child.wait_with_output() {
-            Ok(out) if out.status.success() => Check::Passed,
-            Ok(out) => Check::Failed(
-                first_error(&String::from_utf8_lossy(&out.stderr))
-                    .unwrap_or_else(|| format!("exit status {}", out.status)),
-            ),
-            Err(e) => Check::NotRun(format!("`{} check`: {e}", self.path.display())),
-        }
+    }
+
+    /// Runs `criu check`.
+    pub fn check(&self) -> Check {
+        self.start_check().finish()
     }
 
     /// `/usr/sbin/criu (CRIU 3.17.1)`.
@@ -105,19 +94,60 @@ impl Criu {
             None => self.path.display().to_string(),
         }
     }
+}
+
+/// A `criu check` under way.
+pub struct RunningCheck {
+    criu: Criu,
+    started: Instant,
+    /// The child's pid and where its output arrives.
+    waiter: std::io::Result<(u32, Receiver<std::io::Result<Output>>)>,
+}
+
+impl RunningCheck {
+    /// What it said, once it has ended (killed after [`CHECK_TIMEOUT`]).
+    pub fn finish(self) -> Check {
+        self.finish_within(CHECK_TIMEOUT)
+    }
+
+    fn finish_within(self, limit: Duration) -> Check {
+        let path = self.criu.path.display();
+        let (pid, output) = match self.waiter {
+            Ok(w) => w,
+            Err(e) => return Check::NotRun(format!("cannot run {path}: {e}")),
+        };
+        match output.recv_timeout(limit.saturating_sub(self.started.elapsed())) {
+            Ok(Ok(out)) if out.status.success() => Check::Passed,
+            Ok(Ok(out)) => Check::Failed(
+                first_error(&String::from_utf8_lossy(&out.stderr))
+                    .unwrap_or_else(|| format!("exit status {}", out.status)),
+            ),
+            Ok(Err(e)) => Check::NotRun(format!("`{path} check`: {e}")),
+            Err(RecvTimeoutError::Timeout) => {
+                // Not reaped until the waiting thread's wait returns, so the pid is still the
+                // child's.
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                Check::NotRun(format!(
+                    "`{path} check` did not finish within {}s",
+                    limit.as_secs()
+                ))
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                Check::NotRun(format!("`{path} check` ended without a status"))
+            }
+        }
+    }
 
     /// The environment finding: can this CRIU run here at all?
-    pub fn judge(&self) -> Judgement {
-        let (verdict, reason) = match self.check() {
-            Check::Passed => (
-                Verdict::Ok,
-                format!("`criu check` passes: {}", self.describe()),
-            ),
+    pub fn judge(self) -> Judgement {
+        let described = self.criu.describe();
+        let (verdict, reason) = match self.finish() {
+            Check::Passed => (Verdict::Ok, format!("`criu check` passes: {described}")),
             Check::Failed(error) => (
                 Verdict::Blocks,
                 format!(
-                    "`criu check` fails with {}: `{error}`; no dump can run with this CRIU on this kernel",
-                    self.describe()
+                    "`criu check` fails with {described}: `{error}`; no dump can run with this CRIU on this kernel"
                 ),
             ),
             Check::NotRun(why) => (Verdict::Blocks, why),
@@ -185,9 +215,8 @@ mod tests {
         assert_eq!(first_error("Looks good.\n"), None);
     }
 
-    /// A binary that is not CRIU, or fails, is a blocking finding with its words, never `ok`.
-    #[test]
-    fn a_failing_check_blocks() {
+    /// A `criu` that says version 9.9 and runs `check` as the shell text `check`.
+    fn fake_criu(check: &str) -> (tempfile::TempDir, Criu) {
         let dir = tempfile::Builder::new()
             .prefix("ckpt-criu-")
             .tempdir()
@@ -195,16 +224,24 @@ mod tests {
         let fake = dir.path().join("criu");
         std::fs::write(
             &fake,
-            "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'Version: 9.9'; exit 0; }\n\
-             echo 'Error (criu/x.c:1): x: broken here' >&2; exit 1\n",
+            format!(
+                "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'Version: 9.9'; exit 0; }}\n{check}\n"
+            ),
         )
         .unwrap();
         std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
         let criu = Criu::find(Some(&fake)).unwrap();
+        (dir, criu)
+    }
+
+    /// A binary that is not CRIU, or fails, is a blocking finding with its words, never `ok`.
+    #[test]
+    fn a_failing_check_blocks() {
+        let (dir, criu) = fake_criu("echo 'Error (criu/x.c:1): x: broken here' >&2; exit 1");
         assert_eq!(criu.version.as_deref(), Some("9.9"));
         assert_eq!(criu.check(), Check::Failed("x: broken here".into()));
-        let j = criu.judge();
+        let j = criu.start_check().judge();
         assert_eq!(j.verdict, Verdict::Blocks);
         assert!(j.reason.contains("x: broken here"), "{}", j.reason);
         let missing = Criu {
@@ -212,5 +249,39 @@ mod tests {
             version: None,
         };
         assert!(matches!(missing.check(), Check::NotRun(_)));
+    }
+
+    /// CRIU's diagnostics fill no pipe it then blocks on: a check that writes more than a pipe
+    /// holds before its error still ends with that error.
+    #[test]
+    fn a_check_that_writes_much_is_read_to_its_end() {
+        let (_dir, criu) = fake_criu(
+            "head -c 300000 /dev/zero | tr '\\0' x >&2; echo >&2; \
+             head -c 300000 /dev/zero; echo 'Error (criu/y.c:2): y: late' >&2; exit 1",
+        );
+        assert_eq!(criu.check(), Check::Failed("y: late".into()));
+    }
+
+    /// A check that hangs is killed at the limit and blocks, saying so.
+    #[test]
+    fn a_hanging_check_is_killed_at_the_limit() {
+        let (dir, criu) = fake_criu("echo $$ > \"$(dirname \"$0\")/pid\"; exec sleep 30");
+        let running = criu.start_check();
+        let pid_file = dir.path().join("pid");
+        while !pid_file.exists() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let check = running.finish_within(Duration::from_millis(300));
+        assert!(
+            matches!(&check, Check::NotRun(why) if why.contains("did not finish")),
+            "{check:?}"
+        );
+        let pid = std::fs::read_to_string(pid_file).unwrap();
+        let status = format!("/proc/{}/status", pid.trim());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(&status).is_ok_and(|s| !s.contains("State:\tZ")) {
+            assert!(Instant::now() < deadline, "the check still runs");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }

@@ -13,7 +13,7 @@ use anyhow::bail;
 use serde::Serialize;
 
 use crate::aggregate::{ProcessReport, Rules, SnapshotWorld};
-use crate::checkpointer::criu::Criu;
+use crate::checkpointer::criu::{Criu, RunningCheck};
 use crate::checkpointer::engine::Engine;
 use crate::checkpointer::env::{self, Checkpointer};
 use crate::checkpointer::given::GivenOption;
@@ -199,6 +199,8 @@ pub fn run(
         },
         _ => (Filter::All, None),
     };
+    // Checked beside the scan: nothing it says depends on what the scan finds.
+    let criu_check = judge.criu.as_ref().map(Criu::start_check);
     let mut snapshot = if targets.is_empty() {
         Snapshot::default()
     } else {
@@ -236,7 +238,7 @@ pub fn run(
             profile,
             &KernelFacts::from_maps(&maps),
         ))
-        .chain(judge.criu.as_ref().map(Criu::judge))
+        .chain(criu_check.map(RunningCheck::judge))
         .collect();
     let mut containers = Vec::new();
     for ((target, in_force), pids) in targets.into_iter().zip(&in_force).zip(&members) {
