@@ -243,14 +243,15 @@ fn target(rows: &[(&str, Stats)]) {
 
 /// One more ckpt-watch run with `-v`, for its own breakdown of where the time went.
 fn phases(ckpt_json: &Tool) -> anyhow::Result<()> {
-    let verbose = ckpt_json.with_args("ckpt-watch --json -v", &["--json", "-v"]);
+    // The log level, not -v: -v also lists every ok file, work the timed runs do not do.
+    let verbose = ckpt_json.with_env("ckpt-watch --json, debug log", "CKPT_WATCH_LOG", "debug");
     let outcome = verbose.run()?;
     let Some(line) = report::scan_line(&outcome.stderr) else {
-        println!("  phases: ckpt-watch -v printed no `scan btf=…` line");
+        println!("  phases: ckpt-watch with a debug log printed no `scan btf=…` line");
         return Ok(());
     };
     println!(
-        "  phases (ckpt-watch --json -v, one run, {} wall): {line}",
+        "  phases (ckpt-watch --json with CKPT_WATCH_LOG=debug, one run, {} wall): {line}",
         report::duration(outcome.wall)
     );
     // kallsyms is read on another thread alongside btf/load/iterate, so it is left out.

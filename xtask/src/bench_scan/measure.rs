@@ -15,6 +15,7 @@ pub struct Tool {
     pub name: &'static str,
     program: PathBuf,
     args: Vec<&'static str>,
+    env: Vec<(&'static str, &'static str)>,
     ok_codes: &'static [i32],
 }
 
@@ -43,13 +44,16 @@ impl Tool {
             name,
             program: program.into(),
             args: args.to_vec(),
+            env: Vec::new(),
             ok_codes,
         }
     }
 
-    /// The same program with other arguments.
-    pub fn with_args(&self, name: &'static str, args: &[&'static str]) -> Tool {
-        Tool::new(name, &self.program, args, self.ok_codes)
+    /// The same command with `key=value` in its environment.
+    pub fn with_env(&self, name: &'static str, key: &'static str, value: &'static str) -> Tool {
+        let mut tool = Tool::new(name, &self.program, &self.args, self.ok_codes);
+        tool.env = [self.env.as_slice(), &[(key, value)]].concat();
+        tool
     }
 
     pub fn run(&self) -> anyhow::Result<Outcome> {
@@ -58,6 +62,7 @@ impl Tool {
         let t = Instant::now();
         let child = Command::new(&self.program)
             .args(&self.args)
+            .envs(self.env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr.try_clone()?)
