@@ -7,8 +7,11 @@
 //! The copy shows kernel addresses: it is only written and read by a process that sees them
 //! in `/proc/kallsyms` itself, and lives in a directory only its owner may enter.
 
+use std::ffi::CString;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -127,24 +130,37 @@ pub fn store(dir: &Path, id: &Identity, text: &[u8]) -> std::io::Result<()> {
             format!("{} may be written by others", dir.display()),
         ));
     }
+    // Written unnamed (O_TMPFILE) and linked in only once whole: a scan that ends while its
+    // copy is being written (an early error, an empty preflight) leaves nothing behind.
+    let mut file = OpenOptions::new()
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)?;
+    file.write_all(MAGIC)?;
+    file.write_all(format!("{} {}\n", id.0.len(), text.len()).as_bytes())?;
+    file.write_all(&id.0)?;
+    file.write_all(text)?;
     let tmp = dir.join(format!("{FILE}.{}", std::process::id()));
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        file.write_all(MAGIC)?;
-        file.write_all(format!("{} {}\n", id.0.len(), text.len()).as_bytes())?;
-        file.write_all(&id.0)?;
-        file.write_all(text)?;
-        std::fs::rename(&tmp, dir.join(FILE))
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let from = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    let to = CString::new(tmp.as_os_str().as_bytes())?;
+    // SAFETY: two valid NUL-terminated paths.
+    let linked = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if linked != 0 {
+        return Err(std::io::Error::last_os_error());
     }
-    written
+    std::fs::rename(&tmp, dir.join(FILE)).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// `/proc/kallsyms`'s text: `dir`'s copy when it is the running kernel's, else read afresh
@@ -204,6 +220,20 @@ mod tests {
         );
         let file = std::fs::metadata(cache.join(FILE)).unwrap();
         assert_eq!(file.mode() & 0o777, 0o600, "only the owner reads addresses");
+    }
+
+    #[test]
+    fn a_store_leaves_the_copy_alone_in_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("c");
+        for _ in 0..2 {
+            store(&cache, &id(""), TEXT).unwrap();
+        }
+        let names: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [FILE]);
     }
 
     #[test]
