@@ -82,11 +82,6 @@ impl Criu {
         }
     }
 
-    /// Runs `criu check`.
-    pub fn check(&self) -> Check {
-        self.start_check().finish()
-    }
-
     /// `/usr/sbin/criu (CRIU 3.17.1)`.
     pub fn describe(&self) -> String {
         match &self.version {
@@ -240,7 +235,10 @@ mod tests {
     fn a_failing_check_blocks() {
         let (dir, criu) = fake_criu("echo 'Error (criu/x.c:1): x: broken here' >&2; exit 1");
         assert_eq!(criu.version.as_deref(), Some("9.9"));
-        assert_eq!(criu.check(), Check::Failed("x: broken here".into()));
+        assert_eq!(
+            criu.start_check().finish(),
+            Check::Failed("x: broken here".into())
+        );
         let j = criu.start_check().judge();
         assert_eq!(j.verdict, Verdict::Blocks);
         assert!(j.reason.contains("x: broken here"), "{}", j.reason);
@@ -248,7 +246,7 @@ mod tests {
             path: dir.path().join("nothing"),
             version: None,
         };
-        assert!(matches!(missing.check(), Check::NotRun(_)));
+        assert!(matches!(missing.start_check().finish(), Check::NotRun(_)));
     }
 
     /// CRIU's diagnostics fill no pipe it then blocks on: a check that writes more than a pipe
@@ -259,7 +257,7 @@ mod tests {
             "head -c 300000 /dev/zero | tr '\\0' x >&2; echo >&2; \
              head -c 300000 /dev/zero; echo 'Error (criu/y.c:2): y: late' >&2; exit 1",
         );
-        assert_eq!(criu.check(), Check::Failed("y: late".into()));
+        assert_eq!(criu.start_check().finish(), Check::Failed("y: late".into()));
     }
 
     /// A check that hangs is killed at the limit and blocks, saying so.

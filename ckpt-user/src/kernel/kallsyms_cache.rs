@@ -25,7 +25,11 @@ const MAGIC: &[u8] = b"ckpt-watch kallsyms cache 1\n";
 /// kernel's base address, which also shows this process sees addresses), and each module's
 /// name, size, state and address.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Identity(Vec<u8>);
+pub struct Identity {
+    key: Vec<u8>,
+    /// Every module is `Live`: one still loading may not have all of its symbols listed yet.
+    settled: bool,
+}
 
 impl Identity {
     /// `None` when this process sees no kernel addresses: it must neither learn them from a
@@ -49,22 +53,20 @@ impl Identity {
 
     fn new(boot_id: &str, first_line: &str, modules: &str) -> Self {
         let mut key = format!("boot {}\nbase {}\n", boot_id.trim(), first_line.trim());
+        let mut settled = true;
         // `NAME SIZE REFS USERS STATE ADDRESS`: references and users change while the
-        // symbols do not; a module still loading may not have all of its symbols listed yet.
+        // symbols do not.
         for line in modules.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
             if let [name, size, _, _, state, addr, ..] = f[..] {
                 key.push_str(&format!("module {name} {size} {state} {addr}\n"));
+                settled &= state == "Live";
             }
         }
-        Self(key.into_bytes())
-    }
-
-    fn settled(&self) -> bool {
-        self.0
-            .split(|&b| b == b'\n')
-            .filter(|l| l.starts_with(b"module "))
-            .all(|l| l.split(|&b| b == b' ').nth(3) == Some(b"Live"))
+        Self {
+            key: key.into_bytes(),
+            settled,
+        }
     }
 }
 
@@ -107,7 +109,7 @@ pub fn load(dir: &Path, id: &Identity) -> Option<Vec<u8>> {
     }
     let mut key = vec![0; key_len];
     reader.read_exact(&mut key).ok()?;
-    if key != id.0 {
+    if key != id.key {
         return None;
     }
     let mut text = Vec::with_capacity(text_len);
@@ -117,7 +119,7 @@ pub fn load(dir: &Path, id: &Identity) -> Option<Vec<u8>> {
 
 /// Replaces `dir`'s copy with `text`, whole or not at all (a rename), creating `dir` private.
 pub fn store(dir: &Path, id: &Identity, text: &[u8]) -> std::io::Result<()> {
-    if !id.settled() {
+    if !id.settled {
         return Ok(());
     }
     match DirBuilder::new().mode(0o700).create(dir) {
@@ -138,8 +140,8 @@ pub fn store(dir: &Path, id: &Identity, text: &[u8]) -> std::io::Result<()> {
         .custom_flags(libc::O_TMPFILE)
         .open(dir)?;
     file.write_all(MAGIC)?;
-    file.write_all(format!("{} {}\n", id.0.len(), text.len()).as_bytes())?;
-    file.write_all(&id.0)?;
+    file.write_all(format!("{} {}\n", id.key.len(), text.len()).as_bytes())?;
+    file.write_all(&id.key)?;
     file.write_all(text)?;
     let tmp = dir.join(format!("{FILE}.{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
@@ -244,8 +246,8 @@ mod tests {
         assert_ne!(id(live), id("ext4 1015808 3 - Live 0xffffffffc0b00000\n"));
         let loading = id("ext4 1015808 0 - Loading 0xffffffffc0a00000\n");
         assert_ne!(id(live), loading);
-        assert!(id(live).settled());
-        assert!(!loading.settled());
+        assert!(id(live).settled);
+        assert!(!loading.settled);
     }
 
     #[test]
