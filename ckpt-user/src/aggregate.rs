@@ -6,9 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 use serde::Serialize;
 
 use crate::checkpointer::given::Given;
-use crate::classify::{self, Judgement, Place, Profile, Verdict};
+use crate::classify::{self, Classifier, Judgement, Place, Verdict};
 use crate::facts::{FileFact, FileType};
-use crate::resolve::OpsIdentity;
 use crate::scope::workload::{Kind, Workload};
 use crate::scope::{DumpSet, Holders, Own, ProcInfo, procfs};
 use crate::snapshot::Snapshot;
@@ -148,8 +147,9 @@ pub trait World {
 /// How to judge: the profile, the names of ops tables, the options that will be given.
 #[derive(Clone)]
 pub struct Rules<'a> {
-    pub profile: &'a Profile,
-    pub ops: &'a HashMap<u64, OpsIdentity>,
+    /// The profile with the ops tables' names; shared by every dump of one scan, so that each
+    /// kind of file is matched against the profile once.
+    pub classifier: &'a Classifier<'a>,
     pub given: &'a Given,
     pub own: Own,
     /// Describes a file for people (a live scan adds the /proc path).
@@ -170,14 +170,18 @@ impl Rules<'_> {
         ns: &dyn Fn() -> BTreeSet<u64>,
         external_ptys: &dyn Fn() -> usize,
     ) -> Option<FileReport> {
-        let ops = self.ops.get(&f.f_op);
+        let ops = self.classifier.ops_of(f);
         let mut ctx = set.context(f, world.holders(), root, &self.own, ns);
         if matches!(ctx.tty_master, Some(Place::Outside | Place::None)) {
             ctx.external_ptys = external_ptys();
         }
-        let j = self
-            .given
-            .apply(classify::classify(self.profile, f, ops, &ctx));
+        let rule = self.classifier.rule_for(f, &ctx);
+        // Options only ever turn `needs` into `ok`: an `ok` file is one whatever is given, and
+        // one not to be listed needs no report built.
+        if !self.keep_ok && rule.is_some_and(|r| r.verdict == Verdict::Ok) {
+            return None;
+        }
+        let j = self.given.apply(self.classifier.judgement(rule, f));
         if j.verdict == Verdict::Ok && !self.keep_ok {
             return None;
         }
@@ -263,7 +267,7 @@ impl Rules<'_> {
                             .is_some_and(|p| set.task_facts(p, &root).nested_pidns)
                     });
                 }
-                let task: Vec<Judgement> = classify::classify_task(self.profile, &facts)
+                let task: Vec<Judgement> = classify::classify_task(self.classifier.profile, &facts)
                     .into_iter()
                     .map(|j| self.given.apply(j))
                     .collect();

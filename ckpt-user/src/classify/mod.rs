@@ -10,11 +10,14 @@ pub mod restore;
 pub use load::{BUILTIN_PROFILES, ProfileError, load_profile, parse_profile};
 pub use profile::{Place, Profile, Verdict};
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use serde::Serialize;
 
-use crate::facts::{FileFact, FileType};
+use crate::facts::{DevNum, FileFact, FileType, Text};
 use crate::resolve::OpsIdentity;
-use profile::{AppliesTo, CheckRule, Cond, NumOrRange, OneOrMany, TaskCond};
+use profile::{AppliesTo, CheckRule, Cond, NumOrRange, OneOrMany, Rule, TaskCond};
 
 /// Facts about a file that depend on which tasks are dumped together (computed by `scope`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -235,6 +238,20 @@ fn expand(template: &str, f: &FileFact, ops: Option<&OpsIdentity>) -> String {
     out
 }
 
+/// Whether `rule` matches this file.
+fn rule_matches(rule: &Rule, f: &FileFact, ops: Option<&OpsIdentity>, ctx: &Context) -> bool {
+    applies(rule, f)
+        && (rule.when.is_empty() || rule.when.iter().any(|c| cond_matches(c, f, ops, ctx)))
+}
+
+fn applies(rule: &Rule, f: &FileFact) -> bool {
+    match rule.applies_to {
+        AppliesTo::Any => true,
+        AppliesTo::Fd => f.mapping.is_none(),
+        AppliesTo::Mapping => f.mapping.is_some(),
+    }
+}
+
 /// The first rule of `profile` that matches this file.
 pub fn classify(
     profile: &Profile,
@@ -242,15 +259,17 @@ pub fn classify(
     ops: Option<&OpsIdentity>,
     ctx: &Context,
 ) -> Judgement {
-    let is_mapping = f.mapping.is_some();
-    let rule = profile.rules.iter().find(|r| {
-        let applies = match r.applies_to {
-            AppliesTo::Any => true,
-            AppliesTo::Fd => !is_mapping,
-            AppliesTo::Mapping => is_mapping,
-        };
-        applies && (r.when.is_empty() || r.when.iter().any(|c| cond_matches(c, f, ops, ctx)))
-    });
+    let rule = profile.rules.iter().find(|r| rule_matches(r, f, ops, ctx));
+    judgement(profile, rule, f, ops)
+}
+
+/// The judgement `rule` gives this file; with no rule, `unknown`.
+fn judgement(
+    profile: &Profile,
+    rule: Option<&Rule>,
+    f: &FileFact,
+    ops: Option<&OpsIdentity>,
+) -> Judgement {
     match rule {
         Some(r) => Judgement {
             verdict: r.verdict,
@@ -278,6 +297,190 @@ pub fn classify(
             ),
             options: vec![],
         },
+    }
+}
+
+/// What every file of one kind shares, as far as rule conditions can tell: its ops table
+/// (hence the table's name and members), file type and filesystem, whether it is a mapping,
+/// whether its inode could be read, a socket's family, type and protocol, a device's number and
+/// an anonymous inode's name.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Kind {
+    f_op: u64,
+    file_type: FileType,
+    fs_type: Text,
+    fs_magic: u64,
+    mapping: bool,
+    inode_known: bool,
+    socket: Option<(u16, u16, u16)>,
+    rdev: Option<DevNum>,
+    anon_name: Option<Text>,
+}
+
+impl Kind {
+    fn of(f: &FileFact) -> Self {
+        Self {
+            f_op: f.f_op,
+            file_type: f.file_type,
+            fs_type: f.fs_type.clone(),
+            fs_magic: f.fs_magic,
+            mapping: f.mapping.is_some(),
+            inode_known: f.inode_known,
+            socket: f.socket.as_ref().map(|s| (s.family, s.sk_type, s.protocol)),
+            rdev: f.rdev,
+            anon_name: names_the_kind(f).then(|| f.name.clone()),
+        }
+    }
+}
+
+/// An anonymous inode's name is its kind's (`[eventfd]`); any other file's is its own.
+fn names_the_kind(f: &FileFact) -> bool {
+    f.file_type == FileType::None
+}
+
+/// The conditions of `c` that every file of `f`'s [`Kind`] answers alike, with names only when
+/// `with_name` and socket kinds only when `with_socket`; the rest left unset (always true).
+fn kind_fields(c: &Cond, with_name: bool, with_socket: bool) -> Cond {
+    let mut kind = Cond {
+        // Whether the inode and socket could be read is a property of this sample; a file of
+        // the same table whose facts are unreadable is judged `unknown` in user space anyway.
+        inode_known: c.inode_known,
+        socket_known: c.socket_known,
+        ops: c.ops.clone(),
+        member: c.member.clone(),
+        file_type: c.file_type.clone(),
+        fs_type: c.fs_type.clone(),
+        fs_magic: c.fs_magic.clone(),
+        major: c.major.clone(),
+        minor: c.minor.clone(),
+        ..Cond::default()
+    };
+    if with_name {
+        kind.name = c.name.clone();
+        kind.name_prefix = c.name_prefix.clone();
+    }
+    if with_socket {
+        kind.family = c.family.clone();
+        kind.sock_type = c.sock_type.clone();
+        kind.protocol = c.protocol.clone();
+    }
+    kind
+}
+
+/// A rule a kind of file could match, with what is left to test of each of its alternatives
+/// once the kind is known: none left means every file of the kind matches it.
+struct Candidate {
+    rule: u32,
+    rest: Option<Box<[Cond]>>,
+}
+
+/// `c` without the conditions every file of `f`'s [`Kind`] answers alike.
+fn beyond_kind(c: &Cond, f: &FileFact) -> Cond {
+    let name_is_kind = names_the_kind(f);
+    Cond {
+        inode_known: None,
+        socket_known: None,
+        ops: None,
+        member: None,
+        file_type: None,
+        fs_type: None,
+        fs_magic: None,
+        major: None,
+        minor: None,
+        family: None,
+        sock_type: None,
+        protocol: None,
+        name: c.name.clone().filter(|_| !name_is_kind),
+        name_prefix: c.name_prefix.clone().filter(|_| !name_is_kind),
+        ..c.clone()
+    }
+}
+
+/// A profile ready to judge many files. A file is tried against the profile's rules in order,
+/// ~60 of them, and most fail on what every file of its [`Kind`] shares (its ops table, its
+/// filesystem): the rules a kind could match, and what is left to test of them, are found once
+/// per kind, and its files are tried against those alone. A host holds ~200,000 open files of a
+/// few hundred kinds.
+pub struct Classifier<'a> {
+    pub profile: &'a Profile,
+    /// Ops tables by address: kinds are told apart by address, so the map is borrowed for as
+    /// long as they are kept.
+    pub ops: &'a HashMap<u64, OpsIdentity>,
+    /// Per kind, the rules its files could match, in profile order, up to the first that every
+    /// file of the kind matches.
+    candidates: RefCell<HashMap<Kind, Box<[Candidate]>, foldhash::fast::RandomState>>,
+}
+
+impl<'a> Classifier<'a> {
+    pub fn new(profile: &'a Profile, ops: &'a HashMap<u64, OpsIdentity>) -> Self {
+        Self {
+            profile,
+            ops,
+            candidates: RefCell::default(),
+        }
+    }
+
+    pub fn ops_of(&self, f: &FileFact) -> Option<&'a OpsIdentity> {
+        self.ops.get(&f.f_op)
+    }
+
+    /// The first rule that matches this file, as [`classify`] finds it.
+    pub fn rule_for(&self, f: &FileFact, ctx: &Context) -> Option<&'a Rule> {
+        let ops = self.ops_of(f);
+        let mut candidates = self.candidates.borrow_mut();
+        let candidates = candidates
+            .entry(Kind::of(f))
+            .or_insert_with(|| self.could_match(f, ops));
+        candidates
+            .iter()
+            .find(|c| {
+                c.rest
+                    .as_ref()
+                    .is_none_or(|rest| rest.iter().any(|c| cond_matches(c, f, ops, ctx)))
+            })
+            .map(|c| &self.profile.rules[c.rule as usize])
+    }
+
+    /// The judgement `rule` (from [`Self::rule_for`]) gives this file.
+    pub fn judgement(&self, rule: Option<&Rule>, f: &FileFact) -> Judgement {
+        judgement(self.profile, rule, f, self.ops_of(f))
+    }
+
+    /// As [`classify`] judges it.
+    pub fn classify(&self, f: &FileFact, ctx: &Context) -> Judgement {
+        self.judgement(self.rule_for(f, ctx), f)
+    }
+
+    /// The rules a file of `f`'s kind could match: those with an alternative whose kind-wide
+    /// conditions hold for `f`, each with the rest of those alternatives.
+    fn could_match(&self, f: &FileFact, ops: Option<&OpsIdentity>) -> Box<[Candidate]> {
+        let mut candidates = Vec::new();
+        for (rule, r) in (0u32..).zip(&self.profile.rules) {
+            if !applies(r, f) {
+                continue;
+            }
+            let rest: Vec<Cond> = r
+                .when
+                .iter()
+                .filter(|c| {
+                    let kind = kind_fields(c, names_the_kind(f), true);
+                    cond_matches(&kind, f, ops, &Context::default())
+                })
+                .map(|c| beyond_kind(c, f))
+                .collect();
+            let always = r.when.is_empty() || rest.contains(&Cond::default());
+            if always {
+                candidates.push(Candidate { rule, rest: None });
+                break;
+            }
+            if !rest.is_empty() {
+                candidates.push(Candidate {
+                    rule,
+                    rest: Some(rest.into()),
+                });
+            }
+        }
+        candidates.into()
     }
 }
 
@@ -356,36 +559,10 @@ fn static_part(
         || c.mount_visible.is_some()
         || c.shared.is_some()
         || c.watches.is_some()
-        // A name is the ops table's own only for anonymous inodes.
-        || (f.file_type != FileType::None && (c.name.is_some() || c.name_prefix.is_some()));
-    let static_only = Cond {
-        // Whether the inode and socket could be read is a property of this sample; a file of
-        // the same table whose facts are unreadable is judged `unknown` in user space anyway.
-        inode_known: c.inode_known,
-        socket_known: c.socket_known,
-        ops: c.ops.clone(),
-        member: c.member.clone(),
-        name: c.name.clone(),
-        name_prefix: c.name_prefix.clone(),
-        file_type: c.file_type.clone(),
-        fs_type: c.fs_type.clone(),
-        fs_magic: c.fs_magic.clone(),
-        // The kernel checks the device number too before dropping a file (`rdev_bound`).
-        major: c.major.clone(),
-        minor: c.minor.clone(),
-        ..Cond::default()
-    };
-    // ... and the socket's kind, when the sample has one.
-    let static_only = if socket_kind_known {
-        Cond {
-            family: c.family.clone(),
-            sock_type: c.sock_type.clone(),
-            protocol: c.protocol.clone(),
-            ..static_only
-        }
-    } else {
-        static_only
-    };
+        || (!names_the_kind(f) && (c.name.is_some() || c.name_prefix.is_some()));
+    // The kernel checks the device number too before dropping a file (`rdev_bound`); a
+    // socket's kind counts when the sample has one.
+    let static_only = kind_fields(c, true, socket_kind_known);
     let holds = cond_matches(&static_only, f, ops, &Context::default());
     if c.major.is_some() || c.minor.is_some() {
         *rdev_bound = true;

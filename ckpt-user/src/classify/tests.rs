@@ -3,7 +3,7 @@
 //! decides, a near miss that must fall to another rule. Facts are built with [`base`] and the
 //! `with_*` edits of [`Build`], never as whole struct literals.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::OnceLock;
 
 use super::load::parse_profile;
@@ -1715,4 +1715,82 @@ fn socket_kinds_ok_whatever_their_state_are_found() {
     assert_eq!(ok_kind(&sock("alg", "seqpacket", 0, "close")), None);
     let unreadable = sock("inet", "dgram", 17, "close").with(|f| f.socket = None);
     assert_eq!(ok_kind(&unreadable), None, "no kind to stand for");
+}
+
+// ── The classifier ───────────────────────────────────────────────────────────────────────────
+
+/// One classifier judges every example, and variants of each in its state and context, as
+/// [`classify`] does, in either order: what it learns of a kind from one file (the rules it could
+/// match) must hold for every other file of that kind.
+#[test]
+fn a_classifier_judges_every_file_as_classify_does() {
+    let mut examples = examples();
+    // Each named ops table at its own address, so that files are told apart by their tables
+    // as on a real host.
+    let mut tables: HashMap<u64, OpsIdentity> = HashMap::new();
+    for (e, addr) in examples.iter_mut().zip(0xffff_ffff_9000_0000u64..) {
+        if let Some(o) = &mut e.ops {
+            let addr = tables
+                .iter()
+                .find(|(_, t)| t.name == o.name)
+                .map_or(addr, |(a, _)| *a);
+            o.addr = addr;
+            e.fact.f_op = addr;
+            tables.insert(addr, o.clone());
+        }
+    }
+    let variants: [fn(&mut FileFact, &mut Context); 9] = [
+        |f, _| f.inode_known = !f.inode_known,
+        |f, _| {
+            f.nlink = 0;
+            f.size = 1 << 40;
+        },
+        |f, _| f.unlinked = !f.unlinked,
+        |f, _| f.mount_visible = Some(false),
+        |f, _| f.locked = Some(true),
+        |f, _| f.name = "memfd:x".into(),
+        |f, _| {
+            if let Some(s) = &mut f.socket {
+                s.state = 1;
+                s.peer = None;
+                s.backlog = Some(1);
+            }
+        },
+        |_, c| {
+            c.peer = Some(Place::Outside);
+            c.tty_master = Some(Place::Outside);
+            c.external_ptys = 2;
+        },
+        |_, c| {
+            c.own_netns = !c.own_netns;
+            c.ns_member = Some(false);
+        },
+    ];
+    let mut files: Vec<(String, FileFact, Context)> = Vec::new();
+    for e in &examples {
+        files.push((e.what.to_string(), e.fact.clone(), e.ctx.clone()));
+        for (i, vary) in variants.iter().enumerate() {
+            let (mut f, mut c) = (e.fact.clone(), e.ctx.clone());
+            vary(&mut f, &mut c);
+            files.push((format!("{}, variant {i}", e.what), f, c));
+        }
+    }
+    let criu317 = load_profile("criu-3.17").expect("criu-3.17 loads");
+    for profile in [criu4(), &criu317] {
+        for reversed in [false, true] {
+            let classifier = Classifier::new(profile, &tables);
+            let mut order: Vec<&(String, FileFact, Context)> = files.iter().collect();
+            if reversed {
+                order.reverse();
+            }
+            for (what, f, c) in order {
+                assert_eq!(
+                    classifier.classify(f, c),
+                    classify(profile, f, tables.get(&f.f_op), c),
+                    "{what} ({})",
+                    profile.profile.name
+                );
+            }
+        }
+    }
 }

@@ -18,7 +18,7 @@ use crate::checkpointer::criu::Criu;
 use crate::checkpointer::engine::{ConfigPaths, Engine};
 use crate::checkpointer::given::GivenOption;
 use crate::checkpointer::running::{self, RunningDump};
-use crate::classify::{self, Judgement, KernelFacts, Verdict};
+use crate::classify::{self, Classifier, Judgement, KernelFacts, Verdict};
 use crate::cli::{Exit, JudgingArgs};
 use crate::cmd::preflight::{self, Remedy};
 use crate::cmd::scan;
@@ -131,9 +131,9 @@ fn judge_running_dump(judging: &JudgingArgs) -> anyhow::Result<HookReport> {
     procfs::ensure_process(root)?;
     let snapshot = Snapshot::take_tree(start, root)?;
     let ops = judge.resolve_ops(&snapshot)?;
+    let classifier = Classifier::new(&judge.profile, &ops);
     let rules = Rules {
-        profile: &judge.profile,
-        ops: &ops,
+        classifier: &classifier,
         given,
         own: snapshot.own(),
         describe: &scan::describe_live,

@@ -227,6 +227,7 @@ pub fn run(
     tracing::debug!(btf = ?t.btf, load = ?t.load, iterate = ?t.iterate, kallsyms = ?t.kallsyms, procfs = ?t.procfs, files = snapshot.files.len(), "preflight scan");
 
     let ops = judge.resolve_ops(&snapshot)?;
+    let classifier = classify::Classifier::new(profile, &ops);
     let world = SnapshotWorld::new(&snapshot);
     let checkpointer = Checkpointer::current()?;
     // What stops every dump whatever it holds: the kernel's features, the profile's known
@@ -256,8 +257,7 @@ pub fn run(
             continue;
         };
         let rules = Rules {
-            profile,
-            ops: &ops,
+            classifier: &classifier,
             given,
             own: snapshot.own(),
             describe: &scan::describe_live,

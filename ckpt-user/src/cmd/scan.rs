@@ -71,9 +71,9 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
     } else {
         &describe_facts
     };
+    let classifier = classify::Classifier::new(profile, &ops);
     let rules = Rules {
-        profile,
-        ops: &ops,
+        classifier: &classifier,
         given: &given,
         own: snapshot.own(),
         describe,

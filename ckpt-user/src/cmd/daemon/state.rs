@@ -13,7 +13,7 @@ use ckpt_common::{FileFacts, N_OPS_MEMBERS, TaskEvent, task_event};
 
 use crate::aggregate::{DumpReport, Rules, World};
 use crate::checkpointer::given::Given;
-use crate::classify::{self, Profile, Verdict, names};
+use crate::classify::{self, Classifier, Profile, Verdict, names};
 use crate::facts::{FileFact, FileType};
 use crate::resolve::OpsIdentity;
 use crate::scope::container_id::{self, ContainerName, Runtime};
@@ -290,10 +290,9 @@ impl State {
             .is_some_and(|d| d.members.contains(&pid))
     }
 
-    fn rules<'a>(&'a self, profile: &'a Profile, given: &'a Given) -> Rules<'a> {
+    fn rules<'a>(&'a self, classifier: &'a Classifier<'a>, given: &'a Given) -> Rules<'a> {
         Rules {
-            profile,
-            ops: &self.ops,
+            classifier,
             given,
             own: self.own.clone(),
             describe: &crate::aggregate::describe_facts,
@@ -320,7 +319,8 @@ impl State {
                 .unwrap_or_else(|| j.given.of(Some(c.runtime))),
             None => j.given.of(None),
         };
-        let report = self.rules(j.profile, given).dump(self, &dump);
+        let classifier = Classifier::new(j.profile, &self.ops);
+        let report = self.rules(&classifier, given).dump(self, &dump);
         let name = match (key.kind, &container) {
             (Kind::Container, Some(c)) => self
                 .container_names
