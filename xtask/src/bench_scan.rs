@@ -254,13 +254,22 @@ fn phases(ckpt_json: &Tool) -> anyhow::Result<()> {
         "  phases (ckpt-watch --json with CKPT_WATCH_LOG=debug, one run, {} wall): {line}",
         report::duration(outcome.wall)
     );
+    let judged = report::judged_line(&outcome.stderr);
+    if let Some(judged) = &judged {
+        println!("    {judged}");
+    }
     // kallsyms is read on another thread alongside btf/load/iterate, so it is left out.
     let serial: Duration = ["btf", "load", "iterate", "procfs"]
         .iter()
         .filter_map(|key| report::phase(&line, key))
+        .chain(
+            ["resolve", "judge"]
+                .iter()
+                .filter_map(|key| report::phase(judged.as_deref()?, key)),
+        )
         .sum();
     println!(
-        "    outside btf+load+iterate+procfs (exec, kallsyms wait, resolve, classify, report, exit): {}",
+        "    outside btf+load+iterate+procfs+resolve+judge (exec, kallsyms wait, report, exit): {}",
         report::duration(outcome.wall.saturating_sub(serial))
     );
     Ok(())

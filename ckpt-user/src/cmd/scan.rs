@@ -65,7 +65,9 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
     let t = &snapshot.timings;
     tracing::debug!(btf = ?t.btf, load = ?t.load, iterate = ?t.iterate, kallsyms = ?t.kallsyms, procfs = ?t.procfs, files = snapshot.files.len(), "scan");
 
+    let resolving = std::time::Instant::now();
     let ops = judge.resolve_ops(&snapshot)?;
+    let resolve = resolving.elapsed();
     let describe: &dyn Fn(&FileFact) -> String = if live {
         &describe_live
     } else {
@@ -98,6 +100,7 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
         // config file (on the live host only: a replay reads nothing of the host it runs on).
         let mut by_runtime: HashMap<Runtime, Given> = HashMap::new();
         let mut reports = Vec::new();
+        let judging_started = std::time::Instant::now();
         for w in workload::discover(&snapshot.procs, &names) {
             let dump = match &w.container {
                 Some(c) => {
@@ -121,6 +124,7 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
             reports.push(WorkloadReport::new(w, dump));
         }
         WorkloadReport::sort(&mut reports);
+        tracing::debug!(?resolve, judge = ?judging_started.elapsed(), workloads = reports.len(), "judged");
         let verdict = reports.first().map_or(classify::Verdict::Ok, |r| r.verdict);
         if judging.json {
             report::workloads_json(out, &reports, name, &judge.profile_source)?;

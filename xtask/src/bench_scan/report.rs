@@ -72,8 +72,18 @@ pub fn table(rows: &[(&str, Stats)], fds: usize) {
 /// ckpt-watch's `-v` timing line: the tracing event whose message is `scan`, ANSI colours
 /// stripped (tracing-subscriber may colour even when stderr is not a terminal).
 pub fn scan_line(stderr: &str) -> Option<String> {
+    log_line(stderr, "scan btf=")
+}
+
+/// The `judged resolve=… judge=…` line: resolving ops tables and judging every workload.
+pub fn judged_line(stderr: &str) -> Option<String> {
+    log_line(stderr, "judged resolve=")
+}
+
+/// The first log line holding `start`, from there on, without colours.
+fn log_line(stderr: &str, start: &str) -> Option<String> {
     stderr.lines().map(strip_ansi).find_map(|line| {
-        let at = line.find("scan btf=")?;
+        let at = line.find(start)?;
         Some(line[at..].to_string())
     })
 }
@@ -163,6 +173,10 @@ mod tests {
         assert_eq!(phase(&line, "btf"), Some(Duration::from_micros(1500)));
         assert_eq!(phase(&line, "iterate"), Some(Duration::from_nanos(53_200)));
         assert_eq!(phase(&line, "load"), None);
+        let stderr =
+            "DEBUG ckpt_user::cmd::scan: judged resolve=338.1µs judge=160.5ms workloads=2\n";
+        let line = judged_line(stderr).unwrap();
+        assert_eq!(phase(&line, "judge"), Some(Duration::from_micros(160_500)));
     }
 
     #[test]
