@@ -216,7 +216,15 @@ pub struct WorkloadSummary {
 
 impl WorkloadSummary {
     pub fn of(reports: &[WorkloadReport]) -> Self {
-        let judged = Summary::of_processes(reports.iter().flat_map(|r| &r.processes));
+        // A workload's dump may hold another's (a session started from a shell): each process
+        // is judged with each dump it is in, but counted once.
+        let mut seen = std::collections::HashSet::new();
+        let judged = Summary::of_processes(
+            reports
+                .iter()
+                .flat_map(|r| &r.processes)
+                .filter(|p| seen.insert(p.pid)),
+        );
         let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
         Self {
             workloads: reports.len(),
@@ -754,5 +762,33 @@ mod tests {
         assert_eq!(v["processes"][0]["pid"], 7);
         assert_eq!(v["summary"]["blocks"], 1);
         assert_eq!(v["verdict"], "blocks");
+    }
+
+    #[test]
+    fn a_process_in_nested_workloads_is_counted_once() {
+        let workload = |id: &str, pids: &[u32]| WorkloadReport {
+            kind: crate::scope::workload::Kind::Session,
+            id: id.into(),
+            name: "sh".into(),
+            root: pids[0],
+            verdict: Verdict::Blocks,
+            options: vec![],
+            restore: vec![],
+            left_out: vec![],
+            processes: pids
+                .iter()
+                .map(|&pid| ProcessReport {
+                    pid,
+                    ..process(vec![file(3, Verdict::Blocks, &[])], Verdict::Blocks)
+                })
+                .collect(),
+        };
+        // Session 10's tree holds session 20, which holds pid 21.
+        let s = WorkloadSummary::of(&[workload("10", &[10, 20, 21]), workload("20", &[20, 21])]);
+        assert_eq!(
+            (s.workloads, s.blocks, s.processes, s.fds),
+            (2, 2, 3, 3),
+            "{s:?}"
+        );
     }
 }
