@@ -1794,3 +1794,27 @@ fn a_classifier_judges_every_file_as_classify_does() {
         }
     }
 }
+
+/// A process names its own files: a regular file (or its mapping) named like an anonymous inode
+/// is judged as the file it is, never as the anonymous inode (a pidfd would be `ok`).
+#[test]
+fn a_file_named_like_an_anonymous_inode_is_judged_as_a_file() {
+    let criu317 = load_profile("criu-3.17").expect("criu-3.17 loads");
+    for profile in [criu4(), &criu317] {
+        for name in ["[pidfd]", "[io_uring]", "bpf-map", "[eventfd]", "inotify"] {
+            let big = reg().with_name(name).with_deleted(10 * MIB);
+            let j = classify(profile, &big, None, &ctx());
+            assert_eq!(
+                (j.verdict, j.rule.as_str()),
+                (Needs, "ghost-too-big"),
+                "{name} ({})",
+                profile.profile.name
+            );
+            let hidden = reg().with_name(name).with_hidden_mount(7);
+            let j = classify(profile, &hidden.clone().with_mapping(false), None, &ctx());
+            assert_eq!(j.rule, "map-file-hidden-mount", "{name} mapped");
+            let j = classify(profile, &hidden, None, &ctx());
+            assert_eq!(j.rule, "hidden-mount", "{name}");
+        }
+    }
+}
