@@ -187,6 +187,8 @@ fn first_error(stderr: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     #[test]
@@ -217,15 +219,24 @@ mod tests {
             .tempdir()
             .unwrap();
         let fake = dir.path().join("criu");
-        std::fs::write(
-            &fake,
-            format!(
-                "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'Version: 9.9'; exit 0; }}\n{check}\n"
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        let script = format!(
+            "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'Version: 9.9'; exit 0; }}\n{check}\n"
+        );
+        // Written by a child, not by this process: a write fd of ours, inherited by a process
+        // another test thread forks at that moment, would make exec fail with ETXTBSY.
+        let mut writer = Command::new("sh")
+            .args(["-c", "cat > \"$0\" && chmod 755 \"$0\""])
+            .arg(&fake)
+            .stdin(Stdio::piped())
+            .spawn()
             .unwrap();
+        writer
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        assert!(writer.wait().unwrap().success());
         let criu = Criu::find(Some(&fake)).unwrap();
         (dir, criu)
     }
