@@ -146,10 +146,10 @@ pub trait World {
 
 /// How to judge: the profile, the names of ops tables, the options that will be given.
 #[derive(Clone)]
-pub struct Rules<'a> {
+pub struct Rules<'a, 'p> {
     /// The profile with the ops tables' names; shared by every dump of one scan, so that each
     /// kind of file is matched against the profile once.
-    pub classifier: &'a Classifier<'a>,
+    pub classifier: &'a Classifier<'p>,
     pub given: &'a Given,
     pub own: Own,
     /// Describes a file for people (a live scan adds the /proc path).
@@ -159,7 +159,7 @@ pub struct Rules<'a> {
     pub keep_ok: bool,
 }
 
-impl Rules<'_> {
+impl Rules<'_, '_> {
     /// The report on one file, `None` for an `ok` file that is not to be listed.
     fn file_report(
         &self,

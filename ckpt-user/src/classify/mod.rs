@@ -87,89 +87,232 @@ fn is_tcp(f: &FileFact) -> bool {
     })
 }
 
-fn cond_matches(c: &Cond, f: &FileFact, ops: Option<&OpsIdentity>, ctx: &Context) -> bool {
-    let sock = f.socket.as_ref();
-    let is_tcp = is_tcp(f);
-    opt(&c.ops, |l| {
-        ops.and_then(|o| o.name.as_deref())
-            .is_some_and(|n| any_str(l, n))
-    }) && opt(&c.member, |l| {
-        ops.is_some_and(|o| l.iter().any(|m| o.has_function(m)))
-    }) && opt(&c.name, |l| any_str(l, &f.name))
-        && opt(&c.name_prefix, |l| {
-            l.iter().any(|p| f.name.starts_with(p.as_str()))
-        })
-        && opt(&c.file_type, |l| any_str(l, f.file_type.as_str()))
-        && opt(&c.major, |l| {
-            f.rdev.is_some_and(|d| in_ranges(l, d.major as u64))
-        })
-        && opt(&c.minor, |l| {
-            f.rdev.is_some_and(|d| in_ranges(l, d.minor as u64))
-        })
-        && opt(&c.fs_type, |l| any_str(l, &f.fs_type))
-        && opt(&c.fs_magic, |l| l.iter().any(|m| *m == f.fs_magic))
-        && opt(&c.family, |l| {
-            sock.is_some_and(|s| l.iter().any(|n| names::family(n) == Some(s.family)))
-        })
-        && opt(&c.sock_type, |l| {
-            sock.is_some_and(|s| l.iter().any(|n| names::sock_type(n) == Some(s.sk_type)))
-        })
-        && opt(&c.protocol, |l| {
-            sock.is_some_and(|s| l.iter().any(|p| *p == s.protocol as u64))
-        })
-        && opt(&c.tcp_state, |l| {
-            is_tcp && sock.is_some_and(|s| l.iter().any(|n| names::tcp_state(n) == Some(s.state)))
-        })
-        && opt(&c.inflight, |&b| {
-            sock.and_then(|s| s.backlog).is_some_and(|n| (n > 0) == b)
-        })
-        && opt(&c.peer, |l| place_matches(l, ctx.peer))
-        && opt(&c.peer_named, |&b| {
-            sock.and_then(|s| s.peer.as_ref())
-                .is_some_and(|p| p.named == b)
-        })
-        && opt(&c.pidfd_target, |l| place_matches(l, ctx.pidfd_target))
-        && opt(&c.bpf_map_type, |l| {
-            f.bpf_map_type.is_some_and(|t| {
+/// One condition of a [`Cond`], borrowed from the profile: a `Cond` holds when each of its
+/// clauses does. A [`Classifier`] keeps the clauses left to test once a file's kind is known.
+#[derive(Clone, Copy, Debug)]
+enum Clause<'c> {
+    Ops(&'c OneOrMany<String>),
+    Member(&'c OneOrMany<String>),
+    Name(&'c OneOrMany<String>),
+    NamePrefix(&'c OneOrMany<String>),
+    FileType(&'c OneOrMany<String>),
+    Major(&'c OneOrMany<NumOrRange>),
+    Minor(&'c OneOrMany<NumOrRange>),
+    FsType(&'c OneOrMany<String>),
+    FsMagic(&'c OneOrMany<u64>),
+    Family(&'c OneOrMany<String>),
+    SockType(&'c OneOrMany<String>),
+    Protocol(&'c OneOrMany<u64>),
+    TcpState(&'c OneOrMany<String>),
+    Inflight(bool),
+    Peer(&'c OneOrMany<Place>),
+    PeerNamed(bool),
+    PidfdTarget(&'c OneOrMany<Place>),
+    BpfMapType(&'c OneOrMany<String>),
+    TtyMaster(&'c OneOrMany<Place>),
+    ExternalPtysOver(usize),
+    NsMember(bool),
+    OwnNetns(bool),
+    OwnIpcns(bool),
+    Deleted(bool),
+    Unlinked(bool),
+    SizeOver(u64),
+    AllocatedOver(u64),
+    Locked(bool),
+    MountVisible(bool),
+    Shared(bool),
+    InodeKnown(bool),
+    SocketKnown(bool),
+    SockFilter(&'c OneOrMany<String>),
+    UdpCorked(bool),
+    SendQueued(bool),
+    RecvQueued(bool),
+    PidfdDead(bool),
+    FFlagsAny(u32),
+    SocketFd(&'c OneOrMany<Place>),
+    Watches(&'c OneOrMany<String>),
+}
+
+/// The clauses of `c`: one per condition it sets.
+fn clauses(c: &Cond) -> impl Iterator<Item = Clause<'_>> {
+    use Clause as K;
+    // Every field, by name: a condition added to `Cond` and left out here fails to compile.
+    let Cond {
+        ops,
+        member,
+        name,
+        name_prefix,
+        file_type,
+        major,
+        minor,
+        fs_type,
+        fs_magic,
+        family,
+        sock_type,
+        protocol,
+        tcp_state,
+        inflight,
+        peer,
+        peer_named,
+        pidfd_target,
+        bpf_map_type,
+        tty_master,
+        external_ptys_over,
+        ns_member,
+        own_netns,
+        own_ipcns,
+        deleted,
+        unlinked,
+        size_over,
+        allocated_over,
+        locked,
+        mount_visible,
+        shared,
+        inode_known,
+        socket_known,
+        sock_filter,
+        udp_corked,
+        send_queued,
+        recv_queued,
+        pidfd_dead,
+        f_flags_any,
+        socket_fd,
+        watches,
+    } = c;
+    [
+        ops.as_ref().map(K::Ops),
+        member.as_ref().map(K::Member),
+        name.as_ref().map(K::Name),
+        name_prefix.as_ref().map(K::NamePrefix),
+        file_type.as_ref().map(K::FileType),
+        major.as_ref().map(K::Major),
+        minor.as_ref().map(K::Minor),
+        fs_type.as_ref().map(K::FsType),
+        fs_magic.as_ref().map(K::FsMagic),
+        family.as_ref().map(K::Family),
+        sock_type.as_ref().map(K::SockType),
+        protocol.as_ref().map(K::Protocol),
+        tcp_state.as_ref().map(K::TcpState),
+        inflight.map(K::Inflight),
+        peer.as_ref().map(K::Peer),
+        peer_named.map(K::PeerNamed),
+        pidfd_target.as_ref().map(K::PidfdTarget),
+        bpf_map_type.as_ref().map(K::BpfMapType),
+        tty_master.as_ref().map(K::TtyMaster),
+        external_ptys_over.map(K::ExternalPtysOver),
+        ns_member.map(K::NsMember),
+        own_netns.map(K::OwnNetns),
+        own_ipcns.map(K::OwnIpcns),
+        deleted.map(K::Deleted),
+        unlinked.map(K::Unlinked),
+        size_over.map(K::SizeOver),
+        allocated_over.map(K::AllocatedOver),
+        locked.map(K::Locked),
+        mount_visible.map(K::MountVisible),
+        shared.map(K::Shared),
+        inode_known.map(K::InodeKnown),
+        socket_known.map(K::SocketKnown),
+        sock_filter.as_ref().map(K::SockFilter),
+        udp_corked.map(K::UdpCorked),
+        send_queued.map(K::SendQueued),
+        recv_queued.map(K::RecvQueued),
+        pidfd_dead.map(K::PidfdDead),
+        f_flags_any.map(K::FFlagsAny),
+        socket_fd.as_ref().map(K::SocketFd),
+        watches.as_ref().map(K::Watches),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+impl Clause<'_> {
+    fn holds(self, f: &FileFact, ops: Option<&OpsIdentity>, ctx: &Context) -> bool {
+        use Clause as K;
+        let sock = f.socket.as_ref();
+        match self {
+            K::Ops(l) => ops
+                .and_then(|o| o.name.as_deref())
+                .is_some_and(|n| any_str(l, n)),
+            K::Member(l) => ops.is_some_and(|o| l.iter().any(|m| o.has_function(m))),
+            K::Name(l) => any_str(l, &f.name),
+            K::NamePrefix(l) => l.iter().any(|p| f.name.starts_with(p.as_str())),
+            K::FileType(l) => any_str(l, f.file_type.as_str()),
+            K::Major(l) => f.rdev.is_some_and(|d| in_ranges(l, d.major as u64)),
+            K::Minor(l) => f.rdev.is_some_and(|d| in_ranges(l, d.minor as u64)),
+            K::FsType(l) => any_str(l, &f.fs_type),
+            K::FsMagic(l) => l.iter().any(|m| *m == f.fs_magic),
+            K::Family(l) => {
+                sock.is_some_and(|s| l.iter().any(|n| names::family(n) == Some(s.family)))
+            }
+            K::SockType(l) => {
+                sock.is_some_and(|s| l.iter().any(|n| names::sock_type(n) == Some(s.sk_type)))
+            }
+            K::Protocol(l) => sock.is_some_and(|s| l.iter().any(|p| *p == s.protocol as u64)),
+            K::TcpState(l) => {
+                is_tcp(f)
+                    && sock.is_some_and(|s| l.iter().any(|n| names::tcp_state(n) == Some(s.state)))
+            }
+            K::Inflight(b) => sock.and_then(|s| s.backlog).is_some_and(|n| (n > 0) == b),
+            K::Peer(l) => place_matches(l, ctx.peer),
+            K::PeerNamed(b) => sock
+                .and_then(|s| s.peer.as_ref())
+                .is_some_and(|p| p.named == b),
+            K::PidfdTarget(l) => place_matches(l, ctx.pidfd_target),
+            K::BpfMapType(l) => f.bpf_map_type.is_some_and(|t| {
                 l.iter()
                     .any(|n| names::bpf_map_type(n).map(u32::from) == Some(t))
-            })
-        })
-        && opt(&c.tty_master, |l| place_matches(l, ctx.tty_master))
-        && opt(&c.external_ptys_over, |&n| ctx.external_ptys > n)
-        && opt(&c.ns_member, |&b| ctx.ns_member == Some(b))
-        && opt(&c.own_netns, |&b| ctx.own_netns == b)
-        && opt(&c.own_ipcns, |&b| ctx.own_ipcns == b)
-        && opt(&c.deleted, |&b| (f.nlink == 0) == b)
-        && opt(&c.unlinked, |&b| f.unlinked == b)
-        && opt(&c.size_over, |&n| f.size > n)
-        && opt(&c.allocated_over, |&n| f.allocated > n)
-        && opt(&c.locked, |&b| f.locked == Some(b))
-        && opt(&c.mount_visible, |&b| f.mount_visible == Some(b))
-        && opt(&c.shared, |&b| {
-            f.mapping.as_ref().is_some_and(|m| m.shared() == b)
-        })
-        && opt(&c.inode_known, |&b| f.inode_known == b)
-        && opt(&c.socket_known, |&b| sock.is_some() == b)
-        && opt(&c.sock_filter, |l| {
-            sock.and_then(|s| s.filter)
-                .is_some_and(|x| any_str(l, x.as_str()))
-        })
-        && opt(&c.udp_corked, |&b| {
-            sock.and_then(|s| s.udp_corked) == Some(b)
-        })
-        && opt(&c.send_queued, |&b| {
-            sock.and_then(|s| s.wqueue).is_some_and(|n| (n > 0) == b)
-        })
-        && opt(&c.recv_queued, |&b| {
-            sock.and_then(|s| s.rqueue).is_some_and(|n| (n > 0) == b)
-        })
-        && opt(&c.pidfd_dead, |&b| f.pidfd_dead == Some(b))
-        && opt(&c.f_flags_any, |&m| f.f_flags & m != 0)
-        && opt(&c.socket_fd, |l| place_matches(l, ctx.socket_fd))
-        && opt(&c.watches, |l| {
-            f.watches.as_ref().is_some_and(|w| any_str(l, w.as_str()))
-        })
+            }),
+            K::TtyMaster(l) => place_matches(l, ctx.tty_master),
+            K::ExternalPtysOver(n) => ctx.external_ptys > n,
+            K::NsMember(b) => ctx.ns_member == Some(b),
+            K::OwnNetns(b) => ctx.own_netns == b,
+            K::OwnIpcns(b) => ctx.own_ipcns == b,
+            K::Deleted(b) => (f.nlink == 0) == b,
+            K::Unlinked(b) => f.unlinked == b,
+            K::SizeOver(n) => f.size > n,
+            K::AllocatedOver(n) => f.allocated > n,
+            K::Locked(b) => f.locked == Some(b),
+            K::MountVisible(b) => f.mount_visible == Some(b),
+            K::Shared(b) => f.mapping.as_ref().is_some_and(|m| m.shared() == b),
+            K::InodeKnown(b) => f.inode_known == b,
+            K::SocketKnown(b) => sock.is_some() == b,
+            K::SockFilter(l) => sock
+                .and_then(|s| s.filter)
+                .is_some_and(|x| any_str(l, x.as_str())),
+            K::UdpCorked(b) => sock.and_then(|s| s.udp_corked) == Some(b),
+            K::SendQueued(b) => sock.and_then(|s| s.wqueue).is_some_and(|n| (n > 0) == b),
+            K::RecvQueued(b) => sock.and_then(|s| s.rqueue).is_some_and(|n| (n > 0) == b),
+            K::PidfdDead(b) => f.pidfd_dead == Some(b),
+            K::FFlagsAny(m) => f.f_flags & m != 0,
+            K::SocketFd(l) => place_matches(l, ctx.socket_fd),
+            K::Watches(l) => f.watches.as_ref().is_some_and(|w| any_str(l, w.as_str())),
+        }
+    }
+
+    /// Whether every file of one [`Kind`] answers this clause alike: it asks about the ops
+    /// table, the file type, the filesystem, the device number, whether the inode and socket
+    /// could be read, and (when `with_socket`) the socket's kind or (when `with_name`) the name.
+    fn kind_wide(self, with_name: bool, with_socket: bool) -> bool {
+        use Clause as K;
+        match self {
+            K::Ops(_)
+            | K::Member(_)
+            | K::FileType(_)
+            | K::FsType(_)
+            | K::FsMagic(_)
+            | K::Major(_)
+            | K::Minor(_)
+            | K::InodeKnown(_)
+            | K::SocketKnown(_) => true,
+            K::Name(_) | K::NamePrefix(_) => with_name,
+            K::Family(_) | K::SockType(_) | K::Protocol(_) => with_socket,
+            _ => false,
+        }
+    }
+}
+
+fn cond_matches(c: &Cond, f: &FileFact, ops: Option<&OpsIdentity>, ctx: &Context) -> bool {
+    clauses(c).all(|k| k.holds(f, ops, ctx))
 }
 
 /// Rounds a size up to whole MiB, as CRIU's `--ghost-limit` takes it (`2M`).
@@ -338,62 +481,11 @@ fn names_the_kind(f: &FileFact) -> bool {
     f.file_type == FileType::None
 }
 
-/// The conditions of `c` that every file of `f`'s [`Kind`] answers alike, with names only when
-/// `with_name` and socket kinds only when `with_socket`; the rest left unset (always true).
-fn kind_fields(c: &Cond, with_name: bool, with_socket: bool) -> Cond {
-    let mut kind = Cond {
-        // Whether the inode and socket could be read is a property of this sample; a file of
-        // the same table whose facts are unreadable is judged `unknown` in user space anyway.
-        inode_known: c.inode_known,
-        socket_known: c.socket_known,
-        ops: c.ops.clone(),
-        member: c.member.clone(),
-        file_type: c.file_type.clone(),
-        fs_type: c.fs_type.clone(),
-        fs_magic: c.fs_magic.clone(),
-        major: c.major.clone(),
-        minor: c.minor.clone(),
-        ..Cond::default()
-    };
-    if with_name {
-        kind.name = c.name.clone();
-        kind.name_prefix = c.name_prefix.clone();
-    }
-    if with_socket {
-        kind.family = c.family.clone();
-        kind.sock_type = c.sock_type.clone();
-        kind.protocol = c.protocol.clone();
-    }
-    kind
-}
-
 /// A rule a kind of file could match, with what is left to test of each of its alternatives
 /// once the kind is known: none left means every file of the kind matches it.
-struct Candidate {
+struct Candidate<'a> {
     rule: u32,
-    rest: Option<Box<[Cond]>>,
-}
-
-/// `c` without the conditions every file of `f`'s [`Kind`] answers alike.
-fn beyond_kind(c: &Cond, f: &FileFact) -> Cond {
-    let name_is_kind = names_the_kind(f);
-    Cond {
-        inode_known: None,
-        socket_known: None,
-        ops: None,
-        member: None,
-        file_type: None,
-        fs_type: None,
-        fs_magic: None,
-        major: None,
-        minor: None,
-        family: None,
-        sock_type: None,
-        protocol: None,
-        name: c.name.clone().filter(|_| !name_is_kind),
-        name_prefix: c.name_prefix.clone().filter(|_| !name_is_kind),
-        ..c.clone()
-    }
+    rest: Option<Box<[Box<[Clause<'a>]>]>>,
 }
 
 /// A profile ready to judge many files. A file is tried against the profile's rules in order,
@@ -408,7 +500,7 @@ pub struct Classifier<'a> {
     pub ops: &'a HashMap<u64, OpsIdentity>,
     /// Per kind, the rules its files could match, in profile order, up to the first that every
     /// file of the kind matches.
-    candidates: RefCell<HashMap<Kind, Box<[Candidate]>, foldhash::fast::RandomState>>,
+    candidates: RefCell<HashMap<Kind, Box<[Candidate<'a>]>, foldhash::fast::RandomState>>,
 }
 
 impl<'a> Classifier<'a> {
@@ -434,9 +526,10 @@ impl<'a> Classifier<'a> {
         candidates
             .iter()
             .find(|c| {
-                c.rest
-                    .as_ref()
-                    .is_none_or(|rest| rest.iter().any(|c| cond_matches(c, f, ops, ctx)))
+                c.rest.as_ref().is_none_or(|rest| {
+                    rest.iter()
+                        .any(|alternative| alternative.iter().all(|k| k.holds(f, ops, ctx)))
+                })
             })
             .map(|c| &self.profile.rules[c.rule as usize])
     }
@@ -453,23 +546,28 @@ impl<'a> Classifier<'a> {
 
     /// The rules a file of `f`'s kind could match: those with an alternative whose kind-wide
     /// conditions hold for `f`, each with the rest of those alternatives.
-    fn could_match(&self, f: &FileFact, ops: Option<&OpsIdentity>) -> Box<[Candidate]> {
+    fn could_match(&self, f: &FileFact, ops: Option<&OpsIdentity>) -> Box<[Candidate<'a>]> {
+        let with_name = names_the_kind(f);
         let mut candidates = Vec::new();
         for (rule, r) in (0u32..).zip(&self.profile.rules) {
             if !applies(r, f) {
                 continue;
             }
-            let rest: Vec<Cond> = r
+            let rest: Vec<Box<[Clause<'a>]>> = r
                 .when
                 .iter()
                 .filter(|c| {
-                    let kind = kind_fields(c, names_the_kind(f), true);
-                    cond_matches(&kind, f, ops, &Context::default())
+                    clauses(c)
+                        .filter(|k| k.kind_wide(with_name, true))
+                        .all(|k| k.holds(f, ops, &Context::default()))
                 })
-                .map(|c| beyond_kind(c, f))
+                .map(|c| {
+                    clauses(c)
+                        .filter(|k| !k.kind_wide(with_name, true))
+                        .collect()
+                })
                 .collect();
-            let always = r.when.is_empty() || rest.contains(&Cond::default());
-            if always {
+            if r.when.is_empty() || rest.iter().any(|alternative| alternative.is_empty()) {
                 candidates.push(Candidate { rule, rest: None });
                 break;
             }
@@ -562,8 +660,9 @@ fn static_part(
         || (!names_the_kind(f) && (c.name.is_some() || c.name_prefix.is_some()));
     // The kernel checks the device number too before dropping a file (`rdev_bound`); a
     // socket's kind counts when the sample has one.
-    let static_only = kind_fields(c, true, socket_kind_known);
-    let holds = cond_matches(&static_only, f, ops, &Context::default());
+    let holds = clauses(c)
+        .filter(|k| k.kind_wide(true, socket_kind_known))
+        .all(|k| k.holds(f, ops, &Context::default()));
     if c.major.is_some() || c.minor.is_some() {
         *rdev_bound = true;
     }

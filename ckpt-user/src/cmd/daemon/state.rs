@@ -290,7 +290,7 @@ impl State {
             .is_some_and(|d| d.members.contains(&pid))
     }
 
-    fn rules<'a>(&'a self, classifier: &'a Classifier<'a>, given: &'a Given) -> Rules<'a> {
+    fn rules<'a, 'p>(&'a self, classifier: &'a Classifier<'p>, given: &'a Given) -> Rules<'a, 'p> {
         Rules {
             classifier,
             given,
