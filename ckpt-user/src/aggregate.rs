@@ -1,12 +1,14 @@
 //! From per-file judgements to verdicts per process and per dump (CRIU's rule: one task that
 //! fails fails the whole dump).
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 
 use serde::Serialize;
 
 use crate::checkpointer::given::Given;
-use crate::classify::{self, Classifier, Judgement, Place, Verdict};
+use crate::classify::{self, Classifier, Context, Judgement, Place, Verdict};
 use crate::facts::{FileFact, FileType};
 use crate::scope::workload::{Kind, Workload};
 use crate::scope::{DumpSet, Holders, Own, ProcInfo, procfs};
@@ -157,7 +159,22 @@ pub struct Rules<'a, 'p> {
     /// List `ok` files too. A host scan judges every file but lists only the others: building
     /// and describing 200k reports nobody reads would cost more than the scan itself.
     pub keep_ok: bool,
+    /// Reports on files that relate to no other task, kept for the dumps judged with these
+    /// same rules in one world; `None` where the rules are copied with other options.
+    pub unrelated: Option<&'a Unrelated>,
 }
+
+/// Reports on files that relate to no other task, by process and root namespaces, kept across
+/// the dumps of one scan: workloads' dumps nest (a session's tree holds the sessions started
+/// from it, a unit's the logins it serves), and such a file is judged alike in each.
+#[derive(Default)]
+pub struct Unrelated(RefCell<HashMap<ProcessInDump, IndexedReports>>);
+
+/// A process, and whether the dump's root has its own network and IPC namespaces.
+type ProcessInDump = (u32, bool, bool);
+
+/// Reports on some of a process's files, each with its index among them.
+type IndexedReports = Rc<[(u32, FileReport)]>;
 
 impl Rules<'_, '_> {
     /// The report on one file, `None` for an `ok` file that is not to be listed.
@@ -206,6 +223,41 @@ impl Rules<'_, '_> {
         })
     }
 
+    /// The reports on one process's `files` (fds, then mappings, each in `files`' order). Those
+    /// on files that relate to no other task depend on the dump only through its root's
+    /// namespaces: with [`Self::unrelated`], a nested dump takes them from the first dump that
+    /// held the process.
+    fn reports(
+        &self,
+        pid: u32,
+        of_root: &Context,
+        files: &[&FileFact],
+        report: impl Fn(&FileFact) -> Option<FileReport>,
+    ) -> (Vec<FileReport>, Vec<FileReport>) {
+        let judge = |unrelated: bool| {
+            (0u32..)
+                .zip(files)
+                .filter(|(_, f)| DumpSet::unrelated(f) == unrelated)
+                .filter_map(|(i, f)| Some((i, report(f)?)))
+                .collect::<Vec<_>>()
+        };
+        let unrelated = match self.unrelated {
+            Some(kept) => kept
+                .0
+                .borrow_mut()
+                .entry((pid, of_root.own_netns, of_root.own_ipcns))
+                .or_insert_with(|| judge(true).into())
+                .clone(),
+            None => judge(true).into(),
+        };
+        let mut all: Vec<(u32, FileReport)> = unrelated.iter().cloned().collect();
+        all.extend(judge(false));
+        all.sort_by_key(|(i, _)| *i);
+        all.into_iter()
+            .map(|(_, r)| r)
+            .partition(|r| r.range.is_none())
+    }
+
     /// Judges `set` as one dump.
     pub fn dump(&self, world: &dyn World, set: &DumpSet) -> DumpReport {
         let root = world.proc_info(set.root).cloned().unwrap_or(ProcInfo {
@@ -236,21 +288,19 @@ impl Rules<'_, '_> {
                     .len()
             })
         };
+        let of_root = DumpSet::root_context(&root, &self.own);
         let processes: Vec<ProcessReport> = set
             .pids
             .iter()
             .map(|&pid| {
-                let (maps, fds): (Vec<&FileFact>, Vec<&FileFact>) = world
-                    .files_of(pid)
-                    .into_iter()
-                    .partition(|f| f.mapping.is_some());
-                let judged = (fds.len(), maps.len());
-                let report = |f: &&FileFact| {
+                let files = world.files_of(pid);
+                let maps = files.iter().filter(|f| f.mapping.is_some()).count();
+                let judged = (files.len() - maps, maps);
+                let report = |f: &FileFact| {
                     self.file_report(world, f, set, &root, &ns_of_set, &count_external_ptys)
                 };
-                let mut fds: Vec<FileReport> = fds.iter().filter_map(report).collect();
+                let (mut fds, mappings) = self.reports(pid, &of_root, &files, report);
                 fds.sort_by_key(|r| r.fd);
-                let mappings: Vec<FileReport> = maps.iter().filter_map(report).collect();
                 let unknown = ProcInfo {
                     pid,
                     sid: pid,
@@ -391,5 +441,111 @@ pub fn describe_facts(f: &FileFact) -> String {
             format!("{} (deleted) on {}", f.name, f.fs_type)
         }
         _ => format!("{} on {}", f.name, f.fs_type),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::scope::tests::{file, unix_with_peer};
+
+    fn proc(pid: u32, ppid: u32, sid: u32) -> (u32, ProcInfo) {
+        let p = ProcInfo {
+            pid,
+            ppid,
+            sid,
+            comm: format!("p{pid}"),
+            ..Default::default()
+        };
+        (pid, p)
+    }
+
+    /// Session 10's tree holds session 20 (a shell and a daemon started from it with setsid).
+    /// Pid 21 holds a unix socket whose peer pid 10 holds, a deleted file too big for the
+    /// ghost limit and a plain file; pid 20 a file on a hidden mount.
+    fn nested() -> Snapshot {
+        let mut ghost = file(21, FileType::Reg, 7);
+        (ghost.fd, ghost.nlink, ghost.unlinked) = (Some(4), 0, true);
+        (ghost.size, ghost.allocated) = (64 << 20, 64 << 20);
+        let mut plain = file(21, FileType::Reg, 8);
+        plain.fd = Some(5);
+        let mut hidden = file(20, FileType::Reg, 9);
+        (hidden.mount_visible, hidden.mnt_id) = (Some(false), Some(3));
+        Snapshot {
+            procs: BTreeMap::from([proc(10, 1, 10), proc(20, 10, 20), proc(21, 20, 20)]),
+            files: vec![
+                unix_with_peer(10, 100, 101),
+                unix_with_peer(21, 101, 100),
+                ghost,
+                plain,
+                hidden,
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn judged(rules: &Rules, world: &SnapshotWorld, root: u32) -> serde_json::Value {
+        let parents = world.snapshot.procs.values().map(|p| (p.pid, p.ppid));
+        let set = DumpSet::tree(root, &parents.collect());
+        serde_json::to_value(rules.dump(world, &set)).unwrap()
+    }
+
+    /// Nested dumps that share the reports on unrelated files judge each dump as it is judged
+    /// alone, in either order; the socket whose peer is outside the inner dump only is judged
+    /// in each dump for itself.
+    #[test]
+    fn nested_dumps_share_only_what_cannot_differ() {
+        let snapshot = nested();
+        let world = SnapshotWorld::new(&snapshot);
+        let profile = classify::load_profile("criu-4").unwrap();
+        let ops = HashMap::new();
+        let classifier = Classifier::new(&profile, &ops);
+        let given = Given::default();
+        for keep_ok in [false, true] {
+            let alone = Rules {
+                classifier: &classifier,
+                given: &given,
+                own: Own::default(),
+                describe: &describe_facts,
+                keep_ok,
+                unrelated: None,
+            };
+            let (outer, inner) = (judged(&alone, &world, 10), judged(&alone, &world, 20));
+            let rules = |kept| Rules {
+                unrelated: Some(kept),
+                ..alone.clone()
+            };
+            let kept = Unrelated::default();
+            assert_eq!(judged(&rules(&kept), &world, 20), inner, "{keep_ok}");
+            assert_eq!(judged(&rules(&kept), &world, 10), outer, "{keep_ok}");
+            let kept = Unrelated::default();
+            assert_eq!(judged(&rules(&kept), &world, 10), outer, "{keep_ok}");
+            assert_eq!(judged(&rules(&kept), &world, 20), inner, "{keep_ok}");
+
+            let rules_of = |dump: &serde_json::Value| -> Vec<String> {
+                let pid21 = &dump["processes"].as_array().unwrap()[..]
+                    .iter()
+                    .find(|p| p["pid"] == 21)
+                    .unwrap()["files"];
+                pid21
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f["rule"].as_str().unwrap().into())
+                    .collect()
+            };
+            let listed = if keep_ok {
+                vec!["unix-stream-peer-outside", "ghost-too-big", "file"]
+            } else {
+                vec!["unix-stream-peer-outside", "ghost-too-big"]
+            };
+            assert_eq!(rules_of(&inner), listed);
+            assert_eq!(
+                rules_of(&outer)[0],
+                if keep_ok { "unix" } else { "ghost-too-big" }
+            );
+        }
     }
 }

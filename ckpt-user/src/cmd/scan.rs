@@ -6,7 +6,9 @@ use std::path::Path;
 
 use anyhow::bail;
 
-use crate::aggregate::{DumpReport, Rules, SnapshotWorld, WorkloadReport, describe_facts};
+use crate::aggregate::{
+    DumpReport, Rules, SnapshotWorld, Unrelated, WorkloadReport, describe_facts,
+};
 use crate::checkpointer::given::Given;
 use crate::classify;
 use crate::cli::{Exit, JudgingArgs, ScanArgs};
@@ -80,6 +82,7 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
         own: snapshot.own(),
         describe,
         keep_ok: args.pid.is_some() || judging.verbose,
+        unrelated: None,
     };
     let world = SnapshotWorld::new(&snapshot);
     let name = &profile.profile.name;
@@ -99,6 +102,11 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
         // it: read once per engine, and per container only where its runc state names another
         // config file (on the live host only: a replay reads nothing of the host it runs on).
         let mut by_runtime: HashMap<Runtime, Given> = HashMap::new();
+        let kept = Unrelated::default();
+        let rules = Rules {
+            unrelated: Some(&kept),
+            ..rules
+        };
         let mut reports = Vec::new();
         let judging_started = std::time::Instant::now();
         for w in workload::discover(&snapshot.procs, &names) {
@@ -115,6 +123,7 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
                     }
                     let rules = Rules {
                         given: own.as_ref().unwrap_or_else(|| &by_runtime[&c.runtime]),
+                        unrelated: None,
                         ..rules.clone()
                     };
                     rules.dump(&world, &w.dump)

@@ -117,6 +117,14 @@ fn subtree_of(root: u32, children: &HashMap<u32, Vec<u32>>) -> BTreeSet<u32> {
     pids
 }
 
+/// A pty slave's (`/dev/pts/N`) index.
+fn pty_slave_index(f: &FileFact) -> Option<u32> {
+    match (f.rdev, f.tty_index) {
+        (Some(d), Some(i)) if d.major == 136 => Some(i),
+        _ => None,
+    }
+}
+
 impl DumpSet {
     /// The root alone, dumped alone.
     pub fn single(pid: u32) -> Self {
@@ -176,11 +184,26 @@ impl DumpSet {
     /// For a pty slave (`/dev/pts/N`): its index, and whether a task of the set holds its
     /// master.
     pub fn tty_master(&self, f: &FileFact, holders: &Holders) -> Option<(u32, Place)> {
-        match (f.rdev, f.tty_index) {
-            (Some(d), Some(i)) if d.major == 136 => {
-                Some((i, self.place(holders.pty_masters.get(&i))))
-            }
-            _ => None,
+        pty_slave_index(f).map(|i| (i, self.place(holders.pty_masters.get(&i))))
+    }
+
+    /// Whether `f` relates to no other task (no socket peer, pidfd target, pty master, mapped
+    /// socket's fd or namespace), so that its [`Self::context`] is the same in every dump whose
+    /// root has the same namespaces.
+    pub fn unrelated(f: &FileFact) -> bool {
+        f.socket.as_ref().is_none_or(|s| s.peer.is_none())
+            && f.pidfd_target.is_none()
+            && pty_slave_index(f).is_none()
+            && !(f.mapping.is_some() && f.file_type == FileType::Sock)
+            && f.fs_type != "nsfs"
+    }
+
+    /// The context every file of a dump shares: whether its root has namespaces of its own.
+    pub fn root_context(root: &ProcInfo, own: &Own) -> Context {
+        Context {
+            own_netns: root.netns.is_some() && root.netns != own.netns,
+            own_ipcns: root.ipcns.is_some() && root.ipcns != own.ipcns,
+            ..Context::default()
         }
     }
 
@@ -194,6 +217,10 @@ impl DumpSet {
         own: &Own,
         ns_of_set: &dyn Fn() -> BTreeSet<u64>,
     ) -> Context {
+        let of_root = Self::root_context(root, own);
+        if Self::unrelated(f) {
+            return of_root;
+        }
         let peer = f.socket.as_ref().and_then(|s| s.peer.as_ref()).map(|p| {
             if p.closed {
                 Place::None
@@ -223,8 +250,7 @@ impl DumpSet {
             socket_fd: (f.mapping.is_some() && f.file_type == FileType::Sock)
                 .then(|| self.place(holders.sockets.get(&f.ino))),
             ns_member: (f.fs_type == "nsfs").then(|| ns_of_set().contains(&f.ino)),
-            own_netns: root.netns.is_some() && root.netns != own.netns,
-            own_ipcns: root.ipcns.is_some() && root.ipcns != own.ipcns,
+            ..of_root
         }
     }
 
@@ -260,11 +286,11 @@ impl Own {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::facts::{DevNum, SocketFact, UnixPeer};
 
-    fn file(pid: u32, ft: FileType, ino: u64) -> FileFact {
+    pub(crate) fn file(pid: u32, ft: FileType, ino: u64) -> FileFact {
         FileFact {
             pid,
             fd: Some(3),
@@ -296,7 +322,7 @@ mod tests {
         }
     }
 
-    fn unix_with_peer(pid: u32, ino: u64, peer: u64) -> FileFact {
+    pub(crate) fn unix_with_peer(pid: u32, ino: u64, peer: u64) -> FileFact {
         let mut f = file(pid, FileType::Sock, ino);
         f.socket = Some(Box::new(SocketFact {
             family: 1,
