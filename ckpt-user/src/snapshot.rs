@@ -11,7 +11,7 @@ use ckpt_common::N_OPS_MEMBERS;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpointer::criu::Criu;
-use crate::facts::FileFact;
+use crate::facts::{DevNum, FileFact};
 use crate::input::{self, ReadError};
 use crate::kernel::btf::{BtfError, LoadedBtf, ProgramBtf, VMLINUX_BTF};
 use crate::kernel::kallsyms::{KallsymsError, Symbol, Symbols};
@@ -116,6 +116,10 @@ pub struct Snapshot {
     pub procs: BTreeMap<u32, ProcInfo>,
     pub own_netns: Option<u64>,
     pub own_ipcns: Option<u64>,
+    /// The kernel's internal shmem device (`Own::shm_dev`); `None` in snapshots of ckpt-watch
+    /// versions that did not record it, where no file counts as on it.
+    #[serde(default)]
+    pub shm_dev: Option<DevNum>,
     /// Every namespace inode of each process, recorded only when some file is an nsfs file
     /// (whose verdict depends on them), so a replay never asks this host's /proc.
     #[serde(default)]
@@ -323,6 +327,7 @@ impl Snapshot {
             procs,
             own_netns: own.netns,
             own_ipcns: own.ipcns,
+            shm_dev: own.shm_dev,
             timings,
         })
     }
@@ -398,6 +403,7 @@ impl Snapshot {
         Own {
             netns: self.own_netns,
             ipcns: self.own_ipcns,
+            shm_dev: self.shm_dev,
         }
     }
 }

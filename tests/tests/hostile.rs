@@ -659,3 +659,48 @@ fn a_lock_behind_a_crowd_of_others_still_needs_file_locks() {
         );
     }
 }
+
+/// A task names its own files: a `memfd:` file on a tmpfs it mounted and then detached (in its
+/// own mount namespace, by a lazy unmount) is a file on a hidden mount, which CRIU cannot dump,
+/// not a memfd. CRIU knows memfds by the device of the kernel's internal shmem mount
+/// (criu/memfd.c is_memfd), never by their names.
+#[test]
+fn a_memfd_name_on_a_detached_tmpfs_is_a_hidden_file() {
+    let scratch = Scratch::new("memfd");
+    let (mnt, ready) = (scratch.path("mnt"), scratch.path("ready"));
+    std::fs::create_dir(&mnt).unwrap();
+    let holder = Sh::start(
+        &format!(
+            "exec unshare --mount --propagation private sh -c 'mount -t tmpfs none {m} && \
+             exec 3<>{m}/memfd:spoof && umount -l {m} && touch {r} && exec sleep 600'",
+            m = mnt.display(),
+            r = ready.display()
+        ),
+        None,
+    );
+    for _ in 0..500 {
+        if ready.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(ready.exists(), "the holder detached its tmpfs");
+    let pid = holder.pid.to_string();
+    let out = run_env(
+        &binary(),
+        &["--pid", &pid, "--json", "--profile", "criu-4"],
+        &[NO_CRIU],
+    );
+    let doc = json(&out);
+    let fd3 = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["fd"] == 3)
+        .unwrap_or_else(|| panic!("fd 3 judged: {doc}"));
+    assert_eq!(
+        (fd3["rule"].as_str(), fd3["verdict"].as_str()),
+        (Some("hidden-mount"), Some("blocks")),
+        "{doc}"
+    );
+}

@@ -33,6 +33,8 @@ pub struct Context {
     pub ns_member: Option<bool>,
     pub own_netns: bool,
     pub own_ipcns: bool,
+    /// On the kernel's internal shmem mount (`None`: its device is unknown).
+    pub internal_shm: Option<bool>,
 }
 
 /// Facts about the root task of a dump.
@@ -131,6 +133,7 @@ enum Clause<'c> {
     FFlagsAny(u32),
     SocketFd(&'c OneOrMany<Place>),
     Watches(&'c OneOrMany<String>),
+    InternalShm(bool),
 }
 
 /// The clauses of `c`: one per condition it sets.
@@ -178,6 +181,7 @@ fn clauses(c: &Cond) -> impl Iterator<Item = Clause<'_>> {
         f_flags_any,
         socket_fd,
         watches,
+        internal_shm,
     } = c;
     [
         ops.as_ref().map(K::Ops),
@@ -220,6 +224,7 @@ fn clauses(c: &Cond) -> impl Iterator<Item = Clause<'_>> {
         f_flags_any.map(K::FFlagsAny),
         socket_fd.as_ref().map(K::SocketFd),
         watches.as_ref().map(K::Watches),
+        internal_shm.map(K::InternalShm),
     ]
     .into_iter()
     .flatten()
@@ -286,6 +291,7 @@ impl Clause<'_> {
             K::FFlagsAny(m) => f.f_flags & m != 0,
             K::SocketFd(l) => place_matches(l, ctx.socket_fd),
             K::Watches(l) => f.watches.as_ref().is_some_and(|w| any_str(l, w.as_str())),
+            K::InternalShm(b) => ctx.internal_shm == Some(b),
         }
     }
 
@@ -657,6 +663,7 @@ fn static_part(
         || c.mount_visible.is_some()
         || c.shared.is_some()
         || c.watches.is_some()
+        || c.internal_shm.is_some()
         || (!names_the_kind(f) && (c.name.is_some() || c.name_prefix.is_some()));
     // The kernel checks the device number too before dropping a file (`rdev_bound`); a
     // socket's kind counts when the sample has one.

@@ -140,6 +140,9 @@ pub struct Cond {
     /// How CRIU can dump an inotify/fanotify fd's marks: `reachable`, `scan-path`, `lost`,
     /// `no-handle`.
     pub watches: Option<OneOrMany<String>>,
+    /// On the kernel's internal shmem mount, where memfds, SysV segments and shared anonymous
+    /// memory live (CRIU knows them by its device, not by their names).
+    pub internal_shm: Option<bool>,
 }
 
 /// Conditions on the dumped tree's root task.

@@ -207,8 +207,21 @@ fn pts0() -> FileFact {
         .with(|f| f.tty_index = Some(0))
 }
 
+/// The context of a file off the kernel's internal shmem mount, whose device is known.
 fn ctx() -> Context {
-    Context::default()
+    Context {
+        internal_shm: Some(false),
+        ..Context::default()
+    }
+}
+
+/// The context of a file on the kernel's internal shmem mount: a memfd, a SysV segment, shared
+/// anonymous memory.
+fn shm() -> Context {
+    Context {
+        internal_shm: Some(true),
+        ..ctx()
+    }
 }
 
 fn peer(place: Place) -> Context {
@@ -303,10 +316,6 @@ use Verdict::{Blocks, Needs, Ok as Fine, Unknown};
 
 /// Every rule of `criu-4` with a file that reaches it, in profile order.
 fn examples() -> Vec<Example> {
-    let own_ipcns = Context {
-        own_ipcns: true,
-        ..ctx()
-    };
     let own_netns = Context {
         own_netns: true,
         ..ctx()
@@ -330,14 +339,17 @@ fn examples() -> Vec<Example> {
         ex(
             "sysv_shm_attached",
             sysv(),
-            ctx(),
+            shm(),
             (Blocks, "map-sysv-shm-foreign-ipcns", "sysv-shm"),
             &[],
         ),
         ex(
             "ns_ipc_sysv_shm_attached",
             sysv(),
-            own_ipcns.clone(),
+            Context {
+                own_ipcns: true,
+                ..shm()
+            },
             (Fine, "map-sysv-shm", "sysv-shm"),
             &[],
         ),
@@ -362,7 +374,7 @@ fn examples() -> Vec<Example> {
                 .with_name("dev/zero")
                 .with_hidden_mount(0)
                 .with_mapping(true),
-            ctx(),
+            shm(),
             (Fine, "map-shmem", "shmem"),
             &[],
         ),
@@ -715,7 +727,7 @@ fn examples() -> Vec<Example> {
                 .with_name("memfd:zoo-memfd")
                 .with_hidden_mount(1)
                 .with_deleted(4096),
-            ctx(),
+            shm(),
             (Fine, "memfd", "memfd"),
             &[],
         ),
@@ -908,7 +920,7 @@ fn memfd_mapping_is_shmem() {
         .with_hidden_mount(1)
         .with_deleted(8192)
         .with_mapping(true);
-    expect(&judge(&memfd_map, &ctx()), Fine, "map-shmem", &[]);
+    expect(&judge(&memfd_map, &shm()), Fine, "map-shmem", &[]);
 }
 
 #[test]
@@ -1336,9 +1348,9 @@ fn memfd_on_hidden_tmpfs_is_fine_but_other_hidden_tmpfs_files_block() {
         .with_fs("tmpfs")
         .with_name("memfd:x")
         .with_hidden_mount(1);
-    expect(&judge(&memfd, &ctx()), Fine, "memfd", &[]);
+    expect(&judge(&memfd, &shm()), Fine, "memfd", &[]);
     let internal = memfd.clone().with_name("dev/zero");
-    let j = judge(&internal, &ctx());
+    let j = judge(&internal, &shm());
     expect(&j, Blocks, "hidden-mount", &[]);
     assert_eq!(
         j.reason,
@@ -1368,7 +1380,7 @@ fn big_memfd_needs_no_ghost_limit() {
         .with_name("memfd:big")
         .with_hidden_mount(1)
         .with_deleted(64 * MIB);
-    expect(&judge(&big, &ctx()), Fine, "memfd", &[]);
+    expect(&judge(&big, &shm()), Fine, "memfd", &[]);
 }
 
 #[test]
@@ -1816,5 +1828,27 @@ fn a_file_named_like_an_anonymous_inode_is_judged_as_a_file() {
             let j = classify(profile, &hidden, None, &ctx());
             assert_eq!(j.rule, "hidden-mount", "{name}");
         }
+    }
+}
+
+/// A task names its own files and can hide its own tmpfs (a lazy unmount in its own mount
+/// namespace): a `memfd:` or `SYSV` file, or a shared mapping, off the kernel's internal shmem
+/// mount is judged as the hidden file it is, and so is one whose mount is unknown.
+#[test]
+fn memfd_and_sysv_names_off_the_internal_shmem_mount_are_hidden_files() {
+    let criu317 = load_profile("criu-3.17").expect("criu-3.17 loads");
+    let detached = |name: &str| reg().with_fs("tmpfs").with_name(name).with_hidden_mount(9);
+    for profile in [criu4(), &criu317] {
+        for c in [ctx(), Context::default()] {
+            let j = classify(profile, &detached("memfd:x"), None, &c);
+            assert_eq!(j.rule, "hidden-mount", "{c:?}");
+            for name in ["SYSV00000000", "memfd:x", "dev/zero"] {
+                let mapped = detached(name).with_mapping(true);
+                let j = classify(profile, &mapped, None, &c);
+                assert_eq!(j.rule, "map-file-hidden-mount", "{name} {c:?}");
+            }
+        }
+        let j = classify(profile, &detached("memfd:x"), None, &shm());
+        assert_eq!(j.rule, "memfd");
     }
 }

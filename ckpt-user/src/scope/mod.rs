@@ -12,7 +12,7 @@ pub mod workload;
 use std::collections::{BTreeSet, HashMap};
 
 use crate::classify::{Context, Place, TaskFacts};
-use crate::facts::{FileFact, FileType};
+use crate::facts::{DevNum, FileFact, FileType};
 pub use procfs::{ProcError, ProcInfo};
 
 const PTMX: (u32, u32) = (5, 2);
@@ -117,6 +117,26 @@ fn subtree_of(root: u32, children: &HashMap<u32, Vec<u32>>) -> BTreeSet<u32> {
     pids
 }
 
+/// The device of the kernel's internal shmem mount, which holds every memfd, SysV segment and
+/// shared anonymous mapping: a memfd of ckpt-watch's own sits on it. CRIU tells such files from
+/// files on a tmpfs a task mounted by this device alone (criu/kerndat.c `kdat.shmem_dev`,
+/// criu/memfd.c `is_memfd`); their names (`memfd:x`, `SYSV00000000`) are anyone's to choose.
+fn internal_shm_dev() -> Option<DevNum> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: a NUL-terminated name and valid flags; the fd is owned below.
+    let fd = unsafe { libc::memfd_create(c"ckpt-watch-shmem".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: memfd_create returned a new fd that nothing else owns.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let dev = std::os::unix::fs::MetadataExt::dev(&file.metadata().ok()?);
+    Some(DevNum {
+        major: libc::major(dev),
+        minor: libc::minor(dev),
+    })
+}
+
 /// A pty slave's (`/dev/pts/N`) index.
 fn pty_slave_index(f: &FileFact) -> Option<u32> {
     match (f.rdev, f.tty_index) {
@@ -207,6 +227,15 @@ impl DumpSet {
         }
     }
 
+    /// The context of `f` in any dump whose root has `root`'s namespaces: the root's, and
+    /// whether `f` is on the kernel's internal shmem mount.
+    fn unrelated_context(f: &FileFact, root: &ProcInfo, own: &Own) -> Context {
+        Context {
+            internal_shm: own.shm_dev.map(|d| d == f.dev),
+            ..Self::root_context(root, own)
+        }
+    }
+
     /// The set-dependent facts of one file of a task in this set (but for `external_ptys`,
     /// which counts across the set's files: [`Self::tty_master`] of each).
     pub fn context(
@@ -217,7 +246,7 @@ impl DumpSet {
         own: &Own,
         ns_of_set: &dyn Fn() -> BTreeSet<u64>,
     ) -> Context {
-        let of_root = Self::root_context(root, own);
+        let of_root = Self::unrelated_context(f, root, own);
         if Self::unrelated(f) {
             return of_root;
         }
@@ -269,11 +298,13 @@ impl DumpSet {
 }
 
 /// ckpt-watch's own namespaces: a checkpointer run beside it dumps another namespace only
-/// when the task's differs.
+/// when the task's differs. And the device of the kernel's internal shmem mount, as a
+/// checkpointer finds it from its own side.
 #[derive(Clone, Debug, Default)]
 pub struct Own {
     pub netns: Option<u64>,
     pub ipcns: Option<u64>,
+    pub shm_dev: Option<DevNum>,
 }
 
 impl Own {
@@ -281,6 +312,7 @@ impl Own {
         Self {
             netns: procfs::ns_inode(None, "net"),
             ipcns: procfs::ns_inode(None, "ipc"),
+            shm_dev: internal_shm_dev(),
         }
     }
 }
@@ -416,6 +448,7 @@ pub(crate) mod tests {
         let own = Own {
             netns: Some(1),
             ipcns: Some(2),
+            shm_dev: Some(DevNum { major: 0, minor: 1 }),
         };
         let root = ProcInfo {
             pid: 1,
@@ -423,10 +456,46 @@ pub(crate) mod tests {
             ipcns: Some(2),
             ..Default::default()
         };
-        let f = file(1, FileType::Reg, 5);
-        let ctx =
-            DumpSet::single(1).context(&f, &Holders::default(), &root, &own, &|| BTreeSet::new());
+        let mut f = file(1, FileType::Reg, 5);
+        let context = |f: &FileFact, own: &Own| {
+            DumpSet::single(1).context(f, &Holders::default(), &root, own, &|| BTreeSet::new())
+        };
+        let ctx = context(&f, &own);
         assert!(ctx.own_netns && !ctx.own_ipcns);
+        assert_eq!(ctx.internal_shm, Some(false));
+        f.dev = DevNum { major: 0, minor: 1 };
+        assert_eq!(context(&f, &own).internal_shm, Some(true));
+        assert_eq!(context(&f, &Own::default()).internal_shm, None);
+    }
+
+    /// The internal shmem device, found from a memfd, is the one a shared anonymous mapping
+    /// shows in /proc/self/maps: how CRIU finds it (criu/kerndat.c).
+    #[test]
+    fn the_internal_shmem_device_is_that_of_shared_anonymous_memory() {
+        let shm = Own::current().shm_dev.expect("memfd_create works here");
+        // SAFETY: a fresh anonymous mapping, unmapped below; nothing else refers to it.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(addr, libc::MAP_FAILED);
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        // SAFETY: the mapping made above, of that length.
+        unsafe { libc::munmap(addr, 4096) };
+        let start = format!("{:x}-", addr as usize);
+        let line = maps.lines().find(|l| l.starts_with(&start)).unwrap();
+        let dev = line.split_whitespace().nth(3).unwrap();
+        assert_eq!(
+            dev,
+            format!("{:02x}:{:02x}", shm.major, shm.minor),
+            "{line}"
+        );
     }
 
     #[test]
