@@ -136,98 +136,124 @@ enum Clause<'c> {
     InternalShm(bool),
 }
 
+/// Calls `$visit` (`FnMut(Clause) -> bool`) with each condition `$c` sets, in order, while it
+/// returns true; true when it always did. Straight-line code that stops at the first false
+/// clause: a `Cond` is tested this way for every file the daemon sees. Every field is named
+/// (a condition added to `Cond` and left out here fails to compile).
+macro_rules! each_clause {
+    ($c:expr, $visit:expr) => {{
+        use Clause as K;
+        let mut visit = $visit;
+        let Cond {
+            ops,
+            member,
+            name,
+            name_prefix,
+            file_type,
+            major,
+            minor,
+            fs_type,
+            fs_magic,
+            family,
+            sock_type,
+            protocol,
+            tcp_state,
+            inflight,
+            peer,
+            peer_named,
+            pidfd_target,
+            bpf_map_type,
+            tty_master,
+            external_ptys_over,
+            ns_member,
+            own_netns,
+            own_ipcns,
+            deleted,
+            unlinked,
+            size_over,
+            allocated_over,
+            locked,
+            mount_visible,
+            shared,
+            inode_known,
+            socket_known,
+            sock_filter,
+            udp_corked,
+            send_queued,
+            recv_queued,
+            pidfd_dead,
+            f_flags_any,
+            socket_fd,
+            watches,
+            internal_shm,
+        } = $c;
+        ops.as_ref().map(K::Ops).is_none_or(&mut visit)
+            && member.as_ref().map(K::Member).is_none_or(&mut visit)
+            && name.as_ref().map(K::Name).is_none_or(&mut visit)
+            && name_prefix
+                .as_ref()
+                .map(K::NamePrefix)
+                .is_none_or(&mut visit)
+            && file_type.as_ref().map(K::FileType).is_none_or(&mut visit)
+            && major.as_ref().map(K::Major).is_none_or(&mut visit)
+            && minor.as_ref().map(K::Minor).is_none_or(&mut visit)
+            && fs_type.as_ref().map(K::FsType).is_none_or(&mut visit)
+            && fs_magic.as_ref().map(K::FsMagic).is_none_or(&mut visit)
+            && family.as_ref().map(K::Family).is_none_or(&mut visit)
+            && sock_type.as_ref().map(K::SockType).is_none_or(&mut visit)
+            && protocol.as_ref().map(K::Protocol).is_none_or(&mut visit)
+            && tcp_state.as_ref().map(K::TcpState).is_none_or(&mut visit)
+            && inflight.map(K::Inflight).is_none_or(&mut visit)
+            && peer.as_ref().map(K::Peer).is_none_or(&mut visit)
+            && peer_named.map(K::PeerNamed).is_none_or(&mut visit)
+            && pidfd_target
+                .as_ref()
+                .map(K::PidfdTarget)
+                .is_none_or(&mut visit)
+            && bpf_map_type
+                .as_ref()
+                .map(K::BpfMapType)
+                .is_none_or(&mut visit)
+            && tty_master.as_ref().map(K::TtyMaster).is_none_or(&mut visit)
+            && external_ptys_over
+                .map(K::ExternalPtysOver)
+                .is_none_or(&mut visit)
+            && ns_member.map(K::NsMember).is_none_or(&mut visit)
+            && own_netns.map(K::OwnNetns).is_none_or(&mut visit)
+            && own_ipcns.map(K::OwnIpcns).is_none_or(&mut visit)
+            && deleted.map(K::Deleted).is_none_or(&mut visit)
+            && unlinked.map(K::Unlinked).is_none_or(&mut visit)
+            && size_over.map(K::SizeOver).is_none_or(&mut visit)
+            && allocated_over.map(K::AllocatedOver).is_none_or(&mut visit)
+            && locked.map(K::Locked).is_none_or(&mut visit)
+            && mount_visible.map(K::MountVisible).is_none_or(&mut visit)
+            && shared.map(K::Shared).is_none_or(&mut visit)
+            && inode_known.map(K::InodeKnown).is_none_or(&mut visit)
+            && socket_known.map(K::SocketKnown).is_none_or(&mut visit)
+            && sock_filter
+                .as_ref()
+                .map(K::SockFilter)
+                .is_none_or(&mut visit)
+            && udp_corked.map(K::UdpCorked).is_none_or(&mut visit)
+            && send_queued.map(K::SendQueued).is_none_or(&mut visit)
+            && recv_queued.map(K::RecvQueued).is_none_or(&mut visit)
+            && pidfd_dead.map(K::PidfdDead).is_none_or(&mut visit)
+            && f_flags_any.map(K::FFlagsAny).is_none_or(&mut visit)
+            && socket_fd.as_ref().map(K::SocketFd).is_none_or(&mut visit)
+            && watches.as_ref().map(K::Watches).is_none_or(&mut visit)
+            && internal_shm.map(K::InternalShm).is_none_or(&mut visit)
+    }};
+}
+
 /// The clauses of `c`: one per condition it sets.
 fn clauses(c: &Cond) -> impl Iterator<Item = Clause<'_>> {
-    use Clause as K;
-    // Every field, by name: a condition added to `Cond` and left out here fails to compile.
-    let Cond {
-        ops,
-        member,
-        name,
-        name_prefix,
-        file_type,
-        major,
-        minor,
-        fs_type,
-        fs_magic,
-        family,
-        sock_type,
-        protocol,
-        tcp_state,
-        inflight,
-        peer,
-        peer_named,
-        pidfd_target,
-        bpf_map_type,
-        tty_master,
-        external_ptys_over,
-        ns_member,
-        own_netns,
-        own_ipcns,
-        deleted,
-        unlinked,
-        size_over,
-        allocated_over,
-        locked,
-        mount_visible,
-        shared,
-        inode_known,
-        socket_known,
-        sock_filter,
-        udp_corked,
-        send_queued,
-        recv_queued,
-        pidfd_dead,
-        f_flags_any,
-        socket_fd,
-        watches,
-        internal_shm,
-    } = c;
-    [
-        ops.as_ref().map(K::Ops),
-        member.as_ref().map(K::Member),
-        name.as_ref().map(K::Name),
-        name_prefix.as_ref().map(K::NamePrefix),
-        file_type.as_ref().map(K::FileType),
-        major.as_ref().map(K::Major),
-        minor.as_ref().map(K::Minor),
-        fs_type.as_ref().map(K::FsType),
-        fs_magic.as_ref().map(K::FsMagic),
-        family.as_ref().map(K::Family),
-        sock_type.as_ref().map(K::SockType),
-        protocol.as_ref().map(K::Protocol),
-        tcp_state.as_ref().map(K::TcpState),
-        inflight.map(K::Inflight),
-        peer.as_ref().map(K::Peer),
-        peer_named.map(K::PeerNamed),
-        pidfd_target.as_ref().map(K::PidfdTarget),
-        bpf_map_type.as_ref().map(K::BpfMapType),
-        tty_master.as_ref().map(K::TtyMaster),
-        external_ptys_over.map(K::ExternalPtysOver),
-        ns_member.map(K::NsMember),
-        own_netns.map(K::OwnNetns),
-        own_ipcns.map(K::OwnIpcns),
-        deleted.map(K::Deleted),
-        unlinked.map(K::Unlinked),
-        size_over.map(K::SizeOver),
-        allocated_over.map(K::AllocatedOver),
-        locked.map(K::Locked),
-        mount_visible.map(K::MountVisible),
-        shared.map(K::Shared),
-        inode_known.map(K::InodeKnown),
-        socket_known.map(K::SocketKnown),
-        sock_filter.as_ref().map(K::SockFilter),
-        udp_corked.map(K::UdpCorked),
-        send_queued.map(K::SendQueued),
-        recv_queued.map(K::RecvQueued),
-        pidfd_dead.map(K::PidfdDead),
-        f_flags_any.map(K::FFlagsAny),
-        socket_fd.as_ref().map(K::SocketFd),
-        watches.as_ref().map(K::Watches),
-        internal_shm.map(K::InternalShm),
-    ]
-    .into_iter()
-    .flatten()
+    let mut all = Vec::new();
+    // The visitor never stops the walk: what it returns says nothing here.
+    let _ = each_clause!(c, |k| {
+        all.push(k);
+        true
+    });
+    all.into_iter()
 }
 
 impl Clause<'_> {
@@ -318,7 +344,7 @@ impl Clause<'_> {
 }
 
 fn cond_matches(c: &Cond, f: &FileFact, ops: Option<&OpsIdentity>, ctx: &Context) -> bool {
-    clauses(c).all(|k| k.holds(f, ops, ctx))
+    each_clause!(c, |k: Clause| k.holds(f, ops, ctx))
 }
 
 /// Rounds a size up to whole MiB, as CRIU's `--ghost-limit` takes it (`2M`).
