@@ -66,6 +66,8 @@ static SYSCALL_KIND: Array<u8> = Array::with_max_entries(MAX_SYSCALLS, 0);
 static EVENT_SCRATCH: PerCpuArray<FileFacts> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static EVENT_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static EVENT_FS_TYPE: kread::FsTypeCache = PerCpuArray::with_max_entries(1, 0);
 /// The scratch of programs that run [`Runs::Anywhere`].
 #[map]
 static NESTED_SCRATCH: PerCpuArray<FileFacts> = PerCpuArray::with_max_entries(1, 0);
@@ -235,9 +237,9 @@ fn installed(task: u64, fd: u32, file: u64) {
 /// BPF calls take five arguments at most.
 #[inline(always)]
 fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16>, runs: Runs) {
-    let (scratch, ops_scratch) = match runs {
-        Runs::InTask => (&EVENT_SCRATCH, &EVENT_OPS_SCRATCH),
-        Runs::Anywhere => (&NESTED_SCRATCH, &NESTED_OPS_SCRATCH),
+    let (scratch, ops_scratch, fs_cache) = match runs {
+        Runs::InTask => (&EVENT_SCRATCH, &EVENT_OPS_SCRATCH, Some(&EVENT_FS_TYPE)),
+        Runs::Anywhere => (&NESTED_SCRATCH, &NESTED_OPS_SCRATCH, None),
     };
     if file_facts::first_sight(f_op) {
         if let Some(ops) = ops_scratch.get_ptr_mut(0) {
@@ -253,7 +255,6 @@ fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16
         return;
     };
     let rec = unsafe { &mut *rec };
-    let fs_cache = runs == Runs::InTask;
     file_facts::fill::<kread::Probe>(rec, task, tgid, fd, file, f_op, fs_cache);
     if let Some(state) = state {
         rec.sk_state = state;

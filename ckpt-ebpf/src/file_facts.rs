@@ -42,21 +42,17 @@ pub fn fill_ops(rec: &mut OpsRecord, f_op: u64) {
     }
 }
 
-/// The iterators' ops record, built here rather than on the 512-byte stack (iterator programs
-/// never run nested on one CPU, so they share it).
-#[map]
-static ITER_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
-
 /// Writes the ops record of `f_op` to an iterator's `seq` the first time the table is seen;
 /// true when this call wrote it. If the caller's own record then does not fit, the kernel
 /// discards both and runs the program again on the same object: the caller calls
-/// [`forget_ops`] so that run reports the table again.
+/// [`forget_ops`] so that run reports the table again. `scratch` is the calling program's own:
+/// the two iterators of a scan run at once.
 #[inline(always)]
-pub fn emit_ops_once(seq: *mut c_void, f_op: u64) -> bool {
+pub fn emit_ops_once(seq: *mut c_void, f_op: u64, scratch: &PerCpuArray<OpsRecord>) -> bool {
     if !first_sight(f_op) {
         return false;
     }
-    let written = ITER_OPS_SCRATCH.get_ptr_mut(0).is_some_and(|rec| {
+    let written = scratch.get_ptr_mut(0).is_some_and(|rec| {
         let rec = unsafe { &mut *rec };
         fill_ops(rec, f_op);
         let size = core::mem::size_of::<OpsRecord>() as u32;
@@ -90,7 +86,7 @@ pub fn fill<M: Mem>(
     fd: u32,
     file: u64,
     f_op: u64,
-    fs_cache: bool,
+    fs_cache: Option<&kread::FsTypeCache>,
 ) {
     rec.tag = ckpt_common::TAG_FILE;
     rec.tgid = tgid;

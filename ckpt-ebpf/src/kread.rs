@@ -96,7 +96,9 @@ pub fn read_str_at<M: Mem>(base: u64, off: u32, dest: &mut [u8]) -> bool {
 /// filesystems, so the string read is mostly saved. Keyed by the `file_system_type`, a static
 /// object of the kernel or a module, never by the superblock: a superblock freed and
 /// reallocated for another filesystem (an unmount, then a mount a user chose) would be named
-/// after the old one.
+/// after the old one. Each program that caches has its own map: two programs that may run at
+/// once on one CPU (the two iterators of one scan, preempted; an event and an iterator) must
+/// never be halfway through one cache.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct FsTypeName {
@@ -104,16 +106,13 @@ pub struct FsTypeName {
     name: [u8; FS_TYPE_LEN],
 }
 
-#[map]
-static LAST_FS_TYPE: PerCpuArray<FsTypeName> = PerCpuArray::with_max_entries(1, 0);
+pub type FsTypeCache = PerCpuArray<FsTypeName>;
 
-/// `cached`: false for a program that may interrupt another (see `events::Runs`), which must
-/// not touch the cache that program may be halfway through.
+/// `cache`: none for a program that may interrupt another (see `events::Runs`).
 #[inline(always)]
-fn fs_type_name<M: Mem>(sb: u64, dest: &mut [u8; FS_TYPE_LEN], cached: bool) {
+fn fs_type_name<M: Mem>(sb: u64, dest: &mut [u8; FS_TYPE_LEN], cache: Option<&FsTypeCache>) {
     let fstype = M::ptr(sb, off!(sb_s_type));
-    let cache = LAST_FS_TYPE.get_ptr_mut(0).filter(|_| cached);
-    let Some(cache) = cache else {
+    let Some(cache) = cache.and_then(|c| c.get_ptr_mut(0)) else {
         read_str_at::<M>(fstype, off!(fstype_name), dest);
         return;
     };
@@ -147,7 +146,7 @@ pub fn inode_facts<M: Mem>(
     file: u64,
     fs_type: &mut [u8; FS_TYPE_LEN],
     name: &mut [u8],
-    fs_cache: bool,
+    fs_cache: Option<&FsTypeCache>,
 ) -> (InodeFacts, u64) {
     let mut f = InodeFacts {
         ino: 0,

@@ -2,15 +2,19 @@
 //! first time each ops table is seen.
 
 use aya_ebpf::{helpers::generated::bpf_seq_write, macros::map, maps::PerCpuArray};
-use ckpt_common::FileFacts;
+use ckpt_common::{FileFacts, OpsRecord};
 use core::ffi::c_void;
 
 use crate::file_facts;
-use crate::kread::{self, Mem, Typed, off};
+use crate::kread::{self, FsTypeCache, Mem, Typed, off};
 
 /// Records are built here, not on the 512-byte BPF stack.
 #[map]
 static FILE_SCRATCH: PerCpuArray<FileFacts> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static FILE_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static FILE_FS_TYPE: FsTypeCache = PerCpuArray::with_max_entries(1, 0);
 
 /// `struct bpf_iter__task_file` is BPF ABI: meta, task, fd, file, each 8-byte aligned.
 const CTX_META: usize = 0;
@@ -43,11 +47,11 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
     }
 
     let f_op = Typed::ptr(file, off!(file_f_op));
-    let ops_emitted = file_facts::emit_ops_once(seq, f_op);
+    let ops_emitted = file_facts::emit_ops_once(seq, f_op, &FILE_OPS_SCRATCH);
 
     let rec = FILE_SCRATCH.get_ptr_mut(0)?;
     let rec = unsafe { &mut *rec };
-    file_facts::fill::<Typed>(rec, task, tgid, fd, file, f_op, true);
+    file_facts::fill::<Typed>(rec, task, tgid, fd, file, f_op, Some(&FILE_FS_TYPE));
 
     let written = unsafe {
         bpf_seq_write(

@@ -3,14 +3,18 @@
 //! the file, not at each range.
 
 use aya_ebpf::{helpers::generated::bpf_seq_write, macros::map, maps::PerCpuArray};
-use ckpt_common::{FS_TYPE_LEN, NAME_LEN, TAG_VMA, VmaFacts, flags};
+use ckpt_common::{FS_TYPE_LEN, NAME_LEN, OpsRecord, TAG_VMA, VmaFacts, flags};
 use core::ffi::c_void;
 
 use crate::file_facts;
-use crate::kread::{self, Mem, Typed, off};
+use crate::kread::{self, FsTypeCache, Mem, Typed, off};
 
 #[map]
 static VMA_SCRATCH: PerCpuArray<VmaFacts> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static VMA_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static VMA_FS_TYPE: FsTypeCache = PerCpuArray::with_max_entries(1, 0);
 
 /// The last (iterator session, tgid, file) reported on this CPU, to skip the next VMAs of the
 /// same file. The session keeps a later scan by the same loaded program (a daemon's rescan)
@@ -71,10 +75,11 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     rec.f_op = Typed::ptr(file, off!(file_f_op));
     // A mapped file's ops table may belong to no open fd: report its members here too.
     let f_op = rec.f_op;
-    let ops_emitted = file_facts::emit_ops_once(seq, f_op);
+    let ops_emitted = file_facts::emit_ops_once(seq, f_op, &VMA_OPS_SCRATCH);
     rec.fs_type = [0; FS_TYPE_LEN];
     rec.name = [0; NAME_LEN];
-    let (facts, _inode) = kread::inode_facts::<Typed>(file, &mut rec.fs_type, &mut rec.name, true);
+    let (facts, _inode) =
+        kread::inode_facts::<Typed>(file, &mut rec.fs_type, &mut rec.name, Some(&VMA_FS_TYPE));
     kread::store_inode!(rec, facts);
     if let Some((_, visible)) = kread::mount_facts::<Typed>(file, task) {
         if visible {
