@@ -46,10 +46,9 @@ const NS_KINDS: [&str; 8] = ["pid", "net", "ipc", "mnt", "uts", "user", "cgroup"
 impl Namespaces {
     fn of(pid: u32) -> Self {
         let mut ns = Namespaces::default();
-        for kind in NS_KINDS {
-            let theirs = procfs::ns_inode(Some(pid), kind);
+        for (kind, theirs) in NS_KINDS.into_iter().zip(procfs::ns_inodes(pid, NS_KINDS)) {
             match theirs {
-                Some(_) if theirs != procfs::ns_inode(None, kind) => ns.own.push(kind),
+                Some(_) if theirs != procfs::own_ns_inode(kind) => ns.own.push(kind),
                 Some(_) => ns.host.push(kind),
                 None => {}
             }

@@ -310,8 +310,8 @@ pub struct Own {
 impl Own {
     pub fn current() -> Self {
         Self {
-            netns: procfs::ns_inode(None, "net"),
-            ipcns: procfs::ns_inode(None, "ipc"),
+            netns: procfs::own_ns_inode("net"),
+            ipcns: procfs::own_ns_inode("ipc"),
             shm_dev: internal_shm_dev(),
         }
     }

@@ -122,43 +122,95 @@ fn proc_path(pid: u32, file: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/{file}"))
 }
 
-/// The inode of `/proc/PID/ns/KIND` (`net:[4026531833]` → 4026531833).
-pub fn ns_inode(pid: Option<u32>, kind: &str) -> Option<u64> {
-    let path = match pid {
-        Some(p) => proc_path(p, &format!("ns/{kind}")),
-        None => PathBuf::from(format!("/proc/self/ns/{kind}")),
-    };
-    let link = std::fs::read_link(path).ok()?;
-    let s = link.to_str()?;
-    s.split_once('[')?.1.trim_end_matches(']').parse().ok()
+/// The inode a `/proc/PID/ns/KIND` link names (`net:[4026531833]` → 4026531833).
+fn ns_link_inode(link: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(link).ok()?;
+    s.split_once('[')?.1.strip_suffix(']')?.parse().ok()
 }
 
-/// A /proc file of `pid` as text. Process names and cgroup paths are bytes that the process
-/// chooses (`prctl(PR_SET_NAME)`, `mkdir` in a delegated cgroup): invalid UTF-8 is replaced,
-/// never a reason to lose the process. A pid that vanished is `NoSuchProcess`.
-fn read_text(pid: u32, file: &'static str) -> Result<String, ProcError> {
-    match std::fs::read(proc_path(pid, file)) {
-        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(e)
-            if e.kind() == std::io::ErrorKind::NotFound
-                || e.raw_os_error() == Some(libc::ESRCH) =>
-        {
-            Err(ProcError::NoSuchProcess(pid))
+/// The inode of this process's namespace of `kind` (`/proc/self/ns/KIND`).
+pub fn own_ns_inode(kind: &str) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/self/ns/{kind}")).ok()?;
+    ns_link_inode(link.as_os_str().as_encoded_bytes())
+}
+
+/// The inodes of `pid`'s namespaces of these kinds, all of one process: read through one
+/// opened `/proc/PID`, so a pid reused between two reads cannot mix two processes. None for a
+/// kind this kernel lacks, and for every kind of a process gone.
+pub fn ns_inodes<const N: usize>(pid: u32, kinds: [&str; N]) -> [Option<u64>; N] {
+    match ProcDir::open(pid) {
+        Ok(dir) => kinds.map(|k| dir.ns_inode(k)),
+        Err(_) => [None; N],
+    }
+}
+
+fn io_error(pid: u32, file: &'static str, e: std::io::Error) -> ProcError {
+    if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) {
+        ProcError::NoSuchProcess(pid)
+    } else {
+        ProcError::Io {
+            pid,
+            file,
+            source: e,
         }
-        Err(source) => Err(ProcError::Io { pid, file, source }),
+    }
+}
+
+/// `/proc/PID`, opened once: every file read through it is of the process opened, never of
+/// one that took its pid after it exited (those reads fail as for a process gone), and each
+/// read looks up one name, not the whole path.
+struct ProcDir {
+    pid: u32,
+    dir: std::os::fd::OwnedFd,
+}
+
+impl ProcDir {
+    fn open(pid: u32) -> Result<Self, ProcError> {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let dir = rustix::fs::open(format!("/proc/{pid}"), flags, Mode::empty())
+            .map_err(|e| io_error(pid, "", e.into()))?;
+        Ok(Self { pid, dir })
+    }
+
+    /// A file of the process as text. Process names and cgroup paths are bytes that the
+    /// process chooses (`prctl(PR_SET_NAME)`, `mkdir` in a delegated cgroup): invalid UTF-8 is
+    /// replaced, never a reason to lose the process.
+    fn read_text(&self, file: &'static str) -> Result<String, ProcError> {
+        use rustix::fs::{Mode, OFlags};
+        use std::io::Read;
+        let fd = rustix::fs::openat(
+            &self.dir,
+            file,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_error(self.pid, file, e.into()))?;
+        let mut bytes = Vec::new();
+        std::fs::File::from(fd)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_error(self.pid, file, e))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn ns_inode(&self, kind: &str) -> Option<u64> {
+        let link = rustix::fs::readlinkat(&self.dir, format!("ns/{kind}"), Vec::new()).ok()?;
+        ns_link_inode(link.as_bytes())
     }
 }
 
 /// Reads one process. A pid that vanished is `NoSuchProcess`.
 pub fn read_proc(pid: u32) -> Result<ProcInfo, ProcError> {
-    let mut info = parse_status(pid, &read_text(pid, "status")?);
+    let dir = ProcDir::open(pid)?;
+    let mut info = parse_status(pid, &dir.read_text("status")?);
     // A process that exits between the two reads keeps no cgroup: it has nothing to dump.
-    info.cgroups = read_text(pid, "cgroup")
+    info.cgroups = dir
+        .read_text("cgroup")
         .map(|t| parse_cgroups(&t))
         .unwrap_or_default();
-    info.netns = ns_inode(Some(pid), "net");
-    info.ipcns = ns_inode(Some(pid), "ipc");
-    info.pidns = ns_inode(Some(pid), "pid");
+    info.netns = dir.ns_inode("net");
+    info.ipcns = dir.ns_inode("ipc");
+    info.pidns = dir.ns_inode("pid");
     Ok(info)
 }
 
@@ -275,7 +327,8 @@ pub fn parse_kind(pid: u32, status: &str, stat: &str) -> PidKind {
 
 /// Checks that `pid` is a live user-space process, the only thing a checkpoint can start from.
 pub fn ensure_process(pid: u32) -> Result<(), ProcError> {
-    let kind = parse_kind(pid, &read_text(pid, "status")?, &read_text(pid, "stat")?);
+    let dir = ProcDir::open(pid)?;
+    let kind = parse_kind(pid, &dir.read_text("status")?, &dir.read_text("stat")?);
     match kind {
         PidKind::Process => Ok(()),
         PidKind::Thread { tgid } => Err(ProcError::Thread { tid: pid, tgid }),
@@ -300,10 +353,7 @@ pub fn all_ns_inodes(pid: u32) -> Vec<u64> {
         "time",
         "time_for_children",
     ];
-    KINDS
-        .iter()
-        .filter_map(|k| ns_inode(Some(pid), k))
-        .collect()
+    ns_inodes(pid, KINDS).into_iter().flatten().collect()
 }
 
 /// Open files on the host (`/proc/sys/fs/file-nr`): each counted once however many fds refer
@@ -390,7 +440,7 @@ mod tests {
         let me = read_proc(std::process::id()).unwrap();
         assert_eq!(me.pid, std::process::id());
         assert!(!me.comm.is_empty());
-        assert_eq!(me.netns, ns_inode(None, "net"));
+        assert_eq!(me.netns, own_ns_inode("net"));
     }
 
     #[test]
@@ -454,5 +504,27 @@ mod tests {
         let err = read_proc(u32::MAX - 1).unwrap_err();
         assert!(matches!(err, ProcError::NoSuchProcess(_)), "{err}");
         assert!(err.to_string().contains("no process with pid"));
+    }
+
+    /// Once its process is reaped, an opened /proc directory reads as a process gone: what
+    /// follows can never be of a process that took the pid since.
+    #[test]
+    fn an_opened_proc_dir_reads_only_its_own_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let dir = ProcDir::open(child.id()).unwrap();
+        let pid_line = format!("\nPid:\t{}\n", child.id());
+        assert!(dir.read_text("status").unwrap().contains(&pid_line));
+        assert_eq!(dir.ns_inode("net"), own_ns_inode("net"));
+        let kinds = ["net", "mnt"];
+        assert_eq!(ns_inodes(child.id(), kinds), kinds.map(own_ns_inode));
+        assert!(own_ns_inode("net").is_some());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let err = dir.read_text("status").unwrap_err();
+        assert!(matches!(err, ProcError::NoSuchProcess(_)), "{err}");
+        assert_eq!(dir.ns_inode("net"), None);
     }
 }
