@@ -95,6 +95,14 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Test => {
             cargo(&["fmt", "--all", "--", "--check"])?;
+            // The BPF crate is outside the workspace (another target), so `--all` skips it.
+            cargo(&[
+                "fmt",
+                "--manifest-path",
+                "ckpt-ebpf/Cargo.toml",
+                "--",
+                "--check",
+            ])?;
             cargo(&[
                 "clippy",
                 "--workspace",
