@@ -296,6 +296,7 @@ impl Daemon {
             profile: &judge.profile,
             given: &self.given,
             annotated: &|c| annotated(judge, c),
+            read_proc: &|pid| procfs::read_proc(pid).ok(),
         };
         let settled = self.state.settle(&j, &self.names, self.started.elapsed());
         let shared = self.shared.clone();
@@ -420,6 +421,7 @@ impl Daemon {
             profile: &judge.profile,
             given: &self.given,
             annotated: &|c| annotated(judge, c),
+            read_proc: &|pid| procfs::read_proc(pid).ok(),
         };
         let out = self.state.reconcile(&j, snap);
         self.apply(out);
@@ -494,6 +496,7 @@ impl Daemon {
             profile: &judge.profile,
             given: &self.given,
             annotated: &|c| annotated(judge, c),
+            read_proc: &|pid| procfs::read_proc(pid).ok(),
         };
         let (kind, out) = match event {
             Event::Ops(..) => unreachable!("handled above"),
@@ -506,11 +509,7 @@ impl Daemon {
                     ckpt_common::task_event::REFRESH => "refresh",
                     _ => "close",
                 };
-                (
-                    kind,
-                    self.state
-                        .task(&j, &ev, &|pid| procfs::read_proc(pid).ok(), &fd_still_open),
-                )
+                (kind, self.state.task(&j, &ev, &fd_still_open))
             }
         };
         self.count_event(kind);

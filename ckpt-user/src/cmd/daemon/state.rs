@@ -111,6 +111,12 @@ pub struct State {
     files: HashMap<u32, BTreeMap<u32, Box<FileFact>>>,
     mappings: HashMap<u32, Vec<FileFact>>,
     procs: HashMap<u32, ProcInfo>,
+    /// Forked processes known so far by the facts their parent had at the fork, which a fork
+    /// copies (session, cgroups, namespaces, credentials). Each is read from /proc before
+    /// anything of its own is judged: at its first install, its exec, or the next settle,
+    /// whichever comes first. Most children of a fork exec or exit before a settle, so a
+    /// fork+exec costs one read of /proc, and a fork that exits at once none.
+    unread: HashSet<u32>,
     children: HashMap<u32, Vec<u32>>,
     holders: Holders,
     /// The workload of each process, and each workload's processes.
@@ -164,6 +170,8 @@ pub struct Judging<'a> {
     pub given: &'a GivenBy,
     /// The options of a container whose runc config file is not runc.conf (`Judge::annotated`).
     pub annotated: &'a dyn Fn(&ContainerName) -> Option<Given>,
+    /// What /proc says of a process now; None once it is gone.
+    pub read_proc: &'a dyn Fn(u32) -> Option<ProcInfo>,
 }
 
 /// The container a workload's processes run in, from the first that names one.
@@ -180,6 +188,7 @@ impl State {
             files: HashMap::new(),
             mappings: HashMap::new(),
             procs: HashMap::new(),
+            unread: HashSet::new(),
             children: HashMap::new(),
             holders: Holders::default(),
             keys: HashMap::new(),
@@ -244,6 +253,15 @@ impl State {
         }
         self.procs.insert(pid, info);
         self.touch(pid);
+    }
+
+    /// Replaces a forked process's copied facts with what /proc says, if they are copied.
+    fn read_if_copied(&mut self, j: &Judging, pid: u32) {
+        if self.unread.remove(&pid)
+            && let Some(info) = (j.read_proc)(pid)
+        {
+            self.set_proc(info);
+        }
     }
 
     fn leave(&mut self, pid: u32) {
@@ -398,6 +416,13 @@ impl State {
     /// Judges the workloads events touched, then alerts on those whose new verdict has held
     /// for the settle time, within the rate limit. `now` is any monotonic clock.
     pub fn settle(&mut self, j: &Judging, names: &Names, now: Duration) -> Settled {
+        // Read first: a process that left its parent's session or cgroup moves, and both
+        // workloads are judged.
+        for pid in std::mem::take(&mut self.unread) {
+            if let Some(info) = (j.read_proc)(pid) {
+                self.set_proc(info);
+            }
+        }
         let dirty: Vec<Key> = std::mem::take(&mut self.dirty).into_iter().collect();
         for key in dirty {
             match self.observe(j, names, &key) {
@@ -625,6 +650,7 @@ impl State {
         self.own = snap.own();
         self.dirty.extend(self.members.keys().cloned());
         self.procs.clear();
+        self.unread.clear();
         self.keys.clear();
         self.members.clear();
         self.container_names.clear();
@@ -705,6 +731,7 @@ impl State {
         let mut out = Outcome::default();
         let f = FileFact::from_file(rec);
         let pid = f.pid;
+        self.read_if_copied(j, pid);
         if !self.procs.contains_key(&pid) {
             // Its fork was not seen (lost, or before the start): its own session until /proc
             // or a rescan says otherwise.
@@ -721,13 +748,11 @@ impl State {
         out
     }
 
-    /// A lifecycle event. `proc_info` reads /proc for a process that appeared or exec'd;
-    /// `alive_fds` tells which tracked fds survived an exec.
+    /// A lifecycle event. `alive_fds` tells which tracked fds survived an exec.
     pub fn task(
         &mut self,
         j: &Judging,
         ev: &TaskEvent,
-        proc_info: &dyn Fn(u32) -> Option<ProcInfo>,
         alive_fds: &dyn Fn(u32, &FileFact) -> bool,
     ) -> Outcome {
         let mut out = Outcome::default();
@@ -735,14 +760,21 @@ impl State {
         match ev.kind {
             task_event::FORK => {
                 let child = ev.arg;
-                let info = proc_info(child).unwrap_or_else(|| {
-                    let parent = self.procs.get(&pid).cloned().unwrap_or_default();
-                    ProcInfo {
+                let info = match self.procs.get(&pid) {
+                    Some(parent) => {
+                        self.unread.insert(child);
+                        ProcInfo {
+                            pid: child,
+                            ppid: pid,
+                            ..parent.clone()
+                        }
+                    }
+                    None => (j.read_proc)(child).unwrap_or(ProcInfo {
                         pid: child,
                         ppid: pid,
-                        ..parent
-                    }
-                });
+                        ..Default::default()
+                    }),
+                };
                 self.children.entry(pid).or_default().push(child);
                 let inherited: Vec<FileFact> = self
                     .files
@@ -767,7 +799,8 @@ impl State {
                 self.set_proc(info);
             }
             task_event::EXEC => {
-                if let Some(info) = proc_info(pid) {
+                self.unread.remove(&pid);
+                if let Some(info) = (j.read_proc)(pid) {
                     self.set_proc(info);
                 }
                 let gone: Vec<u32> = self
@@ -786,6 +819,7 @@ impl State {
                 self.touch(pid);
             }
             task_event::EXIT => {
+                self.unread.remove(&pid);
                 self.touch(pid);
                 let fds: Vec<u32> = self
                     .files
@@ -819,7 +853,8 @@ impl State {
                 }
             }
             task_event::REFRESH => {
-                if let Some(info) = proc_info(pid) {
+                self.unread.remove(&pid);
+                if let Some(info) = (j.read_proc)(pid) {
                     self.set_proc(info);
                 }
             }

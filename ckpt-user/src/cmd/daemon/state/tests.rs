@@ -1,3 +1,4 @@
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use ckpt_common::{FS_TYPE_LEN, FileFacts, NAME_LEN, TAG_FILE, TAG_TASK, known};
@@ -122,6 +123,24 @@ struct Fixture {
     annotated: Option<Given>,
     /// The settle clock.
     now: Duration,
+    /// What /proc says of each process, and how often it was read.
+    on_proc: HashMap<u32, ProcInfo>,
+    reads: Cell<usize>,
+}
+
+/// A fixture's judging context, borrowing its fields apart from its state.
+macro_rules! judging {
+    ($f:expr) => {
+        Judging {
+            profile: &$f.profile,
+            given: &$f.given,
+            annotated: &|_| $f.annotated.clone(),
+            read_proc: &|pid| {
+                $f.reads.set($f.reads.get() + 1);
+                $f.on_proc.get(&pid).cloned()
+            },
+        }
+    };
 }
 
 fn session(id: u32) -> Key {
@@ -165,17 +184,15 @@ impl Fixture {
             given,
             annotated: None,
             now: Duration::ZERO,
+            on_proc: HashMap::new(),
+            reads: Cell::new(0),
         };
         let snap = Snapshot {
             procs: procs.into_iter().map(|p| (p.pid, p)).collect(),
             files,
             ..Default::default()
         };
-        let j = Judging {
-            profile: &f.profile,
-            given: &f.given,
-            annotated: &|_| f.annotated.clone(),
-        };
+        let j = judging!(f);
         f.state.reconcile(&j, snap);
         f
     }
@@ -186,11 +203,7 @@ impl Fixture {
     }
 
     fn settle(&mut self) -> Settled {
-        let j = Judging {
-            profile: &self.profile,
-            given: &self.given,
-            annotated: &|_| self.annotated.clone(),
-        };
+        let j = judging!(self);
         self.state.settle(&j, &Names::default(), self.now)
     }
 
@@ -201,41 +214,19 @@ impl Fixture {
     }
 
     fn install(&mut self, rec: FileFacts) -> Outcome {
-        self.state.installed(
-            &Judging {
-                profile: &self.profile,
-                given: &self.given,
-                annotated: &|_| self.annotated.clone(),
-            },
-            &rec,
-        )
+        self.state.installed(&judging!(self), &rec)
     }
 
     fn task(&mut self, ev: TaskEvent, alive: &dyn Fn(u32, &FileFact) -> bool) -> Outcome {
-        self.task_with(ev, &|_| None, alive)
+        let j = judging!(self);
+        self.state.task(&j, &ev, alive)
     }
 
-    fn task_with(
-        &mut self,
-        ev: TaskEvent,
-        info: &dyn Fn(u32) -> Option<ProcInfo>,
-        alive: &dyn Fn(u32, &FileFact) -> bool,
-    ) -> Outcome {
-        let j = Judging {
-            profile: &self.profile,
-            given: &self.given,
-            annotated: &|_| self.annotated.clone(),
-        };
-        self.state.task(&j, &ev, info, alive)
-    }
-
+    /// `parent` forks `child`, which /proc then shows as it is given.
     fn fork(&mut self, parent: u32, child: ProcInfo) {
-        let c = child.clone();
-        self.task_with(
-            task(task_event::FORK, parent, child.pid, 0),
-            &move |_| Some(c.clone()),
-            &|_, _| true,
-        );
+        let pid = child.pid;
+        self.on_proc.insert(pid, child);
+        self.task(task(task_event::FORK, parent, pid, 0), &|_, _| true);
     }
 
     fn verdict(&self, key: &Key) -> Option<Verdict> {
@@ -533,11 +524,8 @@ fn moving_to_another_session_moves_the_process_between_workloads() {
     f.settle();
     assert_eq!(f.alerts_after(SETTLE), [alert("became-blocking", 10)]);
     // 11 calls setsid: the blocker leaves session 10 for a session of its own.
-    f.task_with(
-        task(task_event::REFRESH, 11, 0, 0),
-        &|_| Some(leader(11, 10)),
-        &|_, _| true,
-    );
+    f.on_proc.insert(11, leader(11, 10));
+    f.task(task(task_event::REFRESH, 11, 0, 0), &|_, _| true);
     f.settle();
     assert_eq!(
         f.alerts_after(SETTLE),
@@ -667,6 +655,54 @@ fn fork_inherits_blocking_fds_and_exec_clears_closed_ones() {
     assert_eq!(f.alerts_after(SETTLE), [alert("became-ok", 10)]);
 }
 
+/// A fork copies its parent's facts; /proc is read for the child once, at its exec, and
+/// never for a child that exits before anything of its own is judged.
+#[test]
+fn a_fork_and_its_exec_read_proc_once() {
+    let mut f = Fixture::new();
+    f.fork(10, member(12, 10, 10));
+    assert_eq!(f.reads.get(), 0, "a fork copies its parent's facts");
+    f.task(task(task_event::EXEC, 12, 0, 0), &|_, _| true);
+    assert_eq!(f.reads.get(), 1);
+    f.settle();
+    assert_eq!(f.reads.get(), 1, "read at its exec, not again at settle");
+
+    f.fork(10, member(13, 10, 10));
+    f.task(task(task_event::EXIT, 13, 0, 0), &|_, _| true);
+    f.settle();
+    assert_eq!(f.reads.get(), 1, "gone before anything judged it");
+}
+
+/// A child that leaves its parent's session at once is judged in its own: /proc is read
+/// before the next settle judges it, or before its first install is judged.
+#[test]
+fn a_forked_process_is_read_before_it_is_judged() {
+    let mut f = Fixture::new();
+    f.install(io_uring(10, 3));
+    f.settle();
+    assert_eq!(f.alerts_after(SETTLE), [alert("became-blocking", 10)]);
+    // It inherits the io_uring and calls setsid before anything else.
+    f.fork(10, leader(20, 10));
+    assert_eq!(
+        f.state.keys.get(&20),
+        Some(&session(10)),
+        "a copy until read"
+    );
+    f.settle();
+    assert_eq!(f.state.keys.get(&20), Some(&session(20)));
+    assert_eq!(f.alerts_after(SETTLE), [alert("became-blocking", 20)]);
+
+    f.fork(10, leader(30, 10));
+    f.install(io_uring(30, 4));
+    assert_eq!(
+        f.state.keys.get(&30),
+        Some(&session(30)),
+        "read at its install"
+    );
+    f.settle();
+    assert_eq!(f.alerts_after(SETTLE), [alert("became-blocking", 30)]);
+}
+
 #[test]
 fn exec_keeps_fds_that_survive() {
     let mut f = Fixture::new();
@@ -714,11 +750,7 @@ fn reconcile_finds_changes_and_resyncs_tracking() {
         procs: BTreeMap::from([(10, leader(10, 1)), (11, leader(11, 10))]),
         ..Default::default()
     };
-    let j = Judging {
-        profile: &f.profile,
-        given: &f.given,
-        annotated: &|_| f.annotated.clone(),
-    };
+    let j = judging!(f);
     let out = f.state.reconcile(&j, snap);
     assert!(out.kernel.contains(&KernelUpdate::Untrack(fd_key(10, 3))));
     assert!(out.kernel.contains(&KernelUpdate::Track(fd_key(11, 5))));
@@ -739,11 +771,7 @@ fn a_rescan_untracks_reported_fds_of_processes_gone() {
         procs: BTreeMap::from([(10, leader(10, 1))]),
         ..Default::default()
     };
-    let j = Judging {
-        profile: &f.profile,
-        given: &f.given,
-        annotated: &|_| f.annotated.clone(),
-    };
+    let j = judging!(f);
     let out = f.state.reconcile(&j, snap);
     assert!(out.kernel.contains(&KernelUpdate::Untrack(fd_key(11, 4))));
     let out = f.state.reconcile(
