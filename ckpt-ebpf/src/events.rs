@@ -6,6 +6,7 @@
 //! state (a new one is CLOSE) is dropped too, and reported when it leaves that state.
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_RING_SIZE},
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_user},
     macros::{btf_tracepoint, fentry, kprobe, map},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -121,9 +122,21 @@ fn count_lost(runs: Runs) {
     count_at(&LOST, runs as u32);
 }
 
+/// The flags of an output: a forced wakeup once a quarter of the ring waits. The reader lets
+/// records gather after a wakeup, and the kernel wakes it on its own only when it had caught
+/// up; a storm must end the gathering before it fills the ring.
+#[inline(always)]
+fn wakeup() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= EVENTS.query(BPF_RB_RING_SIZE as u64) / 4 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        0
+    }
+}
+
 /// Outputs a record of a [`Runs::InTask`] program.
 fn output<T: 'static>(rec: &T) {
-    if EVENTS.output::<T>(rec, 0).is_err() {
+    if EVENTS.output::<T>(rec, wakeup()).is_err() {
         count_lost(Runs::InTask);
     }
 }
@@ -245,7 +258,7 @@ fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16
         if let Some(ops) = ops_scratch.get_ptr_mut(0) {
             let ops = unsafe { &mut *ops };
             file_facts::fill_ops(ops, f_op);
-            if EVENTS.output::<OpsRecord>(ops, 0).is_err() {
+            if EVENTS.output::<OpsRecord>(ops, wakeup()).is_err() {
                 file_facts::forget_ops(f_op);
                 count_lost(runs);
             }
@@ -259,7 +272,7 @@ fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16
     if let Some(state) = state {
         rec.sk_state = state;
     }
-    if EVENTS.output::<FileFacts>(rec, 0).is_err() {
+    if EVENTS.output::<FileFacts>(rec, wakeup()).is_err() {
         count_lost(runs);
         return;
     }
