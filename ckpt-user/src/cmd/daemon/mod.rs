@@ -779,7 +779,7 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
             batch = events.next() => {
                 let batch = batch.context("the ring buffer's reader stopped")?;
                 if batch.unannounced {
-                    tracing::info!(events = batch.records.len(), "events read on poll's timeout: no wakeup came for them");
+                    tracing::info!(events = batch.records.len(), "events read on the wait's timeout: no wakeup came for them");
                 }
                 daemon.events(&batch.records);
             }
