@@ -255,11 +255,11 @@ impl State {
         self.touch(pid);
     }
 
-    /// Replaces a forked process's copied facts with what /proc says, if they are copied.
-    fn read_if_copied(&mut self, j: &Judging, pid: u32) {
-        if self.unread.remove(&pid)
-            && let Some(info) = (j.read_proc)(pid)
-        {
+    /// Replaces what is known of a process (a fork's copy included) with what /proc says now;
+    /// a process gone keeps what it had until its exit is seen.
+    fn read(&mut self, j: &Judging, pid: u32) {
+        self.unread.remove(&pid);
+        if let Some(info) = (j.read_proc)(pid) {
             self.set_proc(info);
         }
     }
@@ -419,9 +419,7 @@ impl State {
         // Read first: a process that left its parent's session or cgroup moves, and both
         // workloads are judged.
         for pid in std::mem::take(&mut self.unread) {
-            if let Some(info) = (j.read_proc)(pid) {
-                self.set_proc(info);
-            }
+            self.read(j, pid);
         }
         let dirty: Vec<Key> = std::mem::take(&mut self.dirty).into_iter().collect();
         for key in dirty {
@@ -731,7 +729,9 @@ impl State {
         let mut out = Outcome::default();
         let f = FileFact::from_file(rec);
         let pid = f.pid;
-        self.read_if_copied(j, pid);
+        if self.unread.contains(&pid) {
+            self.read(j, pid);
+        }
         if !self.procs.contains_key(&pid) {
             // Its fork was not seen (lost, or before the start): its own session until /proc
             // or a rescan says otherwise.
@@ -799,10 +799,7 @@ impl State {
                 self.set_proc(info);
             }
             task_event::EXEC => {
-                self.unread.remove(&pid);
-                if let Some(info) = (j.read_proc)(pid) {
-                    self.set_proc(info);
-                }
+                self.read(j, pid);
                 let gone: Vec<u32> = self
                     .files
                     .get(&pid)
@@ -852,12 +849,7 @@ impl State {
                     self.touch(pid);
                 }
             }
-            task_event::REFRESH => {
-                self.unread.remove(&pid);
-                if let Some(info) = (j.read_proc)(pid) {
-                    self.set_proc(info);
-                }
-            }
+            task_event::REFRESH => self.read(j, pid),
             task_event::CLOSE_RANGE => {
                 let fds: Vec<u32> = self
                     .files
