@@ -18,6 +18,9 @@ pub const FLAG_CGROUP_ANCESTOR_IDS: u32 = 2;
 /// [`KernelOffsets::udp_cork`] is `udp_sock.udp_flags` (Linux 6.5+, cork is bit 0), not the
 /// older `int corkflag`.
 pub const FLAG_UDP_FLAGS: u32 = 4;
+/// `KernelOffsets::flags`: the kernel has `bpf_get_current_task_btf` (5.11+), so a tracing
+/// program may hold the current task as a BTF-typed pointer and load its members directly.
+pub const FLAG_CURRENT_TASK_BTF: u32 = 8;
 
 pub const FS_TYPE_LEN: usize = 16;
 pub const NAME_LEN: usize = 48;

@@ -7,18 +7,21 @@
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_RING_SIZE},
-    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_user},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_task_btf,
+        bpf_probe_read_user,
+    },
     macros::{btf_tracepoint, fentry, kprobe, map},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
 };
 use ckpt_common::{
-    ANY_RDEV, ANY_STATE, FileFacts, MAX_SYSCALLS, OkFops, OkSock, OpsRecord, TAG_TASK, TaskEvent,
-    syscall_kind, task_event,
+    ANY_RDEV, ANY_STATE, FLAG_CURRENT_TASK_BTF, FileFacts, MAX_SYSCALLS, OkFops, OkSock, OpsRecord,
+    TAG_TASK, TaskEvent, syscall_kind, task_event,
 };
 
 use crate::file_facts;
-use crate::kread::{self, Mem, Typed, off, read, read_ptr};
+use crate::kread::{self, Mem, Probe, Typed, off, read, read_ptr};
 
 /// Sized by user space (`--ring-buffer-size`) before load.
 #[map]
@@ -171,15 +174,18 @@ fn untrack(tgid: u32, fd: u32) {
     }
 }
 
-/// The `struct file *` at `fd` in `task`'s table.
-fn file_at(task: u64, fd: u32) -> u64 {
-    let files = read_ptr(task, off!(task_files));
-    let fdt = read_ptr(files, off!(files_fdt));
-    let max = read::<u32>(fdt, off!(fdtable_max_fds)).unwrap_or(0);
+/// The `struct file *` at `fd` in `task`'s table. The array entry is a helper read whatever
+/// `M`: the verifier types `fdt->fd` as a number (a pointer to pointers) and allows no
+/// variable index into a typed pointer.
+#[inline(always)]
+fn file_at<M: Mem>(task: u64, fd: u32) -> u64 {
+    let files = M::ptr(task, off!(task_files));
+    let fdt = M::ptr(files, off!(files_fdt));
+    let max = M::read::<u32>(fdt, off!(fdtable_max_fds)).unwrap_or(0);
     if fd >= max {
         return 0;
     }
-    let array = read_ptr(fdt, off!(fdtable_fd));
+    let array = M::ptr(fdt, off!(fdtable_fd));
     if array == 0 {
         return 0;
     }
@@ -196,14 +202,14 @@ fn drop_ok(tgid: u32, fd: u32) {
 /// `OK_SOCKS` (read before any other fact: most sockets a busy host makes are of such kinds):
 /// whatever its state, or in its present state, then watched until it leaves that state.
 fn ok_socket(file: u64, f_op: u64, tgid: u32, fd: u32) -> bool {
-    let Some((sk, family, sk_type, protocol)) = kread::sock_kind::<kread::Probe>(file) else {
+    let Some(sock) = kread::sock_kind::<kread::Probe>(file) else {
         return false;
     };
     let kind = OkSock {
         f_op,
-        family,
-        sk_type,
-        protocol,
+        family: sock.family,
+        sk_type: sock.sk_type,
+        protocol: sock.protocol,
         _pad: 0,
     };
     let Some(&mask) = (unsafe { OK_SOCKS.get(&kind) }) else {
@@ -212,12 +218,11 @@ fn ok_socket(file: u64, f_op: u64, tgid: u32, fd: u32) -> bool {
     if mask == ANY_STATE {
         return true;
     }
-    let state = read::<u8>(sk, off!(sock_state)).unwrap_or(0) as u32;
-    if state >= 32 || mask & (1 << state) == 0 {
+    if sock.state >= 32 || mask & (1 << sock.state) == 0 {
         return false;
     }
     WATCHED_SOCKS
-        .insert(&sk, &[key(tgid, fd), mask as u64], 0)
+        .insert(&sock.sk, &[key(tgid, fd), mask as u64], 0)
         .is_ok()
 }
 
@@ -227,12 +232,12 @@ fn installed(task: u64, fd: u32, file: u64) {
     if file == 0 || tgid == off!(ignore_tgid) || !kread::in_target_cgroup(task) {
         return;
     }
-    let f_op = read_ptr(file, off!(file_f_op));
-    let inode = read_ptr(file, off!(file_f_inode));
-    let mode = read::<u16>(inode, off!(inode_i_mode)).unwrap_or(0) as u32;
+    let (f_op, inode) = kread::read_two::<u64, u64>(file, off!(file_f_op), off!(file_f_inode));
+    // An unreadable mode is 0, no file type: such a file is never dropped here.
+    let (mode, rdev) = kread::read_two::<u16, u32>(inode, off!(inode_i_mode), off!(inode_i_rdev));
+    let mode = mode as u32;
     if let Some(&ok) = unsafe { OK_FOPS.get(&f_op) } {
-        let rdev_matches =
-            ok.rdev == ANY_RDEV || read::<u32>(inode, off!(inode_i_rdev)) == Some(ok.rdev);
+        let rdev_matches = ok.rdev == ANY_RDEV || rdev == ok.rdev;
         if (mode & kread::S_IFMT) >> 12 == ok.file_type && rdev_matches {
             drop_ok(tgid, fd);
             return;
@@ -329,14 +334,15 @@ fn scm_rights(msg: u64) -> Option<(u64, u64)> {
 }
 
 /// Reports the fds a returned recvmsg received over SCM_RIGHTS in the `msghdr` at `msg`.
-fn received(task: u64, msg: u64) {
+#[inline(always)]
+fn received<M: Mem>(task: u64, msg: u64) {
     let Some((fds, n)) = scm_rights(msg) else {
         return;
     };
     let mut i = 0;
     while i < MAX_SCM_FDS && i < n {
         if let Ok(fd) = unsafe { bpf_probe_read_user((fds + i * 4) as *const i32) } {
-            installed(task, fd as u32, file_at(task, fd as u32));
+            installed(task, fd as u32, file_at::<M>(task, fd as u32));
         }
         i += 1;
     }
@@ -372,14 +378,27 @@ pub fn ckpt_sys_exit(ctx: BtfTracePointContext) -> i32 {
     if kind == syscall_kind::IGNORE {
         return 0;
     }
-    let task = unsafe { bpf_get_current_task() };
+    // The typed task saves four helper calls per install in `file_at`; the verifier follows
+    // one branch, the constant flag's, so an older kernel never sees the newer helper.
+    if off!(flags) & FLAG_CURRENT_TASK_BTF != 0 {
+        let task = unsafe { bpf_get_current_task_btf() } as u64;
+        syscall_exited::<Typed>(task, regs, ret, kind);
+    } else {
+        syscall_exited::<Probe>(unsafe { bpf_get_current_task() }, regs, ret, kind);
+    }
+    0
+}
+
+/// What a syscall of `kind` that returned `ret` created or closed; `M` reads `task`.
+#[inline(always)]
+fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kind: u8) {
     let arg0 = Typed::read::<u64>(regs, off!(regs_di)).unwrap_or(0);
     match kind {
-        syscall_kind::RET_FD => installed(task, ret as u32, file_at(task, ret as u32)),
+        syscall_kind::RET_FD => installed(task, ret as u32, file_at::<M>(task, ret as u32)),
         syscall_kind::FCNTL => {
             let cmd = Typed::read::<u64>(regs, off!(regs_si)).unwrap_or(u64::MAX);
             if cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC {
-                installed(task, ret as u32, file_at(task, ret as u32));
+                installed(task, ret as u32, file_at::<M>(task, ret as u32));
             }
         }
         syscall_kind::PAIR_ARG0 | syscall_kind::PAIR_ARG3 => {
@@ -389,13 +408,13 @@ pub fn ckpt_sys_exit(ctx: BtfTracePointContext) -> i32 {
                 Typed::read::<u64>(regs, off!(regs_r10)).unwrap_or(0)
             };
             if let Some([a, b]) = user_pair(ptr) {
-                installed(task, a as u32, file_at(task, a as u32));
-                installed(task, b as u32, file_at(task, b as u32));
+                installed(task, a as u32, file_at::<M>(task, a as u32));
+                installed(task, b as u32, file_at::<M>(task, b as u32));
             }
         }
         // recvmmsg: the first message's msghdr leads the mmsghdr array.
         syscall_kind::RECVMSG | syscall_kind::RECVMMSG => {
-            received(task, Typed::read::<u64>(regs, off!(regs_si)).unwrap_or(0))
+            received::<M>(task, Typed::read::<u64>(regs, off!(regs_si)).unwrap_or(0))
         }
         syscall_kind::CLOSE => untrack(current_tgid(), arg0 as u32),
         syscall_kind::REFRESH_SELF => task_event(task_event::REFRESH, current_tgid(), 0, 0),
@@ -419,7 +438,6 @@ pub fn ckpt_sys_exit(ctx: BtfTracePointContext) -> i32 {
         }
         _ => {}
     }
-    0
 }
 
 // ── Watched sockets leaving their ok states ─────────────────────────────────────────────────
@@ -440,8 +458,8 @@ pub fn ckpt_sock_state(ctx: BtfTracePointContext) -> i32 {
     let _ = WATCHED_SOCKS.remove(&sk);
     let fd = owner as u32;
     let task = unsafe { bpf_get_current_task() };
-    let file = file_at(task, fd);
-    let same = file != 0 && kread::sock_kind::<kread::Probe>(file).is_some_and(|(s, ..)| s == sk);
+    let file = file_at::<Probe>(task, fd);
+    let same = file != 0 && kread::sock_kind::<kread::Probe>(file).is_some_and(|s| s.sk == sk);
     match read::<u32>(task, off!(task_tgid)) {
         Some(tgid) if same && tgid != off!(ignore_tgid) => {
             let f_op = read_ptr(file, off!(file_f_op));

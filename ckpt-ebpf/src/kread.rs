@@ -2,7 +2,7 @@
 //! both iterators record about a `struct file`.
 
 use aya_ebpf::{
-    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes},
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, generated},
     macros::map,
     maps::{HashMap, PerCpuArray},
 };
@@ -41,6 +41,51 @@ pub fn read<T>(base: u64, off: u32) -> Option<T> {
         return None;
     }
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
+}
+
+/// Bytes [`read_two`] copies at most: enough for `file.f_op`..`f_inode` (32 in 6.x) and
+/// `inode.i_mode`..`i_rdev` (80).
+const SPAN: usize = 96;
+
+/// Two members of the struct at `base`, by one helper call when they lie within [`SPAN`]
+/// bytes, else by two: on the paths that run for every install on the host, a helper call
+/// costs far more than the bytes it copies. A member that cannot be read is 0, never an
+/// `Option` whose unset payload LLVM may load from stack nothing wrote: the verifier of 5.10
+/// refuses such a load.
+#[inline(always)]
+pub fn read_two<A: Copy + Default, B: Copy + Default>(base: u64, a: u32, b: u32) -> (A, B) {
+    let apart = || {
+        (
+            read::<A>(base, a).unwrap_or_default(),
+            read::<B>(base, b).unwrap_or_default(),
+        )
+    };
+    if base == 0 || a == ABSENT || b == ABSENT {
+        return apart();
+    }
+    // Whole 8-byte words from an 8-byte boundary: each member keeps its natural alignment in
+    // the buffer (the verifier refuses a misaligned stack load), and LLVM may load a word to
+    // extract a narrower member, which older verifiers allow only from stack the helper wrote.
+    // The words stay inside any struct holding a pointer (8-byte sized).
+    let lo = a.min(b) & !7;
+    let hi = ((a + size_of::<A>() as u32).max(b + size_of::<B>() as u32) + 7) & !7;
+    if (hi - lo) as usize > SPAN {
+        return apart();
+    }
+    // Not zeroed: zeroing it costs more than the helper call saved (measured, bpf_stats).
+    let mut buf = core::mem::MaybeUninit::<[u64; SPAN / 8]>::uninit();
+    let dst = buf.as_mut_ptr().cast::<u8>();
+    let src = (base + lo as u64) as *const core::ffi::c_void;
+    if unsafe { generated::bpf_probe_read_kernel(dst.cast(), hi - lo, src) } != 0 {
+        return (A::default(), B::default());
+    }
+    // The helper wrote `hi - lo` bytes from `dst`; both members lie inside them.
+    unsafe {
+        (
+            dst.add((a - lo) as usize).cast::<A>().read(),
+            dst.add((b - lo) as usize).cast::<B>().read(),
+        )
+    }
 }
 
 #[inline(always)]
@@ -262,32 +307,50 @@ fn sock_ino(sk: u64) -> u64 {
     read::<u64>(socket + ialloc as u64, off!(inode_i_ino)).unwrap_or(0)
 }
 
-/// The `struct sock` of a socket file, and its family, type and protocol (what the daemon's
-/// always-ok filter knows a socket by).
+/// What the daemon's always-ok filter knows a socket by (family, type, protocol), with its
+/// `struct sock` and state.
+pub struct SockKind {
+    pub sk: u64,
+    pub family: u16,
+    pub sk_type: u16,
+    pub protocol: u16,
+    pub state: u8,
+}
+
+/// The [`SockKind`] of a socket file: four helper calls, the members read in adjacent pairs.
 #[inline(always)]
-pub fn sock_kind<M: Mem>(file: u64) -> Option<(u64, u16, u16, u16)> {
+pub fn sock_kind<M: Mem>(file: u64) -> Option<SockKind> {
     let socket = M::ptr(file, off!(file_private_data));
     let sk = read_ptr(socket, off!(socket_sk));
     if sk == 0 {
         return None;
     }
-    Some((
+    let (family, state) = read_two::<u16, u8>(sk, off!(sock_family), off!(sock_state));
+    let (sk_type, protocol) = read_two::<u16, u16>(sk, off!(sock_type), off!(sock_protocol));
+    Some(SockKind {
         sk,
-        read::<u16>(sk, off!(sock_family)).unwrap_or(0),
-        read::<u16>(sk, off!(sock_type)).unwrap_or(0),
-        read::<u16>(sk, off!(sock_protocol)).unwrap_or(0),
-    ))
+        family,
+        sk_type,
+        protocol,
+        state,
+    })
 }
 
 /// Socket facts of a socket file (`file->private_data` is its `struct socket`).
 #[inline(always)]
 pub fn sock_facts<M: Mem>(file: u64) -> Option<SockFacts> {
-    let (sk, family, sk_type, protocol) = sock_kind::<M>(file)?;
+    let SockKind {
+        sk,
+        family,
+        sk_type,
+        protocol,
+        state,
+    } = sock_kind::<M>(file)?;
     let mut s = SockFacts {
         family,
         sk_type,
         protocol,
-        state: read::<u8>(sk, off!(sock_state)).unwrap_or(0) as u16,
+        state: state as u16,
         backlog: 0,
         known: known::SOCKET,
         has_peer: false,

@@ -319,6 +319,13 @@ impl KernelBtf {
         } else {
             k.flags |= ckpt_common::FLAG_UDP_FLAGS;
         }
+        if self
+            .btf
+            .enum_value("bpf_func_id", "BPF_FUNC_get_current_task_btf")
+            .is_some()
+        {
+            k.flags |= ckpt_common::FLAG_CURRENT_TASK_BTF;
+        }
         for (slot, member) in k.fop_members.iter_mut().zip(OPS_MEMBERS) {
             *slot = o(8, "file_operations", member);
         }
@@ -552,6 +559,8 @@ mod tests {
             assert_ne!(off, ABSENT, "file_operations.{member}");
             assert_eq!(off % 8, 0, "file_operations.{member} is a pointer");
         }
+        // 5.11+: the tracing programs read the current task through its BTF type.
+        assert_ne!(k.flags & ckpt_common::FLAG_CURRENT_TASK_BTF, 0);
         for (name, off) in [
             ("i_flctx", k.inode_i_flctx),
             ("unix_sock.peer", k.unix_peer),

@@ -1,7 +1,7 @@
 //! A minimal reader for the BTF type format (`include/uapi/linux/btf.h`), little-endian only.
 //!
 //! Built for one job, member offsets, and for speed: parsing makes a single pass that records
-//! where each type starts and indexes the named structs and unions; types, members and names
+//! where each type starts and indexes the named structs, unions and enums; types, members and names
 //! are decoded only when asked for. (A general-purpose parser that decodes all ~125k types of
 //! a 6.x vmlinux up front takes ~80 ms.) Every read is bounds-checked, so truncated or corrupt
 //! input yields [`ReadError`] or `None`, never a panic. Split BTF (kernel modules, whose ids and
@@ -138,6 +138,8 @@ pub(super) struct Btf {
     type_at: Vec<usize>,
     /// Struct or union name → lowest id with that name (a few names are defined twice).
     structs: HashMap<Box<[u8]>, u32>,
+    /// The same for enums (C keeps their names apart from structs').
+    enums: HashMap<Box<[u8]>, u32>,
 }
 
 impl Btf {
@@ -169,6 +171,7 @@ impl Btf {
         // Every type takes at least TYPE_LEN bytes, so this never reallocates.
         let mut type_at = Vec::with_capacity(types.len() / TYPE_LEN);
         let mut structs = HashMap::new();
+        let mut enums = HashMap::new();
         let mut pos = types.start;
         while pos < types.end {
             // Ids are bounded by type_len / 12, which fits in u32.
@@ -187,12 +190,17 @@ impl Btf {
             if next > types.end {
                 return Err(ReadError::TypeTruncated { id });
             }
-            if matches!(kind, Kind::Struct | Kind::Union) && name_off != 0 {
+            let index = match kind {
+                Kind::Struct | Kind::Union => Some(&mut structs),
+                Kind::Enum => Some(&mut enums),
+                _ => None,
+            };
+            if let Some(index) = index.filter(|_| name_off != 0) {
                 let name = c_str(&data, &strings, name_off).ok_or(ReadError::BadName {
                     id,
                     offset: name_off,
                 })?;
-                structs.entry(name.into()).or_insert(id);
+                index.entry(name.into()).or_insert(id);
             }
             type_at.push(pos);
             pos = next;
@@ -202,12 +210,24 @@ impl Btf {
             strings,
             type_at,
             structs,
+            enums,
         })
     }
 
     /// The struct or union called `name` (the first one, should there be several).
     pub(super) fn struct_named(&self, name: &str) -> Option<Type> {
         self.type_by_id(*self.structs.get(name.as_bytes())?)
+    }
+
+    /// The value of `member` of the (32-bit) enum called `name`.
+    pub(super) fn enum_value(&self, name: &str, member: &str) -> Option<i32> {
+        let t = self.type_by_id(*self.enums.get(name.as_bytes())?)?;
+        (0..t.vlen as usize).find_map(|i| {
+            // struct btf_enum: name offset, value.
+            let at = t.trailer + i * 8;
+            let name = c_str(&self.data, &self.strings, read_u32(&self.data, at)?)?;
+            (name == member.as_bytes()).then(|| read_u32(&self.data, at + 4).map(|v| v as i32))?
+        })
     }
 
     /// Type `id`; `None` for `void` (0) and ids past the last type.
@@ -488,6 +508,24 @@ mod tests {
         for name in ["int", "e", "f", "t", "fn", "nope", ""] {
             assert!(btf.struct_named(name).is_none(), "{name}");
         }
+    }
+
+    #[test]
+    fn enum_values_are_found_by_enum_and_member_name() {
+        let (mut b, _) = every_kind();
+        let (x, minus) = (b.string("X"), b.string("MINUS"));
+        b.ty("s", ENUM, 2, 4, &[x, 7, minus, -3i32 as u32]);
+        let btf = Btf::parse(b.build()).unwrap();
+        assert_eq!(btf.enum_value("e", "A"), Some(0));
+        assert_eq!(btf.enum_value("e", "B"), Some(1));
+        // An enum may share a struct's name; the struct `s` is not searched.
+        assert_eq!(btf.enum_value("s", "X"), Some(7));
+        assert_eq!(btf.enum_value("s", "MINUS"), Some(-3));
+        assert_eq!(btf.enum_value("s", "x"), None);
+        assert_eq!(btf.enum_value("e", "X"), None);
+        // ENUM64 and other kinds are not 32-bit enums.
+        assert_eq!(btf.enum_value("e64", "C"), None);
+        assert_eq!(btf.enum_value("int", "A"), None);
     }
 
     #[test]
