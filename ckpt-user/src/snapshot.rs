@@ -270,29 +270,20 @@ impl Snapshot {
         let mut timings = Timings::default();
         let t = Instant::now();
         // A host scan holds a fact per open fd of the host: sized from the kernel's count of
-        // open files, the Vec is rarely copied as it grows (tens of MB, faulted in twice).
-        // Untouched capacity costs no memory; a refused reservation (strict overcommit) only
-        // means growing as before.
+        // open files, the Vec is rarely copied as it grows (tens of MB). Untouched capacity
+        // costs no memory; a refused reservation (strict overcommit) only means growing as
+        // before.
         let mut files = Vec::new();
         if all_procs.is_some() {
             let _ = files.try_reserve(procfs::open_files().unwrap_or(0));
         }
         let mut ops = HashMap::new();
-        let mut files = std::thread::scope(|scope| {
-            let mut files = FaultAhead::new(files);
-            if all_procs.is_some() {
-                let (to_fault, ranges) = std::sync::mpsc::channel();
-                scope.spawn(move || ranges.into_iter().for_each(prefault));
-                files.to_fault = Some(to_fault);
+        probe.snapshot(&mut |record| match record {
+            Record::File(r) => files.push(FileFact::from_file(&r)),
+            Record::Vma(r) => files.push(FileFact::from_vma(&r)),
+            Record::Ops(f_op, members) => {
+                ops.insert(f_op, members);
             }
-            probe.snapshot(&mut |record| match record {
-                Record::File(r) => files.push(FileFact::from_file(&r)),
-                Record::Vma(r) => files.push(FileFact::from_vma(&r)),
-                Record::Ops(f_op, members) => {
-                    ops.insert(f_op, members);
-                }
-            })?;
-            Ok::<_, SnapshotError>(files.vec)
         })?;
         timings.iterate = t.elapsed();
 
@@ -417,69 +408,6 @@ impl Snapshot {
     }
 }
 
-/// A Vec filled by one thread while another faults its next pages in, a window ahead of the
-/// pushes: a host scan's facts are tens of MB, and a first touch costs about 1 ms per MiB on a
-/// virtual machine, paid by the thread the whole scan waits on unless the core the kernel's
-/// walk leaves idle pays it first. Only a window ahead is faulted, never the whole capacity,
-/// which may be twice what is filled.
-struct FaultAhead<T> {
-    vec: Vec<T>,
-    /// Elements before this index were handed to the faulting thread.
-    handed: usize,
-    /// Where the faulting thread takes `(address, length)` ranges; none: fill plainly.
-    to_fault: Option<std::sync::mpsc::Sender<(usize, usize)>>,
-}
-
-impl<T> FaultAhead<T> {
-    const WINDOW_BYTES: usize = 2 << 20;
-
-    fn new(vec: Vec<T>) -> Self {
-        Self {
-            vec,
-            handed: 0,
-            to_fault: None,
-        }
-    }
-
-    fn push(&mut self, item: T) {
-        if let Some(to_fault) = &self.to_fault {
-            let window = Self::WINDOW_BYTES / size_of::<T>().max(1);
-            if self.vec.len() + window / 2 >= self.handed {
-                let from = self.handed.max(self.vec.len());
-                // Grows as `push` would (doubling), so growth stays amortised.
-                self.vec.reserve(from + window - self.vec.len());
-                let base = self.vec.as_ptr() as usize;
-                let range = (base + from * size_of::<T>(), window * size_of::<T>());
-                // A faulting thread gone only means the pages fault in as they are filled.
-                let _ = to_fault.send(range);
-                self.handed = from + window;
-            }
-        }
-        self.vec.push(item);
-    }
-}
-
-/// Faults in the `(address, length)` range as if each of its pages were written. Nothing is
-/// written, so the range may be filled meanwhile, or no longer ours once the Vec moved (then
-/// the kernel refuses, or faults in memory the process holds anyway). A kernel without
-/// `MADV_POPULATE_WRITE` (before 5.14) refuses, and the pages fault in as they are filled.
-fn prefault((address, length): (usize, usize)) {
-    let page = 4096;
-    let start = address.next_multiple_of(page);
-    let length = length.saturating_sub(start - address) / page * page;
-    if length != 0 {
-        // SAFETY: madvise reads and writes no byte of the range; an address that is not
-        // mapped is refused with ENOMEM.
-        unsafe {
-            libc::madvise(
-                start as *mut libc::c_void,
-                length,
-                libc::MADV_POPULATE_WRITE,
-            )
-        };
-    }
-}
-
 /// `i_blocks` misses blocks a filesystem has reserved but not yet written (ext4 delayed
 /// allocation); `stat(2)`, which CRIU uses against --ghost-limit, counts them. Deleted files
 /// are few, so stat them through /proc like CRIU does.
@@ -556,76 +484,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-
-    /// The windows handed out run back to back, each ahead of the pushes, and the pushes
-    /// land as a plain Vec's would, through every reallocation.
-    #[test]
-    fn fault_ahead_hands_out_windows_ahead_of_the_pushes() {
-        let (to_fault, ranges) = std::sync::mpsc::channel();
-        let window = FaultAhead::<u64>::WINDOW_BYTES / 8;
-        let mut v = FaultAhead::new(Vec::with_capacity(4 * window));
-        v.to_fault = Some(to_fault);
-        let base = v.vec.as_ptr() as usize;
-        for i in 0..3 * window {
-            v.push(i as u64);
-            assert!(v.handed >= v.vec.len() + window / 2 - 1, "behind at {i}");
-        }
-        assert_eq!(
-            v.vec.as_ptr() as usize,
-            base,
-            "within its capacity the Vec never moved"
-        );
-        drop(v.to_fault.take());
-        let ranges: Vec<_> = ranges.into_iter().collect();
-        assert_eq!(ranges.len(), 4);
-        for (i, &(start, len)) in ranges.iter().enumerate() {
-            assert_eq!((start, len), (base + i * window * 8, window * 8));
-        }
-
-        let mut grown = FaultAhead::new(Vec::new());
-        grown.to_fault = Some(std::sync::mpsc::channel().0);
-        (0..3 * window as u64).for_each(|i| grown.push(i));
-        assert!(grown.vec.iter().copied().eq(0..3 * window as u64));
-    }
-
-    /// Every page of a range is resident once it was faulted in, and none was before; what
-    /// the range holds is still all zero, since nothing was written. `mincore(2)` asks about
-    /// the range itself: the process's resident total moves with whatever the other test
-    /// threads allocate and free meanwhile.
-    #[test]
-    fn prefault_makes_the_range_resident_without_writing_it() {
-        const PAGE: usize = 4096;
-        fn resident_pages(area: *mut libc::c_void, len: usize) -> usize {
-            let mut pages = vec![0u8; len / PAGE];
-            // SAFETY: `area` is a mapping of `len` bytes and `pages` holds a byte per page.
-            let rc = unsafe { libc::mincore(area, len, pages.as_mut_ptr()) };
-            assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
-            pages.iter().filter(|&&p| p & 1 != 0).count()
-        }
-        let len = 64 << 20;
-        // SAFETY: a fresh private anonymous mapping, unmapped below.
-        let area = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(area, libc::MAP_FAILED);
-        let before = resident_pages(area, len);
-        prefault((area as usize, len));
-        let after = resident_pages(area, len);
-        // SAFETY: the whole mapping was mapped above and is read as bytes.
-        let bytes = unsafe { std::slice::from_raw_parts(area as *const u8, len) };
-        let zero = bytes.iter().all(|&b| b == 0);
-        // SAFETY: as mapped above.
-        unsafe { libc::munmap(area, len) };
-        assert_eq!((before, after), (0, len / PAGE));
-        assert!(zero);
-    }
 
     #[test]
     fn saved_private_atomically_and_never_through_a_symlink() {

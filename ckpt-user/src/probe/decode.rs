@@ -91,6 +91,43 @@ pub fn decode_records(
     Ok(offset)
 }
 
+/// An iterator's stream decoded piece by piece, as reads return it: a record cut across two
+/// pieces is kept until its end comes.
+#[derive(Default)]
+pub struct StreamDecoder {
+    /// The start of a record the pieces so far did not finish.
+    carry: Vec<u8>,
+    /// Bytes of the stream decoded so far.
+    decoded: usize,
+}
+
+impl StreamDecoder {
+    /// Hands `each` every record that `piece` (the next bytes of the stream) completes.
+    pub fn feed(&mut self, piece: &[u8], each: &mut dyn FnMut(Record)) -> Result<(), DecodeError> {
+        if self.carry.is_empty() {
+            let used = decode_records(piece, self.decoded, each)?;
+            self.decoded += used;
+            self.carry.extend_from_slice(&piece[used..]);
+        } else {
+            self.carry.extend_from_slice(piece);
+            let used = decode_records(&self.carry, self.decoded, each)?;
+            self.decoded += used;
+            self.carry.drain(..used);
+        }
+        Ok(())
+    }
+
+    /// The stream has ended: an error if it ended inside a record.
+    pub fn finish(self) -> Result<(), DecodeError> {
+        match self.carry.is_empty() {
+            true => Ok(()),
+            false => Err(DecodeError::Truncated {
+                offset: self.decoded,
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +214,46 @@ mod tests {
             assert_eq!(first + rest, stream.len(), "cut at {cut}");
             assert_eq!(records, [Record::File(file(3)), Record::File(file(4))]);
         }
+    }
+
+    /// Pieces of any sizes, records cut anywhere, give the records once each and in order.
+    #[test]
+    fn a_stream_in_pieces_gives_each_record_once() {
+        let ops = OpsRecord {
+            tag: TAG_OPS,
+            _pad: 0,
+            f_op: 0xffff_0000,
+            members: [1; N_OPS_MEMBERS],
+        };
+        let mut stream = bytes(&ops).to_vec();
+        (3..9).for_each(|fd| stream.extend_from_slice(bytes(&file(fd))));
+        let mut expected = vec![Record::Ops(0xffff_0000, [1; N_OPS_MEMBERS])];
+        expected.extend((3..9).map(|fd| Record::File(file(fd))));
+        for piece in [1, 7, 100, 191, 192, 193, 500, stream.len()] {
+            let mut decoder = StreamDecoder::default();
+            let mut records = Vec::new();
+            for p in stream.chunks(piece) {
+                decoder.feed(p, &mut |r| records.push(r)).unwrap();
+            }
+            decoder.finish().unwrap();
+            assert_eq!(records, expected, "pieces of {piece} bytes");
+        }
+    }
+
+    #[test]
+    fn a_stream_ending_inside_a_record_is_truncated_where_that_record_began() {
+        let mut stream = bytes(&file(3)).to_vec();
+        stream.extend_from_slice(&bytes(&file(4))[..100]);
+        let mut decoder = StreamDecoder::default();
+        let mut records = Vec::new();
+        for p in stream.chunks(150) {
+            decoder.feed(p, &mut |r| records.push(r)).unwrap();
+        }
+        assert_eq!(records, [Record::File(file(3))]);
+        assert!(matches!(
+            decoder.finish(),
+            Err(DecodeError::Truncated { offset: 192 })
+        ));
     }
 
     #[test]

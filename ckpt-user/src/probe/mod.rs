@@ -15,6 +15,7 @@ use aya::{
 };
 use ckpt_common::KernelOffsets;
 
+use decode::StreamDecoder;
 pub use decode::{DecodeError, Event, Record, decode_event};
 
 /// The BPF object built by build.rs (empty when the eBPF toolchain was missing at build time).
@@ -29,6 +30,12 @@ const VMA_ITER: &str = "task_vma";
 /// Bytes read from an iterator at once: thousands of records per read(), and a buffer that
 /// stays small beside the records it decodes to.
 const READ_CHUNK: usize = 1 << 20;
+/// A host scan's file records cross from the reading thread to the decoding one in chunks of
+/// this many bytes, at most this many at once. A chunk is handed over once less than
+/// `READ_ROOM` is left in it: the kernel returns up to 8 pages per read() of an iterator.
+const CHUNK: usize = 256 << 10;
+const CHUNKS_IN_FLIGHT: usize = 4;
+const READ_ROOM: usize = 64 << 10;
 /// Mapping records passed between the two walks at once, and batches in flight.
 const MAPPING_BATCH: usize = 1024;
 const MAPPING_BATCHES: usize = 4;
@@ -55,6 +62,26 @@ pub enum ProbeError {
     },
     #[error(transparent)]
     Decode(#[from] DecodeError),
+}
+
+/// One read() of an iterator into `buf`; 0 at its end.
+fn read_once(name: &'static str, file: &mut File, buf: &mut [u8]) -> Result<usize, ProbeError> {
+    loop {
+        match file.read(buf) {
+            Ok(n) => return Ok(n),
+            // The kernel gives up one read() after a million objects that produced no output
+            // (a filtered scan of a busy host) with EAGAIN; the next read() carries on from
+            // there.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(ProbeError::Read {
+                    program: name,
+                    source,
+                });
+            }
+        }
+    }
 }
 
 fn page_size() -> u32 {
@@ -287,42 +314,63 @@ impl Probe {
         buf: &mut [u8],
         each: &mut dyn FnMut(Record),
     ) -> Result<(), ProbeError> {
-        let (mut filled, mut decoded) = (0, 0);
+        let mut decoder = StreamDecoder::default();
         loop {
-            match file.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    filled += n;
-                    let used = decode::decode_records(&buf[..filled], decoded, each)?;
-                    buf.copy_within(used..filled, 0);
-                    filled -= used;
-                    decoded += used;
+            let n = read_once(name, &mut file, buf)?;
+            if n == 0 {
+                return Ok(decoder.finish()?);
+            }
+            decoder.feed(&buf[..n], each)?;
+        }
+    }
+
+    /// As [`Probe::drain`], with the reads on another thread of `scope`: the kernel walks the
+    /// tasks' files and runs the program inside read(), most of a host scan's time, while this
+    /// thread decodes what the last reads returned.
+    fn drain_beside<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        name: &'static str,
+        mut file: File,
+        each: &mut dyn FnMut(Record),
+    ) -> Result<(), ProbeError> {
+        let (full_tx, full) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(CHUNKS_IN_FLIGHT);
+        let (empty_tx, empty) = std::sync::mpsc::channel::<Vec<u8>>();
+        let reader = scope.spawn(move || {
+            let mut chunk = vec![0u8; CHUNK];
+            let mut filled = 0;
+            loop {
+                let n = read_once(name, &mut file, &mut chunk[filled..])?;
+                filled += n;
+                if n != 0 && CHUNK - filled >= READ_ROOM {
+                    continue;
                 }
-                // The kernel gives up one read() after a million objects that produced no
-                // output (a filtered scan of a busy host) with EAGAIN; the next read() carries
-                // on from there.
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(ProbeError::Read {
-                        program: name,
-                        source,
-                    });
+                if filled != 0 {
+                    // No decoder: it failed, and its error is the one told.
+                    if full_tx.send((chunk, filled)).is_err() {
+                        return Ok(());
+                    }
+                    chunk = empty.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+                    filled = 0;
+                }
+                if n == 0 {
+                    return Ok::<_, ProbeError>(());
                 }
             }
+        });
+        let mut decoder = StreamDecoder::default();
+        for (chunk, filled) in full {
+            decoder.feed(&chunk[..filled], each)?;
+            let _ = empty_tx.send(chunk);
         }
-        if filled != 0 {
-            return Err(DecodeError::Truncated { offset: decoded }.into());
-        }
-        Ok(())
+        reader.join().expect("reading an iterator does not panic")?;
+        Ok(decoder.finish()?)
     }
 
     /// Runs both iterators once, handing `each` every open file and file-backed mapping of
     /// every task (of the targets, after [`Probe::set_targets`]), and each ops table the first
     /// time it is seen.
     pub fn snapshot(&mut self, each: &mut dyn FnMut(Record)) -> Result<(), ProbeError> {
-        let mut buf = vec![0u8; READ_CHUNK];
-        if !self.per_process.is_empty() && self.snapshot_per_process(&mut buf, each)? {
+        if !self.per_process.is_empty() && self.snapshot_per_process(each)? {
             return Ok(());
         }
         let files = self.iterator(FILE_PROG, None)?;
@@ -355,7 +403,7 @@ impl Probe {
                 })
             });
             let mut files_seen = 0usize;
-            Self::drain(FILE_PROG, files, &mut buf, &mut |r| {
+            Self::drain_beside(scope, FILE_PROG, files, &mut |r| {
                 each(r);
                 files_seen += 1;
                 if files_seen.is_multiple_of(MAPPING_BATCH) {
@@ -374,11 +422,9 @@ impl Probe {
 
     /// The targets' files and mappings, process by process; false (and nothing reported)
     /// when this kernel cannot scope an iterator to a process.
-    fn snapshot_per_process(
-        &mut self,
-        buf: &mut [u8],
-        each: &mut dyn FnMut(Record),
-    ) -> Result<bool, ProbeError> {
+    fn snapshot_per_process(&mut self, each: &mut dyn FnMut(Record)) -> Result<bool, ProbeError> {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let buf = &mut buf;
         let pids = self.per_process.clone();
         for (i, &pid) in pids.iter().enumerate() {
             let files = match self.iterator(FILE_PROG, Some(pid)) {
