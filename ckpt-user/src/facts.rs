@@ -19,7 +19,11 @@ pub struct Text(Arc<str>);
 const INTERNED_MAX: usize = 1 << 16;
 
 thread_local! {
-    static INTERNED: RefCell<HashSet<Arc<str>>> = RefCell::new(HashSet::new());
+    /// Looked up twice per open file of a host scan: foldhash, not SipHash, which took most of
+    /// the lookup. Its seed is random per process, so names chosen to collide cannot be
+    /// computed in advance; and the set is capped.
+    static INTERNED: RefCell<HashSet<Arc<str>, foldhash::fast::RandomState>> =
+        RefCell::new(HashSet::default());
 }
 
 impl Text {
