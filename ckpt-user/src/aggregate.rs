@@ -360,12 +360,13 @@ impl Rules<'_, '_> {
 pub struct SnapshotWorld<'a> {
     pub snapshot: &'a Snapshot,
     holders: Holders,
-    by_pid: HashMap<u32, Vec<&'a FileFact>>,
+    /// foldhash: filled with one lookup per fact of the host.
+    by_pid: HashMap<u32, Vec<&'a FileFact>, foldhash::fast::RandomState>,
 }
 
 impl<'a> SnapshotWorld<'a> {
     pub fn new(snapshot: &'a Snapshot) -> Self {
-        let mut by_pid: HashMap<u32, Vec<&FileFact>> = HashMap::new();
+        let mut by_pid: HashMap<u32, Vec<&FileFact>, _> = HashMap::default();
         for f in &snapshot.files {
             by_pid.entry(f.pid).or_default().push(f);
         }

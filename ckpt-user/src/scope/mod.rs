@@ -20,11 +20,12 @@ const AF_UNIX: u16 = 1;
 /// Packet sockets are indexed too: a mapped packet ring needs its socket's fd in the dump.
 const AF_PACKET: u16 = 17;
 
-/// Who holds what across the snapshot, built once per scan.
+/// Who holds what across the snapshot, built once per scan. foldhash: a host scan looks a
+/// unix socket's peer up here for each of tens of thousands of sockets.
 #[derive(Debug, Default)]
 pub struct Holders {
-    sockets: HashMap<u64, Vec<u32>>,
-    pty_masters: HashMap<u32, Vec<u32>>,
+    sockets: HashMap<u64, Vec<u32>, foldhash::fast::RandomState>,
+    pty_masters: HashMap<u32, Vec<u32>, foldhash::fast::RandomState>,
 }
 
 impl Holders {
