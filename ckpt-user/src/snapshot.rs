@@ -51,6 +51,9 @@ pub struct Timings {
     pub load: Duration,
     pub iterate: Duration,
     pub kallsyms: Duration,
+    /// What /proc must add to the kernel's facts: deleted files' allocation, mappings on hidden
+    /// mounts, inotify and fanotify marks.
+    pub refine: Duration,
     pub procfs: Duration,
 }
 
@@ -278,12 +281,18 @@ impl Snapshot {
             let _ = files.try_reserve(procfs::open_files().unwrap_or(0));
         }
         let mut ops = HashMap::new();
-        probe.snapshot(&mut |record| match record {
-            Record::File(r) => files.push(FileFact::from_file(&r)),
-            Record::Vma(r) => files.push(FileFact::from_vma(&r)),
-            Record::Ops(f_op, members) => {
-                ops.insert(f_op, members);
-            }
+        let mut noted = Noted::default();
+        probe.snapshot(&mut |record| {
+            let fact = match record {
+                Record::File(r) => FileFact::from_file(&r),
+                Record::Vma(r) => FileFact::from_vma(&r),
+                Record::Ops(f_op, members) => {
+                    ops.insert(f_op, members);
+                    return;
+                }
+            };
+            noted.note(files.len(), &fact);
+            files.push(fact);
         })?;
         timings.iterate = t.elapsed();
 
@@ -292,22 +301,23 @@ impl Snapshot {
         let symbols = Symbols::lookup(text, &resolve::wanted_addresses(&ops))?;
         timings.kallsyms = read_time.max(t.elapsed());
 
-        refine_deleted_allocation(&mut files);
-        crate::scope::map_files::see_mappings_as_criu(&mut files);
-        crate::scope::fsnotify::see_watches_as_criu(&mut files);
+        let t = Instant::now();
+        refine_deleted_allocation(&mut files, &noted.closer_look);
+        crate::scope::map_files::see_mappings_as_criu(&mut files, &noted.closer_look);
+        crate::scope::fsnotify::see_watches_as_criu(&mut files, &noted.closer_look);
+        timings.refine = t.elapsed();
         let t = Instant::now();
         let known_procs = match all_procs {
             Some(reader) => {
                 let mut all = reader.join().expect("the /proc reader does not panic")?;
                 // As for a scan that reads /proc after: the processes that hold files.
-                let holders: BTreeSet<u32> = files.iter().map(|f| f.pid).collect();
-                all.retain(|pid, _| holders.contains(pid));
+                all.retain(|pid, _| noted.holders.contains(pid));
                 Some(all)
             }
             None => known_procs,
         };
-        let procs = read_procs(&files, known_procs);
-        let namespaces = if files.iter().any(|f| f.fs_type == "nsfs") {
+        let procs = read_procs(&noted.holders, known_procs);
+        let namespaces = if noted.nsfs {
             procs
                 .keys()
                 .map(|&pid| (pid, procfs::all_ns_inodes(pid)))
@@ -408,13 +418,50 @@ impl Snapshot {
     }
 }
 
+/// What a scan notes of each fact as it is decoded, while the fact is fresh in the cache:
+/// finding it afterwards swept the host's tens of MB of facts again, once per question.
+#[derive(Default)]
+struct Noted {
+    /// Indices of the few facts /proc must refine.
+    closer_look: Vec<usize>,
+    /// Every process that holds a fact.
+    holders: BTreeSet<u32>,
+    /// The last process added to `holders`: a task's facts come one after another.
+    last_holder: Option<u32>,
+    /// Some fact is an nsfs file, whose verdict depends on every process's namespaces.
+    nsfs: bool,
+}
+
+impl Noted {
+    fn note(&mut self, index: usize, f: &FileFact) {
+        if wants_deleted_allocation(f)
+            || crate::scope::map_files::wants_a_look(f)
+            || crate::scope::fsnotify::wants_a_look(f)
+        {
+            self.closer_look.push(index);
+        }
+        if self.last_holder != Some(f.pid) {
+            self.holders.insert(f.pid);
+            self.last_holder = Some(f.pid);
+        }
+        self.nsfs |= f.fs_type == "nsfs";
+    }
+}
+
+/// An open regular file with no name left: its allocation is [`refine_deleted_allocation`]'s.
+fn wants_deleted_allocation(f: &FileFact) -> bool {
+    f.fd.is_some() && f.file_type == crate::facts::FileType::Reg && f.nlink == 0
+}
+
 /// `i_blocks` misses blocks a filesystem has reserved but not yet written (ext4 delayed
 /// allocation); `stat(2)`, which CRIU uses against --ghost-limit, counts them. Deleted files
-/// are few, so stat them through /proc like CRIU does.
-fn refine_deleted_allocation(files: &mut [FileFact]) {
+/// are few, so stat them through /proc like CRIU does. `which`: indices into `files`, a
+/// superset of those files.
+fn refine_deleted_allocation(files: &mut [FileFact], which: &[usize]) {
     use std::os::unix::fs::MetadataExt;
-    for f in files.iter_mut() {
-        if let (Some(fd), crate::facts::FileType::Reg, 0) = (f.fd, f.file_type, f.nlink)
+    for &i in which {
+        let f = &mut files[i];
+        if let (true, Some(fd)) = (wants_deleted_allocation(f), f.fd)
             && let Ok(meta) = std::fs::metadata(format!("/proc/{}/fd/{fd}", f.pid))
         {
             f.allocated = meta.blocks() * 512;
@@ -429,12 +476,11 @@ pub type ProcsReader =
     std::thread::JoinHandle<Result<BTreeMap<u32, ProcInfo>, crate::scope::ProcError>>;
 
 fn read_procs(
-    files: &[FileFact],
+    holders: &BTreeSet<u32>,
     known: Option<BTreeMap<u32, ProcInfo>>,
 ) -> BTreeMap<u32, ProcInfo> {
     let mut procs = known.unwrap_or_default();
-    let pids: BTreeSet<u32> = files.iter().map(|f| f.pid).collect();
-    for pid in pids {
+    for &pid in holders {
         if let std::collections::btree_map::Entry::Vacant(e) = procs.entry(pid)
             && let Some(p) = procfs::read_or_warn(pid)
         {

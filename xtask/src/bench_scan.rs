@@ -259,17 +259,17 @@ fn phases(ckpt_json: &Tool) -> anyhow::Result<()> {
         println!("    {judged}");
     }
     // kallsyms is read on another thread alongside btf/load/iterate, so it is left out.
-    let serial: Duration = ["btf", "load", "iterate", "procfs"]
+    let serial: Duration = ["btf", "load", "iterate", "refine", "procfs"]
         .iter()
         .filter_map(|key| report::phase(&line, key))
         .chain(
-            ["resolve", "judge"]
+            ["resolve", "index", "judge"]
                 .iter()
                 .filter_map(|key| report::phase(judged.as_deref()?, key)),
         )
         .sum();
     println!(
-        "    outside btf+load+iterate+procfs+resolve+judge (exec, kallsyms wait, report, exit): {}",
+        "    outside btf+load+iterate+refine+procfs+resolve+index+judge (exec, kallsyms wait, report, exit): {}",
         report::duration(outcome.wall.saturating_sub(serial))
     );
     Ok(())

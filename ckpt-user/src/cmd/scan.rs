@@ -68,7 +68,7 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
     let given = judge.options(judge.engine_for(None))?;
     let live = args.replay.is_none();
     let t = &snapshot.timings;
-    tracing::debug!(btf = ?t.btf, load = ?t.load, iterate = ?t.iterate, kallsyms = ?t.kallsyms, procfs = ?t.procfs, files = snapshot.files.len(), "scan");
+    tracing::debug!(btf = ?t.btf, load = ?t.load, iterate = ?t.iterate, kallsyms = ?t.kallsyms, refine = ?t.refine, procfs = ?t.procfs, files = snapshot.files.len(), "scan");
 
     let resolving = std::time::Instant::now();
     let ops = judge.resolve_ops(&snapshot)?;
@@ -87,7 +87,9 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
         keep_ok: args.pid.is_some() || judging.verbose,
         unrelated: None,
     };
+    let indexing = std::time::Instant::now();
     let world = SnapshotWorld::new(&snapshot);
+    let index = indexing.elapsed();
     let name = &profile.profile.name;
     let parents: HashMap<u32, u32> = snapshot.procs.values().map(|p| (p.pid, p.ppid)).collect();
     // Built once: every process of a host scan is the root of its own subtree.
@@ -136,7 +138,7 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
             reports.push(WorkloadReport::new(w, dump));
         }
         WorkloadReport::sort(&mut reports);
-        tracing::debug!(?resolve, judge = ?judging_started.elapsed(), workloads = reports.len(), "judged");
+        tracing::debug!(?resolve, ?index, judge = ?judging_started.elapsed(), workloads = reports.len(), "judged");
         let verdict = reports.first().map_or(classify::Verdict::Ok, |r| r.verdict);
         if judging.json {
             report::workloads_json(out, &reports, name, &judge.profile_source)?;

@@ -300,14 +300,22 @@ fn reach(root: &Path, mount_points: &[String], dev: u64, ino: u64) -> Watches {
     }
 }
 
-/// Judges the marks of every inotify and fanotify fd the way CRIU will dump them.
-pub fn see_watches_as_criu(files: &mut [FileFact]) {
+/// An inotify or fanotify fd.
+pub fn wants_a_look(f: &FileFact) -> bool {
+    f.fd.is_some()
+        && f.fs_type == "anon_inodefs"
+        && matches!(f.name.as_str(), "inotify" | "[fanotify]")
+}
+
+/// Judges the marks of every inotify and fanotify fd the way CRIU will dump them. `which`:
+/// indices into `files`, a superset of those fds.
+pub fn see_watches_as_criu(files: &mut [FileFact], which: &[usize]) {
     let mut mounts: HashMap<u32, HashMap<(u64, u64), Filesystem>> = HashMap::new();
-    for f in files.iter_mut() {
-        let Some(fd) = f.fd else { continue };
-        if f.fs_type != "anon_inodefs" || !matches!(f.name.as_str(), "inotify" | "[fanotify]") {
+    for &i in which {
+        let f = &mut files[i];
+        let Some(fd) = f.fd.filter(|_| wants_a_look(f)) else {
             continue;
-        }
+        };
         let Ok(info) = std::fs::read_to_string(format!("/proc/{}/fdinfo/{fd}", f.pid)) else {
             continue;
         };

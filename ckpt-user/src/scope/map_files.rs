@@ -45,16 +45,22 @@ fn map_files_mount(pid: u32, start: u64, end: u64) -> Option<u32> {
     fdinfo_mnt_id(&info)
 }
 
+/// A mapping reported on a mount hidden from its process.
+pub fn wants_a_look(f: &FileFact) -> bool {
+    f.mapping.is_some() && f.mount_visible == Some(false)
+}
+
 /// Re-judges the mount of every mapping reported on a hidden mount through `map_files`. A
 /// mapping that cannot be looked at (the process exited, the range changed) keeps the kernel
 /// side's facts: never `ok` on a guess.
-pub fn see_mappings_as_criu(files: &mut [FileFact]) {
+/// `which`: indices into `files`, a superset of the mappings [`wants_a_look`] picks.
+pub fn see_mappings_as_criu(files: &mut [FileFact], which: &[usize]) {
     let mut mounts: HashMap<u32, Option<HashMap<u32, String>>> = HashMap::new();
-    for f in files.iter_mut() {
-        let Some(m) = &f.mapping else { continue };
-        if f.mount_visible != Some(false) {
+    for &i in which {
+        let f = &mut files[i];
+        let Some(m) = f.mapping.as_ref().filter(|_| wants_a_look(f)) else {
             continue;
-        }
+        };
         let Some(id) = map_files_mount(f.pid, m.start, m.end) else {
             continue;
         };

@@ -173,9 +173,9 @@ mod tests {
         assert_eq!(phase(&line, "btf"), Some(Duration::from_micros(1500)));
         assert_eq!(phase(&line, "iterate"), Some(Duration::from_nanos(53_200)));
         assert_eq!(phase(&line, "load"), None);
-        let stderr =
-            "DEBUG ckpt_user::cmd::scan: judged resolve=338.1µs judge=160.5ms workloads=2\n";
+        let stderr = "DEBUG ckpt_user::cmd::scan: judged resolve=338.1µs index=12.5ms judge=160.5ms workloads=2\n";
         let line = judged_line(stderr).unwrap();
+        assert_eq!(phase(&line, "index"), Some(Duration::from_micros(12_500)));
         assert_eq!(phase(&line, "judge"), Some(Duration::from_micros(160_500)));
     }
 
