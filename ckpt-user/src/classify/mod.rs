@@ -492,6 +492,50 @@ struct Kind {
     anon_name: Option<Text>,
 }
 
+/// A file's [`Kind`] borrowed from the file: it hashes as the owned kind does (a `Text` hashes
+/// as its `str`), so that finding a known kind copies nothing, nor counts a shared name up
+/// and down again, for each of a host's ~200,000 files.
+#[derive(Hash)]
+struct KindOf<'f> {
+    f_op: u64,
+    file_type: FileType,
+    fs_type: &'f str,
+    fs_magic: u64,
+    mapping: bool,
+    inode_known: bool,
+    socket: Option<(u16, u16, u16)>,
+    rdev: Option<DevNum>,
+    anon_name: Option<&'f str>,
+}
+
+impl<'f> KindOf<'f> {
+    fn of(f: &'f FileFact) -> Self {
+        Self {
+            f_op: f.f_op,
+            file_type: f.file_type,
+            fs_type: f.fs_type.as_str(),
+            fs_magic: f.fs_magic,
+            mapping: f.mapping.is_some(),
+            inode_known: f.inode_known,
+            socket: f.socket.as_ref().map(|s| (s.family, s.sk_type, s.protocol)),
+            rdev: f.rdev,
+            anon_name: names_the_kind(f).then(|| f.name.as_str()),
+        }
+    }
+
+    fn is(&self, k: &Kind) -> bool {
+        self.f_op == k.f_op
+            && self.file_type == k.file_type
+            && self.fs_type == k.fs_type.as_str()
+            && self.fs_magic == k.fs_magic
+            && self.mapping == k.mapping
+            && self.inode_known == k.inode_known
+            && self.socket == k.socket
+            && self.rdev == k.rdev
+            && self.anon_name == k.anon_name.as_ref().map(Text::as_str)
+    }
+}
+
 impl Kind {
     fn of(f: &FileFact) -> Self {
         Self {
@@ -531,8 +575,9 @@ pub struct Classifier<'a> {
     /// long as they are kept.
     pub ops: &'a HashMap<u64, OpsIdentity>,
     /// Per kind, the rules its files could match, in profile order, up to the first that every
-    /// file of the kind matches.
-    candidates: RefCell<HashMap<Kind, Box<[Candidate<'a>]>, foldhash::fast::RandomState>>,
+    /// file of the kind matches. A table, not a map: a kind is looked up by [`KindOf`].
+    candidates: RefCell<hashbrown::HashTable<(Kind, Box<[Candidate<'a>]>)>>,
+    kind_hasher: foldhash::fast::RandomState,
 }
 
 impl<'a> Classifier<'a> {
@@ -541,6 +586,7 @@ impl<'a> Classifier<'a> {
             profile,
             ops,
             candidates: RefCell::default(),
+            kind_hasher: foldhash::fast::RandomState::default(),
         }
     }
 
@@ -550,11 +596,19 @@ impl<'a> Classifier<'a> {
 
     /// The first rule that matches this file, as [`classify`] finds it.
     pub fn rule_for(&self, f: &FileFact, ctx: &Context) -> Option<&'a Rule> {
+        use std::hash::BuildHasher;
         let ops = self.ops_of(f);
-        let mut candidates = self.candidates.borrow_mut();
-        let candidates = candidates
-            .entry(Kind::of(f))
-            .or_insert_with(|| self.could_match(f, ops));
+        let kind = KindOf::of(f);
+        let hash = self.kind_hasher.hash_one(&kind);
+        let mut table = self.candidates.borrow_mut();
+        let (_, candidates) = match table.find_entry(hash, |(k, _)| kind.is(k)) {
+            Ok(known) => known.into_mut(),
+            Err(_) => table
+                .insert_unique(hash, (Kind::of(f), self.could_match(f, ops)), |(k, _)| {
+                    self.kind_hasher.hash_one(k)
+                })
+                .into_mut(),
+        };
         candidates
             .iter()
             .find(|c| {

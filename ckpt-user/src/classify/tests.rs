@@ -1852,3 +1852,35 @@ fn memfd_and_sysv_names_off_the_internal_shmem_mount_are_hidden_files() {
         assert_eq!(j.rule, "memfd");
     }
 }
+
+/// A kind borrowed from a file finds the kind built from it, and no other: the table would
+/// otherwise file each kind again (or under another's rules) without any test seeing it.
+#[test]
+fn a_borrowed_kind_hashes_and_compares_as_its_owned_kind() {
+    use std::hash::BuildHasher;
+    let mut shm = reg();
+    shm.fs_type = "tmpfs".into();
+    let files = [
+        reg(),
+        shm,
+        reg().with_mapping(false),
+        anon("[eventfd]"),
+        anon("[timerfd]"),
+        chr(1, 3),
+        chr(1, 5),
+        unix("stream"),
+        tcp("listen"),
+    ];
+    let hasher = foldhash::fast::RandomState::default();
+    for (i, f) in files.iter().enumerate() {
+        let borrowed = KindOf::of(f);
+        assert_eq!(
+            hasher.hash_one(&borrowed),
+            hasher.hash_one(Kind::of(f)),
+            "file {i}"
+        );
+        for (j, g) in files.iter().enumerate() {
+            assert_eq!(borrowed.is(&Kind::of(g)), i == j, "file {i} against {j}");
+        }
+    }
+}
