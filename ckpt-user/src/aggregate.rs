@@ -501,7 +501,7 @@ mod tests {
         let snapshot = nested();
         let world = SnapshotWorld::new(&snapshot);
         let profile = classify::load_profile("criu-4").unwrap();
-        let ops = HashMap::new();
+        let ops = crate::resolve::OpsTables::default();
         let classifier = Classifier::new(&profile, &ops);
         let given = Given::default();
         for keep_ok in [false, true] {

@@ -11,12 +11,11 @@ pub use load::{BUILTIN_PROFILES, ProfileError, load_profile, parse_profile};
 pub use profile::{Place, Profile, Verdict};
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use serde::Serialize;
 
 use crate::facts::{DevNum, FileFact, FileType, Text};
-use crate::resolve::OpsIdentity;
+use crate::resolve::{OpsIdentity, OpsTables};
 use profile::{AppliesTo, CheckRule, Cond, NumOrRange, OneOrMany, Rule, TaskCond};
 
 /// Facts about a file that depend on which tasks are dumped together (computed by `scope`).
@@ -573,7 +572,7 @@ pub struct Classifier<'a> {
     pub profile: &'a Profile,
     /// Ops tables by address: kinds are told apart by address, so the map is borrowed for as
     /// long as they are kept.
-    pub ops: &'a HashMap<u64, OpsIdentity>,
+    pub ops: &'a OpsTables,
     /// Per kind, the rules its files could match, in profile order, up to the first that every
     /// file of the kind matches. A table, not a map: a kind is looked up by [`KindOf`].
     candidates: RefCell<hashbrown::HashTable<(Kind, Box<[Candidate<'a>]>)>>,
@@ -581,7 +580,7 @@ pub struct Classifier<'a> {
 }
 
 impl<'a> Classifier<'a> {
-    pub fn new(profile: &'a Profile, ops: &'a HashMap<u64, OpsIdentity>) -> Self {
+    pub fn new(profile: &'a Profile, ops: &'a OpsTables) -> Self {
         Self {
             profile,
             ops,

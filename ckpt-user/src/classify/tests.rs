@@ -3,7 +3,7 @@
 //! decides, a near miss that must fall to another rule. Facts are built with [`base`] and the
 //! `with_*` edits of [`Build`], never as whole struct literals.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use super::load::parse_profile;
@@ -1739,7 +1739,7 @@ fn a_classifier_judges_every_file_as_classify_does() {
     let mut examples = examples();
     // Each named ops table at its own address, so that files are told apart by their tables
     // as on a real host.
-    let mut tables: HashMap<u64, OpsIdentity> = HashMap::new();
+    let mut tables = OpsTables::default();
     for (e, addr) in examples.iter_mut().zip(0xffff_ffff_9000_0000u64..) {
         if let Some(o) = &mut e.ops {
             let addr = tables

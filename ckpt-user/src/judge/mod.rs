@@ -3,7 +3,6 @@
 //! scan, `preflight` and the daemon all start from a [`Judge`], so they cannot disagree about
 //! the same processes.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use crate::checkpointer::criu::Criu;
@@ -13,7 +12,7 @@ use crate::checkpointer::runc_state::{self, RuncFile};
 use crate::checkpointer::running::RunningDump;
 use crate::classify::{self, Profile};
 use crate::cli::JudgingArgs;
-use crate::resolve::{self, Catalogue, OpsIdentity};
+use crate::resolve::{self, Catalogue};
 use crate::scope::container_id::{ContainerName, Runtime};
 use crate::snapshot::Snapshot;
 
@@ -173,7 +172,7 @@ impl Judge {
     }
 
     /// Names every ops table of the snapshot, with the profile's own catalogue entries.
-    pub fn resolve_ops(&self, snapshot: &Snapshot) -> anyhow::Result<HashMap<u64, OpsIdentity>> {
+    pub fn resolve_ops(&self, snapshot: &Snapshot) -> anyhow::Result<crate::resolve::OpsTables> {
         let mut catalogue = Catalogue::builtin();
         catalogue.extend(self.profile.ops.clone(), &self.profile.profile.name)?;
         Ok(resolve::resolve(

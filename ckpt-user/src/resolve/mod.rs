@@ -176,12 +176,16 @@ fn plain(name: &str) -> &str {
     name.split('.').next().unwrap_or(name)
 }
 
+/// Each ops table's identity by its address. foldhash: judging looks a table up twice for each
+/// of a host's ~200,000 files; the addresses are the kernel's.
+pub type OpsTables = HashMap<u64, OpsIdentity, foldhash::fast::RandomState>;
+
 /// Names each ops table.
 pub fn resolve(
     ops: &HashMap<u64, [u64; N_OPS_MEMBERS]>,
     symbols: &Symbols,
     catalogue: &Catalogue,
-) -> HashMap<u64, OpsIdentity> {
+) -> OpsTables {
     ops.iter()
         .map(|(&addr, member_addrs)| {
             let mut members = BTreeMap::new();
@@ -236,7 +240,7 @@ ffffffffc0001000 t kvm_vm_release\t[kvm]
         m
     }
 
-    fn resolved() -> HashMap<u64, OpsIdentity> {
+    fn resolved() -> OpsTables {
         let ops = HashMap::from([
             (0xffff_0001, members(0xffffffff81000100, 0)),
             (

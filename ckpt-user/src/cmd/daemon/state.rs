@@ -15,7 +15,7 @@ use crate::aggregate::{DumpReport, Rules, World};
 use crate::checkpointer::given::Given;
 use crate::classify::{self, Classifier, Profile, Verdict, names};
 use crate::facts::{FileFact, FileType};
-use crate::resolve::OpsIdentity;
+use crate::resolve::OpsTables;
 use crate::scope::container_id::{self, ContainerName, Runtime};
 use crate::scope::workload::{self, Key, Kind, Names};
 use crate::scope::{DumpSet, Holders, Own, ProcInfo, children_of};
@@ -141,7 +141,7 @@ pub struct State {
     /// kernel may already have reported; they are untracked when their process exits.
     reported: BTreeSet<u64>,
     pub ops_members: HashMap<u64, [u64; N_OPS_MEMBERS]>,
-    pub ops: HashMap<u64, OpsIdentity>,
+    pub ops: OpsTables,
     /// Ops tables (and socket kinds) already analysed for [`classify::always_ok`].
     analysed: HashSet<AnalysisKey>,
     own: Own,
@@ -203,7 +203,7 @@ impl State {
             tracked: HashSet::new(),
             reported: BTreeSet::new(),
             ops_members: HashMap::new(),
-            ops: HashMap::new(),
+            ops: OpsTables::default(),
             analysed: HashSet::new(),
             own: Own::default(),
         }
