@@ -73,7 +73,7 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
     let resolving = std::time::Instant::now();
     let ops = judge.resolve_ops(&snapshot)?;
     let resolve = resolving.elapsed();
-    let describe: &dyn Fn(&FileFact) -> String = if live {
+    let describe: &(dyn Fn(&FileFact) -> String + Sync) = if live {
         &describe_live
     } else {
         &describe_facts
