@@ -426,6 +426,9 @@ impl Rules<'_, '_> {
 const MAX_JUDGING_THREADS: usize = 4;
 const MIN_PROCESSES_PER_THREAD: usize = 64;
 
+/// Facts from which a snapshot's two indexes are built on two threads.
+const INDEX_APART: usize = 10_000;
+
 /// A snapshot, indexed for judging.
 pub struct SnapshotWorld<'a> {
     pub snapshot: &'a Snapshot,
@@ -436,13 +439,27 @@ pub struct SnapshotWorld<'a> {
 
 impl<'a> SnapshotWorld<'a> {
     pub fn new(snapshot: &'a Snapshot) -> Self {
-        let mut by_pid: HashMap<u32, Vec<&FileFact>, _> = HashMap::default();
-        for f in &snapshot.files {
-            by_pid.entry(f.pid).or_default().push(f);
-        }
+        let by_pid = || {
+            let mut by_pid: HashMap<u32, Vec<&FileFact>, _> = HashMap::default();
+            for f in &snapshot.files {
+                by_pid.entry(f.pid).or_default().push(f);
+            }
+            by_pid
+        };
+        // The two indexes of a host scan's ~200,000 facts take ~10 ms each: built side by side.
+        let (holders, by_pid) = if snapshot.files.len() < INDEX_APART {
+            (Holders::index(&snapshot.files), by_pid())
+        } else {
+            std::thread::scope(|scope| {
+                let holders = scope.spawn(|| Holders::index(&snapshot.files));
+                let by_pid = by_pid();
+                let holders = holders.join().expect("indexing holders does not panic");
+                (holders, by_pid)
+            })
+        };
         Self {
             snapshot,
-            holders: Holders::index(&snapshot.files),
+            holders,
             by_pid,
         }
     }
