@@ -178,14 +178,18 @@ mod tests {
         Ok((records, used))
     }
 
-    #[test]
-    fn decodes_interleaved_records() {
-        let ops = OpsRecord {
+    fn ops_record() -> OpsRecord {
+        OpsRecord {
             tag: TAG_OPS,
             _pad: 0,
             f_op: 0xffff_0000,
             members: [1; N_OPS_MEMBERS],
-        };
+        }
+    }
+
+    #[test]
+    fn decodes_interleaved_records() {
+        let ops = ops_record();
         let mut buf = Vec::new();
         buf.extend_from_slice(bytes(&ops));
         buf.extend_from_slice(bytes(&file(3)));
@@ -219,12 +223,7 @@ mod tests {
     /// Pieces of any sizes, records cut anywhere, give the records once each and in order.
     #[test]
     fn a_stream_in_pieces_gives_each_record_once() {
-        let ops = OpsRecord {
-            tag: TAG_OPS,
-            _pad: 0,
-            f_op: 0xffff_0000,
-            members: [1; N_OPS_MEMBERS],
-        };
+        let ops = ops_record();
         let mut stream = bytes(&ops).to_vec();
         (3..9).for_each(|fd| stream.extend_from_slice(bytes(&file(fd))));
         let mut expected = vec![Record::Ops(0xffff_0000, [1; N_OPS_MEMBERS])];
