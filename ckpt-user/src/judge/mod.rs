@@ -172,7 +172,7 @@ impl Judge {
     }
 
     /// Names every ops table of the snapshot, with the profile's own catalogue entries.
-    pub fn resolve_ops(&self, snapshot: &Snapshot) -> anyhow::Result<crate::resolve::OpsTables> {
+    pub fn resolve_ops(&self, snapshot: &Snapshot) -> anyhow::Result<resolve::OpsTables> {
         let mut catalogue = Catalogue::builtin();
         catalogue.extend(self.profile.ops.clone(), &self.profile.profile.name)?;
         Ok(resolve::resolve(

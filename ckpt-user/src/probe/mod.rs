@@ -424,7 +424,6 @@ impl Probe {
     /// when this kernel cannot scope an iterator to a process.
     fn snapshot_per_process(&mut self, each: &mut dyn FnMut(Record)) -> Result<bool, ProbeError> {
         let mut buf = vec![0u8; READ_CHUNK];
-        let buf = &mut buf;
         let pids = self.per_process.clone();
         for (i, &pid) in pids.iter().enumerate() {
             let files = match self.iterator(FILE_PROG, Some(pid)) {
@@ -435,10 +434,10 @@ impl Probe {
                 }
                 Err(e) => return Err(e),
             };
-            Self::drain(FILE_PROG, files, buf, each)?;
+            Self::drain(FILE_PROG, files, &mut buf, each)?;
             if self.vmas {
                 let vmas = self.iterator(VMA_PROG, Some(pid))?;
-                Self::drain(VMA_PROG, vmas, buf, each)?;
+                Self::drain(VMA_PROG, vmas, &mut buf, each)?;
             }
         }
         Ok(true)
