@@ -7,6 +7,10 @@ pub const TAG_FILE: u32 = 0x4649_4c45; // "FILE"
 pub const TAG_OPS: u32 = 0x4f50_5321; // "OPS!"
 pub const TAG_VMA: u32 = 0x564d_4121; // "VMA!"
 pub const TAG_TASK: u32 = 0x5441_534b; // "TASK"
+/// A [`FileFacts`] of a file that is no socket, written by an iterator without its socket
+/// members: its first [`FILE_FACTS_NO_SOCK_LEN`] bytes. The kernel's walk slows with every byte
+/// written per file: beside 214,000 fds, 8 of a scan's ~140 ms of iteration (measured).
+pub const TAG_FILE_NO_SOCK: u32 = 0x4649_4c2d; // "FIL-"
 
 /// Offset value meaning "this field does not exist on the running kernel".
 pub const ABSENT: u32 = u32::MAX;
@@ -115,6 +119,13 @@ pub struct FileFacts {
     pub known: u32,
     pub flags: u32,
     pub mnt_id: u32,
+    /// Target of a pidfd (global pid number), the tty index of a tty, or the type of a BPF
+    /// map (`enum bpf_map_type`); [`known`] says which.
+    pub aux: u64,
+    pub fs_type: [u8; FS_TYPE_LEN],
+    /// The dentry name: `[eventfd]`, `bpf-map`, `memfd:x`, a file's base name.
+    pub name: [u8; NAME_LEN],
+    // The socket members, last: a [`TAG_FILE_NO_SOCK`] record ends before them.
     pub sk_family: u16,
     pub sk_type: u16,
     pub sk_protocol: u16,
@@ -124,17 +135,15 @@ pub struct FileFacts {
     /// `sk_state` of the unix peer (TCP_CLOSE once the peer was released).
     pub peer_state: u32,
     pub peer_ino: u64,
-    /// Target of a pidfd (global pid number), the tty index of a tty, or the type of a BPF
-    /// map (`enum bpf_map_type`); [`known`] says which.
-    pub aux: u64,
-    pub fs_type: [u8; FS_TYPE_LEN],
-    /// The dentry name: `[eventfd]`, `bpf-map`, `memfd:x`, a file's base name.
-    pub name: [u8; NAME_LEN],
     /// Bytes in a socket's write queue (`sk_wmem_alloc` - 1, as sock_diag reports it).
     pub sk_wqueue: u32,
     /// Bytes in a socket's receive queue (`sk_rmem_alloc`).
     pub sk_rqueue: u32,
 }
+
+/// Bytes of a [`TAG_FILE_NO_SOCK`] record: every member before the socket ones, which are all
+/// zero in a file that is no socket.
+pub const FILE_FACTS_NO_SOCK_LEN: usize = core::mem::offset_of!(FileFacts, sk_family);
 
 /// The function members of one ops table, emitted the first time an `f_op` is seen.
 #[repr(C)]
@@ -484,12 +493,15 @@ mod tests {
         assert_eq!(align_of::<FileFacts>(), 8);
         assert_eq!(offset_of!(FileFacts, f_op), 16);
         assert_eq!(offset_of!(FileFacts, rdev), 56);
-        assert_eq!(offset_of!(FileFacts, sk_family), 88);
-        assert_eq!(offset_of!(FileFacts, peer_ino), 104);
-        assert_eq!(offset_of!(FileFacts, fs_type), 120);
-        assert_eq!(offset_of!(FileFacts, name), 136);
+        assert_eq!(offset_of!(FileFacts, aux), 88);
+        assert_eq!(offset_of!(FileFacts, fs_type), 96);
+        assert_eq!(offset_of!(FileFacts, name), 112);
+        assert_eq!(offset_of!(FileFacts, sk_family), 160);
+        assert_eq!(offset_of!(FileFacts, peer_ino), 176);
         assert_eq!(offset_of!(FileFacts, sk_wqueue), 184);
         assert_eq!(offset_of!(FileFacts, sk_rqueue), 188);
+        // The short record keeps 8-byte alignment: records follow each other in one stream.
+        assert_eq!(FILE_FACTS_NO_SOCK_LEN, 160);
     }
 
     #[test]
@@ -537,6 +549,9 @@ mod tests {
     #[test]
     fn tags_are_distinct() {
         assert_ne!(TAG_FILE, TAG_OPS);
+        assert_ne!(TAG_FILE, TAG_FILE_NO_SOCK);
+        assert_ne!(TAG_FILE_NO_SOCK, TAG_OPS);
+        assert_ne!(TAG_FILE_NO_SOCK, TAG_VMA);
         assert_ne!(TAG_FILE, TAG_VMA);
         assert_ne!(TAG_OPS, TAG_VMA);
     }

@@ -1,8 +1,8 @@
-//! `iter/task_file`: one [`FileFacts`] per open file of every task, and one [`OpsRecord`] the
-//! first time each ops table is seen.
+//! `iter/task_file`: one [`FileFacts`] per open file of every task (without its socket members
+//! when it is no socket), and one [`OpsRecord`] the first time each ops table is seen.
 
 use aya_ebpf::{helpers::generated::bpf_seq_write, macros::map, maps::PerCpuArray};
-use ckpt_common::{FileFacts, OpsRecord};
+use ckpt_common::{FILE_FACTS_NO_SOCK_LEN, FileFacts, OpsRecord, TAG_FILE_NO_SOCK, known};
 use core::ffi::c_void;
 
 use crate::file_facts;
@@ -52,12 +52,19 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
     let rec = FILE_SCRATCH.get_ptr_mut(0)?;
     let rec = unsafe { &mut *rec };
     file_facts::fill::<Typed>(rec, task, tgid, fd, file, f_op, Some(&FILE_FS_TYPE));
+    // Most files are no sockets: their records end before the socket members, all zero.
+    let size = if rec.known & known::SOCKET == 0 {
+        rec.tag = TAG_FILE_NO_SOCK;
+        FILE_FACTS_NO_SOCK_LEN
+    } else {
+        core::mem::size_of::<FileFacts>()
+    };
 
     let written = unsafe {
         bpf_seq_write(
             seq as *mut _,
             rec as *const FileFacts as *const c_void,
-            core::mem::size_of::<FileFacts>() as u32,
+            size as u32,
         )
     };
     // On overflow the kernel discards this object's output and runs us again for the same file

@@ -1,7 +1,8 @@
 //! Splits the iterators' byte stream into records by their leading tag.
 
 use ckpt_common::{
-    FileFacts, N_OPS_MEMBERS, OpsRecord, TAG_FILE, TAG_OPS, TAG_TASK, TAG_VMA, TaskEvent, VmaFacts,
+    FILE_FACTS_NO_SOCK_LEN, FileFacts, N_OPS_MEMBERS, OpsRecord, TAG_FILE, TAG_FILE_NO_SOCK,
+    TAG_OPS, TAG_TASK, TAG_VMA, TaskEvent, VmaFacts,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,19 @@ fn take<T: Copy>(buf: &[u8], offset: usize) -> Result<T, DecodeError> {
     // SAFETY: the range is in bounds and T is a padding-free #[repr(C)] record of integers, valid
     // for any bits; read_unaligned because the Vec<u8> promises no alignment.
     Ok(unsafe { std::ptr::read_unaligned(buf[offset..end].as_ptr().cast::<T>()) })
+}
+
+/// A [`TAG_FILE_NO_SOCK`] record at `offset`, its missing socket members zero: the same facts
+/// as the whole record of that file.
+fn take_no_sock(buf: &[u8], offset: usize) -> Result<FileFacts, DecodeError> {
+    let mut whole = [0u8; std::mem::size_of::<FileFacts>()];
+    let short = buf
+        .get(offset..offset + FILE_FACTS_NO_SOCK_LEN)
+        .ok_or(DecodeError::Truncated { offset })?;
+    whole[..FILE_FACTS_NO_SOCK_LEN].copy_from_slice(short);
+    let mut rec: FileFacts = take(&whole, 0)?;
+    rec.tag = TAG_FILE;
+    Ok(rec)
 }
 
 /// One ring-buffer record of the live event programs.
@@ -66,6 +80,7 @@ pub fn decode_records(
         let tag: u32 = take(buf, offset)?;
         let size = match tag {
             TAG_FILE => std::mem::size_of::<FileFacts>(),
+            TAG_FILE_NO_SOCK => FILE_FACTS_NO_SOCK_LEN,
             TAG_VMA => std::mem::size_of::<VmaFacts>(),
             TAG_OPS => std::mem::size_of::<OpsRecord>(),
             tag => {
@@ -80,6 +95,7 @@ pub fn decode_records(
         }
         each(match tag {
             TAG_FILE => Record::File(take(buf, offset)?),
+            TAG_FILE_NO_SOCK => Record::File(take_no_sock(buf, offset)?),
             TAG_VMA => Record::Vma(take(buf, offset)?),
             _ => {
                 let rec: OpsRecord = take(buf, offset)?;
@@ -206,17 +222,47 @@ mod tests {
         );
     }
 
-    /// A record cut by the end of a read waits for the next piece, wherever the cut falls.
+    /// `f` as the iterator writes a file that is no socket.
+    fn no_sock_bytes(f: &FileFacts) -> Vec<u8> {
+        let short = FileFacts {
+            tag: TAG_FILE_NO_SOCK,
+            ..*f
+        };
+        bytes(&short)[..FILE_FACTS_NO_SOCK_LEN].to_vec()
+    }
+
+    fn socket(fd: u32) -> FileFacts {
+        FileFacts {
+            mode: 0o140777,
+            known: ckpt_common::known::SOCKET,
+            sk_family: 1,
+            sk_type: 1,
+            peer_ino: 99,
+            sk_rqueue: 5,
+            ..file(fd)
+        }
+    }
+
+    /// A record cut by the end of a read waits for the next piece, wherever the cut falls; a
+    /// short record and a whole one give the same facts.
     #[test]
     fn a_cut_record_is_left_for_the_next_piece() {
-        let mut stream = bytes(&file(3)).to_vec();
-        stream.extend_from_slice(bytes(&file(4)));
+        let mut stream = no_sock_bytes(&file(3));
+        stream.extend_from_slice(bytes(&socket(4)));
+        stream.extend_from_slice(&no_sock_bytes(&file(5)));
         for cut in 0..stream.len() {
             let mut records = Vec::new();
             let first = decode_records(&stream[..cut], 0, &mut |r| records.push(r)).unwrap();
             let rest = decode_records(&stream[first..], first, &mut |r| records.push(r)).unwrap();
             assert_eq!(first + rest, stream.len(), "cut at {cut}");
-            assert_eq!(records, [Record::File(file(3)), Record::File(file(4))]);
+            assert_eq!(
+                records,
+                [
+                    Record::File(file(3)),
+                    Record::File(socket(4)),
+                    Record::File(file(5))
+                ]
+            );
         }
     }
 
