@@ -1,6 +1,7 @@
 //! From per-file judgements to verdicts per process and per dump (CRIU's rule: one task that
 //! fails fails the whole dump).
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -11,7 +12,7 @@ use crate::classify::{self, Classifier, Context, Judgement, Place, Verdict};
 use crate::facts::{FileFact, FileType};
 use crate::scope::workload::{Kind, Workload};
 use crate::scope::{DumpSet, Holders, Own, ProcInfo, procfs};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{FactIndex, Snapshot};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct FileReport {
@@ -426,57 +427,38 @@ impl Rules<'_, '_> {
 const MAX_JUDGING_THREADS: usize = 4;
 const MIN_PROCESSES_PER_THREAD: usize = 64;
 
-/// Facts from which a snapshot's two indexes are built on two threads.
-const INDEX_APART: usize = 10_000;
-
 /// A snapshot, indexed for judging.
 pub struct SnapshotWorld<'a> {
     pub snapshot: &'a Snapshot,
-    holders: Holders,
-    /// foldhash: filled with one lookup per fact of the host.
-    by_pid: HashMap<u32, Vec<&'a FileFact>, foldhash::fast::RandomState>,
+    index: Cow<'a, FactIndex>,
 }
 
 impl<'a> SnapshotWorld<'a> {
     pub fn new(snapshot: &'a Snapshot) -> Self {
-        let by_pid = || {
-            let mut by_pid: HashMap<u32, Vec<&FileFact>, _> = HashMap::default();
-            for f in &snapshot.files {
-                by_pid.entry(f.pid).or_default().push(f);
-            }
-            by_pid
+        let index = match &snapshot.index {
+            Some(index) if index.covers(&snapshot.files) => Cow::Borrowed(index),
+            _ => Cow::Owned(FactIndex::of(&snapshot.files)),
         };
-        // The two indexes of a host scan's ~200,000 facts take ~10 ms each: built side by side.
-        let (holders, by_pid) = if snapshot.files.len() < INDEX_APART {
-            (Holders::index(&snapshot.files), by_pid())
-        } else {
-            std::thread::scope(|scope| {
-                let holders = scope.spawn(|| Holders::index(&snapshot.files));
-                let by_pid = by_pid();
-                let holders = holders.join().expect("indexing holders does not panic");
-                (holders, by_pid)
-            })
-        };
-        Self {
-            snapshot,
-            holders,
-            by_pid,
-        }
+        Self { snapshot, index }
     }
 
     /// Every pid with files or /proc facts in the snapshot.
     pub fn pids(&self) -> BTreeSet<u32> {
-        self.by_pid
-            .keys()
-            .chain(self.snapshot.procs.keys())
-            .copied()
+        self.index
+            .pids()
+            .chain(self.snapshot.procs.keys().copied())
             .collect()
     }
 }
 
 impl World for SnapshotWorld<'_> {
     fn files_of(&self, pid: u32) -> Vec<&FileFact> {
-        self.by_pid.get(&pid).cloned().unwrap_or_default()
+        let files = &self.snapshot.files;
+        self.index
+            .facts_of(pid)
+            .iter()
+            .filter_map(|&i| files.get(i))
+            .collect()
     }
 
     fn proc_info(&self, pid: u32) -> Option<&ProcInfo> {
@@ -484,7 +466,7 @@ impl World for SnapshotWorld<'_> {
     }
 
     fn holders(&self) -> &Holders {
-        &self.holders
+        self.index.holders()
     }
 
     /// As recorded: a replayed snapshot must not ask this host's /proc.
@@ -572,6 +554,27 @@ mod tests {
             ],
             ..Default::default()
         }
+    }
+
+    /// An index noted fact by fact as a scan decodes them is the one built from the facts
+    /// after, on one thread or two; a snapshot whose facts changed in number since is indexed
+    /// afresh.
+    #[test]
+    fn a_noted_index_is_the_built_one_and_a_stale_one_is_not_used() {
+        let mut many = nested().files;
+        many.extend((0..12_000).map(|i| unix_with_peer(30 + i % 7, 1000 + i as u64, 1)));
+        for files in [&nested().files, &many] {
+            let mut noted = FactIndex::default();
+            for (i, f) in files.iter().enumerate() {
+                noted.add(i, f);
+            }
+            assert_eq!(noted, FactIndex::of(files), "{} facts", files.len());
+        }
+        let mut snapshot = nested();
+        snapshot.index = Some(FactIndex::of(&snapshot.files[..2]));
+        let world = SnapshotWorld::new(&snapshot);
+        assert_eq!(world.files_of(21).len(), 3);
+        assert_eq!(world.files_of(20).len(), 1);
     }
 
     /// A session of 400 processes, more than one thread judges: each process is judged as it

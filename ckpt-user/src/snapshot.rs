@@ -19,7 +19,7 @@ use crate::kernel::kallsyms_cache;
 use crate::kernel::privileges::{self, PrivilegeError};
 use crate::probe::{Probe, ProbeError, Purpose, Record};
 use crate::resolve;
-use crate::scope::{Own, ProcInfo, procfs};
+use crate::scope::{Holders, Own, ProcInfo, procfs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -129,6 +129,83 @@ pub struct Snapshot {
     pub namespaces: BTreeMap<u32, Vec<u64>>,
     #[serde(skip)]
     pub timings: Timings,
+    /// Built as a live scan decodes `files`; a replay has none. Whoever changes `files` after
+    /// sets it to `None`.
+    #[serde(skip)]
+    pub(crate) index: Option<FactIndex>,
+}
+
+/// Where each process's facts are in [`Snapshot::files`], and who holds which socket and pty
+/// master: what judging looks up. A live scan builds it as the facts are decoded, beside the
+/// kernel's walk; built after it, a host scan waited ~10 ms more.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FactIndex {
+    /// Indices into the files, per pid. foldhash: one lookup per fact of the host.
+    by_pid: HashMap<u32, Vec<usize>, foldhash::fast::RandomState>,
+    holders: Holders,
+    /// Facts indexed.
+    facts: usize,
+}
+
+/// Facts from which [`FactIndex::of`] builds its two halves on two threads.
+const INDEX_APART: usize = 10_000;
+
+impl FactIndex {
+    /// Notes `f`, the fact at `index`.
+    pub fn add(&mut self, index: usize, f: &FileFact) {
+        self.by_pid.entry(f.pid).or_default().push(index);
+        self.holders.add(f);
+        self.facts += 1;
+    }
+
+    /// The index of `files`.
+    pub fn of(files: &[FileFact]) -> Self {
+        let by_pid = || {
+            let mut by_pid: HashMap<u32, Vec<usize>, _> = HashMap::default();
+            for (i, f) in files.iter().enumerate() {
+                by_pid.entry(f.pid).or_default().push(i);
+            }
+            by_pid
+        };
+        let (holders, by_pid) = if files.len() < INDEX_APART {
+            (Holders::index(files), by_pid())
+        } else {
+            std::thread::scope(|scope| {
+                let holders = scope.spawn(|| Holders::index(files));
+                let by_pid = by_pid();
+                let holders = holders.join().expect("indexing holders does not panic");
+                (holders, by_pid)
+            })
+        };
+        Self {
+            by_pid,
+            holders,
+            facts: files.len(),
+        }
+    }
+
+    /// Whether this indexes exactly `files` (as far as their number tells).
+    pub fn covers(&self, files: &[FileFact]) -> bool {
+        self.facts == files.len()
+    }
+
+    /// Every pid with facts.
+    pub fn pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.by_pid.keys().copied()
+    }
+
+    pub fn has_pid(&self, pid: u32) -> bool {
+        self.by_pid.contains_key(&pid)
+    }
+
+    /// Indices of `pid`'s facts.
+    pub fn facts_of(&self, pid: u32) -> &[usize] {
+        self.by_pid.get(&pid).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn holders(&self) -> &Holders {
+        &self.holders
+    }
 }
 
 /// Which tasks the kernel side reports. Filtering there keeps a scan of one process or one
@@ -282,6 +359,7 @@ impl Snapshot {
         }
         let mut ops = HashMap::new();
         let mut noted = Noted::default();
+        let mut index = FactIndex::default();
         probe.snapshot(&mut |record| {
             let fact = match record {
                 Record::File(r) => FileFact::from_file(&r),
@@ -292,6 +370,7 @@ impl Snapshot {
                 }
             };
             noted.note(files.len(), &fact);
+            index.add(files.len(), &fact);
             files.push(fact);
         })?;
         timings.iterate = t.elapsed();
@@ -311,12 +390,12 @@ impl Snapshot {
             Some(reader) => {
                 let mut all = reader.join().expect("the /proc reader does not panic")?;
                 // As for a scan that reads /proc after: the processes that hold files.
-                all.retain(|pid, _| noted.holders.contains(pid));
+                all.retain(|&pid, _| index.has_pid(pid));
                 Some(all)
             }
             None => known_procs,
         };
-        let procs = read_procs(&noted.holders, known_procs);
+        let procs = read_procs(index.pids(), known_procs);
         let namespaces = if noted.nsfs {
             procs
                 .keys()
@@ -339,6 +418,7 @@ impl Snapshot {
             own_ipcns: own.ipcns,
             shm_dev: own.shm_dev,
             timings,
+            index: Some(index),
         })
     }
 
@@ -424,10 +504,6 @@ impl Snapshot {
 struct Noted {
     /// Indices of the few facts /proc must refine.
     closer_look: Vec<usize>,
-    /// Every process that holds a fact.
-    holders: BTreeSet<u32>,
-    /// The last process added to `holders`: a task's facts come one after another.
-    last_holder: Option<u32>,
     /// Some fact is an nsfs file, whose verdict depends on every process's namespaces.
     nsfs: bool,
 }
@@ -439,10 +515,6 @@ impl Noted {
             || crate::scope::fsnotify::wants_a_look(f)
         {
             self.closer_look.push(index);
-        }
-        if self.last_holder != Some(f.pid) {
-            self.holders.insert(f.pid);
-            self.last_holder = Some(f.pid);
         }
         self.nsfs |= f.fs_type == "nsfs";
     }
@@ -476,11 +548,11 @@ pub type ProcsReader =
     std::thread::JoinHandle<Result<BTreeMap<u32, ProcInfo>, crate::scope::ProcError>>;
 
 fn read_procs(
-    holders: &BTreeSet<u32>,
+    holders: impl Iterator<Item = u32>,
     known: Option<BTreeMap<u32, ProcInfo>>,
 ) -> BTreeMap<u32, ProcInfo> {
     let mut procs = known.unwrap_or_default();
-    for &pid in holders {
+    for pid in holders {
         if let std::collections::btree_map::Entry::Vacant(e) = procs.entry(pid)
             && let Some(p) = procfs::read_or_warn(pid)
         {

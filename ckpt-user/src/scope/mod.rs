@@ -22,7 +22,7 @@ const AF_PACKET: u16 = 17;
 
 /// Who holds what across the snapshot, built once per scan. foldhash: a host scan looks a
 /// unix socket's peer up here for each of tens of thousands of sockets.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Holders {
     sockets: HashMap<u64, Vec<u32>, foldhash::fast::RandomState>,
     pty_masters: HashMap<u32, Vec<u32>, foldhash::fast::RandomState>,
