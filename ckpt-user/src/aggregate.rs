@@ -456,8 +456,7 @@ impl World for SnapshotWorld<'_> {
         let files = &self.snapshot.files;
         self.index
             .facts_of(pid)
-            .iter()
-            .filter_map(|&i| files.get(i))
+            .filter_map(|i| files.get(i))
             .collect()
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write as _;
+use std::ops::Range;
 use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -140,8 +141,10 @@ pub struct Snapshot {
 /// kernel's walk; built after it, a host scan waited ~10 ms more.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FactIndex {
-    /// Indices into the files, per pid. foldhash: one lookup per fact of the host.
-    by_pid: HashMap<u32, Vec<usize>, foldhash::fast::RandomState>,
+    /// Where each pid's facts are in the files: runs of indices, since a task's facts come one
+    /// after another (a few runs per process, not an index per fact: megabytes less).
+    /// foldhash: one lookup per fact of the host.
+    by_pid: HashMap<u32, Vec<Range<usize>>, foldhash::fast::RandomState>,
     holders: Holders,
     /// Facts indexed.
     facts: usize,
@@ -153,7 +156,7 @@ const INDEX_APART: usize = 10_000;
 impl FactIndex {
     /// Notes `f`, the fact at `index`.
     pub fn add(&mut self, index: usize, f: &FileFact) {
-        self.by_pid.entry(f.pid).or_default().push(index);
+        note_run(&mut self.by_pid, f.pid, index);
         self.holders.add(f);
         self.facts += 1;
     }
@@ -161,9 +164,9 @@ impl FactIndex {
     /// The index of `files`.
     pub fn of(files: &[FileFact]) -> Self {
         let by_pid = || {
-            let mut by_pid: HashMap<u32, Vec<usize>, _> = HashMap::default();
+            let mut by_pid = HashMap::default();
             for (i, f) in files.iter().enumerate() {
-                by_pid.entry(f.pid).or_default().push(i);
+                note_run(&mut by_pid, f.pid, i);
             }
             by_pid
         };
@@ -198,13 +201,31 @@ impl FactIndex {
         self.by_pid.contains_key(&pid)
     }
 
-    /// Indices of `pid`'s facts.
-    pub fn facts_of(&self, pid: u32) -> &[usize] {
-        self.by_pid.get(&pid).map_or(&[], Vec::as_slice)
+    /// Indices of `pid`'s facts, in order.
+    pub fn facts_of(&self, pid: u32) -> impl Iterator<Item = usize> + '_ {
+        self.by_pid
+            .get(&pid)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .flatten()
     }
 
     pub fn holders(&self) -> &Holders {
         &self.holders
+    }
+}
+
+/// Adds `index` to `pid`'s runs: the last one grows when `index` follows it.
+fn note_run(
+    by_pid: &mut HashMap<u32, Vec<Range<usize>>, foldhash::fast::RandomState>,
+    pid: u32,
+    index: usize,
+) {
+    let runs = by_pid.entry(pid).or_default();
+    match runs.last_mut() {
+        Some(run) if run.end == index => run.end += 1,
+        _ => runs.push(index..index + 1),
     }
 }
 
