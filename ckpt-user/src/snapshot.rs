@@ -130,8 +130,8 @@ pub struct Snapshot {
     pub namespaces: BTreeMap<u32, Vec<u64>>,
     #[serde(skip)]
     pub timings: Timings,
-    /// Built as a live scan decodes `files`; a replay has none. Whoever changes `files` after
-    /// sets it to `None`.
+    /// Built as a scan to be judged decodes `files`; a replay's and the daemon's have none.
+    /// Whoever changes `files` after sets it to `None`.
     #[serde(skip)]
     pub(crate) index: Option<FactIndex>,
 }
@@ -195,10 +195,6 @@ impl FactIndex {
     /// Every pid with facts.
     pub fn pids(&self) -> impl Iterator<Item = u32> + '_ {
         self.by_pid.keys().copied()
-    }
-
-    pub fn has_pid(&self, pid: u32) -> bool {
-        self.by_pid.contains_key(&pid)
     }
 
     /// Indices of `pid`'s facts, in order.
@@ -350,7 +346,7 @@ impl Snapshot {
                 .map(|(text, took)| (std::io::Cursor::new(text), took))
                 .map_err(KallsymsError::Io)
         };
-        let mut snap = Self::collect(&mut probe, known_procs, all_procs, kallsyms)?;
+        let mut snap = Self::collect(&mut probe, known_procs, all_procs, kallsyms, true)?;
         // The host's other processes are no part of this scan (nor of a saved snapshot).
         if let Some(pids) = &targets {
             snap.procs.retain(|pid, _| pids.contains(pid));
@@ -362,11 +358,14 @@ impl Snapshot {
 
     /// Runs a loaded probe's iterators once. `kallsyms` supplies `/proc/kallsyms`'s text (and
     /// how long reading it took): read on another thread meanwhile, or read as it is parsed.
+    /// `judged`: the snapshot will be judged through a `SnapshotWorld`, whose [`FactIndex`] is
+    /// then built as the facts are decoded (the daemon's state indexes them its own way).
     pub fn collect<R: std::io::Read>(
         probe: &mut Probe,
         known_procs: Option<BTreeMap<u32, ProcInfo>>,
         all_procs: Option<ProcsReader>,
         kallsyms: impl FnOnce() -> Result<(R, std::time::Duration), KallsymsError>,
+        judged: bool,
     ) -> Result<Self, SnapshotError> {
         let mut timings = Timings::default();
         let t = Instant::now();
@@ -380,7 +379,7 @@ impl Snapshot {
         }
         let mut ops = HashMap::new();
         let mut noted = Noted::default();
-        let mut index = FactIndex::default();
+        let mut index = judged.then(FactIndex::default);
         probe.snapshot(&mut |record| {
             let fact = match record {
                 Record::File(r) => FileFact::from_file(&r),
@@ -391,7 +390,9 @@ impl Snapshot {
                 }
             };
             noted.note(files.len(), &fact);
-            index.add(files.len(), &fact);
+            if let Some(index) = &mut index {
+                index.add(files.len(), &fact);
+            }
             files.push(fact);
         })?;
         timings.iterate = t.elapsed();
@@ -411,12 +412,12 @@ impl Snapshot {
             Some(reader) => {
                 let mut all = reader.join().expect("the /proc reader does not panic")?;
                 // As for a scan that reads /proc after: the processes that hold files.
-                all.retain(|&pid, _| index.has_pid(pid));
+                all.retain(|pid, _| noted.holders.contains(pid));
                 Some(all)
             }
             None => known_procs,
         };
-        let procs = read_procs(index.pids(), known_procs);
+        let procs = read_procs(&noted.holders, known_procs);
         let namespaces = if noted.nsfs {
             procs
                 .keys()
@@ -439,7 +440,7 @@ impl Snapshot {
             own_ipcns: own.ipcns,
             shm_dev: own.shm_dev,
             timings,
-            index: Some(index),
+            index,
         })
     }
 
@@ -525,6 +526,10 @@ impl Snapshot {
 struct Noted {
     /// Indices of the few facts /proc must refine.
     closer_look: Vec<usize>,
+    /// Every process that holds a fact.
+    holders: BTreeSet<u32>,
+    /// The last process added to `holders`: a task's facts come one after another.
+    last_holder: Option<u32>,
     /// Some fact is an nsfs file, whose verdict depends on every process's namespaces.
     nsfs: bool,
 }
@@ -536,6 +541,10 @@ impl Noted {
             || crate::scope::fsnotify::wants_a_look(f)
         {
             self.closer_look.push(index);
+        }
+        if self.last_holder != Some(f.pid) {
+            self.holders.insert(f.pid);
+            self.last_holder = Some(f.pid);
         }
         self.nsfs |= f.fs_type == "nsfs";
     }
@@ -569,11 +578,11 @@ pub type ProcsReader =
     std::thread::JoinHandle<Result<BTreeMap<u32, ProcInfo>, crate::scope::ProcError>>;
 
 fn read_procs(
-    holders: impl Iterator<Item = u32>,
+    holders: &BTreeSet<u32>,
     known: Option<BTreeMap<u32, ProcInfo>>,
 ) -> BTreeMap<u32, ProcInfo> {
     let mut procs = known.unwrap_or_default();
-    for pid in holders {
+    for &pid in holders {
         if let std::collections::btree_map::Entry::Vacant(e) = procs.entry(pid)
             && let Some(p) = procfs::read_or_warn(pid)
         {

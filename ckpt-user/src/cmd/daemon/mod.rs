@@ -412,7 +412,8 @@ impl Daemon {
                 .map(|f| (f, Duration::ZERO))
                 .map_err(crate::kernel::kallsyms::KallsymsError::Io)
         };
-        let snap = Snapshot::collect(&mut self.probe, None, None, read).context("rescanning")?;
+        let snap =
+            Snapshot::collect(&mut self.probe, None, None, read, false).context("rescanning")?;
         let new_ops = resolve::resolve(&snap.ops_members(), &snap.symbols(), &self.catalogue);
         self.state.ops.extend(new_ops);
         self.names = Names::read(Path::new("/"));
