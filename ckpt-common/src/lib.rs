@@ -74,7 +74,7 @@ pub mod known {
 /// Bits of [`FileFacts::flags`]: boolean facts.
 pub mod flags {
     /// The file holds a flock or a POSIX lock owned by this task, or its inode has more locks
-    /// than the kernel side walks (so it may).
+    /// than the kernel side walks (so it may: [`LOCKS_UNWALKED`]).
     pub const LOCKED: u32 = 1 << 0;
     /// The opened name was unlinked (dentry unhashed), whatever the link count.
     pub const UNLINKED: u32 = 1 << 1;
@@ -93,6 +93,9 @@ pub mod flags {
     pub const UDP_CORKED: u32 = 1 << 7;
     /// The process a pidfd refers to has exited and been reaped (no task left on its pid).
     pub const PIDFD_DEAD: u32 = 1 << 8;
+    /// The inode has more locks than the kernel side walked, none of them this task's so far:
+    /// [`LOCKED`] is a guess for user space to settle.
+    pub const LOCKS_UNWALKED: u32 = 1 << 9;
 }
 
 /// One open file of one task, as `iter/task_file` sees it.

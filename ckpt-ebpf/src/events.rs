@@ -110,6 +110,11 @@ const SCM_RIGHTS: i32 = 1;
 /// only. More is left to the rescan; passing one fd at a time is by far the common case.
 const MAX_CMSGS: usize = 2;
 const MAX_SCM_FDS: u64 = 2;
+/// Locks walked per list for a file just installed. User space never looks closer at an
+/// event's unfinished walk (it stays a guess of "held", [`ckpt_common::flags::LOCKS_UNWALKED`]),
+/// and these programs are verified once per daemon, not once per scan: a longer walk than the
+/// iterator's.
+const EVENT_LOCK_WALK: u32 = 16;
 
 fn count(counter: &PerCpuArray<u64>) {
     count_at(counter, 0);
@@ -273,7 +278,7 @@ fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16
         return;
     };
     let rec = unsafe { &mut *rec };
-    file_facts::fill::<kread::Probe>(rec, task, tgid, fd, file, f_op, fs_cache);
+    file_facts::fill::<kread::Probe, EVENT_LOCK_WALK>(rec, task, tgid, fd, file, f_op, fs_cache);
     if let Some(state) = state {
         rec.sk_state = state;
     }

@@ -9,7 +9,7 @@ use aya_ebpf::{
 use ckpt_common::{ABSENT, FileFacts, N_OPS_MEMBERS, OpsRecord, TAG_OPS, flags, known};
 use core::ffi::c_void;
 
-use crate::kread::{self, Mem, off, read_ptr};
+use crate::kread::{self, Locks, Mem, off, read_ptr};
 
 /// Ops tables already reported (by an iteration or an event) (value unused). Sized far above the few
 /// hundred distinct tables a host has; once full, later tables go unreported and user space
@@ -77,9 +77,9 @@ pub fn forget_ops(f_op: u64) {
 }
 
 /// Fills every fact of `rec` for `file`, installed as `fd` in `task` (a `tgid` process);
-/// `fs_cache` as for `kread::inode_facts`.
+/// `fs_cache` as for `kread::inode_facts`, `LOCK_WALK` as for `kread::holds_lock`.
 #[inline(always)]
-pub fn fill<M: Mem>(
+pub fn fill<M: Mem, const LOCK_WALK: u32>(
     rec: &mut FileFacts,
     task: u64,
     tgid: u32,
@@ -157,10 +157,12 @@ pub fn fill<M: Mem>(
         rec.known |= known::BPF_MAP;
     }
 
-    if let Some(locked) = kread::holds_lock::<M>(file, inode, task) {
+    if let Some(locks) = kread::holds_lock::<M, LOCK_WALK>(file, inode, task) {
         rec.known |= known::LOCKS;
-        if locked {
-            rec.flags |= flags::LOCKED;
+        match locks {
+            Locks::Free => {}
+            Locks::Held => rec.flags |= flags::LOCKED,
+            Locks::Unwalked => rec.flags |= flags::LOCKED | flags::LOCKS_UNWALKED,
         }
     }
 }

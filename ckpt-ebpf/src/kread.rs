@@ -528,38 +528,46 @@ pub fn tty_index<M: Mem>(file: u64, mode: u32, rdev: u32) -> Option<u64> {
     read::<i32>(tty, off!(tty_index)).map(|i| i as u64)
 }
 
-const MAX_LOCKS_WALKED: u32 = 16;
+/// What a walk of an inode's lock lists found for one task.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Locks {
+    Free,
+    Held,
+    /// The lists go on beyond the walk, which found none of the task's locks.
+    Unwalked,
+}
 
-/// Walks one lock list of an inode's `file_lock_context`: true when a lock in it belongs to
-/// one of `owners` (matched at `owner_off` in the lock; a zero owner matches nothing), and
-/// when the list is longer than the walk. Anyone who can open the file can queue locks ahead
-/// of the task's own, so an unfinished walk must not read as "no lock": it is judged held.
+/// Walks one lock list of an inode's `file_lock_context` for at most `WALK` locks: whether a
+/// lock in it belongs to one of `owners` (matched at `owner_off` in the lock; a zero owner
+/// matches nothing), `None` when the list is longer than the walk. Anyone who can open the
+/// file can queue locks ahead of the task's own, so an unfinished walk never reads as "no lock".
 #[inline(always)]
-fn list_has_owner(head: u64, owner_off: u32, owners: [u64; 2]) -> bool {
+fn list_has_owner<const WALK: u32>(head: u64, owner_off: u32, owners: [u64; 2]) -> Option<bool> {
     let link = off!(lock_list);
     if link == ABSENT {
-        return false;
+        return Some(false);
     }
     let mut node = read_ptr(head, 0);
-    for _ in 0..MAX_LOCKS_WALKED {
+    for _ in 0..WALK {
         if node == 0 || node == head {
-            return false;
+            return Some(false);
         }
         let lock = node - link as u64;
         let owner = read_ptr(lock, owner_off);
         if owner != 0 && (owner == owners[0] || owner == owners[1]) {
-            return true;
+            return Some(true);
         }
         node = read_ptr(node, 0);
     }
-    true
+    None
 }
 
 /// Whether `file` carries a lock held by this task: a flock owned by the file, a POSIX lock
 /// owned by the task's files table, or an OFD lock (F_OFD_SETLK: on the POSIX list, owned by the
-/// open file itself, criu/file-lock.c FL_OFD). `None` when the kernel's lock layout is unknown.
+/// open file itself, criu/file-lock.c FL_OFD). `WALK` bounds each list's walk: the verifier's
+/// work grows faster than the bound. `None` when the kernel's lock layout is unknown.
 #[inline(always)]
-pub fn holds_lock<M: Mem>(file: u64, inode: u64, task: u64) -> Option<bool> {
+pub fn holds_lock<M: Mem, const WALK: u32>(file: u64, inode: u64, task: u64) -> Option<Locks> {
     if off!(inode_i_flctx) == ABSENT
         || off!(lock_list) == ABSENT
         || off!(flctx_flock) == ABSENT
@@ -569,15 +577,22 @@ pub fn holds_lock<M: Mem>(file: u64, inode: u64, task: u64) -> Option<bool> {
     }
     let ctx = M::ptr(inode, off!(inode_i_flctx));
     if ctx == 0 {
-        return Some(false);
+        return Some(Locks::Free);
     }
     let flock_head = ctx + off!(flctx_flock) as u64;
     let posix_head = ctx + off!(flctx_posix) as u64;
     let files = M::ptr(task, off!(task_files));
     // One walk of the POSIX list for both of its owners: each walk costs the verifier more
     // than the rest of the program.
+    let flock = list_has_owner::<WALK>(flock_head, off!(lock_file), [file, 0]);
+    if flock == Some(true) {
+        return Some(Locks::Held);
+    }
     Some(
-        list_has_owner(flock_head, off!(lock_file), [file, 0])
-            || list_has_owner(posix_head, off!(lock_owner), [files, file]),
+        match list_has_owner::<WALK>(posix_head, off!(lock_owner), [files, file]) {
+            Some(true) => Locks::Held,
+            Some(false) if flock == Some(false) => Locks::Free,
+            _ => Locks::Unwalked,
+        },
     )
 }

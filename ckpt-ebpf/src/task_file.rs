@@ -16,6 +16,11 @@ static FILE_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(
 #[map]
 static FILE_FS_TYPE: FsTypeCache = PerCpuArray::with_max_entries(1, 0);
 
+/// Locks walked per list of an inode: the verifier's work, paid by every scan's start-up, grows
+/// faster than this bound. Beyond it the record says so (`flags::LOCKS_UNWALKED`) and user
+/// space reads the task's own locks on the fd from /proc.
+const LOCK_WALK: u32 = 4;
+
 /// `struct bpf_iter__task_file` is BPF ABI: meta, task, fd, file, each 8-byte aligned.
 const CTX_META: usize = 0;
 const CTX_TASK: usize = 8;
@@ -51,7 +56,7 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
 
     let rec = FILE_SCRATCH.get_ptr_mut(0)?;
     let rec = unsafe { &mut *rec };
-    file_facts::fill::<Typed>(rec, task, tgid, fd, file, f_op, Some(&FILE_FS_TYPE));
+    file_facts::fill::<Typed, LOCK_WALK>(rec, task, tgid, fd, file, f_op, Some(&FILE_FS_TYPE));
     // Most files are no sockets: their records end before the socket members, all zero.
     let size = if rec.known & known::SOCKET == 0 {
         rec.tag = TAG_FILE_NO_SOCK;

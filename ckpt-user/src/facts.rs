@@ -266,6 +266,10 @@ pub struct FileFact {
     pub mount_visible: Option<bool>,
     pub mnt_id: Option<u32>,
     pub locked: Option<bool>,
+    /// `locked` is the kernel side's guess: the inode has more locks than it walked. A scan
+    /// settles it from /proc (`scope::file_locks`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub locks_unwalked: bool,
     /// Boxed: most files are no socket, and a host scan holds a fact per open file.
     pub socket: Option<Box<SocketFact>>,
     pub pidfd_target: Option<u32>,
@@ -316,6 +320,7 @@ macro_rules! inode_part {
             mount_visible: None,
             mnt_id: None,
             locked: None,
+            locks_unwalked: false,
             socket: None,
             pidfd_target: None,
             pidfd_dead: None,
@@ -365,6 +370,7 @@ impl FileFact {
             mount_visible: mount_known.then_some(r.flags & flags::MOUNT_VISIBLE != 0),
             mnt_id: mount_known.then_some(r.mnt_id),
             locked: (r.known & known::LOCKS != 0).then_some(r.flags & flags::LOCKED != 0),
+            locks_unwalked: r.flags & flags::LOCKS_UNWALKED != 0,
             socket,
             pidfd_target: (r.known & known::PIDFD != 0).then_some(r.aux as u32),
             pidfd_dead: (r.known & known::PIDFD_ALIVE != 0)

@@ -406,6 +406,7 @@ impl Snapshot {
         refine_deleted_allocation(&mut files, &noted.closer_look);
         crate::scope::map_files::see_mappings_as_criu(&mut files, &noted.closer_look);
         crate::scope::fsnotify::see_watches_as_criu(&mut files, &noted.closer_look);
+        crate::scope::file_locks::see_locks_as_criu(&mut files, &noted.closer_look);
         timings.refine = t.elapsed();
         let t = Instant::now();
         let known_procs = match all_procs {
@@ -539,6 +540,7 @@ impl Noted {
         if wants_deleted_allocation(f)
             || crate::scope::map_files::wants_a_look(f)
             || crate::scope::fsnotify::wants_a_look(f)
+            || crate::scope::file_locks::wants_a_look(f)
         {
             self.closer_look.push(index);
         }

@@ -660,6 +660,35 @@ fn a_lock_behind_a_crowd_of_others_still_needs_file_locks() {
     }
 }
 
+/// The converse: other processes' locks on a file, however many, are not the process's own.
+/// Beyond the kernel side's walk they were a guess of "held" (a needless `--file-locks`); the
+/// fd's own locks in /proc settle it.
+#[test]
+fn a_crowd_of_other_processes_locks_is_not_the_processs_own() {
+    let scratch = Scratch::new("lock-others");
+    let path = scratch.path("shared");
+    std::fs::write(&path, b"x").expect("write the locked file");
+    for ahead in [2, 40] {
+        let crowd: Vec<_> = (0..ahead).map(|_| shared_flock(&path)).collect();
+        let unlocked = std::fs::File::open(&path).expect("open the locked file");
+        let target = Forked::start(Spec::new(b"ckpt-unlocked", &[unlocked.as_raw_fd()]), None);
+        drop(unlocked);
+        let pid = target.pid.to_string();
+        let out = run_env(
+            &binary(),
+            &["--pid", &pid, "--json", "--profile", "criu-4"],
+            &[NO_CRIU],
+        );
+        drop(crowd);
+        let doc = json(&out);
+        assert_eq!(
+            (doc["verdict"].as_str(), &doc["options"]),
+            (Some("ok"), &serde_json::json!([])),
+            "{ahead} other processes' locks: {doc}"
+        );
+    }
+}
+
 /// A task names its own files: a `memfd:` file on a tmpfs it mounted and then detached (in its
 /// own mount namespace, by a lazy unmount) is a file on a hidden mount, which CRIU cannot dump,
 /// not a memfd. CRIU knows memfds by the device of the kernel's internal shmem mount

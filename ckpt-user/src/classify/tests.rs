@@ -61,6 +61,7 @@ fn base(file_type: FileType) -> FileFact {
         mount_visible: Some(visible),
         mnt_id: Some(if visible { 27 } else { 17 }),
         locked: Some(false),
+        locks_unwalked: false,
         socket: None,
         pidfd_target: None,
         pidfd_dead: None,

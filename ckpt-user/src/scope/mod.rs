@@ -4,6 +4,7 @@
 
 pub mod cgroups;
 pub mod container_id;
+pub mod file_locks;
 pub mod fsnotify;
 pub mod map_files;
 pub mod procfs;
@@ -345,6 +346,7 @@ pub(crate) mod tests {
             mount_visible: None,
             mnt_id: None,
             locked: None,
+            locks_unwalked: false,
             socket: None,
             pidfd_target: None,
             pidfd_dead: None,
