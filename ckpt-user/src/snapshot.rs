@@ -1,7 +1,7 @@
 //! A snapshot: everything a scan learned from the kernel and /proc, serialisable so it can be
 //! saved on one host and replayed through resolve → classify → report anywhere, without root.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write as _;
 use std::ops::Range;
 use std::path::Path;
@@ -15,7 +15,7 @@ use crate::checkpointer::criu::Criu;
 use crate::facts::{DevNum, FileFact};
 use crate::input::{self, ReadError};
 use crate::kernel::btf::{BtfError, LoadedBtf, ProgramBtf, VMLINUX_BTF};
-use crate::kernel::kallsyms::{KallsymsError, Symbol, Symbols};
+use crate::kernel::kallsyms::{KallsymsError, KallsymsIndex, Symbol, Symbols};
 use crate::kernel::kallsyms_cache;
 use crate::kernel::privileges::{self, PrivilegeError};
 use crate::probe::{Probe, ProbeError, Purpose, Record};
@@ -51,6 +51,8 @@ pub struct Timings {
     pub btf: Duration,
     pub load: Duration,
     pub iterate: Duration,
+    /// What the scan waited for kallsyms after the walk: the rest of its read (on another
+    /// thread since the start) and the lookup.
     pub kallsyms: Duration,
     /// What /proc must add to the kernel's facts: deleted files' allocation, mappings on hidden
     /// mounts, inotify and fanotify marks.
@@ -245,15 +247,18 @@ pub enum Filter {
 /// anyone: the scan checks its privileges when it starts, as before.
 pub struct ScanStart {
     btf: JoinHandle<Result<LoadedBtf, BtfError>>,
-    kallsyms: JoinHandle<std::io::Result<(Vec<u8>, Duration)>>,
+    kallsyms: JoinHandle<std::io::Result<(KallsymsIndex, Duration)>>,
 }
 
 impl ScanStart {
     pub fn begin() -> Self {
-        // /proc/kallsyms costs ~40 ms of kernel time unless a copy stands for it.
+        // /proc/kallsyms costs ~40 ms of kernel time unless a copy stands for it. Indexed here,
+        // the lookup after the kernel's walk is a few binary searches. (Indexing only once the
+        // verifier leaves a core idle was no faster: measured.)
         let kallsyms = std::thread::spawn(|| {
             let t = Instant::now();
-            kallsyms_cache::read(Path::new(kallsyms_cache::CACHE_DIR)).map(|b| (b, t.elapsed()))
+            let text = kallsyms_cache::read(Path::new(kallsyms_cache::CACHE_DIR))?;
+            Ok((KallsymsIndex::new(text)?, t.elapsed()))
         });
         let btf = std::thread::spawn(|| {
             LoadedBtf::from_file(
@@ -339,12 +344,11 @@ impl Snapshot {
         // Every program is loaded: tens of MB not to hold while the files come in.
         drop(loader_btf);
         timings.load = t.elapsed();
-        let kallsyms = || {
-            kallsyms
+        let kallsyms = |wanted: &HashSet<u64>| {
+            let (index, took) = kallsyms
                 .join()
-                .expect("the kallsyms reader does not panic")
-                .map(|(text, took)| (std::io::Cursor::new(text), took))
-                .map_err(KallsymsError::Io)
+                .expect("the kallsyms reader does not panic")?;
+            Ok((Symbols::lookup_indexed(&index, wanted)?, took))
         };
         let mut snap = Self::collect(&mut probe, known_procs, all_procs, kallsyms, true)?;
         // The host's other processes are no part of this scan (nor of a saved snapshot).
@@ -356,15 +360,16 @@ impl Snapshot {
         Ok(snap)
     }
 
-    /// Runs a loaded probe's iterators once. `kallsyms` supplies `/proc/kallsyms`'s text (and
-    /// how long reading it took): read on another thread meanwhile, or read as it is parsed.
+    /// Runs a loaded probe's iterators once. `kallsyms` looks the wanted addresses up in
+    /// `/proc/kallsyms` (and tells how long reading it took, for the log): read and indexed
+    /// on another thread meanwhile, or looked up as it is read.
     /// `judged`: the snapshot will be judged through a `SnapshotWorld`, whose [`FactIndex`] is
     /// then built as the facts are decoded (the daemon's state indexes them its own way).
-    pub fn collect<R: std::io::Read>(
+    pub fn collect(
         probe: &mut Probe,
         known_procs: Option<BTreeMap<u32, ProcInfo>>,
         all_procs: Option<ProcsReader>,
-        kallsyms: impl FnOnce() -> Result<(R, std::time::Duration), KallsymsError>,
+        kallsyms: impl FnOnce(&HashSet<u64>) -> Result<(Symbols, Duration), KallsymsError>,
         judged: bool,
     ) -> Result<Self, SnapshotError> {
         let mut timings = Timings::default();
@@ -398,9 +403,9 @@ impl Snapshot {
         timings.iterate = t.elapsed();
 
         let t = Instant::now();
-        let (text, read_time) = kallsyms()?;
-        let symbols = Symbols::lookup(text, &resolve::wanted_addresses(&ops))?;
-        timings.kallsyms = read_time.max(t.elapsed());
+        let (symbols, read_time) = kallsyms(&resolve::wanted_addresses(&ops))?;
+        timings.kallsyms = t.elapsed();
+        tracing::debug!(?read_time, "kallsyms read");
 
         let t = Instant::now();
         refine_deleted_allocation(&mut files, &noted.closer_look);

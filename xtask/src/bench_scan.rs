@@ -258,8 +258,9 @@ fn phases(ckpt_json: &Tool) -> anyhow::Result<()> {
     if let Some(judged) = &judged {
         println!("    {judged}");
     }
-    // kallsyms is read on another thread alongside btf/load/iterate, so it is left out.
-    let serial: Duration = ["btf", "load", "iterate", "refine", "procfs"]
+    // kallsyms is read on another thread alongside btf/load/iterate: its phase is the wait
+    // for it after the walk, and the lookup.
+    let serial: Duration = ["btf", "load", "iterate", "kallsyms", "refine", "procfs"]
         .iter()
         .filter_map(|key| report::phase(&line, key))
         .chain(
@@ -269,7 +270,7 @@ fn phases(ckpt_json: &Tool) -> anyhow::Result<()> {
         )
         .sum();
     println!(
-        "    outside btf+load+iterate+refine+procfs+resolve+index+judge (exec, kallsyms wait, report, exit): {}",
+        "    outside btf+load+iterate+kallsyms+refine+procfs+resolve+index+judge (exec, report, exit): {}",
         report::duration(outcome.wall.saturating_sub(serial))
     );
     Ok(())

@@ -407,10 +407,9 @@ impl Daemon {
     fn reconcile(&mut self, reason: &str) -> anyhow::Result<()> {
         let t = Instant::now();
         // Parsed as it is read: its 8 MB of text would add to the host's files at the peak.
-        let read = || {
-            std::fs::File::open("/proc/kallsyms")
-                .map(|f| (f, Duration::ZERO))
-                .map_err(crate::kernel::kallsyms::KallsymsError::Io)
+        let read = |wanted: &_| {
+            let text = std::fs::File::open("/proc/kallsyms")?;
+            Ok((Symbols::lookup(text, wanted)?, Duration::ZERO))
         };
         let snap =
             Snapshot::collect(&mut self.probe, None, None, read, false).context("rescanning")?;
