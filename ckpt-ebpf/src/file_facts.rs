@@ -94,8 +94,10 @@ pub fn fill<M: Mem, const LOCK_WALK: u32>(
     rec.fd = fd;
     rec.f_op = f_op;
     rec.f_flags = M::read::<u32>(file, off!(file_f_flags)).unwrap_or(0);
-    rec.fs_type = [0; ckpt_common::FS_TYPE_LEN];
-    rec.name = [0; ckpt_common::NAME_LEN];
+    // `fs_type` then `name`, 8-byte aligned (ckpt-common's layout test).
+    kread::zero_words::<{ (ckpt_common::FS_TYPE_LEN + ckpt_common::NAME_LEN) / 8 }>(
+        (&raw mut rec.fs_type).cast(),
+    );
     let (facts, inode) = kread::inode_facts::<M>(file, &mut rec.fs_type, &mut rec.name, fs_cache);
     kread::store_inode!(rec, facts);
 
@@ -108,15 +110,10 @@ pub fn fill<M: Mem, const LOCK_WALK: u32>(
         }
     }
 
-    rec.sk_family = 0;
-    rec.sk_type = 0;
-    rec.sk_protocol = 0;
-    rec.sk_state = 0;
-    rec.sk_backlog = 0;
-    rec.peer_ino = 0;
-    rec.peer_state = 0;
-    rec.sk_wqueue = 0;
-    rec.sk_rqueue = 0;
+    // The socket members, from `sk_family` to the end (8-byte aligned, whole words).
+    kread::zero_words::<{ (size_of::<FileFacts>() - ckpt_common::FILE_FACTS_NO_SOCK_LEN) / 8 }>(
+        (&raw mut rec.sk_family).cast(),
+    );
     if rec.mode & kread::S_IFMT == kread::S_IFSOCK {
         if let Some(s) = kread::sock_facts::<M>(file) {
             rec.sk_family = s.family;

@@ -76,8 +76,8 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     // A mapped file's ops table may belong to no open fd: report its members here too.
     let f_op = rec.f_op;
     let ops_emitted = file_facts::emit_ops_once(seq, f_op, &VMA_OPS_SCRATCH);
-    rec.fs_type = [0; FS_TYPE_LEN];
-    rec.name = [0; NAME_LEN];
+    // `fs_type` then `name`, 8-byte aligned (ckpt-common's layout test).
+    kread::zero_words::<{ (FS_TYPE_LEN + NAME_LEN) / 8 }>((&raw mut rec.fs_type).cast());
     let (facts, _inode) =
         kread::inode_facts::<Typed>(file, &mut rec.fs_type, &mut rec.name, Some(&VMA_FS_TYPE));
     kread::store_inode!(rec, facts);
