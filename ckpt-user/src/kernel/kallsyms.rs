@@ -268,7 +268,8 @@ impl KallsymsIndex {
             ));
         }
         let mut census = Census::default();
-        let mut by_addr = Vec::with_capacity(text.len() / 40);
+        // Sized once: growing by doubling would hold two copies of ~200,000 entries at the peak.
+        let mut by_addr = Vec::with_capacity(memchr::memchr_iter(b'\n', &text).count() + 1);
         for line in lines(&text) {
             if census.see(&line).is_some() {
                 // Within `text`, whose length fits a u32.
