@@ -143,6 +143,18 @@ pub fn zero_words<const N: usize>(p: *mut u64) {
     }
 }
 
+/// Copies the `N` words at `from` to `to`, one load and store each, as [`zero_words`] and for
+/// the same reason.
+#[inline(always)]
+pub fn copy_words<const N: usize>(from: *const u64, to: *mut u64) {
+    let mut i = 0;
+    while i < N {
+        // SAFETY: the caller's `N` words at each, 8-byte aligned.
+        unsafe { core::ptr::write_volatile(to.add(i), core::ptr::read_volatile(from.add(i))) };
+        i += 1;
+    }
+}
+
 /// Reads the NUL-terminated string that `base + off` points to into `dest`.
 #[inline(always)]
 pub fn read_str_at<M: Mem>(base: u64, off: u32, dest: &mut [u8]) -> bool {
@@ -180,16 +192,9 @@ fn fs_type_name<M: Mem>(sb: u64, dest: &mut [u8; FS_TYPE_LEN], cache: Option<&Fs
         read_str_at::<M>(fstype, off!(fstype_name), &mut cache.name);
         cache.fstype = fstype;
     }
-    // Word by word, as `zero_words` and for the same reason (both 8-byte aligned).
-    let (from, to) = (
-        cache.name.as_ptr().cast::<u64>(),
-        dest.as_mut_ptr().cast::<u64>(),
-    );
-    let mut i = 0;
-    while i < FS_TYPE_LEN / 8 {
-        unsafe { core::ptr::write_volatile(to.add(i), core::ptr::read_volatile(from.add(i))) };
-        i += 1;
-    }
+    // Both 8-byte aligned: after the cache's u64 key, and in either record (ckpt-common's
+    // layout tests).
+    copy_words::<{ FS_TYPE_LEN / 8 }>(cache.name.as_ptr().cast(), dest.as_mut_ptr().cast());
 }
 
 /// The inode, superblock and dentry facts shared by open files and mapped files.
