@@ -628,30 +628,37 @@ fn shared_flock(path: &std::path::Path) -> std::fs::File {
     file
 }
 
+/// The `--pid` JSON verdict on a process holding one fd on a file that `crowd` other open
+/// files have locked first; the process's fd holds a lock of its own behind them when `own`.
+fn judged_behind_a_crowd(name: &str, crowd: usize, own: bool) -> serde_json::Value {
+    let scratch = Scratch::new(name);
+    let path = scratch.path("shared");
+    std::fs::write(&path, b"x").expect("write the locked file");
+    let crowd: Vec<_> = (0..crowd).map(|_| shared_flock(&path)).collect();
+    let fd = if own {
+        shared_flock(&path)
+    } else {
+        std::fs::File::open(&path).expect("open the locked file")
+    };
+    let target = Forked::start(Spec::new(b"ckpt-locks", &[fd.as_raw_fd()]), None);
+    drop(fd);
+    let pid = target.pid.to_string();
+    let out = run_env(
+        &binary(),
+        &["--pid", &pid, "--json", "--profile", "criu-4"],
+        &[NO_CRIU],
+    );
+    drop(crowd);
+    json(&out)
+}
+
 /// Anyone who can open a file can queue locks on it ahead of a process's own. The kernel side
 /// walks a bounded part of an inode's lock list; a lock beyond it was read as no lock, and the
 /// process, which CRIU refuses to dump without `--file-locks`, was `ok`.
 #[test]
 fn a_lock_behind_a_crowd_of_others_still_needs_file_locks() {
-    let scratch = Scratch::new("lock-crowd");
-    let path = scratch.path("shared");
-    std::fs::write(&path, b"x").expect("write the locked file");
-    let judge = |ahead: usize| {
-        let crowd: Vec<_> = (0..ahead).map(|_| shared_flock(&path)).collect();
-        let own = shared_flock(&path);
-        let target = Forked::start(Spec::new(b"ckpt-locked", &[own.as_raw_fd()]), None);
-        drop(own);
-        let pid = target.pid.to_string();
-        let out = run_env(
-            &binary(),
-            &["--pid", &pid, "--json", "--profile", "criu-4"],
-            &[NO_CRIU],
-        );
-        drop(crowd);
-        json(&out)
-    };
     for ahead in [2, 40] {
-        let doc = judge(ahead);
+        let doc = judged_behind_a_crowd("lock-crowd", ahead, true);
         assert_eq!(
             (doc["verdict"].as_str(), &doc["options"]),
             (Some("needs"), &serde_json::json!(["--file-locks"])),
@@ -665,22 +672,8 @@ fn a_lock_behind_a_crowd_of_others_still_needs_file_locks() {
 /// fd's own locks in /proc settle it.
 #[test]
 fn a_crowd_of_other_processes_locks_is_not_the_processs_own() {
-    let scratch = Scratch::new("lock-others");
-    let path = scratch.path("shared");
-    std::fs::write(&path, b"x").expect("write the locked file");
     for ahead in [2, 40] {
-        let crowd: Vec<_> = (0..ahead).map(|_| shared_flock(&path)).collect();
-        let unlocked = std::fs::File::open(&path).expect("open the locked file");
-        let target = Forked::start(Spec::new(b"ckpt-unlocked", &[unlocked.as_raw_fd()]), None);
-        drop(unlocked);
-        let pid = target.pid.to_string();
-        let out = run_env(
-            &binary(),
-            &["--pid", &pid, "--json", "--profile", "criu-4"],
-            &[NO_CRIU],
-        );
-        drop(crowd);
-        let doc = json(&out);
+        let doc = judged_behind_a_crowd("lock-others", ahead, false);
         assert_eq!(
             (doc["verdict"].as_str(), &doc["options"]),
             (Some("ok"), &serde_json::json!([])),

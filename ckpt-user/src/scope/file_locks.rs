@@ -16,19 +16,12 @@ pub fn wants_a_look(f: &FileFact) -> bool {
 /// An fd whose fdinfo cannot be read (the process exited) or now describes another file (the
 /// fd was closed and reused) keeps the guess, "held": never `ok` on a guess.
 pub fn see_locks_as_criu(files: &mut [FileFact], which: &[usize]) {
-    for &i in which {
-        let f = &mut files[i];
-        let Some(fd) = f.fd.filter(|_| wants_a_look(f)) else {
-            continue;
-        };
-        let Ok(info) = std::fs::read_to_string(format!("/proc/{}/fdinfo/{fd}", f.pid)) else {
-            continue;
-        };
-        if let Some(held) = own_locks(&info, f.mnt_id, f.ino) {
+    super::each_fdinfo(files, which, wants_a_look, |f, info| {
+        if let Some(held) = own_locks(info, f.mnt_id, f.ino) {
             f.locked = Some(held);
             f.locks_unwalked = false;
         }
-    }
+    });
 }
 
 /// Whether fdinfo `text` lists a lock of the kinds the kernel side walks (flock, POSIX, OFD;

@@ -311,14 +311,7 @@ pub fn wants_a_look(f: &FileFact) -> bool {
 /// indices into `files`, a superset of those fds.
 pub fn see_watches_as_criu(files: &mut [FileFact], which: &[usize]) {
     let mut mounts: HashMap<u32, HashMap<(u64, u64), Filesystem>> = HashMap::new();
-    for &i in which {
-        let f = &mut files[i];
-        let Some(fd) = f.fd.filter(|_| wants_a_look(f)) else {
-            continue;
-        };
-        let Ok(info) = std::fs::read_to_string(format!("/proc/{}/fdinfo/{fd}", f.pid)) else {
-            continue;
-        };
+    super::each_fdinfo(files, which, wants_a_look, |f, info| {
         let fss = mounts.entry(f.pid).or_insert_with(|| {
             std::fs::read_to_string(format!("/proc/{}/mountinfo", f.pid))
                 .map(|t| filesystems(&t))
@@ -326,7 +319,7 @@ pub fn see_watches_as_criu(files: &mut [FileFact], which: &[usize]) {
         });
         let root = PathBuf::from(format!("/proc/{}/root", f.pid));
         let mut verdict = Watches::Reachable;
-        for m in parse_marks(&info) {
+        for m in parse_marks(info) {
             if !m.handle {
                 verdict = Watches::NoHandle { ino: m.ino };
                 break;
@@ -357,7 +350,7 @@ pub fn see_watches_as_criu(files: &mut [FileFact], which: &[usize]) {
             }
         }
         f.watches = Some(Box::new(verdict));
-    }
+    });
 }
 
 #[cfg(test)]

@@ -81,6 +81,26 @@ impl Holders {
     }
 }
 
+/// Calls `each` with every fact among `which` (indices into `files`) that `wants` picks, and
+/// its fd's `/proc/PID/fdinfo/FD` text. A fact whose fdinfo cannot be read (the process
+/// exited, the fd was closed) is left as the kernel side reported it.
+pub fn each_fdinfo(
+    files: &mut [FileFact],
+    which: &[usize],
+    wants: fn(&FileFact) -> bool,
+    mut each: impl FnMut(&mut FileFact, &str),
+) {
+    for &i in which {
+        let f = &mut files[i];
+        let Some(fd) = f.fd.filter(|_| wants(f)) else {
+            continue;
+        };
+        if let Ok(info) = std::fs::read_to_string(format!("/proc/{}/fdinfo/{fd}", f.pid)) {
+            each(f, &info);
+        }
+    }
+}
+
 /// One checkpoint: the tasks it dumps, and the processes whose files are judged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DumpSet {
