@@ -55,7 +55,7 @@ pub struct Timings {
     /// thread since the start) and the lookup.
     pub kallsyms: Duration,
     /// What /proc must add to the kernel's facts: deleted files' allocation, mappings on hidden
-    /// mounts, inotify and fanotify marks.
+    /// mounts, inotify and fanotify marks, locks beyond the kernel side's walk.
     pub refine: Duration,
     pub procfs: Duration,
 }
