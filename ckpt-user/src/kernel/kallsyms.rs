@@ -208,6 +208,15 @@ fn for_each_line(mut reader: impl Read, mut each: impl FnMut(Line<'_>)) -> std::
     }
 }
 
+/// The kind of symbol a line's type letter names; `None` for the rest (absolute symbols, ...).
+fn kind_of(letter: u8) -> Option<SymKind> {
+    match letter {
+        b'T' | b't' | b'W' | b'w' => Some(SymKind::Text),
+        b'D' | b'd' | b'R' | b'r' | b'B' | b'b' => Some(SymKind::Data),
+        _ => None,
+    }
+}
+
 /// What a lookup learns from every line besides the wanted symbols.
 #[derive(Debug, Default)]
 struct Census {
@@ -225,14 +234,9 @@ impl Census {
         }
         self.named += 1;
         self.nonzero |= line.addr != 0;
-        match line.kind {
-            b'T' | b't' | b'W' | b'w' => Some(SymKind::Text),
-            b'D' | b'd' | b'R' | b'r' | b'B' | b'b' => {
-                self.data_symbols += 1;
-                Some(SymKind::Data)
-            }
-            _ => None,
-        }
+        let kind = kind_of(line.kind);
+        self.data_symbols += usize::from(kind == Some(SymKind::Data));
+        kind
     }
 
     /// Names without addresses are no table to look anything up in.
@@ -326,8 +330,8 @@ impl Symbols {
                 let Some(line) = lines(&rest[..end]).next() else {
                     continue;
                 };
-                let mut census = Census::default();
-                if let Some(kind) = census.see(&line)
+                // Indexed lines all have a name and one of these kinds.
+                if let Some(kind) = kind_of(line.kind)
                     && let Some(symbol) = line.symbol(kind)
                 {
                     out.by_addr.entry(addr).or_default().push(symbol);
