@@ -300,7 +300,6 @@ impl Snapshot {
         let LoadedBtf {
             mut offsets,
             loader: loader_btf,
-            object_loader,
         } = btf.join().expect("reading BTF does not panic")?;
         // The scanner holds BPF fds of its own; it is not what anyone asks about.
         offsets.ignore_tgid = std::process::id();
@@ -337,7 +336,7 @@ impl Snapshot {
         let purpose = Purpose::Scan {
             targets: targets.as_ref(),
         };
-        let mut probe = Probe::load(&offsets, &loader_btf, object_loader, purpose)?;
+        let mut probe = Probe::load(&offsets, &loader_btf, purpose)?;
         if let Some(members) = members {
             probe.visit_only(members);
         }

@@ -143,12 +143,10 @@ impl Probe {
     pub const ITERATOR_FUNCS: [&str; 2] = ["bpf_iter_task_file", "bpf_iter_task_vma"];
 
     /// Loads both iterators with `offsets`, and the maps sized and filled for `purpose`.
-    /// `loader` is aya's object loader, which holds its own parse of the kernel's BTF (see
-    /// [`crate::kernel::btf::LoadedBtf`]); `btf` is the same BTF, for the programs' loads.
+    /// `btf` is the kernel's BTF as far as the programs' loads need it (what they attach to).
     pub fn load(
         offsets: &KernelOffsets,
         btf: &aya::Btf,
-        loader: EbpfLoader<'static>,
         purpose: Purpose,
     ) -> Result<Self, ProbeError> {
         if OBJECT.is_empty() {
@@ -162,8 +160,11 @@ impl Probe {
         if targets.is_some() {
             offsets.flags |= ckpt_common::FLAG_FILTER_TGIDS;
         }
-        // Borrows what is set below, for no longer than this call.
-        let mut loader: EbpfLoader<'_> = loader;
+        let mut loader = EbpfLoader::new();
+        // The object has no CO-RE relocations: every kernel offset it uses is in `offsets`,
+        // read from the BTF by kernel::btf. (Stock aya 0.14 would parse the whole BTF for
+        // them in `new` anyway; third_party/aya defers that to objects that have some.)
+        loader.btf(None);
         loader.override_global("OFFSETS", &offsets, true);
         match purpose {
             Purpose::Scan { targets } => {

@@ -116,7 +116,7 @@ pub fn features() -> &'static Features {
 /// ```
 #[derive(Debug)]
 pub struct EbpfLoader<'a> {
-    btf: Option<Cow<'a, Btf>>,
+    btf: TargetBtf<'a>,
     default_map_pin_directory: Option<PathBuf>,
     globals: HashMap<&'a str, (&'a [u8], bool)>,
     // Max entries overrides the max_entries field of the map that matches the provided name
@@ -156,11 +156,20 @@ impl Default for VerifierLogLevel {
     }
 }
 
+/// The BTF an [`EbpfLoader`] relocates against.
+#[derive(Debug)]
+enum TargetBtf<'a> {
+    /// `/sys/kernel/btf/vmlinux`, parsed when an object with BTF relocations is loaded.
+    SysFs,
+    /// What [`EbpfLoader::btf`] was given.
+    Given(Option<Cow<'a, Btf>>),
+}
+
 impl<'a> EbpfLoader<'a> {
     /// Creates a new loader instance.
     pub fn new() -> Self {
         Self {
-            btf: Btf::from_sys_fs().ok().map(Cow::Owned),
+            btf: TargetBtf::SysFs,
             default_map_pin_directory: None,
             globals: HashMap::new(),
             max_entries: HashMap::new(),
@@ -173,7 +182,8 @@ impl<'a> EbpfLoader<'a> {
 
     /// Sets the target [BTF](Btf) info.
     ///
-    /// The loader defaults to loading `BTF` info using [`Btf::from_sys_fs`].
+    /// The loader defaults to loading `BTF` info using [`Btf::from_sys_fs`], when it loads
+    /// an object that has BTF relocations.
     /// Use this method if you want to load `BTF` from a custom location or
     /// pass `None` to disable `BTF` relocations entirely.
     /// # Example
@@ -189,7 +199,7 @@ impl<'a> EbpfLoader<'a> {
     /// # Ok::<(), aya::EbpfError>(())
     /// ```
     pub fn btf(&mut self, btf: Option<&'a Btf>) -> &mut Self {
-        self.btf = btf.map(Cow::Borrowed);
+        self.btf = TargetBtf::Given(btf.map(Cow::Borrowed));
         self
     }
 
@@ -492,7 +502,18 @@ impl<'a> EbpfLoader<'a> {
             None
         };
 
-        if let Some(btf) = &btf {
+        let sys_fs_btf;
+        let btf = match btf {
+            TargetBtf::SysFs => {
+                sys_fs_btf = obj
+                    .has_btf_relocations()
+                    .then(|| Btf::from_sys_fs().ok())
+                    .flatten();
+                sys_fs_btf.as_ref()
+            }
+            TargetBtf::Given(btf) => btf.as_deref(),
+        };
+        if let Some(btf) = btf {
             obj.relocate_btf(btf)?;
         }
 

@@ -674,14 +674,12 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
     let LoadedBtf {
         mut offsets,
         loader: btf,
-        object_loader,
     } = LoadedBtf::from_file(Path::new(VMLINUX_BTF), ProgramBtf::Everything)?;
     // Its own /proc reads during rescans would otherwise come back as events.
     offsets.ignore_tgid = std::process::id();
     let mut probe = Probe::load(
         &offsets,
         &btf,
-        object_loader,
         Purpose::Daemon {
             ring_bytes: args.ring_buffer_size,
         },

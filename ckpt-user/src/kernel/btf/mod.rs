@@ -49,19 +49,15 @@ pub enum ProgramBtf<'a> {
     Everything,
 }
 
-/// The running kernel's BTF, parsed for its uses at once, on up to three threads: member
-/// offsets (here), program loads (aya's `Btf`, see [`ProgramBtf`]), and aya's object loader,
-/// which parses the same file on its own whatever it is given (`EbpfLoader::new`, aya 0.14:
-/// ~20 ms that would otherwise come after the others).
+/// The running kernel's BTF, parsed for its two uses at once: member offsets (here) and
+/// program loads (aya's `Btf`, see [`ProgramBtf`]).
 pub struct LoadedBtf {
     pub offsets: KernelOffsets,
     pub loader: aya::Btf,
-    pub object_loader: aya::EbpfLoader<'static>,
 }
 
 impl LoadedBtf {
     pub fn from_file(path: &Path, programs: ProgramBtf) -> Result<Self, BtfError> {
-        let object_loader = std::thread::spawn(aya::EbpfLoader::new);
         let bytes = read(path)?;
         let parse_error = |e: aya::BtfError| BtfError::Parse {
             path: path.to_path_buf(),
@@ -79,11 +75,7 @@ impl LoadedBtf {
                 Ok::<_, BtfError>((offsets?, loader.map_err(parse_error)?))
             })?,
         };
-        Ok(Self {
-            offsets,
-            loader,
-            object_loader: object_loader.join().expect("parsing BTF does not panic"),
-        })
+        Ok(Self { offsets, loader })
     }
 }
 
