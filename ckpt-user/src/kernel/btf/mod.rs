@@ -5,7 +5,7 @@ mod reader;
 use std::path::{Path, PathBuf};
 
 use ckpt_common::{ABSENT, KernelOffsets, OPS_MEMBERS};
-use reader::{Btf, Kind, Type};
+use reader::{Btf, Bytes, Kind, Type};
 
 /// Hops through typedefs and qualifiers before giving up: corrupt BTF can chain them in a cycle.
 const MAX_CHAIN: usize = 32;
@@ -79,14 +79,33 @@ impl LoadedBtf {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, BtfError> {
-    std::fs::read(path).map_err(|e| match e.kind() {
+/// `statfs.f_type` of sysfs.
+const SYSFS_MAGIC: u64 = 0x6265_6572;
+
+/// The BTF at `path`. The kernel's own, on sysfs, is mapped where the kernel allows it (read-only
+/// and private, Linux ≥ 6.16): that spares copying ~5 MB into fresh pages, 3 of a preflight's
+/// ~35 ms. Anything else, or where mapping fails, is read.
+fn read(path: &Path) -> Result<Bytes, BtfError> {
+    let error = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => BtfError::Missing(path.to_path_buf()),
         _ => BtfError::Parse {
             path: path.to_path_buf(),
             reason: e.to_string(),
         },
-    })
+    };
+    let mut file = std::fs::File::open(path).map_err(error)?;
+    let on_sysfs = rustix::fs::fstatfs(&file).is_ok_and(|s| s.f_type as u64 == SYSFS_MAGIC);
+    if on_sysfs {
+        // SAFETY: a sysfs BTF file is the kernel's (or a module's) BTF, which never changes
+        // while it is loaded, so the mapping's bytes never change under the parser.
+        match unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file) } {
+            Ok(map) => return Ok(Bytes::mapped(map)),
+            Err(e) => tracing::debug!(error = %e, "kernel BTF not mapped; reading it"),
+        }
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(error)?;
+    Ok(bytes.into())
 }
 
 impl KernelBtf {
@@ -94,7 +113,7 @@ impl KernelBtf {
         Self::from_bytes(read(path)?, path)
     }
 
-    fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<Self, BtfError> {
+    fn from_bytes(bytes: impl Into<Bytes>, path: &Path) -> Result<Self, BtfError> {
         let btf = Btf::parse(bytes).map_err(|e| BtfError::Parse {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -510,6 +529,30 @@ mod tests {
                 .is_err(),
             "nothing else is in it"
         );
+    }
+
+    /// Linux 6.16 lets /sys/kernel/btf/vmlinux be mapped (kernel/bpf/sysfs_btf.c).
+    #[test]
+    fn kernel_btf_is_mapped_where_the_kernel_allows_it_and_reads_the_same() {
+        if host().is_none() {
+            return;
+        }
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut numbers = release.split(|c: char| !c.is_ascii_digit());
+        let mut next = || numbers.next().and_then(|n| n.parse::<u32>().ok()).unwrap();
+        let version = (next(), next());
+        let bytes = read(Path::new(VMLINUX_BTF)).unwrap();
+        assert_eq!(bytes.is_mapped(), version >= (6, 16), "Linux {release}");
+        assert!(*bytes == *std::fs::read(VMLINUX_BTF).unwrap());
+        // A file elsewhere is read, never mapped: only sysfs promises not to change it.
+        let file = tempfile::Builder::new()
+            .prefix("ckpt-btf-")
+            .tempfile()
+            .unwrap();
+        std::fs::write(file.path(), &*bytes).unwrap();
+        let copy = read(file.path()).unwrap();
+        assert!(!copy.is_mapped());
+        assert!(*copy == *bytes);
     }
 
     #[test]

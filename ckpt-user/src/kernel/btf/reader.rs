@@ -8,7 +8,8 @@
 //! string offsets continue a base BTF) is not supported: only vmlinux is read.
 
 use std::collections::HashMap;
-use std::ops::Range;
+use std::ops::{Deref, Range};
+use std::sync::Arc;
 
 const MAGIC: u16 = 0xEB9F;
 const VERSION: u8 = 1;
@@ -130,9 +131,45 @@ pub(super) struct Member {
     pub bitfield_size: Option<u32>,
 }
 
+/// A BTF blob, mapped or read; clones share it.
+#[derive(Clone)]
+pub(super) struct Bytes(Arc<Storage>);
+
+enum Storage {
+    Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+impl Bytes {
+    pub(super) fn mapped(map: memmap2::Mmap) -> Self {
+        Self(Arc::new(Storage::Mapped(map)))
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_mapped(&self) -> bool {
+        matches!(*self.0, Storage::Mapped(_))
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(Arc::new(Storage::Read(bytes)))
+    }
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &*self.0 {
+            Storage::Mapped(map) => map,
+            Storage::Read(bytes) => bytes,
+        }
+    }
+}
+
 /// Parsed BTF: the blob plus the position of each type and an index of struct/union names.
 pub(super) struct Btf {
-    data: Vec<u8>,
+    data: Bytes,
     strings: Range<usize>,
     /// `type_at[id - 1]` is where type `id` starts (id 0 is `void`, not in the section).
     type_at: Vec<usize>,
@@ -143,7 +180,8 @@ pub(super) struct Btf {
 }
 
 impl Btf {
-    pub(super) fn parse(data: Vec<u8>) -> Result<Self, ReadError> {
+    pub(super) fn parse(data: impl Into<Bytes>) -> Result<Self, ReadError> {
+        let data = data.into();
         let magic = read_u16(&data, 0).ok_or(ReadError::Truncated("header"))?;
         if magic != MAGIC {
             return Err(ReadError::BadMagic(magic));
