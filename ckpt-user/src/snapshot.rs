@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpointer::criu::Criu;
 use crate::facts::{DevNum, FileFact};
 use crate::input::{self, ReadError};
-use crate::kernel::btf::{BtfError, LoadedBtf, ProgramBtf, VMLINUX_BTF};
+use crate::kernel::btf::{BtfError, LoadedBtf, VMLINUX_BTF};
 use crate::kernel::kallsyms::{KallsymsError, KallsymsIndex, Symbol, Symbols};
 use crate::kernel::kallsyms_cache;
 use crate::kernel::privileges::{self, PrivilegeError};
@@ -261,10 +261,7 @@ impl ScanStart {
             Ok((KallsymsIndex::new(text)?, t.elapsed()))
         });
         let btf = std::thread::spawn(|| {
-            LoadedBtf::from_file(
-                Path::new(VMLINUX_BTF),
-                ProgramBtf::Funcs(&Probe::ITERATOR_FUNCS),
-            )
+            LoadedBtf::from_file(Path::new(VMLINUX_BTF), &Probe::ITERATOR_FUNCS)
         });
         Self { btf, kallsyms }
     }
@@ -299,7 +296,7 @@ impl Snapshot {
         let t = Instant::now();
         let LoadedBtf {
             mut offsets,
-            loader: loader_btf,
+            func_ids,
         } = btf.join().expect("reading BTF does not panic")?;
         // The scanner holds BPF fds of its own; it is not what anyone asks about.
         offsets.ignore_tgid = std::process::id();
@@ -336,12 +333,10 @@ impl Snapshot {
         let purpose = Purpose::Scan {
             targets: targets.as_ref(),
         };
-        let mut probe = Probe::load(&offsets, &loader_btf, purpose)?;
+        let mut probe = Probe::load(&offsets, &func_ids, purpose)?;
         if let Some(members) = members {
             probe.visit_only(members);
         }
-        // Every program is loaded: tens of MB not to hold while the files come in.
-        drop(loader_btf);
         timings.load = t.elapsed();
         let kallsyms = |wanted: &HashSet<u64>| {
             let (index, took) = kallsyms

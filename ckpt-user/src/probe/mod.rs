@@ -23,9 +23,6 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ck
 
 const FILE_PROG: &str = "ckpt_task_file";
 const VMA_PROG: &str = "ckpt_task_vma";
-/// The iterator types they attach to.
-const FILE_ITER: &str = "task_file";
-const VMA_ITER: &str = "task_vma";
 
 /// Bytes read from an iterator at once: thousands of records per read(), and a buffer that
 /// stays small beside the records it decodes to.
@@ -138,15 +135,15 @@ pub enum Purpose<'a> {
 const DAEMON_MAPS: [&str; 4] = ["TRACKED", "WATCHED_SOCKS", "OK_FOPS", "OK_SOCKS"];
 
 impl Probe {
-    /// The kernel functions the iterators attach to (`bpf_iter_` and the iterator type): all
-    /// a scan's loads need of the kernel's BTF.
+    /// The kernel functions the iterators attach to (`bpf_iter_` and the iterator type), the
+    /// file iterator's first: all a scan's loads need of the kernel's BTF.
     pub const ITERATOR_FUNCS: [&str; 2] = ["bpf_iter_task_file", "bpf_iter_task_vma"];
 
     /// Loads both iterators with `offsets`, and the maps sized and filled for `purpose`.
-    /// `btf` is the kernel's BTF as far as the programs' loads need it (what they attach to).
+    /// `iter_ids` are the BTF ids of [`Self::ITERATOR_FUNCS`], `None` where the kernel lacks one.
     pub fn load(
         offsets: &KernelOffsets,
-        btf: &aya::Btf,
+        iter_ids: &[Option<u32>],
         purpose: Purpose,
     ) -> Result<Self, ProbeError> {
         if OBJECT.is_empty() {
@@ -187,13 +184,20 @@ impl Probe {
         let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| ProbeError::Load(error_chain(&e)))?;
-        let load = |prog: Option<&mut Program>, name: &'static str, iter_type: &str| {
+        let load = |prog: Option<&mut Program>, name: &'static str, func: usize| {
             let prog: &mut Iter = prog
                 .ok_or_else(|| ProbeError::Load(format!("program {name} missing from the object")))?
                 .try_into()
                 .map_err(program_error(name))?;
+            let id = iter_ids.get(func).copied().flatten().ok_or_else(|| {
+                let func = Self::ITERATOR_FUNCS[func];
+                ProbeError::Program {
+                    program: name,
+                    reason: format!("this kernel's BTF has no {func} to attach to"),
+                }
+            })?;
             let t = std::time::Instant::now();
-            prog.load(iter_type, btf).map_err(program_error(name))?;
+            prog.load_with_btf_id(id).map_err(program_error(name))?;
             // What the verifier walked: the part of start-up a program's shape decides.
             let verified = prog
                 .info()
@@ -213,8 +217,8 @@ impl Probe {
             }
         }
         let (files, vmas) = std::thread::scope(|s| {
-            let vmas = s.spawn(|| load(vma_prog, VMA_PROG, VMA_ITER));
-            let files = load(file_prog, FILE_PROG, FILE_ITER);
+            let vmas = s.spawn(|| load(vma_prog, VMA_PROG, 1));
+            let files = load(file_prog, FILE_PROG, 0);
             (
                 files,
                 vmas.join().expect("loading a BPF program does not panic"),
@@ -442,16 +446,5 @@ impl Probe {
             }
         }
         Ok(true)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iterator_funcs_are_what_aya_attaches_the_iterators_to() {
-        let attached = [FILE_ITER, VMA_ITER].map(|t| format!("bpf_iter_{t}"));
-        assert_eq!(Probe::ITERATOR_FUNCS, attached);
     }
 }

@@ -31,7 +31,7 @@ use crate::cli::Exit;
 use crate::cli::JudgingArgs;
 use crate::facts::FileFact;
 use crate::judge::Judge;
-use crate::kernel::btf::{LoadedBtf, ProgramBtf, VMLINUX_BTF};
+use crate::kernel::btf::{LoadedBtf, VMLINUX_BTF};
 use crate::kernel::kallsyms::Symbols;
 use crate::kernel::privileges;
 use crate::probe::{Event, Probe, Purpose, decode_event};
@@ -671,15 +671,18 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
     let http::Bound { listener, socket } = http::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {:?}", args.listen))?;
-    let LoadedBtf {
-        mut offsets,
-        loader: btf,
-    } = LoadedBtf::from_file(Path::new(VMLINUX_BTF), ProgramBtf::Everything)?;
+    let (
+        LoadedBtf {
+            mut offsets,
+            func_ids,
+        },
+        btf,
+    ) = LoadedBtf::with_aya_btf(Path::new(VMLINUX_BTF), &Probe::ITERATOR_FUNCS)?;
     // Its own /proc reads during rescans would otherwise come back as events.
     offsets.ignore_tgid = std::process::id();
     let mut probe = Probe::load(
         &offsets,
-        &btf,
+        &func_ids,
         Purpose::Daemon {
             ring_bytes: args.ring_buffer_size,
         },

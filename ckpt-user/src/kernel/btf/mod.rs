@@ -39,43 +39,42 @@ pub struct KernelBtf {
     btf: Btf,
 }
 
-/// What the programs' loads ask of aya's `Btf`.
-#[derive(Clone, Copy, Debug)]
-pub enum ProgramBtf<'a> {
-    /// Only the ids of these functions (an iterator attaches to `bpf_iter_<type>`).
-    Funcs(&'a [&'a str]),
-    /// Whatever a program may attach to: the daemon's BTF tracepoints attach to typedefs,
-    /// which aya 0.14 only gets from its own full parse.
-    Everything,
-}
-
-/// The running kernel's BTF, parsed for its two uses at once: member offsets (here) and
-/// program loads (aya's `Btf`, see [`ProgramBtf`]).
+/// What a scan needs of the running kernel's BTF: member offsets, and the ids of the functions
+/// its programs attach to (an iterator attaches to `bpf_iter_<type>`).
 pub struct LoadedBtf {
     pub offsets: KernelOffsets,
-    pub loader: aya::Btf,
+    /// The id of each function asked for, in order; `None` for one this kernel lacks.
+    pub func_ids: Vec<Option<u32>>,
 }
 
 impl LoadedBtf {
-    pub fn from_file(path: &Path, programs: ProgramBtf) -> Result<Self, BtfError> {
+    pub fn from_file(path: &Path, funcs: &[&str]) -> Result<Self, BtfError> {
+        Self::from_bytes(read(path)?, path, funcs)
+    }
+
+    /// The same, and aya's own parse of the BTF (made at once, on another thread) for programs
+    /// that attach by name: the daemon's BTF tracepoints attach to typedefs, which aya finds
+    /// only in its full parse (~15 ms of CPU, which a scan does without).
+    pub fn with_aya_btf(path: &Path, funcs: &[&str]) -> Result<(Self, aya::Btf), BtfError> {
         let bytes = read(path)?;
-        let parse_error = |e: aya::BtfError| BtfError::Parse {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        };
-        let (offsets, loader) = match programs {
-            ProgramBtf::Funcs(funcs) => {
-                let btf = KernelBtf::from_bytes(bytes, path)?;
-                (btf.offsets()?, btf.attach_index(funcs))
-            }
-            ProgramBtf::Everything => std::thread::scope(|s| {
-                let loader = s.spawn(|| aya::Btf::parse(&bytes, aya::Endianness::default()));
-                let offsets = KernelBtf::from_bytes(bytes.clone(), path).and_then(|b| b.offsets());
-                let loader = loader.join().expect("parsing BTF does not panic");
-                Ok::<_, BtfError>((offsets?, loader.map_err(parse_error)?))
-            })?,
-        };
-        Ok(Self { offsets, loader })
+        std::thread::scope(|s| {
+            let aya = s.spawn(|| aya::Btf::parse(&bytes, aya::Endianness::default()));
+            let loaded = Self::from_bytes(bytes.clone(), path, funcs);
+            let aya = aya.join().expect("parsing BTF does not panic");
+            let aya = aya.map_err(|e| BtfError::Parse {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            Ok((loaded?, aya))
+        })
+    }
+
+    fn from_bytes(bytes: Bytes, path: &Path, funcs: &[&str]) -> Result<Self, BtfError> {
+        let btf = KernelBtf::from_bytes(bytes, path)?;
+        Ok(Self {
+            offsets: btf.offsets()?,
+            func_ids: btf.btf.funcs_named(funcs),
+        })
     }
 }
 
@@ -119,31 +118,6 @@ impl KernelBtf {
             reason: e.to_string(),
         })?;
         Ok(Self { btf })
-    }
-
-    /// An aya `Btf` holding the functions called `funcs` at the kernel's own ids, and nothing
-    /// else: all that loading a program attached to one asks of it (`id_by_type_name_kind`).
-    /// aya's full parse of the same BTF costs ~15 ms of CPU per start, and aya 0.14 takes no
-    /// id directly. A function the kernel lacks is left out, and its program's load fails as
-    /// it would against the full BTF.
-    pub fn attach_index(&self, funcs: &[&str]) -> aya::Btf {
-        use aya_obj::btf::{BtfType, Func, FuncLinkage};
-        let ids = self.btf.funcs_named(funcs);
-        let last = ids.iter().flatten().max().copied().unwrap_or(0);
-        let mut index = aya::Btf::new();
-        // Id 0 (void) is there already.
-        for id in 1..=last {
-            let ty = match ids.iter().position(|&found| found == Some(id)) {
-                Some(i) => BtfType::Func(Func::new(
-                    index.add_string(funcs[i]),
-                    0,
-                    FuncLinkage::Global,
-                )),
-                None => BtfType::Unknown,
-            };
-            index.add_type(ty);
-        }
-        index
     }
 
     /// Type `id` with typedefs and qualifiers stripped.
@@ -508,27 +482,23 @@ mod tests {
         Some(KernelBtf::from_file(path).expect("host BTF parses"))
     }
 
-    /// aya finds each function at the same id in the index as in its full parse.
+    /// Each function's id is the one aya's full parse finds by name, which programs attached
+    /// by name get; one the kernel lacks has none.
     #[test]
-    fn attach_index_gives_aya_the_kernels_ids() {
+    fn func_ids_are_the_ids_aya_finds_by_name() {
         use aya_obj::btf::BtfKind;
-        let Some(btf) = host() else { return };
-        let bytes = std::fs::read(VMLINUX_BTF).unwrap();
-        let full = aya::Btf::parse(&bytes, aya::Endianness::default()).unwrap();
-        let funcs = ["bpf_iter_task_file", "do_sys_openat2", "no_such_function"];
-        let index = btf.attach_index(&funcs);
-        for f in funcs {
-            let id = |b: &aya::Btf| b.id_by_type_name_kind(f, BtfKind::Func).ok();
-            assert_eq!(id(&index), id(&full), "{f}");
+        if host().is_none() {
+            return;
         }
-        let id = index.id_by_type_name_kind("bpf_iter_task_file", BtfKind::Func);
-        assert!(id.is_ok_and(|id| id > 0));
-        assert!(
-            index
-                .id_by_type_name_kind("task_struct", BtfKind::Struct)
-                .is_err(),
-            "nothing else is in it"
-        );
+        let funcs = ["bpf_iter_task_file", "do_sys_openat2", "no_such_function"];
+        let (loaded, full) = LoadedBtf::with_aya_btf(Path::new(VMLINUX_BTF), &funcs).unwrap();
+        let by_name = funcs.map(|f| full.id_by_type_name_kind(f, BtfKind::Func).ok());
+        assert_eq!(loaded.func_ids, by_name);
+        assert!(loaded.func_ids[0].is_some_and(|id| id > 0));
+        assert_eq!(loaded.func_ids[2], None);
+        let alone = LoadedBtf::from_file(Path::new(VMLINUX_BTF), &funcs).unwrap();
+        assert_eq!(alone.func_ids, loaded.func_ids);
+        assert_eq!(alone.offsets, loaded.offsets);
     }
 
     /// Linux 6.16 lets /sys/kernel/btf/vmlinux be mapped (kernel/bpf/sysfs_btf.c).

@@ -66,9 +66,15 @@ impl Iter {
 
     /// Loads the program inside the kernel.
     pub fn load(&mut self, iter_type: &str, btf: &Btf) -> Result<(), ProgramError> {
-        let Self { data } = self;
         let type_name = format!("bpf_iter_{iter_type}");
-        data.attach_btf_id = Some(btf.id_by_type_name_kind(type_name.as_str(), BtfKind::Func)?);
+        self.load_with_btf_id(btf.id_by_type_name_kind(type_name.as_str(), BtfKind::Func)?)
+    }
+
+    /// Loads the program inside the kernel, to attach to the `bpf_iter_<type>` function whose
+    /// id in the kernel's BTF is `btf_id`: what [`Iter::load`] looks up by name.
+    pub fn load_with_btf_id(&mut self, btf_id: u32) -> Result<(), ProgramError> {
+        let Self { data } = self;
+        data.attach_btf_id = Some(btf_id);
         load_program_with_attach_type(BPF_PROG_TYPE_TRACING, BPF_TRACE_ITER, data)
     }
 
