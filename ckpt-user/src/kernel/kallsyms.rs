@@ -280,8 +280,9 @@ impl KallsymsIndex {
                 by_addr.push((line.addr, line.offset as u32));
             }
         }
-        // Already sorted but for the modules' and a few other lines.
-        by_addr.sort_unstable();
+        // Already sorted but for the modules' and a few other lines: a stable sort merges those
+        // few runs (0.3 ms here), where an unstable one sorts all over again (2.3 ms).
+        by_addr.sort();
         Ok(Self {
             text,
             by_addr,
