@@ -241,10 +241,10 @@ pub enum Filter {
     },
 }
 
-/// What every live scan reads first — the kernel's BTF (offsets, aya's loader) and kallsyms's
-/// text — begun on other threads as soon as a command knows it will scan, so that its own
-/// start-up (finding CRIU, reading config files: ~12 ms) runs meanwhile. Both are readable by
-/// anyone: the scan checks its privileges when it starts, as before.
+/// What every live scan reads first — the kernel's BTF (offsets, the ids iterators attach to)
+/// and kallsyms's text — begun on other threads as soon as a command knows it will scan, so
+/// that its own start-up (finding CRIU, reading config files: ~12 ms) runs meanwhile. Both are
+/// readable by anyone: the scan checks its privileges when it starts, as before.
 pub struct ScanStart {
     btf: JoinHandle<Result<LoadedBtf, BtfError>>,
     kallsyms: JoinHandle<std::io::Result<(KallsymsIndex, Duration)>>,
