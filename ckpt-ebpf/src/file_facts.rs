@@ -42,15 +42,15 @@ pub fn fill_ops(rec: &mut OpsRecord, f_op: u64) {
     }
 }
 
-/// Writes the ops record of `f_op` to an iterator's `seq` the first time the table is seen;
-/// true when this call wrote it. If the caller's own record then does not fit, the kernel
-/// discards both and runs the program again on the same object: the caller calls
-/// [`forget_ops`] so that run reports the table again. `scratch` is the calling program's own:
-/// the two iterators of a scan run at once.
+/// Writes the ops record of `f_op` to an iterator's `seq` the first time the table is seen.
+/// If the caller's own record then does not fit, the kernel discards both and runs the program
+/// again on the same object: the caller then calls [`settle_ops`], which forgets the table so
+/// that run reports it again. `scratch` is the calling program's own (the two iterators of a
+/// scan run at once); the `f_op` it is left holding says this run reported that table.
 #[inline(always)]
-pub fn emit_ops_once(seq: *mut c_void, f_op: u64, scratch: &PerCpuArray<OpsRecord>) -> bool {
+pub fn emit_ops_once(seq: *mut c_void, f_op: u64, scratch: &PerCpuArray<OpsRecord>) {
     if !first_sight(f_op) {
-        return false;
+        return;
     }
     let written = scratch.get_ptr_mut(0).is_some_and(|rec| {
         let rec = unsafe { &mut *rec };
@@ -67,7 +67,26 @@ pub fn emit_ops_once(seq: *mut c_void, f_op: u64, scratch: &PerCpuArray<OpsRecor
     if !written {
         forget_ops(f_op);
     }
-    written
+}
+
+/// After the caller has written its own record (`written`: what `bpf_seq_write` returned):
+/// forgets the table this run reported, if the record did not fit, and leaves `scratch`
+/// saying that this run reported none. The fact is read back from the map rather than
+/// returned by [`emit_ops_once`]: as a constant true or false, the verifier would walk the
+/// whole program in between once for each.
+#[inline(always)]
+pub fn settle_ops(written: i64, scratch: &PerCpuArray<OpsRecord>) {
+    let Some(rec) = scratch.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's element of the program's own scratch map.
+    let reported = unsafe { core::ptr::read_volatile(&raw const (*rec).f_op) };
+    if reported != 0 {
+        if written != 0 {
+            forget_ops(reported);
+        }
+        unsafe { core::ptr::write_volatile(&raw mut (*rec).f_op, 0) };
+    }
 }
 
 /// Marks `f_op` as not reported yet.
@@ -98,7 +117,7 @@ pub fn fill<M: Mem, const LOCK_WALK: u32>(
     kread::zero_words::<{ (ckpt_common::FS_TYPE_LEN + ckpt_common::NAME_LEN) / 8 }>(
         (&raw mut rec.fs_type).cast(),
     );
-    let (facts, inode) = kread::inode_facts::<M>(file, &mut rec.fs_type, &mut rec.name, fs_cache);
+    let facts = kread::inode_facts::<M>(file, &mut rec.fs_type, &mut rec.name, fs_cache);
     kread::store_inode!(rec, facts);
 
     rec.mnt_id = 0;
@@ -137,10 +156,10 @@ pub fn fill<M: Mem, const LOCK_WALK: u32>(
     }
 
     rec.aux = 0;
-    if let Some(nr) = kread::pidfd_target::<M>(file, inode, rec.s_magic, &rec.name) {
+    if let Some(nr) = kread::pidfd_target::<M>(file, rec.s_magic, &rec.name) {
         rec.aux = nr;
         rec.known |= known::PIDFD;
-        if let Some(dead) = kread::pidfd_dead::<M>(file, inode, rec.s_magic, &rec.name) {
+        if let Some(dead) = kread::pidfd_dead::<M>(file, rec.s_magic, &rec.name) {
             rec.known |= known::PIDFD_ALIVE;
             if dead {
                 rec.flags |= flags::PIDFD_DEAD;
@@ -154,7 +173,7 @@ pub fn fill<M: Mem, const LOCK_WALK: u32>(
         rec.known |= known::BPF_MAP;
     }
 
-    if let Some(locks) = kread::holds_lock::<M, LOCK_WALK>(file, inode, task) {
+    if let Some(locks) = kread::holds_lock::<M, LOCK_WALK>(file, task) {
         rec.known |= known::LOCKS;
         match locks {
             Locks::Free => {}

@@ -43,6 +43,24 @@ pub fn read<T>(base: u64, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
 }
 
+/// A `T` at `base + off`, zero when the member is absent, the base is null or the read faults.
+/// The helper zeroes its buffer when the read faults (a null base faults), so nothing here
+/// branches on the outcome: a branch would leave the verifier a constant 0 on one path and an
+/// unknown number on the other, and every test of the value later splits its walk in two.
+#[inline(always)]
+pub fn read_or_zero<T: Copy + Default>(base: u64, off: u32) -> T {
+    if off == ABSENT {
+        return T::default();
+    }
+    let mut value = core::mem::MaybeUninit::<T>::uninit();
+    let src = base.wrapping_add(off as u64) as *const core::ffi::c_void;
+    // SAFETY: the helper writes all `size_of::<T>()` bytes: what it read, or zeros.
+    unsafe {
+        generated::bpf_probe_read_kernel(value.as_mut_ptr().cast(), size_of::<T>() as u32, src);
+        value.assume_init()
+    }
+}
+
 /// Bytes [`read_two`] copies at most: enough for `file.f_op`..`f_inode` (32 in 6.x) and
 /// `inode.i_mode`..`i_rdev` (80).
 const SPAN: usize = 96;
@@ -54,13 +72,8 @@ const SPAN: usize = 96;
 /// refuses such a load.
 #[inline(always)]
 pub fn read_two<A: Copy + Default, B: Copy + Default>(base: u64, a: u32, b: u32) -> (A, B) {
-    let apart = || {
-        (
-            read::<A>(base, a).unwrap_or_default(),
-            read::<B>(base, b).unwrap_or_default(),
-        )
-    };
-    if base == 0 || a == ABSENT || b == ABSENT {
+    let apart = || (read_or_zero::<A>(base, a), read_or_zero::<B>(base, b));
+    if a == ABSENT || b == ABSENT {
         return apart();
     }
     // Whole 8-byte words from an 8-byte boundary: each member keeps its natural alignment in
@@ -75,10 +88,9 @@ pub fn read_two<A: Copy + Default, B: Copy + Default>(base: u64, a: u32, b: u32)
     // Not zeroed: zeroing it costs more than the helper call saved (measured, bpf_stats).
     let mut buf = core::mem::MaybeUninit::<[u64; SPAN / 8]>::uninit();
     let dst = buf.as_mut_ptr().cast::<u8>();
-    let src = (base + lo as u64) as *const core::ffi::c_void;
-    if unsafe { generated::bpf_probe_read_kernel(dst.cast(), hi - lo, src) } != 0 {
-        return (A::default(), B::default());
-    }
+    let src = base.wrapping_add(lo as u64) as *const core::ffi::c_void;
+    // Zeros where the read faults, as in `read_or_zero`, and for the same reason.
+    unsafe { generated::bpf_probe_read_kernel(dst.cast(), hi - lo, src) };
     // The helper wrote `hi - lo` bytes from `dst`; both members lie inside them.
     unsafe {
         (
@@ -90,7 +102,7 @@ pub fn read_two<A: Copy + Default, B: Copy + Default>(base: u64, a: u32, b: u32)
 
 #[inline(always)]
 pub fn read_ptr(base: u64, off: u32) -> u64 {
-    read::<u64>(base, off).unwrap_or(0)
+    read_or_zero::<u64>(base, off)
 }
 
 /// How a program reads the members of a struct it holds a pointer to.
@@ -111,6 +123,11 @@ impl Mem for Probe {
     #[inline(always)]
     fn read<T>(base: u64, off: u32) -> Option<T> {
         read(base, off)
+    }
+
+    #[inline(always)]
+    fn ptr(base: u64, off: u32) -> u64 {
+        read_or_zero(base, off)
     }
 }
 
@@ -213,13 +230,17 @@ pub struct InodeFacts {
 
 /// Reads inode, superblock (+ fs type name) and dentry (+ name) facts of `file`; `fs_cache`
 /// as for `fs_type_name`.
+///
+/// The inode is not handed back: whoever needs it loads `file->f_inode` again. Kept for later,
+/// it would be a typed pointer on some paths and the constant 0 on others (LLVM folds it in
+/// after the null check), and the verifier walks all the rest of the program once for each.
 #[inline(always)]
 pub fn inode_facts<M: Mem>(
     file: u64,
     fs_type: &mut [u8; FS_TYPE_LEN],
     name: &mut [u8],
     fs_cache: Option<&FsTypeCache>,
-) -> (InodeFacts, u64) {
+) -> InodeFacts {
     let mut f = InodeFacts {
         ino: 0,
         size: 0,
@@ -257,7 +278,7 @@ pub fn inode_facts<M: Mem>(
         // d_unhashed(): the name this file was opened by is gone from the dcache.
         f.unlinked = M::ptr(dentry, off!(dentry_d_hash_pprev)) == 0;
     }
-    (f, inode)
+    f
 }
 
 /// Copies [`InodeFacts`] into a record with the same field names (`FileFacts`, `VmaFacts`).
@@ -457,8 +478,8 @@ fn sock_extra(sk: u64, s: &mut SockFacts) {
 /// Whether the process behind a pidfd's `struct pid` is gone (`tasks[PIDTYPE_PID]` empty);
 /// `None` when the layout is unknown.
 #[inline(always)]
-pub fn pidfd_dead<M: Mem>(file: u64, inode: u64, s_magic: u64, name: &[u8]) -> Option<bool> {
-    let pid = pidfd_pid::<M>(file, inode, s_magic, name)?;
+pub fn pidfd_dead<M: Mem>(file: u64, s_magic: u64, name: &[u8]) -> Option<bool> {
+    let pid = pidfd_pid::<M>(file, s_magic, name)?;
     if pid == 0 || off!(pid_tasks) == ABSENT {
         return None;
     }
@@ -507,8 +528,9 @@ pub fn in_target_cgroup(task: u64) -> bool {
 /// The `struct pid` a pidfd refers to (pidfs keeps it in `i_private`; before pidfs it was the
 /// file's `private_data`); `None` for any other file.
 #[inline(always)]
-fn pidfd_pid<M: Mem>(file: u64, inode: u64, s_magic: u64, name: &[u8]) -> Option<u64> {
+fn pidfd_pid<M: Mem>(file: u64, s_magic: u64, name: &[u8]) -> Option<u64> {
     if s_magic == PIDFS_MAGIC {
+        let inode = M::ptr(file, off!(file_f_inode));
         Some(M::ptr(inode, off!(inode_i_private)))
     } else if name.len() >= 8 && name[..8] == *b"[pidfd]\0" {
         Some(M::ptr(file, off!(file_private_data)))
@@ -519,8 +541,8 @@ fn pidfd_pid<M: Mem>(file: u64, inode: u64, s_magic: u64, name: &[u8]) -> Option
 
 /// Global pid number a pidfd refers to.
 #[inline(always)]
-pub fn pidfd_target<M: Mem>(file: u64, inode: u64, s_magic: u64, name: &[u8]) -> Option<u64> {
-    let pid = pidfd_pid::<M>(file, inode, s_magic, name)?;
+pub fn pidfd_target<M: Mem>(file: u64, s_magic: u64, name: &[u8]) -> Option<u64> {
+    let pid = pidfd_pid::<M>(file, s_magic, name)?;
     let numbers = off!(pid_numbers);
     if pid == 0 || numbers == ABSENT {
         return None;
@@ -594,7 +616,7 @@ fn list_has_owner<const WALK: u32>(head: u64, owner_off: u32, owners: [u64; 2]) 
 /// open file itself, criu/file-lock.c FL_OFD). `WALK` bounds each list's walk: the verifier's
 /// work grows faster than the bound. `None` when the kernel's lock layout is unknown.
 #[inline(always)]
-pub fn holds_lock<M: Mem, const WALK: u32>(file: u64, inode: u64, task: u64) -> Option<Locks> {
+pub fn holds_lock<M: Mem, const WALK: u32>(file: u64, task: u64) -> Option<Locks> {
     if off!(inode_i_flctx) == ABSENT
         || off!(lock_list) == ABSENT
         || off!(flctx_flock) == ABSENT
@@ -602,6 +624,7 @@ pub fn holds_lock<M: Mem, const WALK: u32>(file: u64, inode: u64, task: u64) -> 
     {
         return None;
     }
+    let inode = M::ptr(file, off!(file_f_inode));
     let ctx = M::ptr(inode, off!(inode_i_flctx));
     if ctx == 0 {
         return Some(Locks::Free);

@@ -51,11 +51,11 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
         return None;
     }
 
-    let f_op = Typed::ptr(file, off!(file_f_op));
-    let ops_emitted = file_facts::emit_ops_once(seq, f_op, &FILE_OPS_SCRATCH);
-
     let rec = FILE_SCRATCH.get_ptr_mut(0)?;
     let rec = unsafe { &mut *rec };
+    // Reported before the file's record, which user space resolves through it; settled after.
+    let f_op = Typed::ptr(file, off!(file_f_op));
+    file_facts::emit_ops_once(seq, f_op, &FILE_OPS_SCRATCH);
     file_facts::fill::<Typed, LOCK_WALK>(rec, task, tgid, fd, file, f_op, Some(&FILE_FS_TYPE));
     // Most files are no sockets: their records end before the socket members, all zero.
     let size = if rec.known & known::SOCKET == 0 {
@@ -73,9 +73,7 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
         )
     };
     // On overflow the kernel discards this object's output and runs us again for the same file
-    // after flushing: forget the ops table so that run reports it again.
-    if written != 0 && ops_emitted {
-        file_facts::forget_ops(f_op);
-    }
+    // after flushing: that run must report the ops table again if this one did.
+    file_facts::settle_ops(written, &FILE_OPS_SCRATCH);
     Some(())
 }

@@ -75,10 +75,10 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     rec.f_op = Typed::ptr(file, off!(file_f_op));
     // A mapped file's ops table may belong to no open fd: report its members here too.
     let f_op = rec.f_op;
-    let ops_emitted = file_facts::emit_ops_once(seq, f_op, &VMA_OPS_SCRATCH);
+    file_facts::emit_ops_once(seq, f_op, &VMA_OPS_SCRATCH);
     // `fs_type` then `name`, 8-byte aligned (ckpt-common's layout test).
     kread::zero_words::<{ (FS_TYPE_LEN + NAME_LEN) / 8 }>((&raw mut rec.fs_type).cast());
-    let (facts, _inode) =
+    let facts =
         kread::inode_facts::<Typed>(file, &mut rec.fs_type, &mut rec.name, Some(&VMA_FS_TYPE));
     kread::store_inode!(rec, facts);
     if let Some((_, visible)) = kread::mount_facts::<Typed>(file, task) {
@@ -95,10 +95,8 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     };
     // On overflow the kernel runs us again for this VMA: report its ops table again then, and
     // forget the "same file as last time" shortcut.
+    file_facts::settle_ops(written, &VMA_OPS_SCRATCH);
     if written != 0 {
-        if ops_emitted {
-            file_facts::forget_ops(f_op);
-        }
         last[2] = 0;
     }
     Some(())
