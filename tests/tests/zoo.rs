@@ -2,7 +2,7 @@
 //! binary with `--pid`: the verdict and the options must be what real CRIU needed. Cases the
 //! table lacks are held to what CRIU's source does.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use ckpt_tests::{Started, Zoo, ckpt_watch, run};
@@ -221,4 +221,73 @@ fn cases_beyond_the_oracle_follow_criu_source() {
     })
     .collect();
     assert_eq!(check_cases(&cases, "CRIU 4.2's source"), cases.len());
+}
+
+/// Every scanned file's ops table reaches user space, however the iterators' output buffer
+/// fills. A record that does not fit is discarded together with the ops table this run of the
+/// program reported before it, and the kernel runs the program again on the same file: that
+/// run must report the table again (ckpt-ebpf file_facts::settle_ops), or the file stays
+/// unresolved, `unknown`. Every case fdzoo can create here, all at once, is a crowd of ops
+/// tables each seen first somewhere in the walk, and whole-host scans overflow the buffer every
+/// ~200 records. Before each scan this process (walked before the cases it started) opens a
+/// few more files, so that the overflows fall on other records each time.
+#[test]
+fn every_scanned_file_keeps_its_ops_table_across_buffer_overflows() {
+    const SCANS: usize = 24;
+    let binary = ckpt_watch(FDZOO);
+    let list = std::process::Command::new(FDZOO)
+        .arg("--list")
+        .output()
+        .expect("fdzoo --list runs");
+    let zoos: Vec<Zoo> = String::from_utf8_lossy(&list.stdout)
+        .split_whitespace()
+        .filter_map(|case| match Zoo::start(FDZOO, case) {
+            Started::Ready(zoo) => Some(zoo),
+            Started::Unsupported(_) => None,
+        })
+        .collect();
+    assert!(zoos.len() >= 40, "only {} cases started", zoos.len());
+    let dir = tempfile::tempdir().unwrap();
+    let (mut files, mut tables) = (0, HashSet::new());
+    let mut shift = Vec::new();
+    for scan in 0..SCANS {
+        shift.extend((0..3).map(|_| std::fs::File::open("/dev/null").unwrap()));
+        let snap = dir.path().join(format!("scan{scan}.json"));
+        let out = run(
+            &binary,
+            &["--json", "--save-snapshot", snap.to_str().unwrap()],
+        );
+        assert!(
+            out.status.code().is_some_and(|c| c != 2),
+            "scan failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let snapshot: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&snap).unwrap()).unwrap();
+        let reported: HashSet<u64> = snapshot["ops"]
+            .as_object()
+            .expect("an ops map")
+            .keys()
+            .map(|k| k.parse().expect("numeric key"))
+            .collect();
+        let scanned = snapshot["files"].as_array().expect("a file list");
+        let missing: Vec<String> = scanned
+            .iter()
+            .filter(|f| f["f_op"].as_u64().is_some_and(|op| !reported.contains(&op)))
+            .map(|f| format!("pid {} fd {} {}", f["pid"], f["fd"], f["name"]))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "scan {scan}: {} of {} files without their ops table: {missing:?}",
+            missing.len(),
+            scanned.len()
+        );
+        files += scanned.len();
+        tables.extend(reported);
+    }
+    eprintln!(
+        "{files} files in {SCANS} scans, {} ops tables",
+        tables.len()
+    );
+    assert!(tables.len() >= 30, "only {} ops tables", tables.len());
 }
