@@ -33,14 +33,19 @@ pub enum Check {
 impl Criu {
     /// `chosen` (from `--criu`), else the first `criu` on PATH; `None` when there is none.
     pub fn find(chosen: Option<&Path>) -> Option<Self> {
-        let path = match chosen {
-            Some(p) => p.to_path_buf(),
-            None => std::env::split_paths(&std::env::var_os("PATH")?)
-                .map(|d| d.join("criu"))
-                .find(|c| c.is_file())?,
-        };
+        let path = Self::locate(chosen)?;
         let version = version_of(Command::new(&path));
         Some(Self { path, version })
+    }
+
+    /// The binary [`Criu::find`] finds, without asking its version.
+    pub fn locate(chosen: Option<&Path>) -> Option<PathBuf> {
+        match chosen {
+            Some(p) => Some(p.to_path_buf()),
+            None => std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|d| d.join("criu"))
+                .find(|c| c.is_file()),
+        }
     }
 
     /// The CRIU running as `pid` with command line `argv`, its version asked the way it was
@@ -58,11 +63,14 @@ impl Criu {
             version: version_of(cmd),
         })
     }
+}
 
-    /// Starts `criu check` (~15 ms, as long as a small scan): the caller goes on meanwhile and
-    /// reads the outcome from the returned [`RunningCheck`].
-    pub fn start_check(&self) -> RunningCheck {
-        let child = Command::new(&self.path)
+impl RunningCheck {
+    /// Starts `path check` (~10 ms, as long as a small scan): the caller goes on meanwhile
+    /// (asking the same binary's version, scanning) and reads the outcome from the returned
+    /// [`RunningCheck`].
+    pub fn start(path: &Path) -> RunningCheck {
+        let child = Command::new(path)
             .arg("check")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -76,12 +84,14 @@ impl Criu {
             (pid, rx)
         });
         RunningCheck {
-            criu: self.clone(),
+            path: path.to_path_buf(),
             started: Instant::now(),
             waiter,
         }
     }
+}
 
+impl Criu {
     /// `/usr/sbin/criu (CRIU 3.17.1)`.
     pub fn describe(&self) -> String {
         match &self.version {
@@ -93,7 +103,7 @@ impl Criu {
 
 /// A `criu check` under way.
 pub struct RunningCheck {
-    criu: Criu,
+    path: PathBuf,
     started: Instant,
     /// The child's pid and where its output arrives.
     waiter: std::io::Result<(u32, Receiver<std::io::Result<Output>>)>,
@@ -106,7 +116,7 @@ impl RunningCheck {
     }
 
     fn finish_within(self, limit: Duration) -> Check {
-        let path = self.criu.path.display();
+        let path = self.path.display();
         let (pid, output) = match self.waiter {
             Ok(w) => w,
             Err(e) => return Check::NotRun(format!("cannot run {path}: {e}")),
@@ -134,9 +144,9 @@ impl RunningCheck {
         }
     }
 
-    /// The environment finding: can this CRIU run here at all?
-    pub fn judge(self) -> Judgement {
-        let described = self.criu.describe();
+    /// The environment finding: can `criu`, the binary checked, run here at all?
+    pub fn judge(self, criu: &Criu) -> Judgement {
+        let described = criu.describe();
         let (verdict, reason) = match self.finish() {
             Check::Passed => (Verdict::Ok, format!("`criu check` passes: {described}")),
             Check::Failed(error) => (
@@ -247,17 +257,20 @@ mod tests {
         let (dir, criu) = fake_criu("echo 'Error (criu/x.c:1): x: broken here' >&2; exit 1");
         assert_eq!(criu.version.as_deref(), Some("9.9"));
         assert_eq!(
-            criu.start_check().finish(),
+            RunningCheck::start(&criu.path).finish(),
             Check::Failed("x: broken here".into())
         );
-        let j = criu.start_check().judge();
+        let j = RunningCheck::start(&criu.path).judge(&criu);
         assert_eq!(j.verdict, Verdict::Blocks);
         assert!(j.reason.contains("x: broken here"), "{}", j.reason);
         let missing = Criu {
             path: dir.path().join("nothing"),
             version: None,
         };
-        assert!(matches!(missing.start_check().finish(), Check::NotRun(_)));
+        assert!(matches!(
+            RunningCheck::start(&missing.path).finish(),
+            Check::NotRun(_)
+        ));
     }
 
     /// CRIU's diagnostics fill no pipe it then blocks on: a check that writes more than a pipe
@@ -268,14 +281,17 @@ mod tests {
             "head -c 300000 /dev/zero | tr '\\0' x >&2; echo >&2; \
              head -c 300000 /dev/zero; echo 'Error (criu/y.c:2): y: late' >&2; exit 1",
         );
-        assert_eq!(criu.start_check().finish(), Check::Failed("y: late".into()));
+        assert_eq!(
+            RunningCheck::start(&criu.path).finish(),
+            Check::Failed("y: late".into())
+        );
     }
 
     /// A check that hangs is killed at the limit and blocks, saying so.
     #[test]
     fn a_hanging_check_is_killed_at_the_limit() {
         let (dir, criu) = fake_criu("echo $$ > \"$(dirname \"$0\")/pid\"; exec sleep 30");
-        let running = criu.start_check();
+        let running = RunningCheck::start(&criu.path);
         let pid_file = dir.path().join("pid");
         while !pid_file.exists() {
             std::thread::sleep(Duration::from_millis(5));

@@ -171,6 +171,9 @@ pub fn run(
     out: &mut dyn Write,
 ) -> anyhow::Result<Exit> {
     let start = ScanStart::begin();
+    // Checked beside the rest: nothing it says depends on what the scan finds, and it needs
+    // only the binary, not the version the judge asks it for meanwhile.
+    let criu_check = Criu::locate(judging.criu.as_deref()).map(|path| RunningCheck::start(&path));
     let judge = Judge::new(judging)?;
     let profile = &judge.profile;
     let targets = targets(args)?;
@@ -198,8 +201,6 @@ pub fn run(
         },
         _ => (Filter::All, None),
     };
-    // Checked beside the scan: nothing it says depends on what the scan finds.
-    let criu_check = judge.criu.as_ref().map(Criu::start_check);
     let mut snapshot = if targets.is_empty() {
         Snapshot::default()
     } else {
@@ -238,7 +239,11 @@ pub fn run(
             profile,
             &KernelFacts::from_maps(&maps),
         ))
-        .chain(criu_check.map(RunningCheck::judge))
+        .chain(
+            criu_check
+                .zip(judge.criu.as_ref())
+                .map(|(check, criu)| check.judge(criu)),
+        )
         .collect();
     let mut containers = Vec::new();
     for ((target, in_force), pids) in targets.into_iter().zip(&in_force).zip(&members) {
