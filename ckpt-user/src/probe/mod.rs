@@ -23,6 +23,9 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ck
 
 const FILE_PROG: &str = "ckpt_task_file";
 const VMA_PROG: &str = "ckpt_task_vma";
+/// The kernel functions they attach to: `bpf_iter_` and the iterator type.
+const FILE_FUNC: &str = "bpf_iter_task_file";
+const VMA_FUNC: &str = "bpf_iter_task_vma";
 
 /// Bytes read from an iterator at once: thousands of records per read(), and a buffer that
 /// stays small beside the records it decodes to.
@@ -135,9 +138,9 @@ pub enum Purpose<'a> {
 const DAEMON_MAPS: [&str; 4] = ["TRACKED", "WATCHED_SOCKS", "OK_FOPS", "OK_SOCKS"];
 
 impl Probe {
-    /// The kernel functions the iterators attach to (`bpf_iter_` and the iterator type), the
-    /// file iterator's first: all a scan's loads need of the kernel's BTF.
-    pub const ITERATOR_FUNCS: [&str; 2] = ["bpf_iter_task_file", "bpf_iter_task_vma"];
+    /// The kernel functions the iterators attach to: all a scan's loads need of the kernel's
+    /// BTF.
+    pub const ITERATOR_FUNCS: [&str; 2] = [FILE_FUNC, VMA_FUNC];
 
     /// Loads both iterators with `offsets`, and the maps sized and filled for `purpose`.
     /// `iter_ids` are the BTF ids of [`Self::ITERATOR_FUNCS`], `None` where the kernel lacks one.
@@ -184,17 +187,16 @@ impl Probe {
         let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| ProbeError::Load(error_chain(&e)))?;
-        let load = |prog: Option<&mut Program>, name: &'static str, func: usize| {
+        let load = |prog: Option<&mut Program>, name: &'static str, func: &str| {
             let prog: &mut Iter = prog
                 .ok_or_else(|| ProbeError::Load(format!("program {name} missing from the object")))?
                 .try_into()
                 .map_err(program_error(name))?;
-            let id = iter_ids.get(func).copied().flatten().ok_or_else(|| {
-                let func = Self::ITERATOR_FUNCS[func];
-                ProbeError::Program {
-                    program: name,
-                    reason: format!("this kernel's BTF has no {func} to attach to"),
-                }
+            let at = Self::ITERATOR_FUNCS.iter().position(|f| *f == func);
+            let id = at.and_then(|i| iter_ids.get(i).copied().flatten());
+            let id = id.ok_or_else(|| ProbeError::Program {
+                program: name,
+                reason: format!("this kernel's BTF has no {func} to attach to"),
             })?;
             let t = std::time::Instant::now();
             prog.load_with_btf_id(id).map_err(program_error(name))?;
@@ -217,8 +219,8 @@ impl Probe {
             }
         }
         let (files, vmas) = std::thread::scope(|s| {
-            let vmas = s.spawn(|| load(vma_prog, VMA_PROG, 1));
-            let files = load(file_prog, FILE_PROG, 0);
+            let vmas = s.spawn(|| load(vma_prog, VMA_PROG, VMA_FUNC));
+            let files = load(file_prog, FILE_PROG, FILE_FUNC);
             (
                 files,
                 vmas.join().expect("loading a BPF program does not panic"),
