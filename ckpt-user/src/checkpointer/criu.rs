@@ -63,6 +63,22 @@ impl Criu {
             version: version_of(cmd),
         })
     }
+
+    /// `/usr/sbin/criu (CRIU 3.17.1)`.
+    pub fn describe(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{} (CRIU {v})", self.path.display()),
+            None => self.path.display().to_string(),
+        }
+    }
+}
+
+/// A `criu check` under way.
+pub struct RunningCheck {
+    path: PathBuf,
+    started: Instant,
+    /// The child's pid and where its output arrives.
+    waiter: std::io::Result<(u32, Receiver<std::io::Result<Output>>)>,
 }
 
 impl RunningCheck {
@@ -89,27 +105,7 @@ impl RunningCheck {
             waiter,
         }
     }
-}
 
-impl Criu {
-    /// `/usr/sbin/criu (CRIU 3.17.1)`.
-    pub fn describe(&self) -> String {
-        match &self.version {
-            Some(v) => format!("{} (CRIU {v})", self.path.display()),
-            None => self.path.display().to_string(),
-        }
-    }
-}
-
-/// A `criu check` under way.
-pub struct RunningCheck {
-    path: PathBuf,
-    started: Instant,
-    /// The child's pid and where its output arrives.
-    waiter: std::io::Result<(u32, Receiver<std::io::Result<Output>>)>,
-}
-
-impl RunningCheck {
     /// What it said, once it has ended (killed after [`CHECK_TIMEOUT`]).
     pub fn finish(self) -> Check {
         self.finish_within(CHECK_TIMEOUT)
