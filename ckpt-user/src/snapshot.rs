@@ -257,8 +257,8 @@ impl ScanStart {
         // verifier leaves a core idle was no faster: measured.)
         let kallsyms = std::thread::spawn(|| {
             let t = Instant::now();
-            let text = kallsyms_cache::read(Path::new(kallsyms_cache::CACHE_DIR))?;
-            Ok((KallsymsIndex::new(text)?, t.elapsed()))
+            let index = kallsyms_cache::read(Path::new(kallsyms_cache::CACHE_DIR))?;
+            Ok((index, t.elapsed()))
         });
         let btf = std::thread::spawn(|| {
             LoadedBtf::from_file(Path::new(VMLINUX_BTF), &Probe::ITERATOR_FUNCS)

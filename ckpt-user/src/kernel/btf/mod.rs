@@ -5,7 +5,9 @@ mod reader;
 use std::path::{Path, PathBuf};
 
 use ckpt_common::{ABSENT, KernelOffsets, OPS_MEMBERS};
-use reader::{Btf, Bytes, Kind, Type};
+use reader::{Btf, Kind, Type};
+
+use crate::kernel::bytes::Bytes;
 
 /// Hops through typedefs and qualifiers before giving up: corrupt BTF can chain them in a cycle.
 const MAX_CHAIN: usize = 32;

@@ -8,8 +8,9 @@
 //! string offsets continue a base BTF) is not supported: only vmlinux is read.
 
 use std::collections::HashMap;
-use std::ops::{Deref, Range};
-use std::sync::Arc;
+use std::ops::Range;
+
+use crate::kernel::bytes::Bytes;
 
 const MAGIC: u16 = 0xEB9F;
 const VERSION: u8 = 1;
@@ -129,42 +130,6 @@ pub(super) struct Member {
     /// struct without the kind flag (the pre-kind-flag encoding, which pahole no longer emits,
     /// keeps the width in the member's INT type instead).
     pub bitfield_size: Option<u32>,
-}
-
-/// A BTF blob, mapped or read; clones share it.
-#[derive(Clone)]
-pub(super) struct Bytes(Arc<Storage>);
-
-enum Storage {
-    Mapped(memmap2::Mmap),
-    Read(Vec<u8>),
-}
-
-impl Bytes {
-    pub(super) fn mapped(map: memmap2::Mmap) -> Self {
-        Self(Arc::new(Storage::Mapped(map)))
-    }
-
-    #[cfg(test)]
-    pub(super) fn is_mapped(&self) -> bool {
-        matches!(*self.0, Storage::Mapped(_))
-    }
-}
-
-impl From<Vec<u8>> for Bytes {
-    fn from(bytes: Vec<u8>) -> Self {
-        Self(Arc::new(Storage::Read(bytes)))
-    }
-}
-
-impl Deref for Bytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match &*self.0 {
-            Storage::Mapped(map) => map,
-            Storage::Read(bytes) => bytes,
-        }
-    }
 }
 
 /// Parsed BTF: the blob plus the position of each type and an index of struct/union names.
