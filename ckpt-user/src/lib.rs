@@ -5,6 +5,7 @@
 //! holds everything a scan learned, so a saved one replays through the same stages.
 
 pub mod aggregate;
+pub mod cache;
 pub mod checkpointer;
 pub mod classify;
 pub mod cli;

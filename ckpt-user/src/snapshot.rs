@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use ckpt_common::N_OPS_MEMBERS;
 use serde::{Deserialize, Serialize};
 
+use crate::cache::Cache;
 use crate::checkpointer::criu::Criu;
 use crate::facts::{DevNum, FileFact};
 use crate::input::{self, ReadError};
@@ -257,7 +258,7 @@ impl ScanStart {
         // verifier leaves a core idle was no faster: measured.)
         let kallsyms = std::thread::spawn(|| {
             let t = Instant::now();
-            let index = kallsyms_cache::read(Path::new(kallsyms_cache::CACHE_DIR))?;
+            let index = kallsyms_cache::read(&Cache::system())?;
             Ok((index, t.elapsed()))
         });
         let btf = std::thread::spawn(|| {

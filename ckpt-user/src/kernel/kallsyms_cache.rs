@@ -1,27 +1,20 @@
-//! `/proc/kallsyms`'s text and its index, kept between runs. The kernel formats its 100,000+ lines afresh for
-//! every reader: ~40 ms of CPU per scan, a quarter of a preflight's, on cores the scan itself
-//! needs. Within one boot the text changes only when a module comes or goes (the BPF programs
-//! and trampolines it also lists are no ops table's target), so a copy keyed by the boot, the
-//! kernel's base address and the module list stands for it. The copy is the index's image
-//! ([`KallsymsIndex::image`]), mapped by the next run: reading and indexing the text again
-//! cost ~9 ms of CPU per scan.
+//! `/proc/kallsyms`'s text and its index, kept between runs. The kernel formats its 100,000+
+//! lines afresh for every reader: ~40 ms of CPU per scan, a quarter of a preflight's, on cores
+//! the scan itself needs. Within one boot the text changes only when a module comes or goes
+//! (the BPF programs and trampolines it also lists are no ops table's target), so a copy keyed
+//! by the boot, the kernel's base address and the module list stands for it. The copy is the
+//! index's image ([`KallsymsIndex::image`]), mapped by the next run: reading and indexing the
+//! text again cost ~9 ms of CPU per scan.
 //!
 //! The copy shows kernel addresses: it is only written and read by a process that sees them
-//! in `/proc/kallsyms` itself, and lives in a directory only its owner may enter.
+//! in `/proc/kallsyms` itself, and lives in the [`Cache`], which only its owner may enter.
 
-use std::ffi::CString;
-use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
 
-use crate::kernel::bytes::Bytes;
+use crate::cache::Cache;
 use crate::kernel::kallsyms::KallsymsIndex;
 
-/// Where a root scan keeps the copy (FHS: data an application can regenerate).
-pub const CACHE_DIR: &str = "/var/cache/ckpt-watch";
 const FILE: &str = "kallsyms";
 /// Starts every copy; a different layout gets a different line.
 const MAGIC: &[u8] = b"ckpt-watch kallsyms cache 2\n";
@@ -75,110 +68,36 @@ impl Identity {
     }
 }
 
-/// `dir`, when only this process's user may write it and enter it.
-fn private_dir(dir: &Path) -> bool {
-    std::fs::symlink_metadata(dir)
-        .is_ok_and(|m| m.is_dir() && m.uid() == euid() && m.mode() & 0o077 == 0)
+/// The copy in `cache`, when its identity is `id`.
+pub fn load(cache: &Cache, id: &Identity) -> Option<KallsymsIndex> {
+    let entry = cache.load(FILE, MAGIC, &id.key)?;
+    KallsymsIndex::from_image(entry.bytes, entry.at)
 }
 
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-/// `dir`'s copy, when its identity is `id`: mapped, not read. Only this user can write the
-/// file (checked), and a store replaces it by a rename, never in place, so the mapping never
-/// changes under the scan.
-pub fn load(dir: &Path, id: &Identity) -> Option<KallsymsIndex> {
-    if !private_dir(dir) {
-        return None;
-    }
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(dir.join(FILE))
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.uid() != euid() || meta.mode() & 0o077 != 0 {
-        return None;
-    }
-    // SAFETY: a private, regular file that is only ever replaced whole (above).
-    let bytes = Bytes::mapped(unsafe { memmap2::Mmap::map(&file) }.ok()?);
-    let rest = bytes.strip_prefix(MAGIC)?;
-    // The key's length, then the key: a copy cut short (a crash before the data reached the
-    // disk) or grown fails the image's own length check, and is a miss.
-    let newline = memchr::memchr(b'\n', rest)?;
-    let key_len: usize = std::str::from_utf8(&rest[..newline]).ok()?.parse().ok()?;
-    let key_at = MAGIC.len() + newline + 1;
-    if bytes.get(key_at..key_at.checked_add(key_len)?)? != id.key.as_slice() {
-        return None;
-    }
-    KallsymsIndex::from_image(bytes.clone(), key_at + key_len)
-}
-
-/// Replaces `dir`'s copy with `index`, whole or not at all (a rename), creating `dir` private.
-pub fn store(dir: &Path, id: &Identity, index: &KallsymsIndex) -> std::io::Result<()> {
+/// Replaces the copy in `cache` with `index`, unless a module was still loading.
+pub fn store(cache: &Cache, id: &Identity, index: &KallsymsIndex) -> std::io::Result<()> {
     if !id.settled {
         return Ok(());
     }
-    match DirBuilder::new().mode(0o700).create(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
-        _ => {}
-    }
-    if !private_dir(dir) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            format!("{} may be written by others", dir.display()),
-        ));
-    }
-    // Written unnamed (O_TMPFILE) and linked in only once whole: a scan that ends while its
-    // copy is being written (an early error, an empty preflight) leaves nothing behind.
-    let mut file = OpenOptions::new()
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_TMPFILE)
-        .open(dir)?;
-    file.write_all(MAGIC)?;
-    file.write_all(format!("{}\n", id.key.len()).as_bytes())?;
-    file.write_all(&id.key)?;
-    file.write_all(index.image())?;
-    let tmp = dir.join(format!("{FILE}.{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let from = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
-    let to = CString::new(tmp.as_os_str().as_bytes())?;
-    // SAFETY: two valid NUL-terminated paths.
-    let linked = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    };
-    if linked != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    std::fs::rename(&tmp, dir.join(FILE)).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    cache.store(FILE, MAGIC, &id.key, index.image())
 }
 
-/// `/proc/kallsyms` indexed: `dir`'s copy when it is the running kernel's, else read afresh
-/// and copied there for the next run. A missing or unusable copy only costs the fresh read.
-pub fn read(dir: &Path) -> std::io::Result<KallsymsIndex> {
+/// `/proc/kallsyms` indexed: `cache`'s copy when it is the running kernel's, else read
+/// afresh and copied there for the next run. A missing or unusable copy only costs the fresh
+/// read.
+pub fn read(cache: &Cache) -> std::io::Result<KallsymsIndex> {
     let id = Identity::of_running_kernel().unwrap_or_else(|e| {
         tracing::debug!(error = %e, "kallsyms: no cache identity");
         None
     });
-    if let Some(index) = id.as_ref().and_then(|id| load(dir, id)) {
+    if let Some(index) = id.as_ref().and_then(|id| load(cache, id)) {
         return Ok(index);
     }
     let index = KallsymsIndex::new(std::fs::read("/proc/kallsyms")?)?;
     if let Some(id) = &id
-        && let Err(e) = store(dir, id, &index)
+        && let Err(e) = store(cache, id, &index)
     {
-        tracing::debug!(dir = %dir.display(), error = %e, "kallsyms: not cached");
+        tracing::debug!(error = %e, "kallsyms: not cached");
     }
     Ok(index)
 }
@@ -187,7 +106,6 @@ pub fn read(dir: &Path) -> std::io::Result<KallsymsIndex> {
 mod tests {
     use super::*;
     use crate::kernel::kallsyms::Symbols;
-    use std::os::unix::fs::PermissionsExt;
 
     fn id(modules: &str) -> Identity {
         Identity::new(
@@ -203,15 +121,15 @@ mod tests {
         KallsymsIndex::new(TEXT.to_vec()).unwrap()
     }
 
-    /// The image of `dir`'s copy for `id`, if it loads.
-    fn loaded(dir: &Path, id: &Identity) -> Option<Vec<u8>> {
-        load(dir, id).map(|index| index.image().to_vec())
+    /// The image of `cache`'s copy for `id`, if it loads.
+    fn loaded(cache: &Cache, id: &Identity) -> Option<Vec<u8>> {
+        load(cache, id).map(|index| index.image().to_vec())
     }
 
     #[test]
     fn a_stored_copy_loads_for_its_identity_only() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = dir.path().join("c");
+        let cache = Cache::at(&dir.path().join("c"));
         store(&cache, &id(""), &index()).unwrap();
         assert_eq!(loaded(&cache, &id("")).as_deref(), Some(index().image()));
         let module = "ext4 1015808 3 - Live 0xffffffffc0a00000\n";
@@ -224,27 +142,6 @@ mod tests {
             "",
         );
         assert_eq!(loaded(&cache, &moved), None, "another base address");
-        assert_eq!(
-            std::fs::metadata(&cache).unwrap().mode() & 0o777,
-            0o700,
-            "only the owner enters"
-        );
-        let file = std::fs::metadata(cache.join(FILE)).unwrap();
-        assert_eq!(file.mode() & 0o777, 0o600, "only the owner reads addresses");
-    }
-
-    #[test]
-    fn a_store_leaves_the_copy_alone_in_its_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = dir.path().join("c");
-        for _ in 0..2 {
-            store(&cache, &id(""), &index()).unwrap();
-        }
-        let names: Vec<_> = std::fs::read_dir(&cache)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, [FILE]);
     }
 
     #[test]
@@ -262,57 +159,10 @@ mod tests {
     #[test]
     fn nothing_is_stored_while_a_module_is_half_loaded() {
         let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path());
         let loading = id("ext4 1015808 0 - Loading 0xffffffffc0a00000\n");
-        store(dir.path(), &loading, &index()).unwrap();
-        assert_eq!(loaded(dir.path(), &loading), None);
-    }
-
-    #[test]
-    fn a_copy_others_could_write_is_neither_read_nor_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = dir.path().join("c");
-        store(&cache, &id(""), &index()).unwrap();
-        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert_eq!(loaded(&cache, &id("")), None, "an open directory");
-        assert!(store(&cache, &id(""), &index()).is_err());
-        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let file = cache.join(FILE);
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
-        assert_eq!(loaded(&cache, &id("")), None, "a file others may write");
-    }
-
-    #[test]
-    fn a_symlinked_directory_or_file_is_not_followed() {
-        let dir = tempfile::tempdir().unwrap();
-        let real = dir.path().join("real");
-        store(&real, &id(""), &index()).unwrap();
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&real, &link).unwrap();
-        assert_eq!(loaded(&link, &id("")), None);
-        let other = dir.path().join("other");
-        std::fs::create_dir(&other).unwrap();
-        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o700)).unwrap();
-        std::os::unix::fs::symlink(real.join(FILE), other.join(FILE)).unwrap();
-        assert_eq!(loaded(&other, &id("")), None);
-    }
-
-    #[test]
-    fn a_truncated_or_foreign_copy_is_a_miss() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = dir.path().join("c");
-        store(&cache, &id(""), &index()).unwrap();
-        let path = cache.join(FILE);
-        let whole = std::fs::read(&path).unwrap();
-        for cut in [0, MAGIC.len() - 1, MAGIC.len() + 2, MAGIC.len() + 10] {
-            std::fs::write(&path, &whole[..cut]).unwrap();
-            assert_eq!(loaded(&cache, &id("")), None, "cut at {cut}");
-        }
-        std::fs::write(&path, &whole[..whole.len() - 1]).unwrap();
-        assert_eq!(loaded(&cache, &id("")), None, "the text cut short");
-        std::fs::write(&path, [&whole[..], b"x"].concat()).unwrap();
-        assert_eq!(loaded(&cache, &id("")), None, "the text grown");
-        std::fs::write(&path, b"ffffffff81000000 T _stext\n").unwrap();
-        assert_eq!(loaded(&cache, &id("")), None);
+        store(&cache, &loading, &index()).unwrap();
+        assert_eq!(loaded(&cache, &loading), None);
     }
 
     /// The running kernel's index comes back the same through a copy as built afresh, and
@@ -324,7 +174,7 @@ mod tests {
             return;
         };
         let dir = tempfile::tempdir().unwrap();
-        let cache = dir.path().join("c");
+        let cache = Cache::at(&dir.path().join("c"));
         let fresh = read(&cache).unwrap();
         assert!(
             fresh.image().len() > 100_000,
