@@ -3,12 +3,17 @@
 //! the profile; `criu check` says whether it can run on this kernel at all (Debian 12's 3.17
 //! dies in kerndat on kernels that map `[vvar_vclock]`, before looking at any process).
 
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use crate::cache::Cache;
+use crate::checkpointer::engine::ConfigPaths;
 use crate::classify::{Judgement, Verdict};
+use crate::kernel::kallsyms_cache::Identity;
 
 /// How long `criu check` may take: it probes kernel features, a second or two at most.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,11 +35,66 @@ pub enum Check {
     NotRun(String),
 }
 
+/// Facts kept about CRIU binaries (see [`BinaryKey`]): each file holds the last binary's.
+const VERSION_FILE: &str = "criu-version";
+const VERSION_MAGIC: &[u8] = b"ckpt-watch criu version 1\n";
+const CHECK_FILE: &str = "criu-check";
+const CHECK_MAGIC: &[u8] = b"ckpt-watch criu check 1\n";
+
+/// What a CRIU binary says of itself stays true while it is the same file: the path, and the
+/// file's device, inode, size, and modification and change times, which any rewrite, replacement
+/// or rename over it changes (and only root could set back). Only for an ELF binary: a script's
+/// words may come from whatever it runs.
+struct BinaryKey(String);
+
+impl BinaryKey {
+    fn of(path: &Path) -> Option<Self> {
+        let mut file = std::fs::File::open(path).ok()?;
+        let mut magic = [0; 4];
+        file.read_exact(&mut magic).ok()?;
+        let m = file.metadata().ok()?;
+        (magic == *b"\x7fELF" && m.is_file()).then(|| {
+            Self(format!(
+                "binary {}\nfile {} {} {} {}.{} {}.{}\n",
+                path.display(),
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec()
+            ))
+        })
+    }
+}
+
 impl Criu {
     /// `chosen` (from `--criu`), else the first `criu` on PATH; `None` when there is none.
+    /// Its version is asked once per binary: ~4 ms of exec and dynamic loading otherwise.
     pub fn find(chosen: Option<&Path>) -> Option<Self> {
+        Self::find_in(chosen, &Cache::system())
+    }
+
+    fn find_in(chosen: Option<&Path>, cache: &Cache) -> Option<Self> {
         let path = Self::locate(chosen)?;
+        let key = BinaryKey::of(&path);
+        let kept = key.as_ref().and_then(|k| {
+            let entry = cache.load(VERSION_FILE, VERSION_MAGIC, k.0.as_bytes())?;
+            String::from_utf8(entry.payload().to_vec()).ok()
+        });
+        if let Some(version) = kept {
+            return Some(Self {
+                path,
+                version: Some(version),
+            });
+        }
         let version = version_of(Command::new(&path));
+        if let (Some(k), Some(v)) = (&key, &version)
+            && let Err(e) = cache.store(VERSION_FILE, VERSION_MAGIC, k.0.as_bytes(), v.as_bytes())
+        {
+            tracing::debug!(error = %e, "criu version not cached");
+        }
         Some(Self { path, version })
     }
 
@@ -73,37 +133,127 @@ impl Criu {
     }
 }
 
-/// A `criu check` under way.
+/// A `criu check` under way, or its outcome as found earlier this boot.
 pub struct RunningCheck {
     path: PathBuf,
     started: Instant,
-    /// The child's pid and where its output arrives.
-    waiter: std::io::Result<(u32, Receiver<std::io::Result<Output>>)>,
+    state: CheckState,
+}
+
+enum CheckState {
+    /// The outcome kept by an earlier run (see [`check_key`]).
+    Kept(Check),
+    Running {
+        /// The child's pid and where its output arrives.
+        waiter: std::io::Result<(u32, Receiver<std::io::Result<Output>>)>,
+        /// Where its outcome is kept for later runs, when it can be.
+        keep: Option<(Cache, Vec<u8>)>,
+    },
+}
+
+/// What `criu check`'s outcome depends on: the binary ([`BinaryKey`]), the running kernel (the
+/// boot, its base address, its modules: [`Identity`]), the config files CRIU reads, and this
+/// process's capabilities. CRIU keeps its own kernel probes for the boot the same way
+/// (criu/kerndat.c keeps them on tmpfs, "because the file should be gone after reboot").
+/// `None` when one of them cannot be told: the check then runs.
+fn check_key(path: &Path) -> Option<Vec<u8>> {
+    let binary = BinaryKey::of(path)?;
+    let kernel = Identity::of_running_kernel().ok()??;
+    if !kernel.settled() {
+        return None;
+    }
+    let mut key = binary.0;
+    key.push_str(std::str::from_utf8(kernel.key()).ok()?);
+    let paths = ConfigPaths::from_env();
+    for config in [paths.global, paths.user, paths.env].into_iter().flatten() {
+        let file = match std::fs::metadata(&config) {
+            Ok(m) => format!(
+                "{} {} {} {}.{}",
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.ctime(),
+                m.ctime_nsec()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "absent".into(),
+            Err(_) => return None,
+        };
+        key.push_str(&format!("config {} {file}\n", config.display()));
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let caps = status.lines().find(|l| l.starts_with("CapEff:"))?;
+    key.push_str(&format!("{caps}\n"));
+    Some(key.into_bytes())
+}
+
+impl Check {
+    /// As kept: `passed`, or `failed` and CRIU's error.
+    fn to_payload(&self) -> Option<String> {
+        match self {
+            Check::Passed => Some("passed".into()),
+            Check::Failed(error) => Some(format!("failed {error}")),
+            // Whether it could run says nothing about the next run.
+            Check::NotRun(_) => None,
+        }
+    }
+
+    fn from_payload(payload: &[u8]) -> Option<Self> {
+        match std::str::from_utf8(payload).ok()? {
+            "passed" => Some(Check::Passed),
+            p => p.strip_prefix("failed ").map(|e| Check::Failed(e.into())),
+        }
+    }
 }
 
 impl RunningCheck {
     /// Starts `path check` (~10 ms, as long as a small scan): the caller goes on meanwhile
     /// (asking the same binary's version, scanning) and reads the outcome from the returned
-    /// [`RunningCheck`].
+    /// [`RunningCheck`]. An outcome found earlier this boot, with everything it depends on
+    /// unchanged ([`check_key`]), stands for it.
     pub fn start(path: &Path) -> RunningCheck {
+        Self::start_in(path, Cache::system())
+    }
+
+    fn start_in(path: &Path, cache: Cache) -> RunningCheck {
+        let started = Instant::now();
+        let key = check_key(path);
+        let kept = key.as_ref().and_then(|k| {
+            let entry = cache.load(CHECK_FILE, CHECK_MAGIC, k)?;
+            Check::from_payload(entry.payload())
+        });
+        let state = match kept {
+            Some(check) => CheckState::Kept(check),
+            None => CheckState::Running {
+                waiter: Self::spawn(path),
+                keep: key.map(|k| (cache, k)),
+            },
+        };
+        RunningCheck {
+            path: path.to_path_buf(),
+            started,
+            state,
+        }
+    }
+
+    fn spawn(path: &Path) -> std::io::Result<(u32, Receiver<std::io::Result<Output>>)> {
         let child = Command::new(path)
             .arg("check")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn();
-        let waiter = child.map(|child| {
+        child.map(|child| {
             let pid = child.id();
             let (tx, rx) = mpsc::channel();
             // Waiting drains both pipes: CRIU's diagnostics can fill one.
             std::thread::spawn(move || tx.send(child.wait_with_output()));
             (pid, rx)
-        });
-        RunningCheck {
-            path: path.to_path_buf(),
-            started: Instant::now(),
-            waiter,
-        }
+        })
+    }
+
+    /// Whether the outcome is one found by an earlier run.
+    pub fn kept(&self) -> bool {
+        matches!(self.state, CheckState::Kept(_))
     }
 
     /// What it said, once it has ended (killed after [`CHECK_TIMEOUT`]).
@@ -112,12 +262,31 @@ impl RunningCheck {
     }
 
     fn finish_within(self, limit: Duration) -> Check {
-        let path = self.path.display();
-        let (pid, output) = match self.waiter {
+        let (waiter, keep) = match self.state {
+            CheckState::Kept(check) => return check,
+            CheckState::Running { waiter, keep } => (waiter, keep),
+        };
+        let check = Self::outcome(&self.path, waiter, self.started, limit);
+        if let (Some((cache, key)), Some(payload)) = (keep, check.to_payload())
+            && let Err(e) = cache.store(CHECK_FILE, CHECK_MAGIC, &key, payload.as_bytes())
+        {
+            tracing::debug!(error = %e, "criu check not cached");
+        }
+        check
+    }
+
+    fn outcome(
+        path: &Path,
+        waiter: std::io::Result<(u32, Receiver<std::io::Result<Output>>)>,
+        started: Instant,
+        limit: Duration,
+    ) -> Check {
+        let path = path.display();
+        let (pid, output) = match waiter {
             Ok(w) => w,
             Err(e) => return Check::NotRun(format!("cannot run {path}: {e}")),
         };
-        match output.recv_timeout(limit.saturating_sub(self.started.elapsed())) {
+        match output.recv_timeout(limit.saturating_sub(started.elapsed())) {
             Ok(Ok(out)) if out.status.success() => Check::Passed,
             Ok(Ok(out)) => Check::Failed(
                 first_error(&String::from_utf8_lossy(&out.stderr))
@@ -143,7 +312,8 @@ impl RunningCheck {
     /// The environment finding: can `criu`, the binary checked, run here at all?
     pub fn judge(self, criu: &Criu) -> Judgement {
         let described = criu.describe();
-        let (verdict, reason) = match self.finish() {
+        let kept = self.kept();
+        let (verdict, mut reason) = match self.finish() {
             Check::Passed => (Verdict::Ok, format!("`criu check` passes: {described}")),
             Check::Failed(error) => (
                 Verdict::Blocks,
@@ -153,6 +323,11 @@ impl RunningCheck {
             ),
             Check::NotRun(why) => (Verdict::Blocks, why),
         };
+        if kept {
+            reason.push_str(
+                " (found by an earlier run this boot; binary, modules and config unchanged)",
+            );
+        }
         Judgement {
             verdict,
             kind: "checkpointer".into(),
@@ -267,6 +442,91 @@ mod tests {
             RunningCheck::start(&missing.path).finish(),
             Check::NotRun(_)
         ));
+    }
+
+    /// A copy of the ELF binary `from` at `dir/criu`, written by a child for the reason
+    /// [`fake_criu`] gives.
+    fn copy_binary(from: &str, dir: &Path) -> PathBuf {
+        let to = dir.join("criu");
+        let status = Command::new("cp").arg(from).arg(&to).status().unwrap();
+        assert!(status.success());
+        to
+    }
+
+    /// The version is asked once per binary, and again once the file changes; a script's
+    /// is always asked.
+    #[test]
+    fn a_binarys_version_is_kept_until_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(&dir.path().join("cache"));
+        let path = copy_binary("/usr/sbin/criu", dir.path());
+        let asked = Criu::find_in(Some(&path), &cache).unwrap();
+        let version = asked
+            .version
+            .clone()
+            .expect("Debian's criu says its version");
+        let key = BinaryKey::of(&path).unwrap();
+        let kept = cache.load(VERSION_FILE, VERSION_MAGIC, key.0.as_bytes());
+        assert_eq!(kept.unwrap().payload(), version.as_bytes());
+        // What is kept is what is said: a planted value shows it is not asked again.
+        cache
+            .store(VERSION_FILE, VERSION_MAGIC, key.0.as_bytes(), b"9.9")
+            .unwrap();
+        assert_eq!(
+            Criu::find_in(Some(&path), &cache)
+                .unwrap()
+                .version
+                .as_deref(),
+            Some("9.9")
+        );
+        // Another binary at the same path: asked again.
+        copy_binary("/usr/bin/true", dir.path());
+        assert_eq!(Criu::find_in(Some(&path), &cache).unwrap().version, None);
+        let (_script_dir, script) = fake_criu("exit 0");
+        assert!(
+            BinaryKey::of(&script.path).is_none(),
+            "a script is never keyed"
+        );
+    }
+
+    /// `criu check`'s outcome is kept for the boot and stands for the check while the binary
+    /// is the same file; a changed binary is checked again.
+    #[test]
+    fn a_checks_outcome_is_kept_until_the_binary_changes() {
+        if !Identity::of_running_kernel().is_ok_and(|id| id.is_some()) {
+            eprintln!("skipped: this process sees no kernel addresses (not root?)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cache = || Cache::at(&dir.path().join("cache"));
+        let path = copy_binary("/usr/bin/false", dir.path());
+        let first = RunningCheck::start_in(&path, cache());
+        assert!(!first.kept());
+        let failed = first.finish();
+        assert!(matches!(failed, Check::Failed(_)), "{failed:?}");
+        let again = RunningCheck::start_in(&path, cache());
+        assert!(again.kept(), "the same binary on the same boot");
+        assert_eq!(again.finish(), failed);
+        let criu = Criu {
+            path: path.clone(),
+            version: None,
+        };
+        let judged = RunningCheck::start_in(&path, cache()).judge(&criu);
+        assert_eq!(judged.verdict, Verdict::Blocks);
+        assert!(
+            judged.reason.contains("an earlier run"),
+            "{}",
+            judged.reason
+        );
+
+        copy_binary("/usr/bin/true", dir.path());
+        let changed = RunningCheck::start_in(&path, cache());
+        assert!(!changed.kept(), "another binary at the same path");
+        assert_eq!(changed.finish(), Check::Passed);
+        assert_eq!(
+            RunningCheck::start_in(&path, cache()).finish(),
+            Check::Passed
+        );
     }
 
     /// CRIU's diagnostics fill no pipe it then blocks on: a check that writes more than a pipe

@@ -19,7 +19,8 @@ const FILE: &str = "kallsyms";
 /// Starts every copy; a different layout gets a different line.
 const MAGIC: &[u8] = b"ckpt-watch kallsyms cache 2\n";
 
-/// What the text depends on, read cheaply: the boot, `/proc/kallsyms`'s first line (the
+/// What the text depends on (and the running kernel's identity for any fact kept for a boot),
+/// read cheaply: the boot, `/proc/kallsyms`'s first line (the
 /// kernel's base address, which also shows this process sees addresses), and each module's
 /// name, size, state and address.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,6 +48,16 @@ impl Identity {
             Err(e) => return Err(e),
         };
         Ok(Some(Self::new(&boot, &first, &modules)))
+    }
+
+    /// The boot, base address and modules, as text.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// Whether every module is `Live`.
+    pub fn settled(&self) -> bool {
+        self.settled
     }
 
     fn new(boot_id: &str, first_line: &str, modules: &str) -> Self {
