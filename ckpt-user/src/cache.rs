@@ -134,6 +134,22 @@ impl Cache {
     }
 }
 
+/// A file's identity in a key: device, inode, size, and modification and change times. Any
+/// rewrite, replacement or rename over the file changes one of them, and only root could set
+/// the change time back.
+pub fn file_key(m: &std::fs::Metadata) -> String {
+    format!(
+        "{} {} {} {}.{} {}.{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    )
+}
+
 /// `dir`, when only this process's user may write it and enter it.
 fn private_dir(dir: &Path) -> bool {
     std::fs::symlink_metadata(dir)

@@ -15,7 +15,7 @@ use crate::cache::Cache;
 use crate::checkpointer::criu::Criu;
 use crate::facts::{DevNum, FileFact};
 use crate::input::{self, ReadError};
-use crate::kernel::btf::{BtfError, LoadedBtf, VMLINUX_BTF};
+use crate::kernel::btf::{BtfError, LoadedBtf};
 use crate::kernel::kallsyms::{KallsymsError, KallsymsIndex, Symbol, Symbols};
 use crate::kernel::kallsyms_cache;
 use crate::kernel::privileges::{self, PrivilegeError};
@@ -262,7 +262,7 @@ impl ScanStart {
             Ok((index, t.elapsed()))
         });
         let btf = std::thread::spawn(|| {
-            LoadedBtf::from_file(Path::new(VMLINUX_BTF), &Probe::ITERATOR_FUNCS)
+            LoadedBtf::of_running_kernel(&Cache::system(), &Probe::ITERATOR_FUNCS)
         });
         Self { btf, kallsyms }
     }

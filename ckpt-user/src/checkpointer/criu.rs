@@ -4,13 +4,12 @@
 //! dies in kerndat on kernels that map `[vvar_vclock]`, before looking at any process).
 
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, file_key};
 use crate::checkpointer::engine::ConfigPaths;
 use crate::classify::{Judgement, Verdict};
 use crate::kernel::kallsyms_cache::Identity;
@@ -41,10 +40,8 @@ const VERSION_MAGIC: &[u8] = b"ckpt-watch criu version 1\n";
 const CHECK_FILE: &str = "criu-check";
 const CHECK_MAGIC: &[u8] = b"ckpt-watch criu check 1\n";
 
-/// What a CRIU binary says of itself stays true while it is the same file: the path, and the
-/// file's device, inode, size, and modification and change times, which any rewrite, replacement
-/// or rename over it changes (and only root could set back). Only for an ELF binary: a script's
-/// words may come from whatever it runs.
+/// What a CRIU binary says of itself stays true while it is the same file: its path and
+/// [`file_key`]. Only for an ELF binary: a script's words may come from whatever it runs.
 struct BinaryKey(String);
 
 impl BinaryKey {
@@ -55,15 +52,9 @@ impl BinaryKey {
         let m = file.metadata().ok()?;
         (magic == *b"\x7fELF" && m.is_file()).then(|| {
             Self(format!(
-                "binary {}\nfile {} {} {} {}.{} {}.{}\n",
+                "binary {}\nfile {}\n",
                 path.display(),
-                m.dev(),
-                m.ino(),
-                m.size(),
-                m.mtime(),
-                m.mtime_nsec(),
-                m.ctime(),
-                m.ctime_nsec()
+                file_key(&m)
             ))
         })
     }
@@ -167,14 +158,7 @@ fn check_key(path: &Path) -> Option<Vec<u8>> {
     let paths = ConfigPaths::from_env();
     for config in [paths.global, paths.user, paths.env].into_iter().flatten() {
         let file = match std::fs::metadata(&config) {
-            Ok(m) => format!(
-                "{} {} {} {}.{}",
-                m.dev(),
-                m.ino(),
-                m.size(),
-                m.ctime(),
-                m.ctime_nsec()
-            ),
+            Ok(m) => file_key(&m),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => "absent".into(),
             Err(_) => return None,
         };

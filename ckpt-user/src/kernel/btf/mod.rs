@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use ckpt_common::{ABSENT, KernelOffsets, OPS_MEMBERS};
 use reader::{Btf, Kind, Type};
 
+use crate::cache::{Cache, file_key};
 use crate::kernel::bytes::Bytes;
 
 /// Hops through typedefs and qualifiers before giving up: corrupt BTF can chain them in a cycle.
@@ -71,6 +72,63 @@ impl LoadedBtf {
         })
     }
 
+    /// As [`LoadedBtf::from_file`] for the running kernel's BTF ([`VMLINUX_BTF`]), kept in
+    /// `cache` for the boot: the pass over ~5 MB of BTF cost every scan ~4.5 ms of CPU (perf,
+    /// preflight), and a kernel's BTF does not change while it runs. The key names this
+    /// ckpt-watch binary too ([`file_key`] of /proc/self/exe): another build may look up other
+    /// members, or the same ones otherwise.
+    pub fn of_running_kernel(cache: &Cache, funcs: &[&str]) -> Result<Self, BtfError> {
+        let path = Path::new(VMLINUX_BTF);
+        let key = kept_key(path, funcs);
+        let kept = key.as_ref().and_then(|k| {
+            let entry = cache.load(OFFSETS_FILE, OFFSETS_MAGIC, k.as_bytes())?;
+            Self::from_payload(entry.payload(), funcs.len())
+        });
+        if let Some(loaded) = kept {
+            return Ok(loaded);
+        }
+        let loaded = Self::from_file(path, funcs)?;
+        if let Some(k) = key
+            && let Err(e) =
+                cache.store(OFFSETS_FILE, OFFSETS_MAGIC, k.as_bytes(), &loaded.payload())
+        {
+            tracing::debug!(error = %e, "BTF offsets not cached");
+        }
+        Ok(loaded)
+    }
+
+    /// The offsets' bytes, then each function's id (`u32::MAX` for none).
+    fn payload(&self) -> Vec<u8> {
+        // SAFETY: `KernelOffsets` is `#[repr(C)]` integers without padding (ckpt-common's layout
+        // test), so every one of its bytes is initialised.
+        let offsets = unsafe {
+            std::slice::from_raw_parts(
+                (&raw const self.offsets).cast::<u8>(),
+                size_of::<KernelOffsets>(),
+            )
+        };
+        let mut payload = offsets.to_vec();
+        for id in &self.func_ids {
+            payload.extend_from_slice(&id.unwrap_or(u32::MAX).to_ne_bytes());
+        }
+        payload
+    }
+
+    fn from_payload(payload: &[u8], funcs: usize) -> Option<Self> {
+        let (offsets, ids) = payload.split_at_checked(size_of::<KernelOffsets>())?;
+        if ids.len() != 4 * funcs {
+            return None;
+        }
+        // SAFETY: as many bytes as a `KernelOffsets`, whose integers take any value (aya::Pod).
+        let offsets = unsafe { std::ptr::read_unaligned(offsets.as_ptr().cast::<KernelOffsets>()) };
+        let func_ids = ids
+            .chunks_exact(4)
+            .map(|b| u32::from_ne_bytes(b.try_into().unwrap_or([0xff; 4])))
+            .map(|id| (id != u32::MAX).then_some(id))
+            .collect();
+        Some(Self { offsets, func_ids })
+    }
+
     fn from_bytes(bytes: Bytes, path: &Path, funcs: &[&str]) -> Result<Self, BtfError> {
         let btf = KernelBtf::from_bytes(bytes, path)?;
         Ok(Self {
@@ -78,6 +136,25 @@ impl LoadedBtf {
             func_ids: btf.btf.funcs_named(funcs),
         })
     }
+}
+
+const OFFSETS_FILE: &str = "btf-offsets";
+const OFFSETS_MAGIC: &[u8] = b"ckpt-watch btf offsets 1\n";
+
+/// What offsets found in `path` for `funcs` depend on: the boot (the kernel's BTF is fixed
+/// while it runs), the file's size, this binary, and the functions asked for. `None` when one
+/// of them cannot be told.
+fn kept_key(path: &Path, funcs: &[&str]) -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let btf = std::fs::metadata(path).ok()?;
+    let exe = std::fs::metadata("/proc/self/exe").ok()?;
+    Some(format!(
+        "boot {}\nbtf {}\nexe {}\nfuncs {}\n",
+        boot.trim(),
+        btf.len(),
+        file_key(&exe),
+        funcs.join(" ")
+    ))
 }
 
 /// `statfs.f_type` of sysfs.
@@ -501,6 +578,54 @@ mod tests {
     }
 
     /// Linux 6.16 lets /sys/kernel/btf/vmlinux be mapped (kernel/bpf/sysfs_btf.c).
+    /// Offsets kept for the boot are those a pass finds, and a kept record stands for the
+    /// pass while its key holds; other functions asked for are another key.
+    #[test]
+    fn kept_offsets_are_those_found_and_stand_for_the_pass() {
+        if host().is_none() {
+            return;
+        }
+        let funcs = ["bpf_iter_task_file", "no_such_function"];
+        let fresh = LoadedBtf::from_file(Path::new(VMLINUX_BTF), &funcs).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(&dir.path().join("c"));
+        for _ in 0..2 {
+            let loaded = LoadedBtf::of_running_kernel(&cache, &funcs).unwrap();
+            assert_eq!(loaded.offsets, fresh.offsets);
+            assert_eq!(loaded.func_ids, fresh.func_ids);
+        }
+        assert!(fresh.func_ids[0].is_some() && fresh.func_ids[1].is_none());
+        // A planted record is what comes back: the pass is not made again.
+        let mut planted = LoadedBtf {
+            offsets: fresh.offsets,
+            func_ids: vec![Some(7), None],
+        };
+        planted.offsets.file_f_op = 4242;
+        let key = kept_key(Path::new(VMLINUX_BTF), &funcs).unwrap();
+        cache
+            .store(
+                OFFSETS_FILE,
+                OFFSETS_MAGIC,
+                key.as_bytes(),
+                &planted.payload(),
+            )
+            .unwrap();
+        let kept = LoadedBtf::of_running_kernel(&cache, &funcs).unwrap();
+        assert_eq!(
+            (kept.offsets.file_f_op, kept.func_ids),
+            (4242, vec![Some(7), None])
+        );
+        let other = LoadedBtf::of_running_kernel(&cache, &funcs[..1]).unwrap();
+        assert_eq!(
+            (other.offsets, other.func_ids),
+            (fresh.offsets, vec![fresh.func_ids[0]])
+        );
+        assert!(
+            LoadedBtf::from_payload(&planted.payload(), 3).is_none(),
+            "another length"
+        );
+    }
+
     #[test]
     fn kernel_btf_is_mapped_where_the_kernel_allows_it_and_reads_the_same() {
         if host().is_none() {
