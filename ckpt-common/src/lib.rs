@@ -7,6 +7,7 @@ pub const TAG_FILE: u32 = 0x4649_4c45; // "FILE"
 pub const TAG_OPS: u32 = 0x4f50_5321; // "OPS!"
 pub const TAG_VMA: u32 = 0x564d_4121; // "VMA!"
 pub const TAG_TASK: u32 = 0x5441_534b; // "TASK"
+pub const TAG_PROC: u32 = 0x5052_4f43; // "PROC"
 /// A [`FileFacts`] of a file that is no socket, written by an iterator without its socket
 /// members: its first [`FILE_FACTS_NO_SOCK_LEN`] bytes. The kernel's walk slows with every byte
 /// written per file: beside 214,000 fds, 8 of a scan's ~140 ms of iteration (measured).
@@ -199,6 +200,39 @@ pub mod task_event {
     pub const REFRESH: u32 = 6;
 }
 
+/// Bits of [`ProcFacts::known`]: which namespaces were read (a process that is exiting has
+/// none left).
+pub mod proc_known {
+    pub const NETNS: u32 = 1 << 0;
+    pub const IPCNS: u32 = 1 << 1;
+    pub const PIDNS: u32 = 1 << 2;
+}
+
+/// One process (a thread-group leader with an address space: no kernel thread, no zombie,
+/// none of which holds files) as `/proc/PID/status` and `/proc/PID/ns/{net,ipc,pid}` tell it
+/// to a reader in the initial namespaces, written by `iter/task` for a host scan.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcFacts {
+    pub tag: u32,
+    pub pid: u32,
+    pub ppid: u32,
+    pub sid: u32,
+    pub pgid: u32,
+    /// The tracing thread's id, 0 when not traced.
+    pub tracer_pid: u32,
+    /// Real, effective and saved ids.
+    pub uid: [u32; 3],
+    pub gid: [u32; 3],
+    pub netns: u32,
+    pub ipcns: u32,
+    pub pidns: u32,
+    /// [`proc_known`] bits.
+    pub known: u32,
+    /// `task->comm`, NUL-padded.
+    pub comm: [u8; 16],
+}
+
 /// A lifecycle event from the tracepoints, beside the [`FileFacts`] of installed fds.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -358,7 +392,36 @@ pub struct KernelOffsets {
     pub sock_rmem_alloc: u32,
     /// `udp_sock.udp_flags` or `udp_sock.corkflag` ([`FLAG_UDP_FLAGS`] says which).
     pub udp_cork: u32,
-    pub _pad: u32,
+    /// What `iter/task` reads of a process (/proc/PID/status's ids, its namespaces).
+    pub task_real_parent: u32,
+    pub task_parent: u32,
+    pub task_ptrace: u32,
+    pub task_signal: u32,
+    pub task_real_cred: u32,
+    pub task_comm: u32,
+    pub task_thread_pid: u32,
+    /// `signal_struct.pids[]`, indexed by `enum pid_type`'s `PIDTYPE_PGID` and `PIDTYPE_SID`.
+    pub signal_pids: u32,
+    pub pidtype_pgid: u32,
+    pub pidtype_sid: u32,
+    pub cred_uid: u32,
+    pub cred_euid: u32,
+    pub cred_suid: u32,
+    pub cred_gid: u32,
+    pub cred_egid: u32,
+    pub cred_sgid: u32,
+    pub nsproxy_net_ns: u32,
+    pub nsproxy_ipc_ns: u32,
+    /// `ns.inum` in `struct net`, `struct ipc_namespace` and `struct pid_namespace`.
+    pub net_ns_inum: u32,
+    pub ipc_ns_inum: u32,
+    pub pidns_inum: u32,
+    pub pid_level: u32,
+    pub upid_ns: u32,
+    /// `sizeof(struct upid)`: `pid.numbers[]` is indexed by the pid's level.
+    pub upid_size: u32,
+    /// `task_struct.mm`: NULL for kernel threads and exited tasks, which hold no files.
+    pub task_mm: u32,
     pub fop_members: [u32; N_OPS_MEMBERS],
     /// [`FLAG_FILTER_TGIDS`] and [`FLAG_CGROUP_ANCESTOR_IDS`].
     pub flags: u32,
@@ -450,13 +513,75 @@ impl KernelOffsets {
             sock_wmem_alloc: ABSENT,
             sock_rmem_alloc: ABSENT,
             udp_cork: ABSENT,
-            _pad: 0,
+            task_real_parent: ABSENT,
+            task_parent: ABSENT,
+            task_ptrace: ABSENT,
+            task_signal: ABSENT,
+            task_real_cred: ABSENT,
+            task_comm: ABSENT,
+            task_thread_pid: ABSENT,
+            signal_pids: ABSENT,
+            pidtype_pgid: ABSENT,
+            pidtype_sid: ABSENT,
+            cred_uid: ABSENT,
+            cred_euid: ABSENT,
+            cred_suid: ABSENT,
+            cred_gid: ABSENT,
+            cred_egid: ABSENT,
+            cred_sgid: ABSENT,
+            nsproxy_net_ns: ABSENT,
+            nsproxy_ipc_ns: ABSENT,
+            net_ns_inum: ABSENT,
+            ipc_ns_inum: ABSENT,
+            pidns_inum: ABSENT,
+            pid_level: ABSENT,
+            upid_ns: ABSENT,
+            upid_size: ABSENT,
+            task_mm: ABSENT,
             fop_members: [ABSENT; N_OPS_MEMBERS],
             flags: 0,
             target_cgroup_level: 0,
             ignore_tgid: 0,
             target_cgroup: 0,
         }
+    }
+
+    /// Whether `iter/task` can read every fact of a [`ProcFacts`]: else /proc is read.
+    pub fn can_read_processes(&self) -> bool {
+        [
+            self.task_tgid,
+            self.task_pid,
+            self.task_nsproxy,
+            self.task_real_parent,
+            self.task_parent,
+            self.task_ptrace,
+            self.task_signal,
+            self.task_real_cred,
+            self.task_comm,
+            self.task_thread_pid,
+            self.signal_pids,
+            self.pidtype_pgid,
+            self.pidtype_sid,
+            self.pid_numbers,
+            self.upid_nr,
+            self.cred_uid,
+            self.cred_euid,
+            self.cred_suid,
+            self.cred_gid,
+            self.cred_egid,
+            self.cred_sgid,
+            self.nsproxy_net_ns,
+            self.nsproxy_ipc_ns,
+            self.net_ns_inum,
+            self.ipc_ns_inum,
+            self.pidns_inum,
+            self.pid_level,
+            self.upid_ns,
+            self.upid_size,
+            self.task_mm,
+        ]
+        .iter()
+        .all(|o| *o != ABSENT)
     }
 
     /// Whether the BPF side can match a task's cgroup v2 ancestors against a target.
@@ -523,7 +648,7 @@ mod tests {
 
     #[test]
     fn offsets_layout_has_no_padding() {
-        // 78 u32 offsets and filters (an even count: no hole before the u64), the member
+        // 102 u32 offsets and filters (an even count: no hole before the u64), the member
         // offsets, then the 8-aligned u64 cgroup id.
         assert_eq!(align_of::<KernelOffsets>(), 8);
         assert_eq!(
@@ -532,9 +657,18 @@ mod tests {
         );
         assert_eq!(
             offset_of!(KernelOffsets, target_cgroup),
-            4 * (78 + N_OPS_MEMBERS)
+            4 * (102 + N_OPS_MEMBERS)
         );
-        assert_eq!(size_of::<KernelOffsets>(), 4 * (80 + N_OPS_MEMBERS));
+        assert_eq!(size_of::<KernelOffsets>(), 4 * (104 + N_OPS_MEMBERS));
+    }
+
+    #[test]
+    fn proc_facts_layout_is_padding_free() {
+        assert_eq!(size_of::<ProcFacts>(), 80);
+        assert_eq!(align_of::<ProcFacts>(), 4);
+        assert_eq!(offset_of!(ProcFacts, uid), 24);
+        assert_eq!(offset_of!(ProcFacts, netns), 48);
+        assert_eq!(offset_of!(ProcFacts, comm), 64);
     }
 
     #[test]
@@ -557,6 +691,9 @@ mod tests {
         assert_ne!(TAG_FILE_NO_SOCK, TAG_VMA);
         assert_ne!(TAG_FILE, TAG_VMA);
         assert_ne!(TAG_OPS, TAG_VMA);
+        for tag in [TAG_FILE, TAG_FILE_NO_SOCK, TAG_OPS, TAG_VMA, TAG_TASK] {
+            assert_ne!(tag, TAG_PROC);
+        }
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! The kernel side of ckpt-watch: BPF iterators that write one record per open file
 //! (`iter/task_file`) and per file-backed mapping (`iter/task_vma`) of every task, plus one
-//! record of member functions per distinct ops table. Struct offsets arrive from user space as
-//! `.rodata` (read from the running kernel's BTF); nothing here knows a kernel's layout.
+//! record of member functions per distinct ops table, and one record per process
+//! (`iter/task`). Struct offsets arrive from user space as `.rodata` (read from the running
+//! kernel's BTF); nothing here knows a kernel's layout.
 #![no_std]
 #![no_main]
 
 mod events;
 mod file_facts;
 mod kread;
+mod task;
 mod task_file;
 mod task_vma;
 

@@ -50,6 +50,8 @@ pub enum SnapshotError {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Timings {
     pub btf: Duration,
+    /// Loading and verifying the programs, and for a host scan, the kernel's account of its
+    /// processes (`iter/task`, ~2 ms).
     pub load: Duration,
     pub iterate: Duration,
     /// What the scan waited for kallsyms after the walk: the rest of its read (on another
@@ -305,10 +307,14 @@ impl Snapshot {
         // peers are inside, so the kernel reports the whole subtree.
         let mut known_procs = None;
         let mut targets = None;
-        // Every process of the host, read from /proc on another core while the kernel
-        // iterates; those that came since are read after.
+        // Every process of the host: told by the kernel (`iter/task`) where it can, with
+        // their cgroups read from /proc on another core while the kernel walks the files;
+        // else all read from /proc meanwhile. Those that came since are read after.
+        let host = matches!(filter, Filter::All);
+        let by_kernel = host && offsets.can_read_processes();
         let mut all_procs = None;
         match filter {
+            Filter::All if by_kernel => {}
             Filter::All => all_procs = Some(std::thread::spawn(procfs::all_procs)),
             Filter::Pid(pid) => {
                 let tree = procfs::tree_of(pid)?;
@@ -333,10 +339,17 @@ impl Snapshot {
         let t = Instant::now();
         let purpose = Purpose::Scan {
             targets: targets.as_ref(),
+            processes: by_kernel,
         };
         let mut probe = Probe::load(&offsets, &func_ids, purpose)?;
         if let Some(members) = members {
             probe.visit_only(members);
+        }
+        if by_kernel {
+            all_procs = Some(match probe.processes()? {
+                Some(facts) => std::thread::spawn(move || Ok(procfs::with_cgroups(&facts))),
+                None => std::thread::spawn(procfs::all_procs),
+            });
         }
         timings.load = t.elapsed();
         let kallsyms = |wanted: &HashSet<u64>| {
@@ -388,6 +401,8 @@ impl Snapshot {
                     ops.insert(f_op, members);
                     return;
                 }
+                // Written by the process iterator only (`Probe::processes`).
+                Record::Proc(_) => return,
             };
             noted.note(files.len(), &fact);
             if let Some(index) = &mut index {
@@ -634,6 +649,86 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    /// What the kernel tells of every process (`iter/task`) is what /proc tells, field by
+    /// field, for each process that /proc shows the same before and after: among them one in
+    /// a session of its own, one another thread traces, one in its own network namespace.
+    #[test]
+    fn processes_told_by_the_kernel_are_those_proc_tells() {
+        if let Err(e) = privileges::ensure_can_load_bpf() {
+            eprintln!("skipped: {e}");
+            return;
+        }
+        let btf = LoadedBtf::from_file(
+            Path::new(crate::kernel::btf::VMLINUX_BTF),
+            &Probe::ITERATOR_FUNCS,
+        )
+        .unwrap();
+        assert!(btf.offsets.can_read_processes(), "this kernel's BTF");
+        let spawn = |args: &[&str]| {
+            let mut cmd = std::process::Command::new(args[0]);
+            cmd.args(&args[1..]);
+            cmd.spawn().unwrap()
+        };
+        let mut session = spawn(&["setsid", "sleep", "60"]);
+        let mut netns = spawn(&["unshare", "--net", "sleep", "60"]);
+        let mut traced = spawn(&["sleep", "60"]);
+        let tracee = traced.id() as libc::pid_t;
+        // SAFETY: PTRACE_SEIZE neither stops the child nor touches our memory.
+        assert_eq!(unsafe { libc::ptrace(libc::PTRACE_SEIZE, tracee, 0, 0) }, 0);
+        std::thread::sleep(Duration::from_millis(100));
+
+        let before = procfs::all_procs().unwrap();
+        let mut probe = Probe::load(
+            &btf.offsets,
+            &btf.func_ids,
+            Purpose::Scan {
+                targets: None,
+                processes: true,
+            },
+        )
+        .unwrap();
+        let told = probe.processes().unwrap().expect("iter/task loads here");
+        let after = procfs::all_procs().unwrap();
+        for child in [&mut session, &mut netns, &mut traced] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+
+        let mut compared = BTreeMap::new();
+        for facts in &told {
+            let pid = facts.pid;
+            let (Some(was), Some(is)) = (before.get(&pid), after.get(&pid)) else {
+                continue;
+            };
+            if was != is {
+                continue;
+            }
+            let mut kernel = procfs::from_kernel(facts);
+            let mut proc = was.clone();
+            proc.cgroups.clear();
+            // /proc escapes and trims a name; the kernel's is the name itself.
+            if kernel.comm.trim() != kernel.comm
+                || !kernel
+                    .comm
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() || c == ' ')
+                || kernel.comm.contains('\\')
+            {
+                kernel.comm = proc.comm.clone();
+            }
+            assert_eq!(kernel, proc, "pid {pid}");
+            compared.insert(pid, kernel);
+        }
+        assert!(compared.len() > 20, "{} processes compared", compared.len());
+        let own = compared.get(&std::process::id()).expect("this process");
+        let child = |c: &std::process::Child| compared.get(&c.id()).expect("a child");
+        assert_eq!(child(&session).sid, session.id());
+        assert_ne!(child(&netns).netns, own.netns);
+        assert!(child(&netns).netns.is_some());
+        assert_ne!(child(&traced).tracer_pid, 0);
+        assert!(own.pidns.is_some() && own.ipcns.is_some());
+    }
 
     #[test]
     fn saved_private_atomically_and_never_through_a_symlink() {

@@ -1,8 +1,8 @@
 //! Splits the iterators' byte stream into records by their leading tag.
 
 use ckpt_common::{
-    FILE_FACTS_NO_SOCK_LEN, FileFacts, N_OPS_MEMBERS, OpsRecord, TAG_FILE, TAG_FILE_NO_SOCK,
-    TAG_OPS, TAG_TASK, TAG_VMA, TaskEvent, VmaFacts,
+    FILE_FACTS_NO_SOCK_LEN, FileFacts, N_OPS_MEMBERS, OpsRecord, ProcFacts, TAG_FILE,
+    TAG_FILE_NO_SOCK, TAG_OPS, TAG_PROC, TAG_TASK, TAG_VMA, TaskEvent, VmaFacts,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +21,8 @@ pub enum Record {
     /// An ops table (`f_op`) and its member function addresses, in
     /// [`ckpt_common::OPS_MEMBERS`] order.
     Ops(u64, [u64; N_OPS_MEMBERS]),
+    /// A process, from `iter/task`.
+    Proc(ProcFacts),
 }
 
 fn take<T: Copy>(buf: &[u8], offset: usize) -> Result<T, DecodeError> {
@@ -83,6 +85,7 @@ pub fn decode_records(
             TAG_FILE_NO_SOCK => FILE_FACTS_NO_SOCK_LEN,
             TAG_VMA => std::mem::size_of::<VmaFacts>(),
             TAG_OPS => std::mem::size_of::<OpsRecord>(),
+            TAG_PROC => std::mem::size_of::<ProcFacts>(),
             tag => {
                 return Err(DecodeError::UnknownTag {
                     offset: base + offset,
@@ -97,6 +100,7 @@ pub fn decode_records(
             TAG_FILE => Record::File(take(buf, offset)?),
             TAG_FILE_NO_SOCK => Record::File(take_no_sock(buf, offset)?),
             TAG_VMA => Record::Vma(take(buf, offset)?),
+            TAG_PROC => Record::Proc(take(buf, offset)?),
             _ => {
                 let rec: OpsRecord = take(buf, offset)?;
                 Record::Ops(rec.f_op, rec.members)

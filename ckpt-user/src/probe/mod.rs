@@ -13,7 +13,7 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{Iter, Program},
 };
-use ckpt_common::KernelOffsets;
+use ckpt_common::{KernelOffsets, ProcFacts};
 
 use decode::StreamDecoder;
 pub use decode::{DecodeError, Event, Record, decode_event};
@@ -23,9 +23,11 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ck
 
 const FILE_PROG: &str = "ckpt_task_file";
 const VMA_PROG: &str = "ckpt_task_vma";
+const PROC_PROG: &str = "ckpt_task";
 /// The kernel functions they attach to: `bpf_iter_` and the iterator type.
 const FILE_FUNC: &str = "bpf_iter_task_file";
 const VMA_FUNC: &str = "bpf_iter_task_vma";
+const PROC_FUNC: &str = "bpf_iter_task";
 
 /// Bytes read from an iterator at once: thousands of records per read(), and a buffer that
 /// stays small beside the records it decodes to.
@@ -99,6 +101,8 @@ pub struct Probe {
     ebpf: Ebpf,
     /// `iter/task_vma` exists (Linux ≥ 5.12); without it mappings are not reported.
     vmas: bool,
+    /// `iter/task` was loaded: the host's processes are read by the kernel, not from /proc.
+    procs: bool,
     /// The processes a filtered scan visits one by one, when few enough.
     per_process: Vec<u32>,
 }
@@ -127,8 +131,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// so a scan shrinks the daemon's maps to nothing and the daemon the scan's pid filter.
 #[derive(Clone, Copy, Debug)]
 pub enum Purpose<'a> {
-    /// One snapshot, of these processes only when `targets` is given.
-    Scan { targets: Option<&'a BTreeSet<u32>> },
+    /// One snapshot, of these processes only when `targets` is given; with `processes`, the
+    /// host's processes too ([`Probe::processes`]).
+    Scan {
+        targets: Option<&'a BTreeSet<u32>>,
+        processes: bool,
+    },
     /// Snapshots and live events, with the event ring buffer sized to `ring_bytes` (a power of
     /// two and a multiple of the page size).
     Daemon { ring_bytes: u32 },
@@ -140,9 +148,10 @@ const DAEMON_MAPS: [&str; 4] = ["TRACKED", "WATCHED_SOCKS", "OK_FOPS", "OK_SOCKS
 impl Probe {
     /// The kernel functions the iterators attach to: all a scan's loads need of the kernel's
     /// BTF.
-    pub const ITERATOR_FUNCS: [&str; 2] = [FILE_FUNC, VMA_FUNC];
+    pub const ITERATOR_FUNCS: [&str; 3] = [FILE_FUNC, VMA_FUNC, PROC_FUNC];
 
-    /// Loads both iterators with `offsets`, and the maps sized and filled for `purpose`.
+    /// Loads the iterators with `offsets` (the process iterator only when `purpose` asks for
+    /// it), and the maps sized and filled for `purpose`.
     /// `iter_ids` are the BTF ids of [`Self::ITERATOR_FUNCS`], `None` where the kernel lacks one.
     pub fn load(
         offsets: &KernelOffsets,
@@ -152,9 +161,9 @@ impl Probe {
         if OBJECT.is_empty() {
             return Err(ProbeError::NotBuilt);
         }
-        let targets = match purpose {
-            Purpose::Scan { targets } => targets,
-            Purpose::Daemon { .. } => None,
+        let (targets, processes) = match purpose {
+            Purpose::Scan { targets, processes } => (targets, processes),
+            Purpose::Daemon { .. } => (None, false),
         };
         let mut offsets = *offsets;
         if targets.is_some() {
@@ -167,7 +176,7 @@ impl Probe {
         loader.btf(None);
         loader.override_global("OFFSETS", &offsets, true);
         match purpose {
-            Purpose::Scan { targets } => {
+            Purpose::Scan { targets, .. } => {
                 let count = targets.map_or(1, |t| t.len().max(1));
                 let count = u32::try_from(count).map_err(|_| {
                     ProbeError::Load(format!("{count} processes are too many to filter"))
@@ -208,25 +217,36 @@ impl Probe {
             tracing::debug!(program = name, ?verified, took = ?t.elapsed(), "verified");
             Ok::<(), ProbeError>(())
         };
-        // The verifier takes most of a short scan's start-up: both iterators are verified at
-        // once, one per core.
-        let (mut file_prog, mut vma_prog) = (None, None);
+        // The verifier takes most of a short scan's start-up: the iterators are verified at
+        // once, one per core (the small process iterator after the mappings').
+        let (mut file_prog, mut vma_prog, mut proc_prog) = (None, None, None);
         for (name, prog) in ebpf.programs_mut() {
             match name {
                 FILE_PROG => file_prog = Some(prog),
                 VMA_PROG => vma_prog = Some(prog),
+                PROC_PROG => proc_prog = Some(prog),
                 _ => {}
             }
         }
-        let (files, vmas) = std::thread::scope(|s| {
-            let vmas = s.spawn(|| load(vma_prog, VMA_PROG, VMA_FUNC));
+        let (files, vmas, procs) = std::thread::scope(|s| {
+            let others = s.spawn(|| {
+                let vmas = load(vma_prog, VMA_PROG, VMA_FUNC);
+                let procs = processes.then(|| load(proc_prog, PROC_PROG, PROC_FUNC));
+                (vmas, procs)
+            });
             let files = load(file_prog, FILE_PROG, FILE_FUNC);
-            (
-                files,
-                vmas.join().expect("loading a BPF program does not panic"),
-            )
+            let (vmas, procs) = others.join().expect("loading a BPF program does not panic");
+            (files, vmas, procs)
         });
         files?;
+        let procs = match procs {
+            None => false,
+            Some(Ok(())) => true,
+            Some(Err(e)) => {
+                tracing::warn!("processes are read from /proc instead: {e}");
+                false
+            }
+        };
         let vmas = match vmas {
             Ok(()) => true,
             Err(e) => {
@@ -239,6 +259,7 @@ impl Probe {
         let mut probe = Self {
             ebpf,
             vmas,
+            procs,
             per_process: Vec::new(),
         };
         if let Some(pids) = targets {
@@ -371,6 +392,23 @@ impl Probe {
         }
         reader.join().expect("reading an iterator does not panic")?;
         Ok(decoder.finish()?)
+    }
+
+    /// Every process of the host, as `iter/task` tells it; `None` when it was not loaded
+    /// (not asked for, or refused by this kernel): /proc has to tell.
+    pub fn processes(&mut self) -> Result<Option<Vec<ProcFacts>>, ProbeError> {
+        if !self.procs {
+            return Ok(None);
+        }
+        let file = self.iterator(PROC_PROG, None)?;
+        let mut procs = Vec::new();
+        let mut buf = vec![0u8; READ_CHUNK];
+        Self::drain(PROC_PROG, file, &mut buf, &mut |r| {
+            if let Record::Proc(p) = r {
+                procs.push(p);
+            }
+        })?;
+        Ok(Some(procs))
     }
 
     /// Runs both iterators once, handing `each` every open file and file-backed mapping of

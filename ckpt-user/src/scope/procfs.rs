@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use ckpt_common::{ProcFacts, proc_known};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +213,42 @@ pub fn read_proc(pid: u32) -> Result<ProcInfo, ProcError> {
     info.ipcns = dir.ns_inode("ipc");
     info.pidns = dir.ns_inode("pid");
     Ok(info)
+}
+
+/// A process as the kernel's `iter/task` told it (the facts of `status` and the `ns` links),
+/// without its cgroups.
+pub fn from_kernel(p: &ProcFacts) -> ProcInfo {
+    let ns = |bit, inum: u32| (p.known & bit != 0).then_some(u64::from(inum));
+    let comm = p.comm.split(|&b| b == 0).next().unwrap_or_default();
+    ProcInfo {
+        pid: p.pid,
+        ppid: p.ppid,
+        comm: String::from_utf8_lossy(comm).into_owned(),
+        sid: p.sid,
+        pgid: p.pgid,
+        tracer_pid: p.tracer_pid,
+        netns: ns(proc_known::NETNS, p.netns),
+        ipcns: ns(proc_known::IPCNS, p.ipcns),
+        pidns: ns(proc_known::PIDNS, p.pidns),
+        uid: p.uid,
+        gid: p.gid,
+        cgroups: Vec::new(),
+    }
+}
+
+/// The processes the kernel told, each with its cgroups from `/proc/PID/cgroup` (none for one
+/// that has exited since: it has nothing left to dump).
+pub fn with_cgroups(facts: &[ProcFacts]) -> std::collections::BTreeMap<u32, ProcInfo> {
+    facts
+        .iter()
+        .map(|p| {
+            let mut info = from_kernel(p);
+            info.cgroups = std::fs::read(proc_path(p.pid, "cgroup"))
+                .map(|t| parse_cgroups(&String::from_utf8_lossy(&t)))
+                .unwrap_or_default();
+            (p.pid, info)
+        })
+        .collect()
 }
 
 /// Every pid in /proc.

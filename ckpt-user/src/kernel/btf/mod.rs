@@ -379,6 +379,42 @@ impl KernelBtf {
         } else {
             k.flags |= ckpt_common::FLAG_UDP_FLAGS;
         }
+        // What /proc/PID/status and /proc/PID/ns/* tell of a process (fs/proc/array.c).
+        k.task_real_parent = o(8, "task_struct", "real_parent");
+        k.task_parent = o(8, "task_struct", "parent");
+        k.task_ptrace = o(4, "task_struct", "ptrace");
+        k.task_signal = o(8, "task_struct", "signal");
+        k.task_real_cred = o(8, "task_struct", "real_cred");
+        k.task_comm = o(0, "task_struct", "comm");
+        k.task_thread_pid = o(8, "task_struct", "thread_pid");
+        k.task_mm = o(8, "task_struct", "mm");
+        k.signal_pids = o(0, "signal_struct", "pids");
+        let pid_type = |name| {
+            self.btf
+                .enum_value("pid_type", name)
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(ABSENT)
+        };
+        k.pidtype_pgid = pid_type("PIDTYPE_PGID");
+        k.pidtype_sid = pid_type("PIDTYPE_SID");
+        k.cred_uid = o(4, "cred", "uid");
+        k.cred_euid = o(4, "cred", "euid");
+        k.cred_suid = o(4, "cred", "suid");
+        k.cred_gid = o(4, "cred", "gid");
+        k.cred_egid = o(4, "cred", "egid");
+        k.cred_sgid = o(4, "cred", "sgid");
+        k.nsproxy_net_ns = o(8, "nsproxy", "net_ns");
+        k.nsproxy_ipc_ns = o(8, "nsproxy", "ipc_ns");
+        k.net_ns_inum = o(4, "net", "ns.inum");
+        k.ipc_ns_inum = o(4, "ipc_namespace", "ns.inum");
+        k.pidns_inum = o(4, "pid_namespace", "ns.inum");
+        k.pid_level = o(4, "pid", "level");
+        k.upid_ns = o(8, "upid", "ns");
+        k.upid_size = self
+            .btf
+            .struct_named("upid")
+            .and_then(|t| Self::size_of(&t))
+            .unwrap_or(ABSENT);
         if self
             .btf
             .enum_value("bpf_func_id", "BPF_FUNC_get_current_task_btf")

@@ -1,8 +1,9 @@
 //! The runner inside a guest (`xtask vm-test --guest`, started by /init): runs every fdzoo
 //! case through the suites and writes one record per finding to stdout (serial port 1).
 //!
-//! Suites (those `CKPT_VM_SUITES` names): `zoo`, i.e. `resolve` (data symbols vs member
-//! functions) on every kernel and, where the host asks for it, `oracle` (Debian's CRIU 3.17 vs
+//! Suites (those `CKPT_VM_SUITES` names): `zoo`, i.e. a whole-host scan whose processes must
+//! be what /proc tells (`procs`), then `resolve` (data symbols vs member functions) on every
+//! kernel and, where the host asks for it, `oracle` (Debian's CRIU 3.17 vs
 //! the `criu-3.17` profile, and on two cases the same CRIU with `ckpt-watch criu-hook`), both
 //! per fdzoo case; `containers` (runc checkpoints vs
 //! `preflight`) where the host asks for it; then `daemon`, the host's daemon integration
@@ -12,6 +13,7 @@ mod containers;
 mod daemon;
 mod hook;
 mod oracle;
+mod procs;
 mod resolve;
 mod runc;
 mod zoo;
@@ -55,6 +57,12 @@ pub fn run() -> anyhow::Result<()> {
             .to_string(),
     })?;
     let mut failed = false;
+    if runs("zoo")
+        && let Some(record) = procs::check()
+    {
+        failed = true;
+        emit(&record)?;
+    }
     let zoo = match runs("zoo") {
         true => text(Command::new("/bin/fdzoo").arg("--list"))?,
         false => String::new(),
