@@ -176,7 +176,6 @@ impl Check {
         match self {
             Check::Passed => Some("passed".into()),
             Check::Failed(error) => Some(format!("failed {error}")),
-            // Whether it could run says nothing about the next run.
             Check::NotRun(_) => None,
         }
     }
@@ -250,8 +249,8 @@ impl RunningCheck {
             CheckState::Kept(check) => return check,
             CheckState::Running { waiter, keep } => (waiter, keep),
         };
-        let check = Self::outcome(&self.path, waiter, self.started, limit);
-        if let (Some((cache, key)), Some(payload)) = (keep, check.to_payload())
+        let (check, lasting) = Self::outcome(&self.path, waiter, self.started, limit);
+        if let (true, Some((cache, key)), Some(payload)) = (lasting, keep, check.to_payload())
             && let Err(e) = cache.store(CHECK_FILE, CHECK_MAGIC, &key, payload.as_bytes())
         {
             tracing::debug!(error = %e, "criu check not cached");
@@ -259,23 +258,26 @@ impl RunningCheck {
         check
     }
 
+    /// What it said, and whether that is CRIU's own answer about this kernel (it passed, or
+    /// failed with its `Error` line), which later runs may take as it is: a check killed by a
+    /// signal, cut short or not run at all says nothing lasting.
     fn outcome(
         path: &Path,
         waiter: std::io::Result<(u32, Receiver<std::io::Result<Output>>)>,
         started: Instant,
         limit: Duration,
-    ) -> Check {
+    ) -> (Check, bool) {
         let path = path.display();
         let (pid, output) = match waiter {
             Ok(w) => w,
-            Err(e) => return Check::NotRun(format!("cannot run {path}: {e}")),
+            Err(e) => return (Check::NotRun(format!("cannot run {path}: {e}")), false),
         };
-        match output.recv_timeout(limit.saturating_sub(started.elapsed())) {
-            Ok(Ok(out)) if out.status.success() => Check::Passed,
-            Ok(Ok(out)) => Check::Failed(
-                first_error(&String::from_utf8_lossy(&out.stderr))
-                    .unwrap_or_else(|| format!("exit status {}", out.status)),
-            ),
+        let check = match output.recv_timeout(limit.saturating_sub(started.elapsed())) {
+            Ok(Ok(out)) if out.status.success() => return (Check::Passed, true),
+            Ok(Ok(out)) => match first_error(&String::from_utf8_lossy(&out.stderr)) {
+                Some(error) => return (Check::Failed(error), true),
+                None => Check::Failed(format!("exit status {}", out.status)),
+            },
             Ok(Err(e)) => Check::NotRun(format!("`{path} check`: {e}")),
             Err(RecvTimeoutError::Timeout) => {
                 // Not reaped until the waiting thread's wait returns, so the pid is still the
@@ -290,7 +292,8 @@ impl RunningCheck {
             Err(RecvTimeoutError::Disconnected) => {
                 Check::NotRun(format!("`{path} check` ended without a status"))
             }
-        }
+        };
+        (check, false)
     }
 
     /// The environment finding: can `criu`, the binary checked, run here at all?
@@ -473,44 +476,53 @@ mod tests {
         );
     }
 
-    /// `criu check`'s outcome is kept for the boot and stands for the check while the binary
-    /// is the same file; a changed binary is checked again.
+    /// `criu check`'s own answer is kept for the boot and stands for the check while the
+    /// binary is the same file; a changed binary is checked again; a bare exit status (no
+    /// `Error` line of CRIU's) is never kept.
     #[test]
-    fn a_checks_outcome_is_kept_until_the_binary_changes() {
+    fn a_checks_answer_is_kept_until_the_binary_changes() {
         if !Identity::of_running_kernel().is_ok_and(|id| id.is_some()) {
             eprintln!("skipped: this process sees no kernel addresses (not root?)");
             return;
         }
         let dir = tempfile::tempdir().unwrap();
         let cache = || Cache::at(&dir.path().join("cache"));
-        let path = copy_binary("/usr/bin/false", dir.path());
+        let path = copy_binary("/usr/sbin/criu", dir.path());
         let first = RunningCheck::start_in(&path, cache());
         assert!(!first.kept());
-        let failed = first.finish();
-        assert!(matches!(failed, Check::Failed(_)), "{failed:?}");
+        let answer = first.finish();
+        assert!(!matches!(answer, Check::NotRun(_)), "{answer:?}");
         let again = RunningCheck::start_in(&path, cache());
         assert!(again.kept(), "the same binary on the same boot");
-        assert_eq!(again.finish(), failed);
+        assert_eq!(again.finish(), answer);
         let criu = Criu {
             path: path.clone(),
             version: None,
         };
         let judged = RunningCheck::start_in(&path, cache()).judge(&criu);
-        assert_eq!(judged.verdict, Verdict::Blocks);
         assert!(
             judged.reason.contains("an earlier run"),
             "{}",
             judged.reason
         );
 
+        copy_binary("/usr/bin/false", dir.path());
+        let bare = RunningCheck::start_in(&path, cache());
+        assert!(!bare.kept(), "another binary at the same path");
+        assert!(matches!(bare.finish(), Check::Failed(_)));
+        let bare = RunningCheck::start_in(&path, cache());
+        assert!(!bare.kept(), "an exit status alone");
+        // Ended before the file is written over: a binary running is busy (ETXTBSY).
+        bare.finish();
+
         copy_binary("/usr/bin/true", dir.path());
-        let changed = RunningCheck::start_in(&path, cache());
-        assert!(!changed.kept(), "another binary at the same path");
-        assert_eq!(changed.finish(), Check::Passed);
         assert_eq!(
             RunningCheck::start_in(&path, cache()).finish(),
             Check::Passed
         );
+        let kept = RunningCheck::start_in(&path, cache());
+        assert!(kept.kept());
+        assert_eq!(kept.finish(), Check::Passed);
     }
 
     /// CRIU's diagnostics fill no pipe it then blocks on: a check that writes more than a pipe
