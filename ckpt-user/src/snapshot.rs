@@ -652,7 +652,8 @@ mod tests {
 
     /// What the kernel tells of every process (`iter/task`) is what /proc tells, field by
     /// field, for each process that /proc shows the same before and after: among them one in
-    /// a session of its own, one another thread traces, one in its own network namespace.
+    /// a session of its own, one another thread traces, one in its own network namespace, and
+    /// one whose name /proc escapes.
     #[test]
     fn processes_told_by_the_kernel_are_those_proc_tells() {
         if let Err(e) = privileges::ensure_can_load_bpf() {
@@ -673,6 +674,18 @@ mod tests {
         let mut session = spawn(&["setsid", "sleep", "60"]);
         let mut netns = spawn(&["unshare", "--net", "sleep", "60"]);
         let mut traced = spawn(&["sleep", "60"]);
+        // A name /proc escapes (a newline, a backslash) and pads with blanks.
+        let name = b" a\\b\nc \0";
+        // SAFETY: the child only makes async-signal-safe calls, then is killed.
+        let named = unsafe { libc::fork() };
+        if named == 0 {
+            unsafe {
+                libc::prctl(libc::PR_SET_NAME, name.as_ptr());
+                loop {
+                    libc::pause();
+                }
+            }
+        }
         let tracee = traced.id() as libc::pid_t;
         // SAFETY: PTRACE_SEIZE neither stops the child nor touches our memory.
         assert_eq!(unsafe { libc::ptrace(libc::PTRACE_SEIZE, tracee, 0, 0) }, 0);
@@ -694,6 +707,11 @@ mod tests {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // SAFETY: our own child, killed and reaped.
+        unsafe {
+            libc::kill(named, libc::SIGKILL);
+            libc::waitpid(named, std::ptr::null_mut(), 0);
+        }
 
         let mut compared = BTreeMap::new();
         for facts in &told {
@@ -704,19 +722,9 @@ mod tests {
             if was != is {
                 continue;
             }
-            let mut kernel = procfs::from_kernel(facts);
+            let kernel = procfs::from_kernel(facts);
             let mut proc = was.clone();
             proc.cgroups.clear();
-            // /proc escapes and trims a name; the kernel's is the name itself.
-            if kernel.comm.trim() != kernel.comm
-                || !kernel
-                    .comm
-                    .chars()
-                    .all(|c| c.is_ascii_graphic() || c == ' ')
-                || kernel.comm.contains('\\')
-            {
-                kernel.comm = proc.comm.clone();
-            }
             assert_eq!(kernel, proc, "pid {pid}");
             compared.insert(pid, kernel);
         }
@@ -728,6 +736,8 @@ mod tests {
         assert!(child(&netns).netns.is_some());
         assert_ne!(child(&traced).tracer_pid, 0);
         assert!(own.pidns.is_some() && own.ipcns.is_some());
+        let renamed = compared.get(&(named as u32)).expect("the renamed child");
+        assert_eq!(renamed.comm, " a\\b\nc ");
     }
 
     #[test]

@@ -76,6 +76,10 @@ pub fn parse_status(pid: u32, text: &str) -> ProcInfo {
         let Some((key, value)) = line.split_once(':') else {
             continue;
         };
+        if key == "Name" {
+            p.comm = unescape_name(value.strip_prefix('\t').unwrap_or(value));
+            continue;
+        }
         let value = value.trim();
         // NSsid/NSpgid list one id per nested pid namespace; the first is ours.
         let first = || {
@@ -86,7 +90,6 @@ pub fn parse_status(pid: u32, text: &str) -> ProcInfo {
                 .unwrap_or(0)
         };
         match key {
-            "Name" => p.comm = value.to_string(),
             "PPid" => p.ppid = first(),
             "TracerPid" => p.tracer_pid = first(),
             "NSsid" => p.sid = first(),
@@ -97,6 +100,32 @@ pub fn parse_status(pid: u32, text: &str) -> ProcInfo {
         }
     }
     p
+}
+
+/// A process's name as it set it, from `status`'s `Name:`: fs/proc/array.c
+/// `proc_task_name()` escapes a newline as `\n` and a backslash as `\\` (ESCAPE_SPACE |
+/// ESCAPE_SPECIAL, narrowed to those two), and nothing else. What the kernel's `iter/task`
+/// reports is the name itself; both read the same this way.
+fn unescape_name(escaped: &str) -> String {
+    let mut name = String::with_capacity(escaped.len());
+    let mut chars = escaped.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            name.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => name.push('\n'),
+            Some('\\') => name.push('\\'),
+            // Never written by the kernel: kept as it stands.
+            Some(other) => {
+                name.push('\\');
+                name.push(other);
+            }
+            None => name.push('\\'),
+        }
+    }
+    name
 }
 
 /// The distinct paths of a `/proc/PID/cgroup` text, the v2 (`0::`) path first.
@@ -503,6 +532,24 @@ mod tests {
             ensure_process(2),
             Err(ProcError::KernelThread { pid: 2, .. })
         ));
+    }
+
+    /// Names come back as the process set them.
+    #[test]
+    fn names_are_unescaped_as_the_kernel_escaped_them() {
+        for (escaped, name) in [
+            ("plain", "plain"),
+            ("a\\nb", "a\nb"),
+            ("a\\\\nb", "a\\nb"),
+            ("  spaced ", "  spaced "),
+            ("\u{1b}[2J", "\u{1b}[2J"),
+            ("end\\", "end\\"),
+            ("\\x", "\\x"),
+        ] {
+            assert_eq!(unescape_name(escaped), name, "{escaped:?}");
+        }
+        let status = "Name:\t  spaced a\\nb \nPPid:\t7\n";
+        assert_eq!(parse_status(1, status).comm, "  spaced a\nb ");
     }
 
     #[test]
