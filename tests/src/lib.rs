@@ -249,7 +249,16 @@ impl TestCgroups {
         for pid in procs.lines() {
             let _ = std::fs::write(self.mount.join("cgroup.procs"), pid);
         }
-        let _ = std::fs::remove_dir(dir);
+        // A process killed just before is in the cgroup until it is reaped (by its parent, or
+        // by init once orphaned): the directory is busy until then, and was left behind.
+        for _ in 0..100 {
+            match std::fs::remove_dir(dir) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => return,
+            }
+        }
     }
 }
 
