@@ -728,7 +728,6 @@ mod tests {
             assert_eq!(kernel, proc, "pid {pid}");
             compared.insert(pid, kernel);
         }
-        assert!(compared.len() > 20, "{} processes compared", compared.len());
         let own = compared.get(&std::process::id()).expect("this process");
         let child = |c: &std::process::Child| compared.get(&c.id()).expect("a child");
         assert_eq!(child(&session).sid, session.id());
