@@ -16,8 +16,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
 };
 use ckpt_common::{
-    ANY_RDEV, ANY_STATE, FLAG_CURRENT_TASK_BTF, FileFacts, MAX_SYSCALLS, OkFops, OkSock, OpsRecord,
-    TAG_TASK, TaskEvent, syscall_kind, task_event,
+    ANY_STATE, FLAG_CURRENT_TASK_BTF, FileFacts, MAX_SYSCALLS, OkSock, OpsRecord, TAG_TASK,
+    TaskEvent, syscall_kind, task_event,
 };
 
 use crate::file_facts;
@@ -36,11 +36,6 @@ static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
 /// Installs dropped because of `OK_FOPS`, per CPU (a metric).
 #[map]
 static FILTERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
-
-/// Ops tables whose files are ok whatever their state; the value is the file type and device
-/// number they were judged with, checked here too.
-#[map]
-static OK_FOPS: HashMap<u64, OkFops> = HashMap::with_max_entries(4096, 0);
 
 /// Kinds of socket that are ok in some states: the value is the mask of TCP states (`1 <<
 /// state`) they are ok in, [`ANY_STATE`] for kinds ok whatever their state (UDP, netlink, ...).
@@ -241,12 +236,9 @@ fn installed(task: u64, fd: u32, file: u64) {
     // An unreadable mode is 0, no file type: such a file is never dropped here.
     let (mode, rdev) = kread::read_two::<u16, u32>(inode, off!(inode_i_mode), off!(inode_i_rdev));
     let mode = mode as u32;
-    if let Some(&ok) = unsafe { OK_FOPS.get(&f_op) } {
-        let rdev_matches = ok.rdev == ANY_RDEV || rdev == ok.rdev;
-        if (mode & kread::S_IFMT) >> 12 == ok.file_type && rdev_matches {
-            drop_ok(tgid, fd);
-            return;
-        }
+    if file_facts::ok_by_table(f_op, mode, rdev) {
+        drop_ok(tgid, fd);
+        return;
     }
     if mode & kread::S_IFMT == kread::S_IFSOCK && ok_socket(file, f_op, tgid, fd) {
         drop_ok(tgid, fd);

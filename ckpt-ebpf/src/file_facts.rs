@@ -6,7 +6,9 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray},
 };
-use ckpt_common::{ABSENT, FileFacts, N_OPS_MEMBERS, OpsRecord, TAG_OPS, flags, known};
+use ckpt_common::{
+    ABSENT, ANY_RDEV, FileFacts, N_OPS_MEMBERS, OkFops, OpsRecord, TAG_OPS, flags, known,
+};
 use core::ffi::c_void;
 
 use crate::kread::{self, Locks, Mem, off, read_ptr};
@@ -17,7 +19,21 @@ use crate::kread::{self, Locks, Mem, off, read_ptr};
 #[map]
 static SEEN_OPS: HashMap<u64, u8> = HashMap::with_max_entries(8192, 0);
 
-const BPF_NOEXIST: u64 = 1;
+/// Ops tables whose files user space judged ok whatever their state (the daemon's installs,
+/// a host scan's walk); the value is the file type and device number they were judged with,
+/// checked here too.
+#[map]
+static OK_FOPS: HashMap<u64, OkFops> = HashMap::with_max_entries(4096, 0);
+
+pub const BPF_NOEXIST: u64 = 1;
+
+/// Whether a file with ops table `f_op`, mode `mode` and device `rdev` is ok by `OK_FOPS`.
+#[inline(always)]
+pub fn ok_by_table(f_op: u64, mode: u32, rdev: u32) -> bool {
+    unsafe { OK_FOPS.get(&f_op) }.is_some_and(|ok| {
+        (mode & kread::S_IFMT) >> 12 == ok.file_type && (ok.rdev == ANY_RDEV || rdev == ok.rdev)
+    })
+}
 
 /// Whether `f_op` is reported for the first time (and now marked seen). A lookup first: an
 /// insert attempt on every file takes the bucket lock even when the table is known.

@@ -1,8 +1,14 @@
 //! `iter/task_file`: one [`FileFacts`] per open file of every task (without its socket members
 //! when it is no socket), and one [`OpsRecord`] the first time each ops table is seen.
 
-use aya_ebpf::{helpers::generated::bpf_seq_write, macros::map, maps::PerCpuArray};
-use ckpt_common::{FILE_FACTS_NO_SOCK_LEN, FileFacts, OpsRecord, TAG_FILE_NO_SOCK, known};
+use aya_ebpf::{
+    helpers::generated::bpf_seq_write,
+    macros::map,
+    maps::{HashMap, PerCpuArray},
+};
+use ckpt_common::{
+    FILE_FACTS_NO_SOCK_LEN, FLAG_COUNT_OK, FileFacts, OpsRecord, TAG_FILE_NO_SOCK, known,
+};
 use core::ffi::c_void;
 
 use crate::file_facts;
@@ -15,6 +21,15 @@ static FILE_SCRATCH: PerCpuArray<FileFacts> = PerCpuArray::with_max_entries(1, 0
 static FILE_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static FILE_FS_TYPE: FsTypeCache = PerCpuArray::with_max_entries(1, 0);
+
+/// With `FLAG_COUNT_OK` (a host scan that lists only what is not ok): per process, its files
+/// that `OK_FOPS` says are ok, counted here instead of reported. Sized by user space; an
+/// element is allocated when a process is first counted (`BPF_F_NO_PREALLOC`), and a process
+/// that finds the map full has its files reported as usual.
+#[map]
+static OK_COUNTS: HashMap<u32, u64> = HashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// Locks walked per list of an inode: the verifier's work, paid by every scan's start-up, grows
 /// faster than this bound. Beyond it the record says so (`flags::LOCKS_UNWALKED`) and user
@@ -51,10 +66,14 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
         return None;
     }
 
+    let f_op = Typed::ptr(file, off!(file_f_op));
+    if off!(flags) & FLAG_COUNT_OK != 0 && counted_ok(file, f_op, tgid) {
+        return None;
+    }
+
     let rec = FILE_SCRATCH.get_ptr_mut(0)?;
     let rec = unsafe { &mut *rec };
     // Reported before the file's record, which user space resolves through it; settled after.
-    let f_op = Typed::ptr(file, off!(file_f_op));
     file_facts::emit_ops_once(seq, f_op, &FILE_OPS_SCRATCH);
     file_facts::fill::<Typed, LOCK_WALK>(rec, task, tgid, fd, file, f_op, Some(&FILE_FS_TYPE));
     // Most files are no sockets: their records end before the socket members, all zero.
@@ -76,4 +95,26 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
     // after flushing: that run must report the ops table again if this one did.
     file_facts::settle_ops(written, &FILE_OPS_SCRATCH);
     Some(())
+}
+
+/// Whether `file` (of process `tgid`) is ok by its ops table, and so counted in `OK_COUNTS`
+/// rather than reported.
+#[inline(always)]
+fn counted_ok(file: u64, f_op: u64, tgid: u32) -> bool {
+    let inode = Typed::ptr(file, off!(file_f_inode));
+    let mode = Typed::read::<u16>(inode, off!(inode_i_mode)).unwrap_or(0) as u32;
+    let rdev = Typed::read::<u32>(inode, off!(inode_i_rdev)).unwrap_or(0);
+    if !file_facts::ok_by_table(f_op, mode, rdev) {
+        return false;
+    }
+    match OK_COUNTS.get_ptr_mut(&tgid) {
+        Some(n) => {
+            // SAFETY: the map's value, which lives as long as its element: elements are only
+            // ever added during a scan. A plain add: the map is this scan's own, and its one
+            // walk runs on one CPU at a time.
+            unsafe { *n += 1 };
+            true
+        }
+        None => OK_COUNTS.insert(&tgid, &1, file_facts::BPF_NOEXIST).is_ok(),
+    }
 }

@@ -145,6 +145,10 @@ pub trait World: Sync {
     fn ns_inodes(&self, pid: u32) -> Vec<u64> {
         procfs::all_ns_inodes(pid)
     }
+    /// How many more fds of `pid` the kernel judged ok by their kind and counted only.
+    fn ok_by_kind(&self, _pid: u32) -> usize {
+        0
+    }
 }
 
 /// How to judge: the profile, the names of ops tables, the options that will be given.
@@ -362,7 +366,7 @@ impl Rules<'_, '_> {
         let process = |rules: &Rules, pid: u32| {
             let files = world.files_of(pid);
             let maps = files.iter().filter(|f| f.mapping.is_some()).count();
-            let judged = (files.len() - maps, maps);
+            let judged = (files.len() - maps + world.ok_by_kind(pid), maps);
             let report = |f: &FileFact| {
                 rules.file_report(world, f, set, &root, &ns_of_set, &count_external_ptys)
             };
@@ -466,6 +470,13 @@ impl World for SnapshotWorld<'_> {
 
     fn holders(&self) -> &Holders {
         self.index.holders()
+    }
+
+    fn ok_by_kind(&self, pid: u32) -> usize {
+        self.snapshot
+            .ok_by_kind
+            .get(&pid)
+            .map_or(0, |&n| usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     /// As recorded: a replayed snapshot must not ask this host's /proc.
@@ -644,6 +655,34 @@ mod tests {
         assert_eq!(blocked("ghost-too-big"), 37);
         // Every 7th peer is pid 5000's, outside; the last process's peer is nobody's.
         assert_eq!(blocked("unix-stream-peer-outside"), 57 + 1);
+    }
+
+    /// The fds the kernel counted as ok are judged fds of their process, beside those reported.
+    #[test]
+    fn fds_counted_by_the_kernel_are_judged_fds() {
+        let mut snapshot = nested();
+        snapshot.ok_by_kind = BTreeMap::from([(21, 40), (10, 3)]);
+        let world = SnapshotWorld::new(&snapshot);
+        let profile = classify::load_profile("criu-4").unwrap();
+        let ops = crate::resolve::OpsTables::default();
+        let classifier = Classifier::new(&profile, &ops);
+        let rules = Rules {
+            classifier: &classifier,
+            given: &Given::default(),
+            own: Own::default(),
+            describe: &describe_facts,
+            keep_ok: false,
+            unrelated: None,
+        };
+        let parents = snapshot.procs.values().map(|p| (p.pid, p.ppid));
+        let dump = rules.dump(&world, &DumpSet::tree(10, &parents.collect()));
+        let judged: BTreeMap<u32, (usize, usize)> =
+            dump.processes.iter().map(|p| (p.pid, p.judged)).collect();
+        // 10: its unix socket; 20: its file on a hidden mount; 21: its socket and two files.
+        assert_eq!(
+            judged,
+            BTreeMap::from([(10, (1 + 3, 0)), (20, (1, 0)), (21, (3 + 40, 0))])
+        );
     }
 
     fn judged(rules: &Rules, world: &SnapshotWorld, root: u32) -> serde_json::Value {

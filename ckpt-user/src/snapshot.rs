@@ -13,13 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::Cache;
 use crate::checkpointer::criu::Criu;
-use crate::facts::{DevNum, FileFact};
+use crate::facts::{DevNum, FileFact, FileType};
 use crate::input::{self, ReadError};
 use crate::kernel::btf::{BtfError, LoadedBtf};
 use crate::kernel::kallsyms::{KallsymsError, KallsymsIndex, Symbol, Symbols};
 use crate::kernel::kallsyms_cache;
 use crate::kernel::privileges::{self, PrivilegeError};
-use crate::probe::{Probe, ProbeError, Purpose, Record};
+use crate::probe::{OkTables, Probe, ProbeError, Purpose, Record};
 use crate::resolve;
 use crate::scope::{Holders, Own, ProcInfo, procfs};
 
@@ -133,6 +133,10 @@ pub struct Snapshot {
     /// (whose verdict depends on them), so a replay never asks this host's /proc.
     #[serde(default)]
     pub namespaces: BTreeMap<u32, Vec<u64>>,
+    /// Per process, the fds the kernel counted as ok by their kind instead of reporting them
+    /// (a host scan that lists only what is not ok: [`OkByKind`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ok_by_kind: BTreeMap<u32, u64>,
     #[serde(skip)]
     pub timings: Timings,
     /// Built as a scan to be judged decodes `files`; a replay's and the daemon's have none.
@@ -244,6 +248,67 @@ pub enum Filter {
     },
 }
 
+/// Judges a kind of file, for a host scan that lists only what is not ok: whether every file
+/// like `f` (its ops table, whose member functions are in `table`, looked up in `symbols`; its
+/// file type) is ok whatever its state and wherever it is held. `Some(rdev_bound)` when it is,
+/// as [`crate::classify::always_ok`]: the kernel then counts such files instead of reporting
+/// them.
+pub trait OkByKind: Sync {
+    fn always_ok(
+        &self,
+        f: &FileFact,
+        table: &HashMap<u64, [u64; N_OPS_MEMBERS]>,
+        symbols: &Symbols,
+    ) -> Option<bool>;
+}
+
+/// A walk that counts ok kinds: while the kernel walks, the first file of each ops table and
+/// file type decoded is judged by its kind, and the kernel told the tables whose files are ok.
+pub struct CountOk<'a> {
+    by_kind: &'a dyn OkByKind,
+    kallsyms: &'a KallsymsIndex,
+    tables: OkTables,
+    judged: HashSet<(u64, FileType)>,
+}
+
+impl<'a> CountOk<'a> {
+    pub fn new(by_kind: &'a dyn OkByKind, kallsyms: &'a KallsymsIndex, tables: OkTables) -> Self {
+        Self {
+            by_kind,
+            kallsyms,
+            tables,
+            judged: HashSet::new(),
+        }
+    }
+
+    /// Offers `f`'s kind to the kernel's table. Never a socket (all share one table), nor a
+    /// file others are judged by (a unix or packet socket, a pty master), whose holders must be
+    /// known.
+    fn consider(&mut self, f: &FileFact, ops: &HashMap<u64, [u64; N_OPS_MEMBERS]>) {
+        if f.fd.is_none()
+            || f.file_type == FileType::Sock
+            || Holders::indexes(f)
+            || !self.judged.insert((f.f_op, f.file_type))
+        {
+            return;
+        }
+        let Some(members) = ops.get(&f.f_op) else {
+            return;
+        };
+        let table = HashMap::from([(f.f_op, *members)]);
+        let Ok(symbols) =
+            Symbols::lookup_indexed(self.kallsyms, &resolve::wanted_addresses(&table))
+        else {
+            return;
+        };
+        if let Some(rdev_bound) = self.by_kind.always_ok(f, &table, &symbols)
+            && let Err(e) = self.tables.insert(f.f_op, f.ok_fops(rdev_bound))
+        {
+            tracing::debug!("{e}: such files are reported one by one");
+        }
+    }
+}
+
 /// What every live scan reads first — the kernel's BTF (offsets, the ids iterators attach to)
 /// and kallsyms's text — begun on other threads as soon as a command knows it will scan, so
 /// that its own start-up (finding CRIU, reading config files: ~12 ms) runs meanwhile. Both are
@@ -275,23 +340,25 @@ impl Snapshot {
     /// reports the listed pids only: when it has grown by the end of the scan (a process forked
     /// in meanwhile, perhaps by a tree choosing its timing), it is scanned again as it is then.
     pub fn take_tree(start: ScanStart, root: u32) -> Result<Self, SnapshotError> {
-        let snap = Self::take(start, Filter::Pid(root), None)?;
+        let snap = Self::take(start, Filter::Pid(root), None, None)?;
         let grew = procfs::tree_of(root)?
             .iter()
             .any(|p| !snap.procs.contains_key(p));
         if grew {
-            return Self::take(ScanStart::begin(), Filter::Pid(root), None);
+            return Self::take(ScanStart::begin(), Filter::Pid(root), None, None);
         }
         Ok(snap)
     }
 
     /// Scans the live kernel: the tasks `filter` selects. `members`, when the caller knows
     /// them, are every process the filter can select (a cgroup's `cgroup.procs`): a few are
-    /// visited one by one instead of every task of the host.
+    /// visited one by one instead of every task of the host. With `by_kind`, a host scan's
+    /// kernel counts the files of kinds it judges ok instead of reporting them.
     pub fn take(
         start: ScanStart,
         filter: Filter,
         members: Option<&BTreeSet<u32>>,
+        by_kind: Option<&dyn OkByKind>,
     ) -> Result<Self, SnapshotError> {
         privileges::ensure_can_load_bpf()?;
         let ScanStart { btf, kallsyms } = start;
@@ -337,14 +404,23 @@ impl Snapshot {
         }
         timings.btf = t.elapsed();
         let t = Instant::now();
+        let by_kind = by_kind.filter(|_| host);
+        // A process counted is a map element: room for every task there is, and some forked
+        // meanwhile (the files of processes beyond it are reported as usual).
+        let count_ok = by_kind.map(|_| {
+            let tasks = procfs::tasks().unwrap_or(1 << 15);
+            u32::try_from(tasks.saturating_add(1024)).unwrap_or(u32::MAX)
+        });
         let purpose = Purpose::Scan {
             targets: targets.as_ref(),
             processes: by_kernel,
+            count_ok,
         };
         let mut probe = Probe::load(&offsets, &func_ids, purpose)?;
         if let Some(members) = members {
             probe.visit_only(members);
         }
+        let ok_tables = by_kind.map(|_| probe.ok_tables()).transpose()?;
         if by_kernel {
             all_procs = Some(match probe.processes()? {
                 Some(facts) => std::thread::spawn(move || Ok(procfs::with_cgroups(&facts))),
@@ -352,13 +428,16 @@ impl Snapshot {
             });
         }
         timings.load = t.elapsed();
-        let kallsyms = |wanted: &HashSet<u64>| {
-            let (index, took) = kallsyms
-                .join()
-                .expect("the kallsyms reader does not panic")?;
-            Ok((Symbols::lookup_indexed(&index, wanted)?, took))
-        };
-        let mut snap = Self::collect(&mut probe, known_procs, all_procs, kallsyms, true)?;
+        // Read meanwhile, since the start: ready by now.
+        let (index, took) = kallsyms
+            .join()
+            .expect("the kallsyms reader does not panic")
+            .map_err(KallsymsError::from)?;
+        let count_ok = by_kind
+            .zip(ok_tables)
+            .map(|(by_kind, tables)| CountOk::new(by_kind, &index, tables));
+        let kallsyms = |wanted: &HashSet<u64>| Ok((Symbols::lookup_indexed(&index, wanted)?, took));
+        let mut snap = Self::collect(&mut probe, known_procs, all_procs, kallsyms, true, count_ok)?;
         // The host's other processes are no part of this scan (nor of a saved snapshot).
         if let Some(pids) = &targets {
             snap.procs.retain(|pid, _| pids.contains(pid));
@@ -373,12 +452,14 @@ impl Snapshot {
     /// on another thread meanwhile, or looked up as it is read.
     /// `judged`: the snapshot will be judged through a `SnapshotWorld`, whose [`FactIndex`] is
     /// then built as the facts are decoded (the daemon's state indexes them its own way).
+    /// `count_ok`: for a probe loaded with `count_ok`, the ok kinds told to its kernel.
     pub fn collect(
         probe: &mut Probe,
         known_procs: Option<BTreeMap<u32, ProcInfo>>,
         all_procs: Option<ProcsReader>,
         kallsyms: impl FnOnce(&HashSet<u64>) -> Result<(Symbols, Duration), KallsymsError>,
         judged: bool,
+        mut count_ok: Option<CountOk>,
     ) -> Result<Self, SnapshotError> {
         let mut timings = Timings::default();
         let t = Instant::now();
@@ -395,7 +476,13 @@ impl Snapshot {
         let mut index = judged.then(FactIndex::default);
         probe.snapshot(&mut |record| {
             let fact = match record {
-                Record::File(r) => FileFact::from_file(&r),
+                Record::File(r) => {
+                    let fact = FileFact::from_file(&r);
+                    if let Some(count_ok) = &mut count_ok {
+                        count_ok.consider(&fact, &ops);
+                    }
+                    fact
+                }
                 Record::Vma(r) => FileFact::from_vma(&r),
                 Record::Ops(f_op, members) => {
                     ops.insert(f_op, members);
@@ -410,6 +497,11 @@ impl Snapshot {
             }
             files.push(fact);
         })?;
+        let ok_by_kind = match count_ok {
+            Some(_) => probe.ok_counts()?,
+            None => BTreeMap::new(),
+        };
+        noted.holders.extend(ok_by_kind.keys());
         timings.iterate = t.elapsed();
 
         let t = Instant::now();
@@ -455,6 +547,7 @@ impl Snapshot {
             own_netns: own.netns,
             own_ipcns: own.ipcns,
             shm_dev: own.shm_dev,
+            ok_by_kind,
             timings,
             index,
         })
@@ -698,6 +791,7 @@ mod tests {
             Purpose::Scan {
                 targets: None,
                 processes: true,
+                count_ok: None,
             },
         )
         .unwrap();
@@ -737,6 +831,116 @@ mod tests {
         assert!(own.pidns.is_some() && own.ipcns.is_some());
         let renamed = compared.get(&(named as u32)).expect("the renamed child");
         assert_eq!(renamed.comm, " a\\b\nc ");
+    }
+
+    /// A host scan that counts ok kinds: processes' pipes, eventfds and /dev/null are counted
+    /// by the kernel once their kind is judged ok (all but those walked before user space had
+    /// judged it: the reads ahead hold ~11,000 records at most); their unix sockets (judged by
+    /// their peers) and a pidfd of a process outside their dumps (which blocks) are reported;
+    /// and for each process, counted plus reported are all its fds.
+    #[test]
+    fn ok_kinds_are_counted_by_the_kernel_and_the_rest_reported() {
+        const CHILDREN: usize = 24;
+        // Within the default limit of 1024 fds.
+        const PIPES: usize = 480;
+        let judge = crate::judge::Judge::new(&crate::cli::JudgingArgs {
+            profile: Some("criu-4".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let by_kind = judge.by_kind().unwrap();
+        let mut status = [0; 2];
+        assert_eq!(unsafe { libc::pipe(status.as_mut_ptr()) }, 0);
+        let [status_rx, status_tx] = status;
+        let children: Vec<libc::pid_t> = (0..CHILDREN)
+            .map(|_| {
+                // SAFETY: the child only makes async-signal-safe calls, then is killed.
+                let child = unsafe { libc::fork() };
+                if child == 0 {
+                    unsafe {
+                        // Each step that fails sets its bit.
+                        let mut failed = 0u8;
+                        let mut pair = [0; 2];
+                        for _ in 0..PIPES {
+                            failed |= (libc::pipe(pair.as_mut_ptr()) != 0) as u8;
+                        }
+                        failed |= ((libc::eventfd(0, 0) < 0) as u8) << 1;
+                        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                        failed |= ((null < 0) as u8) << 2;
+                        let unix =
+                            libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, &mut pair[0]);
+                        failed |= ((unix != 0) as u8) << 3;
+                        // Varargs: each argument a full register.
+                        let pidfd = libc::syscall(
+                            libc::SYS_pidfd_open,
+                            1 as libc::c_long,
+                            0 as libc::c_long,
+                        );
+                        failed |= ((pidfd < 0) as u8) << 4;
+                        libc::write(status_tx, [failed].as_ptr().cast(), 1);
+                        loop {
+                            libc::pause();
+                        }
+                    }
+                }
+                child
+            })
+            .collect();
+        let mut failed = vec![0u8; CHILDREN];
+        for byte in &mut failed {
+            assert_eq!(
+                unsafe { libc::read(status_rx, (byte as *mut u8).cast(), 1) },
+                1
+            );
+        }
+        let fds: Vec<usize> = children
+            .iter()
+            .map(|c| std::fs::read_dir(format!("/proc/{c}/fd")).unwrap().count())
+            .collect();
+        let snap = Snapshot::take(ScanStart::begin(), Filter::All, None, Some(&by_kind));
+        // SAFETY: our own children, killed and reaped.
+        unsafe {
+            for &child in &children {
+                libc::kill(child, libc::SIGKILL);
+                libc::waitpid(child, std::ptr::null_mut(), 0);
+            }
+            libc::close(status_rx);
+            libc::close(status_tx);
+        }
+        assert_eq!(
+            failed,
+            vec![0; CHILDREN],
+            "the steps of each child that failed"
+        );
+        let snap = snap.unwrap();
+        let mut all_counted = 0;
+        for (&child, fds) in children.iter().zip(fds) {
+            let child = child as u32;
+            let counted = snap.ok_by_kind.get(&child).copied().unwrap_or(0) as usize;
+            let reported: Vec<&FileFact> = snap
+                .files
+                .iter()
+                .filter(|f| f.pid == child && f.fd.is_some())
+                .collect();
+            assert_eq!(
+                counted + reported.len(),
+                fds,
+                "pid {child}: every fd counted or reported"
+            );
+            let socks = reported.iter().filter(|f| f.file_type == FileType::Sock);
+            assert_eq!(socks.count(), 2, "pid {child}: unix sockets are reported");
+            assert!(
+                reported.iter().any(|f| f.pidfd_target == Some(1)),
+                "pid {child}: the pidfd is reported"
+            );
+            assert!(snap.procs.contains_key(&child));
+            all_counted += counted;
+        }
+        let opened = CHILDREN * (2 * PIPES + 2);
+        assert!(
+            all_counted + 11_000 >= opened,
+            "{all_counted} of {opened} ok fds counted"
+        );
     }
 
     #[test]

@@ -204,7 +204,7 @@ pub fn run(
     let mut snapshot = if targets.is_empty() {
         Snapshot::default()
     } else {
-        Snapshot::take(start, filter, visit)?
+        Snapshot::take(start, filter, visit, None)?
     };
     // The processes judged are those in the cgroups once scanned: one forked in since the
     // listing (by a process choosing its timing) is judged too. When only the listed ones were
@@ -213,7 +213,7 @@ pub fn run(
     if let (Some(visited), [now]) = (visit, members.as_slice())
         && !now.is_subset(visited)
     {
-        snapshot = Snapshot::take(ScanStart::begin(), filter, None)?;
+        snapshot = Snapshot::take(ScanStart::begin(), filter, None, None)?;
         members = members_of(&targets)?;
     }
     for pid in members.iter().flatten() {

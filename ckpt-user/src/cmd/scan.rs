@@ -18,7 +18,7 @@ use crate::report;
 use crate::scope::container_id::Runtime;
 use crate::scope::workload::{self, Names};
 use crate::scope::{DumpSet, procfs};
-use crate::snapshot::{Filter, ScanStart, Scanned, Snapshot};
+use crate::snapshot::{Filter, OkByKind, ScanStart, Scanned, Snapshot};
 
 /// The path /proc shows for a live fd; the kernel's facts otherwise.
 pub fn describe_live(f: &FileFact) -> String {
@@ -49,9 +49,16 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
             }
             // A pid (with or without --tree) is scanned as its subtree: that is its dump.
             let filter = args.pid.map_or(Filter::All, Filter::Pid);
+            // A host scan lists only what is not ok: its kernel only counts the files of
+            // kinds judged ok (not when every fd is to be listed, or saved).
+            let by_kind = match judging.verbose || args.save_snapshot.is_some() {
+                true => None,
+                false => Some(judge.by_kind()?),
+            };
+            let by_kind = by_kind.as_ref().map(|b| b as &dyn OkByKind);
             let mut snapshot = match args.pid {
                 Some(pid) => Snapshot::take_tree(start, pid)?,
-                None => Snapshot::take(start, filter, None)?,
+                None => Snapshot::take(start, filter, None, by_kind)?,
             };
             if let Some(path) = &args.save_snapshot {
                 let name = &judge.profile.profile.name;

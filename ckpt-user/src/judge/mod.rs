@@ -3,7 +3,10 @@
 //! scan, `preflight` and the daemon all start from a [`Judge`], so they cannot disagree about
 //! the same processes.
 
+use std::collections::HashMap;
 use std::path::Path;
+
+use ckpt_common::N_OPS_MEMBERS;
 
 use crate::checkpointer::criu::Criu;
 use crate::checkpointer::engine::{self, ConfigPaths, Engine, OptionsError};
@@ -12,9 +15,11 @@ use crate::checkpointer::runc_state::{self, RuncFile};
 use crate::checkpointer::running::RunningDump;
 use crate::classify::{self, Profile};
 use crate::cli::JudgingArgs;
+use crate::facts::FileFact;
+use crate::kernel::kallsyms::Symbols;
 use crate::resolve::{self, Catalogue};
 use crate::scope::container_id::{ContainerName, Runtime};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{self, Snapshot};
 
 /// The options one dump runs with, and how to add one.
 pub struct InForce {
@@ -173,13 +178,44 @@ impl Judge {
 
     /// Names every ops table of the snapshot, with the profile's own catalogue entries.
     pub fn resolve_ops(&self, snapshot: &Snapshot) -> anyhow::Result<resolve::OpsTables> {
-        let mut catalogue = Catalogue::builtin();
-        catalogue.extend(self.profile.ops.clone(), &self.profile.profile.name)?;
         Ok(resolve::resolve(
             &snapshot.ops_members(),
             &snapshot.symbols(),
-            &catalogue,
+            &self.catalogue()?,
         ))
+    }
+
+    /// The ops tables known by their members: the built-in ones and the profile's own.
+    fn catalogue(&self) -> Result<Catalogue, resolve::CatalogueError> {
+        let mut catalogue = Catalogue::builtin();
+        catalogue.extend(self.profile.ops.clone(), &self.profile.profile.name)?;
+        Ok(catalogue)
+    }
+
+    /// Judges kinds of file while a host scan's kernel walks ([`snapshot::OkByKind`]).
+    pub fn by_kind(&self) -> anyhow::Result<ByKind<'_>> {
+        Ok(ByKind {
+            profile: &self.profile,
+            catalogue: self.catalogue()?,
+        })
+    }
+}
+
+/// The profile and its catalogue, judging a file by its kind alone.
+pub struct ByKind<'a> {
+    profile: &'a Profile,
+    catalogue: Catalogue,
+}
+
+impl snapshot::OkByKind for ByKind<'_> {
+    fn always_ok(
+        &self,
+        f: &FileFact,
+        table: &HashMap<u64, [u64; N_OPS_MEMBERS]>,
+        symbols: &Symbols,
+    ) -> Option<bool> {
+        let tables = resolve::resolve(table, symbols, &self.catalogue);
+        classify::always_ok(self.profile, f, tables.get(&f.f_op))
     }
 }
 

@@ -4,16 +4,17 @@ mod decode;
 mod per_process;
 mod sys;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsFd;
 
 use aya::{
     Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, MapData},
     programs::{Iter, Program},
 };
-use ckpt_common::{KernelOffsets, ProcFacts};
+use ckpt_common::{KernelOffsets, OkFops, ProcFacts};
 
 use decode::StreamDecoder;
 pub use decode::{DecodeError, Event, Record, decode_event};
@@ -107,6 +108,19 @@ pub struct Probe {
     per_process: Vec<u32>,
 }
 
+/// The kernel's table of ops tables whose files are ok whatever their state
+/// ([`Probe::ok_tables`]).
+pub struct OkTables(BpfHashMap<MapData, u64, OkFops>);
+
+impl OkTables {
+    /// From now on, the walk counts files of table `f_op` that `ok` describes.
+    pub fn insert(&mut self, f_op: u64, ok: OkFops) -> Result<(), ProbeError> {
+        self.0
+            .insert(f_op, ok, 0)
+            .map_err(|e| ProbeError::Load(format!("filling OK_FOPS: {}", error_chain(&e))))
+    }
+}
+
 pub fn program_error(program: &'static str) -> impl Fn(aya::programs::ProgramError) -> ProbeError {
     move |e| ProbeError::Program {
         program,
@@ -133,9 +147,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 pub enum Purpose<'a> {
     /// One snapshot, of these processes only when `targets` is given; with `processes`, the
     /// host's processes too ([`Probe::processes`]).
+    /// With `count_ok`, the file walk counts the files of ops tables put in [`OkTables`] per
+    /// process (for about that many processes) instead of reporting them.
     Scan {
         targets: Option<&'a BTreeSet<u32>>,
         processes: bool,
+        count_ok: Option<u32>,
     },
     /// Snapshots and live events, with the event ring buffer sized to `ring_bytes` (a power of
     /// two and a multiple of the page size).
@@ -144,6 +161,9 @@ pub enum Purpose<'a> {
 
 /// The event maps, which only the daemon's programs use.
 const DAEMON_MAPS: [&str; 4] = ["TRACKED", "WATCHED_SOCKS", "OK_FOPS", "OK_SOCKS"];
+
+/// Ops tables a counting scan can hold as ok: a host has a few hundred tables at most.
+const OK_TABLES: u32 = 1024;
 
 impl Probe {
     /// The kernel functions the iterators attach to: all a scan's loads need of the kernel's
@@ -161,13 +181,20 @@ impl Probe {
         if OBJECT.is_empty() {
             return Err(ProbeError::NotBuilt);
         }
-        let (targets, processes) = match purpose {
-            Purpose::Scan { targets, processes } => (targets, processes),
-            Purpose::Daemon { .. } => (None, false),
+        let (targets, processes, count_ok) = match purpose {
+            Purpose::Scan {
+                targets,
+                processes,
+                count_ok,
+            } => (targets, processes, count_ok),
+            Purpose::Daemon { .. } => (None, false, None),
         };
         let mut offsets = *offsets;
         if targets.is_some() {
             offsets.flags |= ckpt_common::FLAG_FILTER_TGIDS;
+        }
+        if count_ok.is_some() {
+            offsets.flags |= ckpt_common::FLAG_COUNT_OK;
         }
         let mut loader = EbpfLoader::new();
         // The object has no CO-RE relocations: every kernel offset it uses is in `offsets`,
@@ -184,6 +211,10 @@ impl Probe {
                 loader.map_max_entries("TARGET_TGIDS", count);
                 for name in DAEMON_MAPS {
                     loader.map_max_entries(name, 1);
+                }
+                if let Some(processes) = count_ok {
+                    loader.map_max_entries("OK_FOPS", OK_TABLES);
+                    loader.map_max_entries("OK_COUNTS", processes.max(1));
                 }
                 // A ring buffer is at least a page.
                 loader.map_max_entries("EVENTS", page_size());
@@ -409,6 +440,32 @@ impl Probe {
             }
         })?;
         Ok(Some(procs))
+    }
+
+    /// The ops tables whose files the walk counts instead of reporting, for a scan loaded
+    /// with `count_ok` (once: taken out of the probe, so that it can be filled meanwhile).
+    pub fn ok_tables(&mut self) -> Result<OkTables, ProbeError> {
+        let map = self
+            .ebpf
+            .take_map("OK_FOPS")
+            .ok_or_else(|| ProbeError::Load("map OK_FOPS missing or taken".into()))?;
+        Ok(OkTables(
+            BpfHashMap::try_from(map).map_err(|e| ProbeError::Load(error_chain(&e)))?,
+        ))
+    }
+
+    /// Per process, the files the walk counted as ok instead of reporting them.
+    pub fn ok_counts(&self) -> Result<BTreeMap<u32, u64>, ProbeError> {
+        let map = self
+            .ebpf
+            .map("OK_COUNTS")
+            .ok_or_else(|| ProbeError::Load("map OK_COUNTS missing".into()))?;
+        let counts: BpfHashMap<_, u32, u64> =
+            BpfHashMap::try_from(map).map_err(|e| ProbeError::Load(error_chain(&e)))?;
+        counts
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(|e| ProbeError::Load(format!("reading OK_COUNTS: {}", error_chain(&e))))
     }
 
     /// Runs both iterators once, handing `each` every open file and file-backed mapping of

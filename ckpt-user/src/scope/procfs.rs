@@ -433,6 +433,18 @@ pub fn open_files() -> Option<usize> {
         .ok()
 }
 
+/// How many tasks (threads) the host has now: `/proc/loadavg`'s `RUNNING/TOTAL`.
+pub fn tasks() -> Option<usize> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .nth(3)?
+        .split_once('/')?
+        .1
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,6 +457,20 @@ mod tests {
             .collect();
         let count = open_files().expect("/proc/sys/fs/file-nr parses");
         assert!(count >= held.len(), "{count} open files");
+    }
+
+    /// Threads are tasks: 50 more of this process's are counted.
+    #[test]
+    fn tasks_counts_the_hosts_threads() {
+        let stop = std::sync::Barrier::new(51);
+        std::thread::scope(|s| {
+            for _ in 0..50 {
+                s.spawn(|| stop.wait());
+            }
+            let count = tasks().expect("/proc/loadavg parses");
+            stop.wait();
+            assert!(count > 50, "{count} tasks");
+        });
     }
 
     /// The children files find the tree that every process's parent describes.

@@ -411,8 +411,8 @@ impl Daemon {
             let text = std::fs::File::open("/proc/kallsyms")?;
             Ok((Symbols::lookup(text, wanted)?, Duration::ZERO))
         };
-        let snap =
-            Snapshot::collect(&mut self.probe, None, None, read, false).context("rescanning")?;
+        let snap = Snapshot::collect(&mut self.probe, None, None, read, false, None)
+            .context("rescanning")?;
         let new_ops = resolve::resolve(&snap.ops_members(), &snap.symbols(), &self.catalogue);
         self.state.ops.extend(new_ops);
         self.names = Names::read(Path::new("/"));

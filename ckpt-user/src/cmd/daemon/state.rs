@@ -514,15 +514,8 @@ impl State {
             }
             return;
         }
-        let rdev = match (rdev_bound, f.rdev) {
-            (true, Some(d)) => (d.major << 20) | d.minor,
-            _ => ckpt_common::ANY_RDEV,
-        };
-        let ok = ckpt_common::OkFops {
-            file_type: (f.mode & 0o170000) >> 12,
-            rdev,
-        };
-        out.kernel.push(KernelUpdate::AlwaysOk(f.f_op, ok));
+        out.kernel
+            .push(KernelUpdate::AlwaysOk(f.f_op, f.ok_fops(rdev_bound)));
     }
 
     /// A TCP socket kind, ok or not by its state: the states this sample would be judged ok in,
