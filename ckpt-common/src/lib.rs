@@ -282,6 +282,11 @@ pub struct OkFops {
     pub file_type: u32,
     /// Kernel-encoded `i_rdev`, or [`ANY_RDEV`].
     pub rdev: u32,
+    /// Nonzero: ok only when plain (a host scan's walk checks, the daemon's installs never
+    /// drop such files): on a mount of the task's namespace, unlocked, linked, and still under
+    /// the name it was opened by.
+    pub only_plain: u32,
+    pub _pad: u32,
 }
 
 /// A kind of socket whose files are always ok (`OK_SOCKS`): sockets share one ops table, so
@@ -676,6 +681,8 @@ mod tests {
 
     #[test]
     fn ok_sock_layout_is_padding_free() {
+        assert_eq!(size_of::<OkFops>(), 16);
+        assert_eq!(offset_of!(OkFops, only_plain), 8);
         assert_eq!(size_of::<OkSock>(), 16);
         assert_eq!(offset_of!(OkSock, _pad), 14);
     }

@@ -236,7 +236,7 @@ fn installed(task: u64, fd: u32, file: u64) {
     // An unreadable mode is 0, no file type: such a file is never dropped here.
     let (mode, rdev) = kread::read_two::<u16, u32>(inode, off!(inode_i_mode), off!(inode_i_rdev));
     let mode = mode as u32;
-    if file_facts::ok_by_table(f_op, mode, rdev) {
+    if file_facts::ok_by_table(f_op, mode, rdev) == Some(false) {
         drop_ok(tgid, fd);
         return;
     }
@@ -256,12 +256,12 @@ fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16
         Runs::InTask => (&EVENT_SCRATCH, &EVENT_OPS_SCRATCH, Some(&EVENT_FS_TYPE)),
         Runs::Anywhere => (&NESTED_SCRATCH, &NESTED_OPS_SCRATCH, None),
     };
-    if file_facts::first_sight(f_op) {
+    if file_facts::first_sight(&file_facts::SEEN_OPS, f_op) {
         if let Some(ops) = ops_scratch.get_ptr_mut(0) {
             let ops = unsafe { &mut *ops };
             file_facts::fill_ops(ops, f_op);
             if EVENTS.output::<OpsRecord>(ops, wakeup()).is_err() {
-                file_facts::forget_ops(f_op);
+                file_facts::forget_ops(&file_facts::SEEN_OPS, f_op);
                 count_lost(runs);
             }
         }

@@ -13,11 +13,22 @@ use core::ffi::c_void;
 
 use crate::kread::{self, Locks, Mem, off, read_ptr};
 
-/// Ops tables already reported (by an iteration or an event) (value unused). Sized far above the few
-/// hundred distinct tables a host has; once full, later tables go unreported and user space
-/// says their identity is unknown.
+/// Ops tables already reported (value unused). Sized far above the few hundred distinct
+/// tables a host has; once full, later tables go unreported and user space says their identity
+/// is unknown.
+pub type SeenOps = HashMap<u64, u8>;
+
+/// The tables the file iterator or an event reported.
 #[map]
-static SEEN_OPS: HashMap<u64, u8> = HashMap::with_max_entries(8192, 0);
+pub static SEEN_OPS: SeenOps = HashMap::with_max_entries(8192, 0);
+
+/// The tables the mappings' iterator reported. Apart: the files' walk then reports every table
+/// before its first file, which a host scan judges the file's kind by, however far ahead the
+/// mappings' walk runs on its own core.
+#[map]
+pub static SEEN_MAPPED_OPS: SeenOps = HashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
+
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// Ops tables whose files user space judged ok whatever their state (the daemon's installs,
 /// a host scan's walk); the value is the file type and device number they were judged with,
@@ -27,21 +38,33 @@ static OK_FOPS: HashMap<u64, OkFops> = HashMap::with_max_entries(4096, 0);
 
 pub const BPF_NOEXIST: u64 = 1;
 
-/// Whether a file with ops table `f_op`, mode `mode` and device `rdev` is ok by `OK_FOPS`.
+/// Whether a file with ops table `f_op`, mode `mode` and device `rdev` is ok by `OK_FOPS`:
+/// `Some(only_plain)` when it is, only if plain (see [`plain`]) when `only_plain`.
 #[inline(always)]
-pub fn ok_by_table(f_op: u64, mode: u32, rdev: u32) -> bool {
-    unsafe { OK_FOPS.get(&f_op) }.is_some_and(|ok| {
-        (mode & kread::S_IFMT) >> 12 == ok.file_type && (ok.rdev == ANY_RDEV || rdev == ok.rdev)
-    })
+pub fn ok_by_table(f_op: u64, mode: u32, rdev: u32) -> Option<bool> {
+    let ok = unsafe { OK_FOPS.get(&f_op) }?;
+    let kind =
+        (mode & kread::S_IFMT) >> 12 == ok.file_type && (ok.rdev == ANY_RDEV || rdev == ok.rdev);
+    kind.then_some(ok.only_plain != 0)
+}
+
+/// Whether the file `rec` describes is plain: its inode, mount and locks known, on a mount
+/// of its task's namespace, unlocked (every lock walked), linked, and under its name still.
+#[inline(always)]
+pub fn plain(rec: &FileFacts) -> bool {
+    const KNOWN: u32 = known::INODE | known::MOUNT | known::LOCKS;
+    const UNPLAIN: u32 = flags::LOCKED | flags::LOCKS_UNWALKED | flags::UNLINKED;
+    rec.known & KNOWN == KNOWN
+        && rec.flags & flags::MOUNT_VISIBLE != 0
+        && rec.flags & UNPLAIN == 0
+        && rec.nlink != 0
 }
 
 /// Whether `f_op` is reported for the first time (and now marked seen). A lookup first: an
 /// insert attempt on every file takes the bucket lock even when the table is known.
 #[inline(always)]
-pub fn first_sight(f_op: u64) -> bool {
-    f_op != 0
-        && unsafe { SEEN_OPS.get(&f_op) }.is_none()
-        && SEEN_OPS.insert(&f_op, &0, BPF_NOEXIST).is_ok()
+pub fn first_sight(seen: &SeenOps, f_op: u64) -> bool {
+    f_op != 0 && unsafe { seen.get(&f_op) }.is_none() && seen.insert(&f_op, &0, BPF_NOEXIST).is_ok()
 }
 
 /// Fills the member function addresses of the ops table at `f_op`.
@@ -64,8 +87,13 @@ pub fn fill_ops(rec: &mut OpsRecord, f_op: u64) {
 /// that run reports it again. `scratch` is the calling program's own (the two iterators of a
 /// scan run at once); the `f_op` it is left holding says this run reported that table.
 #[inline(always)]
-pub fn emit_ops_once(seq: *mut c_void, f_op: u64, scratch: &PerCpuArray<OpsRecord>) {
-    if !first_sight(f_op) {
+pub fn emit_ops_once(
+    seq: *mut c_void,
+    f_op: u64,
+    seen: &SeenOps,
+    scratch: &PerCpuArray<OpsRecord>,
+) {
+    if !first_sight(seen, f_op) {
         return;
     }
     let written = scratch.get_ptr_mut(0).is_some_and(|rec| {
@@ -81,7 +109,7 @@ pub fn emit_ops_once(seq: *mut c_void, f_op: u64, scratch: &PerCpuArray<OpsRecor
         }
     });
     if !written {
-        forget_ops(f_op);
+        forget_ops(seen, f_op);
     }
 }
 
@@ -91,7 +119,7 @@ pub fn emit_ops_once(seq: *mut c_void, f_op: u64, scratch: &PerCpuArray<OpsRecor
 /// returned by [`emit_ops_once`]: as a constant true or false, the verifier would walk the
 /// whole program in between once for each.
 #[inline(always)]
-pub fn settle_ops(written: i64, scratch: &PerCpuArray<OpsRecord>) {
+pub fn settle_ops(written: i64, seen: &SeenOps, scratch: &PerCpuArray<OpsRecord>) {
     let Some(rec) = scratch.get_ptr_mut(0) else {
         return;
     };
@@ -99,7 +127,7 @@ pub fn settle_ops(written: i64, scratch: &PerCpuArray<OpsRecord>) {
     let reported = unsafe { core::ptr::read_volatile(&raw const (*rec).f_op) };
     if reported != 0 {
         if written != 0 {
-            forget_ops(reported);
+            forget_ops(seen, reported);
         }
         unsafe { core::ptr::write_volatile(&raw mut (*rec).f_op, 0) };
     }
@@ -107,8 +135,8 @@ pub fn settle_ops(written: i64, scratch: &PerCpuArray<OpsRecord>) {
 
 /// Marks `f_op` as not reported yet.
 #[inline(always)]
-pub fn forget_ops(f_op: u64) {
-    let _ = SEEN_OPS.remove(&f_op);
+pub fn forget_ops(seen: &SeenOps, f_op: u64) {
+    let _ = seen.remove(&f_op);
 }
 
 /// Fills every fact of `rec` for `file`, installed as `fd` in `task` (a `tgid` process);

@@ -11,7 +11,7 @@ use ckpt_common::{
 };
 use core::ffi::c_void;
 
-use crate::file_facts;
+use crate::file_facts::{self, SEEN_OPS};
 use crate::kread::{self, FsTypeCache, Mem, Typed, off};
 
 /// Records are built here, not on the 512-byte BPF stack.
@@ -67,15 +67,27 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
     }
 
     let f_op = Typed::ptr(file, off!(file_f_op));
-    if off!(flags) & FLAG_COUNT_OK != 0 && counted_ok(file, f_op, tgid) {
-        return None;
+    let counting = off!(flags) & FLAG_COUNT_OK != 0;
+    // Ok if plain: that is known once its facts are read.
+    let mut if_plain = false;
+    if counting {
+        match ok_kind(file, f_op) {
+            Some(false) if count_ok(tgid) => return None,
+            Some(true) => if_plain = true,
+            _ => {}
+        }
     }
 
     let rec = FILE_SCRATCH.get_ptr_mut(0)?;
     let rec = unsafe { &mut *rec };
     // Reported before the file's record, which user space resolves through it; settled after.
-    file_facts::emit_ops_once(seq, f_op, &FILE_OPS_SCRATCH);
+    file_facts::emit_ops_once(seq, f_op, &SEEN_OPS, &FILE_OPS_SCRATCH);
     file_facts::fill::<Typed, LOCK_WALK>(rec, task, tgid, fd, file, f_op, Some(&FILE_FS_TYPE));
+    if if_plain && file_facts::plain(rec) && count_ok(tgid) {
+        // The ops table was reported before: only a table seen already is in `OK_FOPS`.
+        file_facts::settle_ops(0, &SEEN_OPS, &FILE_OPS_SCRATCH);
+        return None;
+    }
     // Most files are no sockets: their records end before the socket members, all zero.
     let size = if rec.known & known::SOCKET == 0 {
         rec.tag = TAG_FILE_NO_SOCK;
@@ -93,20 +105,24 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
     };
     // On overflow the kernel discards this object's output and runs us again for the same file
     // after flushing: that run must report the ops table again if this one did.
-    file_facts::settle_ops(written, &FILE_OPS_SCRATCH);
+    file_facts::settle_ops(written, &SEEN_OPS, &FILE_OPS_SCRATCH);
     Some(())
 }
 
-/// Whether `file` (of process `tgid`) is ok by its ops table, and so counted in `OK_COUNTS`
-/// rather than reported.
+/// Whether `file` is ok by its ops table (`OK_FOPS`): `Some(only_plain)` as
+/// `file_facts::ok_by_table`.
 #[inline(always)]
-fn counted_ok(file: u64, f_op: u64, tgid: u32) -> bool {
+fn ok_kind(file: u64, f_op: u64) -> Option<bool> {
     let inode = Typed::ptr(file, off!(file_f_inode));
     let mode = Typed::read::<u16>(inode, off!(inode_i_mode)).unwrap_or(0) as u32;
     let rdev = Typed::read::<u32>(inode, off!(inode_i_rdev)).unwrap_or(0);
-    if !file_facts::ok_by_table(f_op, mode, rdev) {
-        return false;
-    }
+    file_facts::ok_by_table(f_op, mode, rdev)
+}
+
+/// Counts one more ok file of process `tgid` in `OK_COUNTS`; false (the file is to be
+/// reported) when the map is full.
+#[inline(always)]
+fn count_ok(tgid: u32) -> bool {
     match OK_COUNTS.get_ptr_mut(&tgid) {
         Some(n) => {
             // SAFETY: the map's value, which lives as long as its element: elements are only

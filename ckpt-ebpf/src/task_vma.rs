@@ -6,7 +6,7 @@ use aya_ebpf::{helpers::generated::bpf_seq_write, macros::map, maps::PerCpuArray
 use ckpt_common::{FS_TYPE_LEN, NAME_LEN, OpsRecord, TAG_VMA, VmaFacts, flags};
 use core::ffi::c_void;
 
-use crate::file_facts;
+use crate::file_facts::{self, SEEN_MAPPED_OPS};
 use crate::kread::{self, FsTypeCache, Mem, Typed, off};
 
 #[map]
@@ -75,7 +75,7 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     rec.f_op = Typed::ptr(file, off!(file_f_op));
     // A mapped file's ops table may belong to no open fd: report its members here too.
     let f_op = rec.f_op;
-    file_facts::emit_ops_once(seq, f_op, &VMA_OPS_SCRATCH);
+    file_facts::emit_ops_once(seq, f_op, &SEEN_MAPPED_OPS, &VMA_OPS_SCRATCH);
     // `fs_type` then `name`, 8-byte aligned (ckpt-common's layout test).
     kread::zero_words::<{ (FS_TYPE_LEN + NAME_LEN) / 8 }>((&raw mut rec.fs_type).cast());
     let facts =
@@ -95,7 +95,7 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     };
     // On overflow the kernel runs us again for this VMA: report its ops table again then, and
     // forget the "same file as last time" shortcut.
-    file_facts::settle_ops(written, &VMA_OPS_SCRATCH);
+    file_facts::settle_ops(written, &SEEN_MAPPED_OPS, &VMA_OPS_SCRATCH);
     if written != 0 {
         last[2] = 0;
     }

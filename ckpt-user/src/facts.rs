@@ -334,8 +334,9 @@ macro_rules! inode_part {
 
 impl FileFact {
     /// What the kernel's table of ok ops tables (`OK_FOPS`) holds for this file's table, once
-    /// every file of its kind is judged ok: its file type and, when `rdev_bound`, its device.
-    pub fn ok_fops(&self, rdev_bound: bool) -> ckpt_common::OkFops {
+    /// every file of its kind (`only_plain`: every plain one) is judged ok: its file type and,
+    /// when `rdev_bound`, its device.
+    pub fn ok_fops(&self, rdev_bound: bool, only_plain: bool) -> ckpt_common::OkFops {
         let rdev = match (rdev_bound, self.rdev) {
             (true, Some(d)) => (d.major << 20) | d.minor,
             _ => ckpt_common::ANY_RDEV,
@@ -343,6 +344,8 @@ impl FileFact {
         ckpt_common::OkFops {
             file_type: (self.mode & 0o170000) >> 12,
             rdev,
+            only_plain: only_plain.into(),
+            _pad: 0,
         }
     }
 

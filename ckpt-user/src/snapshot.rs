@@ -250,8 +250,8 @@ pub enum Filter {
 
 /// Judges a kind of file, for a host scan that lists only what is not ok: whether every file
 /// like `f` (its ops table, whose member functions are in `table`, looked up in `symbols`; its
-/// file type) is ok whatever its state and wherever it is held. `Some(rdev_bound)` when it is,
-/// as [`crate::classify::always_ok`]: the kernel then counts such files instead of reporting
+/// file type) is ok whatever its state and wherever it is held, or at least every plain one
+/// (see [`crate::classify::Assume`]). The kernel then counts such files instead of reporting
 /// them.
 pub trait OkByKind: Sync {
     fn always_ok(
@@ -259,7 +259,16 @@ pub trait OkByKind: Sync {
         f: &FileFact,
         table: &HashMap<u64, [u64; N_OPS_MEMBERS]>,
         symbols: &Symbols,
-    ) -> Option<bool>;
+    ) -> Option<OkKind>;
+}
+
+/// A kind of file found ok by [`OkByKind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OkKind {
+    /// Only for the sample's device number.
+    pub rdev_bound: bool,
+    /// Only the plain files of the kind.
+    pub only_plain: bool,
 }
 
 /// A walk that counts ok kinds: while the kernel walks, the first file of each ops table and
@@ -285,24 +294,30 @@ impl<'a> CountOk<'a> {
     /// file others are judged by (a unix or packet socket, a pty master), whose holders must be
     /// known.
     fn consider(&mut self, f: &FileFact, ops: &HashMap<u64, [u64; N_OPS_MEMBERS]>) {
+        let kind = (f.f_op, f.file_type);
         if f.fd.is_none()
             || f.file_type == FileType::Sock
             || Holders::indexes(f)
-            || !self.judged.insert((f.f_op, f.file_type))
+            || self.judged.contains(&kind)
         {
             return;
         }
+        // The table's record comes before its first file, unless the kernel's table of
+        // tables reported is full: such kinds are never counted.
         let Some(members) = ops.get(&f.f_op) else {
             return;
         };
+        self.judged.insert(kind);
         let table = HashMap::from([(f.f_op, *members)]);
         let Ok(symbols) =
             Symbols::lookup_indexed(self.kallsyms, &resolve::wanted_addresses(&table))
         else {
             return;
         };
-        if let Some(rdev_bound) = self.by_kind.always_ok(f, &table, &symbols)
-            && let Err(e) = self.tables.insert(f.f_op, f.ok_fops(rdev_bound))
+        if let Some(ok) = self.by_kind.always_ok(f, &table, &symbols)
+            && let Err(e) = self
+                .tables
+                .insert(f.f_op, f.ok_fops(ok.rdev_bound, ok.only_plain))
         {
             tracing::debug!("{e}: such files are reported one by one");
         }
@@ -833,27 +848,47 @@ mod tests {
         assert_eq!(renamed.comm, " a\\b\nc ");
     }
 
-    /// A host scan that counts ok kinds: processes' pipes, eventfds and /dev/null are counted
-    /// by the kernel once their kind is judged ok (all but those walked before user space had
-    /// judged it: the reads ahead hold ~11,000 records at most); their unix sockets (judged by
-    /// their peers) and a pidfd of a process outside their dumps (which blocks) are reported;
-    /// and for each process, counted plus reported are all its fds.
+    /// A host scan that counts ok kinds: processes' pipes, eventfds, /dev/null and plain
+    /// regular files are counted by the kernel once their kind is judged ok (all but those
+    /// walked before user space had judged it: the reads ahead hold ~11,000 records at most);
+    /// their unix sockets (judged by their peers), a pidfd of a process outside their dumps
+    /// (which blocks), a deleted file and a locked one are reported; and for each process,
+    /// counted plus reported are all its fds.
     #[test]
     fn ok_kinds_are_counted_by_the_kernel_and_the_rest_reported() {
         const CHILDREN: usize = 24;
-        // Within the default limit of 1024 fds.
-        const PIPES: usize = 480;
+        // Within the default limit of 1024 fds; enough plain files that, once the kernel
+        // counts them, the reads ahead (records, not fds) do not hold them all.
+        const PIPES: usize = 50;
+        const PLAIN: usize = 800;
         let judge = crate::judge::Judge::new(&crate::cli::JudgingArgs {
             profile: Some("criu-4".into()),
             ..Default::default()
         })
         .unwrap();
         let by_kind = judge.by_kind().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ckpt-count-ok-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("plain");
+        std::fs::write(&path, "x").unwrap();
+        let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        let dir_path = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
         let mut status = [0; 2];
         assert_eq!(unsafe { libc::pipe(status.as_mut_ptr()) }, 0);
         let [status_rx, status_tx] = status;
-        let children: Vec<libc::pid_t> = (0..CHILDREN)
-            .map(|_| {
+        // Each child locks a file of its own: locks on one inode are walked a few at a time.
+        let lock_paths: Vec<std::ffi::CString> = (0..CHILDREN)
+            .map(|i| {
+                let p = dir.path().join(format!("locked-{i}"));
+                std::fs::write(&p, "x").unwrap();
+                std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
+            })
+            .collect();
+        let children: Vec<libc::pid_t> = lock_paths
+            .iter()
+            .map(|lock_path| {
                 // SAFETY: the child only makes async-signal-safe calls, then is killed.
                 let child = unsafe { libc::fork() };
                 if child == 0 {
@@ -877,6 +912,15 @@ mod tests {
                             0 as libc::c_long,
                         );
                         failed |= ((pidfd < 0) as u8) << 4;
+                        for _ in 0..PLAIN {
+                            let plain = libc::open(path.as_ptr(), libc::O_RDONLY);
+                            failed |= ((plain < 0) as u8) << 5;
+                        }
+                        let locked = libc::open(lock_path.as_ptr(), libc::O_RDONLY);
+                        failed |= ((libc::flock(locked, libc::LOCK_SH) != 0) as u8) << 6;
+                        let deleted =
+                            libc::open(dir_path.as_ptr(), libc::O_TMPFILE | libc::O_RDWR, 0o600);
+                        failed |= ((deleted < 0) as u8) << 7;
                         libc::write(status_tx, [failed].as_ptr().cast(), 1);
                         loop {
                             libc::pause();
@@ -913,7 +957,7 @@ mod tests {
             "the steps of each child that failed"
         );
         let snap = snap.unwrap();
-        let mut all_counted = 0;
+        let (mut all_counted, mut plain_counted) = (0, 0);
         for (&child, fds) in children.iter().zip(fds) {
             let child = child as u32;
             let counted = snap.ok_by_kind.get(&child).copied().unwrap_or(0) as usize;
@@ -927,16 +971,33 @@ mod tests {
                 fds,
                 "pid {child}: every fd counted or reported"
             );
+            // Beside any the child inherited from the tests running meanwhile.
             let socks = reported.iter().filter(|f| f.file_type == FileType::Sock);
-            assert_eq!(socks.count(), 2, "pid {child}: unix sockets are reported");
+            assert!(socks.count() >= 2, "pid {child}: unix sockets are reported");
             assert!(
                 reported.iter().any(|f| f.pidfd_target == Some(1)),
                 "pid {child}: the pidfd is reported"
             );
+            let reg = |f: &&&FileFact| f.file_type == FileType::Reg;
+            assert!(
+                reported.iter().filter(reg).any(|f| f.nlink == 0),
+                "pid {child}: the deleted file is reported"
+            );
+            assert!(
+                reported.iter().filter(reg).any(|f| f.locked == Some(true)),
+                "pid {child}: the locked file is reported"
+            );
             assert!(snap.procs.contains_key(&child));
             all_counted += counted;
+            let plain = |f: &&&FileFact| f.nlink > 0 && f.locked == Some(false);
+            plain_counted += PLAIN - reported.iter().filter(reg).filter(plain).count();
         }
-        let opened = CHILDREN * (2 * PIPES + 2);
+        assert!(
+            plain_counted + 11_000 >= CHILDREN * PLAIN,
+            "{plain_counted} of {} plain files counted",
+            CHILDREN * PLAIN
+        );
+        let opened = CHILDREN * (2 * PIPES + 2 + PLAIN);
         assert!(
             all_counted + 11_000 >= opened,
             "{all_counted} of {opened} ok fds counted"

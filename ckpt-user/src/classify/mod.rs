@@ -340,6 +340,42 @@ impl Clause<'_> {
             _ => false,
         }
     }
+
+    /// Whether this clause asks what [`Assume::Plain`] settles.
+    fn of_plainness(self) -> bool {
+        matches!(
+            self,
+            Clause::MountVisible(_) | Clause::Locked(_) | Clause::Deleted(_) | Clause::Unlinked(_)
+        )
+    }
+}
+
+/// What a kernel filter checks of each file itself before it drops it, so that judging a
+/// kind may take it as given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Assume {
+    /// Nothing: a file of the kind may be in any state (the daemon's installs).
+    Nothing,
+    /// The file is plain: on a mount of its task's namespace, unlocked, linked, and under the
+    /// name it was opened by (a host scan's walk checks each file).
+    Plain,
+}
+
+impl Assume {
+    /// `f` as the assumption has it.
+    fn apply(self, f: &FileFact) -> std::borrow::Cow<'_, FileFact> {
+        match self {
+            Assume::Nothing => std::borrow::Cow::Borrowed(f),
+            Assume::Plain => {
+                let mut plain = f.clone();
+                plain.mount_visible = Some(true);
+                plain.locked = Some(false);
+                plain.nlink = plain.nlink.max(1);
+                plain.unlinked = false;
+                std::borrow::Cow::Owned(plain)
+            }
+        }
+    }
 }
 
 fn cond_matches(c: &Cond, f: &FileFact, ops: Option<&OpsIdentity>, ctx: &Context) -> bool {
@@ -676,6 +712,7 @@ fn static_part(
     c: &Cond,
     f: &FileFact,
     ops: Option<&OpsIdentity>,
+    assume: Assume,
     rdev_bound: &mut bool,
 ) -> Option<bool> {
     // Socket conditions hold only for sockets, device conditions only for devices.
@@ -734,21 +771,25 @@ fn static_part(
         || c.ns_member.is_some()
         || c.own_netns.is_some()
         || c.own_ipcns.is_some()
-        || c.deleted.is_some()
-        || c.unlinked.is_some()
+        || (assume == Assume::Nothing
+            && (c.deleted.is_some()
+                || c.unlinked.is_some()
+                || c.locked.is_some()
+                || c.mount_visible.is_some()))
         || c.size_over.is_some()
         || c.allocated_over.is_some()
-        || c.locked.is_some()
-        || c.mount_visible.is_some()
         || c.shared.is_some()
         || c.watches.is_some()
         || c.internal_shm.is_some()
         || (!names_the_kind(f) && (c.name.is_some() || c.name_prefix.is_some()));
     // The kernel checks the device number too before dropping a file (`rdev_bound`); a
     // socket's kind counts when the sample has one.
+    let assumed = assume.apply(f);
     let holds = clauses(c)
-        .filter(|k| k.kind_wide(true, socket_kind_known))
-        .all(|k| k.holds(f, ops, &Context::default()));
+        .filter(|k| {
+            k.kind_wide(true, socket_kind_known) || (assume == Assume::Plain && k.of_plainness())
+        })
+        .all(|k| k.holds(&assumed, ops, &Context::default()));
     if c.major.is_some() || c.minor.is_some() {
         *rdev_bound = true;
     }
@@ -760,10 +801,16 @@ fn static_part(
 }
 
 /// Whether every fd with `f`'s ops table and file type (and, for a socket, its family, type and
-/// protocol) is `ok` under `profile`, whatever its state: the first rule that could match is an
-/// `ok` rule that surely matches. `Some(bound)` when it is, `bound` telling that it holds only
-/// for `f`'s device number. Such files are dropped in the kernel by the daemon.
-pub fn always_ok(profile: &Profile, f: &FileFact, ops: Option<&OpsIdentity>) -> Option<bool> {
+/// protocol) is `ok` under `profile`, whatever its state but what `assume` takes as given: the
+/// first rule that could match is an `ok` rule that surely matches. `Some(bound)` when it is,
+/// `bound` telling that it holds only for `f`'s device number. Such files are dropped in the
+/// kernel by the daemon, and counted there by a host scan.
+pub fn always_ok(
+    profile: &Profile,
+    f: &FileFact,
+    ops: Option<&OpsIdentity>,
+    assume: Assume,
+) -> Option<bool> {
     if f.mapping.is_some() || !f.inode_known {
         return None;
     }
@@ -778,7 +825,7 @@ pub fn always_ok(profile: &Profile, f: &FileFact, ops: Option<&OpsIdentity>) -> 
         } else {
             rule.when
                 .iter()
-                .map(|c| static_part(c, f, ops, &mut rdev_bound))
+                .map(|c| static_part(c, f, ops, assume, &mut rdev_bound))
                 .collect()
         };
         if alternatives.iter().any(Option::is_none) {

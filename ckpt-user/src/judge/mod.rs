@@ -13,13 +13,13 @@ use crate::checkpointer::engine::{self, ConfigPaths, Engine, OptionsError};
 use crate::checkpointer::given::Given;
 use crate::checkpointer::runc_state::{self, RuncFile};
 use crate::checkpointer::running::RunningDump;
-use crate::classify::{self, Profile};
+use crate::classify::{self, Assume, Profile};
 use crate::cli::JudgingArgs;
 use crate::facts::FileFact;
 use crate::kernel::kallsyms::Symbols;
 use crate::resolve::{self, Catalogue};
 use crate::scope::container_id::{ContainerName, Runtime};
-use crate::snapshot::{self, Snapshot};
+use crate::snapshot::{self, OkKind, Snapshot};
 
 /// The options one dump runs with, and how to add one.
 pub struct InForce {
@@ -213,9 +213,19 @@ impl snapshot::OkByKind for ByKind<'_> {
         f: &FileFact,
         table: &HashMap<u64, [u64; N_OPS_MEMBERS]>,
         symbols: &Symbols,
-    ) -> Option<bool> {
+    ) -> Option<OkKind> {
         let tables = resolve::resolve(table, symbols, &self.catalogue);
-        classify::always_ok(self.profile, f, tables.get(&f.f_op))
+        let ops = tables.get(&f.f_op);
+        // Whatever its state, else whatever it is when plain (the walk checks each file).
+        [Assume::Nothing, Assume::Plain]
+            .into_iter()
+            .find_map(|assume| {
+                let rdev_bound = classify::always_ok(self.profile, f, ops, assume)?;
+                Some(OkKind {
+                    rdev_bound,
+                    only_plain: assume == Assume::Plain,
+                })
+            })
     }
 }
 

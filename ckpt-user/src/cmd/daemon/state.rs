@@ -13,7 +13,7 @@ use ckpt_common::{FileFacts, N_OPS_MEMBERS, TaskEvent, task_event};
 
 use crate::aggregate::{DumpReport, Rules, World};
 use crate::checkpointer::given::Given;
-use crate::classify::{self, Classifier, Profile, Verdict, names};
+use crate::classify::{self, Assume, Classifier, Profile, Verdict, names};
 use crate::facts::{FileFact, FileType};
 use crate::resolve::OpsTables;
 use crate::scope::container_id::{self, ContainerName, Runtime};
@@ -496,7 +496,9 @@ impl State {
         if f.fd.is_none() || !self.analysed.insert((f.f_op, f.file_type, socket)) {
             return;
         }
-        let Some(rdev_bound) = classify::always_ok(j.profile, f, self.ops.get(&f.f_op)) else {
+        let Some(rdev_bound) =
+            classify::always_ok(j.profile, f, self.ops.get(&f.f_op), Assume::Nothing)
+        else {
             self.offer_ok_states(j, f, out);
             return;
         };
@@ -515,7 +517,7 @@ impl State {
             return;
         }
         out.kernel
-            .push(KernelUpdate::AlwaysOk(f.f_op, f.ok_fops(rdev_bound)));
+            .push(KernelUpdate::AlwaysOk(f.f_op, f.ok_fops(rdev_bound, false)));
     }
 
     /// A TCP socket kind, ok or not by its state: the states this sample would be judged ok in,

@@ -570,6 +570,8 @@ fn always_ok_tables_go_to_the_kernel_filter_once() {
     let any = ckpt_common::OkFops {
         file_type: 0,
         rdev: ckpt_common::ANY_RDEV,
+        only_plain: 0,
+        _pad: 0,
     };
     assert_eq!(out.kernel, [KernelUpdate::AlwaysOk(EVENTFD_FOPS, any)]);
     assert!(
