@@ -48,16 +48,22 @@ pub fn ok_by_table(f_op: u64, mode: u32, rdev: u32) -> Option<bool> {
     kind.then_some(ok.only_plain != 0)
 }
 
-/// Whether the file `rec` describes is plain: its inode, mount and locks known, on a mount
-/// of its task's namespace, unlocked (every lock walked), linked, and under its name still.
+/// Whether `file`, installed in `task`, is plain: its inode, mount and locks known, on a
+/// mount of the task's namespace, unlocked (every lock walked), linked, and under the name it
+/// was opened by. Read as [`fill`] reads them, without the rest of a record.
 #[inline(always)]
-pub fn plain(rec: &FileFacts) -> bool {
-    const KNOWN: u32 = known::INODE | known::MOUNT | known::LOCKS;
-    const UNPLAIN: u32 = flags::LOCKED | flags::LOCKS_UNWALKED | flags::UNLINKED;
-    rec.known & KNOWN == KNOWN
-        && rec.flags & flags::MOUNT_VISIBLE != 0
-        && rec.flags & UNPLAIN == 0
-        && rec.nlink != 0
+pub fn plain<M: Mem, const LOCK_WALK: u32>(file: u64, task: u64) -> bool {
+    let inode = M::ptr(file, off!(file_f_inode));
+    let dentry = M::ptr(file, off!(file_f_path_dentry));
+    inode != 0
+        && M::read::<u32>(inode, off!(inode_i_nlink)).unwrap_or(0) != 0
+        && dentry != 0
+        && M::ptr(dentry, off!(dentry_d_hash_pprev)) != 0
+        && matches!(kread::mount_facts::<M>(file, task), Some((_, true)))
+        && matches!(
+            kread::holds_lock::<M, LOCK_WALK>(file, task),
+            Some(Locks::Free)
+        )
 }
 
 /// Whether `f_op` is reported for the first time (and now marked seen). A lookup first: an

@@ -67,14 +67,14 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
     }
 
     let f_op = Typed::ptr(file, off!(file_f_op));
-    let counting = off!(flags) & FLAG_COUNT_OK != 0;
-    // Ok if plain: that is known once its facts are read.
-    let mut if_plain = false;
-    if counting {
-        match ok_kind(file, f_op) {
-            Some(false) if count_ok(tgid) => return None,
-            Some(true) => if_plain = true,
-            _ => {}
+    if off!(flags) & FLAG_COUNT_OK != 0 {
+        let counted = match ok_kind(file, f_op) {
+            Some(false) => count_ok(tgid),
+            Some(true) => file_facts::plain::<Typed, LOCK_WALK>(file, task) && count_ok(tgid),
+            None => false,
+        };
+        if counted {
+            return None;
         }
     }
 
@@ -83,11 +83,6 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
     // Reported before the file's record, which user space resolves through it; settled after.
     file_facts::emit_ops_once(seq, f_op, &SEEN_OPS, &FILE_OPS_SCRATCH);
     file_facts::fill::<Typed, LOCK_WALK>(rec, task, tgid, fd, file, f_op, Some(&FILE_FS_TYPE));
-    if if_plain && file_facts::plain(rec) && count_ok(tgid) {
-        // The ops table was reported before: only a table seen already is in `OK_FOPS`.
-        file_facts::settle_ops(0, &SEEN_OPS, &FILE_OPS_SCRATCH);
-        return None;
-    }
     // Most files are no sockets: their records end before the socket members, all zero.
     let size = if rec.known & known::SOCKET == 0 {
         rec.tag = TAG_FILE_NO_SOCK;
