@@ -26,9 +26,6 @@ pub const FLAG_UDP_FLAGS: u32 = 4;
 /// `KernelOffsets::flags`: the kernel has `bpf_get_current_task_btf` (5.11+), so a tracing
 /// program may hold the current task as a BTF-typed pointer and load its members directly.
 pub const FLAG_CURRENT_TASK_BTF: u32 = 8;
-/// `KernelOffsets::flags`: the file iterator counts files that `OK_FOPS` says are ok per process
-/// (`OK_COUNTS`) instead of reporting them: a host scan lists only the files that are not ok.
-pub const FLAG_COUNT_OK: u32 = 16;
 
 pub const FS_TYPE_LEN: usize = 16;
 pub const NAME_LEN: usize = 48;

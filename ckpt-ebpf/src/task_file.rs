@@ -6,9 +6,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray},
 };
-use ckpt_common::{
-    FILE_FACTS_NO_SOCK_LEN, FLAG_COUNT_OK, FileFacts, OpsRecord, TAG_FILE_NO_SOCK, known,
-};
+use ckpt_common::{FILE_FACTS_NO_SOCK_LEN, FileFacts, OpsRecord, TAG_FILE_NO_SOCK, known};
 use core::ffi::c_void;
 
 use crate::file_facts::{self, SEEN_OPS};
@@ -22,7 +20,7 @@ static FILE_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(
 #[map]
 static FILE_FS_TYPE: FsTypeCache = PerCpuArray::with_max_entries(1, 0);
 
-/// With `FLAG_COUNT_OK` (a host scan that lists only what is not ok): per process, its files
+/// For `ckpt_task_file_counting` (a host scan that lists only what is not ok): per process, its files
 /// that `OK_FOPS` says are ok, counted here instead of reported. Sized by user space; an
 /// element is allocated when a process is first counted (`BPF_F_NO_PREALLOC`), and a process
 /// that finds the map full has its files reported as usual.
@@ -45,11 +43,22 @@ const CTX_FILE: usize = 24;
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter/task_file")]
 pub fn ckpt_task_file(ctx: *mut c_void) -> i32 {
-    let _ = try_task_file(ctx);
+    let _ = try_task_file::<false>(ctx);
     0
 }
 
-fn try_task_file(ctx: *mut c_void) -> Option<()> {
+/// The same walk for a host scan that lists only what is not ok: files of kinds user space
+/// put in `OK_FOPS` are counted per process (`OK_COUNTS`) instead of reported. A program of
+/// its own, not a flag: every other scan would pay the verifier for the dead code.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/task_file")]
+pub fn ckpt_task_file_counting(ctx: *mut c_void) -> i32 {
+    let _ = try_task_file::<true>(ctx);
+    0
+}
+
+#[inline(always)]
+fn try_task_file<const COUNTING: bool>(ctx: *mut c_void) -> Option<()> {
     let base = ctx as *const u8;
     // Each context field is read once and that copy checked: the verifier tracks the copy.
     let meta = unsafe { core::ptr::read_volatile(base.add(CTX_META) as *const *const *mut c_void) };
@@ -67,7 +76,7 @@ fn try_task_file(ctx: *mut c_void) -> Option<()> {
     }
 
     let f_op = Typed::ptr(file, off!(file_f_op));
-    if off!(flags) & FLAG_COUNT_OK != 0 {
+    if COUNTING {
         let counted = match ok_kind(file, f_op) {
             Some(false) => count_ok(tgid),
             Some(true) => file_facts::plain::<Typed, LOCK_WALK>(file, task) && count_ok(tgid),

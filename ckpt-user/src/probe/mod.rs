@@ -23,6 +23,8 @@ pub use decode::{DecodeError, Event, Record, decode_event};
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ckpt-ebpf.o"));
 
 const FILE_PROG: &str = "ckpt_task_file";
+/// The file walk that counts ok kinds instead of reporting them (`Purpose::Scan::count_ok`).
+const FILE_COUNTING_PROG: &str = "ckpt_task_file_counting";
 const VMA_PROG: &str = "ckpt_task_vma";
 const PROC_PROG: &str = "ckpt_task";
 /// The kernel functions they attach to: `bpf_iter_` and the iterator type.
@@ -100,6 +102,8 @@ const PER_PROCESS_MAX: usize = 64;
 /// The loaded iterators. Offsets (and the cgroup filter) are fixed at load.
 pub struct Probe {
     ebpf: Ebpf,
+    /// The file walk loaded: [`FILE_PROG`] or [`FILE_COUNTING_PROG`].
+    file_prog: &'static str,
     /// `iter/task_vma` exists (Linux ≥ 5.12); without it mappings are not reported.
     vmas: bool,
     /// `iter/task` was loaded: the host's processes are read by the kernel, not from /proc.
@@ -193,9 +197,10 @@ impl Probe {
         if targets.is_some() {
             offsets.flags |= ckpt_common::FLAG_FILTER_TGIDS;
         }
-        if count_ok.is_some() {
-            offsets.flags |= ckpt_common::FLAG_COUNT_OK;
-        }
+        let file_name = match count_ok {
+            Some(_) => FILE_COUNTING_PROG,
+            None => FILE_PROG,
+        };
         let mut loader = EbpfLoader::new();
         // The object has no CO-RE relocations: every kernel offset it uses is in `offsets`,
         // read from the BTF by kernel::btf. (Stock aya 0.14 would parse the whole BTF for
@@ -253,7 +258,7 @@ impl Probe {
         let (mut file_prog, mut vma_prog, mut proc_prog) = (None, None, None);
         for (name, prog) in ebpf.programs_mut() {
             match name {
-                FILE_PROG => file_prog = Some(prog),
+                name if name == file_name => file_prog = Some(prog),
                 VMA_PROG => vma_prog = Some(prog),
                 PROC_PROG => proc_prog = Some(prog),
                 _ => {}
@@ -265,7 +270,7 @@ impl Probe {
                 let procs = processes.then(|| load(proc_prog, PROC_PROG, PROC_FUNC));
                 (vmas, procs)
             });
-            let files = load(file_prog, FILE_PROG, FILE_FUNC);
+            let files = load(file_prog, file_name, FILE_FUNC);
             let (vmas, procs) = others.join().expect("loading a BPF program does not panic");
             (files, vmas, procs)
         });
@@ -289,6 +294,7 @@ impl Probe {
         };
         let mut probe = Self {
             ebpf,
+            file_prog: file_name,
             vmas,
             procs,
             per_process: Vec::new(),
@@ -475,7 +481,7 @@ impl Probe {
         if !self.per_process.is_empty() && self.snapshot_per_process(each)? {
             return Ok(());
         }
-        let files = self.iterator(FILE_PROG, None)?;
+        let files = self.iterator(self.file_prog, None)?;
         let vmas = if self.vmas {
             Some(self.iterator(VMA_PROG, None)?)
         } else {
@@ -505,7 +511,7 @@ impl Probe {
                 })
             });
             let mut files_seen = 0usize;
-            Self::drain_beside(scope, FILE_PROG, files, &mut |r| {
+            Self::drain_beside(scope, self.file_prog, files, &mut |r| {
                 each(r);
                 files_seen += 1;
                 if files_seen.is_multiple_of(MAPPING_BATCH) {
@@ -528,7 +534,7 @@ impl Probe {
         let mut buf = vec![0u8; READ_CHUNK];
         let pids = self.per_process.clone();
         for (i, &pid) in pids.iter().enumerate() {
-            let files = match self.iterator(FILE_PROG, Some(pid)) {
+            let files = match self.iterator(self.file_prog, Some(pid)) {
                 Ok(files) => files,
                 Err(e) if i == 0 => {
                     tracing::debug!("scanning every task: {e}");
@@ -536,7 +542,7 @@ impl Probe {
                 }
                 Err(e) => return Err(e),
             };
-            Self::drain(FILE_PROG, files, &mut buf, each)?;
+            Self::drain(self.file_prog, files, &mut buf, each)?;
             if self.vmas {
                 let vmas = self.iterator(VMA_PROG, Some(pid))?;
                 Self::drain(VMA_PROG, vmas, &mut buf, each)?;
