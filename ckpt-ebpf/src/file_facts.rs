@@ -28,11 +28,12 @@ pub static SEEN_OPS: SeenOps = HashMap::with_max_entries(8192, 0);
 #[map]
 pub static SEEN_MAPPED_OPS: SeenOps = HashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
 
-const BPF_F_NO_PREALLOC: u32 = 1;
+/// Map flag: elements are allocated as they are added, not all when the map is made.
+pub const BPF_F_NO_PREALLOC: u32 = 1;
 
-/// Ops tables whose files user space judged ok whatever their state (the daemon's installs,
-/// a host scan's walk); the value is the file type and device number they were judged with,
-/// checked here too.
+/// Ops tables whose files user space judged ok whatever their state, or whenever they are
+/// plain (the daemon's installs, a host scan's walk); the value is the file type and device
+/// number they were judged with, checked here too.
 #[map]
 static OK_FOPS: HashMap<u64, OkFops> = HashMap::with_max_entries(4096, 0);
 

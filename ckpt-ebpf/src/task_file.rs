@@ -20,14 +20,11 @@ static FILE_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(
 #[map]
 static FILE_FS_TYPE: FsTypeCache = PerCpuArray::with_max_entries(1, 0);
 
-/// For `ckpt_task_file_counting` (a host scan that lists only what is not ok): per process, its files
-/// that `OK_FOPS` says are ok, counted here instead of reported. Sized by user space; an
-/// element is allocated when a process is first counted (`BPF_F_NO_PREALLOC`), and a process
-/// that finds the map full has its files reported as usual.
+/// For `ckpt_task_file_counting`: per process, its files that `OK_FOPS` says are ok, counted
+/// here instead of reported. Sized by user space; an element is allocated when a process is
+/// first counted, and a process that finds the map full has its files reported as usual.
 #[map]
-static OK_COUNTS: HashMap<u32, u64> = HashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
-
-const BPF_F_NO_PREALLOC: u32 = 1;
+static OK_COUNTS: HashMap<u32, u64> = HashMap::with_max_entries(1, file_facts::BPF_F_NO_PREALLOC);
 
 /// Locks walked per list of an inode: the verifier's work, paid by every scan's start-up, grows
 /// faster than this bound. Beyond it the record says so (`flags::LOCKS_UNWALKED`) and user
