@@ -783,17 +783,7 @@ mod tests {
         let mut netns = spawn(&["unshare", "--net", "sleep", "60"]);
         let mut traced = spawn(&["sleep", "60"]);
         // A name /proc escapes (a newline, a backslash) and pads with blanks.
-        let name = b" a\\b\nc \0";
-        // SAFETY: the child only makes async-signal-safe calls, then is killed.
-        let named = unsafe { libc::fork() };
-        if named == 0 {
-            unsafe {
-                libc::prctl(libc::PR_SET_NAME, name.as_ptr());
-                loop {
-                    libc::pause();
-                }
-            }
-        }
+        let named = crate::scope::tests::fork_named(c" a\\b\nc ");
         let tracee = traced.id() as libc::pid_t;
         // SAFETY: PTRACE_SEIZE neither stops the child nor touches our memory.
         assert_eq!(unsafe { libc::ptrace(libc::PTRACE_SEIZE, tracee, 0, 0) }, 0);

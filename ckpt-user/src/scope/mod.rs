@@ -344,6 +344,22 @@ pub(crate) mod tests {
     use super::*;
     use crate::facts::{DevNum, SocketFact, UnixPeer};
 
+    /// Forks a child that names itself `name` (NUL-terminated, as `PR_SET_NAME` takes it) and
+    /// pauses; the caller kills and reaps it.
+    pub(crate) fn fork_named(name: &std::ffi::CStr) -> libc::pid_t {
+        // SAFETY: the child only makes async-signal-safe calls, then is killed.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            unsafe {
+                libc::prctl(libc::PR_SET_NAME, name.as_ptr());
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        child
+    }
+
     pub(crate) fn file(pid: u32, ft: FileType, ino: u64) -> FileFact {
         FileFact {
             pid,

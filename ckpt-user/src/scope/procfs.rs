@@ -580,17 +580,7 @@ mod tests {
 
     #[test]
     fn a_name_that_is_not_utf8_keeps_the_process() {
-        let name = b"\xff\xfe-ckpt\0";
-        // SAFETY: the child only makes async-signal-safe calls, then is killed.
-        let child = unsafe { libc::fork() };
-        if child == 0 {
-            unsafe {
-                libc::prctl(libc::PR_SET_NAME, name.as_ptr());
-                loop {
-                    libc::pause();
-                }
-            }
-        }
+        let child = crate::scope::tests::fork_named(c"\xff\xfe-ckpt");
         let pid = child as u32;
         let mut info = None;
         for _ in 0..200 {
