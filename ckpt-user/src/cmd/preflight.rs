@@ -165,25 +165,24 @@ fn worst(verdicts: impl Iterator<Item = Verdict>) -> Verdict {
     verdicts.max().unwrap_or(Verdict::Ok)
 }
 
-pub fn run(
-    args: &PreflightArgs,
-    judging: &JudgingArgs,
-    out: &mut dyn Write,
-) -> anyhow::Result<Exit> {
-    let start = ScanStart::begin();
-    // Checked beside the rest: nothing it says depends on what the scan finds, and it needs
-    // only the binary, not the version the judge asks it for meanwhile.
-    let criu_check = Criu::locate(judging.criu.as_deref()).map(|path| RunningCheck::start(&path));
-    let judge = Judge::new(judging)?;
-    let profile = &judge.profile;
+/// The targets and, unless that failed, their scan and their processes once scanned.
+struct Scanned {
+    targets: Vec<Target>,
+    snapshot: anyhow::Result<(Snapshot, Vec<BTreeSet<u32>>)>,
+}
+
+fn scan_targets(args: &PreflightArgs, start: ScanStart) -> anyhow::Result<Scanned> {
     let targets = targets(args)?;
-    // Bad configuration is a usage error: found before anything is scanned.
-    let in_force: Vec<InForce> = targets
-        .iter()
-        .map(|t| judge.in_force(t.name.as_ref()))
-        .collect::<Result<_, _>>()?;
-    let listed = members_of(&targets)?;
-    if let ([t], [pids]) = (targets.as_slice(), listed.as_slice())
+    let snapshot = scan_members(&targets, start);
+    Ok(Scanned { targets, snapshot })
+}
+
+fn scan_members(
+    targets: &[Target],
+    start: ScanStart,
+) -> anyhow::Result<(Snapshot, Vec<BTreeSet<u32>>)> {
+    let listed = members_of(targets)?;
+    if let ([t], [pids]) = (targets, listed.as_slice())
         && pids.is_empty()
     {
         bail!(
@@ -194,7 +193,7 @@ pub fn run(
 
     // One cgroup v2: the kernel reports its tasks only, and visits only its processes when
     // they are few. (A v1 scan is of the whole host: a dump's tree may leave the cgroup.)
-    let (filter, visit) = match (targets.as_slice(), listed.as_slice()) {
+    let (filter, visit) = match (targets, listed.as_slice()) {
         ([one], [pids]) => match one.cgroup.filter() {
             f @ Filter::Cgroup { .. } => (f, Some(pids)),
             f => (f, None),
@@ -209,12 +208,12 @@ pub fn run(
     // The processes judged are those in the cgroups once scanned: one forked in since the
     // listing (by a process choosing its timing) is judged too. When only the listed ones were
     // visited, such a one makes the scan go again over every task.
-    let mut members = members_of(&targets)?;
+    let mut members = members_of(targets)?;
     if let (Some(visited), [now]) = (visit, members.as_slice())
         && !now.is_subset(visited)
     {
         snapshot = Snapshot::take(ScanStart::begin(), filter, None, None)?;
-        members = members_of(&targets)?;
+        members = members_of(targets)?;
     }
     for pid in members.iter().flatten() {
         if let std::collections::btree_map::Entry::Vacant(e) = snapshot.procs.entry(*pid)
@@ -223,6 +222,34 @@ pub fn run(
             e.insert(p);
         }
     }
+    Ok((snapshot, members))
+}
+
+pub fn run(
+    args: &PreflightArgs,
+    judging: &JudgingArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<Exit> {
+    let start = ScanStart::begin();
+    // Checked beside the rest: nothing it says depends on what the scan finds, and it needs
+    // only the binary, not the version the judge asks it for meanwhile.
+    let criu_check = Criu::locate(judging.criu.as_deref()).map(|path| RunningCheck::start(&path));
+    // The judge (CRIU's version, the profile, the config files) and the scan need nothing of
+    // each other until the dump is judged: the profile is parsed while the kernel verifies
+    // the programs. Its errors still come first, then the targets', then the options', as
+    // when nothing was scanned before them.
+    let judging_args = judging.clone();
+    let judging_thread = std::thread::spawn(move || Judge::new(&judging_args));
+    let scanned = scan_targets(args, start);
+    let judge = judging_thread.join().expect("judging does not panic")?;
+    let profile = &judge.profile;
+    let Scanned { targets, snapshot } = scanned?;
+    // Bad configuration is a usage error, reported before what the scan met.
+    let in_force: Vec<InForce> = targets
+        .iter()
+        .map(|t| judge.in_force(t.name.as_ref()))
+        .collect::<Result<_, _>>()?;
+    let (snapshot, members) = snapshot?;
     let t = &snapshot.timings;
     tracing::debug!(btf = ?t.btf, load = ?t.load, iterate = ?t.iterate, kallsyms = ?t.kallsyms, procfs = ?t.procfs, files = snapshot.files.len(), "preflight scan");
 
