@@ -129,6 +129,8 @@ pub struct EbpfLoader<'a> {
     extensions: HashSet<&'a str>,
     verifier_log_level: VerifierLogLevel,
     allow_unsupported_maps: bool,
+    // Only these programs are linked and relocated (`None`: every program of the object).
+    programs_only: Option<HashSet<&'a str>>,
 }
 
 /// Builder style API for advanced loading of eBPF programs.
@@ -177,6 +179,7 @@ impl<'a> EbpfLoader<'a> {
             extensions: HashSet::new(),
             verifier_log_level: VerifierLogLevel::default(),
             allow_unsupported_maps: false,
+            programs_only: None,
         }
     }
 
@@ -352,6 +355,16 @@ impl<'a> EbpfLoader<'a> {
         self
     }
 
+    /// Links, relocates and keeps only the programs named: the others of the object are
+    /// dropped before anything is done with them. Its maps are all created as before.
+    ///
+    /// (ckpt-watch: a scan loads 2 or 3 of the object's 11 programs; linking the other 8 was
+    /// ~0.4 ms of every start-up.)
+    pub fn programs_only(&mut self, names: &[&'a str]) -> &mut Self {
+        self.programs_only = Some(names.iter().copied().collect());
+        self
+    }
+
     /// Treat the provided program as an [`Extension`]
     ///
     /// When attempting to load the program with the provided `name`
@@ -436,8 +449,22 @@ impl<'a> EbpfLoader<'a> {
             verifier_log_level,
             allow_unsupported_maps,
             map_pin_path_by_name,
+            programs_only,
         } = self;
         let mut obj = Object::parse(data)?;
+        if let Some(keep) = programs_only {
+            let mut dropped = Vec::new();
+            obj.programs.retain(|name, program| {
+                let kept = keep.contains(name.as_str());
+                if !kept {
+                    dropped.push(program.function_key());
+                }
+                kept
+            });
+            for key in dropped {
+                obj.functions.remove(&key);
+            }
+        }
         obj.patch_map_data(globals.clone())?;
 
         let btf_fd = if let Some(features) = &FEATURES.btf() {
