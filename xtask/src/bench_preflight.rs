@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 
 const OTHER_PROCS: usize = 2000;
 const CONTAINER_PROCS: usize = 10;
-const RUNS: usize = 5;
+const RUNS: usize = 21;
 const TARGET_RATIO: f64 = 0.2;
 const TARGET_START_UP: Duration = Duration::from_millis(30);
 
