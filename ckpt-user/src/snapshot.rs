@@ -344,7 +344,11 @@ impl ScanStart {
             Ok((index, t.elapsed()))
         });
         let btf = std::thread::spawn(|| {
-            LoadedBtf::of_running_kernel(&Cache::system(), &Probe::ITERATOR_FUNCS)
+            let btf = LoadedBtf::of_running_kernel(&Cache::system(), &Probe::ITERATOR_FUNCS);
+            // aya probes the kernel's BPF features (~12 bpf() calls, ~0.3 ms) the first time
+            // it loads an object, on the loading thread: done here, it is done meanwhile.
+            aya::features();
+            btf
         });
         Self { btf, kallsyms }
     }
