@@ -403,6 +403,18 @@ fn bad_input_is_one_line_and_exit_2() {
             vec![],
             "--with:".into(),
         ),
+        // The judge is built while the scan loads; its errors still come first, then the
+        // targets', then the options', then what the scan met.
+        (
+            vec!["--cgroup", "/no/such/cgroup", "--profile", "criu-9"],
+            vec![],
+            "criu-4, criu-3.17".into(),
+        ),
+        (
+            vec!["--cgroup", empty.to_str().unwrap()],
+            vec![("CRIU_CONFIG_FILE", &malformed)],
+            format!("{malformed}:3: unknown CRIU option `file-lcoks`"),
+        ),
     ];
     for (args, env, want) in cases {
         let mut all = vec!["preflight"];
