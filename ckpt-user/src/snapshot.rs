@@ -390,7 +390,8 @@ impl Snapshot {
         // The scanner holds BPF fds of its own; it is not what anyone asks about.
         offsets.ignore_tgid = std::process::id();
         // A pid's dump is its subtree (`criu dump -t`): whom its children hold decides which
-        // peers are inside, so the kernel reports the whole subtree.
+        // peers are inside, so the kernel reports the whole subtree. The processes a scan is
+        // known to be about are read from /proc while the programs load.
         let mut known_procs = None;
         let mut targets = None;
         // Every process of the host: told by the kernel (`iter/task`) where it can, with
@@ -404,12 +405,8 @@ impl Snapshot {
             Filter::All => all_procs = Some(std::thread::spawn(procfs::all_procs)),
             Filter::Pid(pid) => {
                 let tree = procfs::tree_of(pid)?;
-                let procs = tree
-                    .iter()
-                    .filter_map(|&p| procfs::read_or_warn(p).map(|info| (p, info)))
-                    .collect();
+                known_procs = Some(read_meanwhile(tree.clone()));
                 targets = Some(tree);
-                known_procs = Some(procs);
             }
             // A kernel whose cgroups the BTF does not describe cannot filter: scanning
             // everything costs time, filtering blind would find no files and say `ok`.
@@ -420,6 +417,9 @@ impl Snapshot {
             Filter::Cgroup { .. } => {
                 tracing::debug!("no cgroup ancestry in this kernel's BTF: scanning every task");
             }
+        }
+        if let (Filter::Cgroup { .. }, Some(members)) = (filter, members) {
+            known_procs = Some(read_meanwhile(members.clone()));
         }
         timings.btf = t.elapsed();
         let t = Instant::now();
@@ -474,7 +474,7 @@ impl Snapshot {
     /// `count_ok`: for a probe loaded with `count_ok`, the ok kinds told to its kernel.
     pub fn collect(
         probe: &mut Probe,
-        known_procs: Option<BTreeMap<u32, ProcInfo>>,
+        known_procs: Option<ProcsReader>,
         all_procs: Option<ProcsReader>,
         kallsyms: impl FnOnce(&HashSet<u64>) -> Result<(Symbols, Duration), KallsymsError>,
         judged: bool,
@@ -542,7 +542,9 @@ impl Snapshot {
                 all.retain(|pid, _| noted.holders.contains(pid));
                 Some(all)
             }
-            None => known_procs,
+            None => known_procs
+                .map(|reader| reader.join().expect("the /proc reader does not panic"))
+                .transpose()?,
         };
         let procs = read_procs(&noted.holders, known_procs);
         let namespaces = if noted.nsfs {
@@ -705,6 +707,16 @@ fn refine_deleted_allocation(files: &mut [FileFact], which: &[usize]) {
 /// `/proc` read on another thread: every process of the host.
 pub type ProcsReader =
     std::thread::JoinHandle<Result<BTreeMap<u32, ProcInfo>, crate::scope::ProcError>>;
+
+/// `pids` read from /proc on another thread: those that exited are left out.
+fn read_meanwhile(pids: BTreeSet<u32>) -> ProcsReader {
+    std::thread::spawn(move || {
+        Ok(pids
+            .iter()
+            .filter_map(|&p| procfs::read_or_warn(p).map(|info| (p, info)))
+            .collect())
+    })
+}
 
 fn read_procs(
     holders: &BTreeSet<u32>,
