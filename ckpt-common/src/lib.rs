@@ -26,6 +26,9 @@ pub const FLAG_UDP_FLAGS: u32 = 4;
 /// `KernelOffsets::flags`: the kernel has `bpf_get_current_task_btf` (5.11+), so a tracing
 /// program may hold the current task as a BTF-typed pointer and load its members directly.
 pub const FLAG_CURRENT_TASK_BTF: u32 = 8;
+/// `KernelOffsets::flags`: the kernel has `bpf_sock_from_file` (5.11+), so an iterator may hold
+/// a socket file's `struct socket` as a BTF-typed pointer and load its members directly.
+pub const FLAG_SOCK_FROM_FILE: u32 = 16;
 
 pub const FS_TYPE_LEN: usize = 16;
 pub const NAME_LEN: usize = 48;

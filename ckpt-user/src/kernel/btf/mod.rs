@@ -422,6 +422,13 @@ impl KernelBtf {
         {
             k.flags |= ckpt_common::FLAG_CURRENT_TASK_BTF;
         }
+        if self
+            .btf
+            .enum_value("bpf_func_id", "BPF_FUNC_sock_from_file")
+            .is_some()
+        {
+            k.flags |= ckpt_common::FLAG_SOCK_FROM_FILE;
+        }
         for (slot, member) in k.fop_members.iter_mut().zip(OPS_MEMBERS) {
             *slot = o(8, "file_operations", member);
         }
@@ -726,6 +733,7 @@ mod tests {
         }
         // 5.11+: the tracing programs read the current task through its BTF type.
         assert_ne!(k.flags & ckpt_common::FLAG_CURRENT_TASK_BTF, 0);
+        assert_ne!(k.flags & ckpt_common::FLAG_SOCK_FROM_FILE, 0);
         for (name, off) in [
             ("i_flctx", k.inode_i_flctx),
             ("unix_sock.peer", k.unix_peer),
