@@ -49,11 +49,11 @@ pub fn ok_by_table(f_op: u64, mode: u32, rdev: u32) -> Option<bool> {
     kind.then_some(ok.only_plain != 0)
 }
 
-/// Whether `file`, installed in `task`, is plain: its inode, mount and locks known, on a
-/// mount of the task's namespace, unlocked (every lock walked), linked, and under the name it
-/// was opened by. Read as [`fill`] reads them, without the rest of a record.
+/// Whether `file`, installed in `task`, is plain but for its locks: its inode and mount known,
+/// on a mount of the task's namespace, linked, and under the name it was opened by (with
+/// [`unlocked`], plain). Read as [`fill`] reads them, without the rest of a record.
 #[inline(always)]
-pub fn plain<M: Mem, const LOCK_WALK: u32>(file: u64, task: u64) -> bool {
+pub fn plain_but_locks<M: Mem>(file: u64, task: u64) -> bool {
     let inode = M::ptr(file, off!(file_f_inode));
     let dentry = M::ptr(file, off!(file_f_path_dentry));
     inode != 0
@@ -61,10 +61,15 @@ pub fn plain<M: Mem, const LOCK_WALK: u32>(file: u64, task: u64) -> bool {
         && dentry != 0
         && M::ptr(dentry, off!(dentry_d_hash_pprev)) != 0
         && matches!(kread::mount_facts::<M>(file, task), Some((_, true)))
-        && matches!(
-            kread::holds_lock::<M, LOCK_WALK>(file, task),
-            Some(Locks::Free)
-        )
+}
+
+/// Whether `task` surely holds no lock on `file` (every lock walked).
+#[inline(always)]
+pub fn unlocked<M: Mem, const LOCK_WALK: u32>(file: u64, task: u64) -> bool {
+    matches!(
+        kread::holds_lock::<M, LOCK_WALK>(file, task),
+        Some(Locks::Free)
+    )
 }
 
 /// Whether `f_op` is reported for the first time (and now marked seen). A lookup first: an

@@ -74,9 +74,14 @@ fn try_task_file<const COUNTING: bool>(ctx: *mut c_void) -> Option<()> {
 
     let f_op = Typed::ptr(file, off!(file_f_op));
     if COUNTING {
+        // Whatever its kind, a file the task holds a lock on is reported: CRIU stops at any
+        // lock of a dumped task without --file-locks (criu/file-lock.c).
         let counted = match ok_kind(file, f_op) {
-            Some(false) => count_ok(tgid),
-            Some(true) => file_facts::plain::<Typed, LOCK_WALK>(file, task) && count_ok(tgid),
+            Some(only_plain) => {
+                (!only_plain || file_facts::plain_but_locks::<Typed>(file, task))
+                    && file_facts::unlocked::<Typed, LOCK_WALK>(file, task)
+                    && count_ok(tgid)
+            }
             None => false,
         };
         if counted {

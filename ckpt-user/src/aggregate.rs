@@ -379,6 +379,11 @@ impl Rules<'_, '_> {
             };
             let info = world.proc_info(pid).unwrap_or(&unknown);
             let mut facts = set.task_facts(info, &root);
+            facts.locked_fds = files
+                .iter()
+                .filter(|f| f.mapping.is_none() && f.locked == Some(true))
+                .filter_map(|f| f.fd)
+                .collect();
             // A descendant the report does not list (`--pid`) is dumped all the same: its
             // pid namespace is judged on the root.
             if pid == set.root {

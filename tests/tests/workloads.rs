@@ -154,3 +154,27 @@ fn children_belong_to_their_leaders_dump() {
         "{child}"
     );
 }
+
+/// A lock on a file whose kind the host scan counts in the kernel as ok (a pipe, a memfd)
+/// still reaches the verdict: CRIU stops at every lock a dumped task holds.
+#[test]
+fn a_lock_on_a_file_ok_by_its_kind_needs_file_locks() {
+    let cases = [zoo("flock_pipe"), zoo("posix_lock_memfd")];
+    let doc = host_scan();
+    for case in &cases {
+        let w = workload_rooted_at(&doc, case.pid).expect("the lock holder's session");
+        assert_eq!(
+            (w["verdict"].as_str(), &w["options"]),
+            (Some("needs"), &serde_json::json!(["--file-locks"])),
+            "{w}"
+        );
+        let task = &w["processes"][0]["task"];
+        assert!(
+            task.as_array()
+                .unwrap()
+                .iter()
+                .any(|j| j["rule"] == "holds-file-locks"),
+            "{w}"
+        );
+    }
+}

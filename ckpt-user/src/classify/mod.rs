@@ -43,6 +43,9 @@ pub struct TaskFacts {
     pub traced: bool,
     /// The task lives in a pid namespace other than the dump root's.
     pub nested_pidns: bool,
+    /// The fds of the task's files it holds a lock on, whatever their kind: a task rule's
+    /// reason names them as `{locked_fds}`.
+    pub locked_fds: Vec<u32>,
 }
 
 /// The verdict on one file (or on the task itself), with why and what fixes it.
@@ -842,6 +845,7 @@ fn task_cond_matches(c: &TaskCond, t: &TaskFacts) -> bool {
     opt(&c.session_leader, |&b| t.session_leader == b)
         && opt(&c.traced, |&b| t.traced == b)
         && opt(&c.nested_pidns, |&b| t.nested_pidns == b)
+        && opt(&c.holds_locks, |&b| t.locked_fds.is_empty() != b)
 }
 
 /// Every check of `rules` that holds: each is an independent check the checkpointer makes.
@@ -861,7 +865,15 @@ fn checks<C>(rules: &[CheckRule<C>], kind: &str, holds: impl Fn(&C) -> bool) -> 
 
 /// Every task rule that matches the dump's root task.
 pub fn classify_task(profile: &Profile, t: &TaskFacts) -> Vec<Judgement> {
-    checks(&profile.task_rules, "task", |c| task_cond_matches(c, t))
+    let mut judgements = checks(&profile.task_rules, "task", |c| task_cond_matches(c, t));
+    if judgements.iter().any(|j| j.reason.contains("{locked_fds}")) {
+        let fds: Vec<String> = t.locked_fds.iter().map(u32::to_string).collect();
+        let fds = fds.join(", ");
+        for j in &mut judgements {
+            j.reason = j.reason.replace("{locked_fds}", &fds);
+        }
+    }
+    judgements
 }
 
 /// The kernel facts kernel rules look at.

@@ -154,6 +154,8 @@ pub struct TaskCond {
     pub traced: Option<bool>,
     /// In a pid namespace other than the dump root's.
     pub nested_pidns: Option<bool>,
+    /// Holding a lock on any of its files.
+    pub holds_locks: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]

@@ -1633,6 +1633,7 @@ fn task(session_leader: bool, traced: bool) -> Vec<(Verdict, String, Vec<String>
             session_leader,
             traced,
             nested_pidns: false,
+            locked_fds: Vec::new(),
         },
     )
     .into_iter()
@@ -1676,12 +1677,42 @@ fn a_task_in_a_nested_pid_namespace_blocks() {
             session_leader: true,
             traced: false,
             nested_pidns: true,
+            locked_fds: Vec::new(),
         },
     )
     .into_iter()
     .map(|j| (j.verdict, j.rule))
     .collect();
     assert_eq!(rules, [(Blocks, String::from("nested-pidns"))]);
+}
+
+/// CRIU stops at any lock of a dumped task (criu/file-lock.c), whatever the locked file's
+/// kind: the task rule names the fds, in both profiles.
+#[test]
+fn a_task_holding_locks_needs_file_locks_and_is_told_which_fds() {
+    let criu317 = load_profile("criu-3.17").expect("criu-3.17 loads");
+    for profile in [criu4(), &criu317] {
+        let judged = classify_task(
+            profile,
+            &TaskFacts {
+                session_leader: true,
+                locked_fds: vec![4, 7],
+                ..TaskFacts::default()
+            },
+        );
+        let j = judged
+            .iter()
+            .find(|j| j.rule == "holds-file-locks")
+            .expect("the lock rule");
+        assert_eq!(
+            (j.verdict, j.reason.as_str(), j.options.as_slice()),
+            (
+                Needs,
+                "the task holds a file lock (on fd 4, 7)",
+                [String::from("--file-locks")].as_slice()
+            )
+        );
+    }
 }
 
 #[test]

@@ -310,11 +310,13 @@ impl DumpSet {
     /// tasks pass that check.
     /// `root` is the dump's root task: CRIU dumps one pid namespace, the root's
     /// (criu/namespaces.c: `Can't dump nested pid namespace`).
+    /// What the task rules judge of `task` by its /proc facts (its locks are its files').
     pub fn task_facts(&self, task: &ProcInfo, root: &ProcInfo) -> TaskFacts {
         TaskFacts {
             session_leader: task.pid != self.root || task.session_leader(),
             traced: task.tracer_pid != 0,
             nested_pidns: task.pidns.is_some() && root.pidns.is_some() && task.pidns != root.pidns,
+            locked_fds: Vec::new(),
         }
     }
 }

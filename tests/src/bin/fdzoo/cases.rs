@@ -181,6 +181,8 @@ pub static CASES: &[Case] = &[
     case("ofd_lock", files::ofd_lock),
     case("posix_lock_ext", files::posix_lock_ext),
     case("flock_ext_shared", files::flock_ext_shared),
+    case("flock_pipe", files::flock_pipe),
+    case("posix_lock_memfd", files::posix_lock_memfd),
     case(
         "unix_stream_inflight_in_tree",
         sockets::unix_stream_inflight_in_tree,

@@ -229,6 +229,29 @@ pub fn flock_ext_shared(ctx: &mut Ctx) -> Result<Held> {
     Held::one(fd)
 }
 
+/// A flock on a pipe: CRIU stops at every lock of a dumped task, whatever the file
+/// (criu/file-lock.c), while a pipe alone is dumped as it is.
+pub fn flock_pipe(_: &mut Ctx) -> Result<Held> {
+    let (r, w) = sys::pipe()?;
+    // SAFETY: flock on an owned fd.
+    cvt(
+        unsafe { libc::flock(w.as_raw_fd(), libc::LOCK_EX) },
+        "flock",
+    )?;
+    Held::fds([r, w])
+}
+
+/// A POSIX lock on a memfd, which alone is dumped as it is.
+pub fn posix_lock_memfd(_: &mut Ctx) -> Result<Held> {
+    let fd = memfd_create(c"zoo-memfd-locked", 0)?;
+    ftruncate(&fd, 4096)?;
+    // Locked only once placed, as `posix_lock`.
+    Ok(Held {
+        after_place: Some(set_posix_lock),
+        ..Held::one(fd)?
+    })
+}
+
 pub fn pipe_pair(_: &mut Ctx) -> Result<Held> {
     let (r, w) = sys::pipe()?;
     Held::fds([r, w])
