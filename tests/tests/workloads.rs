@@ -2,10 +2,11 @@
 //! container by its engine's cgroup, a systemd unit by its `.service`/`.scope` cgroup, else a
 //! session under its leader. Each is judged as the dump its root implies, the worst first.
 
-use ckpt_tests::{Sh, Started, TestCgroups, Zoo, ckpt_watch, container_id, run_env};
+use ckpt_tests::{Fdctl, Sh, Started, TestCgroups, Zoo, ckpt_watch, container_id, run_env};
 use serde_json::Value;
 
 const FDZOO: &str = env!("CARGO_BIN_EXE_fdzoo");
+const FDCTL: &str = env!("CARGO_BIN_EXE_fdctl");
 /// These tests judge workloads, not the installed CRIU (which `criu check` would ask).
 const NO_CRIU: (&str, &str) = ("PATH", "/ckpt-watch-tests/no-criu-on-this-path");
 
@@ -153,6 +154,63 @@ fn children_belong_to_their_leaders_dump() {
         serde_json::json!(["--shell-job"]),
         "{child}"
     );
+}
+
+/// A worker pool's inherited files are judged for every holder, under its own pid and fd, with
+/// what depends on the holder judged for each: the leader's POSIX lock on a deleted file is its
+/// own (its files table owns it), and its children hold the same open file unlocked, which
+/// needs nothing of them.
+#[test]
+fn files_a_pool_shares_are_judged_for_every_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pool-lock");
+    let mut pool = Fdctl::start(FDCTL);
+    let ring = pool.open("io_uring");
+    let locked = pool.open(&format!("file {}", path.display()));
+    std::fs::remove_file(&path).unwrap();
+    pool.send(&format!("lock {locked}"));
+    let workers: Vec<u64> = (0..3)
+        .map(|_| {
+            let reply = pool.send("fork");
+            reply.strip_prefix("child ").unwrap().parse().unwrap()
+        })
+        .collect();
+
+    let doc = host_scan();
+    let w = workload_rooted_at(&doc, pool.pid).expect("the pool's session");
+    let files_of = |pid: u64| -> Vec<(u64, String, Value)> {
+        let p = w["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["pid"] == pid)
+            .unwrap_or_else(|| panic!("process {pid} not in {w}"));
+        p["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let kind = f["kind"].as_str().unwrap().to_string();
+                (f["fd"].as_u64().unwrap(), kind, f["options"].clone())
+            })
+            .collect()
+    };
+    let io_uring = (ring as u64, "io_uring".to_string(), serde_json::json!([]));
+    assert_eq!(
+        files_of(pool.pid as u64),
+        [
+            io_uring.clone(),
+            (
+                locked as u64,
+                "locked-file".into(),
+                serde_json::json!(["--file-locks"])
+            )
+        ],
+        "{w}"
+    );
+    for worker in workers {
+        assert_eq!(files_of(worker), std::slice::from_ref(&io_uring), "{w}");
+    }
 }
 
 /// A lock on a file whose kind the host scan counts in the kernel as ok (a pipe, a memfd)

@@ -14,6 +14,9 @@
 //!                                                   by default
 //!   tcp                                  → `fd N`      a TCP socket, not connected (CLOSE)
 //!   connect N PORT                       → `ok`        connect fd N to 127.0.0.1:PORT
+//!   file PATH                            → `fd N`      PATH opened read-write, created
+//!   lock N                               → `ok`        a POSIX write lock on all of fd N:
+//!                                                   this process's, not its children's
 //!
 //! It exits when stdin closes; children die with it (PR_SET_PDEATHSIG).
 
@@ -82,6 +85,30 @@ fn userfaultfd() -> Result<RawFd, String> {
         unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) },
         "userfaultfd",
     )
+}
+
+fn file(path: &str) -> Result<RawFd, String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| format!("open {path}: {e}"))?;
+    Ok(file.into_raw_fd())
+}
+
+fn posix_lock(fd: RawFd) -> Result<(), String> {
+    // SAFETY: an all-zero flock is valid; the fields that matter are set below.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: fcntl on an fd the test chose, with a flock that lives across the call.
+    check(
+        unsafe { libc::fcntl(fd, libc::F_SETLK, &lock) } as i64,
+        "fcntl(F_SETLK)",
+    )
+    .map(|_| ())
 }
 
 fn wait_forever() -> ! {
@@ -338,6 +365,11 @@ fn command(line: &str) -> Result<String, String> {
         (Some("scm"), _) => fd(scm()),
         (Some("unix"), Some(path)) => fd(unix(path)),
         (Some("tcp"), _) => fd(tcp()),
+        (Some("file"), Some(path)) => fd(file(path)),
+        (Some("lock"), Some(n)) => {
+            let n: RawFd = n.parse().map_err(|_| format!("lock: bad fd {n}"))?;
+            posix_lock(n).map(|_| "ok".into())
+        }
         (Some("connect"), Some(n)) => {
             let n: RawFd = n.parse().map_err(|_| format!("connect: bad fd {n}"))?;
             let port = words
