@@ -421,9 +421,9 @@ fn sock_kind_of<S: Mem>(sk: u64) -> Option<SockKind> {
 ///
 /// Where `M` reads a file the verifier typed (an iterator's) and the kernel has
 /// `bpf_sock_from_file` (5.11+), the socket and its `struct sock` come typed too: their
-/// members are then plain loads, not the seven helper calls that were a host scan's largest
-/// cost per socket. The verifier follows one branch, the constant flag's, so an older kernel
-/// never sees the helper. What lies beyond `struct sock` (`unix_sock`, `udp_sock`) is outside
+/// members are then plain loads, not seven helper calls (the cache misses on the socket stay:
+/// a 2,000 × 100 host scan gained 3–5 %). The verifier follows one branch, the constant
+/// flag's, so an older kernel never sees the helper. What lies beyond `struct sock` (`unix_sock`, `udp_sock`) is outside
 /// the type the verifier knows and is still read by helper.
 #[inline(always)]
 pub fn sock_facts<M: Mem>(file: u64) -> Option<SockFacts> {
