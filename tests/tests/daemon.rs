@@ -362,8 +362,10 @@ fn idle_and_short_lived_processes_raise_no_alert() {
         .collect();
     assert!(theirs.is_empty(), "{theirs:?}");
     for sid in sessions {
-        // Generous: 2,000 processes and the churn are judged on a loaded two-core machine.
-        let w = d.settled(&sid.to_string(), budget(SETTLE * 5));
+        // Generous: 2,000 processes and the churn are judged on a loaded two-core machine, and
+        // under TCG beside the matrix's other guests a churning session took longer than 5 s
+        // (scaled) to settle in two of three CI runs, while the suite alone passed.
+        let w = d.settled(&sid.to_string(), budget(SETTLE * 15));
         assert_eq!(w["verdict"], "ok", "{w}");
     }
 }
