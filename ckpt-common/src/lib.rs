@@ -258,7 +258,8 @@ pub mod syscall_kind {
     pub const PAIR_ARG0: u8 = 2;
     /// Two fds written to the `int[2]` at argument 3 (socketpair).
     pub const PAIR_ARG3: u8 = 3;
-    /// fcntl: the return value is an fd for F_DUPFD and F_DUPFD_CLOEXEC.
+    /// fcntl: the return value is an fd for F_DUPFD and F_DUPFD_CLOEXEC; the locking commands
+    /// (F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW) changed the locks on fd arg0.
     pub const FCNTL: u8 = 4;
     /// close(arg0).
     pub const CLOSE: u8 = 5;
@@ -272,6 +273,10 @@ pub mod syscall_kind {
     pub const RECVMSG: u8 = 9;
     /// recvmmsg(fd, mmsghdr[], n, ...): the same for the first message returned.
     pub const RECVMMSG: u8 = 10;
+    /// flock(fd, operation): the locks on fd arg0 changed.
+    pub const FLOCK: u8 = 11;
+    /// fcntl where `fd_install` reports the fds it creates: its locking commands only.
+    pub const FCNTL_LOCKS: u8 = 12;
 }
 
 /// What `OK_FOPS` knows about an ops table whose files are always ok: the file type

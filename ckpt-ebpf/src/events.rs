@@ -1,6 +1,6 @@
 //! Live events for the daemon: every fd a task installs (from the best backend the kernel
 //! allows: fentry or kprobe on `fd_install`, else the exits of fd-creating syscalls), closes of
-//! tracked fds, and fork/exec/exit. Files whose ops table (`OK_FOPS`) or, for sockets, whose
+//! tracked fds, files whose locks changed, and fork/exec/exit. Files whose ops table (`OK_FOPS`) or, for sockets, whose
 //! family, type and protocol (`OK_SOCKS`) user space has judged ok whatever their state are
 //! dropped here, so the ring buffer carries only what matters; a TCP socket ok in its present
 //! state (a new one is CLOSE) is dropped too, and reported when it leaves that state.
@@ -91,6 +91,10 @@ const PTRACE_DETACH: u64 = 17;
 const PTRACE_SEIZE: u64 = 0x4206;
 const F_DUPFD: u64 = 0;
 const F_DUPFD_CLOEXEC: u64 = 1030;
+const F_SETLK: u64 = 6;
+const F_SETLKW: u64 = 7;
+const F_OFD_SETLK: u64 = 37;
+const F_OFD_SETLKW: u64 = 38;
 
 // The user-space ABI of x86_64 (not kernel structs: fixed, so not taken from BTF).
 /// `struct msghdr`: `msg_control` and `msg_controllen`.
@@ -226,10 +230,34 @@ fn ok_socket(file: u64, f_op: u64, tgid: u32, fd: u32) -> bool {
         .is_ok()
 }
 
-/// Reports `file`, just installed as `fd` in the current task.
+/// Reports `file`, just installed as `fd` in the current task, unless it is ok by its kind.
 fn installed(task: u64, fd: u32, file: u64) {
+    installed_or_locked(task, fd, file, false);
+}
+
+/// Reports `file`, `fd` of the current task, whose locks changed (flock, fcntl F_SETLK*),
+/// whatever its kind: CRIU stops at a lock on a file of any kind without --file-locks
+/// (criu/file-lock.c). A dropped lock is reported too: the fd's verdict is ok again.
+fn locked(task: u64, fd: u32, file: u64) {
+    installed_or_locked(task, fd, file, true);
+}
+
+/// One body for both, so that the verifier sees `report` inlined once.
+fn installed_or_locked(task: u64, fd: u32, file: u64, lock_changed: bool) {
     let tgid = current_tgid();
     if file == 0 || tgid == off!(ignore_tgid) || !kread::in_target_cgroup(task) {
+        return;
+    }
+    if lock_changed {
+        report(
+            task,
+            tgid,
+            fd,
+            file,
+            read_ptr(file, off!(file_f_op)),
+            None,
+            Runs::InTask,
+        );
         return;
     }
     let (f_op, inode) = kread::read_two::<u64, u64>(file, off!(file_f_op), off!(file_f_inode));
@@ -392,12 +420,18 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kind: u8) {
     let arg0 = Typed::read::<u64>(regs, off!(regs_di)).unwrap_or(0);
     match kind {
         syscall_kind::RET_FD => installed(task, ret as u32, file_at::<M>(task, ret as u32)),
-        syscall_kind::FCNTL => {
+        syscall_kind::FCNTL | syscall_kind::FCNTL_LOCKS => {
             let cmd = Typed::read::<u64>(regs, off!(regs_si)).unwrap_or(u64::MAX);
-            if cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC {
+            if kind == syscall_kind::FCNTL && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) {
                 installed(task, ret as u32, file_at::<M>(task, ret as u32));
+            } else if matches!(
+                cmd,
+                F_SETLK | F_SETLKW | F_OFD_SETLK | F_OFD_SETLKW
+            ) {
+                locked(task, arg0 as u32, file_at::<M>(task, arg0 as u32));
             }
         }
+        syscall_kind::FLOCK => locked(task, arg0 as u32, file_at::<M>(task, arg0 as u32)),
         syscall_kind::PAIR_ARG0 | syscall_kind::PAIR_ARG3 => {
             let ptr = if kind == syscall_kind::PAIR_ARG0 {
                 arg0

@@ -679,6 +679,64 @@ fn a_tcp_socket_dropped_while_closed_is_judged_when_it_connects() {
     drop(listener);
 }
 
+/// The verdict of workload `id` once it is `want`, within `within`.
+fn verdict_becomes(d: &Daemon, id: &str, want: &str, within: Duration) -> Value {
+    let mut last = None;
+    let reached = eventually(within, || {
+        last = d.workloads().into_iter().find(|w| w["id"] == id);
+        last.as_ref().is_some_and(|w| w["verdict"] == want)
+    });
+    assert!(
+        reached,
+        "{id} never became {want}: {last:?}; {}",
+        d.diagnosis()
+    );
+    last.expect("found")
+}
+
+/// A lock taken on a file ok by its kind, long after the file was installed (and dropped in
+/// the kernel): CRIU stops at it without --file-locks, whatever the file. The kernel reports the
+/// fd when its locks change, so the daemon knows at once, with no rescan (none in this test's
+/// time), and knows again when the lock is dropped.
+#[test]
+fn a_lock_taken_later_is_judged_when_taken_and_when_dropped() {
+    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let mut p = Fdctl::start(&fdctl());
+    let id = p.pid.to_string();
+    let pipe = p.open("pipe");
+    let dir = tempfile::tempdir().unwrap();
+    let file = p.open(&format!("file {}", dir.path().join("f").display()));
+    let w = d.settled(&id, budget(Duration::from_secs(5)));
+    assert_eq!(w["verdict"], "ok", "{w}");
+
+    p.send(&format!("flock {pipe}"));
+    let alert = d.wait_alert(&id, "needs-options", budget(Duration::from_secs(5)));
+    assert_eq!(
+        alert["options"],
+        serde_json::json!(["--file-locks"]),
+        "{alert}"
+    );
+    assert!(
+        alert["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(&format!("on fd {pipe}"))),
+        "{alert}"
+    );
+    p.send(&format!("unlock {pipe}"));
+    d.wait_alert(&id, "became-ok", budget(Duration::from_secs(5)));
+
+    // A POSIX lock on a regular file, then its close.
+    p.send(&format!("lock {file}"));
+    verdict_becomes(&d, &id, "needs", budget(Duration::from_secs(5)));
+    p.send(&format!("close {file}"));
+    verdict_becomes(&d, &id, "ok", budget(Duration::from_secs(5)));
+    assert_eq!(
+        d.metric("ckpt_watch_reconciles_total"),
+        1.0,
+        "only the start's"
+    );
+}
+
 #[test]
 fn lost_events_are_counted_and_state_still_converges() {
     let d = Daemon::start(&["--ring-buffer-size", "4096", "--rescan", "60s"]);

@@ -17,6 +17,10 @@
 //!   file PATH                            → `fd N`      PATH opened read-write, created
 //!   lock N                               → `ok`        a POSIX write lock on all of fd N:
 //!                                                   this process's, not its children's
+//!   flock N                              → `ok`        an exclusive flock on fd N
+//!   unlock N                             → `ok`        fd N's POSIX lock and flock dropped
+//!   pipe                                 → `fd N`      a pipe's write end (its read end stays
+//!                                                   open too)
 //!
 //! It exits when stdin closes; children die with it (PR_SET_PDEATHSIG).
 
@@ -98,10 +102,11 @@ fn file(path: &str) -> Result<RawFd, String> {
     Ok(file.into_raw_fd())
 }
 
-fn posix_lock(fd: RawFd) -> Result<(), String> {
+/// `l_type` over all of `fd`: F_WRLCK takes a POSIX lock, F_UNLCK drops it.
+fn posix_lock_as(fd: RawFd, l_type: i32) -> Result<(), String> {
     // SAFETY: an all-zero flock is valid; the fields that matter are set below.
     let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_type = l_type as libc::c_short;
     lock.l_whence = libc::SEEK_SET as libc::c_short;
     // SAFETY: fcntl on an fd the test chose, with a flock that lives across the call.
     check(
@@ -109,6 +114,18 @@ fn posix_lock(fd: RawFd) -> Result<(), String> {
         "fcntl(F_SETLK)",
     )
     .map(|_| ())
+}
+
+fn flock(fd: RawFd, operation: i32) -> Result<(), String> {
+    // SAFETY: flock on an fd the test chose.
+    check(unsafe { libc::flock(fd, operation) } as i64, "flock").map(|_| ())
+}
+
+fn pipe() -> Result<RawFd, String> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two fds into the array.
+    check(unsafe { libc::pipe(fds.as_mut_ptr()) } as i64, "pipe")?;
+    Ok(fds[1])
 }
 
 fn wait_forever() -> ! {
@@ -366,9 +383,15 @@ fn command(line: &str) -> Result<String, String> {
         (Some("unix"), Some(path)) => fd(unix(path)),
         (Some("tcp"), _) => fd(tcp()),
         (Some("file"), Some(path)) => fd(file(path)),
-        (Some("lock"), Some(n)) => {
-            let n: RawFd = n.parse().map_err(|_| format!("lock: bad fd {n}"))?;
-            posix_lock(n).map(|_| "ok".into())
+        (Some("pipe"), _) => fd(pipe()),
+        (Some(op @ ("lock" | "flock" | "unlock")), Some(n)) => {
+            let n: RawFd = n.parse().map_err(|_| format!("{op}: bad fd {n}"))?;
+            match op {
+                "lock" => posix_lock_as(n, libc::F_WRLCK),
+                "flock" => flock(n, libc::LOCK_EX),
+                _ => posix_lock_as(n, libc::F_UNLCK).and_then(|_| flock(n, libc::LOCK_UN)),
+            }
+            .map(|_| "ok".into())
         }
         (Some("connect"), Some(n)) => {
             let n: RawFd = n.parse().map_err(|_| format!("connect: bad fd {n}"))?;

@@ -126,14 +126,14 @@ pub fn attach(
             .ok_or_else(|| ProbeError::Load("map SYSCALL_KIND missing".into()))?,
     )
     .map_err(|e| ProbeError::Load(error_chain(&e)))?;
-    let watched: Vec<&(u32, &str, u8)> = match backend {
-        Backend::Tracepoint => syscalls::TABLE.iter().collect(),
-        _ => syscalls::closing().collect(),
+    let watched: Vec<(u32, &str, u8)> = match backend {
+        Backend::Tracepoint => syscalls::TABLE.to_vec(),
+        _ => syscalls::beside_fd_install().collect(),
     };
     for (nr, _, kind) in watched {
-        debug_assert_ne!(*kind, syscall_kind::IGNORE);
+        debug_assert_ne!(kind, syscall_kind::IGNORE);
         kinds
-            .set(*nr, kind, 0)
+            .set(nr, kind, 0)
             .map_err(|e| ProbeError::Load(error_chain(&e)))?;
     }
     Ok(Attached {

@@ -471,9 +471,10 @@ impl State {
     }
 
     /// Whether a file must be kept: it is not ok whatever options are in force (they differ by
-    /// engine, and only ever turn `needs` into `ok`), or other files are judged by it.
+    /// engine, and only ever turn `needs` into `ok`), other files are judged by it, or its task
+    /// is: a lock on a file of any kind needs --file-locks (the task rule `holds-file-locks`).
     fn worth_keeping(&self, j: &Judging, f: &FileFact) -> bool {
-        if Holders::indexes(f) {
+        if Holders::indexes(f) || (f.mapping.is_none() && f.locked == Some(true)) {
             return true;
         }
         // Only a pidfd's target and a pty's master are looked up among the dumped tasks: the

@@ -2,8 +2,8 @@
 //! per architecture; only x86_64 is listed (the BPF side reads x86_64 `pt_regs` too).
 
 use ckpt_common::syscall_kind::{
-    CLOSE, CLOSE_RANGE, FCNTL, PAIR_ARG0, PAIR_ARG3, PTRACE, RECVMMSG, RECVMSG, REFRESH_SELF,
-    RET_FD,
+    CLOSE, CLOSE_RANGE, FCNTL, FCNTL_LOCKS, FLOCK, PAIR_ARG0, PAIR_ARG3, PTRACE, RECVMMSG, RECVMSG,
+    REFRESH_SELF, RET_FD,
 };
 
 /// (number, name, how the fds are found).
@@ -53,17 +53,20 @@ pub const TABLE: &[(u32, &str, u8)] = &[
     (436, "close_range", CLOSE_RANGE),
     (112, "setsid", REFRESH_SELF),
     (101, "ptrace", PTRACE),
+    (73, "flock", FLOCK),
 ];
 
 #[cfg(not(target_arch = "x86_64"))]
 pub const TABLE: &[(u32, &str, u8)] = &[];
 
-/// What the fd_install backends still need from sys_exit: closes, and session and tracer
-/// changes.
-pub fn closing() -> impl Iterator<Item = &'static (u32, &'static str, u8)> {
-    TABLE
-        .iter()
-        .filter(|(_, _, k)| matches!(*k, CLOSE | CLOSE_RANGE | REFRESH_SELF | PTRACE))
+/// What the fd_install backends still need from sys_exit: closes, session and tracer
+/// changes, and locks (fcntl's new fds come through fd_install).
+pub fn beside_fd_install() -> impl Iterator<Item = (u32, &'static str, u8)> {
+    TABLE.iter().filter_map(|&(nr, name, kind)| match kind {
+        CLOSE | CLOSE_RANGE | REFRESH_SELF | PTRACE | FLOCK => Some((nr, name, kind)),
+        FCNTL => Some((nr, name, FCNTL_LOCKS)),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -81,8 +84,18 @@ mod tests {
     }
 
     #[test]
-    fn fd_install_backends_still_watch_closes_sessions_and_tracers() {
-        let names: Vec<&str> = closing().map(|(_, n, _)| *n).collect();
-        assert_eq!(names, ["close", "close_range", "setsid", "ptrace"]);
+    fn fd_install_backends_still_watch_closes_sessions_tracers_and_locks() {
+        let watched: Vec<(&str, u8)> = beside_fd_install().map(|(_, n, k)| (n, k)).collect();
+        assert_eq!(
+            watched,
+            [
+                ("fcntl", FCNTL_LOCKS),
+                ("close", CLOSE),
+                ("close_range", CLOSE_RANGE),
+                ("setsid", REFRESH_SELF),
+                ("ptrace", PTRACE),
+                ("flock", FLOCK),
+            ]
+        );
     }
 }

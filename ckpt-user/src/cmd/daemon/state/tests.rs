@@ -563,6 +563,45 @@ fn ok_files_are_not_kept_and_change_nothing() {
     assert_eq!(out.kernel, [KernelUpdate::Untrack(fd_key(11, 4))]);
 }
 
+/// A lock on a file ok by its kind (an eventfd here; a pipe or a memfd alike) is the task's:
+/// CRIU stops at any lock without --file-locks. The kernel reports the fd again when a lock is
+/// taken or dropped; the fact with its lock is kept, and dropped with it.
+#[test]
+fn a_lock_on_a_file_ok_by_its_kind_is_kept_until_it_is_dropped() {
+    let mut f = Fixture::new();
+    f.install(eventfd(11, 4));
+    assert!(f.state.files_of(11).is_empty(), "ok and unlocked: not kept");
+    let mut locked = eventfd(11, 4);
+    locked.known |= known::LOCKS;
+    locked.flags |= ckpt_common::flags::LOCKED;
+    f.install(locked);
+    assert_eq!(f.state.files_of(11).len(), 1, "locked: kept");
+    assert!(f.alerts_after(Duration::ZERO).is_empty(), "not held yet");
+    assert_eq!(f.alerts_after(SETTLE), [alert("needs-options", 10)]);
+    assert_eq!(f.verdict(&session(10)), Some(Verdict::Needs));
+
+    let mut unlocked = eventfd(11, 4);
+    unlocked.known |= known::LOCKS;
+    f.install(unlocked);
+    assert!(f.state.files_of(11).is_empty(), "unlocked: forgotten");
+    assert!(f.alerts_after(Duration::ZERO).is_empty(), "not held yet");
+    assert_eq!(f.alerts_after(SETTLE), [alert("became-ok", 10)]);
+
+    // A rescan keeps it as well.
+    let mut snap_file = FileFact::from_file(&locked);
+    snap_file.pid = 10;
+    let mut f = Fixture::unsettled(
+        vec![leader(10, 1)],
+        vec![snap_file],
+        GivenBy::default(),
+        100,
+    );
+    f.settle();
+    f.at(SETTLE);
+    f.settle();
+    assert_eq!(f.verdict(&session(10)), Some(Verdict::Needs));
+}
+
 #[test]
 fn always_ok_tables_go_to_the_kernel_filter_once() {
     let mut f = Fixture::new();
