@@ -259,7 +259,7 @@ pub mod syscall_kind {
     /// Two fds written to the `int[2]` at argument 3 (socketpair).
     pub const PAIR_ARG3: u8 = 3;
     /// fcntl: the return value is an fd for F_DUPFD and F_DUPFD_CLOEXEC; the locking commands
-    /// (F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW) changed the locks on fd arg0.
+    /// (F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW, F_SETLEASE) changed the locks on fd arg0.
     pub const FCNTL: u8 = 4;
     /// close(arg0).
     pub const CLOSE: u8 = 5;
@@ -365,6 +365,7 @@ pub struct KernelOffsets {
     pub unix_addr: u32,
     pub flctx_flock: u32,
     pub flctx_posix: u32,
+    pub flctx_lease: u32,
     /// Offset of the `list_head` linking a lock into its context's list.
     pub lock_list: u32,
     pub lock_owner: u32,
@@ -493,6 +494,7 @@ impl KernelOffsets {
             unix_addr: ABSENT,
             flctx_flock: ABSENT,
             flctx_posix: ABSENT,
+            flctx_lease: ABSENT,
             lock_list: ABSENT,
             lock_owner: ABSENT,
             lock_file: ABSENT,

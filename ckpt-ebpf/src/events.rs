@@ -95,6 +95,7 @@ const F_SETLK: u64 = 6;
 const F_SETLKW: u64 = 7;
 const F_OFD_SETLK: u64 = 37;
 const F_OFD_SETLKW: u64 = 38;
+const F_SETLEASE: u64 = 1024;
 
 // The user-space ABI of x86_64 (not kernel structs: fixed, so not taken from BTF).
 /// `struct msghdr`: `msg_control` and `msg_controllen`.
@@ -235,9 +236,9 @@ fn installed(task: u64, fd: u32, file: u64) {
     installed_or_locked(task, fd, file, false);
 }
 
-/// Reports `file`, `fd` of the current task, whose locks changed (flock, fcntl F_SETLK*),
-/// whatever its kind: CRIU stops at a lock on a file of any kind without --file-locks
-/// (criu/file-lock.c). A dropped lock is reported too: the fd's verdict is ok again.
+/// Reports `file`, `fd` of the current task, whose locks changed (flock, fcntl F_SETLK*,
+/// F_SETLEASE), whatever its kind: CRIU stops at a lock on a file of any kind without
+/// --file-locks (criu/file-lock.c). A dropped lock is reported too: the fd's verdict is ok again.
 fn locked(task: u64, fd: u32, file: u64) {
     installed_or_locked(task, fd, file, true);
 }
@@ -426,7 +427,7 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kind: u8) {
                 installed(task, ret as u32, file_at::<M>(task, ret as u32));
             } else if matches!(
                 cmd,
-                F_SETLK | F_SETLKW | F_OFD_SETLK | F_OFD_SETLKW
+                F_SETLK | F_SETLKW | F_OFD_SETLK | F_OFD_SETLKW | F_SETLEASE
             ) {
                 locked(task, arg0 as u32, file_at::<M>(task, arg0 as u32));
             }

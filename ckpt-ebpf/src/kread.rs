@@ -665,15 +665,19 @@ fn list_has_owner<const WALK: u32>(head: u64, owner_off: u32, owners: [u64; 2]) 
 }
 
 /// Whether `file` carries a lock held by this task: a flock owned by the file, a POSIX lock
-/// owned by the task's files table, or an OFD lock (F_OFD_SETLK: on the POSIX list, owned by the
-/// open file itself, criu/file-lock.c FL_OFD). `WALK` bounds each list's walk: the verifier's
-/// work grows faster than the bound. `None` when the kernel's lock layout is unknown.
+/// owned by the task's files table, an OFD lock (F_OFD_SETLK: on the POSIX list, owned by the
+/// open file itself, criu/file-lock.c FL_OFD), or a lease taken through the file (F_SETLEASE:
+/// CRIU stops at it without --file-locks as at the others). `WALK` bounds the flock and POSIX
+/// lists' walks: the verifier's work grows faster than the bound. Leases are few (one per open
+/// file at most): one is looked at, more are left unwalked. `None` when the kernel's lock
+/// layout is unknown.
 #[inline(always)]
 pub fn holds_lock<M: Mem, const WALK: u32>(file: u64, task: u64) -> Option<Locks> {
     if off!(inode_i_flctx) == ABSENT
         || off!(lock_list) == ABSENT
         || off!(flctx_flock) == ABSENT
         || off!(flctx_posix) == ABSENT
+        || off!(flctx_lease) == ABSENT
     {
         return None;
     }
@@ -687,14 +691,19 @@ pub fn holds_lock<M: Mem, const WALK: u32>(file: u64, task: u64) -> Option<Locks
     let files = M::ptr(task, off!(task_files));
     // One walk of the POSIX list for both of its owners: each walk costs the verifier more
     // than the rest of the program.
+    let lease_head = ctx + off!(flctx_lease) as u64;
     let flock = list_has_owner::<WALK>(flock_head, off!(lock_file), [file, 0]);
     if flock == Some(true) {
+        return Some(Locks::Held);
+    }
+    let lease = list_has_owner::<1>(lease_head, off!(lock_file), [file, 0]);
+    if lease == Some(true) {
         return Some(Locks::Held);
     }
     Some(
         match list_has_owner::<WALK>(posix_head, off!(lock_owner), [files, file]) {
             Some(true) => Locks::Held,
-            Some(false) if flock == Some(false) => Locks::Free,
+            Some(false) if flock == Some(false) && lease == Some(false) => Locks::Free,
             _ => Locks::Unwalked,
         },
     )

@@ -697,7 +697,7 @@ fn verdict_becomes(d: &Daemon, id: &str, want: &str, within: Duration) -> Value 
 /// A lock taken on a file ok by its kind, long after the file was installed (and dropped in
 /// the kernel): CRIU stops at it without --file-locks, whatever the file. The kernel reports the
 /// fd when its locks change, so the daemon knows at once, with no rescan (none in this test's
-/// time), and knows again when the lock is dropped.
+/// time), and knows again when the lock is dropped. A lease counts as a lock.
 #[test]
 fn a_lock_taken_later_is_judged_when_taken_and_when_dropped() {
     let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
@@ -729,6 +729,11 @@ fn a_lock_taken_later_is_judged_when_taken_and_when_dropped() {
     p.send(&format!("lock {file}"));
     verdict_becomes(&d, &id, "needs", budget(Duration::from_secs(5)));
     p.send(&format!("close {file}"));
+    verdict_becomes(&d, &id, "ok", budget(Duration::from_secs(5)));
+    let leased = p.open(&format!("file {}", dir.path().join("g").display()));
+    p.send(&format!("lease {leased}"));
+    verdict_becomes(&d, &id, "needs", budget(Duration::from_secs(5)));
+    p.send(&format!("close {leased}"));
     verdict_becomes(&d, &id, "ok", budget(Duration::from_secs(5)));
     assert_eq!(
         d.metric("ckpt_watch_reconciles_total"),

@@ -213,11 +213,16 @@ fn files_a_pool_shares_are_judged_for_every_holder() {
     }
 }
 
-/// A lock on a file whose kind the host scan counts in the kernel as ok (a pipe, a memfd)
-/// still reaches the verdict: CRIU stops at every lock a dumped task holds.
+/// A lock on a file whose kind the host scan counts in the kernel as ok (a pipe, a memfd, a
+/// plain file with a lease) still reaches the verdict: CRIU stops at every lock a dumped task
+/// holds.
 #[test]
 fn a_lock_on_a_file_ok_by_its_kind_needs_file_locks() {
-    let cases = [zoo("flock_pipe"), zoo("posix_lock_memfd")];
+    let cases = [
+        zoo("flock_pipe"),
+        zoo("posix_lock_memfd"),
+        zoo("lease_read"),
+    ];
     let doc = host_scan();
     for case in &cases {
         let w = workload_rooted_at(&doc, case.pid).expect("the lock holder's session");

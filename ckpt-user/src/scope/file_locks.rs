@@ -1,8 +1,8 @@
 //! Locks the kernel side stopped walking (`FileFact::locks_unwalked`: the inode has more locks
 //! than it walks), settled the way CRIU learns a task's locks on an fd: the `lock:` lines of
 //! `/proc/PID/fdinfo/FD`, which list exactly the locks that open file holds for that task
-//! (fs/locks.c `show_fd_locks`: a flock or OFD lock owned by the file, a POSIX lock owned by
-//! the task's files table). Few files have more locks than the walk; the rest cost nothing.
+//! (fs/locks.c `show_fd_locks`: a flock, OFD lock or lease owned by the file, a POSIX lock
+//! owned by the task's files table). Few files have more locks than the walk; the rest cost nothing.
 
 use crate::facts::FileFact;
 use crate::scope::map_files::fdinfo_mnt_id;
@@ -24,8 +24,9 @@ pub fn see_locks_as_criu(files: &mut [FileFact], which: &[usize]) {
     });
 }
 
-/// Whether fdinfo `text` lists a lock of the kinds the kernel side walks (flock, POSIX, OFD;
-/// not leases); `None` when it is not the file on mount `mnt_id` with inode `ino`. The `ino:`
+/// Whether fdinfo `text` lists a lock of the kinds the kernel side walks (flock, POSIX, OFD,
+/// lease: CRIU stops at each without --file-locks); `None` when it is not the file on mount
+/// `mnt_id` with inode `ino`. The `ino:`
 /// line is recent (Linux 5.14); without it the mount alone must match.
 fn own_locks(text: &str, mnt_id: Option<u32>, ino: u64) -> Option<bool> {
     if mnt_id.is_none() || fdinfo_mnt_id(text) != mnt_id {
@@ -44,7 +45,7 @@ fn own_locks(text: &str, mnt_id: Option<u32>, ino: u64) -> Option<bool> {
             .any(|l| {
                 matches!(
                     l.split_whitespace().nth(1),
-                    Some("FLOCK" | "POSIX" | "OFDLCK")
+                    Some("FLOCK" | "POSIX" | "OFDLCK" | "LEASE")
                 )
             }),
     )
@@ -74,6 +75,10 @@ mod tests {
             ),
             (
                 "lock:\t1: LEASE  ACTIVE    READ 77 fe:00:10095030 0 EOF\n",
+                true,
+            ),
+            (
+                "lock:\t1: DELEG  ACTIVE    READ 77 fe:00:10095030 0 EOF\n",
                 false,
             ),
         ] {

@@ -19,6 +19,8 @@
 //!                                                   this process's, not its children's
 //!   flock N                              → `ok`        an exclusive flock on fd N
 //!   unlock N                             → `ok`        fd N's POSIX lock and flock dropped
+//!   lease N                              → `ok`        a write lease on fd N (F_SETLEASE): no
+//!                                                   other open of its file may exist
 //!   pipe                                 → `fd N`      a pipe's write end (its read end stays
 //!                                                   open too)
 //!
@@ -384,11 +386,17 @@ fn command(line: &str) -> Result<String, String> {
         (Some("tcp"), _) => fd(tcp()),
         (Some("file"), Some(path)) => fd(file(path)),
         (Some("pipe"), _) => fd(pipe()),
-        (Some(op @ ("lock" | "flock" | "unlock")), Some(n)) => {
+        (Some(op @ ("lock" | "flock" | "unlock" | "lease")), Some(n)) => {
             let n: RawFd = n.parse().map_err(|_| format!("{op}: bad fd {n}"))?;
             match op {
                 "lock" => posix_lock_as(n, libc::F_WRLCK),
                 "flock" => flock(n, libc::LOCK_EX),
+                // SAFETY: F_SETLEASE on an fd the test chose.
+                "lease" => check(
+                    unsafe { libc::fcntl(n, libc::F_SETLEASE, libc::F_WRLCK) } as i64,
+                    "fcntl(F_SETLEASE)",
+                )
+                .map(|_| ()),
                 _ => posix_lock_as(n, libc::F_UNLCK).and_then(|_| flock(n, libc::LOCK_UN)),
             }
             .map(|_| "ok".into())

@@ -323,6 +323,7 @@ impl KernelBtf {
         k.unix_addr = o(8, "unix_sock", "addr");
         k.flctx_flock = o(0, "file_lock_context", "flc_flock");
         k.flctx_posix = o(0, "file_lock_context", "flc_posix");
+        k.flctx_lease = o(0, "file_lock_context", "flc_lease");
         // Since 6.9 the list, owner and file live in `struct file_lock_core`, first in the lock.
         k.lock_list = self.offset(
             0,

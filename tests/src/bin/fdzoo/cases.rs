@@ -183,6 +183,7 @@ pub static CASES: &[Case] = &[
     case("flock_ext_shared", files::flock_ext_shared),
     case("flock_pipe", files::flock_pipe),
     case("posix_lock_memfd", files::posix_lock_memfd),
+    case("lease_read", files::lease_read),
     case(
         "unix_stream_inflight_in_tree",
         sockets::unix_stream_inflight_in_tree,

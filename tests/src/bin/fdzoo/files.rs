@@ -252,6 +252,21 @@ pub fn posix_lock_memfd(_: &mut Ctx) -> Result<Held> {
     })
 }
 
+/// A read lease (F_SETLEASE) on a file: CRIU counts it among the task's locks
+/// (criu/file-lock.c), though no file rule would stop at the file.
+pub fn lease_read(ctx: &mut Ctx) -> Result<Held> {
+    let path = ctx.file("lock-lease");
+    drop(fill_file(&path, 16)?);
+    // A read lease needs the file open for reading only, by anyone.
+    let fd = sys::open(&path, libc::O_RDONLY)?;
+    // SAFETY: F_SETLEASE on an owned fd.
+    cvt(
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) },
+        "fcntl(F_SETLEASE)",
+    )?;
+    Held::one(fd)
+}
+
 pub fn pipe_pair(_: &mut Ctx) -> Result<Held> {
     let (r, w) = sys::pipe()?;
     Held::fds([r, w])
