@@ -277,6 +277,12 @@ pub mod syscall_kind {
     pub const FLOCK: u8 = 11;
     /// fcntl where `fd_install` reports the fds it creates: its locking commands only.
     pub const FCNTL_LOCKS: u8 = 12;
+    /// Fds came in a way the program does not read (a compat recvmsg's control message, whose
+    /// layout is i386's): user space is asked to rescan.
+    pub const RESCAN: u8 = 13;
+    /// i386's socketcall(call, args): socket, accept and accept4 return the new fd; the calls
+    /// that pass fds in memory (socketpair, recvmsg, recvmmsg) ask for a rescan.
+    pub const SOCKETCALL: u8 = 14;
 }
 
 /// What `OK_FOPS` knows about an ops table whose files are always ok: the file type
@@ -313,8 +319,15 @@ pub const ANY_RDEV: u32 = u32::MAX;
 /// the mask (`1 << state`) of the TCP states they are ok in.
 pub const ANY_STATE: u32 = u32::MAX;
 
-/// Syscall numbers fit below this (the `SYSCALL_KIND` array's size).
+/// Syscall numbers fit below this, native and compat alike (the `SYSCALL_KIND` array's size).
 pub const MAX_SYSCALLS: u32 = 512;
+
+/// A `SYSCALL_KIND` element: the [`syscall_kind`] of the native (x86_64) syscall of that
+/// number, and of the compat (i386: int 0x80, sysenter) one, which a 64-bit process can make
+/// too. One lookup for both keeps the exit of every other syscall cheap.
+pub const fn syscall_kinds(native: u8, compat: u8) -> u16 {
+    native as u16 | (compat as u16) << 8
+}
 
 /// Kernel struct member offsets in bytes, read from the running kernel's BTF at load time and
 /// passed to the programs as `.rodata` so the verifier sees constants. [`ABSENT`] marks a member
@@ -387,6 +400,12 @@ pub struct KernelOffsets {
     pub regs_di: u32,
     pub regs_si: u32,
     pub regs_r10: u32,
+    /// The compat ABI's first two arguments (i386 passes bx, cx, dx, si, di, bp).
+    pub regs_bx: u32,
+    pub regs_cx: u32,
+    /// `thread_info.status` within `task_struct` (x86 keeps `thread_info` in the task), whose
+    /// `TS_COMPAT` marks a compat syscall in progress.
+    pub task_ti_status: u32,
     pub task_cgroups: u32,
     pub css_set_dfl_cgrp: u32,
     pub cgroup_level: u32,
@@ -515,6 +534,9 @@ impl KernelOffsets {
             regs_di: ABSENT,
             regs_si: ABSENT,
             regs_r10: ABSENT,
+            regs_bx: ABSENT,
+            regs_cx: ABSENT,
+            task_ti_status: ABSENT,
             task_cgroups: ABSENT,
             css_set_dfl_cgrp: ABSENT,
             cgroup_level: ABSENT,

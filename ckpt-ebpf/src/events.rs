@@ -48,18 +48,26 @@ static OK_SOCKS: HashMap<OkSock, u32> = HashMap::with_max_entries(256, 0);
 #[map]
 static WATCHED_SOCKS: LruHashMap<u64, [u64; 2]> = LruHashMap::with_max_entries(65_536, 0);
 
-/// Watched sockets that changed state where no record could be made for them (another
-/// process's context), per CPU: user space rescans when it grows.
+/// Changes no record could be made for, per CPU, by [`Unreported`] index: user space rescans
+/// when either grows.
 #[map]
-static UNREPORTED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+static UNREPORTED: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
+enum Unreported {
+    /// Watched sockets that changed state in another process's context.
+    Sockets = 0,
+    /// Fds a compat syscall passed in memory laid out as i386's.
+    CompatFds = 1,
+}
 
 /// `(tgid << 32) | fd` of fds user space tracks, so their closes are reported.
 #[map]
 static TRACKED: HashMap<u64, u8> = HashMap::with_max_entries(131_072, 0);
 
-/// How to find the fds each syscall (by number) creates or closes; see `syscall_kind`.
+/// How to find the fds each syscall (by number) creates or closes, native and compat
+/// (`ckpt_common::syscall_kinds`); see `syscall_kind`.
 #[map]
-static SYSCALL_KIND: Array<u8> = Array::with_max_entries(MAX_SYSCALLS, 0);
+static SYSCALL_KIND: Array<u16> = Array::with_max_entries(MAX_SYSCALLS, 0);
 
 #[map]
 static EVENT_SCRATCH: PerCpuArray<FileFacts> = PerCpuArray::with_max_entries(1, 0);
@@ -96,6 +104,23 @@ const F_SETLKW: u64 = 7;
 const F_OFD_SETLK: u64 = 37;
 const F_OFD_SETLKW: u64 = 38;
 const F_SETLEASE: u64 = 1024;
+/// i386's F_SETLK64 and F_SETLKW64 (64-bit kernels refuse them from native callers).
+const F_SETLK64: u64 = 13;
+const F_SETLKW64: u64 = 14;
+/// i386's socketcall calls (include/uapi/linux/net.h).
+const SYS_SOCKET: u64 = 1;
+const SYS_ACCEPT: u64 = 5;
+const SYS_SOCKETPAIR: u64 = 8;
+const SYS_RECVMSG: u64 = 17;
+const SYS_ACCEPT4: u64 = 18;
+const SYS_RECVMMSG: u64 = 19;
+/// x86's `TS_COMPAT` in `thread_info.status` (arch/x86/include/asm/thread_info.h): a compat
+/// syscall is in progress, whose number and argument registers are i386's, whether a 32-bit
+/// process made it or a 64-bit one through int 0x80. Read as the native table, a compat read
+/// (3) would be a close of whatever fd `di` names.
+const TS_COMPAT: u32 = 0x0002;
+/// `__X32_SYSCALL_BIT`: an x32 syscall below 512 is the native one of that number.
+const X32_SYSCALL_BIT: u64 = 0x4000_0000;
 
 // The user-space ABI of x86_64 (not kernel structs: fixed, so not taken from BTF).
 /// `struct msghdr`: `msg_control` and `msg_controllen`.
@@ -394,40 +419,73 @@ pub fn ckpt_sys_exit(ctx: BtfTracePointContext) -> i32 {
     let Some(nr) = Typed::read::<u64>(regs, off!(regs_orig_ax)) else {
         return 0;
     };
+    let nr = nr & !X32_SYSCALL_BIT;
     if nr >= MAX_SYSCALLS as u64 {
         return 0;
     }
-    let kind = SYSCALL_KIND
-        .get(nr as u32)
-        .copied()
-        .unwrap_or(syscall_kind::IGNORE);
-    if kind == syscall_kind::IGNORE {
+    let kinds = SYSCALL_KIND.get(nr as u32).copied().unwrap_or(0);
+    if kinds == 0 {
         return 0;
     }
     // The typed task saves four helper calls per install in `file_at`; the verifier follows
     // one branch, the constant flag's, so an older kernel never sees the newer helper.
     if off!(flags) & FLAG_CURRENT_TASK_BTF != 0 {
         let task = unsafe { bpf_get_current_task_btf() } as u64;
-        syscall_exited::<Typed>(task, regs, ret, kind);
+        syscall_exited::<Typed>(task, regs, ret, kinds);
     } else {
-        syscall_exited::<Probe>(unsafe { bpf_get_current_task() }, regs, ret, kind);
+        syscall_exited::<Probe>(unsafe { bpf_get_current_task() }, regs, ret, kinds);
     }
     0
 }
 
-/// What a syscall of `kind` that returned `ret` created or closed; `M` reads `task`.
+/// The arguments of a syscall, by its ABI's registers.
+struct Args {
+    regs: u64,
+    compat: bool,
+}
+
+impl Args {
+    /// Argument 0, 1 or 3 (one branch per register: each load's offset is a constant).
+    #[inline(always)]
+    fn get<const N: u32>(&self) -> u64 {
+        let at = match (N, self.compat) {
+            (0, false) => off!(regs_di),
+            (0, true) => off!(regs_bx),
+            (1, false) => off!(regs_si),
+            (1, true) => off!(regs_cx),
+            (_, false) => off!(regs_r10),
+            (_, true) => off!(regs_si),
+        };
+        Typed::read::<u64>(self.regs, at).unwrap_or(0)
+    }
+}
+
+/// What a syscall of `kinds` that returned `ret` created or closed; `M` reads `task`.
 #[inline(always)]
-fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kind: u8) {
-    let arg0 = Typed::read::<u64>(regs, off!(regs_di)).unwrap_or(0);
+fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kinds: u16) {
+    let compat = M::read::<u32>(task, off!(task_ti_status)).is_some_and(|s| s & TS_COMPAT != 0);
+    let kind = if compat {
+        (kinds >> 8) as u8
+    } else {
+        kinds as u8
+    };
+    let args = Args { regs, compat };
+    let arg0 = args.get::<0>();
     match kind {
         syscall_kind::RET_FD => installed(task, ret as u32, file_at::<M>(task, ret as u32)),
         syscall_kind::FCNTL | syscall_kind::FCNTL_LOCKS => {
-            let cmd = Typed::read::<u64>(regs, off!(regs_si)).unwrap_or(u64::MAX);
+            let cmd = args.get::<1>();
             if kind == syscall_kind::FCNTL && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) {
                 installed(task, ret as u32, file_at::<M>(task, ret as u32));
             } else if matches!(
                 cmd,
-                F_SETLK | F_SETLKW | F_OFD_SETLK | F_OFD_SETLKW | F_SETLEASE
+                F_SETLK
+                    | F_SETLKW
+                    | F_OFD_SETLK
+                    | F_OFD_SETLKW
+                    | F_SETLEASE
+                    | F_SETLK64
+                    | F_SETLKW64
             ) {
                 locked(task, arg0 as u32, file_at::<M>(task, arg0 as u32));
             }
@@ -437,7 +495,7 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kind: u8) {
             let ptr = if kind == syscall_kind::PAIR_ARG0 {
                 arg0
             } else {
-                Typed::read::<u64>(regs, off!(regs_r10)).unwrap_or(0)
+                args.get::<3>()
             };
             if let Some([a, b]) = user_pair(ptr) {
                 installed(task, a as u32, file_at::<M>(task, a as u32));
@@ -445,9 +503,17 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kind: u8) {
             }
         }
         // recvmmsg: the first message's msghdr leads the mmsghdr array.
-        syscall_kind::RECVMSG | syscall_kind::RECVMMSG => {
-            received::<M>(task, Typed::read::<u64>(regs, off!(regs_si)).unwrap_or(0))
-        }
+        syscall_kind::RECVMSG | syscall_kind::RECVMMSG => received::<M>(task, args.get::<1>()),
+        syscall_kind::RESCAN => count_at(&UNREPORTED, Unreported::CompatFds as u32),
+        syscall_kind::SOCKETCALL => match arg0 {
+            SYS_SOCKET | SYS_ACCEPT | SYS_ACCEPT4 => {
+                installed(task, ret as u32, file_at::<M>(task, ret as u32))
+            }
+            SYS_SOCKETPAIR | SYS_RECVMSG | SYS_RECVMMSG => {
+                count_at(&UNREPORTED, Unreported::CompatFds as u32)
+            }
+            _ => {}
+        },
         syscall_kind::CLOSE => untrack(current_tgid(), arg0 as u32),
         syscall_kind::REFRESH_SELF => task_event(task_event::REFRESH, current_tgid(), 0, 0),
         syscall_kind::PTRACE => {
@@ -455,12 +521,12 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kind: u8) {
             if request == PTRACE_TRACEME {
                 task_event(task_event::REFRESH, current_tgid(), 0, 0);
             } else if matches!(request, PTRACE_ATTACH | PTRACE_DETACH | PTRACE_SEIZE) {
-                let tracee = Typed::read::<u64>(regs, off!(regs_si)).unwrap_or(0);
+                let tracee = args.get::<1>();
                 task_event(task_event::REFRESH, tracee as u32, 0, 0);
             }
         }
         syscall_kind::CLOSE_RANGE => {
-            let last = Typed::read::<u64>(regs, off!(regs_si)).unwrap_or(0);
+            let last = args.get::<1>();
             task_event(
                 task_event::CLOSE_RANGE,
                 current_tgid(),
@@ -505,7 +571,7 @@ pub fn ckpt_sock_state(ctx: BtfTracePointContext) -> i32 {
                 Runs::Anywhere,
             );
         }
-        _ => count(&UNREPORTED),
+        _ => count_at(&UNREPORTED, Unreported::Sockets as u32),
     }
     0
 }

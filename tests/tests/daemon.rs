@@ -742,6 +742,47 @@ fn a_lock_taken_later_is_judged_when_taken_and_when_dropped() {
     );
 }
 
+/// i386's syscalls, which any process may make through int 0x80, are read by their own
+/// numbers and registers. A compat read (3, the native close) whose `di` names a tracked fd
+/// closes nothing: read as native, it was a forged close, and the daemon said `ok` of a
+/// process still holding a userfaultfd. A compat close (6) and a compat userfaultfd (374,
+/// no native syscall) are seen. No rescan runs in this test's time.
+#[test]
+fn compat_syscalls_are_read_by_their_own_numbers() {
+    let mut p = Fdctl::start(&fdctl());
+    if p.send("int80 probe") != "compat yes" {
+        eprintln!("skipped: this kernel runs no compat (i386) syscalls (no IA32 emulation)");
+        return;
+    }
+    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let id = p.pid.to_string();
+    d.settled(&id, budget(Duration::from_secs(5)));
+    let uffd = p.open("userfaultfd");
+    d.wait_alert(&id, "became-blocking", budget(Duration::from_secs(5)));
+
+    // read(0, NULL, 0) on fdctl's stdin, with di = the userfaultfd.
+    assert_eq!(p.send(&format!("int80 3 0 0 0 {uffd}")), "ret 0");
+    let later = d.alerts_for(budget(Duration::from_secs(2)));
+    assert!(!later.iter().any(|a| about(a, p.pid)), "{later:?}");
+    let w = d.settled(&id, budget(Duration::from_secs(1)));
+    assert_eq!(w["verdict"], "blocks", "{w}");
+
+    assert_eq!(p.send(&format!("int80 6 {uffd} 0 0 0")), "ret 0");
+    d.wait_alert(&id, "became-ok", budget(Duration::from_secs(5)));
+    let reply = p.send("int80 374 0 0 0 0");
+    let fd: i64 = reply
+        .strip_prefix("ret ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(-1);
+    assert!(fd >= 0, "compat userfaultfd: {reply}");
+    d.wait_alert(&id, "became-blocking", budget(Duration::from_secs(5)));
+    assert_eq!(
+        d.metric("ckpt_watch_reconciles_total"),
+        1.0,
+        "only the start's"
+    );
+}
+
 #[test]
 fn lost_events_are_counted_and_state_still_converges() {
     let d = Daemon::start(&["--ring-buffer-size", "4096", "--rescan", "60s"]);

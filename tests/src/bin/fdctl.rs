@@ -23,6 +23,11 @@
 //!                                                   other open of its file may exist
 //!   pipe                                 → `fd N`      a pipe's write end (its read end stays
 //!                                                   open too)
+//!   int80 NR BX CX DX DI                 → `ret N`     i386's syscall NR through int 0x80, the
+//!                                                   compat ABI any process may use, with DI
+//!                                                   set too (N: its return, -errno on error)
+//!   int80 probe                          → `compat B`  whether this kernel runs compat syscalls
+//!                                                   (a child tries one: without them it dies)
 //!
 //! It exits when stdin closes; children die with it (PR_SET_PDEATHSIG).
 
@@ -128,6 +133,52 @@ fn pipe() -> Result<RawFd, String> {
     // SAFETY: pipe writes two fds into the array.
     check(unsafe { libc::pipe(fds.as_mut_ptr()) } as i64, "pipe")?;
     Ok(fds[1])
+}
+
+/// i386's syscall `nr` through int 0x80 with arguments `bx`, `cx`, `dx`, and `di` set as given:
+/// i386's fifth argument, and what a reader of the native ABI would take for the first.
+#[cfg(target_arch = "x86_64")]
+fn int80(nr: i64, bx: u64, cx: u64, dx: u64, di: u64) -> i64 {
+    let ret: i64;
+    // SAFETY: a syscall the test chose; rbx (reserved by LLVM) is swapped in and restored, and
+    // the compat entry zeroes r8-r11 on its way back.
+    unsafe {
+        std::arch::asm!(
+            "xchg {bx}, rbx",
+            "int 0x80",
+            "xchg {bx}, rbx",
+            bx = inout(reg) bx => _,
+            inout("rax") nr => ret,
+            in("rcx") cx,
+            in("rdx") dx,
+            in("rdi") di,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+        );
+    }
+    ret
+}
+
+/// Whether a compat syscall (i386's getpid, 20) runs here: tried in a child, which a kernel
+/// without IA32 emulation kills.
+#[cfg(target_arch = "x86_64")]
+fn compat_syscalls_run() -> Result<bool, String> {
+    // SAFETY: the child only makes a syscall and exits.
+    let child = check(unsafe { libc::fork() } as i64, "fork")?;
+    if child == 0 {
+        let ok = int80(20, 0, 0, 0, 0) > 0;
+        // SAFETY: ending the child without running the parent's atexit handlers.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for the child just forked.
+    check(
+        unsafe { libc::waitpid(child, &mut status, 0) } as i64,
+        "waitpid",
+    )?;
+    Ok(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0)
 }
 
 fn wait_forever() -> ! {
@@ -386,6 +437,20 @@ fn command(line: &str) -> Result<String, String> {
         (Some("tcp"), _) => fd(tcp()),
         (Some("file"), Some(path)) => fd(file(path)),
         (Some("pipe"), _) => fd(pipe()),
+        #[cfg(target_arch = "x86_64")]
+        (Some("int80"), Some("probe")) => {
+            compat_syscalls_run().map(|b| format!("compat {}", if b { "yes" } else { "no" }))
+        }
+        #[cfg(target_arch = "x86_64")]
+        (Some("int80"), Some(nr)) => {
+            let nr = nr.parse().map_err(|_| format!("int80: bad number {nr}"))?;
+            let mut arg = || -> Result<u64, String> {
+                let w = words.next().ok_or("int80: NR BX CX DX DI")?;
+                w.parse().map_err(|_| format!("int80: bad argument {w}"))
+            };
+            let (bx, cx, dx, di) = (arg()?, arg()?, arg()?, arg()?);
+            Ok(format!("ret {}", int80(nr, bx, cx, dx, di)))
+        }
         (Some(op @ ("lock" | "flock" | "unlock" | "lease")), Some(n)) => {
             let n: RawFd = n.parse().map_err(|_| format!("{op}: bad fd {n}"))?;
             match op {

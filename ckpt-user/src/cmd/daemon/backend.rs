@@ -5,7 +5,6 @@
 use aya::Ebpf;
 use aya::maps::Array;
 use aya::programs::{BtfTracePoint, FEntry, KProbe};
-use ckpt_common::syscall_kind;
 
 use super::syscalls;
 use crate::probe::{ProbeError, error_chain, program_error};
@@ -121,19 +120,14 @@ pub fn attach(
                     .join("; ")
             ))
         })?;
-    let mut kinds: Array<_, u8> = Array::try_from(
+    let mut kinds: Array<_, u16> = Array::try_from(
         ebpf.map_mut("SYSCALL_KIND")
             .ok_or_else(|| ProbeError::Load("map SYSCALL_KIND missing".into()))?,
     )
     .map_err(|e| ProbeError::Load(error_chain(&e)))?;
-    let watched: Vec<(u32, &str, u8)> = match backend {
-        Backend::Tracepoint => syscalls::TABLE.to_vec(),
-        _ => syscalls::beside_fd_install().collect(),
-    };
-    for (nr, _, kind) in watched {
-        debug_assert_ne!(kind, syscall_kind::IGNORE);
+    for (nr, both) in syscalls::kinds(backend != Backend::Tracepoint) {
         kinds
-            .set(nr, kind, 0)
+            .set(nr, both, 0)
             .map_err(|e| ProbeError::Load(error_chain(&e)))?;
     }
     Ok(Attached {

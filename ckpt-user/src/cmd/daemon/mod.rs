@@ -230,10 +230,11 @@ struct KernelMaps {
 
 /// Every entry of a per-CPU counter map, on every CPU.
 fn per_cpu_sum(map: &PerCpuArray<MapData, u64>) -> u64 {
-    (0..map.len())
-        .filter_map(|i| map.get(&i, 0).ok())
-        .map(|v| v.iter().sum::<u64>())
-        .sum()
+    (0..map.len()).map(|i| per_cpu_at(map, i)).sum()
+}
+
+fn per_cpu_at(map: &PerCpuArray<MapData, u64>, index: u32) -> u64 {
+    map.get(&index, 0).map_or(0, |v| v.iter().sum())
 }
 
 /// Everything the event loop owns.
@@ -261,7 +262,8 @@ struct Daemon {
     unreported: PerCpuArray<MapData, u64>,
     filtered: PerCpuArray<MapData, u64>,
     lost_seen: u64,
-    unreported_seen: u64,
+    /// By the kernel's index: watched sockets, compat fds.
+    unreported_seen: [u64; 2],
     filtered_seen: u64,
     alerts: Writer,
     format: Format,
@@ -525,15 +527,16 @@ impl Daemon {
     }
 
     /// Counts events lost and filtered in the kernel, and processes by verdict (on the tick, not
-    /// per event: counting walks every process). Says why to rescan when events were lost, or
-    /// watched sockets changed state where the kernel could not report them, since.
+    /// per event: counting walks every process). Says why to rescan when events were lost,
+    /// watched sockets changed state where the kernel could not report them, or a compat
+    /// syscall passed fds it could not read, since.
     /// `backlog_dropped`: events read from the ring but dropped for want of room, so far.
     fn check_counters(&mut self, backlog_dropped: u64) -> Option<&'static str> {
         let by_verdict = self.state.processes_by_verdict();
         // Runs of an event program the kernel skipped are events lost too.
         let lost = per_cpu_sum(&self.lost) + backlog_dropped + self.probe.recursion_misses();
-        let unreported = per_cpu_sum(&self.unreported);
-        let new_unreported = unreported.saturating_sub(self.unreported_seen);
+        let unreported = [0, 1].map(|i| per_cpu_at(&self.unreported, i));
+        let new_unreported = [0, 1].map(|i| unreported[i].saturating_sub(self.unreported_seen[i]));
         self.unreported_seen = unreported;
         let filtered = per_cpu_sum(&self.filtered);
         let mut shared = lock(&self.shared);
@@ -569,7 +572,11 @@ impl Daemon {
             );
             return Some("lost-events");
         }
-        (new_unreported > 0).then_some("unreported-sockets")
+        match new_unreported {
+            [0, 0] => None,
+            [_, 0] => Some("unreported-sockets"),
+            _ => Some("compat-fds"),
+        }
     }
 
     /// SIGHUP: the profile, CRIU's config files and the CRIU found are read again.
@@ -754,7 +761,7 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
         unreported: maps.unreported,
         filtered: maps.filtered,
         lost_seen: 0,
-        unreported_seen: 0,
+        unreported_seen: [0; 2],
         filtered_seen: 0,
         alerts,
         format,

@@ -1,14 +1,20 @@
 //! Which syscalls create or close fds, by number, for the tracepoint backend. Numbers are
-//! per architecture; only x86_64 is listed (the BPF side reads x86_64 `pt_regs` too).
+//! per architecture; only x86_64 is listed (the BPF side reads x86_64 `pt_regs` too), with its
+//! compat ABI, i386, which any process can call through int 0x80: its numbers mean other
+//! syscalls (3 is read, not close), and its arguments come in other registers.
 
 use ckpt_common::syscall_kind::{
-    CLOSE, CLOSE_RANGE, FCNTL, FCNTL_LOCKS, FLOCK, PAIR_ARG0, PAIR_ARG3, PTRACE, RECVMMSG, RECVMSG,
-    REFRESH_SELF, RET_FD,
+    CLOSE, CLOSE_RANGE, FCNTL, FCNTL_LOCKS, FLOCK, IGNORE, PAIR_ARG0, PAIR_ARG3, PTRACE, RECVMMSG,
+    RECVMSG, REFRESH_SELF, RESCAN, RET_FD, SOCKETCALL,
 };
+use ckpt_common::{MAX_SYSCALLS, syscall_kinds};
 
 /// (number, name, how the fds are found).
+type Entry = (u32, &'static str, u8);
+
+/// The native syscalls.
 #[cfg(target_arch = "x86_64")]
-pub const TABLE: &[(u32, &str, u8)] = &[
+pub const TABLE: &[Entry] = &[
     (2, "open", RET_FD),
     (257, "openat", RET_FD),
     (437, "openat2", RET_FD),
@@ -56,36 +62,147 @@ pub const TABLE: &[(u32, &str, u8)] = &[
     (73, "flock", FLOCK),
 ];
 
+/// The compat syscalls (arch/x86/entry/syscalls/syscall_32.tbl). Their `msghdr` is i386's,
+/// which the program does not read: fds received or paired through it ask for a rescan.
+#[cfg(target_arch = "x86_64")]
+pub const COMPAT_TABLE: &[Entry] = &[
+    (5, "open", RET_FD),
+    (295, "openat", RET_FD),
+    (437, "openat2", RET_FD),
+    (8, "creat", RET_FD),
+    (342, "open_by_handle_at", RET_FD),
+    (359, "socket", RET_FD),
+    (364, "accept4", RET_FD),
+    (360, "socketpair", PAIR_ARG3),
+    (102, "socketcall", SOCKETCALL),
+    (42, "pipe", PAIR_ARG0),
+    (331, "pipe2", PAIR_ARG0),
+    (323, "eventfd", RET_FD),
+    (328, "eventfd2", RET_FD),
+    (254, "epoll_create", RET_FD),
+    (329, "epoll_create1", RET_FD),
+    (321, "signalfd", RET_FD),
+    (327, "signalfd4", RET_FD),
+    (322, "timerfd_create", RET_FD),
+    (291, "inotify_init", RET_FD),
+    (332, "inotify_init1", RET_FD),
+    (338, "fanotify_init", RET_FD),
+    (356, "memfd_create", RET_FD),
+    (447, "memfd_secret", RET_FD),
+    (336, "perf_event_open", RET_FD),
+    (357, "bpf", RET_FD),
+    (374, "userfaultfd", RET_FD),
+    (425, "io_uring_setup", RET_FD),
+    (434, "pidfd_open", RET_FD),
+    (438, "pidfd_getfd", RET_FD),
+    (430, "fsopen", RET_FD),
+    (432, "fsmount", RET_FD),
+    (433, "fspick", RET_FD),
+    (428, "open_tree", RET_FD),
+    (444, "landlock_create_ruleset", RET_FD),
+    (41, "dup", RET_FD),
+    (63, "dup2", RET_FD),
+    (330, "dup3", RET_FD),
+    (55, "fcntl", FCNTL),
+    (221, "fcntl64", FCNTL),
+    (372, "recvmsg", RESCAN),
+    (337, "recvmmsg", RESCAN),
+    (417, "recvmmsg_time64", RESCAN),
+    (6, "close", CLOSE),
+    (436, "close_range", CLOSE_RANGE),
+    (66, "setsid", REFRESH_SELF),
+    (26, "ptrace", PTRACE),
+    (143, "flock", FLOCK),
+];
+
 #[cfg(not(target_arch = "x86_64"))]
-pub const TABLE: &[(u32, &str, u8)] = &[];
+pub const TABLE: &[Entry] = &[];
+#[cfg(not(target_arch = "x86_64"))]
+pub const COMPAT_TABLE: &[Entry] = &[];
 
 /// What the fd_install backends still need from sys_exit: closes, session and tracer
 /// changes, and locks (fcntl's new fds come through fd_install).
-pub fn beside_fd_install() -> impl Iterator<Item = (u32, &'static str, u8)> {
-    TABLE.iter().filter_map(|&(nr, name, kind)| match kind {
+fn beside_fd_install(table: &'static [Entry]) -> impl Iterator<Item = Entry> {
+    table.iter().filter_map(|&(nr, name, kind)| match kind {
         CLOSE | CLOSE_RANGE | REFRESH_SELF | PTRACE | FLOCK => Some((nr, name, kind)),
         FCNTL => Some((nr, name, FCNTL_LOCKS)),
         _ => None,
     })
 }
 
+/// The `SYSCALL_KIND` elements to set, by number: every syscall the tracepoint backend
+/// watches, or only those the fd_install backends still need (`fd_install`).
+pub fn kinds(fd_install: bool) -> Vec<(u32, u16)> {
+    let pick = |table: &'static [Entry]| -> Vec<Entry> {
+        if fd_install {
+            beside_fd_install(table).collect()
+        } else {
+            table.to_vec()
+        }
+    };
+    let mut by_nr = vec![(IGNORE, IGNORE); MAX_SYSCALLS as usize];
+    for (nr, _, kind) in pick(TABLE) {
+        by_nr[nr as usize].0 = kind;
+    }
+    for (nr, _, kind) in pick(COMPAT_TABLE) {
+        by_nr[nr as usize].1 = kind;
+    }
+    (0..MAX_SYSCALLS)
+        .zip(by_nr)
+        .filter(|(_, k)| *k != (IGNORE, IGNORE))
+        .map(|(nr, (native, compat))| (nr, syscall_kinds(native, compat)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ckpt_common::MAX_SYSCALLS;
 
     #[test]
     fn numbers_are_unique_and_fit_the_map() {
-        let mut seen = std::collections::BTreeSet::new();
-        for (nr, name, _) in TABLE {
-            assert!(*nr < MAX_SYSCALLS, "{name}");
-            assert!(seen.insert(nr), "{name} listed twice");
+        for table in [TABLE, COMPAT_TABLE] {
+            let mut seen = std::collections::BTreeSet::new();
+            for (nr, name, _) in table {
+                assert!(*nr < MAX_SYSCALLS, "{name}");
+                assert!(seen.insert(nr), "{name} listed twice");
+            }
         }
+    }
+
+    /// The numbers that differ between the ABIs are where a hostile process could make one
+    /// syscall pass for another: i386's read is 3, x86_64's close.
+    #[test]
+    fn each_abi_has_its_own_kind_for_a_number() {
+        let all: std::collections::BTreeMap<u32, u16> = kinds(false).into_iter().collect();
+        assert_eq!(all[&3], syscall_kinds(CLOSE, IGNORE), "close; i386's read");
+        assert_eq!(all[&6], syscall_kinds(IGNORE, CLOSE), "lstat; i386's close");
+        assert_eq!(all[&5], syscall_kinds(IGNORE, RET_FD), "fstat; i386's open");
+        assert_eq!(
+            all[&425],
+            syscall_kinds(RET_FD, RET_FD),
+            "io_uring_setup in both"
+        );
+        assert_eq!(
+            all[&47],
+            syscall_kinds(RECVMSG, IGNORE),
+            "i386's 47 is getgid"
+        );
+        assert_eq!(all[&372], syscall_kinds(IGNORE, RESCAN));
+        assert!(!all.contains_key(&0), "read; i386's restart_syscall");
+        let beside: std::collections::BTreeMap<u32, u16> = kinds(true).into_iter().collect();
+        assert_eq!(beside[&3], syscall_kinds(CLOSE, IGNORE));
+        assert_eq!(beside[&6], syscall_kinds(IGNORE, CLOSE));
+        assert_eq!(
+            beside[&55],
+            syscall_kinds(IGNORE, FCNTL_LOCKS),
+            "i386's fcntl"
+        );
+        assert!(!beside.contains_key(&5) && !beside.contains_key(&102));
     }
 
     #[test]
     fn fd_install_backends_still_watch_closes_sessions_tracers_and_locks() {
-        let watched: Vec<(&str, u8)> = beside_fd_install().map(|(_, n, k)| (n, k)).collect();
+        let watched: Vec<(&str, u8)> = beside_fd_install(TABLE).map(|(_, n, k)| (n, k)).collect();
         assert_eq!(
             watched,
             [
