@@ -783,6 +783,45 @@ fn compat_syscalls_are_read_by_their_own_numbers() {
     );
 }
 
+/// i386's socketcall: an accept's fd is its return, so a connection from outside the process
+/// is judged at once (its peer outside needs --external); a socketpair's fds, written to memory laid out as i386's, make the daemon
+/// rescan.
+#[test]
+fn compat_socketcalls_are_judged_or_rescanned() {
+    let mut p = Fdctl::start(&fdctl());
+    if p.send("int80 probe") != "compat yes" {
+        eprintln!("skipped: this kernel runs no compat (i386) syscalls (no IA32 emulation)");
+        return;
+    }
+    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let id = p.pid.to_string();
+    d.settled(&id, budget(Duration::from_secs(5)));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("listening");
+    let listener = p.open(&format!("listen {}", path.display()));
+    let _outside = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let accepted = p.open(&format!("socketcall accept {listener}"));
+    let alert = d.wait_alert(&id, "needs-options", budget(Duration::from_secs(5)));
+    assert_eq!(
+        (&alert["fd"], &alert["kind"]),
+        (&Value::from(accepted), &Value::from("unix")),
+        "{alert}"
+    );
+    assert_eq!(
+        d.metric("ckpt_watch_reconciles_total"),
+        1.0,
+        "judged from the event"
+    );
+    p.open("socketcall socketpair");
+    assert!(
+        eventually(budget(Duration::from_secs(10)), || d
+            .metric("ckpt_watch_reconciles_total")
+            >= 2.0),
+        "no rescan after a compat socketpair; {}",
+        d.diagnosis()
+    );
+}
+
 #[test]
 fn lost_events_are_counted_and_state_still_converges() {
     let d = Daemon::start(&["--ring-buffer-size", "4096", "--rescan", "60s"]);

@@ -28,6 +28,10 @@
 //!                                                   set too (N: its return, -errno on error)
 //!   int80 probe                          → `compat B`  whether this kernel runs compat syscalls
 //!                                                   (a child tries one: without them it dies)
+//!   listen PATH                          → `fd N`      a unix stream socket listening at PATH
+//!   socketcall accept N                  → `fd M`      i386's socketcall(SYS_ACCEPT) on fd N
+//!   socketcall socketpair                → `fd M`      i386's socketcall(SYS_SOCKETPAIR): a unix
+//!                                                   stream pair, whose fds i386 writes to memory
 //!
 //! It exits when stdin closes; children die with it (PR_SET_PDEATHSIG).
 
@@ -179,6 +183,43 @@ fn compat_syscalls_run() -> Result<bool, String> {
         "waitpid",
     )?;
     Ok(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0)
+}
+
+/// i386's socketcall(`call`, args): the arguments, and what they point to, in a page below
+/// 4 GiB, where i386's 32-bit pointers reach. Returns the syscall's return and the two ints the
+/// call may have written after the arguments.
+#[cfg(target_arch = "x86_64")]
+fn socketcall(call: u64, args: [u32; 3]) -> Result<(i64, [i32; 2]), String> {
+    const SYS_SOCKETCALL: i64 = 102;
+    // SAFETY: a fresh anonymous page, unmapped below.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+            -1,
+            0,
+        )
+    };
+    if page == libc::MAP_FAILED {
+        return Err(format!("mmap(MAP_32BIT): {}", errno()));
+    }
+    let words = page.cast::<u32>();
+    // Four argument words, then the two ints a socketpair writes.
+    let out = page as u64 + 16;
+    // SAFETY: within the page just mapped.
+    unsafe {
+        for (i, a) in args.into_iter().enumerate() {
+            words.add(i).write(a);
+        }
+        words.add(3).write(out as u32);
+    }
+    let ret = int80(SYS_SOCKETCALL, call, page as u64, 0, 0);
+    // SAFETY: the page is still mapped; unmapping it ends its use.
+    let written = unsafe { [*words.add(4) as i32, *words.add(5) as i32] };
+    unsafe { libc::munmap(page, 4096) };
+    Ok((ret, written))
 }
 
 fn wait_forever() -> ! {
@@ -437,6 +478,36 @@ fn command(line: &str) -> Result<String, String> {
         (Some("tcp"), _) => fd(tcp()),
         (Some("file"), Some(path)) => fd(file(path)),
         (Some("pipe"), _) => fd(pipe()),
+        (Some("listen"), Some(path)) => fd(std::os::unix::net::UnixListener::bind(path)
+            .map(IntoRawFd::into_raw_fd)
+            .map_err(|e| format!("listen {path}: {e}"))),
+        #[cfg(target_arch = "x86_64")]
+        (Some("socketcall"), Some(call)) => {
+            const SYS_ACCEPT: u64 = 5;
+            const SYS_SOCKETPAIR: u64 = 8;
+            let (ret, pair) = match call {
+                "accept" => {
+                    let n = words.next().and_then(|n| n.parse().ok());
+                    socketcall(SYS_ACCEPT, [n.ok_or("socketcall accept N")?, 0, 0])?
+                }
+                "socketpair" => socketcall(
+                    SYS_SOCKETPAIR,
+                    [libc::AF_UNIX as u32, libc::SOCK_STREAM as u32, 0],
+                )?,
+                _ => return Err(format!("socketcall: unknown call {call}")),
+            };
+            if ret < 0 {
+                return Err(format!("socketcall {call}: errno {}", -ret));
+            }
+            Ok(format!(
+                "fd {}",
+                if call == "accept" {
+                    ret as i32
+                } else {
+                    pair[0]
+                }
+            ))
+        }
         #[cfg(target_arch = "x86_64")]
         (Some("int80"), Some("probe")) => {
             compat_syscalls_run().map(|b| format!("compat {}", if b { "yes" } else { "no" }))
