@@ -200,6 +200,11 @@ impl Daemon {
     }
 
     fn metric(&self, name: &str) -> f64 {
+        self.metric_where(name, |_| true)
+    }
+
+    /// The sum of metric `name`'s samples whose labels `keep`.
+    fn metric_where(&self, name: &str, keep: impl Fn(&prometheus_parse::Labels) -> bool) -> f64 {
         let text = self.get("/metrics").expect("/metrics answers");
         let lines = text.lines().map(|l| Ok(l.to_string()));
         let scrape =
@@ -207,7 +212,7 @@ impl Daemon {
         scrape
             .samples
             .iter()
-            .filter(|s| s.metric == name)
+            .filter(|s| s.metric == name && keep(&s.labels))
             .map(|s| match s.value {
                 prometheus_parse::Value::Counter(v)
                 | prometheus_parse::Value::Gauge(v)
@@ -696,8 +701,11 @@ fn verdict_becomes(d: &Daemon, id: &str, want: &str, within: Duration) -> Value 
 
 /// A lock taken on a file ok by its kind, long after the file was installed (and dropped in
 /// the kernel): CRIU stops at it without --file-locks, whatever the file. The kernel reports the
-/// fd when its locks change, so the daemon knows at once, with no rescan (none in this test's
-/// time), and knows again when the lock is dropped. A lease counts as a lock.
+/// fd when its locks change, so the daemon knows at once, and knows again when the lock is
+/// dropped. A lease counts as a lock. No periodic rescan runs in the test's time; one for
+/// events lost or unreadable elsewhere on the host could also tell, so on a busy host this
+/// test proves the verdicts, on a quiet one also that the events brought them (it fails there
+/// with flock left out of the syscall table).
 #[test]
 fn a_lock_taken_later_is_judged_when_taken_and_when_dropped() {
     let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
@@ -735,18 +743,13 @@ fn a_lock_taken_later_is_judged_when_taken_and_when_dropped() {
     verdict_becomes(&d, &id, "needs", budget(Duration::from_secs(5)));
     p.send(&format!("close {leased}"));
     verdict_becomes(&d, &id, "ok", budget(Duration::from_secs(5)));
-    assert_eq!(
-        d.metric("ckpt_watch_reconciles_total"),
-        1.0,
-        "only the start's"
-    );
 }
 
 /// i386's syscalls, which any process may make through int 0x80, are read by their own
 /// numbers and registers. A compat read (3, the native close) whose `di` names a tracked fd
 /// closes nothing: read as native, it was a forged close, and the daemon said `ok` of a
 /// process still holding a userfaultfd. A compat close (6) and a compat userfaultfd (374,
-/// no native syscall) are seen. No rescan runs in this test's time.
+/// no native syscall) are seen. No periodic rescan runs in this test's time.
 #[test]
 fn compat_syscalls_are_read_by_their_own_numbers() {
     let mut p = Fdctl::start(&fdctl());
@@ -776,11 +779,6 @@ fn compat_syscalls_are_read_by_their_own_numbers() {
         .unwrap_or(-1);
     assert!(fd >= 0, "compat userfaultfd: {reply}");
     d.wait_alert(&id, "became-blocking", budget(Duration::from_secs(5)));
-    assert_eq!(
-        d.metric("ckpt_watch_reconciles_total"),
-        1.0,
-        "only the start's"
-    );
 }
 
 /// i386's socketcall: an accept's fd is its return, so a connection from outside the process
@@ -807,16 +805,14 @@ fn compat_socketcalls_are_judged_or_rescanned() {
         (&Value::from(accepted), &Value::from("unix")),
         "{alert}"
     );
-    assert_eq!(
-        d.metric("ckpt_watch_reconciles_total"),
-        1.0,
-        "judged from the event"
-    );
     p.open("socketcall socketpair");
+    let compat_rescans = || {
+        d.metric_where("ckpt_watch_reconciles_total", |l| {
+            l.get("reason") == Some("compat-fds")
+        })
+    };
     assert!(
-        eventually(budget(Duration::from_secs(10)), || d
-            .metric("ckpt_watch_reconciles_total")
-            >= 2.0),
+        eventually(budget(Duration::from_secs(10)), || compat_rescans() >= 1.0),
         "no rescan after a compat socketpair; {}",
         d.diagnosis()
     );

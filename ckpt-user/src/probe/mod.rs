@@ -339,12 +339,13 @@ impl Probe {
     /// CPU where it is running already (a TCP state change in softirq, while the same program
     /// handles another) is not run, and nothing else tells. Programs whose count cannot be read
     /// count 0.
-    pub fn recursion_misses(&self) -> u64 {
+    pub fn recursion_misses(&self) -> BTreeMap<&str, u64> {
         self.ebpf
             .programs()
-            .filter_map(|(_, prog)| prog.fd().ok())
-            .filter_map(|fd| sys::recursion_misses(fd.as_fd()).ok())
-            .sum()
+            .filter_map(|(name, prog)| Some((name, prog.fd().ok()?)))
+            .filter_map(|(name, fd)| Some((name, sys::recursion_misses(fd.as_fd()).ok()?)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     /// The loaded object, for the daemon's event programs and maps.

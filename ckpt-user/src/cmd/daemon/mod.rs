@@ -534,7 +534,9 @@ impl Daemon {
     fn check_counters(&mut self, backlog_dropped: u64) -> Option<&'static str> {
         let by_verdict = self.state.processes_by_verdict();
         // Runs of an event program the kernel skipped are events lost too.
-        let lost = per_cpu_sum(&self.lost) + backlog_dropped + self.probe.recursion_misses();
+        let ring = per_cpu_sum(&self.lost);
+        let skipped = self.probe.recursion_misses();
+        let lost = ring + backlog_dropped + skipped.values().sum::<u64>();
         let unreported = [0, 1].map(|i| per_cpu_at(&self.unreported, i));
         let new_unreported = [0, 1].map(|i| unreported[i].saturating_sub(self.unreported_seen[i]));
         self.unreported_seen = unreported;
@@ -568,7 +570,10 @@ impl Daemon {
             shared.watch.events_lost_at = Some(Instant::now());
             tracing::warn!(
                 lost = new_lost,
-                "events lost (ring buffer or backlog full, or runs the kernel skipped): rescanning"
+                ring,
+                backlog = backlog_dropped,
+                ?skipped,
+                "events lost (ring buffer or backlog full, or runs the kernel skipped; totals so far): rescanning"
             );
             return Some("lost-events");
         }
