@@ -745,6 +745,20 @@ fn a_lock_taken_later_is_judged_when_taken_and_when_dropped() {
     verdict_becomes(&d, &id, "ok", budget(Duration::from_secs(5)));
 }
 
+/// A daemon with no periodic rescan in a test's time, and a settled fdctl (its workload id)
+/// that may make compat syscalls; `None`, saying why, where the kernel runs none.
+fn compat_setup() -> Option<(Daemon, Fdctl, String)> {
+    let mut p = Fdctl::start(&fdctl());
+    if p.send("int80 probe") != "compat yes" {
+        eprintln!("skipped: this kernel runs no compat (i386) syscalls (no IA32 emulation)");
+        return None;
+    }
+    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let id = p.pid.to_string();
+    d.settled(&id, budget(Duration::from_secs(5)));
+    Some((d, p, id))
+}
+
 /// i386's syscalls, which any process may make through int 0x80, are read by their own
 /// numbers and registers. A compat read (3, the native close) whose `di` names a tracked fd
 /// closes nothing: read as native, it was a forged close, and the daemon said `ok` of a
@@ -752,14 +766,9 @@ fn a_lock_taken_later_is_judged_when_taken_and_when_dropped() {
 /// no native syscall) are seen. No periodic rescan runs in this test's time.
 #[test]
 fn compat_syscalls_are_read_by_their_own_numbers() {
-    let mut p = Fdctl::start(&fdctl());
-    if p.send("int80 probe") != "compat yes" {
-        eprintln!("skipped: this kernel runs no compat (i386) syscalls (no IA32 emulation)");
+    let Some((d, mut p, id)) = compat_setup() else {
         return;
-    }
-    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
-    let id = p.pid.to_string();
-    d.settled(&id, budget(Duration::from_secs(5)));
+    };
     let uffd = p.open("userfaultfd");
     d.wait_alert(&id, "became-blocking", budget(Duration::from_secs(5)));
 
@@ -782,18 +791,13 @@ fn compat_syscalls_are_read_by_their_own_numbers() {
 }
 
 /// i386's socketcall: an accept's fd is its return, so a connection from outside the process
-/// is judged at once (its peer outside needs --external); a socketpair's fds, written to memory laid out as i386's, make the daemon
-/// rescan.
+/// is judged at once (its peer outside needs --external); a socketpair's fds, written to
+/// memory laid out as i386's, make the daemon rescan.
 #[test]
 fn compat_socketcalls_are_judged_or_rescanned() {
-    let mut p = Fdctl::start(&fdctl());
-    if p.send("int80 probe") != "compat yes" {
-        eprintln!("skipped: this kernel runs no compat (i386) syscalls (no IA32 emulation)");
+    let Some((d, mut p, id)) = compat_setup() else {
         return;
-    }
-    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
-    let id = p.pid.to_string();
-    d.settled(&id, budget(Duration::from_secs(5)));
+    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("listening");
     let listener = p.open(&format!("listen {}", path.display()));
