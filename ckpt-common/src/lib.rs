@@ -685,7 +685,7 @@ mod tests {
 
     #[test]
     fn offsets_layout_has_no_padding() {
-        // 102 u32 offsets and filters (an even count: no hole before the u64), the member
+        // 106 u32 offsets and filters (an even count: no hole before the u64), the member
         // offsets, then the 8-aligned u64 cgroup id.
         assert_eq!(align_of::<KernelOffsets>(), 8);
         assert_eq!(
@@ -694,9 +694,9 @@ mod tests {
         );
         assert_eq!(
             offset_of!(KernelOffsets, target_cgroup),
-            4 * (102 + N_OPS_MEMBERS)
+            4 * (106 + N_OPS_MEMBERS)
         );
-        assert_eq!(size_of::<KernelOffsets>(), 4 * (104 + N_OPS_MEMBERS));
+        assert_eq!(size_of::<KernelOffsets>(), 4 * (108 + N_OPS_MEMBERS));
     }
 
     #[test]
