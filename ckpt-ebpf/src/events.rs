@@ -1,9 +1,10 @@
 //! Live events for the daemon: every fd a task installs (from the best backend the kernel
 //! allows: fentry or kprobe on `fd_install`, else the exits of fd-creating syscalls), closes of
-//! tracked fds, files whose locks changed, and fork/exec/exit. Files whose ops table (`OK_FOPS`) or, for sockets, whose
-//! family, type and protocol (`OK_SOCKS`) user space has judged ok whatever their state are
-//! dropped here, so the ring buffer carries only what matters; a TCP socket ok in its present
-//! state (a new one is CLOSE) is dropped too, and reported when it leaves that state.
+//! tracked fds, files whose locks changed, and fork/exec/exit. Files whose ops table
+//! (`OK_FOPS`) or, for sockets, whose family, type and protocol (`OK_SOCKS`) user space has
+//! judged ok whatever their state are dropped here, so the ring buffer carries only what
+//! matters; a TCP socket ok in its present state (a new one is CLOSE) is dropped too, and
+//! reported when it leaves that state.
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_RING_SIZE},
@@ -445,7 +446,9 @@ struct Args {
 }
 
 impl Args {
-    /// Argument 0, 1 or 3 (one branch per register: each load's offset is a constant).
+    /// Argument 0, 1 or 3 (one branch per register: each load's offset is a constant). A compat
+    /// argument is the register's lower half: i386 sees no more, whatever a 64-bit caller of
+    /// int 0x80 left in the upper one.
     #[inline(always)]
     fn get<const N: u32>(&self) -> u64 {
         let at = match (N, self.compat) {
@@ -456,7 +459,12 @@ impl Args {
             (_, false) => off!(regs_r10),
             (_, true) => off!(regs_si),
         };
-        Typed::read::<u64>(self.regs, at).unwrap_or(0)
+        let value = Typed::read::<u64>(self.regs, at).unwrap_or(0);
+        if self.compat {
+            value as u32 as u64
+        } else {
+            value
+        }
     }
 }
 
@@ -474,7 +482,8 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kinds: u16) {
     match kind {
         syscall_kind::RET_FD => installed(task, ret as u32, file_at::<M>(task, ret as u32)),
         syscall_kind::FCNTL | syscall_kind::FCNTL_LOCKS => {
-            let cmd = args.get::<1>();
+            // fcntl's command is an unsigned int: the kernel ignores the upper half.
+            let cmd = args.get::<1>() as u32 as u64;
             if kind == syscall_kind::FCNTL && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) {
                 installed(task, ret as u32, file_at::<M>(task, ret as u32));
             } else if matches!(

@@ -30,6 +30,7 @@
 //!                                                   (a child tries one: without them it dies)
 //!   listen PATH                          → `fd N`      a unix stream socket listening at PATH
 //!   socketcall accept N                  → `fd M`      i386's socketcall(SYS_ACCEPT) on fd N
+//!                                                   (rbx's upper half set, as i386 ignores)
 //!   socketcall socketpair                → `fd M`      i386's socketcall(SYS_SOCKETPAIR): a unix
 //!                                                   stream pair, whose fds i386 writes to memory
 //!
@@ -113,15 +114,17 @@ fn file(path: &str) -> Result<RawFd, String> {
     Ok(file.into_raw_fd())
 }
 
-/// `l_type` over all of `fd`: F_WRLCK takes a POSIX lock, F_UNLCK drops it.
+/// `l_type` over all of `fd`: F_WRLCK takes a POSIX lock, F_UNLCK drops it. The command goes
+/// with its upper half set, as any caller may: the kernel reads an unsigned int.
 fn posix_lock_as(fd: RawFd, l_type: i32) -> Result<(), String> {
     // SAFETY: an all-zero flock is valid; the fields that matter are set below.
     let mut lock: libc::flock = unsafe { std::mem::zeroed() };
     lock.l_type = l_type as libc::c_short;
     lock.l_whence = libc::SEEK_SET as libc::c_short;
+    let cmd = libc::F_SETLK as i64 | 1 << 32;
     // SAFETY: fcntl on an fd the test chose, with a flock that lives across the call.
     check(
-        unsafe { libc::fcntl(fd, libc::F_SETLK, &lock) } as i64,
+        unsafe { libc::syscall(libc::SYS_fcntl, fd as i64, cmd, &raw const lock) },
         "fcntl(F_SETLK)",
     )
     .map(|_| ())
@@ -215,7 +218,8 @@ fn socketcall(call: u64, args: [u32; 3]) -> Result<(i64, [i32; 2]), String> {
         }
         words.add(3).write(out as u32);
     }
-    let ret = int80(SYS_SOCKETCALL, call, page as u64, 0, 0);
+    // The call's upper half set, which i386 cannot see.
+    let ret = int80(SYS_SOCKETCALL, call | 1 << 32, page as u64, 0, 0);
     // SAFETY: the page is still mapped; unmapping it ends its use.
     let written = unsafe { [*words.add(4) as i32, *words.add(5) as i32] };
     unsafe { libc::munmap(page, 4096) };
