@@ -14,7 +14,7 @@ type Entry = (u32, &'static str, u8);
 
 /// The native syscalls.
 #[cfg(target_arch = "x86_64")]
-pub const TABLE: &[Entry] = &[
+const TABLE: &[Entry] = &[
     (2, "open", RET_FD),
     (257, "openat", RET_FD),
     (437, "openat2", RET_FD),
@@ -65,7 +65,7 @@ pub const TABLE: &[Entry] = &[
 /// The compat syscalls (arch/x86/entry/syscalls/syscall_32.tbl). Their `msghdr` is i386's,
 /// which the program does not read: fds received or paired through it ask for a rescan.
 #[cfg(target_arch = "x86_64")]
-pub const COMPAT_TABLE: &[Entry] = &[
+const COMPAT_TABLE: &[Entry] = &[
     (5, "open", RET_FD),
     (295, "openat", RET_FD),
     (437, "openat2", RET_FD),
@@ -116,9 +116,9 @@ pub const COMPAT_TABLE: &[Entry] = &[
 ];
 
 #[cfg(not(target_arch = "x86_64"))]
-pub const TABLE: &[Entry] = &[];
+const TABLE: &[Entry] = &[];
 #[cfg(not(target_arch = "x86_64"))]
-pub const COMPAT_TABLE: &[Entry] = &[];
+const COMPAT_TABLE: &[Entry] = &[];
 
 /// What the fd_install backends still need from sys_exit: closes, session and tracer
 /// changes, and locks (fcntl's new fds come through fd_install).
