@@ -146,6 +146,9 @@ pub struct FileFacts {
     pub sk_wqueue: u32,
     /// Bytes in a socket's receive queue (`sk_rmem_alloc`).
     pub sk_rqueue: u32,
+    /// When an event program saw the change (`bpf_ktime_get_ns`, CLOCK_MONOTONIC); 0 from the
+    /// iterator. Last, so that a [`TAG_FILE_NO_SOCK`] record still ends at the socket members.
+    pub time: u64,
 }
 
 /// Bytes of a [`TAG_FILE_NO_SOCK`] record: every member before the socket ones, which are all
@@ -246,6 +249,8 @@ pub struct TaskEvent {
     pub arg: u32,
     pub arg2: u32,
     pub _pad: u32,
+    /// When the program saw it (`bpf_ktime_get_ns`, CLOCK_MONOTONIC).
+    pub time: u64,
 }
 
 /// How the install-event program finds the fds a syscall created, indexed by syscall number
@@ -654,7 +659,7 @@ mod tests {
 
     #[test]
     fn file_facts_layout_is_padding_free() {
-        assert_eq!(size_of::<FileFacts>(), 192);
+        assert_eq!(size_of::<FileFacts>(), 200);
         assert_eq!(align_of::<FileFacts>(), 8);
         assert_eq!(offset_of!(FileFacts, f_op), 16);
         assert_eq!(offset_of!(FileFacts, rdev), 56);
@@ -665,6 +670,7 @@ mod tests {
         assert_eq!(offset_of!(FileFacts, peer_ino), 176);
         assert_eq!(offset_of!(FileFacts, sk_wqueue), 184);
         assert_eq!(offset_of!(FileFacts, sk_rqueue), 188);
+        assert_eq!(offset_of!(FileFacts, time), 192);
         // The short record keeps 8-byte alignment: records follow each other in one stream.
         assert_eq!(FILE_FACTS_NO_SOCK_LEN, 160);
     }
@@ -718,7 +724,8 @@ mod tests {
 
     #[test]
     fn task_event_layout() {
-        assert_eq!(size_of::<TaskEvent>(), 24);
+        assert_eq!(size_of::<TaskEvent>(), 32);
+        assert_eq!(offset_of!(TaskEvent, time), 24);
         assert_eq!(offset_of!(TaskEvent, arg2), 16);
     }
 

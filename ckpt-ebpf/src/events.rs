@@ -9,7 +9,7 @@
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_RING_SIZE},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_task_btf,
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_task_btf, bpf_ktime_get_ns,
         bpf_probe_read_user,
     },
     macros::{btf_tracepoint, fentry, kprobe, map},
@@ -183,6 +183,7 @@ fn task_event(kind: u32, tgid: u32, arg: u32, arg2: u32) {
         arg,
         arg2,
         _pad: 0,
+        time: unsafe { bpf_ktime_get_ns() },
     });
 }
 
@@ -329,6 +330,7 @@ fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16
     if let Some(state) = state {
         rec.sk_state = state;
     }
+    rec.time = unsafe { bpf_ktime_get_ns() };
     if EVENTS.output::<FileFacts>(rec, wakeup()).is_err() {
         count_lost(runs);
         return;

@@ -189,6 +189,7 @@ mod tests {
             name: [0; NAME_LEN],
             sk_wqueue: 0,
             sk_rqueue: 0,
+            time: 0,
         }
     }
 

@@ -391,6 +391,30 @@ pub fn parse_kind(pid: u32, status: &str, stat: &str) -> PidKind {
     }
 }
 
+/// `PF_EXITING` in the flags field of `/proc/PID/stat`: set as a task begins to exit, before
+/// its files are closed.
+const PF_EXITING: u64 = 0x4;
+
+/// Whether `pid` names no live process now: gone, dead, or exiting (every thread of it).
+/// A pid read in any other way (another process took it) is not exited.
+pub fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(proc_path(pid, "stat")) {
+        Ok(stat) => parse_exited(&stat),
+        Err(e) => matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)),
+    }
+}
+
+/// [`exited`] from a `/proc/PID/stat` text: a zombie or dead task, or `PF_EXITING`.
+pub fn parse_exited(stat: &str) -> bool {
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let mut fields = rest.split_whitespace();
+    let state = fields.next();
+    let flags = fields.nth(5).and_then(|f| f.parse::<u64>().ok());
+    matches!(state, Some("Z" | "X" | "x")) || flags.is_some_and(|f| f & PF_EXITING != 0)
+}
+
 /// Checks that `pid` is a live user-space process, the only thing a checkpoint can start from.
 pub fn ensure_process(pid: u32) -> Result<(), ProcError> {
     let dir = ProcDir::open(pid)?;
@@ -558,6 +582,28 @@ mod tests {
             ensure_process(2),
             Err(ProcError::KernelThread { pid: 2, .. })
         ));
+    }
+
+    #[test]
+    fn exited_processes_are_told_from_live_ones() {
+        // A comm holding ") Z" cannot shift the fields; 4194564 = PF_EXITING | ...
+        assert!(!parse_exited("40 (a) Z 1) S 1 40 40 0 -1 4194560 0"));
+        assert!(parse_exited("40 (a) S 1 40 40 0 -1 4194564 0"));
+        assert!(parse_exited("40 (a) Z 1 40 40 0 -1 4194560 0"));
+        assert!(!parse_exited("40 (a"), "unreadable: not taken as exited");
+        assert!(!exited(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let zombie = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            std::fs::read_to_string(proc_path(child.id(), "stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+        });
+        assert!(zombie, "`true` never exited");
+        assert!(exited(child.id()), "a zombie");
+        child.wait().unwrap();
+        assert!(exited(child.id()), "reaped");
     }
 
     /// Names come back as the process set them.

@@ -299,6 +299,7 @@ impl Daemon {
             given: &self.given,
             annotated: &|c| annotated(judge, c),
             read_proc: &|pid| procfs::read_proc(pid).ok(),
+            exited: &procfs::exited,
         };
         let settled = self.state.settle(&j, &self.names, self.started.elapsed());
         let shared = self.shared.clone();
@@ -413,6 +414,8 @@ impl Daemon {
             let text = std::fs::File::open("/proc/kallsyms")?;
             Ok((Symbols::lookup(text, wanted)?, Duration::ZERO))
         };
+        // On the events' clock: what they tell from before it, the snapshot tells too.
+        let taken_at = monotonic_ns();
         let snap = Snapshot::collect(&mut self.probe, None, None, read, false, None)
             .context("rescanning")?;
         let new_ops = resolve::resolve(&snap.ops_members(), &snap.symbols(), &self.catalogue);
@@ -424,8 +427,9 @@ impl Daemon {
             given: &self.given,
             annotated: &|c| annotated(judge, c),
             read_proc: &|pid| procfs::read_proc(pid).ok(),
+            exited: &procfs::exited,
         };
-        let out = self.state.reconcile(&j, snap);
+        let out = self.state.reconcile(&j, snap, taken_at);
         self.apply(out);
         // A rescan holds the host's every fd at once, then keeps a few: hand the freed peak
         // back to the system rather than keep it as the resident size between rescans.
@@ -499,10 +503,11 @@ impl Daemon {
             given: &self.given,
             annotated: &|c| annotated(judge, c),
             read_proc: &|pid| procfs::read_proc(pid).ok(),
+            exited: &procfs::exited,
         };
         let (kind, out) = match event {
             Event::Ops(..) => unreachable!("handled above"),
-            Event::Installed(rec) => ("install", self.state.installed(&j, &rec)),
+            Event::Installed(rec) => ("install", self.state.installed(&j, &rec, &fd_still_open)),
             Event::Task(ev) => {
                 let kind = match ev.kind {
                     ckpt_common::task_event::FORK => "fork",
@@ -603,7 +608,13 @@ impl Daemon {
     }
 }
 
-/// After an exec: is this tracked fd still the same open file?
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`, which times the events.
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// After an exec, or for an install from before a rescan: is this fd still the same file?
 fn fd_still_open(pid: u32, f: &FileFact) -> bool {
     let Some(fd) = f.fd else { return false };
     std::fs::metadata(Path::new(&format!("/proc/{pid}/fd/{fd}"))).is_ok_and(|m| m.ino() == f.ino)

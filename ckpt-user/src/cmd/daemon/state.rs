@@ -145,6 +145,9 @@ pub struct State {
     /// Ops tables (and socket kinds) already analysed for [`classify::always_ok`].
     analysed: HashSet<AnalysisKey>,
     own: Own,
+    /// When the last rescan began, on the events' clock (CLOCK_MONOTONIC ns): an event from
+    /// before it may already be in the rescan's snapshot, or be overtaken by it.
+    rescanned_at: u64,
 }
 
 impl World for State {
@@ -172,6 +175,8 @@ pub struct Judging<'a> {
     pub annotated: &'a dyn Fn(&ContainerName) -> Option<Given>,
     /// What /proc says of a process now; None once it is gone.
     pub read_proc: &'a dyn Fn(u32) -> Option<ProcInfo>,
+    /// Whether /proc shows the process gone, dead, or exiting now: not another one on its pid.
+    pub exited: &'a dyn Fn(u32) -> bool,
 }
 
 /// The container a workload's processes run in, from the first that names one.
@@ -206,6 +211,7 @@ impl State {
             ops: OpsTables::default(),
             analysed: HashSet::new(),
             own: Own::default(),
+            rescanned_at: 0,
         }
     }
 
@@ -633,10 +639,11 @@ impl State {
         }
     }
 
-    /// Replaces everything with a fresh snapshot; every workload is judged again. Container
-    /// names are read again too (`names` is fresh).
-    pub fn reconcile(&mut self, j: &Judging, snap: Snapshot) -> Outcome {
+    /// Replaces everything with a fresh snapshot, begun at `taken_at` on the events' clock;
+    /// every workload is judged again. Container names are read again too (`names` is fresh).
+    pub fn reconcile(&mut self, j: &Judging, snap: Snapshot, taken_at: u64) -> Outcome {
         let mut out = Outcome::default();
+        self.rescanned_at = taken_at;
         let tracked_before = std::mem::take(&mut self.tracked);
         self.files.clear();
         self.mappings.clear();
@@ -720,10 +727,19 @@ impl State {
         self.ops_members.insert(f_op, members);
     }
 
-    /// An fd was installed.
-    pub fn installed(&mut self, j: &Judging, rec: &FileFacts) -> Outcome {
+    /// An fd was installed. `alive` tells whether an fd still holds its file.
+    pub fn installed(
+        &mut self,
+        j: &Judging,
+        rec: &FileFacts,
+        alive: &dyn Fn(u32, &FileFact) -> bool,
+    ) -> Outcome {
         let mut out = Outcome::default();
         let f = FileFact::from_file(rec);
+        if rec.time < self.rescanned_at {
+            self.installed_before_rescan(j, f, alive, &mut out);
+            return out;
+        }
         let pid = f.pid;
         if self.unread.contains(&pid) {
             self.read(j, pid);
@@ -744,6 +760,33 @@ impl State {
         out
     }
 
+    /// An install from before the last rescan, read after it. The rescan found the fd as it is
+    /// now; replayed, the install could put back a file closed since, or replace the one the
+    /// rescan found. One file is taken: a file the rescan may have missed, because fd_install's
+    /// programs run before the install, so the rescan can pass the task in between. Such a
+    /// file is not kept, and its fd still holds it. Taking it can only keep a file more.
+    fn installed_before_rescan(
+        &mut self,
+        j: &Judging,
+        f: FileFact,
+        alive: &dyn Fn(u32, &FileFact) -> bool,
+        out: &mut Outcome,
+    ) {
+        let (pid, fd) = (f.pid, f.fd.expect("an fd"));
+        let key = fd_key(pid, fd);
+        let kept = self.files.get(&pid).is_some_and(|m| m.contains_key(&fd));
+        if !kept && self.procs.contains_key(&pid) && alive(pid, &f) {
+            // Tracked again: the rescan may have untracked the fd since the kernel reported it.
+            if self.insert_fd(j, f, false, out) {
+                self.touch(pid);
+            }
+        }
+        // The kernel tracks what it reported.
+        if !self.tracked.contains(&key) {
+            self.reported.insert(key);
+        }
+    }
+
     /// A lifecycle event. `alive_fds` tells which tracked fds survived an exec.
     pub fn task(
         &mut self,
@@ -751,6 +794,9 @@ impl State {
         ev: &TaskEvent,
         alive_fds: &dyn Fn(u32, &FileFact) -> bool,
     ) -> Outcome {
+        if ev.time < self.rescanned_at {
+            return self.task_before_rescan(j, ev);
+        }
         let mut out = Outcome::default();
         let pid = ev.tgid;
         match ev.kind {
@@ -811,30 +857,7 @@ impl State {
                 self.mappings.remove(&pid);
                 self.touch(pid);
             }
-            task_event::EXIT => {
-                self.unread.remove(&pid);
-                self.touch(pid);
-                let fds: Vec<u32> = self
-                    .files
-                    .get(&pid)
-                    .into_iter()
-                    .flat_map(|m| m.keys().copied())
-                    .collect();
-                for fd in fds {
-                    self.remove_fd(pid, fd, &mut out);
-                }
-                self.untrack_reported(pid, 0..=u32::MAX, &mut out);
-                self.files.remove(&pid);
-                self.mappings.remove(&pid);
-                self.leave(pid);
-                // Its children are the init's (or a subreaper's) now: out of its tree.
-                if let Some(ppid) = self.procs.remove(&pid).map(|p| p.ppid)
-                    && let Some(siblings) = self.children.get_mut(&ppid)
-                {
-                    siblings.retain(|&c| c != pid);
-                }
-                self.children.remove(&pid);
-            }
+            task_event::EXIT => self.exit(pid, &mut out),
             // The kernel dropped its tracking as it reported the close: untracking here could
             // hit the next fd of that number. A close of an fd not kept changes nothing.
             task_event::CLOSE => {
@@ -861,6 +884,62 @@ impl State {
                     self.touch(pid);
                 }
             }
+            _ => {}
+        }
+        out
+    }
+
+    /// Process `pid` exited: its files are closed, its children are no longer in its tree.
+    fn exit(&mut self, pid: u32, out: &mut Outcome) {
+        self.unread.remove(&pid);
+        self.touch(pid);
+        let fds: Vec<u32> = self
+            .files
+            .get(&pid)
+            .into_iter()
+            .flat_map(|m| m.keys().copied())
+            .collect();
+        for fd in fds {
+            self.remove_fd(pid, fd, out);
+        }
+        self.untrack_reported(pid, 0..=u32::MAX, out);
+        self.files.remove(&pid);
+        self.mappings.remove(&pid);
+        self.leave(pid);
+        // Its children are the init's (or a subreaper's) now: out of its tree.
+        if let Some(ppid) = self.procs.remove(&pid).map(|p| p.ppid)
+            && let Some(siblings) = self.children.get_mut(&ppid)
+        {
+            siblings.retain(|&c| c != pid);
+        }
+        self.children.remove(&pid);
+    }
+
+    /// A lifecycle event from before the last rescan, read after it. The rescan found what it
+    /// did: replayed, a fork would copy the parent's files over the child's own, and a close
+    /// would drop the file the rescan found on a reused fd number. What is left is the
+    /// kernel's tracking, and an exit: the rescan may have found the process still exiting,
+    /// its files not yet closed (`sched_process_exit` comes first).
+    fn task_before_rescan(&mut self, j: &Judging, ev: &TaskEvent) -> Outcome {
+        let mut out = Outcome::default();
+        let pid = ev.tgid;
+        match ev.kind {
+            // Unless its pid names another process by now.
+            task_event::EXIT if (j.exited)(pid) => self.exit(pid, &mut out),
+            task_event::CLOSE => {
+                // The kernel dropped its tracking as it reported the close: a file kept since
+                // on that fd number is tracked again.
+                let key = fd_key(pid, ev.arg);
+                if self.tracked.contains(&key) {
+                    out.kernel.push(KernelUpdate::Track(key));
+                } else {
+                    self.reported.remove(&key);
+                }
+            }
+            task_event::CLOSE_RANGE => {
+                self.untrack_reported(pid, ev.arg..=ev.arg2.max(ev.arg), &mut out)
+            }
+            task_event::REFRESH => self.read(j, pid),
             _ => {}
         }
         out

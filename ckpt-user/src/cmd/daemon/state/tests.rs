@@ -49,6 +49,7 @@ fn record(pid: u32, fd: u32, f_op: u64, mode: u32, fs: &str, name: &str) -> File
         name: bytes::<NAME_LEN>(name),
         sk_wqueue: 0,
         sk_rqueue: 0,
+        time: LATER,
     }
 }
 
@@ -82,6 +83,7 @@ fn task(kind: u32, tgid: u32, arg: u32, arg2: u32) -> TaskEvent {
         arg,
         arg2,
         _pad: 0,
+        time: LATER,
     }
 }
 
@@ -112,6 +114,11 @@ fn in_cgroup(p: ProcInfo, path: &str) -> ProcInfo {
     }
 }
 
+/// On the events' clock: when the fixtures' rescans begin, and when events come by default.
+const RESCANNED_AT: u64 = 1_000_000;
+const LATER: u64 = 2_000_000;
+const EARLIER: u64 = 500_000;
+
 const SETTLE: Duration = Duration::from_secs(1);
 const MS: Duration = Duration::from_millis(1);
 
@@ -126,6 +133,8 @@ struct Fixture {
     /// What /proc says of each process, and how often it was read.
     on_proc: HashMap<u32, ProcInfo>,
     reads: Cell<usize>,
+    /// Pids /proc shows gone, dead or exiting.
+    exited: HashSet<u32>,
 }
 
 /// A fixture's judging context, borrowing its fields apart from its state.
@@ -139,6 +148,7 @@ macro_rules! judging {
                 $f.reads.set($f.reads.get() + 1);
                 $f.on_proc.get(&pid).cloned()
             },
+            exited: &|pid| $f.exited.contains(&pid),
         }
     };
 }
@@ -186,6 +196,7 @@ impl Fixture {
             now: Duration::ZERO,
             on_proc: HashMap::new(),
             reads: Cell::new(0),
+            exited: HashSet::new(),
         };
         let snap = Snapshot {
             procs: procs.into_iter().map(|p| (p.pid, p)).collect(),
@@ -193,7 +204,7 @@ impl Fixture {
             ..Default::default()
         };
         let j = judging!(f);
-        f.state.reconcile(&j, snap);
+        f.state.reconcile(&j, snap, RESCANNED_AT);
         f
     }
 
@@ -214,7 +225,7 @@ impl Fixture {
     }
 
     fn install(&mut self, rec: FileFacts) -> Outcome {
-        self.state.installed(&judging!(self), &rec)
+        self.state.installed(&judging!(self), &rec, &|_, _| true)
     }
 
     fn task(&mut self, ev: TaskEvent, alive: &dyn Fn(u32, &FileFact) -> bool) -> Outcome {
@@ -792,7 +803,7 @@ fn reconcile_finds_changes_and_resyncs_tracking() {
         ..Default::default()
     };
     let j = judging!(f);
-    let out = f.state.reconcile(&j, snap);
+    let out = f.state.reconcile(&j, snap, RESCANNED_AT);
     assert!(out.kernel.contains(&KernelUpdate::Untrack(fd_key(10, 3))));
     assert!(out.kernel.contains(&KernelUpdate::Track(fd_key(11, 5))));
     f.settle();
@@ -813,7 +824,7 @@ fn a_rescan_untracks_reported_fds_of_processes_gone() {
         ..Default::default()
     };
     let j = judging!(f);
-    let out = f.state.reconcile(&j, snap);
+    let out = f.state.reconcile(&j, snap, RESCANNED_AT);
     assert!(out.kernel.contains(&KernelUpdate::Untrack(fd_key(11, 4))));
     let out = f.state.reconcile(
         &j,
@@ -821,8 +832,121 @@ fn a_rescan_untracks_reported_fds_of_processes_gone() {
             procs: BTreeMap::from([(10, leader(10, 1))]),
             ..Default::default()
         },
+        RESCANNED_AT,
     );
     assert!(out.kernel.is_empty(), "untracked once: {out:?}");
+}
+
+/// A rescan of sessions 10 (leader 10, member 11) and 20, finding `files`.
+fn rescanned(f: &mut Fixture, files: Vec<FileFacts>) -> Outcome {
+    let snap = Snapshot {
+        files: files.iter().map(FileFact::from_file).collect(),
+        procs: BTreeMap::from([
+            (10, leader(10, 1)),
+            (11, member(11, 10, 10)),
+            (20, leader(20, 1)),
+        ]),
+        ..Default::default()
+    };
+    let j = judging!(f);
+    f.state.reconcile(&j, snap, RESCANNED_AT)
+}
+
+fn earlier(mut ev: TaskEvent) -> TaskEvent {
+    ev.time = EARLIER;
+    ev
+}
+
+fn kept_fds(f: &Fixture, pid: u32) -> Vec<u32> {
+    f.state
+        .files
+        .get(&pid)
+        .map(|m| m.keys().copied().collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn events_from_before_a_rescan_do_not_undo_what_it_found() {
+    let mut f = Fixture::new();
+    // Read after the rescan, though it began after them: 11 had an eventfd on fd 3 and closed
+    // it, then took an io_uring there, whose install was lost; 20 forked 11 long ago.
+    let mut old = eventfd(11, 3);
+    old.time = EARLIER;
+    rescanned(&mut f, vec![io_uring(11, 3), io_uring(20, 5)]);
+    let j = judging!(f);
+    f.state.installed(&j, &old, &|_, _| false);
+    let out = f.task(earlier(task(task_event::CLOSE, 11, 3, 0)), &|_, _| true);
+    assert!(
+        out.kernel.contains(&KernelUpdate::Track(fd_key(11, 3))),
+        "the kernel dropped its tracking of fd 3 at the close: the io_uring is tracked again"
+    );
+    f.task(earlier(task(task_event::FORK, 20, 11, 0)), &|_, _| true);
+    f.task(earlier(task(task_event::EXEC, 11, 0, 0)), &|_, _| false);
+    assert_eq!(
+        kept_fds(&f, 11),
+        [3],
+        "the rescan's io_uring stays, 20's is not copied"
+    );
+    f.settle();
+    assert_eq!(
+        f.alerts_after(SETTLE),
+        [alert("became-blocking", 10), alert("became-blocking", 20)]
+    );
+    // Events from after the rescan are applied.
+    f.task(task(task_event::CLOSE, 11, 3, 0), &|_, _| true);
+    assert!(kept_fds(&f, 11).is_empty());
+}
+
+#[test]
+fn an_install_the_rescan_passed_by_is_taken_if_its_fd_still_holds_it() {
+    let mut f = Fixture::new();
+    rescanned(&mut f, vec![]);
+    // fd_install's programs run before the install: the rescan can pass the task in between.
+    let mut missed = io_uring(11, 4);
+    missed.time = EARLIER;
+    let j = judging!(f);
+    let out = f
+        .state
+        .installed(&j, &missed, &|pid, ff| (pid, ff.fd) == (11, Some(4)));
+    assert_eq!(kept_fds(&f, 11), [4]);
+    assert!(out.kernel.contains(&KernelUpdate::Track(fd_key(11, 4))));
+    // One closed since is not: its close is as old, and not replayed.
+    let mut closed = io_uring(11, 5);
+    closed.time = EARLIER;
+    let out = f.state.installed(&j, &closed, &|_, _| false);
+    assert_eq!(kept_fds(&f, 11), [4]);
+    assert!(out.kernel.is_empty(), "{out:?}");
+    // Nor one that would replace what the rescan kept on its fd.
+    let mut replaced = eventfd(11, 4);
+    replaced.time = EARLIER;
+    f.state.installed(&j, &replaced, &|_, _| true);
+    assert_eq!(f.state.files[&11][&4].f_op, IO_URING_FOPS);
+    // The kernel tracks the fds it reported: their process's exit untracks them.
+    let out = f.task(task(task_event::EXIT, 11, 0, 0), &|_, _| true);
+    for fd in [4, 5] {
+        assert!(
+            out.kernel.contains(&KernelUpdate::Untrack(fd_key(11, fd))),
+            "fd {fd}: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn an_exit_from_before_a_rescan_ends_only_the_process_that_exited() {
+    let mut f = Fixture::new();
+    // sched_process_exit comes before the files are closed: the rescan found 20 exiting.
+    rescanned(&mut f, vec![io_uring(20, 3)]);
+    let exit = earlier(task(task_event::EXIT, 20, 0, 0));
+    f.task(exit, &|_, _| true);
+    assert_eq!(
+        kept_fds(&f, 20),
+        [3],
+        "20 names a live process: another one"
+    );
+    f.exited.insert(20);
+    f.task(exit, &|_, _| true);
+    assert!(kept_fds(&f, 20).is_empty());
+    assert_eq!(f.state.process_count(), 2);
 }
 
 #[test]
