@@ -440,6 +440,8 @@ pub struct KernelOffsets {
     pub task_thread_pid: u32,
     /// `signal_struct.pids[]`, indexed by `enum pid_type`'s `PIDTYPE_PGID` and `PIDTYPE_SID`.
     pub signal_pids: u32,
+    /// `signal_struct.live`: the process's threads not yet exiting; 0 once all are.
+    pub signal_live: u32,
     pub pidtype_pgid: u32,
     pub pidtype_sid: u32,
     pub cred_uid: u32,
@@ -465,6 +467,8 @@ pub struct KernelOffsets {
     pub flags: u32,
     /// Depth of `target_cgroup` in the cgroup v2 hierarchy (root = 0).
     pub target_cgroup_level: u32,
+    /// Keeps `target_cgroup` 8-aligned without a hole.
+    pub _pad: u32,
     /// ckpt-watch's own pid: it holds BPF fds of its own and its /proc reads would come back
     /// to the daemon as events, so it is never reported.
     pub ignore_tgid: u32,
@@ -563,6 +567,7 @@ impl KernelOffsets {
             task_comm: ABSENT,
             task_thread_pid: ABSENT,
             signal_pids: ABSENT,
+            signal_live: ABSENT,
             pidtype_pgid: ABSENT,
             pidtype_sid: ABSENT,
             cred_uid: ABSENT,
@@ -583,6 +588,7 @@ impl KernelOffsets {
             fop_members: [ABSENT; N_OPS_MEMBERS],
             flags: 0,
             target_cgroup_level: 0,
+            _pad: 0,
             ignore_tgid: 0,
             target_cgroup: 0,
         }
@@ -691,8 +697,8 @@ mod tests {
 
     #[test]
     fn offsets_layout_has_no_padding() {
-        // 106 u32 offsets and filters (an even count: no hole before the u64), the member
-        // offsets, then the 8-aligned u64 cgroup id.
+        // 107 u32 offsets and filters and a pad (an even count: no hole before the u64), the
+        // member offsets, then the 8-aligned u64 cgroup id.
         assert_eq!(align_of::<KernelOffsets>(), 8);
         assert_eq!(
             offset_of!(KernelOffsets, target_cgroup),
@@ -700,9 +706,9 @@ mod tests {
         );
         assert_eq!(
             offset_of!(KernelOffsets, target_cgroup),
-            4 * (106 + N_OPS_MEMBERS)
+            4 * (108 + N_OPS_MEMBERS)
         );
-        assert_eq!(size_of::<KernelOffsets>(), 4 * (108 + N_OPS_MEMBERS));
+        assert_eq!(size_of::<KernelOffsets>(), 4 * (110 + N_OPS_MEMBERS));
     }
 
     #[test]

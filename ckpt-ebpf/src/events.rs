@@ -617,6 +617,9 @@ pub fn ckpt_exec(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// A process's exit is its last thread's, whichever: a leader may exit alone (`SYS_exit`) and
+/// leave threads holding every fd, and an exec by another thread kills the leader. Each
+/// exiting thread has left `signal->live` by the time it passes here (kernel/exit.c).
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn ckpt_exit(ctx: BtfTracePointContext) -> i32 {
     let task: u64 = ctx.arg(0);
@@ -626,7 +629,12 @@ pub fn ckpt_exit(ctx: BtfTracePointContext) -> i32 {
     ) else {
         return 0;
     };
-    if pid == tgid {
+    let signal = read_ptr(task, off!(task_signal));
+    let group_dead = match read::<i32>(signal, off!(signal_live)) {
+        Some(live) => live == 0,
+        None => pid == tgid,
+    };
+    if group_dead {
         task_event(task_event::EXIT, tgid, 0, 0);
     }
     0

@@ -438,6 +438,40 @@ fn a_forked_child_belongs_to_its_leaders_dump() {
     );
 }
 
+/// A process lives while any thread of it does: an exec by another thread kills the leader,
+/// and a leader may exit alone. Neither ends the process nor closes its files: the kernel
+/// reports its exit when its last thread exits, whichever.
+#[test]
+fn a_process_outlives_its_leader_thread() {
+    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let mut p = Fdctl::start(&fdctl());
+    let (pid, id) = (p.pid, p.pid.to_string());
+    let fd = p.open("userfaultfd keep");
+    d.wait_alert(&id, "became-blocking", budget(Duration::from_secs(2)));
+    let still_blocking = |d: &Daemon, after: &str| {
+        let alerts = d.alerts_for(budget(Duration::from_secs(1)));
+        assert!(
+            !alerts.iter().any(|a| about(a, pid)),
+            "after {after}: {alerts:?}"
+        );
+        let w = d.workloads().into_iter().find(|w| w["id"] == id.as_str());
+        assert_eq!(
+            w.as_ref().map(|w| &w["verdict"]),
+            Some(&Value::from("blocks")),
+            "after {after}: {w:?}; {}",
+            d.diagnosis()
+        );
+    };
+    let reply = p.send("thread-exec");
+    assert_eq!(reply, format!("ready {pid}"));
+    still_blocking(&d, "an exec by a thread other than the leader");
+    assert_eq!(p.send("leader-exit"), "ok");
+    assert!(p.send("pipe").starts_with("fd "), "served by the thread left");
+    still_blocking(&d, "the leader's exit");
+    p.send(&format!("close {fd}"));
+    d.wait_alert(&id, "became-ok", budget(Duration::from_secs(2)));
+}
+
 /// fentry and kprobe see the receiving fd_install; the tracepoint backend reads the fds out
 /// of the SCM_RIGHTS message recvmsg returned. Either way at once, rescans off.
 #[test]

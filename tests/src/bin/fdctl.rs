@@ -2,11 +2,16 @@
 //! line, one answer per stdout line.
 //!
 //!   io_uring | perf_event | userfaultfd  → `fd N`      open one (close-on-exec)
+//!   userfaultfd keep                     → `fd N`      one that an exec keeps
 //!   close N                              → `ok`
 //!   fork                                 → `child P`   the child holds the same fds and waits
 //!   after-bpf PID                        → `child P`   the child forks, once PID holds a BPF
 //!                                                   map, a child that opens an io_uring
 //!   exec                                 → `ready P`   re-exec itself: close-on-exec fds go
+//!   thread-exec                          → `ready P`   the same from a new thread, which takes
+//!                                                   the process over as the leader dies
+//!   leader-exit                          → `ok`        the main thread exits alone; a new
+//!                                                   thread answers from then on
 //!   scm                                  → `fd N`      receive a userfaultfd over SCM_RIGHTS
 //!                                                   (io_uring fds cannot be passed at all)
 //!   unix PATH                            → `fd N`      a unix stream socket connected to PATH
@@ -36,7 +41,7 @@
 //!
 //! It exits when stdin closes; children die with it (PR_SET_PDEATHSIG).
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::os::fd::{IntoRawFd, RawFd};
 
 fn errno() -> std::io::Error {
@@ -95,10 +100,11 @@ fn perf_event() -> Result<RawFd, String> {
     Ok(fd)
 }
 
-fn userfaultfd() -> Result<RawFd, String> {
+fn userfaultfd(cloexec: bool) -> Result<RawFd, String> {
+    let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
     // SAFETY: userfaultfd with flags only.
     check(
-        unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) },
+        unsafe { libc::syscall(libc::SYS_userfaultfd, flags) },
         "userfaultfd",
     )
 }
@@ -306,7 +312,7 @@ fn scm() -> Result<RawFd, String> {
     match unsafe { libc::fork() } {
         -1 => Err(format!("fork: {}", errno())),
         0 => {
-            let code = match userfaultfd().and_then(|fd| send_fd(sv[1], fd)) {
+            let code = match userfaultfd(true).and_then(|fd| send_fd(sv[1], fd)) {
                 Ok(()) => 0,
                 Err(_) => 1,
             };
@@ -476,7 +482,7 @@ fn command(line: &str) -> Result<String, String> {
     match (words.next(), words.next()) {
         (Some("io_uring"), _) => fd(io_uring()),
         (Some("perf_event"), _) => fd(perf_event()),
-        (Some("userfaultfd"), _) => fd(userfaultfd()),
+        (Some("userfaultfd"), keep) => fd(userfaultfd(keep != Some("keep"))),
         (Some("scm"), _) => fd(scm()),
         (Some("unix"), Some(path)) => fd(unix(path)),
         (Some("tcp"), _) => fd(tcp()),
@@ -566,20 +572,49 @@ fn command(line: &str) -> Result<String, String> {
             sockets(n, words.next().unwrap_or("tcp")).map(|_| "ok".into())
         }
         (Some("exec"), _) => reexec().map(|_| unreachable!("execv returned Ok")),
+        (Some("thread-exec"), _) => {
+            let exec = std::thread::spawn(reexec);
+            // Only a failed exec returns: the leader dies in a successful one.
+            exec.join()
+                .map_err(|_| "thread-exec: the thread panicked".to_string())?
+                .map(|_| unreachable!("execv returned Ok"))
+        }
+        (Some("leader-exit"), _) => {
+            say("ok");
+            std::thread::spawn(serve);
+            // SAFETY: ends this thread alone; the process lives on in the one just started,
+            // and nothing of this thread's is borrowed by it.
+            unsafe { libc::syscall(libc::SYS_exit, 0) };
+            unreachable!("SYS_exit returned")
+        }
         _ => Err(format!("unknown command `{line}`")),
+    }
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Answers commands until stdin closes. Stdin and stdout are locked per line, never across a
+/// command: `leader-exit` ends the thread serving, and a lock it held would never be freed.
+fn serve() {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match std::io::stdin().read_line(&mut line) {
+            Ok(0) | Err(_) => std::process::exit(0),
+            Ok(_) => {}
+        }
+        let reply = command(line.trim()).unwrap_or_else(|e| format!("error {e}"));
+        say(&reply);
     }
 }
 
 fn main() {
     // SAFETY: setsid has no preconditions; failing (already a leader) is fine.
     unsafe { libc::setsid() };
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "ready {}", std::process::id());
-    let _ = out.flush();
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        let reply = command(line.trim()).unwrap_or_else(|e| format!("error {e}"));
-        let _ = writeln!(out, "{reply}");
-        let _ = out.flush();
-    }
+    say(&format!("ready {}", std::process::id()));
+    serve();
 }

@@ -393,6 +393,7 @@ impl KernelBtf {
         k.task_thread_pid = o(8, "task_struct", "thread_pid");
         k.task_mm = o(8, "task_struct", "mm");
         k.signal_pids = o(0, "signal_struct", "pids");
+        k.signal_live = o(4, "signal_struct", "live");
         let pid_type = |name| {
             self.btf
                 .enum_value("pid_type", name)
