@@ -288,6 +288,12 @@ pub mod syscall_kind {
     /// i386's socketcall(call, args): socket, accept and accept4 return the new fd; the calls
     /// that pass fds in memory (socketpair, recvmsg, recvmmsg) ask for a rescan.
     pub const SOCKETCALL: u8 = 14;
+    /// connect(fd, ...) and listen(fd, ...): socket arg0 may have left the states its kind is
+    /// ok in, unwatched if a rescan found it there. Judged again unless the kernel tracks the
+    /// fd. A connect in progress (EINPROGRESS) counts.
+    pub const SOCKET_STATE: u8 = 15;
+    /// socketcall where `fd_install` reports the fds it creates: its connect and listen only.
+    pub const SOCKETCALL_STATE: u8 = 16;
 }
 
 /// What `OK_FOPS` knows about an ops table whose files are always ok: the file type

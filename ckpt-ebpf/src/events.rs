@@ -110,11 +110,15 @@ const F_SETLK64: u64 = 13;
 const F_SETLKW64: u64 = 14;
 /// i386's socketcall calls (include/uapi/linux/net.h).
 const SYS_SOCKET: u64 = 1;
+const SYS_CONNECT: u64 = 3;
+const SYS_LISTEN: u64 = 4;
 const SYS_ACCEPT: u64 = 5;
 const SYS_SOCKETPAIR: u64 = 8;
 const SYS_RECVMSG: u64 = 17;
 const SYS_ACCEPT4: u64 = 18;
 const SYS_RECVMMSG: u64 = 19;
+/// A connect in progress: its socket is in SYN_SENT already.
+const EINPROGRESS: i64 = 115;
 /// x86's `TS_COMPAT` in `thread_info.status` (arch/x86/include/asm/thread_info.h): a compat
 /// syscall is in progress, whose number and argument registers are i386's, whether a 32-bit
 /// process made it or a 64-bit one through int 0x80. Read as the native table, a compat read
@@ -416,7 +420,7 @@ pub fn ckpt_sys_exit(ctx: BtfTracePointContext) -> i32 {
     // call, for this runs at the exit of every syscall on the host.
     let regs: u64 = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
-    if ret < 0 {
+    if ret < 0 && ret != -EINPROGRESS {
         return 0;
     }
     let Some(nr) = Typed::read::<u64>(regs, off!(regs_orig_ax)) else {
@@ -479,6 +483,9 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kinds: u16) {
     } else {
         kinds as u8
     };
+    if ret < 0 && kind != syscall_kind::SOCKET_STATE && kind != syscall_kind::SOCKETCALL_STATE {
+        return;
+    }
     let args = Args { regs, compat };
     let arg0 = args.get::<0>();
     match kind {
@@ -516,7 +523,16 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kinds: u16) {
         // recvmmsg: the first message's msghdr leads the mmsghdr array.
         syscall_kind::RECVMSG | syscall_kind::RECVMMSG => received::<M>(task, args.get::<1>()),
         syscall_kind::RESCAN => count_at(&UNREPORTED, Unreported::CompatFds as u32),
-        syscall_kind::SOCKETCALL => match arg0 {
+        syscall_kind::SOCKET_STATE => socket_state_changed::<M>(task, arg0 as u32),
+        syscall_kind::SOCKETCALL | syscall_kind::SOCKETCALL_STATE => match arg0 {
+            SYS_CONNECT | SYS_LISTEN => {
+                // The socket is the first of the call's arguments, i386's u32s in memory.
+                let fd = unsafe { bpf_probe_read_user(args.get::<1>() as *const u32) };
+                if let Ok(fd) = fd {
+                    socket_state_changed::<M>(task, fd);
+                }
+            }
+            _ if ret < 0 || kind == syscall_kind::SOCKETCALL_STATE => {}
             SYS_SOCKET | SYS_ACCEPT | SYS_ACCEPT4 => {
                 installed(task, ret as u32, file_at::<M>(task, ret as u32))
             }
@@ -546,6 +562,16 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kinds: u16) {
             );
         }
         _ => {}
+    }
+}
+
+/// After a connect or listen on `fd` of the current task: judged as if installed now, unless
+/// the kernel tracks the fd (its facts reached user space already). A socket a rescan found in
+/// a state ok for its kind is watched by nothing else: only installs start a watch.
+#[inline(always)]
+fn socket_state_changed<M: Mem>(task: u64, fd: u32) {
+    if unsafe { TRACKED.get(&key(current_tgid(), fd)) }.is_none() {
+        installed(task, fd, file_at::<M>(task, fd));
     }
 }
 

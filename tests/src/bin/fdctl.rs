@@ -18,7 +18,8 @@
 //!   sockets N [tcp|udp|unix]             → `ok`        N × socket()+close() (unix: pairs), TCP
 //!                                                   by default
 //!   tcp                                  → `fd N`      a TCP socket, not connected (CLOSE)
-//!   connect N PORT                       → `ok`        connect fd N to 127.0.0.1:PORT
+//!   connect N PORT [nonblocking]         → `ok`        connect fd N to 127.0.0.1:PORT (or
+//!                                                   begin to: EINPROGRESS)
 //!   file PATH                            → `fd N`      PATH opened read-write, created
 //!   lock N                               → `ok`        a POSIX write lock on all of fd N:
 //!                                                   this process's, not its children's
@@ -36,6 +37,8 @@
 //!   listen PATH                          → `fd N`      a unix stream socket listening at PATH
 //!   socketcall accept N                  → `fd M`      i386's socketcall(SYS_ACCEPT) on fd N
 //!                                                   (rbx's upper half set, as i386 ignores)
+//!   socketcall connect N PORT            → `ok`        i386's socketcall(SYS_CONNECT) of fd N
+//!                                                   to 127.0.0.1:PORT
 //!   socketcall socketpair                → `fd M`      i386's socketcall(SYS_SOCKETPAIR): a unix
 //!                                                   stream pair, whose fds i386 writes to memory
 //!
@@ -198,7 +201,12 @@ fn compat_syscalls_run() -> Result<bool, String> {
 /// 4 GiB, where i386's 32-bit pointers reach. Returns the syscall's return and the two ints the
 /// call may have written after the arguments.
 #[cfg(target_arch = "x86_64")]
-fn socketcall(call: u64, args: [u32; 3]) -> Result<(i64, [i32; 2]), String> {
+/// An argument of [`socketcall`] that stands for the address of its data.
+const DATA: u32 = u32::MAX;
+
+/// i386's socketcall `call` with `args`, its fourth argument the address where a socketpair
+/// writes, and `data` there before the call.
+fn socketcall(call: u64, args: [u32; 3], data: &[u8]) -> Result<(i64, [i32; 2]), String> {
     const SYS_SOCKETCALL: i64 = 102;
     // SAFETY: a fresh anonymous page, unmapped below.
     let page = unsafe {
@@ -215,14 +223,18 @@ fn socketcall(call: u64, args: [u32; 3]) -> Result<(i64, [i32; 2]), String> {
         return Err(format!("mmap(MAP_32BIT): {}", errno()));
     }
     let words = page.cast::<u32>();
-    // Four argument words, then the two ints a socketpair writes.
+    // Four argument words, then the two ints a socketpair writes, or the data.
     let out = page as u64 + 16;
+    if data.len() > 4096 - 16 {
+        return Err("socketcall: data beyond the page".into());
+    }
     // SAFETY: within the page just mapped.
     unsafe {
         for (i, a) in args.into_iter().enumerate() {
-            words.add(i).write(a);
+            words.add(i).write(if a == DATA { out as u32 } else { a });
         }
         words.add(3).write(out as u32);
+        std::ptr::copy_nonoverlapping(data.as_ptr(), out as *mut u8, data.len());
     }
     // The call's upper half set, which i386 cannot see.
     let ret = int80(SYS_SOCKETCALL, call | 1 << 32, page as u64, 0, 0);
@@ -445,11 +457,27 @@ fn tcp() -> Result<RawFd, String> {
     )
 }
 
-fn connect(fd: RawFd, port: u16) -> Result<(), String> {
+/// 127.0.0.1:`port`.
+fn loopback(port: u16) -> libc::sockaddr_in {
+    // SAFETY: all zeroes is a valid sockaddr_in.
     let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
     addr.sin_family = libc::AF_INET as libc::sa_family_t;
     addr.sin_port = port.to_be();
     addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+    addr
+}
+
+/// Connects `fd` to 127.0.0.1:`port`; `nonblocking`: returns while the connect is in
+/// progress (EINPROGRESS), as event loops connect.
+fn connect(fd: RawFd, port: u16, nonblocking: bool) -> Result<(), String> {
+    if nonblocking {
+        // SAFETY: fcntl on an fd the test chose.
+        check(
+            unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) } as i64,
+            "fcntl(O_NONBLOCK)",
+        )?;
+    }
+    let addr = loopback(port);
     // SAFETY: addr is a fully initialised sockaddr_in of the size passed.
     let ret = unsafe {
         libc::connect(
@@ -458,6 +486,9 @@ fn connect(fd: RawFd, port: u16) -> Result<(), String> {
             size_of::<libc::sockaddr_in>() as libc::socklen_t,
         )
     };
+    if ret < 0 && nonblocking && errno().raw_os_error() == Some(libc::EINPROGRESS) {
+        return Ok(());
+    }
     check(ret as i64, "connect").map(drop)
 }
 
@@ -493,30 +524,44 @@ fn command(line: &str) -> Result<String, String> {
             .map_err(|e| format!("listen {path}: {e}"))),
         #[cfg(target_arch = "x86_64")]
         (Some("socketcall"), Some(call)) => {
+            const SYS_CONNECT: u64 = 3;
             const SYS_ACCEPT: u64 = 5;
             const SYS_SOCKETPAIR: u64 = 8;
+            let mut n = || -> Result<u32, String> {
+                let w = words.next().ok_or(format!("socketcall {call}: a number"))?;
+                w.parse()
+                    .map_err(|_| format!("socketcall {call}: bad number {w}"))
+            };
             let (ret, pair) = match call {
-                "accept" => {
-                    let n = words.next().and_then(|n| n.parse().ok());
-                    socketcall(SYS_ACCEPT, [n.ok_or("socketcall accept N")?, 0, 0])?
+                "accept" => socketcall(SYS_ACCEPT, [n()?, 0, 0], &[])?,
+                "connect" => {
+                    let (fd, port) = (n()?, n()?);
+                    let addr = loopback(port.try_into().map_err(|_| "socketcall: bad port")?);
+                    // SAFETY: a plain-integer struct, read as its bytes.
+                    let bytes = unsafe {
+                        std::slice::from_raw_parts(
+                            (&raw const addr).cast::<u8>(),
+                            size_of::<libc::sockaddr_in>(),
+                        )
+                    };
+                    let len = size_of::<libc::sockaddr_in>() as u32;
+                    socketcall(SYS_CONNECT, [fd, DATA, len], bytes)?
                 }
                 "socketpair" => socketcall(
                     SYS_SOCKETPAIR,
                     [libc::AF_UNIX as u32, libc::SOCK_STREAM as u32, 0],
+                    &[],
                 )?,
                 _ => return Err(format!("socketcall: unknown call {call}")),
             };
             if ret < 0 {
                 return Err(format!("socketcall {call}: errno {}", -ret));
             }
-            Ok(format!(
-                "fd {}",
-                if call == "accept" {
-                    ret as i32
-                } else {
-                    pair[0]
-                }
-            ))
+            Ok(match call {
+                "accept" => format!("fd {}", ret as i32),
+                "connect" => "ok".into(),
+                _ => format!("fd {}", pair[0]),
+            })
         }
         #[cfg(target_arch = "x86_64")]
         (Some("int80"), Some("probe")) => {
@@ -553,7 +598,7 @@ fn command(line: &str) -> Result<String, String> {
                 .next()
                 .and_then(|p| p.parse().ok())
                 .ok_or("connect: a port")?;
-            connect(n, port).map(|_| "ok".into())
+            connect(n, port, words.next() == Some("nonblocking")).map(|_| "ok".into())
         }
         (Some("close"), Some(n)) => {
             let n: RawFd = n.parse().map_err(|_| format!("close: bad fd {n}"))?;

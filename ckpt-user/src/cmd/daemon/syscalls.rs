@@ -5,7 +5,7 @@
 
 use ckpt_common::syscall_kind::{
     CLOSE, CLOSE_RANGE, FCNTL, FCNTL_LOCKS, FLOCK, IGNORE, PAIR_ARG0, PAIR_ARG3, PTRACE, RECVMMSG,
-    RECVMSG, REFRESH_SELF, RESCAN, RET_FD, SOCKETCALL,
+    RECVMSG, REFRESH_SELF, RESCAN, RET_FD, SOCKET_STATE, SOCKETCALL, SOCKETCALL_STATE,
 };
 use ckpt_common::{MAX_SYSCALLS, syscall_kinds};
 
@@ -60,6 +60,8 @@ const TABLE: &[Entry] = &[
     (112, "setsid", REFRESH_SELF),
     (101, "ptrace", PTRACE),
     (73, "flock", FLOCK),
+    (42, "connect", SOCKET_STATE),
+    (50, "listen", SOCKET_STATE),
 ];
 
 /// The compat syscalls (arch/x86/entry/syscalls/syscall_32.tbl). Their `msghdr` is i386's,
@@ -113,6 +115,8 @@ const COMPAT_TABLE: &[Entry] = &[
     (66, "setsid", REFRESH_SELF),
     (26, "ptrace", PTRACE),
     (143, "flock", FLOCK),
+    (362, "connect", SOCKET_STATE),
+    (363, "listen", SOCKET_STATE),
 ];
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -121,11 +125,15 @@ const TABLE: &[Entry] = &[];
 const COMPAT_TABLE: &[Entry] = &[];
 
 /// What the fd_install backends still need from sys_exit: closes, session and tracer
-/// changes, and locks (fcntl's new fds come through fd_install).
+/// changes, locks, and sockets' connects and listens (fcntl's and socketcall's new fds come
+/// through fd_install).
 fn beside_fd_install(table: &'static [Entry]) -> impl Iterator<Item = Entry> {
     table.iter().filter_map(|&(nr, name, kind)| match kind {
-        CLOSE | CLOSE_RANGE | REFRESH_SELF | PTRACE | FLOCK => Some((nr, name, kind)),
+        CLOSE | CLOSE_RANGE | REFRESH_SELF | PTRACE | FLOCK | SOCKET_STATE => {
+            Some((nr, name, kind))
+        }
         FCNTL => Some((nr, name, FCNTL_LOCKS)),
+        SOCKETCALL => Some((nr, name, SOCKETCALL_STATE)),
         _ => None,
     })
 }
@@ -197,11 +205,26 @@ mod tests {
             syscall_kinds(IGNORE, FCNTL_LOCKS),
             "i386's fcntl"
         );
-        assert!(!beside.contains_key(&5) && !beside.contains_key(&102));
+        assert!(!beside.contains_key(&5), "i386's open");
+        assert_eq!(
+            beside[&102],
+            syscall_kinds(IGNORE, SOCKETCALL_STATE),
+            "i386's socketcall: its connect and listen"
+        );
+        assert_eq!(
+            all[&42],
+            syscall_kinds(SOCKET_STATE, PAIR_ARG0),
+            "connect; i386's pipe"
+        );
+        assert_eq!(
+            beside[&362],
+            syscall_kinds(IGNORE, SOCKET_STATE),
+            "i386's connect"
+        );
     }
 
     #[test]
-    fn fd_install_backends_still_watch_closes_sessions_tracers_and_locks() {
+    fn fd_install_backends_still_watch_closes_sessions_tracers_locks_and_socket_states() {
         let watched: Vec<(&str, u8)> = beside_fd_install(TABLE).map(|(_, n, k)| (n, k)).collect();
         assert_eq!(
             watched,
@@ -212,6 +235,8 @@ mod tests {
                 ("setsid", REFRESH_SELF),
                 ("ptrace", PTRACE),
                 ("flock", FLOCK),
+                ("connect", SOCKET_STATE),
+                ("listen", SOCKET_STATE),
             ]
         );
     }
