@@ -565,13 +565,19 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kinds: u16) {
     }
 }
 
-/// After a connect or listen on `fd` of the current task: judged as if installed now, unless
-/// the kernel tracks the fd (its facts reached user space already). A socket a rescan found in
-/// a state ok for its kind is watched by nothing else: only installs start a watch.
+/// After a connect or listen on `fd` of the current task: judged as if installed now. A
+/// socket a rescan found in a state ok for its kind is watched by nothing else (only installs
+/// start a watch), and a unix socket is judged by the peer a connect gives it. Other sockets
+/// the kernel tracks are left alone: their facts reached user space already, and a watched
+/// TCP socket is reported as its connect leaves CLOSE.
 #[inline(always)]
 fn socket_state_changed<M: Mem>(task: u64, fd: u32) {
-    if unsafe { TRACKED.get(&key(current_tgid(), fd)) }.is_none() {
-        installed(task, fd, file_at::<M>(task, fd));
+    let file = file_at::<M>(task, fd);
+    let tracked = unsafe { TRACKED.get(&key(current_tgid(), fd)) }.is_some();
+    if !tracked
+        || kread::sock_kind::<kread::Probe>(file).is_some_and(|s| s.family == kread::AF_UNIX)
+    {
+        installed(task, fd, file);
     }
 }
 

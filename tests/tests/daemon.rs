@@ -762,6 +762,30 @@ fn tcp_sockets_a_rescan_found_idle_are_judged_when_they_connect() {
     drop(listener);
 }
 
+/// A unix stream socket connected to a server outside its dump needs `--external unix[ino]`.
+/// Its peer has no inode until the server accepts it, after the client's connect: the daemon
+/// learns the peer from the accepted end, reported by the server's accept. Rescans off.
+#[test]
+fn a_unix_client_is_judged_by_the_server_that_accepts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.sock");
+    let server = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let mut p = Fdctl::start(&fdctl());
+    let id = p.pid.to_string();
+    d.settled(&id, budget(Duration::from_secs(5)));
+    let fd = p.open(&format!("unix {}", path.display()));
+    let (_accepted, _) = server.accept().unwrap();
+    let alert = d.wait_alert(&id, "needs-options", budget(Duration::from_secs(2)));
+    assert_eq!(alert["fd"], fd, "{alert}");
+    assert!(
+        alert["options"][0]
+            .as_str()
+            .is_some_and(|o| o.starts_with("--external unix[")),
+        "{alert}"
+    );
+}
+
 /// The verdict of workload `id` once it is `want`, within `within`.
 fn verdict_becomes(d: &Daemon, id: &str, want: &str, within: Duration) -> Value {
     let mut last = None;

@@ -71,6 +71,11 @@ impl Holders {
         }
     }
 
+    /// The processes holding unix (or packet) socket `ino`, once per fd.
+    pub fn socket_holders(&self, ino: u64) -> &[u32] {
+        self.sockets.get(&ino).map_or(&[], Vec::as_slice)
+    }
+
     /// Forgets one holding of `f` by `f.pid`.
     pub fn remove(&mut self, f: &FileFact) {
         if let Some(pids) = self.slot(f)

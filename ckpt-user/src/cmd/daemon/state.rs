@@ -4,6 +4,7 @@
 //! dump its root implies, DESIGN.md §7) and only once a change has held. A saved stream of
 //! events can be replayed through it without a kernel.
 
+mod peers;
 mod settle;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -20,6 +21,7 @@ use crate::scope::container_id::{self, ContainerName, Runtime};
 use crate::scope::workload::{self, Key, Kind, Names};
 use crate::scope::{DumpSet, Holders, Own, ProcInfo, children_of};
 use crate::snapshot::Snapshot;
+use peers::Peers;
 pub use settle::{Change, Decider, RateLimit, WorkloadRef};
 use settle::{Observed, Tracked};
 
@@ -145,6 +147,7 @@ pub struct State {
     /// Ops tables (and socket kinds) already analysed for [`classify::always_ok`].
     analysed: HashSet<AnalysisKey>,
     own: Own,
+    peers: Peers,
     /// When the last rescan began, on the events' clock (CLOCK_MONOTONIC ns): an event from
     /// before it may already be in the rescan's snapshot, or be overtaken by it.
     rescanned_at: u64,
@@ -211,6 +214,7 @@ impl State {
             ops: OpsTables::default(),
             analysed: HashSet::new(),
             own: Own::default(),
+            peers: Peers::default(),
             rescanned_at: 0,
         }
     }
@@ -578,12 +582,18 @@ impl State {
         let replaced = self.forget_fd(pid, fd);
         self.analyse(j, &f, out);
         if self.worth_keeping(j, &f) {
+            let mut f = f;
+            let peer = self.peers.kept(&mut f);
             self.holders.add(&f);
             self.reported.remove(&key);
             if self.tracked.insert(key) && !kernel_tracks {
                 out.kernel.push(KernelUpdate::Track(key));
             }
+            let ino = f.ino;
             self.files.entry(pid).or_default().insert(fd, Box::new(f));
+            if let Some(peer) = peer {
+                self.peer_held(peer, ino);
+            }
             return true;
         }
         if kernel_tracks {
@@ -615,8 +625,26 @@ impl State {
         let old = self.files.get_mut(&pid).and_then(|m| m.remove(&fd));
         if let Some(old) = &old {
             self.holders.remove(old);
+            if self.holders.socket_holders(old.ino).is_empty() {
+                self.peers.gone(old);
+            }
         }
         old.is_some()
+    }
+
+    /// Unix socket `peer` is the peer of kept socket `by`: those of its holders that had it in
+    /// flight learn their peer, and all are judged again, for where `by` is held decides
+    /// their verdict.
+    fn peer_held(&mut self, peer: u64, by: u64) {
+        let pids = self.holders.socket_holders(peer).to_vec();
+        for pid in pids {
+            if let Some(files) = self.files.get_mut(&pid) {
+                for f in files.values_mut().filter(|f| f.ino == peer) {
+                    Peers::accepted(f, by);
+                }
+            }
+            self.touch(pid);
+        }
     }
 
     /// Drops a kept fd and its kernel tracking; true if there was one.
@@ -686,14 +714,23 @@ impl State {
             self.worth_keeping(j, f)
         });
         kept.shrink_to_fit();
-        for f in kept {
+        self.peers.clear();
+        let mut held = Vec::new();
+        for mut f in kept {
             match f.fd {
                 Some(fd) => {
+                    if let Some(peer) = self.peers.kept(&mut f) {
+                        held.push((peer, f.ino));
+                    }
                     self.tracked.insert(fd_key(f.pid, fd));
                     self.files.entry(f.pid).or_default().insert(fd, Box::new(f));
                 }
                 None => self.mappings.entry(f.pid).or_default().push(f),
             }
+        }
+        // A client read before its server accepted it, the accepted end after.
+        for (peer, by) in held {
+            self.peer_held(peer, by);
         }
         // Reported fds of processes gone (their exits lost) or now kept.
         let stale: Vec<u64> = self

@@ -75,6 +75,15 @@ fn unix_stream(pid: u32, fd: u32) -> FileFacts {
     r
 }
 
+/// A connected unix stream socket of inode `ino` whose peer is `peer` (0: not yet accepted).
+fn unix_connected(pid: u32, fd: u32, ino: u64, peer: u64) -> FileFacts {
+    let mut r = unix_stream(pid, fd);
+    r.known |= known::UNIX_PEER;
+    r.flags |= ckpt_common::flags::HAS_PEER;
+    (r.ino, r.peer_ino, r.peer_state, r.sk_state) = (ino, peer, 1, 1);
+    r
+}
+
 fn task(kind: u32, tgid: u32, arg: u32, arg2: u32) -> TaskEvent {
     TaskEvent {
         tag: TAG_TASK,
@@ -947,6 +956,58 @@ fn an_exit_from_before_a_rescan_ends_only_the_process_that_exited() {
     f.task(exit, &|_, _| true);
     assert!(kept_fds(&f, 20).is_empty());
     assert_eq!(f.state.process_count(), 2);
+}
+
+/// A unix client connected before its server accepted has a peer with no inode; the
+/// accepted end names it. Whichever is heard of first, the client is judged by where the
+/// accepted end is held: here outside its dump (session 20's), so it needs an option, and so
+/// does the server, whose peer is outside its own.
+#[test]
+fn a_unix_client_in_flight_learns_its_peer_from_the_accepted_end() {
+    let client = || unix_connected(11, 3, 500, 0);
+    let accepted = || unix_connected(20, 4, 501, 500);
+    let needs = vec![alert("needs-options", 10), alert("needs-options", 20)];
+    let fixture = || {
+        Fixture::with(
+            vec![leader(10, 1), member(11, 10, 10), leader(20, 1)],
+            GivenBy::default(),
+            100,
+        )
+    };
+    let peer_of = |f: &Fixture, fd| {
+        let s = f.state.files[&11][&fd].socket.as_ref().expect("a socket");
+        s.peer.as_ref().expect("a peer").ino
+    };
+    let mut f = fixture();
+    f.install(client());
+    f.settle();
+    assert!(
+        f.alerts_after(SETTLE).is_empty(),
+        "in flight: CRIU dumps it"
+    );
+    assert_eq!(peer_of(&f, 3), 0);
+    f.install(accepted());
+    assert_eq!(peer_of(&f, 3), 501);
+    f.settle();
+    assert_eq!(f.alerts_after(SETTLE), needs, "accepted after");
+
+    let mut f = fixture();
+    f.install(accepted());
+    f.install(client());
+    f.settle();
+    assert_eq!(f.alerts_after(SETTLE), needs, "accepted first");
+
+    let mut f = fixture();
+    rescanned(&mut f, vec![client(), accepted()]);
+    f.settle();
+    assert_eq!(f.alerts_after(SETTLE), needs, "both in one rescan");
+    // Once the accepted end is gone, nothing names the client's peer: a record of the client
+    // read in flight again (a dup) is left so.
+    f.task(task(task_event::CLOSE, 20, 4, 0), &|_, _| true);
+    let mut dup = client();
+    dup.fd = 5;
+    f.install(dup);
+    assert_eq!(peer_of(&f, 5), 0);
 }
 
 #[test]
