@@ -57,7 +57,8 @@ static UNREPORTED: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
 enum Unreported {
     /// Watched sockets that changed state in another process's context.
     Sockets = 0,
-    /// Fds a compat syscall passed in memory laid out as i386's.
+    /// Fds a compat syscall passed in memory laid out as i386's, or named there (socketcall's
+    /// connect and listen).
     CompatFds = 1,
 }
 
@@ -526,11 +527,14 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kinds: u16) {
         syscall_kind::SOCKET_STATE => socket_state_changed::<M>(task, arg0 as u32),
         syscall_kind::SOCKETCALL | syscall_kind::SOCKETCALL_STATE => match arg0 {
             SYS_CONNECT | SYS_LISTEN => {
-                // The socket is the first of the call's arguments, i386's u32s in memory.
+                // The socket is the first of the call's arguments, i386's u32s in memory,
+                // which another thread may have rewritten since the kernel read them: what is
+                // read here is judged, and user space rescans.
                 let fd = unsafe { bpf_probe_read_user(args.get::<1>() as *const u32) };
                 if let Ok(fd) = fd {
                     socket_state_changed::<M>(task, fd);
                 }
+                count_at(&UNREPORTED, Unreported::CompatFds as u32);
             }
             _ if ret < 0 || kind == syscall_kind::SOCKETCALL_STATE => {}
             SYS_SOCKET | SYS_ACCEPT | SYS_ACCEPT4 => {
@@ -565,20 +569,14 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kinds: u16) {
     }
 }
 
-/// After a connect or listen on `fd` of the current task: judged as if installed now. A
-/// socket a rescan found in a state ok for its kind is watched by nothing else (only installs
-/// start a watch), and a unix socket is judged by the peer a connect gives it. Other sockets
-/// the kernel tracks are left alone: their facts reached user space already, and a watched
-/// TCP socket is reported as its connect leaves CLOSE.
+/// After a connect or listen on `fd` of the current task: judged as if installed now (dropped
+/// here if ok in its new state). Nothing else may follow it: only installs start the watch of
+/// a socket's state, so a socket a rescan found, or one reported before user space told the
+/// kernel its kind's ok states, is watched by nothing; and a unix socket is judged by the
+/// peer a connect gives it.
 #[inline(always)]
 fn socket_state_changed<M: Mem>(task: u64, fd: u32) {
-    let file = file_at::<M>(task, fd);
-    let tracked = unsafe { TRACKED.get(&key(current_tgid(), fd)) }.is_some();
-    if !tracked
-        || kread::sock_kind::<kread::Probe>(file).is_some_and(|s| s.family == kread::AF_UNIX)
-    {
-        installed(task, fd, file);
-    }
+    installed(task, fd, file_at::<M>(task, fd));
 }
 
 // ── Watched sockets leaving their ok states ─────────────────────────────────────────────────

@@ -32,7 +32,7 @@ pub const S_IFCHR: u32 = 0o020000;
 pub const S_IFSOCK: u32 = 0o140000;
 const PIDFS_MAGIC: u64 = 0x5049_4446;
 const ANON_INODE_FS_MAGIC: u64 = 0x0904_1934;
-pub const AF_UNIX: u16 = 1;
+const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
