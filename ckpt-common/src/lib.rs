@@ -289,8 +289,8 @@ pub mod syscall_kind {
     /// that pass fds in memory (socketpair, recvmsg, recvmmsg) ask for a rescan.
     pub const SOCKETCALL: u8 = 14;
     /// connect(fd, ...) and listen(fd, ...): socket arg0 may have left the states its kind is
-    /// ok in, unwatched if a rescan found it there; a unix one has a peer now. Judged again; a
-    /// connect in progress (EINPROGRESS) counts.
+    /// ok in, unwatched if a rescan found it there; a unix one has a peer now. Judged again,
+    /// whatever the call returned: a connect that failed may still be in progress.
     pub const SOCKET_STATE: u8 = 15;
     /// socketcall where `fd_install` reports the fds it creates: its connect and listen only.
     pub const SOCKETCALL_STATE: u8 = 16;

@@ -118,8 +118,6 @@ const SYS_SOCKETPAIR: u64 = 8;
 const SYS_RECVMSG: u64 = 17;
 const SYS_ACCEPT4: u64 = 18;
 const SYS_RECVMMSG: u64 = 19;
-/// A connect in progress: its socket is in SYN_SENT already.
-const EINPROGRESS: i64 = 115;
 /// x86's `TS_COMPAT` in `thread_info.status` (arch/x86/include/asm/thread_info.h): a compat
 /// syscall is in progress, whose number and argument registers are i386's, whether a 32-bit
 /// process made it or a 64-bit one through int 0x80. Read as the native table, a compat read
@@ -421,9 +419,6 @@ pub fn ckpt_sys_exit(ctx: BtfTracePointContext) -> i32 {
     // call, for this runs at the exit of every syscall on the host.
     let regs: u64 = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
-    if ret < 0 && ret != -EINPROGRESS {
-        return 0;
-    }
     let Some(nr) = Typed::read::<u64>(regs, off!(regs_orig_ax)) else {
         return 0;
     };
@@ -484,7 +479,14 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kinds: u16) {
     } else {
         kinds as u8
     };
-    if ret < 0 && kind != syscall_kind::SOCKET_STATE && kind != syscall_kind::SOCKETCALL_STATE {
+    // A failed syscall made nothing; but a failed connect may leave its socket connecting
+    // (EINPROGRESS, EALREADY, EINTR from a signal) or find it connected (EISCONN).
+    if ret < 0
+        && !matches!(
+            kind,
+            syscall_kind::SOCKET_STATE | syscall_kind::SOCKETCALL | syscall_kind::SOCKETCALL_STATE
+        )
+    {
         return;
     }
     let args = Args { regs, compat };

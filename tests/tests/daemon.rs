@@ -721,17 +721,42 @@ fn a_tcp_socket_dropped_while_closed_is_judged_when_it_connects() {
     drop(listener);
 }
 
+/// A loopback TCP listener whose accept queue is full (backlog 0, one connection queued): a
+/// blocking connect to its port waits, its SYNs dropped. Its fd, its port, the queued client.
+fn full_listener() -> (std::os::fd::OwnedFd, u16, std::net::TcpStream) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a socket of our own, bound and listening, owned from here on.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    addr.sin_family = libc::AF_INET as libc::sa_family_t;
+    addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+    let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: addr is a sockaddr_in of the length given, for bind and getsockname both.
+    unsafe {
+        assert_eq!(libc::bind(fd, (&raw const addr).cast(), len), 0);
+        assert_eq!(libc::listen(fd, 0), 0);
+        assert_eq!(libc::getsockname(fd, (&raw mut addr).cast(), &mut len), 0);
+    }
+    let port = u16::from_be(addr.sin_port);
+    let queued = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    (owned, port, queued)
+}
+
 /// A TCP socket a rescan found idle (CLOSE: ok) is watched by nothing, for only an install
 /// starts the kernel's watch of a socket's state; a rescan after lost events is one a hostile
 /// process can bring about. Its connect is judged all the same, at the syscall's exit: a
-/// blocking one, one still in progress (EINPROGRESS), and i386's through socketcall. No
+/// blocking one, one still in progress (EINPROGRESS), one a signal interrupted while it waited
+/// on a full listener (EINTR: it goes on all the same), and i386's through socketcall. No
 /// periodic rescan runs in the test's time, but socketcall's connect asks for one, which may
 /// bring its verdict as well as its event does.
 #[test]
 fn tcp_sockets_a_rescan_found_idle_are_judged_when_they_connect() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut procs: Vec<(Fdctl, u32)> = (0..3)
+    let (_full, full_port, _queued) = full_listener();
+    let mut procs: Vec<(Fdctl, u32)> = (0..4)
         .map(|_| {
             let mut p = Fdctl::start(&fdctl());
             let fd = p.open("tcp");
@@ -743,6 +768,7 @@ fn tcp_sockets_a_rescan_found_idle_are_judged_when_they_connect() {
     let ways = [
         "connect {fd} {port}",
         "connect {fd} {port} nonblocking",
+        "connect {fd} {full} interrupted",
         "socketcall connect {fd} {port}",
     ];
     for ((p, fd), way) in procs.iter_mut().zip(ways) {
@@ -755,7 +781,8 @@ fn tcp_sockets_a_rescan_found_idle_are_judged_when_they_connect() {
         }
         p.send(
             &way.replace("{fd}", &fd.to_string())
-                .replace("{port}", &port.to_string()),
+                .replace("{port}", &port.to_string())
+                .replace("{full}", &full_port.to_string()),
         );
         let w = verdict_becomes(&d, &id, "needs", budget(Duration::from_secs(5)));
         assert_eq!(w["current"], "needs", "after `{way}`: {w}");

@@ -18,8 +18,9 @@
 //!   sockets N [tcp|udp|unix]             → `ok`        N × socket()+close() (unix: pairs), TCP
 //!                                                   by default
 //!   tcp                                  → `fd N`      a TCP socket, not connected (CLOSE)
-//!   connect N PORT [nonblocking]         → `ok`        connect fd N to 127.0.0.1:PORT (or
-//!                                                   begin to: EINPROGRESS)
+//!   connect N PORT [nonblocking|interrupted] → `ok`    connect fd N to 127.0.0.1:PORT, or
+//!                                                   begin to: EINPROGRESS, or EINTR from a
+//!                                                   signal 300 ms in (a full listener)
 //!   file PATH                            → `fd N`      PATH opened read-write, created
 //!   lock N                               → `ok`        a POSIX write lock on all of fd N:
 //!                                                   this process's, not its children's
@@ -467,15 +468,53 @@ fn loopback(port: u16) -> libc::sockaddr_in {
     addr
 }
 
-/// Connects `fd` to 127.0.0.1:`port`; `nonblocking`: returns while the connect is in
-/// progress (EINPROGRESS), as event loops connect.
-fn connect(fd: RawFd, port: u16, nonblocking: bool) -> Result<(), String> {
-    if nonblocking {
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// How a connect returns while its handshake goes on.
+#[derive(PartialEq)]
+enum Connect {
+    /// Once connected (or refused).
+    Blocking,
+    /// At once, EINPROGRESS, as event loops connect.
+    Nonblocking,
+    /// Interrupted by a signal 300 ms in, EINTR (the listener's queue must be full).
+    Interrupted,
+}
+
+/// Connects `fd` to 127.0.0.1:`port`.
+fn connect(fd: RawFd, port: u16, how: Connect) -> Result<(), String> {
+    if how == Connect::Nonblocking {
         // SAFETY: fcntl on an fd the test chose.
         check(
             unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) } as i64,
             "fcntl(O_NONBLOCK)",
         )?;
+    }
+    if how == Connect::Interrupted {
+        // SAFETY: a handler that does nothing, without SA_RESTART, so that the connect
+        // returns EINTR; then a one-shot timer.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore_signal as *const () as usize;
+            check(
+                libc::sigaction(libc::SIGALRM, &action, std::ptr::null_mut()) as i64,
+                "sigaction",
+            )?;
+            let timer = libc::itimerval {
+                it_interval: libc::timeval {
+                    tv_sec: 0,
+                    tv_usec: 0,
+                },
+                it_value: libc::timeval {
+                    tv_sec: 0,
+                    tv_usec: 300_000,
+                },
+            };
+            check(
+                libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()) as i64,
+                "setitimer",
+            )?;
+        }
     }
     let addr = loopback(port);
     // SAFETY: addr is a fully initialised sockaddr_in of the size passed.
@@ -486,10 +525,18 @@ fn connect(fd: RawFd, port: u16, nonblocking: bool) -> Result<(), String> {
             size_of::<libc::sockaddr_in>() as libc::socklen_t,
         )
     };
-    if ret < 0 && nonblocking && errno().raw_os_error() == Some(libc::EINPROGRESS) {
-        return Ok(());
+    let expected = match how {
+        Connect::Blocking => return check(ret as i64, "connect").map(drop),
+        Connect::Nonblocking => libc::EINPROGRESS,
+        Connect::Interrupted => libc::EINTR,
+    };
+    match (ret, errno().raw_os_error()) {
+        (r, Some(e)) if r < 0 && e == expected => Ok(()),
+        (r, _) if r < 0 => Err(format!("connect: {}", errno())),
+        _ => Err(format!(
+            "connect: returned at once, not with errno {expected}"
+        )),
     }
-    check(ret as i64, "connect").map(drop)
 }
 
 /// A unix stream socket connected to a listener someone else holds (close-on-exec).
@@ -598,7 +645,13 @@ fn command(line: &str) -> Result<String, String> {
                 .next()
                 .and_then(|p| p.parse().ok())
                 .ok_or("connect: a port")?;
-            connect(n, port, words.next() == Some("nonblocking")).map(|_| "ok".into())
+            let how = match words.next() {
+                None => Connect::Blocking,
+                Some("nonblocking") => Connect::Nonblocking,
+                Some("interrupted") => Connect::Interrupted,
+                Some(w) => return Err(format!("connect: unknown way {w}")),
+            };
+            connect(n, port, how).map(|_| "ok".into())
         }
         (Some("close"), Some(n)) => {
             let n: RawFd = n.parse().map_err(|_| format!("close: bad fd {n}"))?;
