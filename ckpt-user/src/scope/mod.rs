@@ -17,7 +17,7 @@ use crate::facts::{DevNum, FileFact, FileType};
 pub use procfs::{ProcError, ProcInfo};
 
 const PTMX: (u32, u32) = (5, 2);
-const AF_UNIX: u16 = 1;
+pub(crate) const AF_UNIX: u16 = 1;
 /// Packet sockets are indexed too: a mapped packet ring needs its socket's fd in the dump.
 const AF_PACKET: u16 = 17;
 

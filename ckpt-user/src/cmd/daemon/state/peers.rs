@@ -7,9 +7,7 @@
 use std::collections::HashMap;
 
 use crate::facts::{FileFact, UnixPeer};
-
-/// `AF_UNIX`.
-const AF_UNIX: u16 = 1;
+use crate::scope::AF_UNIX;
 
 /// The peer of a unix socket, if it has one.
 fn unix_peer(f: &FileFact) -> Option<&UnixPeer> {
