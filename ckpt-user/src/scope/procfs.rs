@@ -368,6 +368,15 @@ pub enum PidKind {
 /// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
 const PF_KTHREAD: u64 = 0x0020_0000;
 
+/// The state letter and the flags of a `/proc/PID/stat` text. The comm in parentheses may hold
+/// anything, ')' included: the fields follow the last one.
+fn state_and_flags(stat: &str) -> Option<(&str, Option<u64>)> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    Some((state, fields.nth(5).and_then(|f| f.parse().ok())))
+}
+
 /// Classifies a pid from its status and stat texts.
 pub fn parse_kind(pid: u32, status: &str, stat: &str) -> PidKind {
     let info = parse_status(pid, status);
@@ -376,12 +385,7 @@ pub fn parse_kind(pid: u32, status: &str, stat: &str) -> PidKind {
         .find_map(|l| l.strip_prefix("Tgid:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(pid);
-    // The comm in parentheses may hold anything, ')' included: the fields follow the last one.
-    let flags = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(6))
-        .and_then(|f| f.parse::<u64>().ok())
-        .unwrap_or(0);
+    let flags = state_and_flags(stat).and_then(|(_, f)| f).unwrap_or(0);
     if flags & PF_KTHREAD != 0 {
         PidKind::KernelThread { comm: info.comm }
     } else if tgid != pid {
@@ -406,13 +410,9 @@ pub fn exited(pid: u32) -> bool {
 
 /// [`exited`] from a `/proc/PID/stat` text: a zombie or dead task, or `PF_EXITING`.
 pub fn parse_exited(stat: &str) -> bool {
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return false;
-    };
-    let mut fields = rest.split_whitespace();
-    let state = fields.next();
-    let flags = fields.nth(5).and_then(|f| f.parse::<u64>().ok());
-    matches!(state, Some("Z" | "X" | "x")) || flags.is_some_and(|f| f & PF_EXITING != 0)
+    state_and_flags(stat).is_some_and(|(state, flags)| {
+        matches!(state, "Z" | "X" | "x") || flags.is_some_and(|f| f & PF_EXITING != 0)
+    })
 }
 
 /// Checks that `pid` is a live user-space process, the only thing a checkpoint can start from.
@@ -595,10 +595,8 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let zombie = (0..500).any(|_| {
             std::thread::sleep(std::time::Duration::from_millis(10));
-            std::fs::read_to_string(proc_path(child.id(), "stat")).is_ok_and(|s| {
-                s.rsplit_once(')')
-                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-            })
+            std::fs::read_to_string(proc_path(child.id(), "stat"))
+                .is_ok_and(|s| state_and_flags(&s).is_some_and(|(state, _)| state == "Z"))
         });
         assert!(zombie, "`true` never exited");
         assert!(exited(child.id()), "a zombie");
