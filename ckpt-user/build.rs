@@ -92,7 +92,7 @@ fn build_ebpf(root: &Path) -> Result<PathBuf, String> {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", std::env::var_os("HOME").unwrap_or_default())
         .env("RUSTC", DEBIAN_RUSTC)
-        .env("RUSTC_BOOTSTRAP", "aya_ebpf")
+        .env("RUSTC_BOOTSTRAP", "aya_ebpf,ckpt_ebpf")
         .env("CARGO_TARGET_BPFEL_UNKNOWN_NONE_LINKER", &linker)
         .args([
             "build",

@@ -28,11 +28,10 @@ use crate::kread::{self, Mem, Probe, Typed, off, read, read_ptr};
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 
-/// Events that did not fit in `EVENTS`, per CPU, at the index of the [`Runs`] of the program
-/// that lost them: a read-modify-write of one shared count, interrupted by a program that
-/// counts too, would lose a count. User space sums them and rescans when the sum grows.
+/// Events that did not fit in `EVENTS`, per CPU (counted atomically, see `count_at`). User
+/// space sums them and rescans when the sum grows.
 #[map]
-static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Installs dropped because of `OK_FOPS`, per CPU (a metric).
 #[map]
@@ -71,28 +70,38 @@ static TRACKED: HashMap<u64, u8> = HashMap::with_max_entries(131_072, 0);
 #[map]
 static SYSCALL_KIND: Array<u16> = Array::with_max_entries(MAX_SYSCALLS, 0);
 
+/// Records and caches are built per CPU in the [`Slot`] of the program building them.
 #[map]
-static EVENT_SCRATCH: PerCpuArray<FileFacts> = PerCpuArray::with_max_entries(1, 0);
+static EVENT_SCRATCH: PerCpuArray<FileFacts> = PerCpuArray::with_max_entries(Slot::COUNT, 0);
 #[map]
-static EVENT_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
+static EVENT_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(Slot::COUNT, 0);
 #[map]
-static EVENT_FS_TYPE: kread::FsTypeCache = PerCpuArray::with_max_entries(1, 0);
-/// The scratch of programs that run [`Runs::Anywhere`].
+static EVENT_FS_TYPE: kread::FsTypeCache = PerCpuArray::with_max_entries(Slot::COUNT, 0);
+/// Per CPU: 1 while a run of `ckpt_sock_state` holds [`Slot::SockState`].
 #[map]
-static NESTED_SCRATCH: PerCpuArray<FileFacts> = PerCpuArray::with_max_entries(1, 0);
-#[map]
-static NESTED_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(1, 0);
+static SOCK_STATE_BUSY: PerCpuArray<u8> = PerCpuArray::with_max_entries(1, 0);
 
-/// Where a program that reports a file runs, which decides the per-CPU state it may use.
-/// Different BPF programs nest on one CPU: a TCP state change runs from softirq too, which may
-/// interrupt another program (an install, an iterator) halfway through a record or a cache
-/// update. A program that can do that shares no per-CPU scratch or cache with the others.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Runs {
-    /// In a task's own syscall, exec or exit: never inside another of these programs.
-    InTask = 0,
-    /// Also from interrupt context.
-    Anywhere = 1,
+/// Which program builds a record, which decides the per-CPU scratch and cache it uses. Event
+/// programs run inside one another on one CPU: a TCP state change runs from softirq too, and
+/// where the kernel lets programs be preempted a task preempted halfway through a record lets
+/// other tasks run other programs on that CPU. fentry programs run preemptibly on a
+/// preemptible kernel (`__bpf_prog_enter_recur` only disables migration); tracepoint programs
+/// too since 7.0 (`__bpf_trace_run`, f7d327654b88, with a46023d5616e). The kernel never runs
+/// one program twice at once on one CPU in one context (it skips the run and counts it), so
+/// each program has its own slot, and the one that runs from softirq a second one for a run
+/// inside its own.
+#[derive(Clone, Copy)]
+enum Slot {
+    /// `ckpt_fd_install_fentry` or `ckpt_fd_install_kprobe`: never both attached.
+    FdInstall = 0,
+    SysExit = 1,
+    SockState = 2,
+    /// `ckpt_sock_state` from softirq, inside a run of its own it interrupted.
+    SockStateNested = 3,
+}
+
+impl Slot {
+    const COUNT: u32 = 4;
 }
 
 const PTRACE_TRACEME: u64 = 0;
@@ -149,14 +158,25 @@ fn count(counter: &PerCpuArray<u64>) {
     count_at(counter, 0);
 }
 
+/// One atomic add: programs that count into the same per-CPU element can run inside one
+/// another on that CPU (see [`Slot`]), and a read-modify-write interrupted by another would
+/// lose a count.
 fn count_at(counter: &PerCpuArray<u64>, index: u32) {
     if let Some(n) = counter.get_ptr_mut(index) {
-        unsafe { *n += 1 };
+        // SAFETY: this CPU's element of the map, 8-byte aligned and live while the program
+        // runs. BPF_XADD: the target has no compare-and-swap, so `core`'s atomics offer no add.
+        unsafe {
+            core::arch::asm!(
+                "lock *(u64 *)({n} + 0) += {one}",
+                n = in(reg) n,
+                one = in(reg) 1u64,
+            )
+        };
     }
 }
 
-fn count_lost(runs: Runs) {
-    count_at(&LOST, runs as u32);
+fn count_lost() {
+    count(&LOST);
 }
 
 /// The flags of an output: a forced wakeup once a quarter of the ring waits. The reader lets
@@ -171,10 +191,9 @@ fn wakeup() -> u64 {
     }
 }
 
-/// Outputs a record of a [`Runs::InTask`] program.
 fn output<T: 'static>(rec: &T) {
     if EVENTS.output::<T>(rec, wakeup()).is_err() {
-        count_lost(Runs::InTask);
+        count_lost();
     }
 }
 
@@ -261,20 +280,21 @@ fn ok_socket(file: u64, f_op: u64, tgid: u32, fd: u32) -> bool {
         .is_ok()
 }
 
-/// Reports `file`, just installed as `fd` in the current task, unless it is ok by its kind.
-fn installed(task: u64, fd: u32, file: u64) {
-    installed_or_locked(task, fd, file, false);
+/// Reports `file`, just installed as `fd` in the current task, unless it is ok by its kind;
+/// built in `slot`, the calling program's.
+fn installed(task: u64, fd: u32, file: u64, slot: Slot) {
+    installed_or_locked(task, fd, file, false, slot);
 }
 
 /// Reports `file`, `fd` of the current task, whose locks changed (flock, fcntl F_SETLK*,
 /// F_SETLEASE), whatever its kind: CRIU stops at a lock on a file of any kind without
 /// --file-locks (criu/file-lock.c). A dropped lock is reported too: the fd's verdict is ok again.
 fn locked(task: u64, fd: u32, file: u64) {
-    installed_or_locked(task, fd, file, true);
+    installed_or_locked(task, fd, file, true, Slot::SysExit);
 }
 
 /// One body for both, so that the verifier sees `report` inlined once.
-fn installed_or_locked(task: u64, fd: u32, file: u64, lock_changed: bool) {
+fn installed_or_locked(task: u64, fd: u32, file: u64, lock_changed: bool, slot: Slot) {
     let tgid = current_tgid();
     if file == 0 || tgid == off!(ignore_tgid) || !kread::in_target_cgroup(task) {
         return;
@@ -287,7 +307,7 @@ fn installed_or_locked(task: u64, fd: u32, file: u64, lock_changed: bool) {
             file,
             read_ptr(file, off!(file_f_op)),
             None,
-            Runs::InTask,
+            slot,
         );
         return;
     }
@@ -303,39 +323,37 @@ fn installed_or_locked(task: u64, fd: u32, file: u64, lock_changed: bool) {
         drop_ok(tgid, fd);
         return;
     }
-    report(task, tgid, fd, file, f_op, None, Runs::InTask);
+    report(task, tgid, fd, file, f_op, None, slot);
 }
 
 /// Sends `file` (`fd` of `tgid`, in `task`) to user space and tracks the fd; `state`
 /// overrides the socket state read (a state change is traced before it is stored). Inlined:
 /// BPF calls take five arguments at most.
 #[inline(always)]
-fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16>, runs: Runs) {
-    let (scratch, ops_scratch, fs_cache) = match runs {
-        Runs::InTask => (&EVENT_SCRATCH, &EVENT_OPS_SCRATCH, Some(&EVENT_FS_TYPE)),
-        Runs::Anywhere => (&NESTED_SCRATCH, &NESTED_OPS_SCRATCH, None),
-    };
+fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16>, slot: Slot) {
+    let slot = slot as u32;
     if file_facts::first_sight(&file_facts::SEEN_OPS, f_op) {
-        if let Some(ops) = ops_scratch.get_ptr_mut(0) {
+        if let Some(ops) = EVENT_OPS_SCRATCH.get_ptr_mut(slot) {
             let ops = unsafe { &mut *ops };
             file_facts::fill_ops(ops, f_op);
             if EVENTS.output::<OpsRecord>(ops, wakeup()).is_err() {
                 file_facts::forget_ops(&file_facts::SEEN_OPS, f_op);
-                count_lost(runs);
+                count_lost();
             }
         }
     }
-    let Some(rec) = scratch.get_ptr_mut(0) else {
+    let Some(rec) = EVENT_SCRATCH.get_ptr_mut(slot) else {
         return;
     };
     let rec = unsafe { &mut *rec };
+    let fs_cache = Some((&EVENT_FS_TYPE, slot));
     file_facts::fill::<kread::Probe, EVENT_LOCK_WALK>(rec, task, tgid, fd, file, f_op, fs_cache);
     if let Some(state) = state {
         rec.sk_state = state;
     }
     rec.time = unsafe { bpf_ktime_get_ns() };
     if EVENTS.output::<FileFacts>(rec, wakeup()).is_err() {
-        count_lost(runs);
+        count_lost();
         return;
     }
     let _ = TRACKED.insert(&key(tgid, fd), &0, 0);
@@ -346,7 +364,7 @@ fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16
 pub fn ckpt_fd_install_fentry(ctx: FEntryContext) -> i32 {
     let fd: u32 = ctx.arg(0);
     let file: u64 = ctx.arg(1);
-    installed(unsafe { bpf_get_current_task() }, fd, file);
+    installed(unsafe { bpf_get_current_task() }, fd, file, Slot::FdInstall);
     0
 }
 
@@ -354,7 +372,12 @@ pub fn ckpt_fd_install_fentry(ctx: FEntryContext) -> i32 {
 #[kprobe(function = "fd_install")]
 pub fn ckpt_fd_install_kprobe(ctx: ProbeContext) -> u32 {
     if let (Some(fd), Some(file)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) {
-        installed(unsafe { bpf_get_current_task() }, fd as u32, file);
+        installed(
+            unsafe { bpf_get_current_task() },
+            fd as u32,
+            file,
+            Slot::FdInstall,
+        );
     }
     0
 }
@@ -399,7 +422,12 @@ fn received<M: Mem>(task: u64, msg: u64) {
     let mut i = 0;
     while i < MAX_SCM_FDS && i < n {
         if let Ok(fd) = unsafe { bpf_probe_read_user((fds + i * 4) as *const i32) } {
-            installed(task, fd as u32, file_at::<M>(task, fd as u32));
+            installed(
+                task,
+                fd as u32,
+                file_at::<M>(task, fd as u32),
+                Slot::SysExit,
+            );
         }
         i += 1;
     }
@@ -492,12 +520,22 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kinds: u16) {
     let args = Args { regs, compat };
     let arg0 = args.get::<0>();
     match kind {
-        syscall_kind::RET_FD => installed(task, ret as u32, file_at::<M>(task, ret as u32)),
+        syscall_kind::RET_FD => installed(
+            task,
+            ret as u32,
+            file_at::<M>(task, ret as u32),
+            Slot::SysExit,
+        ),
         syscall_kind::FCNTL | syscall_kind::FCNTL_LOCKS => {
             // fcntl's command is an unsigned int: the kernel ignores the upper half.
             let cmd = args.get::<1>() as u32 as u64;
             if kind == syscall_kind::FCNTL && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) {
-                installed(task, ret as u32, file_at::<M>(task, ret as u32));
+                installed(
+                    task,
+                    ret as u32,
+                    file_at::<M>(task, ret as u32),
+                    Slot::SysExit,
+                );
             } else if matches!(
                 cmd,
                 F_SETLK
@@ -519,8 +557,8 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kinds: u16) {
                 args.get::<3>()
             };
             if let Some([a, b]) = user_pair(ptr) {
-                installed(task, a as u32, file_at::<M>(task, a as u32));
-                installed(task, b as u32, file_at::<M>(task, b as u32));
+                installed(task, a as u32, file_at::<M>(task, a as u32), Slot::SysExit);
+                installed(task, b as u32, file_at::<M>(task, b as u32), Slot::SysExit);
             }
         }
         // recvmmsg: the first message's msghdr leads the mmsghdr array.
@@ -539,9 +577,12 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kinds: u16) {
                 count_at(&UNREPORTED, Unreported::CompatFds as u32);
             }
             _ if ret < 0 || kind == syscall_kind::SOCKETCALL_STATE => {}
-            SYS_SOCKET | SYS_ACCEPT | SYS_ACCEPT4 => {
-                installed(task, ret as u32, file_at::<M>(task, ret as u32))
-            }
+            SYS_SOCKET | SYS_ACCEPT | SYS_ACCEPT4 => installed(
+                task,
+                ret as u32,
+                file_at::<M>(task, ret as u32),
+                Slot::SysExit,
+            ),
             SYS_SOCKETPAIR | SYS_RECVMSG | SYS_RECVMMSG => {
                 count_at(&UNREPORTED, Unreported::CompatFds as u32)
             }
@@ -578,7 +619,7 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kinds: u16) {
 /// peer a connect gives it.
 #[inline(always)]
 fn socket_state_changed<M: Mem>(task: u64, fd: u32) {
-    installed(task, fd, file_at::<M>(task, fd));
+    installed(task, fd, file_at::<M>(task, fd), Slot::SysExit);
 }
 
 // ── Watched sockets leaving their ok states ─────────────────────────────────────────────────
@@ -604,15 +645,22 @@ pub fn ckpt_sock_state(ctx: BtfTracePointContext) -> i32 {
     match read::<u32>(task, off!(task_tgid)) {
         Some(tgid) if same && tgid != off!(ignore_tgid) => {
             let f_op = read_ptr(file, off!(file_f_op));
-            report(
-                task,
-                tgid,
-                fd,
-                file,
-                f_op,
-                Some(new_state as u16),
-                Runs::Anywhere,
-            );
+            // Set and cleared by the outer run only; a softirq run finds it set while a run
+            // in task context is halfway, even a preempted one.
+            let busy = SOCK_STATE_BUSY.get_ptr_mut(0);
+            let outer = busy.is_some_and(|b| unsafe { *b } == 0);
+            let slot = if outer {
+                Slot::SockState
+            } else {
+                Slot::SockStateNested
+            };
+            if let (true, Some(b)) = (outer, busy) {
+                unsafe { *b = 1 };
+            }
+            report(task, tgid, fd, file, f_op, Some(new_state as u16), slot);
+            if let (true, Some(b)) = (outer, busy) {
+                unsafe { *b = 0 };
+            }
         }
         _ => count_at(&UNREPORTED, Unreported::Sockets as u32),
     }

@@ -161,7 +161,7 @@ pub fn fill<M: Mem, const LOCK_WALK: u32>(
     fd: u32,
     file: u64,
     f_op: u64,
-    fs_cache: Option<&kread::FsTypeCache>,
+    fs_cache: kread::FsCacheSlot,
 ) {
     rec.tag = ckpt_common::TAG_FILE;
     rec.tgid = tgid;

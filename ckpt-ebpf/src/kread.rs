@@ -207,9 +207,9 @@ pub fn read_str_at<M: Mem>(base: u64, off: u32, dest: &mut [u8]) -> bool {
 /// filesystems, so the string read is mostly saved. Keyed by the `file_system_type`, a static
 /// object of the kernel or a module, never by the superblock: a superblock freed and
 /// reallocated for another filesystem (an unmount, then a mount a user chose) would be named
-/// after the old one. Each program that caches has its own map: two programs that may run at
-/// once on one CPU (the two iterators of one scan, preempted; an event and an iterator) must
-/// never be halfway through one cache.
+/// after the old one. Each program that caches has its own element: two programs that may run
+/// at once on one CPU (the two iterators of one scan, preempted; two event programs, see
+/// `events::Slot`) must never be halfway through one cache.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct FsTypeName {
@@ -219,11 +219,13 @@ pub struct FsTypeName {
 
 pub type FsTypeCache = PerCpuArray<FsTypeName>;
 
-/// `cache`: none for a program that may interrupt another (see `events::Runs`).
+/// A program's own element of a [`FsTypeCache`]: the map, and its index there.
+pub type FsCacheSlot<'a> = Option<(&'a FsTypeCache, u32)>;
+
 #[inline(always)]
-fn fs_type_name<M: Mem>(sb: u64, dest: &mut [u8; FS_TYPE_LEN], cache: Option<&FsTypeCache>) {
+fn fs_type_name<M: Mem>(sb: u64, dest: &mut [u8; FS_TYPE_LEN], cache: FsCacheSlot) {
     let fstype = M::ptr(sb, off!(sb_s_type));
-    let Some(cache) = cache.and_then(|c| c.get_ptr_mut(0)) else {
+    let Some(cache) = cache.and_then(|(c, slot)| c.get_ptr_mut(slot)) else {
         read_str_at::<M>(fstype, off!(fstype_name), dest);
         return;
     };
@@ -263,7 +265,7 @@ pub fn inode_facts<M: Mem>(
     file: u64,
     fs_type: &mut [u8; FS_TYPE_LEN],
     name: &mut [u8],
-    fs_cache: Option<&FsTypeCache>,
+    fs_cache: FsCacheSlot,
 ) -> InodeFacts {
     let mut f = InodeFacts {
         ino: 0,

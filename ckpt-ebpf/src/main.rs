@@ -4,6 +4,7 @@
 //! (`iter/task`). Struct offsets arrive from user space as `.rodata` (read from the running
 //! kernel's BTF); nothing here knows a kernel's layout.
 #![no_std]
+#![feature(asm_experimental_arch)]
 #![no_main]
 
 mod events;

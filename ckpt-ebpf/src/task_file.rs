@@ -93,7 +93,7 @@ fn try_task_file<const COUNTING: bool>(ctx: *mut c_void) -> Option<()> {
     let rec = unsafe { &mut *rec };
     // Reported before the file's record, which user space resolves through it; settled after.
     file_facts::emit_ops_once(seq, f_op, &SEEN_OPS, &FILE_OPS_SCRATCH);
-    file_facts::fill::<Typed, LOCK_WALK>(rec, task, tgid, fd, file, f_op, Some(&FILE_FS_TYPE));
+    file_facts::fill::<Typed, LOCK_WALK>(rec, task, tgid, fd, file, f_op, Some((&FILE_FS_TYPE, 0)));
     // Most files are no sockets: their records end before the socket members, all zero.
     let size = if rec.known & known::SOCKET == 0 {
         rec.tag = TAG_FILE_NO_SOCK;

@@ -78,8 +78,12 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     file_facts::emit_ops_once(seq, f_op, &SEEN_MAPPED_OPS, &VMA_OPS_SCRATCH);
     // `fs_type` then `name`, 8-byte aligned (ckpt-common's layout test).
     kread::zero_words::<{ (FS_TYPE_LEN + NAME_LEN) / 8 }>((&raw mut rec.fs_type).cast());
-    let facts =
-        kread::inode_facts::<Typed>(file, &mut rec.fs_type, &mut rec.name, Some(&VMA_FS_TYPE));
+    let facts = kread::inode_facts::<Typed>(
+        file,
+        &mut rec.fs_type,
+        &mut rec.name,
+        Some((&VMA_FS_TYPE, 0)),
+    );
     kread::store_inode!(rec, facts);
     if let Some((_, visible)) = kread::mount_facts::<Typed>(file, task) {
         if visible {
