@@ -234,6 +234,16 @@ pub struct Mapping {
 const VM_SHARED: u64 = 0x8;
 
 impl Mapping {
+    /// A mapping of a file not looked for: anywhere, shared, the worst a checkpointer could meet.
+    pub fn unknown() -> Self {
+        Self {
+            start: 0,
+            end: u64::MAX,
+            vm_flags: VM_SHARED | 0x3,
+            pgoff: 0,
+        }
+    }
+
     pub fn shared(&self) -> bool {
         self.vm_flags & VM_SHARED != 0
     }

@@ -2,6 +2,8 @@
 
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
+pub const AF_PACKET: u16 = 17;
+pub const AF_XDP: u16 = 44;
 pub const SOCK_STREAM: u16 = 1;
 pub const IPPROTO_TCP: u16 = 6;
 
@@ -15,7 +17,7 @@ const FAMILIES: &[(&str, u16)] = &[
     ("inet6", 10),
     ("key", 15),
     ("netlink", 16),
-    ("packet", 17),
+    ("packet", AF_PACKET),
     ("rds", 21),
     ("llc", 26),
     ("ib", 27),
@@ -34,7 +36,7 @@ const FAMILIES: &[(&str, u16)] = &[
     ("kcm", 41),
     ("qipcrtr", 42),
     ("smc", 43),
-    ("xdp", 44),
+    ("xdp", AF_XDP),
     ("mctp", 45),
 ];
 

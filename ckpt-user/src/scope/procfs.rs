@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use ckpt_common::{ProcFacts, proc_known};
 use serde::{Deserialize, Serialize};
 
+use crate::facts::{DevNum, Mapping};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProcError {
     #[error("no process with pid {0}: check the pid (ps -p {0})")]
@@ -415,6 +417,57 @@ pub fn parse_exited(stat: &str) -> bool {
     })
 }
 
+/// The mappings of `pid` now that map the file `dev`:`ino` (`/proc/PID/maps`); none once the
+/// process is gone.
+pub fn mappings_of(pid: u32, dev: DevNum, ino: u64) -> Vec<Mapping> {
+    std::fs::read_to_string(proc_path(pid, "maps"))
+        .map(|maps| parse_mappings_of(&maps, dev, ino))
+        .unwrap_or_default()
+}
+
+/// `VM_READ`, `VM_WRITE`, `VM_EXEC` and `VM_SHARED` (include/linux/mm.h), by the letters of a
+/// maps line's permissions.
+const VM_BY_PERM: [(char, u64); 4] = [('r', 0x1), ('w', 0x2), ('x', 0x4), ('s', 0x8)];
+
+/// [`mappings_of`] from a maps text: `START-END PERMS OFFSET MAJOR:MINOR INODE [PATH]`, the
+/// numbers in hex but the inode.
+pub fn parse_mappings_of(maps: &str, dev: DevNum, ino: u64) -> Vec<Mapping> {
+    let hex = |s: &str| u64::from_str_radix(s, 16).ok();
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_ascii_whitespace();
+            let (range, perms, offset, device, inode) = (
+                fields.next()?,
+                fields.next()?,
+                fields.next()?,
+                fields.next()?,
+                fields.next()?,
+            );
+            let (major, minor) = device.split_once(':')?;
+            let same = inode.parse::<u64>().ok()? == ino
+                && hex(major)? == u64::from(dev.major)
+                && hex(minor)? == u64::from(dev.minor);
+            if !same {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            let vm_flags = VM_BY_PERM
+                .iter()
+                .filter(|(c, _)| perms.contains(*c))
+                .fold(0, |flags, (_, bit)| flags | bit);
+            Some(Mapping {
+                start: hex(start)?,
+                end: hex(end)?,
+                vm_flags,
+                pgoff: hex(offset)? / PAGE_SIZE,
+            })
+        })
+        .collect()
+}
+
+/// The page size of x86_64, the only architecture the kernel side reads.
+const PAGE_SIZE: u64 = 4096;
+
 /// Checks that `pid` is a live user-space process, the only thing a checkpoint can start from.
 pub fn ensure_process(pid: u32) -> Result<(), ProcError> {
     let dir = ProcDir::open(pid)?;
@@ -472,6 +525,78 @@ pub fn tasks() -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only the lines of that device and inode, with their range, offset and sharing.
+    #[test]
+    fn mappings_of_one_file_are_read_from_a_maps_text() {
+        let maps = "\
+55915dfbc000-55915dfbd000 r--p 00000000 fe:00 20536689                   /usr/bin/x
+7febb2a0e000-7febb2a0f000 rw-s 00000000 00:10 20536689                   anon_inode:[io_uring]
+7febb2a10000-7febb2a12000 r--s 10000000 00:10 20536689                   anon_inode:[io_uring]
+7febb2a20000-7febb2a21000 rw-s 00000000 00:10 20536690                   anon_inode:[io_uring]
+7ffd1c9e5000-7ffd1ca06000 rw-p 00000000 00:00 0                          [stack]
+";
+        let anon = DevNum {
+            major: 0,
+            minor: 0x10,
+        };
+        let found = parse_mappings_of(maps, anon, 20536689);
+        assert_eq!(
+            found,
+            [
+                Mapping {
+                    start: 0x7febb2a0e000,
+                    end: 0x7febb2a0f000,
+                    vm_flags: 0xb,
+                    pgoff: 0,
+                },
+                Mapping {
+                    start: 0x7febb2a10000,
+                    end: 0x7febb2a12000,
+                    vm_flags: 0x9,
+                    pgoff: 0x10000,
+                },
+            ]
+        );
+        assert!(found.iter().all(Mapping::shared));
+        assert!(parse_mappings_of(maps, anon, 1).is_empty());
+    }
+
+    /// A file this process maps shared is found by its device and inode in its own maps.
+    #[test]
+    fn mappings_of_a_file_this_process_maps_are_found() {
+        use std::os::unix::fs::MetadataExt;
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(8192).unwrap();
+        let meta = file.metadata().unwrap();
+        let dev = DevNum {
+            major: libc::major(meta.dev()),
+            minor: libc::minor(meta.dev()),
+        };
+        // SAFETY: a fresh mapping of a file this test owns, unmapped below.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                8192,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                0,
+            )
+        };
+        assert_ne!(addr, libc::MAP_FAILED);
+        let found = mappings_of(std::process::id(), dev, meta.ino());
+        // SAFETY: the mapping made above.
+        unsafe { libc::munmap(addr, 8192) };
+        let start = addr as u64;
+        assert!(
+            found
+                .iter()
+                .any(|m| m.start == start && m.end == start + 8192 && m.shared()),
+            "{found:?}"
+        );
+        assert!(mappings_of(std::process::id(), dev, meta.ino()).is_empty());
+    }
 
     /// Each open of /dev/null is a new open file, counted by the kernel.
     #[test]

@@ -4,6 +4,9 @@
 //!   io_uring | perf_event | userfaultfd  → `fd N`      open one (close-on-exec)
 //!   userfaultfd keep                     → `fd N`      one that an exec keeps
 //!   close N                              → `ok`
+//!   map N                                → `at A`      fd N's first page mapped shared (an
+//!                                                   io_uring's: its submission ring)
+//!   unmap A                              → `ok`        the page mapped at A unmapped
 //!   fork                                 → `child P`   the child holds the same fds and waits
 //!   after-bpf PID                        → `child P`   the child forks, once PID holds a BPF
 //!                                                   map, a child that opens an io_uring
@@ -47,6 +50,9 @@
 
 use std::io::Write;
 use std::os::fd::{IntoRawFd, RawFd};
+
+/// x86_64's page size: what `map` maps.
+const PAGE: usize = 4096;
 
 fn errno() -> std::io::Error {
     std::io::Error::last_os_error()
@@ -657,6 +663,34 @@ fn command(line: &str) -> Result<String, String> {
             let n: RawFd = n.parse().map_err(|_| format!("close: bad fd {n}"))?;
             // SAFETY: closing an fd number the test chose.
             check(unsafe { libc::close(n) } as i64, "close").map(|_| "ok".into())
+        }
+        (Some("map"), Some(n)) => {
+            let n: RawFd = n.parse().map_err(|_| format!("map: bad fd {n}"))?;
+            // SAFETY: a new shared mapping of a page of fd N; nothing here reads it.
+            let at = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    PAGE,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    n,
+                    0,
+                )
+            };
+            if at == libc::MAP_FAILED {
+                return Err(format!("map: {}", errno()));
+            }
+            Ok(format!("at {:x}", at as usize))
+        }
+        (Some("unmap"), Some(at)) => {
+            let at =
+                usize::from_str_radix(at, 16).map_err(|_| format!("unmap: bad address {at}"))?;
+            // SAFETY: unmaps what `map` mapped at the address it said.
+            check(
+                unsafe { libc::munmap(at as *mut libc::c_void, PAGE) } as i64,
+                "munmap",
+            )
+            .map(|_| "ok".into())
         }
         (Some("fork"), _) => fork_child(|| {}).map(|p| format!("child {p}")),
         (Some("after-bpf"), Some(pid)) => {

@@ -4,6 +4,7 @@
 
 mod alert;
 mod backend;
+mod budget;
 mod health;
 mod http;
 mod metrics;
@@ -42,6 +43,7 @@ use crate::scope::procfs;
 use crate::scope::workload::{Kind, Names};
 use crate::snapshot::Snapshot;
 use alert::{Alert, Format, Sink, Writer};
+use budget::MapsBudget;
 use health::{Health, Shared, SharedState, lock};
 use http::Listen;
 use metrics::label;
@@ -83,6 +85,9 @@ pub struct DaemonArgs {
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
 }
+
+/// The share of each second the loop may spend reading /proc/PID/maps (`budget`).
+const MAPS_BUDGET: Duration = Duration::from_millis(50);
 
 /// The shortest time between two rescans caused by lost events.
 const LOSS_RESCAN_GAP: Duration = Duration::from_secs(2);
@@ -237,6 +242,20 @@ fn per_cpu_at(map: &PerCpuArray<MapData, u64>, index: u32) -> u64 {
     map.get(&index, 0).map_or(0, |v| v.iter().sum())
 }
 
+/// The loop's judging context: /proc as it is at each question.
+macro_rules! judging {
+    ($daemon:expr) => {
+        Judging {
+            profile: &$daemon.judge.profile,
+            given: &$daemon.given,
+            annotated: &|c| annotated(&$daemon.judge, c),
+            read_proc: &|pid| procfs::read_proc(pid).ok(),
+            exited: &procfs::exited,
+            mapped: &|pid, f| $daemon.maps_budget.mappings_of(pid, f.dev, f.ino),
+        }
+    };
+}
+
 /// Everything the event loop owns.
 struct Daemon {
     probe: Probe,
@@ -247,6 +266,7 @@ struct Daemon {
     names: Names,
     /// The clock settle times are measured on.
     started: Instant,
+    maps_budget: MapsBudget,
     hostname: String,
     alert_cmdline: bool,
     max_workload_series: usize,
@@ -293,14 +313,7 @@ impl Daemon {
     /// Judges the workloads events touched; writes the alerts whose changes held, logs and
     /// counts those over the rate limit; publishes every workload's verdict.
     fn settle(&mut self) {
-        let judge = &self.judge;
-        let j = Judging {
-            profile: &judge.profile,
-            given: &self.given,
-            annotated: &|c| annotated(judge, c),
-            read_proc: &|pid| procfs::read_proc(pid).ok(),
-            exited: &procfs::exited,
-        };
+        let j = judging!(self);
         let settled = self.state.settle(&j, &self.names, self.started.elapsed());
         let shared = self.shared.clone();
         let mut shared = lock(&shared);
@@ -421,14 +434,7 @@ impl Daemon {
         let new_ops = resolve::resolve(&snap.ops_members(), &snap.symbols(), &self.catalogue);
         self.state.ops.extend(new_ops);
         self.names = Names::read(Path::new("/"));
-        let judge = &self.judge;
-        let j = Judging {
-            profile: &judge.profile,
-            given: &self.given,
-            annotated: &|c| annotated(judge, c),
-            read_proc: &|pid| procfs::read_proc(pid).ok(),
-            exited: &procfs::exited,
-        };
+        let j = judging!(self);
         let out = self.state.reconcile(&j, snap, taken_at);
         self.apply(out);
         // A rescan holds the host's every fd at once, then keeps a few: hand the freed peak
@@ -497,14 +503,7 @@ impl Daemon {
             self.count_event("ops");
             return;
         }
-        let judge = &self.judge;
-        let j = Judging {
-            profile: &judge.profile,
-            given: &self.given,
-            annotated: &|c| annotated(judge, c),
-            read_proc: &|pid| procfs::read_proc(pid).ok(),
-            exited: &procfs::exited,
-        };
+        let j = judging!(self);
         let (kind, out) = match event {
             Event::Ops(..) => unreachable!("handled above"),
             Event::Installed(rec) => ("install", self.state.installed(&j, &rec, &fd_still_open)),
@@ -764,6 +763,7 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
         given,
         names: Names::default(),
         started: Instant::now(),
+        maps_budget: MapsBudget::new(MAPS_BUDGET),
         hostname: hostname(),
         alert_cmdline: args.alert_cmdline,
         max_workload_series: args.max_workload_series as usize,

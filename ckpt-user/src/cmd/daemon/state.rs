@@ -15,7 +15,7 @@ use ckpt_common::{FileFacts, N_OPS_MEMBERS, TaskEvent, task_event};
 use crate::aggregate::{DumpReport, Rules, World};
 use crate::checkpointer::given::Given;
 use crate::classify::{self, Assume, Classifier, Profile, Verdict, names};
-use crate::facts::{FileFact, FileType};
+use crate::facts::{FileFact, FileType, Mapping};
 use crate::resolve::OpsTables;
 use crate::scope::container_id::{self, ContainerName, Runtime};
 use crate::scope::workload::{self, Key, Kind, Names};
@@ -103,6 +103,11 @@ const MAX_DEPTH: usize = 256;
 /// The kernel's TCP states, `TCP_ESTABLISHED` (1) to `TCP_NEW_SYN_RECV` (12).
 const TCP_STATES: std::ops::RangeInclusive<u16> = 1..=12;
 
+/// Socket families a process can map: AF_PACKET's rings and AF_XDP's umem. A TCP socket can be
+/// mapped too (zero-copy receive), but so can one ok in its state, never kept: its mapping is
+/// known from rescans only, as every mapping of a file ok as an fd.
+const MAPPABLE_SOCKETS: [u16; 2] = [names::AF_PACKET, names::AF_XDP];
+
 /// What one always-ok analysis stands for: an ops table and file type, and a socket's kind.
 type AnalysisKey = (u64, FileType, Option<(u16, u16, u16)>);
 
@@ -180,6 +185,9 @@ pub struct Judging<'a> {
     pub read_proc: &'a dyn Fn(u32) -> Option<ProcInfo>,
     /// Whether /proc shows the process gone, dead, or exiting now: not another one on its pid.
     pub exited: &'a dyn Fn(u32) -> bool,
+    /// The mappings of a process now that map a file's device and inode; None when they were
+    /// not looked for.
+    pub mapped: &'a dyn Fn(u32, &FileFact) -> Option<Vec<Mapping>>,
 }
 
 /// The container a workload's processes run in, from the first that names one.
@@ -579,7 +587,7 @@ impl State {
     ) -> bool {
         let (pid, fd) = (f.pid, f.fd.expect("an fd"));
         let key = fd_key(pid, fd);
-        let replaced = self.forget_fd(pid, fd);
+        let replaced = self.forget_fd(pid, fd).is_some();
         self.analyse(j, &f, out);
         if self.worth_keeping(j, &f) {
             let mut f = f;
@@ -620,8 +628,8 @@ impl State {
         }
     }
 
-    /// Drops a kept fd from the state, keeping its kernel tracking; true if there was one.
-    fn forget_fd(&mut self, pid: u32, fd: u32) -> bool {
+    /// Drops a kept fd from the state, keeping its kernel tracking; the file it held, if any.
+    fn forget_fd(&mut self, pid: u32, fd: u32) -> Option<Box<FileFact>> {
         let old = self.files.get_mut(&pid).and_then(|m| m.remove(&fd));
         if let Some(old) = &old {
             self.holders.remove(old);
@@ -629,7 +637,36 @@ impl State {
                 self.peers.gone(old);
             }
         }
-        old.is_some()
+        old
+    }
+
+    /// A kept file whose fd `closed` was closed stays judged as the mappings of it the process
+    /// still has: a mapping outlives its fd (an io_uring's rings, a perf buffer), and CRIU
+    /// dumps every mapping. Other mappings are known from rescans only.
+    fn keep_mapped(&mut self, j: &Judging, closed: FileFact) {
+        let mappable = closed
+            .socket
+            .as_ref()
+            .is_none_or(|s| MAPPABLE_SOCKETS.contains(&s.family));
+        if !mappable {
+            return;
+        }
+        let pid = closed.pid;
+        let maps = (j.mapped)(pid, &closed).unwrap_or_else(|| vec![Mapping::unknown()]);
+        for m in maps {
+            let f = FileFact {
+                fd: None,
+                mapping: Some(Box::new(m)),
+                ..closed.clone()
+            };
+            let known = self
+                .mappings
+                .get(&pid)
+                .is_some_and(|maps| maps.iter().any(|k| k.mapping == f.mapping));
+            if !known && self.worth_keeping(j, &f) {
+                self.mappings.entry(pid).or_default().push(f);
+            }
+        }
     }
 
     /// Unix socket `peer` is the peer of kept socket `by`: those of its holders that had it in
@@ -647,8 +684,8 @@ impl State {
         }
     }
 
-    /// Drops a kept fd and its kernel tracking; true if there was one.
-    fn remove_fd(&mut self, pid: u32, fd: u32, out: &mut Outcome) -> bool {
+    /// Drops a kept fd and its kernel tracking; the file it held, if any.
+    fn remove_fd(&mut self, pid: u32, fd: u32, out: &mut Outcome) -> Option<Box<FileFact>> {
         let removed = self.forget_fd(pid, fd);
         if self.tracked.remove(&fd_key(pid, fd)) {
             out.kernel.push(KernelUpdate::Untrack(fd_key(pid, fd)));
@@ -901,7 +938,8 @@ impl State {
                 let key = fd_key(pid, ev.arg);
                 self.tracked.remove(&key);
                 self.reported.remove(&key);
-                if self.forget_fd(pid, ev.arg) {
+                if let Some(closed) = self.forget_fd(pid, ev.arg) {
+                    self.keep_mapped(j, *closed);
                     self.touch(pid);
                 }
             }
@@ -916,7 +954,9 @@ impl State {
                 self.untrack_reported(pid, ev.arg..=ev.arg2.max(ev.arg), &mut out);
                 if !fds.is_empty() {
                     for fd in fds {
-                        self.remove_fd(pid, fd, &mut out);
+                        if let Some(closed) = self.remove_fd(pid, fd, &mut out) {
+                            self.keep_mapped(j, *closed);
+                        }
                     }
                     self.touch(pid);
                 }

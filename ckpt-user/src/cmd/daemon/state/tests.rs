@@ -144,6 +144,9 @@ struct Fixture {
     reads: Cell<usize>,
     /// Pids /proc shows gone, dead or exiting.
     exited: HashSet<u32>,
+    /// What /proc/PID/maps shows of a process's mappings of an inode, by (pid, inode): none
+    /// unless set; `None`, not looked for.
+    maps: HashMap<(u32, u64), Option<Vec<Mapping>>>,
 }
 
 /// A fixture's judging context, borrowing its fields apart from its state.
@@ -158,6 +161,12 @@ macro_rules! judging {
                 $f.on_proc.get(&pid).cloned()
             },
             exited: &|pid| $f.exited.contains(&pid),
+            mapped: &|pid, file| {
+                $f.maps
+                    .get(&(pid, file.ino))
+                    .cloned()
+                    .unwrap_or(Some(vec![]))
+            },
         }
     };
 }
@@ -206,6 +215,7 @@ impl Fixture {
             on_proc: HashMap::new(),
             reads: Cell::new(0),
             exited: HashSet::new(),
+            maps: HashMap::new(),
         };
         let snap = Snapshot {
             procs: procs.into_iter().map(|p| (p.pid, p)).collect(),
@@ -252,6 +262,53 @@ impl Fixture {
     fn verdict(&self, key: &Key) -> Option<Verdict> {
         self.state.workloads.get(key).and_then(|w| w.settled)
     }
+}
+
+/// A kept file whose fd is closed while the process still maps it stays judged as that mapping:
+/// an io_uring's rings outlive its fd, and CRIU stops at them. Unmapped before the close, the
+/// file goes with its fd.
+#[test]
+fn a_closed_fd_still_mapped_is_judged_as_its_mapping() {
+    let mut f = Fixture::new();
+    f.install(io_uring(11, 3));
+    f.install(io_uring(11, 4));
+    f.alerts_after(Duration::ZERO);
+    assert_eq!(f.alerts_after(SETTLE), [alert("became-blocking", 10)]);
+    let ring = Mapping {
+        start: 0x7000_0000,
+        end: 0x7000_1000,
+        vm_flags: 0xb,
+        pgoff: 0,
+    };
+    f.maps.insert((11, 1003), Some(vec![ring.clone()]));
+    f.task(task(task_event::CLOSE, 11, 3, 0), &|_, _| true);
+    f.task(task(task_event::CLOSE, 11, 4, 0), &|_, _| true);
+    assert!(f.alerts_after(SETTLE * 2).is_empty(), "still blocks");
+    assert_eq!(f.verdict(&session(10)), Some(Verdict::Blocks));
+    let files = f.state.files_of(11);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(
+        (files[0].fd, files[0].mapping.as_deref(), files[0].ino),
+        (None, Some(&ring), 1003)
+    );
+    // The same mapping is kept once however often its file's fds close.
+    f.install(io_uring(11, 3));
+    f.task(task(task_event::CLOSE, 11, 3, 0), &|_, _| true);
+    assert_eq!(f.state.files_of(11).len(), 1);
+    // Mappings not looked for (the daemon's budget for reading them spent): kept as mapped.
+    f.maps.insert((11, 1005), None);
+    f.install(io_uring(11, 5));
+    f.task(task(task_event::CLOSE, 11, 5, 0), &|_, _| true);
+    let unknown = f
+        .state
+        .files_of(11)
+        .into_iter()
+        .find(|m| m.ino == 1005)
+        .cloned();
+    assert_eq!(
+        unknown.and_then(|m| m.mapping).as_deref(),
+        Some(&Mapping::unknown())
+    );
 }
 
 /// Each alert's event and workload id.
