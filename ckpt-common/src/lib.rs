@@ -294,8 +294,40 @@ pub mod syscall_kind {
     pub const SOCKET_STATE: u8 = 15;
     /// socketcall where `fd_install` reports the fds it creates: its connect and listen only.
     pub const SOCKETCALL_STATE: u8 = 16;
+    /// ioctl(fd, request, ...): the return value is a new fd for the requests in
+    /// [`IOCTL_FD_REQUESTS`](super::IOCTL_FD_REQUESTS).
+    pub const IOCTL: u8 = 17;
 }
 
+/// ioctl requests that return a new fd, as x86_64 and i386 encode them (the same here): the
+/// tracepoint backend reads their fds as it reads open's. A request listed wrongly would only
+/// have the fd of its return value judged again. What returns an fd in memory (DRM's PRIME
+/// handles) or into another process (seccomp's ADDFD) is left to rescans.
+pub const IOCTL_FD_REQUESTS: [u32; 23] = [
+    0xaa00,      // USERFAULTFD_IOC_NEW: /dev/userfaultfd
+    0xae01,      // KVM_CREATE_VM
+    0xae41,      // KVM_CREATE_VCPU
+    0xaece,      // KVM_GET_STATS_FD
+    0xc040_aed4, // KVM_CREATE_GUEST_MEMFD
+    0x3b6a,      // VFIO_GROUP_GET_DEVICE_FD
+    0x894c,      // SIOCGSKNS: a socket's network namespace
+    0x54e3,      // TUNGETDEVNETNS
+    0x5441,      // TIOCGPTPEER: a pty master's peer
+    0xb701,      // NS_GET_USERNS
+    0xb702,      // NS_GET_PARENT
+    0x8010_b70b, // NS_MNT_GET_NEXT
+    0x8010_b70c, // NS_MNT_GET_PREV
+    0xff01,      // PIDFD_GET_CGROUP_NAMESPACE
+    0xff02,      // PIDFD_GET_IPC_NAMESPACE
+    0xff03,      // PIDFD_GET_MNT_NAMESPACE
+    0xff04,      // PIDFD_GET_NET_NAMESPACE
+    0xff05,      // PIDFD_GET_PID_NAMESPACE
+    0xff06,      // PIDFD_GET_PID_FOR_CHILDREN_NAMESPACE
+    0xff07,      // PIDFD_GET_TIME_NAMESPACE
+    0xff08,      // PIDFD_GET_TIME_FOR_CHILDREN_NAMESPACE
+    0xff09,      // PIDFD_GET_USER_NAMESPACE
+    0xff0a,      // PIDFD_GET_UTS_NAMESPACE
+];
 /// What `OK_FOPS` knows about an ops table whose files are always ok: the file type
 /// (`S_IFMT >> 12`) and, for devices, the device number they were judged with.
 #[repr(C)]
@@ -668,6 +700,41 @@ mod user {
 mod tests {
     use super::*;
     use core::mem::{align_of, offset_of, size_of};
+
+    /// `_IOC(dir, type, nr, size)` of include/uapi/asm-generic/ioctl.h, which x86 uses.
+    const fn ioc(dir: u32, ty: u8, nr: u8, size: u32) -> u32 {
+        dir << 30 | size << 16 | (ty as u32) << 8 | nr as u32
+    }
+    const NONE: u32 = 0;
+    const READ: u32 = 2;
+    const READ_WRITE: u32 = 3;
+
+    /// Each request as its header builds it, and none twice.
+    #[test]
+    fn ioctl_fd_requests_are_the_kernels_encodings() {
+        let built = [
+            ioc(NONE, 0xaa, 0x00, 0),        // USERFAULTFD_IOC_NEW, linux/userfaultfd.h
+            ioc(NONE, 0xae, 0x01, 0),        // KVM_CREATE_VM, linux/kvm.h
+            ioc(NONE, 0xae, 0x41, 0),        // KVM_CREATE_VCPU
+            ioc(NONE, 0xae, 0xce, 0),        // KVM_GET_STATS_FD
+            ioc(READ_WRITE, 0xae, 0xd4, 64), // KVM_CREATE_GUEST_MEMFD: kvm_create_guest_memfd
+            ioc(NONE, b';', 100 + 6, 0),     // VFIO_GROUP_GET_DEVICE_FD, linux/vfio.h
+            0x894c,                          // SIOCGSKNS, linux/sockios.h
+            ioc(NONE, b'T', 227, 0),         // TUNGETDEVNETNS, linux/if_tun.h
+            ioc(NONE, b'T', 0x41, 0),        // TIOCGPTPEER, asm-generic/ioctls.h
+            ioc(NONE, 0xb7, 0x1, 0),         // NS_GET_USERNS, linux/nsfs.h
+            ioc(NONE, 0xb7, 0x2, 0),         // NS_GET_PARENT
+            ioc(READ, 0xb7, 11, 16),         // NS_MNT_GET_NEXT: mnt_ns_info
+            ioc(READ, 0xb7, 12, 16),         // NS_MNT_GET_PREV
+        ];
+        assert_eq!(IOCTL_FD_REQUESTS[..built.len()], built);
+        // PIDFD_GET_*_NAMESPACE, linux/pidfd.h: _IO(0xFF, 1..=10).
+        let pidfd = IOCTL_FD_REQUESTS[built.len()..].iter().copied();
+        assert!(pidfd.eq((1..=10).map(|nr| ioc(NONE, 0xff, nr, 0))));
+        let mut unique = IOCTL_FD_REQUESTS;
+        unique.sort_unstable();
+        assert!(unique.windows(2).all(|w| w[0] != w[1]), "listed twice");
+    }
 
     #[test]
     fn file_facts_layout_is_padding_free() {

@@ -17,8 +17,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
 };
 use ckpt_common::{
-    ANY_STATE, FLAG_CURRENT_TASK_BTF, FileFacts, MAX_SYSCALLS, OkSock, OpsRecord, TAG_TASK,
-    TaskEvent, syscall_kind, task_event,
+    ANY_STATE, FLAG_CURRENT_TASK_BTF, FileFacts, IOCTL_FD_REQUESTS, MAX_SYSCALLS, OkSock,
+    OpsRecord, TAG_TASK, TaskEvent, syscall_kind, task_event,
 };
 
 use crate::file_facts;
@@ -550,6 +550,13 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kinds: u16) {
             }
         }
         syscall_kind::FLOCK => locked(task, arg0 as u32, file_at::<M>(task, arg0 as u32)),
+        // The request is an unsigned int, as for fcntl's command.
+        syscall_kind::IOCTL if IOCTL_FD_REQUESTS.contains(&(args.get::<1>() as u32)) => installed(
+            task,
+            ret as u32,
+            file_at::<M>(task, ret as u32),
+            Slot::SysExit,
+        ),
         syscall_kind::PAIR_ARG0 | syscall_kind::PAIR_ARG3 => {
             let ptr = if kind == syscall_kind::PAIR_ARG0 {
                 arg0

@@ -343,6 +343,28 @@ fn an_io_uring_closed_but_still_mapped_keeps_blocking() {
     assert_eq!(w["verdict"], "blocks", "{w}");
 }
 
+/// A userfaultfd an ioctl of /dev/userfaultfd made, the device closed at once: no syscall that
+/// makes fds made it, and the tracepoint backend reads it from the ioctl's return. Judged at
+/// once, with no rescan in the test's time.
+#[test]
+fn an_fd_an_ioctl_returns_is_judged_at_once() {
+    if !Path::new("/dev/userfaultfd").exists() {
+        eprintln!("skipped: no /dev/userfaultfd (Linux < 6.1)");
+        return;
+    }
+    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let mut p = Fdctl::start(&fdctl());
+    let id = p.pid.to_string();
+    d.settled(&id, budget(Duration::from_secs(5)));
+    let fd = p.open("userfaultfd dev");
+    let alert = d.wait_alert(&id, "became-blocking", budget(Duration::from_secs(5)));
+    assert_eq!(
+        (&alert["fd"], &alert["kind"]),
+        (&Value::from(fd), &Value::from("[userfaultfd]")),
+        "{alert}"
+    );
+}
+
 /// 20 io_uring holders that each live 50 ms: none of them holds long enough to alert.
 #[test]
 fn short_lived_io_uring_holders_never_alert() {

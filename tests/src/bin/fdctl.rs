@@ -3,6 +3,8 @@
 //!
 //!   io_uring | perf_event | userfaultfd  → `fd N`      open one (close-on-exec)
 //!   userfaultfd keep                     → `fd N`      one that an exec keeps
+//!   userfaultfd dev                      → `fd N`      one made by /dev/userfaultfd's ioctl
+//!                                                   (Linux ≥ 6.1), the device closed since
 //!   close N                              → `ok`
 //!   map N                                → `at A`      fd N's first page mapped shared (an
 //!                                                   io_uring's: its submission ring)
@@ -117,6 +119,26 @@ fn userfaultfd(cloexec: bool) -> Result<RawFd, String> {
         unsafe { libc::syscall(libc::SYS_userfaultfd, flags) },
         "userfaultfd",
     )
+}
+
+/// A userfaultfd from `ioctl(USERFAULTFD_IOC_NEW)` on /dev/userfaultfd, which is closed again:
+/// no syscall that makes fds made this one.
+fn userfaultfd_by_ioctl() -> Result<RawFd, String> {
+    const USERFAULTFD_IOC_NEW: libc::c_ulong = 0xaa00;
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/userfaultfd")
+        .map_err(|e| format!("open /dev/userfaultfd: {e}"))?;
+    // SAFETY: the request takes the new fd's flags as its argument.
+    let fd = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&dev),
+            USERFAULTFD_IOC_NEW,
+            libc::O_CLOEXEC,
+        )
+    };
+    check(fd as i64, "USERFAULTFD_IOC_NEW")
 }
 
 fn file(path: &str) -> Result<RawFd, String> {
@@ -566,6 +588,7 @@ fn command(line: &str) -> Result<String, String> {
     match (words.next(), words.next()) {
         (Some("io_uring"), _) => fd(io_uring()),
         (Some("perf_event"), _) => fd(perf_event()),
+        (Some("userfaultfd"), Some("dev")) => fd(userfaultfd_by_ioctl()),
         (Some("userfaultfd"), keep) => fd(userfaultfd(keep != Some("keep"))),
         (Some("scm"), _) => fd(scm()),
         (Some("unix"), Some(path)) => fd(unix(path)),

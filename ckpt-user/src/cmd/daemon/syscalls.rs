@@ -4,8 +4,8 @@
 //! syscalls (3 is read, not close), and its arguments come in other registers.
 
 use ckpt_common::syscall_kind::{
-    CLOSE, CLOSE_RANGE, FCNTL, FCNTL_LOCKS, FLOCK, IGNORE, PAIR_ARG0, PAIR_ARG3, PTRACE, RECVMMSG,
-    RECVMSG, REFRESH_SELF, RESCAN, RET_FD, SOCKET_STATE, SOCKETCALL, SOCKETCALL_STATE,
+    CLOSE, CLOSE_RANGE, FCNTL, FCNTL_LOCKS, FLOCK, IGNORE, IOCTL, PAIR_ARG0, PAIR_ARG3, PTRACE,
+    RECVMMSG, RECVMSG, REFRESH_SELF, RESCAN, RET_FD, SOCKET_STATE, SOCKETCALL, SOCKETCALL_STATE,
 };
 use ckpt_common::{MAX_SYSCALLS, syscall_kinds};
 
@@ -53,6 +53,10 @@ const TABLE: &[Entry] = &[
     (33, "dup2", RET_FD),
     (292, "dup3", RET_FD),
     (72, "fcntl", FCNTL),
+    (16, "ioctl", IOCTL),
+    (240, "mq_open", RET_FD),
+    (317, "seccomp", RET_FD),
+    (467, "open_tree_attr", RET_FD),
     (47, "recvmsg", RECVMSG),
     (299, "recvmmsg", RECVMMSG),
     (3, "close", CLOSE),
@@ -107,6 +111,10 @@ const COMPAT_TABLE: &[Entry] = &[
     (330, "dup3", RET_FD),
     (55, "fcntl", FCNTL),
     (221, "fcntl64", FCNTL),
+    (54, "ioctl", IOCTL),
+    (277, "mq_open", RET_FD),
+    (354, "seccomp", RET_FD),
+    (467, "open_tree_attr", RET_FD),
     (372, "recvmsg", RESCAN),
     (337, "recvmmsg", RESCAN),
     (417, "recvmmsg_time64", RESCAN),
@@ -196,6 +204,16 @@ mod tests {
             "i386's 47 is getgid"
         );
         assert_eq!(all[&372], syscall_kinds(IGNORE, RESCAN));
+        assert_eq!(
+            all[&16],
+            syscall_kinds(IOCTL, IGNORE),
+            "ioctl; i386's lchown"
+        );
+        assert_eq!(
+            all[&54],
+            syscall_kinds(IGNORE, IOCTL),
+            "setsockopt; i386's ioctl"
+        );
         assert!(!all.contains_key(&0), "read; i386's restart_syscall");
         let beside: std::collections::BTreeMap<u32, u16> = kinds(true).into_iter().collect();
         assert_eq!(beside[&3], syscall_kinds(CLOSE, IGNORE));
