@@ -420,6 +420,26 @@ impl FileFact {
         }
     }
 
+    /// This open file as a mapping of it at `m` is reported: the inode's facts, everything
+    /// fd-specific unset, as [`FileFact::from_vma`] leaves them.
+    pub fn as_mapping(&self, m: Mapping) -> Self {
+        Self {
+            fd: None,
+            mapping: Some(Box::new(m)),
+            f_flags: 0,
+            mnt_id: None,
+            locked: None,
+            locks_unwalked: false,
+            socket: None,
+            pidfd_target: None,
+            pidfd_dead: None,
+            tty_index: None,
+            bpf_map_type: None,
+            watches: None,
+            ..self.clone()
+        }
+    }
+
     /// `st_mode` as CRIU prints it in its errors.
     pub fn mode_octal(&self) -> String {
         format!("{:o}", self.mode)

@@ -654,11 +654,7 @@ impl State {
         let pid = closed.pid;
         let maps = (j.mapped)(pid, &closed).unwrap_or_else(|| vec![Mapping::unknown()]);
         for m in maps {
-            let f = FileFact {
-                fd: None,
-                mapping: Some(Box::new(m)),
-                ..closed.clone()
-            };
+            let f = closed.as_mapping(m);
             let known = self
                 .mappings
                 .get(&pid)
