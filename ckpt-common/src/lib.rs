@@ -100,6 +100,9 @@ pub mod flags {
     /// The inode has more locks than the kernel side walked, none of them this task's so far:
     /// [`LOCKED`] is a guess for user space to settle.
     pub const LOCKS_UNWALKED: u32 = 1 << 9;
+    /// An event's: the task has just mapped this file (mmap), and user space looks for its
+    /// mappings.
+    pub const MAPPED: u32 = 1 << 10;
 }
 
 /// One open file of one task, as `iter/task_file` sees it.
@@ -297,6 +300,10 @@ pub mod syscall_kind {
     /// ioctl(fd, request, ...): the return value is a new fd for the requests in
     /// [`IOCTL_FD_REQUESTS`](super::IOCTL_FD_REQUESTS).
     pub const IOCTL: u8 = 17;
+    /// mmap(addr, len, prot, flags, fd, off) and i386's mmap2: a socket fd mapped is reported
+    /// whatever its kind, [`flags::MAPPED`](super::flags::MAPPED): a socket ok as an fd is not
+    /// as a mapping (CRIU dumps only a packet socket's ring, beside its socket).
+    pub const MMAP: u8 = 18;
 }
 
 /// ioctl requests that return a new fd, as x86_64 and i386 encode them (the same here): the
@@ -443,6 +450,7 @@ pub struct KernelOffsets {
     pub regs_di: u32,
     pub regs_si: u32,
     pub regs_r10: u32,
+    pub regs_r8: u32,
     /// The compat ABI's first two arguments (i386 passes bx, cx, dx, si, di, bp).
     pub regs_bx: u32,
     pub regs_cx: u32,
@@ -505,8 +513,6 @@ pub struct KernelOffsets {
     pub flags: u32,
     /// Depth of `target_cgroup` in the cgroup v2 hierarchy (root = 0).
     pub target_cgroup_level: u32,
-    /// Keeps `target_cgroup` 8-aligned without a hole.
-    pub _pad: u32,
     /// ckpt-watch's own pid: it holds BPF fds of its own and its /proc reads would come back
     /// to the daemon as events, so it is never reported.
     pub ignore_tgid: u32,
@@ -581,6 +587,7 @@ impl KernelOffsets {
             regs_di: ABSENT,
             regs_si: ABSENT,
             regs_r10: ABSENT,
+            regs_r8: ABSENT,
             regs_bx: ABSENT,
             regs_cx: ABSENT,
             task_ti_status: ABSENT,
@@ -626,7 +633,6 @@ impl KernelOffsets {
             fop_members: [ABSENT; N_OPS_MEMBERS],
             flags: 0,
             target_cgroup_level: 0,
-            _pad: 0,
             ignore_tgid: 0,
             target_cgroup: 0,
         }
@@ -770,7 +776,7 @@ mod tests {
 
     #[test]
     fn offsets_layout_has_no_padding() {
-        // 107 u32 offsets and filters and a pad (an even count: no hole before the u64), the
+        // 108 u32 offsets and filters (an even count: no hole before the u64), the
         // member offsets, then the 8-aligned u64 cgroup id.
         assert_eq!(align_of::<KernelOffsets>(), 8);
         assert_eq!(

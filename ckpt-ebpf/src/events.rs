@@ -18,7 +18,7 @@ use aya_ebpf::{
 };
 use ckpt_common::{
     ANY_STATE, FLAG_CURRENT_TASK_BTF, FileFacts, IOCTL_FD_REQUESTS, MAX_SYSCALLS, OkSock,
-    OpsRecord, TAG_TASK, TaskEvent, syscall_kind, task_event,
+    OpsRecord, TAG_TASK, TaskEvent, flags, syscall_kind, task_event,
 };
 
 use crate::file_facts;
@@ -115,6 +115,7 @@ const F_SETLKW: u64 = 7;
 const F_OFD_SETLK: u64 = 37;
 const F_OFD_SETLKW: u64 = 38;
 const F_SETLEASE: u64 = 1024;
+const MAP_ANONYMOUS: u64 = 0x20;
 /// i386's F_SETLK64 and F_SETLKW64 (64-bit kernels refuse them from native callers).
 const F_SETLK64: u64 = 13;
 const F_SETLKW64: u64 = 14;
@@ -280,26 +281,38 @@ fn ok_socket(file: u64, f_op: u64, tgid: u32, fd: u32) -> bool {
         .is_ok()
 }
 
+/// Why a file is reported.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// Just installed: unless it is ok by its kind.
+    Installed,
+    /// Its locks changed (flock, fcntl F_SETLK*, F_SETLEASE), whatever its kind: CRIU stops at
+    /// a lock on a file of any kind without --file-locks (criu/file-lock.c). A dropped lock is
+    /// reported too: the fd's verdict is ok again.
+    Locked,
+    /// Just mapped, whatever its kind ([`flags::MAPPED`]).
+    Mapped,
+}
+
 /// Reports `file`, just installed as `fd` in the current task, unless it is ok by its kind;
 /// built in `slot`, the calling program's.
 fn installed(task: u64, fd: u32, file: u64, slot: Slot) {
-    installed_or_locked(task, fd, file, false, slot);
+    reported(task, fd, file, Why::Installed, slot);
 }
 
-/// Reports `file`, `fd` of the current task, whose locks changed (flock, fcntl F_SETLK*,
-/// F_SETLEASE), whatever its kind: CRIU stops at a lock on a file of any kind without
-/// --file-locks (criu/file-lock.c). A dropped lock is reported too: the fd's verdict is ok again.
+/// Reports `file`, `fd` of the current task, whose locks changed.
 fn locked(task: u64, fd: u32, file: u64) {
-    installed_or_locked(task, fd, file, true, Slot::SysExit);
+    reported(task, fd, file, Why::Locked, Slot::SysExit);
 }
 
-/// One body for both, so that the verifier sees `report` inlined once.
-fn installed_or_locked(task: u64, fd: u32, file: u64, lock_changed: bool, slot: Slot) {
+/// One body for all, so that the verifier sees `report` inlined once.
+fn reported(task: u64, fd: u32, file: u64, why: Why, slot: Slot) {
     let tgid = current_tgid();
     if file == 0 || tgid == off!(ignore_tgid) || !kread::in_target_cgroup(task) {
         return;
     }
-    if lock_changed {
+    if why != Why::Installed {
+        let mapped = if why == Why::Mapped { flags::MAPPED } else { 0 };
         report(
             task,
             tgid,
@@ -307,6 +320,7 @@ fn installed_or_locked(task: u64, fd: u32, file: u64, lock_changed: bool, slot: 
             file,
             read_ptr(file, off!(file_f_op)),
             None,
+            mapped,
             slot,
         );
         return;
@@ -323,14 +337,24 @@ fn installed_or_locked(task: u64, fd: u32, file: u64, lock_changed: bool, slot: 
         drop_ok(tgid, fd);
         return;
     }
-    report(task, tgid, fd, file, f_op, None, slot);
+    report(task, tgid, fd, file, f_op, None, 0, slot);
 }
 
 /// Sends `file` (`fd` of `tgid`, in `task`) to user space and tracks the fd; `state`
-/// overrides the socket state read (a state change is traced before it is stored). Inlined:
-/// BPF calls take five arguments at most.
+/// overrides the socket state read (a state change is traced before it is stored), `more_flags`
+/// join the record's. Inlined: BPF calls take five arguments at most.
 #[inline(always)]
-fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16>, slot: Slot) {
+#[allow(clippy::too_many_arguments)]
+fn report(
+    task: u64,
+    tgid: u32,
+    fd: u32,
+    file: u64,
+    f_op: u64,
+    state: Option<u16>,
+    more_flags: u32,
+    slot: Slot,
+) {
     let slot = slot as u32;
     if file_facts::first_sight(&file_facts::SEEN_OPS, f_op) {
         if let Some(ops) = EVENT_OPS_SCRATCH.get_ptr_mut(slot) {
@@ -351,6 +375,7 @@ fn report(task: u64, tgid: u32, fd: u32, file: u64, f_op: u64, state: Option<u16
     if let Some(state) = state {
         rec.sk_state = state;
     }
+    rec.flags |= more_flags;
     rec.time = unsafe { bpf_ktime_get_ns() };
     if EVENTS.output::<FileFacts>(rec, wakeup()).is_err() {
         count_lost();
@@ -476,9 +501,9 @@ struct Args {
 }
 
 impl Args {
-    /// Argument 0, 1 or 3 (one branch per register: each load's offset is a constant). A compat
-    /// argument is the register's lower half: i386 sees no more, whatever a 64-bit caller of
-    /// int 0x80 left in the upper one.
+    /// Argument 0, 1, 3 or 4 (one branch per register: each load's offset is a constant). A
+    /// compat argument is the register's lower half: i386 sees no more, whatever a 64-bit
+    /// caller of int 0x80 left in the upper one.
     #[inline(always)]
     fn get<const N: u32>(&self) -> u64 {
         let at = match (N, self.compat) {
@@ -486,6 +511,8 @@ impl Args {
             (0, true) => off!(regs_bx),
             (1, false) => off!(regs_si),
             (1, true) => off!(regs_cx),
+            (4, false) => off!(regs_r8),
+            (4, true) => off!(regs_di),
             (_, false) => off!(regs_r10),
             (_, true) => off!(regs_si),
         };
@@ -550,6 +577,16 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kinds: u16) {
             }
         }
         syscall_kind::FLOCK => locked(task, arg0 as u32, file_at::<M>(task, arg0 as u32)),
+        syscall_kind::MMAP if args.get::<3>() & MAP_ANONYMOUS == 0 => {
+            // The fd is an int: the upper half is ignored (mm/mmap.c ksys_mmap_pgoff).
+            let fd = args.get::<4>() as u32;
+            let file = file_at::<M>(task, fd);
+            let inode = read_ptr(file, off!(file_f_inode));
+            let mode = read::<u16>(inode, off!(inode_i_mode)).unwrap_or(0) as u32;
+            if mode & kread::S_IFMT == kread::S_IFSOCK {
+                reported(task, fd, file, Why::Mapped, Slot::SysExit);
+            }
+        }
         // The request is an unsigned int, as for fcntl's command.
         syscall_kind::IOCTL if IOCTL_FD_REQUESTS.contains(&(args.get::<1>() as u32)) => installed(
             task,
@@ -664,7 +701,7 @@ pub fn ckpt_sock_state(ctx: BtfTracePointContext) -> i32 {
             if let (true, Some(b)) = (outer, busy) {
                 unsafe { *b = 1 };
             }
-            report(task, tgid, fd, file, f_op, Some(new_state as u16), slot);
+            report(task, tgid, fd, file, f_op, Some(new_state as u16), 0, slot);
             if let (true, Some(b)) = (outer, busy) {
                 unsafe { *b = 0 };
             }

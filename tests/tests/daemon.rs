@@ -365,6 +365,28 @@ fn an_fd_an_ioctl_returns_is_judged_at_once() {
     );
 }
 
+/// A TCP socket, ok as an fd (CLOSE), mapped: CRIU 4.2.1 here aborts at it (sockets.c:437, its
+/// fd held) or stops (`Can't find packet socket`, sk-packet.c, its fd closed), as it dumps only
+/// a packet socket's ring. The kernel reports a socket as it is mapped, so the workload blocks
+/// at once, with no rescan in the test's time, and still after the close.
+#[test]
+fn a_mapped_socket_blocks_at_once() {
+    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let mut p = Fdctl::start(&fdctl());
+    let id = p.pid.to_string();
+    let fd = p.open("tcp");
+    let w = d.settled(&id, budget(Duration::from_secs(5)));
+    assert_eq!(w["verdict"], "ok", "{w}");
+    let at = p.send(&format!("map {fd}"));
+    assert!(at.starts_with("at "), "{at}");
+    let alert = d.wait_alert(&id, "became-blocking", budget(Duration::from_secs(5)));
+    assert!(alert["fd"].is_null(), "a mapping decides: {alert}");
+    p.send(&format!("close {fd}"));
+    let later = d.alerts_for(budget(Duration::from_secs(2)));
+    let about_p: Vec<&Value> = later.iter().filter(|a| about(a, p.pid)).collect();
+    assert!(about_p.is_empty(), "still blocking: {about_p:?}");
+}
+
 /// 20 io_uring holders that each live 50 ms: none of them holds long enough to alert.
 #[test]
 fn short_lived_io_uring_holders_never_alert() {

@@ -12,14 +12,13 @@ pub mod workload;
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::classify::names::AF_PACKET;
 use crate::classify::{Context, Place, TaskFacts};
 use crate::facts::{DevNum, FileFact, FileType};
 pub use procfs::{ProcError, ProcInfo};
 
 const PTMX: (u32, u32) = (5, 2);
 pub(crate) const AF_UNIX: u16 = 1;
-/// Packet sockets are indexed too: a mapped packet ring needs its socket's fd in the dump.
-const AF_PACKET: u16 = 17;
 
 /// Who holds what across the snapshot, built once per scan. foldhash: a host scan looks a
 /// unix socket's peer up here for each of tens of thousands of sockets.
@@ -43,6 +42,7 @@ impl Holders {
     pub fn indexes(f: &FileFact) -> bool {
         f.fd.is_some()
             && match f.file_type {
+                // Packet sockets too: a mapped packet ring needs its socket's fd in the dump.
                 FileType::Sock => f
                     .socket
                     .as_ref()

@@ -6,8 +6,9 @@
 //!   userfaultfd dev                      → `fd N`      one made by /dev/userfaultfd's ioctl
 //!                                                   (Linux ≥ 6.1), the device closed since
 //!   close N                              → `ok`
-//!   map N                                → `at A`      fd N's first page mapped shared (an
-//!                                                   io_uring's: its submission ring)
+//!   map N                                → `at A`      fd N's first page mapped shared and
+//!                                                   read-only (an io_uring's: its submission
+//!                                                   ring)
 //!   unmap A                              → `ok`        the page mapped at A unmapped
 //!   fork                                 → `child P`   the child holds the same fds and waits
 //!   after-bpf PID                        → `child P`   the child forks, once PID holds a BPF
@@ -694,7 +695,8 @@ fn command(line: &str) -> Result<String, String> {
                 libc::mmap(
                     std::ptr::null_mut(),
                     PAGE,
-                    libc::PROT_READ | libc::PROT_WRITE,
+                    // Read-only: a TCP socket refuses a writable mapping (tcp_mmap).
+                    libc::PROT_READ,
                     libc::MAP_SHARED,
                     n,
                     0,

@@ -10,7 +10,7 @@ mod settle;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use ckpt_common::{FileFacts, N_OPS_MEMBERS, TaskEvent, task_event};
+use ckpt_common::{FileFacts, N_OPS_MEMBERS, TaskEvent, flags, task_event};
 
 use crate::aggregate::{DumpReport, Rules, World};
 use crate::checkpointer::given::Given;
@@ -642,19 +642,24 @@ impl State {
 
     /// A kept file whose fd `closed` was closed stays judged as the mappings of it the process
     /// still has: a mapping outlives its fd (an io_uring's rings, a perf buffer), and CRIU
-    /// dumps every mapping. Other mappings are known from rescans only.
-    fn keep_mapped(&mut self, j: &Judging, closed: FileFact) {
+    /// dumps every mapping. Other mappings are known from rescans, and from the kernel for
+    /// sockets, which it reports as they are mapped.
+    fn keep_mapped(&mut self, j: &Judging, closed: &FileFact) {
         let mappable = closed
             .socket
             .as_ref()
             .is_none_or(|s| MAPPABLE_SOCKETS.contains(&s.family));
-        if !mappable {
-            return;
+        if mappable {
+            self.add_mappings(j, closed);
         }
-        let pid = closed.pid;
-        let maps = (j.mapped)(pid, &closed).unwrap_or_else(|| vec![Mapping::unknown()]);
+    }
+
+    /// Keeps the mappings of `file` its process has now, those not ok.
+    fn add_mappings(&mut self, j: &Judging, file: &FileFact) {
+        let pid = file.pid;
+        let maps = (j.mapped)(pid, file).unwrap_or_else(|| vec![Mapping::unknown()]);
         for m in maps {
-            let f = closed.as_mapping(m);
+            let f = file.as_mapping(m);
             let known = self
                 .mappings
                 .get(&pid)
@@ -797,7 +802,8 @@ impl State {
         self.ops_members.insert(f_op, members);
     }
 
-    /// An fd was installed. `alive` tells whether an fd still holds its file.
+    /// An fd was installed, or mapped ([`flags::MAPPED`]): then its mappings are looked for
+    /// too. `alive` tells whether an fd still holds its file.
     pub fn installed(
         &mut self,
         j: &Judging,
@@ -806,28 +812,41 @@ impl State {
     ) -> Outcome {
         let mut out = Outcome::default();
         let f = FileFact::from_file(rec);
-        if rec.time < self.rescanned_at {
+        let stale = rec.time < self.rescanned_at;
+        // Where it is mapped is read now, so it holds even from before a rescan; but a
+        // process the rescan did not find is not brought back.
+        if rec.flags & flags::MAPPED != 0 && (!stale || self.procs.contains_key(&f.pid)) {
+            self.known_proc(j, f.pid);
+            self.add_mappings(j, &f);
+            self.touch(f.pid);
+        }
+        if stale {
             self.installed_before_rescan(j, f, alive, &mut out);
             return out;
         }
         let pid = f.pid;
+        self.known_proc(j, pid);
+        // An ok file that replaced nothing changes no verdict: most installs end here.
+        if self.insert_fd(j, f, true, &mut out) {
+            self.touch(pid);
+        }
+        out
+    }
+
+    /// Makes sure `pid`, which an event names, is known: read from /proc if its fork said to;
+    /// if its fork was not seen (lost, or before the start), its own session until /proc or a
+    /// rescan says otherwise.
+    fn known_proc(&mut self, j: &Judging, pid: u32) {
         if self.unread.contains(&pid) {
             self.read(j, pid);
         }
         if !self.procs.contains_key(&pid) {
-            // Its fork was not seen (lost, or before the start): its own session until /proc
-            // or a rescan says otherwise.
             self.set_proc(ProcInfo {
                 pid,
                 sid: pid,
                 ..Default::default()
             });
         }
-        // An ok file that replaced nothing changes no verdict: most installs end here.
-        if self.insert_fd(j, f, true, &mut out) {
-            self.touch(pid);
-        }
-        out
     }
 
     /// An install from before the last rescan, read after it. The rescan found the fd as it is
@@ -935,7 +954,7 @@ impl State {
                 self.tracked.remove(&key);
                 self.reported.remove(&key);
                 if let Some(closed) = self.forget_fd(pid, ev.arg) {
-                    self.keep_mapped(j, *closed);
+                    self.keep_mapped(j, &closed);
                     self.touch(pid);
                 }
             }
@@ -951,7 +970,7 @@ impl State {
                 if !fds.is_empty() {
                     for fd in fds {
                         if let Some(closed) = self.remove_fd(pid, fd, &mut out) {
-                            self.keep_mapped(j, *closed);
+                            self.keep_mapped(j, &closed);
                         }
                     }
                     self.touch(pid);

@@ -4,8 +4,9 @@
 //! syscalls (3 is read, not close), and its arguments come in other registers.
 
 use ckpt_common::syscall_kind::{
-    CLOSE, CLOSE_RANGE, FCNTL, FCNTL_LOCKS, FLOCK, IGNORE, IOCTL, PAIR_ARG0, PAIR_ARG3, PTRACE,
-    RECVMMSG, RECVMSG, REFRESH_SELF, RESCAN, RET_FD, SOCKET_STATE, SOCKETCALL, SOCKETCALL_STATE,
+    CLOSE, CLOSE_RANGE, FCNTL, FCNTL_LOCKS, FLOCK, IGNORE, IOCTL, MMAP, PAIR_ARG0, PAIR_ARG3,
+    PTRACE, RECVMMSG, RECVMSG, REFRESH_SELF, RESCAN, RET_FD, SOCKET_STATE, SOCKETCALL,
+    SOCKETCALL_STATE,
 };
 use ckpt_common::{MAX_SYSCALLS, syscall_kinds};
 
@@ -54,6 +55,7 @@ const TABLE: &[Entry] = &[
     (292, "dup3", RET_FD),
     (72, "fcntl", FCNTL),
     (16, "ioctl", IOCTL),
+    (9, "mmap", MMAP),
     (240, "mq_open", RET_FD),
     (317, "seccomp", RET_FD),
     (467, "open_tree_attr", RET_FD),
@@ -112,6 +114,8 @@ const COMPAT_TABLE: &[Entry] = &[
     (55, "fcntl", FCNTL),
     (221, "fcntl64", FCNTL),
     (54, "ioctl", IOCTL),
+    (192, "mmap2", MMAP),
+    (90, "mmap", RESCAN),
     (277, "mq_open", RET_FD),
     (354, "seccomp", RET_FD),
     (467, "open_tree_attr", RET_FD),
@@ -133,13 +137,15 @@ const TABLE: &[Entry] = &[];
 const COMPAT_TABLE: &[Entry] = &[];
 
 /// What the fd_install backends still need from sys_exit: closes, session and tracer
-/// changes, locks, and sockets' connects and listens (fcntl's and socketcall's new fds come
-/// through fd_install).
+/// changes, locks, sockets' connects and listens, and mapped sockets (fcntl's and
+/// socketcall's new fds come through fd_install).
 fn beside_fd_install(table: &'static [Entry]) -> impl Iterator<Item = Entry> {
     table.iter().filter_map(|&(nr, name, kind)| match kind {
-        CLOSE | CLOSE_RANGE | REFRESH_SELF | PTRACE | FLOCK | SOCKET_STATE => {
+        CLOSE | CLOSE_RANGE | REFRESH_SELF | PTRACE | FLOCK | SOCKET_STATE | MMAP => {
             Some((nr, name, kind))
         }
+        // i386's old mmap passes its arguments in memory: a mapping no backend reads.
+        RESCAN if name == "mmap" => Some((nr, name, kind)),
         FCNTL => Some((nr, name, FCNTL_LOCKS)),
         SOCKETCALL => Some((nr, name, SOCKETCALL_STATE)),
         _ => None,
@@ -239,15 +245,25 @@ mod tests {
             syscall_kinds(IGNORE, SOCKET_STATE),
             "i386's connect"
         );
+        assert_eq!(all[&9], syscall_kinds(MMAP, IGNORE), "mmap; i386's link");
+        assert_eq!(beside[&9], syscall_kinds(MMAP, IGNORE));
+        assert_eq!(beside[&192], syscall_kinds(IGNORE, MMAP), "i386's mmap2");
+        assert_eq!(
+            beside[&90],
+            syscall_kinds(IGNORE, RESCAN),
+            "i386's old mmap"
+        );
+        assert!(!beside.contains_key(&372), "i386's recvmsg");
     }
 
     #[test]
-    fn fd_install_backends_still_watch_closes_sessions_tracers_locks_and_socket_states() {
+    fn fd_install_backends_still_watch_closes_sessions_tracers_locks_sockets_and_mappings() {
         let watched: Vec<(&str, u8)> = beside_fd_install(TABLE).map(|(_, n, k)| (n, k)).collect();
         assert_eq!(
             watched,
             [
                 ("fcntl", FCNTL_LOCKS),
+                ("mmap", MMAP),
                 ("close", CLOSE),
                 ("close_range", CLOSE_RANGE),
                 ("setsid", REFRESH_SELF),

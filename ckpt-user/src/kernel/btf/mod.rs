@@ -354,6 +354,7 @@ impl KernelBtf {
         k.regs_di = o(8, "pt_regs", "di");
         k.regs_si = o(8, "pt_regs", "si");
         k.regs_r10 = o(8, "pt_regs", "r10");
+        k.regs_r8 = o(8, "pt_regs", "r8");
         k.regs_bx = o(8, "pt_regs", "bx");
         k.regs_cx = o(8, "pt_regs", "cx");
         k.task_ti_status = o(4, "task_struct", "thread_info.status");

@@ -311,6 +311,49 @@ fn a_closed_fd_still_mapped_is_judged_as_its_mapping() {
     );
 }
 
+/// A socket ok as an fd, reported as it is mapped ([`flags::MAPPED`]): its mapping is judged at
+/// once. CRIU dumps a mapped socket only as a packet socket's ring, beside that socket's fd.
+#[test]
+fn a_mapped_socket_is_judged_by_its_mapping() {
+    let mut f = Fixture::new();
+    f.install(udp(11, 3));
+    assert!(f.alerts_after(SETTLE * 2).is_empty(), "a UDP socket is ok");
+    let at = Mapping {
+        start: 0x7000_0000,
+        end: 0x7000_1000,
+        vm_flags: 0x9,
+        pgoff: 0,
+    };
+    f.maps.insert((11, 1003), Some(vec![at.clone()]));
+    let mut mapped = udp(11, 3);
+    mapped.flags |= flags::MAPPED;
+    f.install(mapped);
+    f.alerts_after(Duration::ZERO);
+    assert_eq!(f.alerts_after(SETTLE), [alert("became-blocking", 10)]);
+    let maps: Vec<_> = f
+        .state
+        .files_of(11)
+        .into_iter()
+        .filter_map(|m| m.mapping.as_deref())
+        .cloned()
+        .collect();
+    assert_eq!(maps, [at]);
+    // From before a rescan, of a process the rescan did not find: nothing is brought back.
+    let mut gone = udp(12, 3);
+    (gone.flags, gone.time) = (flags::MAPPED, EARLIER);
+    f.maps.insert(
+        (12, 1003),
+        Some(vec![Mapping {
+            start: 0x1000,
+            end: 0x2000,
+            vm_flags: 0x9,
+            pgoff: 0,
+        }]),
+    );
+    f.install(gone);
+    assert!(f.state.files_of(12).is_empty());
+}
+
 /// Each alert's event and workload id.
 fn events(out: &Settled) -> Vec<(&'static str, String)> {
     out.alerts
