@@ -274,16 +274,13 @@ impl Clause<'_> {
             K::Minor(l) => f.rdev.is_some_and(|d| in_ranges(l, d.minor as u64)),
             K::FsType(l) => any_str(l, &f.fs_type),
             K::FsMagic(l) => l.iter().any(|m| *m == f.fs_magic),
-            K::Family(l) => {
-                sock.is_some_and(|s| l.iter().any(|n| names::family(n) == Some(s.family)))
-            }
+            K::Family(l) => sock.is_some_and(|s| l.iter().any(|n| names::is_family(n, s.family))),
             K::SockType(l) => {
-                sock.is_some_and(|s| l.iter().any(|n| names::sock_type(n) == Some(s.sk_type)))
+                sock.is_some_and(|s| l.iter().any(|n| names::is_sock_type(n, s.sk_type)))
             }
             K::Protocol(l) => sock.is_some_and(|s| l.iter().any(|p| *p == s.protocol as u64)),
             K::TcpState(l) => {
-                is_tcp(f)
-                    && sock.is_some_and(|s| l.iter().any(|n| names::tcp_state(n) == Some(s.state)))
+                is_tcp(f) && sock.is_some_and(|s| l.iter().any(|n| names::is_tcp_state(n, s.state)))
             }
             K::Inflight(b) => sock.and_then(|s| s.backlog).is_some_and(|n| (n > 0) == b),
             K::Peer(l) => place_matches(l, ctx.peer),
@@ -291,10 +288,9 @@ impl Clause<'_> {
                 .and_then(|s| s.peer.as_ref())
                 .is_some_and(|p| p.named == b),
             K::PidfdTarget(l) => place_matches(l, ctx.pidfd_target),
-            K::BpfMapType(l) => f.bpf_map_type.is_some_and(|t| {
-                l.iter()
-                    .any(|n| names::bpf_map_type(n).map(u32::from) == Some(t))
-            }),
+            K::BpfMapType(l) => f
+                .bpf_map_type
+                .is_some_and(|t| l.iter().any(|n| names::is_bpf_map_type(n, t))),
             K::TtyMaster(l) => place_matches(l, ctx.tty_master),
             K::ExternalPtysOver(n) => ctx.external_ptys > n,
             K::NsMember(b) => ctx.ns_member == Some(b),
@@ -474,6 +470,21 @@ pub fn classify(
 ) -> Judgement {
     let rule = profile.rules.iter().find(|r| rule_matches(r, f, ops, ctx));
     judgement(profile, rule, f, ops)
+}
+
+/// The verdict of [`classify`], without the judgement's words: what the daemon asks of every
+/// install it may keep.
+pub fn verdict(
+    profile: &Profile,
+    f: &FileFact,
+    ops: Option<&OpsIdentity>,
+    ctx: &Context,
+) -> Verdict {
+    profile
+        .rules
+        .iter()
+        .find(|r| rule_matches(r, f, ops, ctx))
+        .map_or(Verdict::Unknown, |r| r.verdict)
 }
 
 /// The judgement `rule` gives this file; with no rule, `unknown`.

@@ -127,6 +127,33 @@ pub fn bpf_map_type(name: &str) -> Option<u16> {
     lookup(BPF_MAP_TYPES, name)
 }
 
+/// Whether `name` (as [`lookup`] reads it) is `value`: the daemon asks this of every install,
+/// so the table is searched by number, the cheap compare, and at most one name is compared.
+/// Right because every table names each number once (tested).
+fn names(table: &[(&str, u16)], name: &str, value: u16) -> bool {
+    match table.iter().find(|(_, v)| *v == value) {
+        Some((n, _)) if *n == name => true,
+        _ => name.parse() == Ok(value),
+    }
+}
+
+/// Whether a profile's family `name` is `value`: `family(name) == Some(value)`.
+pub fn is_family(name: &str, value: u16) -> bool {
+    names(FAMILIES, name, value)
+}
+
+pub fn is_sock_type(name: &str, value: u16) -> bool {
+    names(SOCK_TYPES, name, value)
+}
+
+pub fn is_tcp_state(name: &str, value: u16) -> bool {
+    names(TCP_STATES, name, value)
+}
+
+pub fn is_bpf_map_type(name: &str, value: u32) -> bool {
+    u16::try_from(value).is_ok_and(|v| names(BPF_MAP_TYPES, name, v))
+}
+
 fn name_of(table: &[(&str, u16)], value: u16, prefix: &str) -> String {
     table.iter().find(|(_, v)| *v == value).map_or_else(
         || format!("{prefix}{value}"),
@@ -183,6 +210,27 @@ mod tests {
         assert_eq!(bpf_map_type("ringbuf"), Some(27));
         assert_eq!(bpf_map_type_name(2), "array");
         assert_eq!(bpf_map_type_name(400), "type 400");
+    }
+
+    #[test]
+    fn a_name_is_its_number_either_way() {
+        for table in [FAMILIES, SOCK_TYPES, TCP_STATES, BPF_MAP_TYPES] {
+            let numbers: std::collections::BTreeSet<u16> = table.iter().map(|(_, v)| *v).collect();
+            assert_eq!(numbers.len(), table.len(), "a number named twice");
+            let some_names = table.iter().map(|(n, _)| n.to_string());
+            for name in some_names.chain(["40", "2", "077", "nope", "", "65536"].map(String::from))
+            {
+                for value in 0..=64 {
+                    assert_eq!(
+                        names(table, &name, value),
+                        lookup(table, &name) == Some(value),
+                        "{name} as {value}"
+                    );
+                }
+            }
+        }
+        assert!(is_bpf_map_type("ringbuf", 27));
+        assert!(!is_bpf_map_type("27", 27 + 65_536));
     }
 
     #[test]

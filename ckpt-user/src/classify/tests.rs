@@ -250,11 +250,19 @@ fn criu4() -> &'static Profile {
 }
 
 fn judge(f: &FileFact, c: &Context) -> Judgement {
-    classify(criu4(), f, None, c)
+    judged(f, None, c)
 }
 
 fn judge_ops(f: &FileFact, o: &OpsIdentity, c: &Context) -> Judgement {
-    classify(criu4(), f, Some(o), c)
+    judged(f, Some(o), c)
+}
+
+/// [`classify`], checked against the verdict alone that the daemon asks for.
+#[track_caller]
+fn judged(f: &FileFact, o: Option<&OpsIdentity>, c: &Context) -> Judgement {
+    let j = classify(criu4(), f, o, c);
+    assert_eq!(verdict(criu4(), f, o, c), j.verdict);
+    j
 }
 
 #[track_caller]

@@ -463,11 +463,6 @@ impl Symbols {
         Ok(out)
     }
 
-    /// Reads the running kernel's table.
-    pub fn from_proc(wanted: &HashSet<u64>) -> Result<Self, KallsymsError> {
-        Self::lookup(std::fs::File::open("/proc/kallsyms")?, wanted)
-    }
-
     fn first(&self, addr: u64, kind: SymKind) -> Option<&Symbol> {
         self.by_addr.get(&addr)?.iter().find(|s| s.kind == kind)
     }
@@ -669,7 +664,11 @@ ffffffff81400000 A absolute_ignored
             eprintln!("skipped: addresses hidden (not root?)");
             return;
         }
-        let s = Symbols::from_proc(&wanted(&[addr])).unwrap();
+        let s = Symbols::lookup(
+            std::fs::File::open("/proc/kallsyms").unwrap(),
+            &wanted(&[addr]),
+        )
+        .unwrap();
         assert_eq!(s.function_at(addr).unwrap().name, "pipe_release");
     }
 

@@ -25,6 +25,7 @@ use tokio::signal::unix::{SignalKind, signal};
 pub use backend::Backend;
 use state::{GivenBy, Judging, KernelUpdate, Outcome, Settings, State};
 
+use crate::cache::Cache;
 use crate::checkpointer::engine::OptionsError;
 use crate::checkpointer::given::Given;
 use crate::classify::Verdict;
@@ -33,7 +34,8 @@ use crate::cli::JudgingArgs;
 use crate::facts::FileFact;
 use crate::judge::Judge;
 use crate::kernel::btf::{LoadedBtf, VMLINUX_BTF};
-use crate::kernel::kallsyms::Symbols;
+use crate::kernel::kallsyms::{KallsymsError, Symbols};
+use crate::kernel::kallsyms_cache;
 use crate::kernel::privileges;
 use crate::probe::{Event, Probe, Purpose, decode_event};
 use crate::report::printable;
@@ -288,6 +290,10 @@ struct Daemon {
     alerts: Writer,
     format: Format,
     shared: SharedState,
+    /// `ckpt_watch_events_total`'s counters, each taken from the family at its kind's first
+    /// event (when its series appears): an event then costs an atomic add, not the shared
+    /// lock, a label's allocations and a hash.
+    event_counters: Vec<(&'static str, prometheus_client::metrics::counter::Counter)>,
 }
 
 impl Daemon {
@@ -465,7 +471,9 @@ impl Daemon {
 
     /// Names a newly seen ops table before any file of it is judged: from the catalogue's
     /// functions resolved at start when it is a known kind (no kallsyms read on the alert's
-    /// path), else from a fresh read of kallsyms.
+    /// path), else from kallsyms, through the copy scans keep ([`kallsyms_cache`]): the
+    /// kernel formats its whole text afresh for every reader, ~40 ms of CPU, and a daemon
+    /// meets several such tables soon after its start (three in a TCP storm here).
     fn ops_seen(&mut self, f_op: u64, members: [u64; ckpt_common::N_OPS_MEMBERS]) {
         self.state.ops_seen(f_op, members);
         let one = std::collections::HashMap::from([(f_op, members)]);
@@ -474,7 +482,10 @@ impl Daemon {
             self.state.ops.extend(known);
             return;
         }
-        match Symbols::from_proc(&resolve::wanted_addresses(&one)) {
+        let symbols = kallsyms_cache::read(&Cache::system())
+            .map_err(KallsymsError::from)
+            .and_then(|index| Symbols::lookup_indexed(&index, &resolve::wanted_addresses(&one)));
+        match symbols {
             Ok(symbols) => self
                 .state
                 .ops
@@ -522,12 +533,18 @@ impl Daemon {
         self.apply(out);
     }
 
-    fn count_event(&self, kind: &str) {
-        lock(&self.shared)
+    fn count_event(&mut self, kind: &'static str) {
+        if let Some((_, counter)) = self.event_counters.iter().find(|(k, _)| *k == kind) {
+            counter.inc();
+            return;
+        }
+        let counter = lock(&self.shared)
             .metrics
             .events
             .get_or_create(&label("kind", kind))
-            .inc();
+            .clone();
+        counter.inc();
+        self.event_counters.push((kind, counter));
     }
 
     /// Counts events lost and filtered in the kernel, and processes by verdict (on the tick, not
@@ -782,6 +799,7 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
         alerts,
         format,
         shared: shared.clone(),
+        event_counters: Vec::new(),
     };
     daemon.reconcile("start")?;
 

@@ -131,6 +131,11 @@ pub struct State {
     members: HashMap<Key, BTreeSet<u32>>,
     /// Workloads an event may have changed since they were last judged.
     dirty: HashSet<Key>,
+    /// Processes whose workloads, and their ancestors', are all in `dirty` already: an fd
+    /// storm touches one process thousands of times between two settles, and the walk up its
+    /// tree hashes a key per ancestor. Emptied with `dirty`, and whenever a process's parent
+    /// or workload changes.
+    touched: HashSet<u32>,
     workloads: HashMap<Key, Tracked>,
     /// Workloads whose latest verdict has not settled.
     pending: BTreeSet<Key>,
@@ -210,6 +215,7 @@ impl State {
             keys: HashMap::new(),
             members: HashMap::new(),
             dirty: HashSet::new(),
+            touched: HashSet::new(),
             workloads: HashMap::new(),
             pending: BTreeSet::new(),
             container_names: HashMap::new(),
@@ -260,6 +266,7 @@ impl State {
     /// cgroup changed; the workloads it leaves and joins are judged again.
     fn set_proc(&mut self, info: ProcInfo) {
         let pid = info.pid;
+        self.touched.clear();
         let key = workload::key_of(&info);
         if self.keys.get(&pid) != key.as_ref() {
             self.touch(pid);
@@ -283,6 +290,7 @@ impl State {
     }
 
     fn leave(&mut self, pid: u32) {
+        self.touched.clear();
         if let Some(old) = self.keys.remove(&pid)
             && let Some(m) = self.members.get_mut(&old)
         {
@@ -296,6 +304,9 @@ impl State {
     /// Marks for judging every workload whose dump may hold `pid`: its own, and those of its
     /// ancestors (a dump is its root's whole subtree).
     fn touch(&mut self, pid: u32) {
+        if !self.touched.insert(pid) {
+            return;
+        }
         let mut p = pid;
         for _ in 0..MAX_DEPTH {
             if let Some(key) = self.keys.get(&p) {
@@ -440,6 +451,7 @@ impl State {
             self.read(j, pid);
         }
         let dirty: Vec<Key> = std::mem::take(&mut self.dirty).into_iter().collect();
+        self.touched.clear();
         for key in dirty {
             match self.observe(j, names, &key) {
                 Some(o) => {
@@ -505,7 +517,7 @@ impl State {
         let unknown = ProcInfo::default();
         let root = self.procs.get(&f.pid).unwrap_or(&unknown);
         let ctx = set.context(f, &self.holders, root, &self.own, &BTreeSet::new);
-        classify::classify(j.profile, f, self.ops.get(&f.f_op), &ctx).verdict != Verdict::Ok
+        classify::verdict(j.profile, f, self.ops.get(&f.f_op), &ctx) != Verdict::Ok
     }
 
     /// Offers `f`'s ops table (or, for a socket, its kind) to the kernel's always-ok filter,
@@ -717,6 +729,7 @@ impl State {
         self.own = snap.own();
         self.dirty.extend(self.members.keys().cloned());
         self.procs.clear();
+        self.touched.clear();
         self.unread.clear();
         self.keys.clear();
         self.members.clear();
@@ -999,6 +1012,7 @@ impl State {
         self.mappings.remove(&pid);
         self.leave(pid);
         // Its children are the init's (or a subreaper's) now: out of its tree.
+        self.touched.clear();
         if let Some(ppid) = self.procs.remove(&pid).map(|p| p.ppid)
             && let Some(siblings) = self.children.get_mut(&ppid)
         {
