@@ -472,21 +472,6 @@ pub fn classify(
     judgement(profile, rule, f, ops)
 }
 
-/// The verdict of [`classify`], without the judgement's words: what the daemon asks of every
-/// install it may keep.
-pub fn verdict(
-    profile: &Profile,
-    f: &FileFact,
-    ops: Option<&OpsIdentity>,
-    ctx: &Context,
-) -> Verdict {
-    profile
-        .rules
-        .iter()
-        .find(|r| rule_matches(r, f, ops, ctx))
-        .map_or(Verdict::Unknown, |r| r.verdict)
-}
-
 /// The judgement `rule` gives this file; with no rule, `unknown`.
 fn judgement(
     profile: &Profile,
@@ -624,9 +609,82 @@ pub struct Classifier<'a> {
     /// long as they are kept.
     pub ops: &'a OpsTables,
     /// Per kind, the rules its files could match, in profile order, up to the first that every
-    /// file of the kind matches. A table, not a map: a kind is looked up by [`KindOf`].
-    candidates: RefCell<hashbrown::HashTable<(Kind, Box<[Candidate<'a>]>)>>,
-    kind_hasher: foldhash::fast::RandomState,
+    /// file of the kind matches.
+    candidates: KindTable<Box<[Candidate<'a>]>>,
+}
+
+/// Per kind of file, a `T` found once. A table, not a map: a kind is looked up by [`KindOf`].
+struct KindTable<T> {
+    table: RefCell<hashbrown::HashTable<(Kind, T)>>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl<T> Default for KindTable<T> {
+    fn default() -> Self {
+        Self {
+            table: RefCell::default(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+}
+
+impl<T> KindTable<T> {
+    /// `read` of the entry of `f`'s kind, which `make` makes the first time.
+    fn with<R>(&self, f: &FileFact, make: impl FnOnce() -> T, read: impl FnOnce(&T) -> R) -> R {
+        use std::hash::BuildHasher;
+        let kind = KindOf::of(f);
+        let hash = self.hasher.hash_one(&kind);
+        let mut table = self.table.borrow_mut();
+        let (_, entry) = match table.find_entry(hash, |(k, _)| kind.is(k)) {
+            Ok(known) => known.into_mut(),
+            Err(_) => table
+                .insert_unique(hash, (Kind::of(f), make()), |(k, _)| {
+                    self.hasher.hash_one(k)
+                })
+                .into_mut(),
+        };
+        read(entry)
+    }
+}
+
+/// The rules each kind of file could match, for a caller that judges files one at a time, all
+/// day (the daemon's installs): by index, so that it borrows neither the profile nor the ops
+/// tables its kinds were judged with, and must be emptied whenever either changes. Behind a
+/// lock, uncontended, for its holder is shared with judging threads.
+#[derive(Default)]
+pub struct KindRules(std::sync::Mutex<KindTable<Box<[u32]>>>);
+
+impl KindRules {
+    /// The verdict of [`classify`], without the judgement's words.
+    pub fn verdict(
+        &self,
+        profile: &Profile,
+        f: &FileFact,
+        ops: Option<&OpsIdentity>,
+        ctx: &Context,
+    ) -> Verdict {
+        let make = || candidates(profile, f, ops).iter().map(|c| c.rule).collect();
+        let table = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        table.with(f, make, |rules| {
+            rules
+                .iter()
+                .map(|&i| &profile.rules[i as usize])
+                .find(|r| rule_matches(r, f, ops, ctx))
+                .map_or(Verdict::Unknown, |r| r.verdict)
+        })
+    }
+
+    /// Forgets every kind: the profile or an ops table's identity changed.
+    pub fn clear(&mut self) {
+        let table = self
+            .0
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        table.table.get_mut().clear();
+    }
 }
 
 impl<'a> Classifier<'a> {
@@ -634,8 +692,7 @@ impl<'a> Classifier<'a> {
         Self {
             profile,
             ops,
-            candidates: RefCell::default(),
-            kind_hasher: foldhash::fast::RandomState::default(),
+            candidates: KindTable::default(),
         }
     }
 
@@ -645,28 +702,20 @@ impl<'a> Classifier<'a> {
 
     /// The first rule that matches this file, as [`classify`] finds it.
     pub fn rule_for(&self, f: &FileFact, ctx: &Context) -> Option<&'a Rule> {
-        use std::hash::BuildHasher;
         let ops = self.ops_of(f);
-        let kind = KindOf::of(f);
-        let hash = self.kind_hasher.hash_one(&kind);
-        let mut table = self.candidates.borrow_mut();
-        let (_, candidates) = match table.find_entry(hash, |(k, _)| kind.is(k)) {
-            Ok(known) => known.into_mut(),
-            Err(_) => table
-                .insert_unique(hash, (Kind::of(f), self.could_match(f, ops)), |(k, _)| {
-                    self.kind_hasher.hash_one(k)
+        let make = || candidates(self.profile, f, ops);
+        let rule = self.candidates.with(f, make, |candidates| {
+            candidates
+                .iter()
+                .find(|c| {
+                    c.rest.as_ref().is_none_or(|rest| {
+                        rest.iter()
+                            .any(|alternative| alternative.iter().all(|k| k.holds(f, ops, ctx)))
+                    })
                 })
-                .into_mut(),
-        };
-        candidates
-            .iter()
-            .find(|c| {
-                c.rest.as_ref().is_none_or(|rest| {
-                    rest.iter()
-                        .any(|alternative| alternative.iter().all(|k| k.holds(f, ops, ctx)))
-                })
-            })
-            .map(|c| &self.profile.rules[c.rule as usize])
+                .map(|c| c.rule)
+        });
+        rule.map(|i| &self.profile.rules[i as usize])
     }
 
     /// The judgement `rule` (from [`Self::rule_for`]) gives this file.
@@ -678,43 +727,47 @@ impl<'a> Classifier<'a> {
     pub fn classify(&self, f: &FileFact, ctx: &Context) -> Judgement {
         self.judgement(self.rule_for(f, ctx), f)
     }
+}
 
-    /// The rules a file of `f`'s kind could match: those with an alternative whose kind-wide
-    /// conditions hold for `f`, each with the rest of those alternatives.
-    fn could_match(&self, f: &FileFact, ops: Option<&OpsIdentity>) -> Box<[Candidate<'a>]> {
-        let with_name = names_the_kind(f);
-        let mut candidates = Vec::new();
-        for (rule, r) in (0u32..).zip(&self.profile.rules) {
-            if !applies(r, f) {
-                continue;
-            }
-            let rest: Vec<Box<[Clause<'a>]>> = r
-                .when
-                .iter()
-                .filter(|c| {
-                    clauses(c)
-                        .filter(|k| k.kind_wide(with_name, true))
-                        .all(|k| k.holds(f, ops, &Context::default()))
-                })
-                .map(|c| {
-                    clauses(c)
-                        .filter(|k| !k.kind_wide(with_name, true))
-                        .collect()
-                })
-                .collect();
-            if r.when.is_empty() || rest.iter().any(|alternative| alternative.is_empty()) {
-                candidates.push(Candidate { rule, rest: None });
-                break;
-            }
-            if !rest.is_empty() {
-                candidates.push(Candidate {
-                    rule,
-                    rest: Some(rest.into()),
-                });
-            }
+/// The rules a file of `f`'s kind could match: those with an alternative whose kind-wide
+/// conditions hold for `f`, each with the rest of those alternatives.
+fn candidates<'a>(
+    profile: &'a Profile,
+    f: &FileFact,
+    ops: Option<&OpsIdentity>,
+) -> Box<[Candidate<'a>]> {
+    let with_name = names_the_kind(f);
+    let mut candidates = Vec::new();
+    for (rule, r) in (0u32..).zip(&profile.rules) {
+        if !applies(r, f) {
+            continue;
         }
-        candidates.into()
+        let rest: Vec<Box<[Clause<'a>]>> = r
+            .when
+            .iter()
+            .filter(|c| {
+                clauses(c)
+                    .filter(|k| k.kind_wide(with_name, true))
+                    .all(|k| k.holds(f, ops, &Context::default()))
+            })
+            .map(|c| {
+                clauses(c)
+                    .filter(|k| !k.kind_wide(with_name, true))
+                    .collect()
+            })
+            .collect();
+        if r.when.is_empty() || rest.iter().any(|alternative| alternative.is_empty()) {
+            candidates.push(Candidate { rule, rest: None });
+            break;
+        }
+        if !rest.is_empty() {
+            candidates.push(Candidate {
+                rule,
+                rest: Some(rest.into()),
+            });
+        }
     }
+    candidates.into()
 }
 
 /// Conditions that hold for every file sharing `f`'s ops table and file type (and, for

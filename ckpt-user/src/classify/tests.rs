@@ -249,19 +249,24 @@ fn criu4() -> &'static Profile {
     PROFILE.get_or_init(|| load_profile("criu-4").expect("criu-4 loads"))
 }
 
-fn judge(f: &FileFact, c: &Context) -> Judgement {
-    judged(f, None, c)
-}
-
-fn judge_ops(f: &FileFact, o: &OpsIdentity, c: &Context) -> Judgement {
-    judged(f, Some(o), c)
-}
-
-/// [`classify`], checked against the verdict alone that the daemon asks for.
+/// [`classify`], checked against the verdict alone that the daemon asks for, from rules kept
+/// per kind across every test's files (all judged without ops tables, as the cache's contract
+/// asks).
 #[track_caller]
-fn judged(f: &FileFact, o: Option<&OpsIdentity>, c: &Context) -> Judgement {
-    let j = classify(criu4(), f, o, c);
-    assert_eq!(verdict(criu4(), f, o, c), j.verdict);
+fn judge(f: &FileFact, c: &Context) -> Judgement {
+    static KINDS: OnceLock<KindRules> = OnceLock::new();
+    let j = classify(criu4(), f, None, c);
+    let kinds = KINDS.get_or_init(KindRules::default);
+    assert_eq!(kinds.verdict(criu4(), f, None, c), j.verdict);
+    j
+}
+
+/// As [`judge`], with an ops table of its own, and so rules kept for this file alone.
+#[track_caller]
+fn judge_ops(f: &FileFact, o: &OpsIdentity, c: &Context) -> Judgement {
+    let j = classify(criu4(), f, Some(o), c);
+    let kinds = KindRules::default();
+    assert_eq!(kinds.verdict(criu4(), f, Some(o), c), j.verdict);
     j
 }
 

@@ -438,7 +438,7 @@ impl Daemon {
         let snap = Snapshot::collect(&mut self.probe, None, None, read, false, None)
             .context("rescanning")?;
         let new_ops = resolve::resolve(&snap.ops_members(), &snap.symbols(), &self.catalogue);
-        self.state.ops.extend(new_ops);
+        self.state.learn_ops(new_ops);
         self.names = Names::read(Path::new("/"));
         let j = judging!(self);
         let out = self.state.reconcile(&j, snap, taken_at);
@@ -479,7 +479,7 @@ impl Daemon {
         let one = std::collections::HashMap::from([(f_op, members)]);
         let known = resolve::resolve(&one, &self.catalogue_functions, &self.catalogue);
         if known.values().all(|id| id.via == resolve::Via::Members) {
-            self.state.ops.extend(known);
+            self.state.learn_ops(known);
             return;
         }
         let symbols = kallsyms_cache::read(&Cache::system())
@@ -488,8 +488,7 @@ impl Daemon {
         match symbols {
             Ok(symbols) => self
                 .state
-                .ops
-                .extend(resolve::resolve(&one, &symbols, &self.catalogue)),
+                .learn_ops(resolve::resolve(&one, &symbols, &self.catalogue)),
             Err(e) => tracing::warn!("naming ops table {f_op:#x}: {e}"),
         }
     }

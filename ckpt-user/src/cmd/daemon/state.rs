@@ -14,7 +14,7 @@ use ckpt_common::{FileFacts, N_OPS_MEMBERS, TaskEvent, flags, task_event};
 
 use crate::aggregate::{DumpReport, Rules, World};
 use crate::checkpointer::given::Given;
-use crate::classify::{self, Assume, Classifier, Profile, Verdict, names};
+use crate::classify::{self, Assume, Classifier, KindRules, Profile, Verdict, names};
 use crate::facts::{FileFact, FileType, Mapping};
 use crate::resolve::OpsTables;
 use crate::scope::container_id::{self, ContainerName, Runtime};
@@ -153,7 +153,10 @@ pub struct State {
     /// kernel may already have reported; they are untracked when their process exits.
     reported: BTreeSet<u64>,
     pub ops_members: HashMap<u64, [u64; N_OPS_MEMBERS]>,
-    pub ops: OpsTables,
+    ops: OpsTables,
+    /// The rules each kind of installed file could match: judged with `ops` and the profile,
+    /// emptied when either changes.
+    kind_rules: KindRules,
     /// Ops tables (and socket kinds) already analysed for [`classify::always_ok`].
     analysed: HashSet<AnalysisKey>,
     own: Own,
@@ -226,6 +229,7 @@ impl State {
             reported: BTreeSet::new(),
             ops_members: HashMap::new(),
             ops: OpsTables::default(),
+            kind_rules: KindRules::default(),
             analysed: HashSet::new(),
             own: Own::default(),
             peers: Peers::default(),
@@ -517,7 +521,9 @@ impl State {
         let unknown = ProcInfo::default();
         let root = self.procs.get(&f.pid).unwrap_or(&unknown);
         let ctx = set.context(f, &self.holders, root, &self.own, &BTreeSet::new);
-        classify::verdict(j.profile, f, self.ops.get(&f.f_op), &ctx) != Verdict::Ok
+        self.kind_rules
+            .verdict(j.profile, f, self.ops.get(&f.f_op), &ctx)
+            != Verdict::Ok
     }
 
     /// Offers `f`'s ops table (or, for a socket, its kind) to the kernel's always-ok filter,
@@ -710,6 +716,7 @@ impl State {
     /// is judged again.
     pub fn profile_changed(&mut self) -> Outcome {
         self.analysed.clear();
+        self.kind_rules.clear();
         self.container_given.clear();
         self.dirty.extend(self.members.keys().cloned());
         Outcome {
@@ -813,6 +820,12 @@ impl State {
     /// are judged).
     pub fn ops_seen(&mut self, f_op: u64, members: [u64; N_OPS_MEMBERS]) {
         self.ops_members.insert(f_op, members);
+    }
+
+    /// Ops tables named since: files of them are judged by these names from now on.
+    pub fn learn_ops(&mut self, tables: OpsTables) {
+        self.ops.extend(tables);
+        self.kind_rules.clear();
     }
 
     /// An fd was installed, or mapped ([`flags::MAPPED`]): then its mappings are looked for

@@ -5,6 +5,7 @@ use ckpt_common::{FS_TYPE_LEN, FileFacts, NAME_LEN, TAG_FILE, TAG_TASK, known};
 
 use super::*;
 use crate::classify::load_profile;
+use crate::resolve::{OpsIdentity, Via};
 
 const ANON: u32 = 0; // anonymous inodes carry no S_IFMT bits
 const SOCK: u32 = 0o140777;
@@ -681,6 +682,33 @@ fn ok_files_are_not_kept_and_change_nothing() {
     f.task(task(task_event::CLOSE, 11, 6, 0), &|_, _| true);
     let out = f.task(task(task_event::EXIT, 11, 0, 0), &|_, _| true);
     assert_eq!(out.kernel, [KernelUpdate::Untrack(fd_key(11, 4))]);
+}
+
+/// What rules each kind of file could match is kept from one install to the next, and judged
+/// again once its ops table is named: a file that looked like a plain one on tmpfs is an
+/// io_uring by its table's name.
+#[test]
+fn files_are_judged_by_their_ops_tables_name_once_it_is_known() {
+    const TABLE: u64 = 0xffff_0042;
+    let mut f = Fixture::new();
+    let plain = |fd| record(11, fd, TABLE, 0o100644, "tmpfs", "x");
+    f.install(plain(5));
+    f.install(plain(6));
+    f.settle();
+    assert!(f.alerts_after(SETTLE).is_empty());
+    assert!(f.state.files_of(11).is_empty(), "ok: not kept");
+    let named = OpsIdentity {
+        addr: TABLE,
+        name: Some("io_uring_fops".into()),
+        module: None,
+        members: BTreeMap::new(),
+        via: Via::DataSymbol,
+    };
+    f.state.learn_ops([(TABLE, named)].into_iter().collect());
+    f.install(plain(7));
+    f.settle();
+    assert_eq!(f.alerts_after(SETTLE), [alert("became-blocking", 10)]);
+    assert_eq!(f.state.files_of(11).len(), 1);
 }
 
 /// A lock on a file ok by its kind (an eventfd here; a pipe or a memfd alike) is the task's:
