@@ -438,7 +438,8 @@ impl Daemon {
         let snap = Snapshot::collect(&mut self.probe, None, None, read, false, None)
             .context("rescanning")?;
         let new_ops = resolve::resolve(&snap.ops_members(), &snap.symbols(), &self.catalogue);
-        self.state.learn_ops(new_ops);
+        let renamed = self.state.learn_ops(new_ops);
+        self.apply(renamed);
         self.names = Names::read(Path::new("/"));
         let j = judging!(self);
         let out = self.state.reconcile(&j, snap, taken_at);
@@ -479,16 +480,19 @@ impl Daemon {
         let one = std::collections::HashMap::from([(f_op, members)]);
         let known = resolve::resolve(&one, &self.catalogue_functions, &self.catalogue);
         if known.values().all(|id| id.via == resolve::Via::Members) {
-            self.state.learn_ops(known);
+            let out = self.state.learn_ops(known);
+            self.apply(out);
             return;
         }
         let symbols = kallsyms_cache::read(&Cache::system())
             .map_err(KallsymsError::from)
             .and_then(|index| Symbols::lookup_indexed(&index, &resolve::wanted_addresses(&one)));
         match symbols {
-            Ok(symbols) => self
-                .state
-                .learn_ops(resolve::resolve(&one, &symbols, &self.catalogue)),
+            Ok(symbols) => {
+                let named = resolve::resolve(&one, &symbols, &self.catalogue);
+                let out = self.state.learn_ops(named);
+                self.apply(out);
+            }
             Err(e) => tracing::warn!("naming ops table {f_op:#x}: {e}"),
         }
     }

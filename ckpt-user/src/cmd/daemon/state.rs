@@ -822,10 +822,35 @@ impl State {
         self.ops_members.insert(f_op, members);
     }
 
-    /// Ops tables named since: files of them are judged by these names from now on.
-    pub fn learn_ops(&mut self, tables: OpsTables) {
+    /// Ops tables named since: files of them are judged by these names from now on. A table
+    /// whose files were judged before it was named (kallsyms could not be read at its first
+    /// sight) may have been proven always ok as what it looked like: then the kernel forgets
+    /// every proof, and each kind is offered again as its files come.
+    pub fn learn_ops(&mut self, tables: OpsTables) -> Outcome {
+        let renamed: HashSet<u64> = tables
+            .iter()
+            .filter(|(f_op, id)| self.ops.get(f_op) != Some(id))
+            .map(|(f_op, _)| *f_op)
+            .collect();
         self.ops.extend(tables);
+        let mut out = Outcome::default();
+        if renamed.is_empty() {
+            return out;
+        }
         self.kind_rules.clear();
+        tracing::debug!(tables = renamed.len(), "ops tables named anew");
+        if self
+            .analysed
+            .iter()
+            .any(|(f_op, _, _)| renamed.contains(f_op))
+        {
+            tracing::info!(
+                "ops tables proven always ok before they were named: the kernel's proofs are forgotten"
+            );
+            self.analysed.clear();
+            out.kernel.push(KernelUpdate::ForgetAlwaysOk);
+        }
+        out
     }
 
     /// An fd was installed, or mapped ([`flags::MAPPED`]): then its mappings are looked for

@@ -685,14 +685,20 @@ fn ok_files_are_not_kept_and_change_nothing() {
 }
 
 /// What rules each kind of file could match is kept from one install to the next, and judged
-/// again once its ops table is named: a file that looked like a plain one on tmpfs is an
-/// io_uring by its table's name.
+/// again once its ops table is named: a file that looked like an eventfd is an io_uring by its
+/// table's name.
 #[test]
 fn files_are_judged_by_their_ops_tables_name_once_it_is_known() {
     const TABLE: u64 = 0xffff_0042;
     let mut f = Fixture::new();
-    let plain = |fd| record(11, fd, TABLE, 0o100644, "tmpfs", "x");
-    f.install(plain(5));
+    let plain = |fd| record(11, fd, TABLE, ANON, "anon_inodefs", "[eventfd]");
+    let out = f.install(plain(5));
+    assert!(
+        out.kernel
+            .iter()
+            .any(|k| matches!(k, KernelUpdate::AlwaysOk(t, _) if *t == TABLE)),
+        "{out:?}"
+    );
     f.install(plain(6));
     f.settle();
     assert!(f.alerts_after(SETTLE).is_empty());
@@ -704,7 +710,12 @@ fn files_are_judged_by_their_ops_tables_name_once_it_is_known() {
         members: BTreeMap::new(),
         via: Via::DataSymbol,
     };
-    f.state.learn_ops([(TABLE, named)].into_iter().collect());
+    // Proven always ok as an eventfd, the table's files are dropped in the kernel: named,
+    // it is forgotten there. Named the same again (every rescan names every table), nothing.
+    let tables: OpsTables = [(TABLE, named)].into_iter().collect();
+    let out = f.state.learn_ops(tables.clone());
+    assert_eq!(out.kernel, [KernelUpdate::ForgetAlwaysOk]);
+    assert!(f.state.learn_ops(tables).kernel.is_empty());
     f.install(plain(7));
     f.settle();
     assert_eq!(f.alerts_after(SETTLE), [alert("became-blocking", 10)]);
