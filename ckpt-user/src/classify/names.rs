@@ -130,7 +130,7 @@ pub fn bpf_map_type(name: &str) -> Option<u16> {
 /// Whether `name` (as [`lookup`] reads it) is `value`: the daemon asks this of every install,
 /// so the table is searched by number, the cheap compare, and at most one name is compared.
 /// Right because every table names each number once (tested).
-fn names(table: &[(&str, u16)], name: &str, value: u16) -> bool {
+fn is_named(table: &[(&str, u16)], name: &str, value: u16) -> bool {
     match table.iter().find(|(_, v)| *v == value) {
         Some((n, _)) if *n == name => true,
         _ => name.parse() == Ok(value),
@@ -139,19 +139,19 @@ fn names(table: &[(&str, u16)], name: &str, value: u16) -> bool {
 
 /// Whether a profile's family `name` is `value`: `family(name) == Some(value)`.
 pub fn is_family(name: &str, value: u16) -> bool {
-    names(FAMILIES, name, value)
+    is_named(FAMILIES, name, value)
 }
 
 pub fn is_sock_type(name: &str, value: u16) -> bool {
-    names(SOCK_TYPES, name, value)
+    is_named(SOCK_TYPES, name, value)
 }
 
 pub fn is_tcp_state(name: &str, value: u16) -> bool {
-    names(TCP_STATES, name, value)
+    is_named(TCP_STATES, name, value)
 }
 
 pub fn is_bpf_map_type(name: &str, value: u32) -> bool {
-    u16::try_from(value).is_ok_and(|v| names(BPF_MAP_TYPES, name, v))
+    u16::try_from(value).is_ok_and(|v| is_named(BPF_MAP_TYPES, name, v))
 }
 
 fn name_of(table: &[(&str, u16)], value: u16, prefix: &str) -> String {
@@ -222,7 +222,7 @@ mod tests {
             {
                 for value in 0..=64 {
                     assert_eq!(
-                        names(table, &name, value),
+                        is_named(table, &name, value),
                         lookup(table, &name) == Some(value),
                         "{name} as {value}"
                     );
