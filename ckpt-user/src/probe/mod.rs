@@ -106,8 +106,9 @@ pub struct Probe {
     file_prog: &'static str,
     /// `iter/task_vma` exists (Linux ≥ 5.12); without it mappings are not reported.
     vmas: bool,
-    /// `iter/task` was loaded: the host's processes are read by the kernel, not from /proc.
-    procs: bool,
+    /// The host's processes as `iter/task` told them, read once its program was loaded;
+    /// `None` when it was not (not asked for, or refused by this kernel: /proc has to tell).
+    procs: Option<Result<Vec<ProcFacts>, ProbeError>>,
     /// The processes a filtered scan visits one by one, when few enough.
     per_process: Vec<u32>,
 }
@@ -236,29 +237,12 @@ impl Probe {
         let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| ProbeError::Load(error_chain(&e)))?;
-        let load = |prog: Option<&mut Program>, name: &'static str, func: &str| {
-            let prog: &mut Iter = prog
-                .ok_or_else(|| ProbeError::Load(format!("program {name} missing from the object")))?
-                .try_into()
-                .map_err(program_error(name))?;
-            let at = Self::ITERATOR_FUNCS.iter().position(|f| *f == func);
-            let id = at.and_then(|i| iter_ids.get(i).copied().flatten());
-            let id = id.ok_or_else(|| ProbeError::Program {
-                program: name,
-                reason: format!("this kernel's BTF has no {func} to attach to"),
-            })?;
-            let t = std::time::Instant::now();
-            prog.load_with_btf_id(id).map_err(program_error(name))?;
-            // What the verifier walked: the part of start-up a program's shape decides.
-            let verified = prog
-                .info()
-                .ok()
-                .and_then(|i| i.verified_instruction_count());
-            tracing::debug!(program = name, ?verified, took = ?t.elapsed(), "verified");
-            Ok::<(), ProbeError>(())
-        };
+        let load = |prog, name, func| Self::load_iter(prog, name, func, iter_ids);
         // The verifier takes most of a short scan's start-up: the iterators are verified at
-        // once, one per core (the small process iterator after the mappings').
+        // once, one per core (the small process iterator after the mappings'). The processes
+        // are read as soon as their iterator is loaded, while the file walk's is still being
+        // verified: before any file is walked, so that a process told was there before its
+        // files were.
         let (mut file_prog, mut vma_prog, mut proc_prog) = (None, None, None);
         for (name, prog) in ebpf.programs_mut() {
             match name {
@@ -270,8 +254,9 @@ impl Probe {
         }
         let (files, vmas, procs) = std::thread::scope(|s| {
             let others = s.spawn(|| {
-                let vmas = load(vma_prog, VMA_PROG, VMA_FUNC);
+                let vmas = load(vma_prog, VMA_PROG, VMA_FUNC).map(|_| ());
                 let procs = processes.then(|| load(proc_prog, PROC_PROG, PROC_FUNC));
+                let procs = procs.map(|prog| prog.map(Self::read_processes));
                 (vmas, procs)
             });
             let files = load(file_prog, file_name, FILE_FUNC);
@@ -280,11 +265,11 @@ impl Probe {
         });
         files?;
         let procs = match procs {
-            None => false,
-            Some(Ok(())) => true,
+            None => None,
+            Some(Ok(read)) => Some(read),
             Some(Err(e)) => {
                 tracing::warn!("processes are read from /proc instead: {e}");
-                false
+                None
             }
         };
         let vmas = match vmas {
@@ -307,6 +292,35 @@ impl Probe {
             probe.set_targets(pids)?;
         }
         Ok(probe)
+    }
+
+    /// Loads iterator `prog` (named `name`), attached to kernel function `func`: one of
+    /// [`Self::ITERATOR_FUNCS`], whose BTF ids are `iter_ids`.
+    fn load_iter<'p>(
+        prog: Option<&'p mut Program>,
+        name: &'static str,
+        func: &str,
+        iter_ids: &[Option<u32>],
+    ) -> Result<&'p mut Iter, ProbeError> {
+        let prog: &mut Iter = prog
+            .ok_or_else(|| ProbeError::Load(format!("program {name} missing from the object")))?
+            .try_into()
+            .map_err(program_error(name))?;
+        let at = Self::ITERATOR_FUNCS.iter().position(|f| *f == func);
+        let id = at.and_then(|i| iter_ids.get(i).copied().flatten());
+        let id = id.ok_or_else(|| ProbeError::Program {
+            program: name,
+            reason: format!("this kernel's BTF has no {func} to attach to"),
+        })?;
+        let t = std::time::Instant::now();
+        prog.load_with_btf_id(id).map_err(program_error(name))?;
+        // What the verifier walked: the part of start-up a program's shape decides.
+        let verified = prog
+            .info()
+            .ok()
+            .and_then(|i| i.verified_instruction_count());
+        tracing::debug!(program = name, ?verified, took = ?t.elapsed(), "verified");
+        Ok(prog)
     }
 
     /// Fills the pid filter that `FLAG_FILTER_TGIDS` turned on at load.
@@ -368,6 +382,11 @@ impl Probe {
                 source,
             });
         }
+        Self::whole_iterator(prog, name)
+    }
+
+    /// An iterator running the loaded program `prog` (named `name`) over every task.
+    fn whole_iterator(prog: &mut Iter, name: &'static str) -> Result<File, ProbeError> {
         let link_id = prog.attach().map_err(program_error(name))?;
         let link = prog.take_link(link_id).map_err(program_error(name))?;
         link.into_file().map_err(|e| ProbeError::Program {
@@ -436,13 +455,16 @@ impl Probe {
         Ok(decoder.finish()?)
     }
 
-    /// Every process of the host, as `iter/task` tells it; `None` when it was not loaded
-    /// (not asked for, or refused by this kernel): /proc has to tell.
+    /// Every process of the host, as `iter/task` told it at load; `None` when it was not
+    /// loaded (not asked for, or refused by this kernel): /proc has to tell. Taken out of the
+    /// probe: `None` when asked again.
     pub fn processes(&mut self) -> Result<Option<Vec<ProcFacts>>, ProbeError> {
-        if !self.procs {
-            return Ok(None);
-        }
-        let file = self.iterator(PROC_PROG, None)?;
+        self.procs.take().transpose()
+    }
+
+    /// Runs the process iterator `prog` once.
+    fn read_processes(prog: &mut Iter) -> Result<Vec<ProcFacts>, ProbeError> {
+        let file = Self::whole_iterator(prog, PROC_PROG)?;
         let mut procs = Vec::new();
         let mut buf = vec![0u8; READ_CHUNK];
         Self::drain(PROC_PROG, file, &mut buf, &mut |r| {
@@ -450,7 +472,7 @@ impl Probe {
                 procs.push(p);
             }
         })?;
-        Ok(Some(procs))
+        Ok(procs)
     }
 
     /// The ops tables whose files the walk counts instead of reporting, for a scan loaded
