@@ -11,7 +11,7 @@ use crate::checkpointer::given::Given;
 use crate::classify::{self, Classifier, Context, Judgement, Place, Verdict};
 use crate::facts::{FileFact, FileType};
 use crate::scope::workload::{Kind, Workload};
-use crate::scope::{DumpSet, Holders, Own, ProcInfo, procfs};
+use crate::scope::{DumpSet, Holders, Holding, Own, ProcInfo, procfs};
 use crate::snapshot::{FactIndex, Snapshot};
 
 #[derive(Clone, Debug, Serialize)]
@@ -185,15 +185,15 @@ impl Rules<'_, '_> {
     /// The report on one file, `None` for an `ok` file that is not to be listed.
     fn file_report(
         &self,
-        world: &dyn World,
         f: &FileFact,
+        holding: &Holding,
         set: &DumpSet,
         root: &ProcInfo,
         ns: &dyn Fn() -> BTreeSet<u64>,
         external_ptys: &dyn Fn() -> usize,
     ) -> Option<FileReport> {
         let ops = self.classifier.ops_of(f);
-        let mut ctx = set.context(f, world.holders(), root, &self.own, ns);
+        let mut ctx = set.context(f, holding, root, &self.own, ns);
         if matches!(ctx.tty_master, Some(Place::Outside | Place::None)) {
             ctx.external_ptys = external_ptys();
         }
@@ -367,8 +367,9 @@ impl Rules<'_, '_> {
             let files = world.files_of(pid);
             let maps = files.iter().filter(|f| f.mapping.is_some()).count();
             let judged = (files.len() - maps + world.ok_by_kind(pid), maps);
+            let holding = Holding::process(world.holders(), pid, &files);
             let report = |f: &FileFact| {
-                rules.file_report(world, f, set, &root, &ns_of_set, &count_external_ptys)
+                rules.file_report(f, &holding, set, &root, &ns_of_set, &count_external_ptys)
             };
             let (mut fds, mappings) = rules.reports(pid, &of_root, &files, report);
             fds.sort_by_key(|r| r.fd);

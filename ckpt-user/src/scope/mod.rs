@@ -86,6 +86,54 @@ impl Holders {
     }
 }
 
+/// Who holds what, as the files of one process are judged: the host's [`Holders`], and the
+/// unix sockets of that process. Most unix socket pairs have both ends in one process: a peer
+/// among its own sockets is inside every dump that takes the process, found without a lookup in
+/// the host's map, which beside 40,000 sockets misses the cache each time.
+#[derive(Debug)]
+pub struct Holding<'a> {
+    holders: &'a Holders,
+    pid: u32,
+    /// Sorted; none when no process is told.
+    sockets: Vec<u64>,
+}
+
+impl<'a> Holding<'a> {
+    /// The host's holders alone.
+    pub fn host(holders: &'a Holders) -> Self {
+        Self {
+            holders,
+            pid: 0,
+            sockets: Vec::new(),
+        }
+    }
+
+    /// The host's holders, and the sockets among `files`, the facts of process `pid`.
+    pub fn process(holders: &'a Holders, pid: u32, files: &[&FileFact]) -> Self {
+        let mut sockets: Vec<u64> = files
+            .iter()
+            .filter(|f| f.pid == pid && f.file_type == FileType::Sock && Holders::indexes(f))
+            .map(|f| f.ino)
+            .collect();
+        sockets.sort_unstable();
+        Self {
+            holders,
+            pid,
+            sockets,
+        }
+    }
+
+    /// Where unix (or packet) socket `ino`, a peer of a file of process `pid`, is held for
+    /// the dump `set`.
+    fn socket(&self, set: &DumpSet, pid: u32, ino: u64) -> Place {
+        if pid == self.pid && self.sockets.binary_search(&ino).is_ok() && set.members.contains(&pid)
+        {
+            return Place::Inside;
+        }
+        set.place(self.holders.sockets.get(&ino))
+    }
+}
+
 /// Calls `each` with every fact among `which` (indices into `files`) that `wants` picks, and
 /// its fd's `/proc/PID/fdinfo/FD` text. A fact whose fdinfo cannot be read (the process
 /// exited, the fd was closed) is left as the kernel side reported it.
@@ -268,7 +316,7 @@ impl DumpSet {
     pub fn context(
         &self,
         f: &FileFact,
-        holders: &Holders,
+        holding: &Holding,
         root: &ProcInfo,
         own: &Own,
         ns_of_set: &dyn Fn() -> BTreeSet<u64>,
@@ -287,10 +335,10 @@ impl DumpSet {
                 // unix_stream_inflight_in_tree and _ext both dump with CRIU 4.2.1).
                 Place::None
             } else {
-                self.place(holders.sockets.get(&p.ino))
+                holding.socket(self, f.pid, p.ino)
             }
         });
-        let tty_master = self.tty_master(f, holders).map(|(_, place)| place);
+        let tty_master = self.tty_master(f, holding.holders).map(|(_, place)| place);
         Context {
             peer,
             pidfd_target: f.pidfd_target.map(|t| {
@@ -304,7 +352,7 @@ impl DumpSet {
             external_ptys: 0,
             // criu/sk-packet.c dump_socket_map(): the ring's socket must be one of the dump's fds.
             socket_fd: (f.mapping.is_some() && f.file_type == FileType::Sock)
-                .then(|| self.place(holders.sockets.get(&f.ino))),
+                .then(|| self.place(holding.holders.sockets.get(&f.ino))),
             ns_member: (f.fs_type == "nsfs").then(|| ns_of_set().contains(&f.ino)),
             ..of_root
         }
@@ -435,6 +483,7 @@ pub(crate) mod tests {
     fn unix_peer_inside_and_outside() {
         let files = vec![unix_with_peer(10, 100, 101), unix_with_peer(11, 101, 100)];
         let holders = Holders::index(&files);
+        let holding = Holding::host(&holders);
         let root = ProcInfo {
             pid: 10,
             sid: 10,
@@ -442,11 +491,51 @@ pub(crate) mod tests {
         };
         let none = || BTreeSet::new();
         let alone = DumpSet::single(10);
-        let ctx = alone.context(&files[0], &holders, &root, &Own::default(), &none);
+        let ctx = alone.context(&files[0], &holding, &root, &Own::default(), &none);
         assert_eq!(ctx.peer, Some(Place::Outside));
         let both = DumpSet::tree(10, &HashMap::from([(11, 10)]));
-        let ctx = both.context(&files[0], &holders, &root, &Own::default(), &none);
+        let ctx = both.context(&files[0], &holding, &root, &Own::default(), &none);
         assert_eq!(ctx.peer, Some(Place::Inside));
+    }
+
+    /// A pair whose ends one process holds is inside by what that process holds, and only in a
+    /// dump that takes the process: in another dump, or for another process's file, the context
+    /// is what the host's map of holders says.
+    #[test]
+    fn a_pair_within_one_process_is_inside_by_its_own_sockets() {
+        let pair = vec![unix_with_peer(10, 100, 101), unix_with_peer(10, 101, 100)];
+        let stranger = unix_with_peer(12, 200, 101);
+        let root = ProcInfo {
+            pid: 10,
+            sid: 10,
+            ..Default::default()
+        };
+        let none = || BTreeSet::new();
+        let mut all = pair.clone();
+        all.push(stranger.clone());
+        let refs: Vec<&FileFact> = all.iter().collect();
+        let (holders, nobody) = (Holders::index(&all), Holders::default());
+        let peer = |set: &DumpSet, f: &FileFact, holding: &Holding| {
+            set.context(f, holding, &root, &Own::default(), &none).peer
+        };
+        let (ten, twelve) = (DumpSet::single(10), DumpSet::single(12));
+        // Found without the map, which here knows nobody.
+        let own_only = Holding::process(&nobody, 10, &refs);
+        assert_eq!(peer(&ten, &pair[0], &own_only), Some(Place::Inside));
+        // A dump that does not take process 10 finds nothing in what 10 holds.
+        assert_eq!(peer(&twelve, &pair[0], &own_only), Some(Place::Outside));
+        // Process 12's peer is process 10's socket: 12's dump does not take 10.
+        let of_ten = Holding::process(&holders, 10, &refs);
+        assert_eq!(peer(&twelve, &stranger, &of_ten), Some(Place::Outside));
+        for f in &all {
+            for set in [&ten, &twelve] {
+                assert_eq!(
+                    peer(set, f, &of_ten),
+                    peer(set, f, &Holding::host(&holders)),
+                    "{f:?}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -463,27 +552,28 @@ pub(crate) mod tests {
         let mut pidfd = file(21, FileType::None, 3);
         pidfd.pidfd_target = Some(20);
         let holders = Holders::index(&[master, slave.clone()]);
+        let holding = Holding::host(&holders);
         let root = ProcInfo {
             pid: 21,
             ..Default::default()
         };
         let none = || BTreeSet::new();
         let set = DumpSet::single(21);
-        let ctx = set.context(&slave, &holders, &root, &Own::default(), &none);
+        let ctx = set.context(&slave, &holding, &root, &Own::default(), &none);
         assert_eq!(ctx.tty_master, Some(Place::Outside));
         assert_eq!(
-            set.context(&pidfd, &holders, &root, &Own::default(), &none)
+            set.context(&pidfd, &holding, &root, &Own::default(), &none)
                 .pidfd_target,
             Some(Place::Outside)
         );
         let both = DumpSet::tree(20, &HashMap::from([(21, 20)]));
         assert_eq!(
-            both.context(&slave, &holders, &root, &Own::default(), &none)
+            both.context(&slave, &holding, &root, &Own::default(), &none)
                 .tty_master,
             Some(Place::Inside)
         );
         assert_eq!(
-            both.context(&pidfd, &holders, &root, &Own::default(), &none)
+            both.context(&pidfd, &holding, &root, &Own::default(), &none)
                 .pidfd_target,
             Some(Place::Inside)
         );
@@ -504,7 +594,8 @@ pub(crate) mod tests {
         };
         let mut f = file(1, FileType::Reg, 5);
         let context = |f: &FileFact, own: &Own| {
-            DumpSet::single(1).context(f, &Holders::default(), &root, own, &|| BTreeSet::new())
+            let nobody = Holders::default();
+            DumpSet::single(1).context(f, &Holding::host(&nobody), &root, own, &BTreeSet::new)
         };
         let ctx = context(&f, &own);
         assert!(ctx.own_netns && !ctx.own_ipcns);

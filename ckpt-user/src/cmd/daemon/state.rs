@@ -19,7 +19,7 @@ use crate::facts::{FileFact, FileType, Mapping};
 use crate::resolve::OpsTables;
 use crate::scope::container_id::{self, ContainerName, Runtime};
 use crate::scope::workload::{self, Key, Kind, Names};
-use crate::scope::{DumpSet, Holders, Own, ProcInfo, children_of};
+use crate::scope::{DumpSet, Holders, Holding, Own, ProcInfo, children_of};
 use crate::snapshot::Snapshot;
 use peers::Peers;
 pub use settle::{Change, Decider, RateLimit, WorkloadRef};
@@ -520,7 +520,8 @@ impl State {
         };
         let unknown = ProcInfo::default();
         let root = self.procs.get(&f.pid).unwrap_or(&unknown);
-        let ctx = set.context(f, &self.holders, root, &self.own, &BTreeSet::new);
+        let holding = Holding::host(&self.holders);
+        let ctx = set.context(f, &holding, root, &self.own, &BTreeSet::new);
         self.kind_rules
             .verdict(j.profile, f, self.ops.get(&f.f_op), &ctx)
             != Verdict::Ok
