@@ -303,8 +303,9 @@ impl DumpSet {
     }
 
     /// The context of `f` in any dump whose root has `root`'s namespaces: the root's, and
-    /// whether `f` is on the kernel's internal shmem mount.
-    fn unrelated_context(f: &FileFact, root: &ProcInfo, own: &Own) -> Context {
+    /// whether `f` is on the kernel's internal shmem mount. A file that relates to no other task
+    /// ([`Self::unrelated`]) has no other.
+    pub fn unrelated_context(f: &FileFact, root: &ProcInfo, own: &Own) -> Context {
         Context {
             internal_shm: own.shm_dev.map(|d| d == f.dev),
             ..Self::root_context(root, own)
