@@ -123,8 +123,8 @@ impl<'a> Holding<'a> {
         }
     }
 
-    /// Where unix (or packet) socket `ino`, a peer of a file of process `pid`, is held for
-    /// the dump `set`.
+    /// Where unix socket `ino`, the peer of a socket of process `pid`, is held, for the dump
+    /// `set`.
     fn socket(&self, set: &DumpSet, pid: u32, ino: u64) -> Place {
         if pid == self.pid && self.sockets.binary_search(&ino).is_ok() && set.members.contains(&pid)
         {
