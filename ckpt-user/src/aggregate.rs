@@ -164,16 +164,18 @@ pub struct Rules<'a, 'p> {
     /// List `ok` files too. A host scan judges every file but lists only the others: building
     /// and describing 200k reports nobody reads would cost more than the scan itself.
     pub keep_ok: bool,
-    /// Reports on files that relate to no other task, kept for the dumps judged with these
-    /// same rules in one world; `None` where the rules are copied with other options.
-    pub unrelated: Option<&'a Unrelated>,
+    /// Reports on files judged alike in every dump (`Holding::judged_alike`), kept for the
+    /// dumps judged with these same rules in one world; `None` where the rules are copied with
+    /// other options.
+    pub kept: Option<&'a KeptReports>,
 }
 
-/// Reports on files that relate to no other task, by process and root namespaces, kept across
-/// the dumps of one scan: workloads' dumps nest (a session's tree holds the sessions started
-/// from it, a unit's the logins it serves), and such a file is judged alike in each.
+/// Reports on the files of a process judged alike in every dump that takes it (those that
+/// relate to no other task, a unix socket pair within the process), by process and root
+/// namespaces, kept across the dumps of one scan: workloads' dumps nest (a session's tree holds
+/// the sessions started from it, a unit's the logins it serves).
 #[derive(Default)]
-pub struct Unrelated(Mutex<HashMap<ProcessInDump, IndexedReports>>);
+pub struct KeptReports(Mutex<HashMap<ProcessInDump, IndexedReports>>);
 
 /// A process, and whether the dump's root has its own network and IPC namespaces.
 type ProcessInDump = (u32, bool, bool);
@@ -228,27 +230,29 @@ impl Rules<'_, '_> {
         })
     }
 
-    /// The reports on one process's `files` (fds, then mappings, each in `files`' order). Those
-    /// on files that relate to no other task depend on the dump only through its root's
-    /// namespaces: with [`Self::unrelated`], a nested dump takes them from the first dump that
-    /// held the process.
+    /// The reports on one process's `files` (fds, then mappings, each in `files`' order), all
+    /// `holding`'s. Those on files judged alike depend on the dump only through its root's
+    /// namespaces: with [`Self::kept`], a nested dump that takes the process takes them from
+    /// the first dump that did.
     fn reports(
         &self,
-        pid: u32,
+        holding: &Holding,
         of_root: &Context,
         files: &[&FileFact],
         report: impl Fn(&FileFact) -> Option<FileReport>,
     ) -> (Vec<FileReport>, Vec<FileReport>) {
-        let judge = |unrelated: bool| {
-            (0u32..)
-                .zip(files)
-                .filter(|(_, f)| DumpSet::unrelated(f) == unrelated)
+        let (same, own): (Vec<_>, Vec<_>) = (0u32..)
+            .zip(files)
+            .partition(|(_, f)| holding.judged_alike(f));
+        let judge = |part: Vec<(u32, &&FileFact)>| {
+            part.into_iter()
                 .filter_map(|(i, f)| Some((i, report(f)?)))
                 .collect::<Vec<_>>()
         };
-        let unrelated: IndexedReports = match self.unrelated {
-            Some(kept) => {
-                let key = (pid, of_root.own_netns, of_root.own_ipcns);
+        let alike: IndexedReports = match self.kept {
+            // Which files are alike depends on the membership: only a member's are kept.
+            Some(kept) if holding.member() => {
+                let key = (holding.pid(), of_root.own_netns, of_root.own_ipcns);
                 // Judged outside the lock, which the other threads of the dump take too. A
                 // thread that panicked holding it left the map whole: it only inserts.
                 let known = kept
@@ -258,7 +262,7 @@ impl Rules<'_, '_> {
                     .get(&key)
                     .cloned();
                 known.unwrap_or_else(|| {
-                    let reports: IndexedReports = judge(true).into();
+                    let reports: IndexedReports = judge(same).into();
                     kept.0
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
@@ -266,10 +270,10 @@ impl Rules<'_, '_> {
                     reports
                 })
             }
-            None => judge(true).into(),
+            _ => judge(same).into(),
         };
-        let mut all: Vec<(u32, FileReport)> = unrelated.iter().cloned().collect();
-        all.extend(judge(false));
+        let mut all: Vec<(u32, FileReport)> = alike.iter().cloned().collect();
+        all.extend(judge(own));
         all.sort_by_key(|(i, _)| *i);
         all.into_iter()
             .map(|(_, r)| r)
@@ -301,7 +305,7 @@ impl Rules<'_, '_> {
         }
         let (profile, ops) = (self.classifier.profile, self.classifier.ops);
         let (given, own, describe) = (self.given, &self.own, self.describe);
-        let (keep_ok, unrelated) = (self.keep_ok, self.unrelated);
+        let (keep_ok, kept) = (self.keep_ok, self.kept);
         let judge = &judge;
         std::thread::scope(|scope| {
             let mut parts = pids.chunks(pids.len().div_ceil(threads));
@@ -316,7 +320,7 @@ impl Rules<'_, '_> {
                             own: own.clone(),
                             describe,
                             keep_ok,
-                            unrelated,
+                            kept,
                         };
                         part.iter()
                             .map(|&pid| judge(&rules, pid))
@@ -367,11 +371,11 @@ impl Rules<'_, '_> {
             let files = world.files_of(pid);
             let maps = files.iter().filter(|f| f.mapping.is_some()).count();
             let judged = (files.len() - maps + world.ok_by_kind(pid), maps);
-            let holding = Holding::process(world.holders(), pid, &files);
+            let holding = Holding::process(world.holders(), set, pid, &files);
             let report = |f: &FileFact| {
                 rules.file_report(f, &holding, set, &root, &ns_of_set, &count_external_ptys)
             };
-            let (mut fds, mappings) = rules.reports(pid, &of_root, &files, report);
+            let (mut fds, mappings) = rules.reports(&holding, &of_root, &files, report);
             fds.sort_by_key(|r| r.fd);
             let unknown = ProcInfo {
                 pid,
@@ -623,14 +627,14 @@ mod tests {
         let ops = crate::resolve::OpsTables::default();
         let classifier = Classifier::new(&profile, &ops);
         let given = Given::default();
-        let kept = Unrelated::default();
+        let kept = KeptReports::default();
         let rules = Rules {
             classifier: &classifier,
             given: &given,
             own: Own::default(),
             describe: &describe_facts,
             keep_ok: true,
-            unrelated: Some(&kept),
+            kept: Some(&kept),
         };
         let parents = snapshot.procs.values().map(|p| (p.pid, p.ppid)).collect();
         let set = DumpSet::tree(root, &parents);
@@ -678,7 +682,7 @@ mod tests {
             own: Own::default(),
             describe: &describe_facts,
             keep_ok: false,
-            unrelated: None,
+            kept: None,
         };
         let parents = snapshot.procs.values().map(|p| (p.pid, p.ppid));
         let dump = rules.dump(&world, &DumpSet::tree(10, &parents.collect()));
@@ -697,12 +701,16 @@ mod tests {
         serde_json::to_value(rules.dump(world, &set)).unwrap()
     }
 
-    /// Nested dumps that share the reports on unrelated files judge each dump as it is judged
-    /// alone, in either order; the socket whose peer is outside the inner dump only is judged
+    /// Nested dumps that share the reports on files judged alike judge each dump as it is
+    /// judged alone, in either order: files that relate to no other task, and a pair whose
+    /// ends process 21 holds; the socket whose peer is outside the inner dump only is judged
     /// in each dump for itself.
     #[test]
     fn nested_dumps_share_only_what_cannot_differ() {
-        let snapshot = nested();
+        let mut snapshot = nested();
+        let mut pair = [unix_with_peer(21, 102, 103), unix_with_peer(21, 103, 102)];
+        (pair[0].fd, pair[1].fd) = (Some(6), Some(7));
+        snapshot.files.extend(pair);
         let world = SnapshotWorld::new(&snapshot);
         let profile = classify::load_profile("criu-4").unwrap();
         let ops = crate::resolve::OpsTables::default();
@@ -715,17 +723,17 @@ mod tests {
                 own: Own::default(),
                 describe: &describe_facts,
                 keep_ok,
-                unrelated: None,
+                kept: None,
             };
             let (outer, inner) = (judged(&alone, &world, 10), judged(&alone, &world, 20));
             let rules = |kept| Rules {
-                unrelated: Some(kept),
+                kept: Some(kept),
                 ..alone.clone()
             };
-            let kept = Unrelated::default();
+            let kept = KeptReports::default();
             assert_eq!(judged(&rules(&kept), &world, 20), inner, "{keep_ok}");
             assert_eq!(judged(&rules(&kept), &world, 10), outer, "{keep_ok}");
-            let kept = Unrelated::default();
+            let kept = KeptReports::default();
             assert_eq!(judged(&rules(&kept), &world, 10), outer, "{keep_ok}");
             assert_eq!(judged(&rules(&kept), &world, 20), inner, "{keep_ok}");
 
@@ -742,7 +750,13 @@ mod tests {
                     .collect()
             };
             let listed = if keep_ok {
-                vec!["unix-stream-peer-outside", "ghost-too-big", "file"]
+                vec![
+                    "unix-stream-peer-outside",
+                    "ghost-too-big",
+                    "file",
+                    "unix",
+                    "unix",
+                ]
             } else {
                 vec!["unix-stream-peer-outside", "ghost-too-big"]
             };

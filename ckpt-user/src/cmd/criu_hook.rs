@@ -138,7 +138,7 @@ fn judge_running_dump(judging: &JudgingArgs) -> anyhow::Result<HookReport> {
         own: snapshot.own(),
         describe: &scan::describe_live,
         keep_ok: true,
-        unrelated: None,
+        kept: None,
     };
     let parents = snapshot.procs.values().map(|p| (p.pid, p.ppid)).collect();
     let dump = rules.dump(

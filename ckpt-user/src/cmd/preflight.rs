@@ -293,7 +293,7 @@ pub fn run(
             own: snapshot.own(),
             describe: &scan::describe_live,
             keep_ok: true,
-            unrelated: None,
+            kept: None,
         };
         let dump = rules.dump(&world, &set);
         let tasks: Vec<&ProcInfo> = set

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::bail;
 
 use crate::aggregate::{
-    DumpReport, Rules, SnapshotWorld, Unrelated, WorkloadReport, describe_facts,
+    DumpReport, KeptReports, Rules, SnapshotWorld, WorkloadReport, describe_facts,
 };
 use crate::checkpointer::given::Given;
 use crate::classify;
@@ -92,7 +92,7 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
         own: snapshot.own(),
         describe,
         keep_ok: args.pid.is_some() || judging.verbose,
-        unrelated: None,
+        kept: None,
     };
     let indexing = std::time::Instant::now();
     let world = SnapshotWorld::new(&snapshot);
@@ -114,9 +114,9 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
         // it: read once per engine, and per container only where its runc state names another
         // config file (on the live host only: a replay reads nothing of the host it runs on).
         let mut by_runtime: HashMap<Runtime, Given> = HashMap::new();
-        let kept = Unrelated::default();
+        let kept = KeptReports::default();
         let rules = Rules {
-            unrelated: Some(&kept),
+            kept: Some(&kept),
             ..rules
         };
         let mut reports = Vec::new();
@@ -135,7 +135,7 @@ pub fn scan(args: &ScanArgs, judging: &JudgingArgs, out: &mut dyn Write) -> anyh
                     }
                     let rules = Rules {
                         given: own.as_ref().unwrap_or_else(|| &by_runtime[&c.runtime]),
-                        unrelated: None,
+                        kept: None,
                         ..rules.clone()
                     };
                     rules.dump(&world, &w.dump)

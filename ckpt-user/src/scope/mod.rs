@@ -86,14 +86,16 @@ impl Holders {
     }
 }
 
-/// Who holds what, as the files of one process are judged: the host's [`Holders`], and the
-/// unix sockets of that process. Most unix socket pairs have both ends in one process: a peer
-/// among its own sockets is inside every dump that takes the process, found without a lookup in
-/// the host's map, which beside 40,000 sockets misses the cache each time.
+/// Who holds what, as the files of one process are judged in one dump: the host's [`Holders`],
+/// and the unix sockets of that process. Most unix socket pairs have both ends in one process: a
+/// peer among its own sockets is inside the dump if the dump takes the process, found without a
+/// lookup in the host's map, which beside 40,000 sockets misses the cache each time.
 #[derive(Debug)]
 pub struct Holding<'a> {
     holders: &'a Holders,
     pid: u32,
+    /// Whether the dump takes process `pid`.
+    member: bool,
     /// Sorted; none when no process is told.
     sockets: Vec<u64>,
 }
@@ -104,12 +106,14 @@ impl<'a> Holding<'a> {
         Self {
             holders,
             pid: 0,
+            member: false,
             sockets: Vec::new(),
         }
     }
 
-    /// The host's holders, and the sockets among `files`, the facts of process `pid`.
-    pub fn process(holders: &'a Holders, pid: u32, files: &[&FileFact]) -> Self {
+    /// The host's holders, and the sockets among `files`, the facts of process `pid`, for
+    /// judging them in the dump `set` (and no other).
+    pub fn process(holders: &'a Holders, set: &DumpSet, pid: u32, files: &[&FileFact]) -> Self {
         let mut sockets: Vec<u64> = files
             .iter()
             .filter(|f| f.pid == pid && f.file_type == FileType::Sock && Holders::indexes(f))
@@ -119,18 +123,45 @@ impl<'a> Holding<'a> {
         Self {
             holders,
             pid,
+            member: set.members.contains(&pid),
             sockets,
         }
+    }
+
+    /// The process told (0: none).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the dump takes the process told.
+    pub fn member(&self) -> bool {
+        self.member
+    }
+
+    /// Whether `f`, a file of the process told, has the same [`DumpSet::context`] in every
+    /// dump that takes the process and whose root has the same namespaces: it relates to no
+    /// other task, or is a unix socket whose peer is closed, not yet accepted or held by the
+    /// process itself (inside, if the dump takes the process).
+    pub fn judged_alike(&self, f: &FileFact) -> bool {
+        DumpSet::related_by_peer_alone(f)
+            && f.socket
+                .as_ref()
+                .and_then(|s| s.peer.as_ref())
+                .is_none_or(|p| p.closed || p.ino == 0 || self.holds_inside(f.pid, p.ino))
     }
 
     /// Where unix socket `ino`, the peer of a socket of process `pid`, is held, for the dump
     /// `set`.
     fn socket(&self, set: &DumpSet, pid: u32, ino: u64) -> Place {
-        if pid == self.pid && self.sockets.binary_search(&ino).is_ok() && set.members.contains(&pid)
-        {
+        if self.holds_inside(pid, ino) {
             return Place::Inside;
         }
         set.place(self.holders.sockets.get(&ino))
+    }
+
+    /// Whether `ino` is a socket of `pid`, the process told, which the dump takes.
+    fn holds_inside(&self, pid: u32, ino: u64) -> bool {
+        self.member && pid == self.pid && self.sockets.binary_search(&ino).is_ok()
     }
 }
 
@@ -286,8 +317,12 @@ impl DumpSet {
     /// socket's fd or namespace), so that its [`Self::context`] is the same in every dump whose
     /// root has the same namespaces.
     pub fn unrelated(f: &FileFact) -> bool {
-        f.socket.as_ref().is_none_or(|s| s.peer.is_none())
-            && f.pidfd_target.is_none()
+        f.socket.as_ref().is_none_or(|s| s.peer.is_none()) && Self::related_by_peer_alone(f)
+    }
+
+    /// Whether `f` relates to no other task but, if a socket, through its peer.
+    fn related_by_peer_alone(f: &FileFact) -> bool {
+        f.pidfd_target.is_none()
             && pty_slave_index(f).is_none()
             && !(f.mapping.is_some() && f.file_type == FileType::Sock)
             && f.fs_type != "nsfs"
@@ -521,22 +556,87 @@ pub(crate) mod tests {
         };
         let (ten, twelve) = (DumpSet::single(10), DumpSet::single(12));
         // Found without the map, which here knows nobody.
-        let own_only = Holding::process(&nobody, 10, &refs);
-        assert_eq!(peer(&ten, &pair[0], &own_only), Some(Place::Inside));
+        let own_only = |set: &DumpSet| Holding::process(&nobody, set, 10, &refs);
+        assert_eq!(peer(&ten, &pair[0], &own_only(&ten)), Some(Place::Inside));
         // A dump that does not take process 10 finds nothing in what 10 holds.
-        assert_eq!(peer(&twelve, &pair[0], &own_only), Some(Place::Outside));
+        assert_eq!(
+            peer(&twelve, &pair[0], &own_only(&twelve)),
+            Some(Place::Outside)
+        );
         // Process 12's peer is process 10's socket: 12's dump does not take 10.
-        let of_ten = Holding::process(&holders, 10, &refs);
-        assert_eq!(peer(&twelve, &stranger, &of_ten), Some(Place::Outside));
+        let of_ten = |set: &DumpSet| Holding::process(&holders, set, 10, &refs);
+        assert_eq!(
+            peer(&twelve, &stranger, &of_ten(&twelve)),
+            Some(Place::Outside)
+        );
         for f in &all {
             for set in [&ten, &twelve] {
                 assert_eq!(
-                    peer(set, f, &of_ten),
+                    peer(set, f, &of_ten(set)),
                     peer(set, f, &Holding::host(&holders)),
                     "{f:?}"
                 );
             }
         }
+    }
+
+    /// A file judged alike has one context in every dump that takes its process (with the
+    /// same root namespaces): a pair within one process, a closed or unaccepted peer, no peer.
+    /// A peer in another process is not, nor a process's own pair in a dump without it.
+    #[test]
+    fn what_is_judged_alike_has_one_context_in_every_dump_that_takes_it() {
+        let mut closed = unix_with_peer(10, 102, 7);
+        closed
+            .socket
+            .as_mut()
+            .unwrap()
+            .peer
+            .as_mut()
+            .unwrap()
+            .closed = true;
+        let files = vec![
+            unix_with_peer(10, 100, 101),
+            unix_with_peer(10, 101, 100),
+            closed,
+            unix_with_peer(10, 103, 0),
+            unix_with_peer(10, 104, 200),
+            file(10, FileType::Reg, 105),
+            unix_with_peer(12, 200, 104),
+        ];
+        let refs: Vec<&FileFact> = files.iter().collect();
+        let holders = Holders::index(&files);
+        let root = ProcInfo {
+            pid: 10,
+            sid: 10,
+            ..Default::default()
+        };
+        let none = || BTreeSet::new();
+        let alone = DumpSet::single(10);
+        let both = DumpSet::tree(10, &HashMap::from([(12, 10)]));
+        let twelve = DumpSet::single(12);
+        let holding = |set: &DumpSet| Holding::process(&holders, set, 10, &refs);
+        let alike = |set: &DumpSet| -> Vec<u64> {
+            let holding = holding(set);
+            (files.iter().filter(|f| f.pid == 10))
+                .filter(|f| holding.judged_alike(f))
+                .map(|f| f.ino)
+                .collect()
+        };
+        assert_eq!(alike(&alone), [100, 101, 102, 103, 105]);
+        assert_eq!(alike(&both), [100, 101, 102, 103, 105]);
+        // Not a member: its own pair is outside this dump, by what the map says.
+        assert_eq!(alike(&twelve), [102, 103, 105]);
+        let context = |set: &DumpSet, f: &FileFact| {
+            set.context(f, &holding(set), &root, &Own::default(), &none)
+        };
+        for f in files
+            .iter()
+            .filter(|f| f.pid == 10 && holding(&alone).judged_alike(f))
+        {
+            assert_eq!(context(&alone, f), context(&both, f), "{f:?}");
+        }
+        // The file left out is indeed judged differently: its peer's holder is in one dump only.
+        assert_ne!(context(&alone, &files[4]), context(&both, &files[4]));
     }
 
     #[test]

@@ -348,7 +348,7 @@ impl State {
             own: self.own.clone(),
             describe: &crate::aggregate::describe_facts,
             keep_ok: false,
-            unrelated: None,
+            kept: None,
         }
     }
 
