@@ -519,6 +519,8 @@ pub fn describe_facts(f: &FileFact) -> String {
             }
             d
         }
+        // Its kind could not be read, and the kernel side reads no socket's name.
+        (FileType::Sock, None) => format!("socket:[{}] on {}", f.ino, f.fs_type),
         (FileType::Chr | FileType::Blk, _) => format!(
             "{} {} {}",
             f.file_type.as_str(),

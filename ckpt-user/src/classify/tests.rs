@@ -26,7 +26,8 @@ fn base(file_type: FileType) -> FileFact {
         FileType::Chr => (0o20666, "devtmpfs", 0x1021994, (0, 6), "null", true),
         FileType::Blk => (0o60660, "devtmpfs", 0x1021994, (0, 6), "vda", true),
         FileType::Fifo => (0o10600, "pipefs", 0x50495045, (0, 15), "", false),
-        FileType::Sock => (0o140777, "sockfs", 0x534f434b, (0, 9), "TCP", false),
+        // The kernel side reads no socket's name.
+        FileType::Sock => (0o140777, "sockfs", 0x534f434b, (0, 9), "", false),
         FileType::None => (
             0o600,
             "anon_inodefs",
@@ -192,7 +193,7 @@ fn sock(family: &str, sk_type: &str, protocol: u16, state: &str) -> FileFact {
 }
 
 fn unix(sk_type: &str) -> FileFact {
-    sock("unix", sk_type, 0, "close").with_name("UNIX")
+    sock("unix", sk_type, 0, "close")
 }
 
 fn tcp(state: &str) -> FileFact {
@@ -510,7 +511,7 @@ fn examples() -> Vec<Example> {
         ),
         ex(
             "udp4_bound",
-            sock("inet", "dgram", 17, "close").with_name("UDP"),
+            sock("inet", "dgram", 17, "close"),
             ctx(),
             (Fine, "inet-dgram", "udp"),
             &[],
@@ -1604,11 +1605,12 @@ fn every_placeholder_expands() {
     let s = unix("stream")
         .with_ino(7)
         .with_peer(8, false)
+        .with_name("n")
         .with(|f| f.size = 5);
     let j = classify(&p, &s, Some(&ops("socket_file_ops")), &ctx());
     assert_eq!(
         j.reason,
-        "7 8 UNIX sockfs 140777 0:9 5 AF_UNIX 17 socket_file_ops"
+        "7 8 n sockfs 140777 0:9 5 AF_UNIX 17 socket_file_ops"
     );
     // No rdev: the file's own device stands in for it.
     assert_eq!(j.options, ["9:9 1M"]);
