@@ -77,7 +77,7 @@ pub struct Cond {
     pub ops: Option<OneOrMany<String>>,
     /// A member function symbol the ops table points to (any member).
     pub member: Option<OneOrMany<String>>,
-    /// The dentry name exactly: `[eventfd]`, `inotify`, `bpf-map`.
+    /// The dentry name exactly: `[eventfd]`, `inotify`, `bpf-map` (a socket has none).
     pub name: Option<OneOrMany<String>>,
     pub name_prefix: Option<OneOrMany<String>>,
     /// `reg dir chr blk fifo sock lnk none`.
