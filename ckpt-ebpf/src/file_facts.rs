@@ -177,7 +177,12 @@ pub fn fill<M: Mem, const LOCK_WALK: u32>(
     kread::store_inode!(rec, facts);
 
     rec.mnt_id = 0;
-    if let Some((id, visible)) = kread::mount_facts::<M>(file, task) {
+    // A socket's mount is the kernel's internal sockfs, the same for every socket.
+    let socket = rec.mode & kread::S_IFMT == kread::S_IFSOCK;
+    if let Some((id, visible)) = (!socket)
+        .then(|| kread::mount_facts::<M>(file, task))
+        .flatten()
+    {
         rec.mnt_id = id;
         rec.known |= known::MOUNT;
         if visible {
@@ -189,7 +194,7 @@ pub fn fill<M: Mem, const LOCK_WALK: u32>(
     kread::zero_words::<{ (size_of::<FileFacts>() - ckpt_common::FILE_FACTS_NO_SOCK_LEN) / 8 }>(
         (&raw mut rec.sk_family).cast(),
     );
-    if rec.mode & kread::S_IFMT == kread::S_IFSOCK {
+    if socket {
         if let Some(s) = kread::sock_facts::<M>(file) {
             rec.sk_family = s.family;
             rec.sk_type = s.sk_type;

@@ -285,8 +285,12 @@ pub fn inode_facts<M: Mem>(
         f.rdev = M::read::<u32>(inode, off!(inode_i_rdev)).unwrap_or(0);
         f.ino = M::read::<u64>(inode, off!(inode_i_ino)).unwrap_or(0);
         f.nlink = M::read::<u32>(inode, off!(inode_i_nlink)).unwrap_or(0);
-        f.size = M::read::<u64>(inode, off!(inode_i_size)).unwrap_or(0);
-        f.blocks = M::read::<u64>(inode, off!(inode_i_blocks)).unwrap_or(0);
+        // A socket's inode has neither (sockfs never sets them), and `i_blocks` lies in a
+        // cache line of its own.
+        if f.mode & S_IFMT != S_IFSOCK {
+            f.size = M::read::<u64>(inode, off!(inode_i_size)).unwrap_or(0);
+            f.blocks = M::read::<u64>(inode, off!(inode_i_blocks)).unwrap_or(0);
+        }
         f.known |= known::INODE;
         let sb = M::ptr(inode, off!(inode_i_sb));
         if sb != 0 {
