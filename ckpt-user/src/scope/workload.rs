@@ -71,26 +71,42 @@ const INIT: u32 = 1;
 
 /// The workload a process belongs to; none for the host's init.
 pub fn key_of(p: &ProcInfo) -> Option<Key> {
+    key_in(p, &cgroup_key(&p.cgroups))
+}
+
+/// The workload of process `p`, whose cgroups make it `by_cgroup` ([`cgroup_key`]).
+fn key_in(p: &ProcInfo, by_cgroup: &CgroupKey) -> Option<Key> {
     if p.pid == INIT {
         return None;
     }
-    if let Some((c, _)) = p.cgroups.iter().find_map(|c| container_id::from_path(c)) {
-        return Some(Key {
+    Some(by_cgroup.clone().map_or_else(
+        || Key {
+            kind: Kind::Session,
+            id: p.sid.to_string(),
+        },
+        |(key, _)| key,
+    ))
+}
+
+/// The container or unit a process's cgroups put it in, with the container's name; `None`
+/// for neither (it is its session's).
+type CgroupKey = Option<(Key, Option<ContainerName>)>;
+
+fn cgroup_key(cgroups: &[String]) -> CgroupKey {
+    if let Some((c, _)) = cgroups.iter().find_map(|c| container_id::from_path(c)) {
+        let key = Key {
             kind: Kind::Container,
-            id: c.id,
-        });
+            id: c.id.clone(),
+        };
+        return Some((key, Some(c)));
     }
     // A unit by the v2 path, else by v1's name=systemd path (the first that names one).
-    if let Some((path, _)) = p.cgroups.iter().find_map(|c| unit_of(c)) {
-        return Some(Key {
-            kind: Kind::Unit,
-            id: path,
-        });
-    }
-    Some(Key {
-        kind: Kind::Session,
-        id: p.sid.to_string(),
-    })
+    let (path, _) = cgroups.iter().find_map(|c| unit_of(c))?;
+    let key = Key {
+        kind: Kind::Unit,
+        id: path,
+    };
+    Some((key, None))
 }
 
 /// The topmost process of `pids` with the most of them below it; ties go to the lowest pid
@@ -138,12 +154,18 @@ pub fn discover(procs: &BTreeMap<u32, ProcInfo>, names: &Names) -> Vec<Workload>
     let children = super::children_of(&parents);
     let parent_of = |p: u32| parents.get(&p).copied();
     let mut groups: BTreeMap<Key, (BTreeSet<u32>, Option<ContainerName>)> = BTreeMap::new();
+    // Processes in pid order mostly come in runs that share their cgroups (a service's
+    // workers, a container's): each run's paths are parsed once.
+    let mut last: Option<(&[String], CgroupKey)> = None;
     for p in procs.values() {
-        let Some(key) = key_of(p) else { continue };
-        let container = (key.kind == Kind::Container)
-            .then(|| p.cgroups.iter().find_map(|c| container_id::from_path(c)))
-            .flatten()
-            .map(|(c, _)| c);
+        let by_cgroup = match last.take() {
+            Some((cgroups, known)) if cgroups == p.cgroups.as_slice() => known,
+            _ => cgroup_key(&p.cgroups),
+        };
+        let key = key_in(p, &by_cgroup);
+        let container = by_cgroup.as_ref().and_then(|(_, c)| c.clone());
+        last = Some((&p.cgroups, by_cgroup));
+        let Some(key) = key else { continue };
         let entry = groups.entry(key).or_default();
         entry.0.insert(p.pid);
         if entry.1.is_none() {
