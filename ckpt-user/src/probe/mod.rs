@@ -489,16 +489,14 @@ impl Probe {
 
     /// Per process, the files the walk counted as ok instead of reporting them.
     pub fn ok_counts(&self) -> Result<BTreeMap<u32, u64>, ProbeError> {
-        let map = self
-            .ebpf
-            .map("OK_COUNTS")
-            .ok_or_else(|| ProbeError::Load("map OK_COUNTS missing".into()))?;
-        let counts: BpfHashMap<_, u32, u64> =
-            BpfHashMap::try_from(map).map_err(|e| ProbeError::Load(error_chain(&e)))?;
-        counts
-            .iter()
-            .collect::<Result<_, _>>()
-            .map_err(|e| ProbeError::Load(format!("reading OK_COUNTS: {}", error_chain(&e))))
+        let Some(aya::maps::Map::HashMap(map)) = self.ebpf.map("OK_COUNTS") else {
+            return Err(ProbeError::Load("hash map OK_COUNTS missing".into()));
+        };
+        let reading = |e: String| ProbeError::Load(format!("reading OK_COUNTS: {e}"));
+        let info = map.info().map_err(|e| reading(error_chain(&e)))?;
+        let elements = sys::hash_elements(map.fd().as_fd(), info.max_entries())
+            .map_err(|e| reading(e.to_string()))?;
+        Ok(elements.into_iter().collect())
     }
 
     /// Runs both iterators once, handing `each` every open file and file-backed mapping of

@@ -45,6 +45,64 @@ pub fn recursion_misses(prog: BorrowedFd<'_>) -> std::io::Result<u64> {
     Ok(info.recursion_misses)
 }
 
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+/// `union bpf_attr` for the batch operations on maps.
+#[repr(C)]
+#[derive(Default)]
+struct Batch {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// Every element of the hash map `map` (`u32` keys, `u64` values, at most `max_entries` of
+/// them), copied out by the kernel a bucket run at a time (`BPF_MAP_LOOKUP_BATCH`, Linux ≥ 5.6).
+/// aya 0.14 walks a map with two calls per element: ~2 ms for a host's 2,000 processes, on
+/// the scan's path between the walk and the verdicts.
+pub fn hash_elements(map: BorrowedFd<'_>, max_entries: u32) -> std::io::Result<Vec<(u32, u64)>> {
+    // Room for every element: a call fails (ENOSPC) when one bucket's elements do not fit.
+    let room = max_entries.max(1);
+    let mut keys = vec![0u32; room as usize];
+    let mut values = vec![0u64; room as usize];
+    let mut elements = Vec::new();
+    // Where a call stopped, for the next to start from (a bucket index); none at first.
+    let (mut from, mut stopped) = (None::<u64>, 0u64);
+    loop {
+        let mut attr = Batch {
+            in_batch: from.as_mut().map_or(0, |b| b as *mut u64 as u64),
+            out_batch: &mut stopped as *mut u64 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: room,
+            map_fd: map.as_raw_fd() as u32,
+            ..Default::default()
+        };
+        // ENOENT: no bucket is left; the count still says what this call copied.
+        let last = match bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) {
+            Ok(_) => false,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            Err(e) => return Err(e),
+        };
+        let copied = attr.count.min(room) as usize;
+        elements.extend(
+            keys[..copied]
+                .iter()
+                .copied()
+                .zip(values[..copied].iter().copied()),
+        );
+        if last {
+            return Ok(elements);
+        }
+        from = Some(stopped);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +143,63 @@ mod tests {
         assert!(recursion_misses(not_a_program.as_fd()).is_err());
     }
 
+    /// `union bpf_attr` for `BPF_MAP_CREATE`, up to the map's flags.
+    #[repr(C)]
+    #[derive(Default)]
+    struct MapCreate {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+    }
+
+    /// `union bpf_attr` for `BPF_MAP_UPDATE_ELEM`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct MapElem {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+
+    /// Every element comes out once, with its value, from a full map and from one never
+    /// filled, preallocated or not (as `OK_COUNTS` is made); an fd that is no map is an error.
+    #[test]
+    fn reads_every_element_of_a_hash_map_in_batches() {
+        for (max_entries, filled, map_flags) in [(3000, 2500, 1), (64, 64, 0), (16, 0, 1)] {
+            let mut create = MapCreate {
+                map_type: 1,
+                key_size: 4,
+                value_size: 8,
+                max_entries,
+                map_flags,
+            };
+            let fd = bpf(0, &mut create).expect("creating a hash map (run the tests as root)");
+            // SAFETY: a new fd nothing else owns.
+            let map = unsafe { OwnedFd::from_raw_fd(fd) };
+            let want: Vec<(u32, u64)> = (0..filled)
+                .map(|k| (k * 7 + 1, u64::from(k) << 33))
+                .collect();
+            for (key, value) in &want {
+                let mut update = MapElem {
+                    map_fd: fd as u32,
+                    key: key as *const u32 as u64,
+                    value: value as *const u64 as u64,
+                    ..Default::default()
+                };
+                bpf(2, &mut update).unwrap();
+            }
+            let mut got = hash_elements(map.as_fd(), max_entries).unwrap();
+            got.sort_unstable();
+            assert_eq!(got, want, "{max_entries} entries, {filled} filled");
+        }
+        let not_a_map = std::fs::File::open("/dev/null").unwrap();
+        assert!(hash_elements(not_a_map.as_fd(), 16).is_err());
+    }
+
     /// The offsets of include/uapi/linux/bpf.h.
     #[test]
     fn layouts_are_the_kernels() {
@@ -93,5 +208,15 @@ mod tests {
             (4, 8)
         );
         assert_eq!(size_of::<GetInfo>(), 16);
+        assert_eq!(
+            (
+                offset_of!(Batch, keys),
+                offset_of!(Batch, count),
+                offset_of!(Batch, map_fd),
+                offset_of!(Batch, elem_flags)
+            ),
+            (16, 32, 36, 40)
+        );
+        assert_eq!(size_of::<Batch>(), 56);
     }
 }
