@@ -484,6 +484,15 @@ pub(crate) mod tests {
         }
     }
 
+    /// A process that leads its own session, as a dump's root does.
+    fn leader(pid: u32) -> ProcInfo {
+        ProcInfo {
+            pid,
+            sid: pid,
+            ..Default::default()
+        }
+    }
+
     pub(crate) fn unix_with_peer(pid: u32, ino: u64, peer: u64) -> FileFact {
         let mut f = file(pid, FileType::Sock, ino);
         f.socket = Some(Box::new(SocketFact {
@@ -520,11 +529,7 @@ pub(crate) mod tests {
         let files = vec![unix_with_peer(10, 100, 101), unix_with_peer(11, 101, 100)];
         let holders = Holders::index(&files);
         let holding = Holding::host(&holders);
-        let root = ProcInfo {
-            pid: 10,
-            sid: 10,
-            ..Default::default()
-        };
+        let root = leader(10);
         let none = || BTreeSet::new();
         let alone = DumpSet::single(10);
         let ctx = alone.context(&files[0], &holding, &root, &Own::default(), &none);
@@ -541,11 +546,7 @@ pub(crate) mod tests {
     fn a_pair_within_one_process_is_inside_by_its_own_sockets() {
         let pair = vec![unix_with_peer(10, 100, 101), unix_with_peer(10, 101, 100)];
         let stranger = unix_with_peer(12, 200, 101);
-        let root = ProcInfo {
-            pid: 10,
-            sid: 10,
-            ..Default::default()
-        };
+        let root = leader(10);
         let none = || BTreeSet::new();
         let mut all = pair.clone();
         all.push(stranger.clone());
@@ -605,11 +606,7 @@ pub(crate) mod tests {
         ];
         let refs: Vec<&FileFact> = files.iter().collect();
         let holders = Holders::index(&files);
-        let root = ProcInfo {
-            pid: 10,
-            sid: 10,
-            ..Default::default()
-        };
+        let root = leader(10);
         let none = || BTreeSet::new();
         let alone = DumpSet::single(10);
         let both = DumpSet::tree(10, &HashMap::from([(12, 10)]));

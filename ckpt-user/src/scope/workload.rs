@@ -79,12 +79,12 @@ fn key_in(p: &ProcInfo, by_cgroup: &CgroupKey) -> Option<Key> {
     if p.pid == INIT {
         return None;
     }
-    Some(by_cgroup.clone().map_or_else(
+    Some(by_cgroup.as_ref().map_or_else(
         || Key {
             kind: Kind::Session,
             id: p.sid.to_string(),
         },
-        |(key, _)| key,
+        |(key, _)| key.clone(),
     ))
 }
 
