@@ -239,7 +239,11 @@ pub fn run(
     // the programs. Its errors still come first, then the targets', then the options', as
     // when nothing was scanned before them.
     let judging_args = judging.clone();
-    let judging_thread = std::thread::spawn(move || Judge::new(&judging_args));
+    let verifying = start.verifying();
+    let judging_thread = std::thread::spawn(move || {
+        verifying.wait();
+        Judge::new(&judging_args)
+    });
     let scanned = scan_targets(args, start);
     let judge = judging_thread.join().expect("judging does not panic")?;
     let profile = &judge.profile;

@@ -184,10 +184,12 @@ impl Probe {
     /// Loads the iterators with `offsets` (the process iterator only when `purpose` asks for
     /// it), and the maps sized and filled for `purpose`.
     /// `iter_ids` are the BTF ids of [`Self::ITERATOR_FUNCS`], `None` where the kernel lacks one.
+    /// `verifying` is called as the file walk goes to the verifier.
     pub fn load(
         offsets: &KernelOffsets,
         iter_ids: &[Option<u32>],
         purpose: Purpose,
+        verifying: &dyn Fn(),
     ) -> Result<Self, ProbeError> {
         if OBJECT.is_empty() {
             return Err(ProbeError::NotBuilt);
@@ -266,6 +268,7 @@ impl Probe {
                 let procs = procs.map(|prog| prog.map(Self::read_processes));
                 (vmas, procs)
             });
+            verifying();
             let files = load(file_prog, file_name, FILE_FUNC);
             let (vmas, procs) = others.join().expect("loading a BPF program does not panic");
             (files, vmas, procs)

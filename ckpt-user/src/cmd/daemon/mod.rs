@@ -728,6 +728,7 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
         Purpose::Daemon {
             ring_bytes: args.ring_buffer_size,
         },
+        &|| {},
     )?;
     let candidates: Vec<Backend> = match args.backend {
         Some(b) => vec![b],
