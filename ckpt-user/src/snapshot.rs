@@ -20,7 +20,7 @@ use crate::kernel::btf::{BtfError, LoadedBtf};
 use crate::kernel::kallsyms::{KallsymsError, KallsymsIndex, Symbol, Symbols};
 use crate::kernel::kallsyms_cache;
 use crate::kernel::privileges::{self, PrivilegeError};
-use crate::probe::{OkTables, Probe, ProbeError, Purpose, Record};
+use crate::probe::{self, OkTables, Probe, ProbeError, Purpose, Record};
 use crate::resolve;
 use crate::scope::{Holders, Own, ProcInfo, procfs};
 
@@ -429,6 +429,9 @@ impl Snapshot {
         } = start;
         let mut timings = Timings::default();
         let t = Instant::now();
+        // Parsed while the BTF thread is still at work: this one is done with its targets
+        // first (~0.5 ms before).
+        let object = probe::Object::parse();
         let LoadedBtf {
             mut offsets,
             func_ids,
@@ -481,7 +484,9 @@ impl Snapshot {
             processes: by_kernel,
             count_ok,
         };
-        let mut probe = Probe::load(&offsets, &func_ids, purpose, &|| verifying.0.open())?;
+        let mut probe = Probe::load(object?, &offsets, &func_ids, purpose, &|| {
+            verifying.0.open()
+        })?;
         if let Some(members) = members {
             probe.visit_only(members);
         }
@@ -853,6 +858,7 @@ mod tests {
 
         let before = procfs::all_procs().unwrap();
         let mut probe = Probe::load(
+            probe::Object::parse().unwrap(),
             &btf.offsets,
             &btf.func_ids,
             Purpose::Scan {

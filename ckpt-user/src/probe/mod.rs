@@ -145,6 +145,21 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The BPF object, parsed. Parsing needs nothing of the kernel: a scan parses while the BTF it
+/// loads the object with is still being read.
+pub struct Object(aya::Object);
+
+impl Object {
+    pub fn parse() -> Result<Self, ProbeError> {
+        if OBJECT.is_empty() {
+            return Err(ProbeError::NotBuilt);
+        }
+        aya::Object::parse(OBJECT)
+            .map(Self)
+            .map_err(|e| ProbeError::Load(error_chain(&e)))
+    }
+}
+
 /// What the programs are loaded for. The kernel allocates every map of the object at load,
 /// used or not (the daemon's hash maps are preallocated: ~10 ms and ~15 MB of kernel memory),
 /// so a scan shrinks the daemon's maps to nothing and the daemon the scan's pid filter.
@@ -181,19 +196,17 @@ impl Probe {
     /// BTF.
     pub const ITERATOR_FUNCS: [&str; 3] = [FILE_FUNC, VMA_FUNC, PROC_FUNC];
 
-    /// Loads the iterators with `offsets` (the process iterator only when `purpose` asks for
+    /// Loads the iterators of `object` with `offsets` (the process iterator only when `purpose` asks for
     /// it), and the maps sized and filled for `purpose`.
     /// `iter_ids` are the BTF ids of [`Self::ITERATOR_FUNCS`], `None` where the kernel lacks one.
     /// `verifying` is called as the file walk goes to the verifier.
     pub fn load(
+        object: Object,
         offsets: &KernelOffsets,
         iter_ids: &[Option<u32>],
         purpose: Purpose,
         verifying: &dyn Fn(),
     ) -> Result<Self, ProbeError> {
-        if OBJECT.is_empty() {
-            return Err(ProbeError::NotBuilt);
-        }
         let (targets, processes, count_ok) = match purpose {
             Purpose::Scan {
                 targets,
@@ -244,7 +257,7 @@ impl Probe {
             }
         }
         let mut ebpf = loader
-            .load(OBJECT)
+            .load_parsed(object.0)
             .map_err(|e| ProbeError::Load(error_chain(&e)))?;
         let load = |prog, name, func| Self::load_iter(prog, name, func, iter_ids);
         // The verifier takes most of a short scan's start-up: the iterators are verified at

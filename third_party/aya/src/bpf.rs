@@ -440,6 +440,12 @@ impl<'a> EbpfLoader<'a> {
     /// # Ok::<(), aya::EbpfError>(())
     /// ```
     pub fn load(&mut self, data: &[u8]) -> Result<Ebpf, EbpfError> {
+        self.load_parsed(Object::parse(data)?)
+    }
+
+    /// Loads an object parsed beforehand by [`Object::parse`], which needs nothing the loader
+    /// is given: a caller can parse while it waits for what it gives the loader.
+    pub fn load_parsed(&mut self, mut obj: Object) -> Result<Ebpf, EbpfError> {
         let Self {
             btf,
             default_map_pin_directory,
@@ -451,7 +457,6 @@ impl<'a> EbpfLoader<'a> {
             map_pin_path_by_name,
             programs_only,
         } = self;
-        let mut obj = Object::parse(data)?;
         if let Some(keep) = programs_only {
             let mut dropped = Vec::new();
             obj.programs.retain(|name, program| {

@@ -55,6 +55,7 @@ pub mod util;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 pub use aya_obj::btf::{Btf, BtfError};
+pub use aya_obj::{Object, ParseError};
 pub use bpf::*;
 pub use object::Endianness;
 pub use programs::{

@@ -37,7 +37,7 @@ use crate::kernel::btf::{LoadedBtf, VMLINUX_BTF};
 use crate::kernel::kallsyms::{KallsymsError, Symbols};
 use crate::kernel::kallsyms_cache;
 use crate::kernel::privileges;
-use crate::probe::{Event, Probe, Purpose, decode_event};
+use crate::probe::{self, Event, Probe, Purpose, decode_event};
 use crate::report::printable;
 use crate::resolve::{self, Catalogue};
 use crate::scope::container_id::{ContainerName, Runtime};
@@ -723,6 +723,7 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
     // Its own /proc reads during rescans would otherwise come back as events.
     offsets.ignore_tgid = std::process::id();
     let mut probe = Probe::load(
+        probe::Object::parse()?,
         &offsets,
         &func_ids,
         Purpose::Daemon {
