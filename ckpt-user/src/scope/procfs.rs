@@ -1,6 +1,7 @@
 //! Per-process facts from /proc that the iterators do not carry: names, parents, sessions,
 //! tracers, namespaces.
 
+use std::io::Read as _;
 use std::path::PathBuf;
 
 use ckpt_common::{ProcFacts, proc_known};
@@ -191,6 +192,11 @@ fn io_error(pid: u32, file: &'static str, e: std::io::Error) -> ProcError {
 /// `/proc/PID`, opened once: every file read through it is of the process opened, never of
 /// one that took its pid after it exited (those reads fail as for a process gone), and each
 /// read looks up one name, not the whole path.
+/// Room a /proc text is read into at once. A /proc file tells no size, and reading it into
+/// an empty buffer grows that from 32 bytes, a read(2) per doubling: six for a hybrid host's
+/// ten cgroup lines and eight for a `status`, where two do (the text, then its end).
+const TEXT_ROOM: usize = 4096;
+
 struct ProcDir {
     pid: u32,
     dir: std::os::fd::OwnedFd,
@@ -218,7 +224,7 @@ impl ProcDir {
             Mode::empty(),
         )
         .map_err(|e| io_error(self.pid, file, e.into()))?;
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(TEXT_ROOM);
         std::fs::File::from(fd)
             .read_to_end(&mut bytes)
             .map_err(|e| io_error(self.pid, file, e))?;
@@ -270,12 +276,16 @@ pub fn from_kernel(p: &ProcFacts) -> ProcInfo {
 /// The processes the kernel told, each with its cgroups from `/proc/PID/cgroup` (none for one
 /// that has exited since: it has nothing left to dump).
 pub fn with_cgroups(facts: &[ProcFacts]) -> std::collections::BTreeMap<u32, ProcInfo> {
+    // One buffer for all, for each of a host's thousands of processes.
+    let mut text = Vec::with_capacity(TEXT_ROOM);
     facts
         .iter()
         .map(|p| {
             let mut info = from_kernel(p);
-            info.cgroups = std::fs::read(proc_path(p.pid, "cgroup"))
-                .map(|t| parse_cgroups(&String::from_utf8_lossy(&t)))
+            text.clear();
+            info.cgroups = std::fs::File::open(proc_path(p.pid, "cgroup"))
+                .and_then(|mut f| f.read_to_end(&mut text))
+                .map(|_| parse_cgroups(&String::from_utf8_lossy(&text)))
                 .unwrap_or_default();
             (p.pid, info)
         })
