@@ -50,6 +50,7 @@ pub enum SnapshotError {
 /// Where the time of a live scan went.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Timings {
+    /// Waiting for the kernel's BTF offsets, and parsing the BPF object meanwhile.
     pub btf: Duration,
     /// Loading and verifying the programs, and for a host scan, the kernel's account of its
     /// processes (`iter/task`, ~2 ms).
@@ -369,16 +370,6 @@ impl ScanStart {
     }
 }
 
-/// Lowers the calling thread, and it alone, to the least priority. For the host's cgroup files,
-/// read beside the file walk: the walk is one core's work and a host scan's longest step, and
-/// at equal priority the scheduler gave the reader turns on that core too (2,000 × 100: the
-/// walk had ~87 % of its core; the scan took ~3 ms more). The reader takes no sleeping lock
-/// that a task of the host may wait for (the kernel writes a cgroup file under a spinlock),
-/// and failing to lower it costs only that time.
-fn yield_to_the_walk() {
-    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
-}
-
 /// Open once a scan's file walk is being verified, or once the scan is given up before that.
 /// What a scan needs only after its walk (the kallsyms index, a preflight's judge) waits for
 /// it: the verifier holds the main thread for milliseconds and leaves the other core idle,
@@ -404,6 +395,16 @@ impl Drop for OpenOnDrop {
     fn drop(&mut self) {
         self.0.open();
     }
+}
+
+/// Lowers the calling thread, and it alone, to the least priority. For the host's cgroup files,
+/// read beside the file walk: the walk is one core's work and a host scan's longest step, and
+/// at equal priority the scheduler gave the reader turns on that core too (2,000 × 100: the
+/// walk had ~87 % of its core; the scan took ~3 ms more). The reader takes no sleeping lock
+/// that a task of the host may wait for (the kernel writes a cgroup file under a spinlock),
+/// and failing to lower it costs only that time.
+fn yield_to_the_walk() {
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
 }
 
 impl Snapshot {

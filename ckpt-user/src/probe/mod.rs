@@ -196,8 +196,8 @@ impl Probe {
     /// BTF.
     pub const ITERATOR_FUNCS: [&str; 3] = [FILE_FUNC, VMA_FUNC, PROC_FUNC];
 
-    /// Loads the iterators of `object` with `offsets` (the process iterator only when `purpose` asks for
-    /// it), and the maps sized and filled for `purpose`.
+    /// Loads the iterators of `object` with `offsets` (the process iterator only when `purpose`
+    /// asks for it), and the maps sized and filled for `purpose`.
     /// `iter_ids` are the BTF ids of [`Self::ITERATOR_FUNCS`], `None` where the kernel lacks one.
     /// `verifying` is called as the file walk goes to the verifier.
     pub fn load(

@@ -189,14 +189,14 @@ fn io_error(pid: u32, file: &'static str, e: std::io::Error) -> ProcError {
     }
 }
 
-/// `/proc/PID`, opened once: every file read through it is of the process opened, never of
-/// one that took its pid after it exited (those reads fail as for a process gone), and each
-/// read looks up one name, not the whole path.
 /// Room a /proc text is read into at once. A /proc file tells no size, and reading it into
 /// an empty buffer grows that from 32 bytes, a read(2) per doubling: six for a hybrid host's
 /// ten cgroup lines and eight for a `status`, where two do (the text, then its end).
 const TEXT_ROOM: usize = 4096;
 
+/// `/proc/PID`, opened once: every file read through it is of the process opened, never of
+/// one that took its pid after it exited (those reads fail as for a process gone), and each
+/// read looks up one name, not the whole path.
 struct ProcDir {
     pid: u32,
     dir: std::os::fd::OwnedFd,
