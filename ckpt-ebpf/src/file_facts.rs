@@ -79,6 +79,18 @@ pub fn first_sight(seen: &SeenOps, f_op: u64) -> bool {
     f_op != 0 && unsafe { seen.get(&f_op) }.is_none() && seen.insert(&f_op, &0, BPF_NOEXIST).is_ok()
 }
 
+/// `value` (a typed pointer the verifier follows, an ops table's address) as a plain number:
+/// stored in `slot` of a record in a map and read back. Spilled as a map key on some paths
+/// and not others, the typed pointer kept the verifier's states on every later path apart.
+#[inline(always)]
+pub fn untyped(slot: *mut u64, value: u64) -> u64 {
+    // SAFETY: `slot` is a member of this CPU's element of the calling program's scratch map.
+    unsafe {
+        core::ptr::write_volatile(slot, value);
+        core::ptr::read_volatile(slot)
+    }
+}
+
 /// Fills the member function addresses of the ops table at `f_op`.
 #[inline(always)]
 pub fn fill_ops(rec: &mut OpsRecord, f_op: u64) {
@@ -204,12 +216,6 @@ pub fn fill<M: Mem, const LOCK_WALK: u32>(
             rec.peer_ino = s.peer_ino;
             rec.peer_state = s.peer_state;
             rec.known |= s.known;
-            if s.has_peer {
-                rec.flags |= flags::HAS_PEER;
-            }
-            if s.peer_named {
-                rec.flags |= flags::PEER_NAMED;
-            }
             rec.flags |= s.flags;
             rec.sk_wqueue = s.wqueue;
             rec.sk_rqueue = s.rqueue;

@@ -374,11 +374,10 @@ pub struct SockFacts {
     pub state: u16,
     pub backlog: u32,
     pub known: u32,
-    pub has_peer: bool,
-    pub peer_named: bool,
     pub peer_ino: u64,
     pub peer_state: u32,
-    /// [`flags::SK_FILTER`], [`flags::SK_FILTER_EBPF`], [`flags::UDP_CORKED`].
+    /// [`flags::HAS_PEER`], [`flags::PEER_NAMED`], [`flags::SK_FILTER`],
+    /// [`flags::SK_FILTER_EBPF`], [`flags::UDP_CORKED`].
     pub flags: u32,
     pub wqueue: u32,
     pub rqueue: u32,
@@ -450,6 +449,10 @@ pub fn sock_facts<M: Mem>(file: u64) -> Option<SockFacts> {
 }
 
 /// Socket facts of the `struct sock` at `sk`, its members read by `S`.
+///
+/// The family is tested once on each path. A second test of a value the verifier already
+/// knows on that path makes it precise, and a precise family (2, 10, 1 or any) keeps the
+/// rest of the program from being pruned: it was walked once per family.
 #[inline(always)]
 fn sock_facts_of<S: Mem>(sk: u64) -> Option<SockFacts> {
     let SockKind {
@@ -466,33 +469,70 @@ fn sock_facts_of<S: Mem>(sk: u64) -> Option<SockFacts> {
         state: state as u16,
         backlog: 0,
         known: known::SOCKET,
-        has_peer: false,
-        peer_named: false,
         peer_ino: 0,
         peer_state: 0,
         flags: 0,
         wqueue: 0,
         rqueue: 0,
     };
-    sock_extra::<S>(sk, &mut s);
-    if s.family == AF_INET || s.family == AF_INET6 || s.family == AF_UNIX {
-        if let Some(b) = S::read::<u32>(sk, off!(sock_ack_backlog)) {
-            s.backlog = b;
-            s.known |= known::BACKLOG;
+    let extra = sock_extra::<S>(sk, &mut s);
+    match family {
+        AF_INET | AF_INET6 => {
+            if extra
+                && sk_type == SOCK_DGRAM
+                && (protocol == IPPROTO_UDP || protocol == IPPROTO_UDPLITE)
+            {
+                udp_cork(sk, &mut s);
+            }
+            backlog::<S>(sk, &mut s);
         }
-    }
-    if s.family == AF_UNIX && off!(unix_peer) != ABSENT {
-        // `struct unix_sock` begins with its `struct sock`.
-        let peer = read_ptr(sk, off!(unix_peer));
-        s.known |= known::UNIX_PEER;
-        if peer != 0 {
-            s.has_peer = true;
-            s.peer_ino = sock_ino(peer);
-            s.peer_state = read::<u8>(peer, off!(sock_state)).unwrap_or(0) as u32;
-            s.peer_named = read_ptr(peer, off!(unix_addr)) != 0;
+        AF_UNIX => {
+            backlog::<S>(sk, &mut s);
+            unix_peer(sk, &mut s);
         }
+        _ => {}
     }
     Some(s)
+}
+
+#[inline(always)]
+fn backlog<S: Mem>(sk: u64, s: &mut SockFacts) {
+    if let Some(b) = S::read::<u32>(sk, off!(sock_ack_backlog)) {
+        s.backlog = b;
+        s.known |= known::BACKLOG;
+    }
+}
+
+/// The peer of a unix socket: `struct unix_sock` begins with its `struct sock`.
+#[inline(always)]
+fn unix_peer(sk: u64, s: &mut SockFacts) {
+    if off!(unix_peer) == ABSENT {
+        return;
+    }
+    let peer = read_ptr(sk, off!(unix_peer));
+    s.known |= known::UNIX_PEER;
+    if peer != 0 {
+        s.flags |= flags::HAS_PEER;
+        s.peer_ino = sock_ino(peer);
+        s.peer_state = read::<u8>(peer, off!(sock_state)).unwrap_or(0) as u32;
+        if read_ptr(peer, off!(unix_addr)) != 0 {
+            s.flags |= flags::PEER_NAMED;
+        }
+    }
+}
+
+/// UDP_CORK of a UDP socket: `struct udp_sock` begins with its `struct sock`.
+#[inline(always)]
+fn udp_cork(sk: u64, s: &mut SockFacts) {
+    let cork = read::<u32>(sk, off!(udp_cork)).unwrap_or(0);
+    let corked = if off!(flags) & FLAG_UDP_FLAGS != 0 {
+        cork & 1 != 0
+    } else {
+        cork != 0
+    };
+    if corked {
+        s.flags |= flags::UDP_CORKED;
+    }
 }
 
 const IPPROTO_UDP: u16 = 17;
@@ -500,14 +540,15 @@ const IPPROTO_UDPLITE: u16 = 136;
 const SOCK_DGRAM: u16 = 2;
 
 /// What CRIU asks every socket beyond its kind: its filter (SO_GET_FILTER fails on an eBPF
-/// one, criu/sockets.c), UDP_CORK (criu/sk-inet.c), and the queue lengths.
+/// one, criu/sockets.c) and the queue lengths; whether they (and so UDP_CORK, criu/sk-inet.c)
+/// can be read on this kernel.
 #[inline(always)]
-fn sock_extra<S: Mem>(sk: u64, s: &mut SockFacts) {
+fn sock_extra<S: Mem>(sk: u64, s: &mut SockFacts) -> bool {
     if off!(sock_sk_filter) == ABSENT
         || off!(bpf_prog_orig_prog) == ABSENT
         || off!(sock_wmem_alloc) == ABSENT
     {
-        return;
+        return false;
     }
     let filter = S::ptr(sk, off!(sock_sk_filter));
     if filter != 0 {
@@ -522,22 +563,8 @@ fn sock_extra<S: Mem>(sk: u64, s: &mut SockFacts) {
         .unwrap_or(1)
         .saturating_sub(1);
     s.rqueue = S::read::<u32>(sk, off!(sock_rmem_alloc)).unwrap_or(0);
-    if (s.family == AF_INET || s.family == AF_INET6)
-        && s.sk_type == SOCK_DGRAM
-        && (s.protocol == IPPROTO_UDP || s.protocol == IPPROTO_UDPLITE)
-    {
-        // `struct udp_sock` begins with its `struct sock`.
-        let cork = read::<u32>(sk, off!(udp_cork)).unwrap_or(0);
-        let corked = if off!(flags) & FLAG_UDP_FLAGS != 0 {
-            cork & 1 != 0
-        } else {
-            cork != 0
-        };
-        if corked {
-            s.flags |= flags::UDP_CORKED;
-        }
-    }
     s.known |= known::SOCK_EXTRA;
+    true
 }
 
 /// Whether the process behind a pidfd's `struct pid` is gone (`tasks[PIDTYPE_PID]` empty);
@@ -647,8 +674,20 @@ pub fn tty_index<M: Mem>(file: u64, mode: u32, rdev: u32) -> Option<u64> {
 pub enum Locks {
     Free,
     Held,
-    /// The lists go on beyond the walk, which found none of the task's locks.
+    /// A list goes on beyond the walk, which found none of the task's locks up to there.
     Unwalked,
+}
+
+impl Locks {
+    /// The outcome of a walk that ends with one list's (`list_has_owner`).
+    #[inline(always)]
+    fn of(found: Option<bool>) -> Self {
+        match found {
+            Some(true) => Self::Held,
+            Some(false) => Self::Free,
+            None => Self::Unwalked,
+        }
+    }
 }
 
 /// Walks one lock list of an inode's `file_lock_context` for at most `WALK` locks: whether a
@@ -704,19 +743,20 @@ pub fn holds_lock<M: Mem, const WALK: u32>(file: u64, task: u64) -> Option<Locks
     // One walk of the POSIX list for both of its owners: each walk costs the verifier more
     // than the rest of the program.
     let lease_head = ctx + off!(flctx_lease) as u64;
-    let flock = list_has_owner::<WALK>(flock_head, off!(lock_file), [file, 0]);
-    if flock == Some(true) {
-        return Some(Locks::Held);
+    // A list walked only in part ends the walk: user space reads the task's locks from /proc
+    // then, and finds any held lock in another list too. Carried on instead, its outcome had
+    // the verifier walk the POSIX list once for each combination.
+    match list_has_owner::<WALK>(flock_head, off!(lock_file), [file, 0]) {
+        Some(false) => {}
+        found => return Some(Locks::of(found)),
     }
-    let lease = list_has_owner::<1>(lease_head, off!(lock_file), [file, 0]);
-    if lease == Some(true) {
-        return Some(Locks::Held);
+    match list_has_owner::<1>(lease_head, off!(lock_file), [file, 0]) {
+        Some(false) => {}
+        found => return Some(Locks::of(found)),
     }
-    Some(
-        match list_has_owner::<WALK>(posix_head, off!(lock_owner), [files, file]) {
-            Some(true) => Locks::Held,
-            Some(false) if flock == Some(false) && lease == Some(false) => Locks::Free,
-            _ => Locks::Unwalked,
-        },
-    )
+    Some(Locks::of(list_has_owner::<WALK>(
+        posix_head,
+        off!(lock_owner),
+        [files, file],
+    )))
 }

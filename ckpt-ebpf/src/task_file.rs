@@ -72,7 +72,11 @@ fn try_task_file<const COUNTING: bool>(ctx: *mut c_void) -> Option<()> {
         return None;
     }
 
-    let f_op = Typed::ptr(file, off!(file_f_op));
+    let rec = FILE_SCRATCH.get_ptr_mut(0)?;
+    let f_op = file_facts::untyped(
+        unsafe { &raw mut (*rec).f_op },
+        Typed::ptr(file, off!(file_f_op)),
+    );
     if COUNTING {
         // Whatever its kind, a file the task holds a lock on is reported: CRIU stops at any
         // lock of a dumped task without --file-locks (criu/file-lock.c).
@@ -89,7 +93,6 @@ fn try_task_file<const COUNTING: bool>(ctx: *mut c_void) -> Option<()> {
         }
     }
 
-    let rec = FILE_SCRATCH.get_ptr_mut(0)?;
     let rec = unsafe { &mut *rec };
     // Reported before the file's record, which user space resolves through it; settled after.
     file_facts::emit_ops_once(seq, f_op, &SEEN_OPS, &FILE_OPS_SCRATCH);

@@ -72,9 +72,8 @@ fn try_task_vma(ctx: *mut c_void) -> Option<()> {
     rec.end = Typed::read::<u64>(vma, off!(vma_vm_end)).unwrap_or(0);
     rec.vm_flags = Typed::read::<u64>(vma, off!(vma_vm_flags)).unwrap_or(0);
     rec.pgoff = Typed::read::<u64>(vma, off!(vma_vm_pgoff)).unwrap_or(0);
-    rec.f_op = Typed::ptr(file, off!(file_f_op));
+    let f_op = file_facts::untyped(&raw mut rec.f_op, Typed::ptr(file, off!(file_f_op)));
     // A mapped file's ops table may belong to no open fd: report its members here too.
-    let f_op = rec.f_op;
     file_facts::emit_ops_once(seq, f_op, &SEEN_MAPPED_OPS, &VMA_OPS_SCRATCH);
     // `fs_type` then `name`, 8-byte aligned (ckpt-common's layout test).
     kread::zero_words::<{ (FS_TYPE_LEN + NAME_LEN) / 8 }>((&raw mut rec.fs_type).cast());

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use ckpt_tests::{Sh, TestCgroups, ckpt_watch, container_id, run, run_env};
+use ckpt_tests::{Fdctl, Sh, TestCgroups, ckpt_watch, container_id, run, run_env, test_bin};
 
 const FDZOO: &str = env!("CARGO_BIN_EXE_fdzoo");
 
@@ -665,6 +665,37 @@ fn a_lock_behind_a_crowd_of_others_still_needs_file_locks() {
             "a lock behind {ahead} others: {doc}"
         );
     }
+}
+
+/// The kernel side stops at the first lock list it cannot walk to its end: a process's own
+/// POSIX lock, on a list it never reached behind a crowd of others' flocks, is read from /proc.
+#[test]
+fn a_posix_lock_behind_a_crowd_of_flocks_still_needs_file_locks() {
+    let scratch = Scratch::new("posix-crowd");
+    let path = scratch.path("shared");
+    std::fs::write(&path, b"x").expect("write the locked file");
+    let crowd: Vec<_> = (0..40).map(|_| shared_flock(&path)).collect();
+    let mut holder = Fdctl::start(&test_bin(env!("CARGO_BIN_EXE_fdctl")));
+    let fd = holder.open(&format!("file {}", path.display()));
+    holder.send(&format!("lock {fd}"));
+    let out = run_env(
+        &binary(),
+        &[
+            "--pid",
+            &holder.pid.to_string(),
+            "--json",
+            "--profile",
+            "criu-4",
+        ],
+        &[NO_CRIU],
+    );
+    drop(crowd);
+    let doc = json(&out);
+    assert_eq!(
+        (doc["verdict"].as_str(), &doc["options"]),
+        (Some("needs"), &serde_json::json!(["--file-locks"])),
+        "a POSIX lock behind 40 flocks: {doc}"
+    );
 }
 
 /// The converse: other processes' locks on a file, however many, are not the process's own.
