@@ -91,7 +91,7 @@ pub struct DaemonArgs {
 /// The share of each second the loop may spend reading /proc/PID/maps (`budget`).
 const MAPS_BUDGET: Duration = Duration::from_millis(50);
 
-/// The shortest time between two rescans caused by lost events.
+/// The shortest time from the end of a rescan caused by lost events to the start of the next.
 const LOSS_RESCAN_GAP: Duration = Duration::from_secs(2);
 
 /// Bytes of events read from the ring buffer that may wait for the daemon's loop (a rescan
@@ -839,15 +839,18 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
             _ = counters.tick() => {
                 rescan_pending = daemon.check_counters(events.dropped()).or(rescan_pending);
                 // A rescan beside thousands of processes takes long enough for a storm to
-                // overflow the ring again: at most one per LOSS_RESCAN_GAP, none missed.
+                // overflow the ring again: at most one per LOSS_RESCAN_GAP, none missed. The
+                // gap runs from the rescan's end: a rescan longer than the gap (a slow host, or
+                // runs skipped all along it) was followed by the next at once, and the loop
+                // judged and alerted nothing in between.
                 if let Some(reason) = rescan_pending
                     && last_loss_rescan.elapsed() >= LOSS_RESCAN_GAP
                 {
                     rescan_pending = None;
-                    last_loss_rescan = Instant::now();
                     if let Err(e) = daemon.reconcile(reason) {
                         tracing::error!("{e:#}");
                     }
+                    last_loss_rescan = Instant::now();
                 }
             }
             _ = hup.recv() => daemon.reload_profile(judging),
