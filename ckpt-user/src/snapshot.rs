@@ -756,13 +756,43 @@ fn wants_deleted_allocation(f: &FileFact) -> bool {
 /// are few, so stat them through /proc like CRIU does. `which`: indices into `files`, a
 /// superset of those files.
 fn refine_deleted_allocation(files: &mut [FileFact], which: &[usize]) {
+    refine_deleted_allocation_by(files, which, stat_held);
+}
+
+/// The inode number and bytes allocated of what `pid`'s `fd` is now.
+fn stat_held(pid: u32, fd: u32) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    Some((meta.ino(), meta.blocks() * 512))
+}
+
+/// [`refine_deleted_allocation`] with `stat(pid, fd)` → (inode number, bytes allocated).
+///
+/// A worker pool's forks share the deleted files they inherited (a log unlinked under them):
+/// each inode is stat'ed once, not once per holder. A holder may have pointed its fd at
+/// another file since the walk: a stat of another inode is not this one's, and the next
+/// holder is asked. `stat(2)` counts at least the blocks the kernel's inode has, so the
+/// larger is kept: no timing makes a ghost look smaller than the kernel saw it.
+fn refine_deleted_allocation_by(
+    files: &mut [FileFact],
+    which: &[usize],
+    mut stat: impl FnMut(u32, u32) -> Option<(u64, u64)>,
+) {
+    let mut stated: HashMap<(DevNum, u64), u64> = HashMap::new();
     for &i in which {
         let f = &mut files[i];
-        if let (true, Some(fd)) = (wants_deleted_allocation(f), f.fd)
-            && let Ok(meta) = std::fs::metadata(format!("/proc/{}/fd/{fd}", f.pid))
-        {
-            f.allocated = meta.blocks() * 512;
+        let (true, Some(fd)) = (wants_deleted_allocation(f), f.fd) else {
+            continue;
+        };
+        let key = (f.dev, f.ino);
+        let allocated = match stated.get(&key) {
+            Some(&allocated) => Some(allocated),
+            None => stat(f.pid, fd)
+                .filter(|&(ino, _)| ino == f.ino)
+                .map(|(_, allocated)| *stated.entry(key).or_insert(allocated)),
+        };
+        if let Some(allocated) = allocated {
+            f.allocated = f.allocated.max(allocated);
         }
     }
 }
@@ -838,6 +868,70 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    /// A deleted file, as the walk tells it of a holder: its inode's blocks, not stat's.
+    fn ghost_of(pid: u32, fd: u32, meta: &std::fs::Metadata) -> FileFact {
+        let mut f = crate::classify::tests::base(FileType::Reg);
+        (f.pid, f.fd, f.ino, f.nlink, f.unlinked) = (pid, Some(fd), meta.ino(), 0, true);
+        f.allocated = 4096;
+        f
+    }
+
+    /// Forks sharing one deleted file: its inode is stat'ed once, through the first holder's
+    /// fd, and every holder gets what stat(2) counts. A holder whose fd points at another
+    /// file by now is not believed, and nothing lowers what the kernel saw.
+    #[test]
+    fn a_ghost_many_holders_share_is_stated_once_and_never_shrinks() {
+        use std::io::Write as _;
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let open_ghost = |name: &str, bytes: usize| {
+            let path = dir.path().join(name);
+            let mut file = std::fs::File::create(&path).unwrap();
+            file.write_all(&vec![7u8; bytes]).unwrap();
+            std::fs::remove_file(&path).unwrap();
+            file
+        };
+        let (ghost, other) = (open_ghost("ghost", 1 << 20), open_ghost("other", 1));
+        let (ghost_meta, other_meta) = (ghost.metadata().unwrap(), other.metadata().unwrap());
+        let pid = std::process::id();
+        let fd = ghost.as_raw_fd() as u32;
+
+        let mut files: Vec<FileFact> = (0..50).map(|_| ghost_of(pid, fd, &ghost_meta)).collect();
+        let which: Vec<usize> = (0..files.len()).collect();
+        let mut stats = 0;
+        refine_deleted_allocation_by(&mut files, &which, |pid, fd| {
+            stats += 1;
+            stat_held(pid, fd)
+        });
+        assert_eq!(stats, 1, "one stat for one inode");
+        assert!(ghost_meta.blocks() * 512 >= 1 << 20, "{ghost_meta:?}");
+        assert!(
+            files
+                .iter()
+                .all(|f| f.allocated == ghost_meta.blocks() * 512)
+        );
+
+        // The first holder's fd now names the small file: the next holder's is asked. The
+        // last one's inode had more blocks when the kernel walked it than stat counts now.
+        let mut files = vec![ghost_of(pid, other.as_raw_fd() as u32, &ghost_meta)];
+        files.push(ghost_of(pid, fd, &ghost_meta));
+        files.push(ghost_of(pid, fd, &ghost_meta));
+        files[0].allocated = 0;
+        files[2].allocated = 1 << 30;
+        refine_deleted_allocation(&mut files, &[0, 1, 2]);
+        assert_eq!(
+            files[0].allocated, 0,
+            "the other inode's stat is not believed"
+        );
+        assert_eq!(files[1].allocated, ghost_meta.blocks() * 512);
+        assert_eq!(
+            files[2].allocated,
+            1 << 30,
+            "no stat lowers the kernel's blocks"
+        );
+        assert_ne!(other_meta.ino(), ghost_meta.ino());
+    }
 
     /// What the kernel tells of every process (`iter/task`) is what /proc tells, field by
     /// field, for each process that /proc shows the same before and after: among them one in

@@ -972,4 +972,4 @@ pub fn classify_kernel(profile: &Profile, k: &KernelFacts) -> Vec<Judgement> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -18,7 +18,7 @@ const MIB: u64 = 1 << 20;
 
 /// An open fd 3 of pid 100, with the mode, filesystem and visibility a real file of that type
 /// has (values from a live scan of the fdzoo fixtures).
-fn base(file_type: FileType) -> FileFact {
+pub(crate) fn base(file_type: FileType) -> FileFact {
     let (mode, fs_type, fs_magic, dev, name, visible) = match file_type {
         FileType::Reg => (0o100644, "ext4", 0xef53, (254, 0), "reg.txt", true),
         FileType::Dir => (0o40755, "ext4", 0xef53, (254, 0), "zoo", true),
