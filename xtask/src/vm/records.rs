@@ -84,6 +84,9 @@ pub enum Record {
     Skip { case: String, why: String },
     /// The harness could not run a case: a failure.
     Error { case: String, what: String },
+    /// How long one suite took in the guest (the zoo's cases, the containers, the daemon
+    /// suite with one backend): where a CI run's minutes go.
+    Took { suite: String, secs: u64 },
 }
 
 impl Record {

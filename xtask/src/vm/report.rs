@@ -238,11 +238,20 @@ impl GuestReport {
             _ => None,
         });
         let count = |f: fn(&Record) -> bool| self.records.iter().filter(|r| f(r)).count();
+        let took: Vec<String> = self
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Took { suite, secs } => Some(format!("{suite} {secs}s")),
+                _ => None,
+            })
+            .collect();
         format!(
-            "{}: {} in {:.0?}; {} fds resolved, {} cases skipped, {} oracle cases, {} hook dumps, {} containers; {}",
+            "{}: {} in {:.0?} ({}); {} fds resolved, {} cases skipped, {} oracle cases, {} hook dumps, {} containers; {}",
             self.kernel,
             guest.unwrap_or_else(|| "no guest record".into()),
             self.outcome.elapsed,
+            took.join(", "),
             count(|r| matches!(r, Record::Resolve { .. })),
             count(|r| matches!(r, Record::Skip { .. })),
             count(|r| matches!(r, Record::Oracle { .. })),

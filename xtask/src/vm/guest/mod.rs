@@ -20,6 +20,7 @@ mod zoo;
 
 use std::io::Write;
 use std::process::Command;
+use std::time::Instant;
 
 use anyhow::Context;
 
@@ -67,6 +68,7 @@ pub fn run() -> anyhow::Result<()> {
         true => text(Command::new("/bin/fdzoo").arg("--list"))?,
         false => String::new(),
     };
+    let started = Instant::now();
     for case in zoo.lines() {
         eprintln!("vm-guest: {case}");
         for record in run_case(case, with_oracle) {
@@ -74,14 +76,18 @@ pub fn run() -> anyhow::Result<()> {
             emit(&record)?;
         }
     }
+    took("zoo", started)?;
     if with_containers && runs("containers") {
+        let started = Instant::now();
         containers::run(&mut |record| {
             failed |= matches!(record, Record::Error { .. });
             emit(record)
         })?;
+        took("containers", started)?;
     }
     for backend in &backends {
         eprintln!("vm-guest: daemon suite, {backend} backend");
+        let started = Instant::now();
         for record in daemon::run(backend) {
             failed |= matches!(
                 record,
@@ -89,11 +95,20 @@ pub fn run() -> anyhow::Result<()> {
             );
             emit(&record)?;
         }
+        took(&format!("daemon {backend}"), started)?;
     }
     if failed {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Reports how long `suite` took since `started`.
+fn took(suite: &str, started: Instant) -> anyhow::Result<()> {
+    emit(&Record::Took {
+        suite: suite.into(),
+        secs: started.elapsed().as_secs(),
+    })
 }
 
 /// Starts the case, runs the suites on it, stops it.
