@@ -46,11 +46,12 @@ pub fn build() -> anyhow::Result<Built> {
         .parent()
         .context("workspace root")?
         .to_path_buf();
+    // The workspace's features, as `./x test` builds them: selecting one package would
+    // unify its dependencies' features otherwise and compile them again.
     crate::cargo(&[
         "build",
         "--release",
-        "-p",
-        "ckpt-user",
+        "--workspace",
         "--bin",
         NAME,
         "--example",

@@ -122,15 +122,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
     let target = workspace.join(target);
-    crate::cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "ckpt-user",
-        "-p",
-        "ckpt-tests",
-        "--bins",
-    ])?;
+    // As `./x test` builds them (see main.rs): after it, nothing here compiles again.
+    crate::cargo(&["build", "--release", "--workspace", "--all-targets"])?;
     let daemon_suite = build_daemon_suite()?;
     let vm_dir = target.join("vm");
     let kernels = kernels::fetch(&vm_dir, args.kernel.as_deref())?;
@@ -154,7 +147,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 /// which the guests run as they are.
 fn build_daemon_suite() -> anyhow::Result<PathBuf> {
     let out = Command::new(env!("CARGO"))
-        .args(["test", "--release", "-p", "ckpt-tests", "--test", "daemon"])
+        // The workspace's features, as the host's tests were built with (see package.rs).
+        .args(["test", "--release", "--workspace", "--test", "daemon"])
         .args(["--no-run", "--message-format=json-render-diagnostics"])
         .stderr(std::process::Stdio::inherit())
         .output()
