@@ -112,7 +112,10 @@ impl Daemon {
 
     fn get(&self, path: &str) -> Option<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        // Scaled like every budget here: in a TCG guest beside two others, with forks
+        // churning, the daemon's one vCPU answered /workloads later than 5 s.
+        s.set_read_timeout(Some(budget(Duration::from_secs(5))))
+            .ok()?;
         write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
         let mut body = String::new();
         s.read_to_string(&mut body).ok()?;
