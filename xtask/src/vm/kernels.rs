@@ -28,9 +28,9 @@ pub struct Spec {
 }
 
 /// Longest guests first, so that the parallel slots finish close together: on this kind of
-/// machine those that run the daemon suite with every backend (7.2 ~1,270 s, 6.12 ~1,030 s,
-/// 5.10 ~890 s) outlast the oracle guests (~700 s: the zoo ~260 s, containers ~170 s, one
-/// daemon suite ~240 s).
+/// machine, three at a time, those that run the daemon suite with every backend (7.2 ~1,700 s,
+/// 6.12 ~1,300 s, 5.10 ~1,150 s) outlast the oracle guests (~950 s: the zoo ~500 s, the
+/// containers ~200 s, one daemon suite ~250 s).
 pub const MATRIX: &[Spec] = &[
     // Linux 7.x: anonymous pipes have their own table (pipeanon_fops). CRIU 3.17 cannot dump
     // here (its vDSO check fails), so there are no containers to checkpoint.

@@ -26,10 +26,10 @@ use initramfs::Userland;
 use kernels::Kernel;
 use report::GuestReport;
 
-/// Guests at once on this machine's two cores. A guest's one vCPU is idle for a fifth of its
-/// run (the daemon suite waits out its settle windows and quiet periods), so a third guest
-/// fills what two leave idle: two at a time, the matrix took 2,650 s, its last guest alone
-/// for the final ten minutes.
+/// Guests at once on this machine's two cores. The daemon suite mostly waits (settle windows
+/// and quiet periods, stretched ×5 under TCG): 7.2's took 309 s alone and 322 s beside another
+/// guest. Two at a time the matrix took 2,650 s, its last guest alone for ten minutes; three
+/// at a time, 2,177 s.
 const PARALLEL_GUESTS: usize = 3;
 
 #[derive(clap::Args, Debug)]
@@ -44,8 +44,8 @@ pub struct Args {
     /// Only these suites (repeatable; default: all of them).
     #[arg(long = "suite", value_enum, value_name = "SUITE")]
     pub suites: Vec<Suite>,
-    /// Seconds a guest may run before it counts as hung (the 7.2 guest, every backend, takes
-    /// ~23 min under TCG beside another guest, longer beside two).
+    /// Seconds a guest may run before it counts as hung (the 7.2 guest, every backend, took
+    /// 1,694 and 1,883 s under TCG beside two others).
     #[arg(long, default_value_t = 2400)]
     pub timeout: u64,
     /// Run as the test runner inside a guest (what the guest's /init starts).
