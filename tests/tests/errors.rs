@@ -3,8 +3,9 @@
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
-use ckpt_tests::ckpt_watch;
+use ckpt_tests::{budget, ckpt_watch};
 
 const FDZOO: &str = env!("CARGO_BIN_EXE_fdzoo");
 
@@ -94,4 +95,38 @@ fn a_replay_without_the_pid_says_it_exited() {
         "criu-4",
     ]);
     assert_clean_error(&out, "process 42 exited during the scan");
+}
+
+#[test]
+fn a_backend_the_kernel_refuses_is_named_with_what_it_needs() {
+    let mut refused = 0;
+    for backend in ["fentry", "kprobe"] {
+        let mut daemon = Command::new(ckpt_watch(FDZOO))
+            .args(["daemon", "--profile", "criu-4", "--listen", "127.0.0.1:0"])
+            .args(["--backend", backend])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starts");
+        // A kernel that allows the backend gets a daemon that runs until stopped.
+        let deadline = Instant::now() + budget(Duration::from_secs(30));
+        while daemon.try_wait().expect("waits").is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if daemon.try_wait().expect("waits").is_none() {
+            daemon.kill().expect("kills");
+            daemon.wait().expect("reaps");
+            continue;
+        }
+        refused += 1;
+        let out = daemon.wait_with_output().expect("exited");
+        assert_clean_error(
+            &out,
+            &format!("no install-event backend could be attached ({backend}: "),
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("drop --backend"));
+    }
+    if refused == 0 {
+        eprintln!("skipped: this kernel allows both fentry and kprobes, so none is refused");
+    }
 }

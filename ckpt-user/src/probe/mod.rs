@@ -54,6 +54,10 @@ pub enum ProbeError {
     #[error("cannot load the BPF object: {0}; is the kernel ≥ 5.8 with BPF iterators enabled?")]
     Load(String),
     #[error(
+        "no install-event backend could be attached ({0}): fentry needs a kernel that lets BPF use ftrace, kprobe CONFIG_KPROBES, tracepoint CONFIG_FTRACE_SYSCALLS; drop --backend to take the best this kernel allows"
+    )]
+    NoBackend(String),
+    #[error(
         "the kernel rejected BPF program {program}: {reason}; run as root on a kernel ≥ 5.8 with CONFIG_BPF_SYSCALL"
     )]
     Program {

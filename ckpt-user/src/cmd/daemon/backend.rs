@@ -111,14 +111,13 @@ pub fn attach(
             }
         })
         .ok_or_else(|| {
-            ProbeError::Load(format!(
-                "no install-event backend could be attached: {}",
+            ProbeError::NoBackend(
                 passed_over
                     .iter()
                     .map(|(b, w)| format!("{}: {w}", b.name()))
                     .collect::<Vec<_>>()
-                    .join("; ")
-            ))
+                    .join("; "),
+            )
         })?;
     let mut kinds: Array<_, u16> = Array::try_from(
         ebpf.map_mut("SYSCALL_KIND")
