@@ -29,6 +29,7 @@ use std::time::Duration;
 use crate::bench_scan::Shape;
 /// Number formats shared with the scan bench, so both print alike.
 pub(crate) use crate::bench_scan::report::{count, duration};
+use daemon::Under;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -59,6 +60,10 @@ pub struct Args {
     /// Bench this ckpt-watch binary (another build, for a before/after) instead of building.
     #[arg(long, value_name = "FILE")]
     binary: Option<PathBuf>,
+    /// Force this install-event backend on every daemon (default: the best the kernel allows),
+    /// to compare backends on one kernel.
+    #[arg(long, value_parser = ["fentry", "kprobe", "tracepoint"])]
+    backend: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -69,12 +74,16 @@ enum Part {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let ckpt = match &args.binary {
+    let binary = match &args.binary {
         Some(binary) => binary.clone(),
         None => {
             crate::cargo(&["build", "--release", "-p", "ckpt-user"])?;
             target_dir().join("release/ckpt-watch")
         }
+    };
+    let ckpt = Under {
+        binary,
+        backend: args.backend.clone(),
     };
     header(&ckpt);
     let runs = |part| args.only.is_empty() || args.only.contains(&part);
@@ -111,7 +120,7 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
-fn header(ckpt: &Path) {
+fn header(ckpt: &Under) {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     // Other work on the host skews every figure; the load average says how much there was.
@@ -122,7 +131,11 @@ fn header(ckpt: &Path) {
         kernel.trim(),
         loadavg.join(" ")
     );
-    println!("  ckpt-watch: {}", ckpt.display());
+    println!(
+        "  ckpt-watch: {}, {} backend",
+        ckpt.binary.display(),
+        ckpt.backend.as_deref().unwrap_or("the best")
+    );
 }
 
 /// `MET` or `MISSED`.

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
@@ -19,6 +19,13 @@ use anyhow::{Context, bail};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a clean stop may take before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The daemon a bench runs: its binary, and the install-event backend forced on it (none: the
+/// best the kernel allows, as in production).
+pub struct Under {
+    pub binary: PathBuf,
+    pub backend: Option<String>,
+}
 
 pub struct Daemon {
     child: Child,
@@ -44,16 +51,17 @@ pub struct Alert {
 
 impl Daemon {
     /// Starts the daemon (with `extra` arguments) and waits until it serves, i.e. watches.
-    pub fn start(ckpt: &Path, extra: &[&str]) -> anyhow::Result<Daemon> {
+    pub fn start(under: &Under, extra: &[&str]) -> anyhow::Result<Daemon> {
         let t = Instant::now();
         let port = free_port()?;
         let log =
             std::env::temp_dir().join(format!("ckpt-bench-daemon.{}.log", std::process::id()));
         let stderr = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let mut command = Command::new(ckpt);
+        let mut command = Command::new(&under.binary);
         command
             .args(["daemon", "--format", "json", "--profile", "criu-4"])
             .args(["--rescan", "60s", "--listen", &format!("127.0.0.1:{port}")])
+            .args(under.backend.iter().flat_map(|b| ["--backend", b]))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -70,7 +78,7 @@ impl Daemon {
         }
         let mut child = command
             .spawn()
-            .with_context(|| format!("starting {} daemon", ckpt.display()))?;
+            .with_context(|| format!("starting {} daemon", under.binary.display()))?;
         let stdout = child.stdout.take().context("the daemon's stdout")?;
         let (tx, alerts) = channel();
         let reader = std::thread::spawn(move || read_alerts(stdout, &tx));

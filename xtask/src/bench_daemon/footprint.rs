@@ -10,10 +10,9 @@
 //! utime + stime over the window as a share of one core. The CPU the BPF programs spend runs in
 //! the churning process's syscalls, not in the daemon: that is part 1's added cost.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::daemon::{Daemon, Metrics};
+use super::daemon::{Daemon, Metrics, Under};
 use super::forked::Forked;
 use super::procfs::{self, RssParts, mb};
 use super::storm::Kind;
@@ -109,7 +108,7 @@ struct Sampled {
     elapsed: Duration,
 }
 
-pub fn run(ckpt: &Path, config: &Config) -> anyhow::Result<()> {
+pub fn run(ckpt: &Under, config: &Config) -> anyhow::Result<()> {
     // Before any daemon, while the bench has a single thread: the load is forked.
     let load = Load::spawn(config.load)?;
     println!(
@@ -135,7 +134,7 @@ pub fn run(ckpt: &Path, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn window(ckpt: &Path, churn: Churn, config: &Config) -> anyhow::Result<Window> {
+fn window(ckpt: &Under, churn: Churn, config: &Config) -> anyhow::Result<Window> {
     let daemon = Daemon::start(ckpt, &[])?;
     std::thread::sleep(SETTLE);
     let before = daemon.metrics(METRICS_TIMEOUT).ok();

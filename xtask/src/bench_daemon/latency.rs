@@ -7,13 +7,12 @@
 
 use std::io::{self, PipeReader, PipeWriter, Read, Write};
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use libc::c_int;
 
-use super::daemon::{Alert, Daemon};
+use super::daemon::{Alert, Daemon, Under};
 use super::forked::Forked;
 use super::{duration, verdict};
 
@@ -28,7 +27,7 @@ const SETTLE: Duration = Duration::from_millis(500);
 const OPEN: u8 = b'o';
 const CLOSE: u8 = b'c';
 
-pub fn run(ckpt: &Path, cycles: u32) -> anyhow::Result<()> {
+pub fn run(ckpt: &Under, cycles: u32) -> anyhow::Result<()> {
     println!(
         "\n2. alert latency: {cycles} cycles of io_uring_setup → became-blocking, close → \
          became-ok, from the syscall's return in the subject (--settle 0s)"

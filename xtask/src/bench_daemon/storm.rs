@@ -10,13 +10,12 @@
 //! where each kind's events really went.
 
 use std::io;
-use std::path::Path;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
-use super::daemon::{Daemon, Metrics};
+use super::daemon::{Daemon, Metrics, Under};
 use super::{count, duration, procfs, verdict};
 
 /// Target: added wall time per kind.
@@ -211,7 +210,7 @@ impl Seen {
     }
 }
 
-pub fn run(ckpt: &Path, config: &Config) -> anyhow::Result<()> {
+pub fn run(ckpt: &Under, config: &Config) -> anyhow::Result<()> {
     println!(
         "\n1. fd storm: {} threads × {} iterations per kind, {} runs without and with the daemon \
          (alternating, the daemon started afresh for each), median wall time",
