@@ -54,7 +54,7 @@ pub enum ProbeError {
     #[error("cannot load the BPF object: {0}; is the kernel ≥ 5.8 with BPF iterators enabled?")]
     Load(String),
     #[error(
-        "no install-event backend could be attached ({0}): fentry needs a kernel that lets BPF use ftrace, kprobe CONFIG_KPROBES, tracepoint CONFIG_FTRACE_SYSCALLS; drop --backend to take the best this kernel allows"
+        "no install-event backend could be attached ({0}): fentry needs a kernel that lets BPF attach through ftrace, kprobe one with CONFIG_KPROBES; drop --backend to take the best this kernel allows (tracepoint at worst)"
     )]
     NoBackend(String),
     #[error(
