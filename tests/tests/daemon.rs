@@ -346,6 +346,33 @@ fn an_io_uring_closed_but_still_mapped_keeps_blocking() {
     assert_eq!(w["verdict"], "blocks", "{w}");
 }
 
+/// dup2 and dup3 place a file at an fd without `fd_install`, closing what was there
+/// (`do_dup2`, fs/file.c): an io_uring moved to another fd and closed under its first number
+/// still blocks, and an ok file put over its new number clears it. Where fd_install alone told
+/// of new fds, the move went unseen and the close of the first number made the workload `ok`
+/// while it held the io_uring. No periodic rescan runs in the test's time.
+#[test]
+fn a_file_moved_by_dup2_or_replaced_by_dup3_is_followed() {
+    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let mut p = Fdctl::start(&fdctl());
+    let id = p.pid.to_string();
+    d.settled(&id, budget(Duration::from_secs(5)));
+    let ring = p.open("io_uring");
+    d.wait_alert(&id, "became-blocking", budget(Duration::from_secs(5)));
+
+    assert_eq!(p.open(&format!("dup2 {ring} 100")), 100);
+    p.send(&format!("close {ring}"));
+    let later = d.alerts_for(budget(Duration::from_secs(2)));
+    let about_p: Vec<&Value> = later.iter().filter(|a| about(a, p.pid)).collect();
+    assert!(about_p.is_empty(), "fd 100 still holds it: {about_p:?}");
+    let w = d.settled(&id, budget(Duration::from_secs(1)));
+    assert_eq!(w["verdict"], "blocks", "{w}");
+
+    let pipe = p.open("pipe");
+    assert_eq!(p.open(&format!("dup3 {pipe} 100")), 100);
+    d.wait_alert(&id, "became-ok", budget(Duration::from_secs(5)));
+}
+
 /// A userfaultfd an ioctl of /dev/userfaultfd made, the device closed at once: no syscall that
 /// makes fds made it, and the tracepoint backend reads it from the ioctl's return. Judged at
 /// once, with no rescan in the test's time.
@@ -998,8 +1025,9 @@ fn compat_setup() -> Option<(Daemon, Fdctl, String)> {
 /// i386's syscalls, which any process may make through int 0x80, are read by their own
 /// numbers and registers. A compat read (3, the native close) whose `di` names a tracked fd
 /// closes nothing: read as native, it was a forged close, and the daemon said `ok` of a
-/// process still holding a userfaultfd. A compat close (6) and a compat userfaultfd (374,
-/// no native syscall) are seen. No periodic rescan runs in this test's time.
+/// process still holding a userfaultfd. A compat close (6), a compat userfaultfd (374,
+/// no native syscall) and a compat dup2 (63) are seen. No periodic rescan runs in this test's
+/// time.
 #[test]
 fn compat_syscalls_are_read_by_their_own_numbers() {
     let Some((d, mut p, id)) = compat_setup() else {
@@ -1024,6 +1052,14 @@ fn compat_syscalls_are_read_by_their_own_numbers() {
         .unwrap_or(-1);
     assert!(fd >= 0, "compat userfaultfd: {reply}");
     d.wait_alert(&id, "became-blocking", budget(Duration::from_secs(5)));
+
+    // i386's dup2 (63) moves it; a compat close of its first number leaves it held.
+    assert_eq!(p.send(&format!("int80 63 {fd} 120 0 0")), "ret 120");
+    assert_eq!(p.send(&format!("int80 6 {fd} 0 0 0")), "ret 0");
+    let later = d.alerts_for(budget(Duration::from_secs(2)));
+    assert!(!later.iter().any(|a| about(a, p.pid)), "{later:?}");
+    let w = d.settled(&id, budget(Duration::from_secs(1)));
+    assert_eq!(w["verdict"], "blocks", "{w}");
 }
 
 /// i386's socketcall: an accept's fd is its return, so a connection from outside the process

@@ -6,6 +6,8 @@
 //!   userfaultfd dev                      → `fd N`      one made by /dev/userfaultfd's ioctl
 //!                                                   (Linux ≥ 6.1), the device closed since
 //!   close N                              → `ok`
+//!   dup2 N M | dup3 N M                  → `fd M`      fd N placed at M too, over whatever M
+//!                                                   held (dup3: close-on-exec)
 //!   map N                                → `at A`      fd N's first page mapped shared and
 //!                                                   read-only (an io_uring's: its submission
 //!                                                   ring)
@@ -687,6 +689,22 @@ fn command(line: &str) -> Result<String, String> {
             let n: RawFd = n.parse().map_err(|_| format!("close: bad fd {n}"))?;
             // SAFETY: closing an fd number the test chose.
             check(unsafe { libc::close(n) } as i64, "close").map(|_| "ok".into())
+        }
+        (Some(op @ ("dup2" | "dup3")), Some(n)) => {
+            let n: RawFd = n.parse().map_err(|_| format!("{op}: bad fd {n}"))?;
+            let m: RawFd = words
+                .next()
+                .and_then(|m| m.parse().ok())
+                .ok_or(format!("{op}: a target fd"))?;
+            // SAFETY: fd numbers the test chose; M's old file, if any, is closed by the call.
+            let ret = unsafe {
+                if op == "dup2" {
+                    libc::dup2(n, m)
+                } else {
+                    libc::dup3(n, m, libc::O_CLOEXEC)
+                }
+            };
+            check(ret as i64, op).map(|fd| format!("fd {fd}"))
         }
         (Some("map"), Some(n)) => {
             let n: RawFd = n.parse().map_err(|_| format!("map: bad fd {n}"))?;

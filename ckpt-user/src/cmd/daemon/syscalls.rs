@@ -137,13 +137,15 @@ const TABLE: &[Entry] = &[];
 const COMPAT_TABLE: &[Entry] = &[];
 
 /// What the fd_install backends still need from sys_exit: closes, session and tracer
-/// changes, locks, sockets' connects and listens, and mapped sockets (fcntl's and
-/// socketcall's new fds come through fd_install).
+/// changes, locks, sockets' connects and listens, mapped sockets, and the fds dup2 and dup3
+/// place, which never pass through fd_install (`do_dup2` stores the file itself, over
+/// whatever the fd held; fcntl's and socketcall's new fds come through fd_install).
 fn beside_fd_install(table: &'static [Entry]) -> impl Iterator<Item = Entry> {
     table.iter().filter_map(|&(nr, name, kind)| match kind {
         CLOSE | CLOSE_RANGE | REFRESH_SELF | PTRACE | FLOCK | SOCKET_STATE | MMAP => {
             Some((nr, name, kind))
         }
+        RET_FD if matches!(name, "dup2" | "dup3") => Some((nr, name, kind)),
         // i386's old mmap passes its arguments in memory: a mapping no backend reads.
         RESCAN if name == "mmap" => Some((nr, name, kind)),
         FCNTL => Some((nr, name, FCNTL_LOCKS)),
@@ -230,6 +232,9 @@ mod tests {
             "i386's fcntl"
         );
         assert!(!beside.contains_key(&5), "i386's open");
+        assert_eq!(beside[&63], syscall_kinds(IGNORE, RET_FD), "i386's dup2");
+        assert_eq!(beside[&330], syscall_kinds(IGNORE, RET_FD), "i386's dup3");
+        assert!(!beside.contains_key(&32), "dup: fd_install");
         assert_eq!(
             beside[&102],
             syscall_kinds(IGNORE, SOCKETCALL_STATE),
@@ -257,11 +262,13 @@ mod tests {
     }
 
     #[test]
-    fn fd_install_backends_still_watch_closes_sessions_tracers_locks_sockets_and_mappings() {
+    fn fd_install_backends_still_watch_dups_closes_sessions_tracers_locks_sockets_and_mappings() {
         let watched: Vec<(&str, u8)> = beside_fd_install(TABLE).map(|(_, n, k)| (n, k)).collect();
         assert_eq!(
             watched,
             [
+                ("dup2", RET_FD),
+                ("dup3", RET_FD),
                 ("fcntl", FCNTL_LOCKS),
                 ("mmap", MMAP),
                 ("close", CLOSE),
