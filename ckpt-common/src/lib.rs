@@ -454,6 +454,8 @@ pub struct KernelOffsets {
     /// The compat ABI's first two arguments (i386 passes bx, cx, dx, si, di, bp).
     pub regs_bx: u32,
     pub regs_cx: u32,
+    /// The third argument in both ABIs (x86_64's rdx, i386's edx).
+    pub regs_dx: u32,
     /// `thread_info.status` within `task_struct` (x86 keeps `thread_info` in the task), whose
     /// `TS_COMPAT` marks a compat syscall in progress.
     pub task_ti_status: u32,
@@ -516,6 +518,9 @@ pub struct KernelOffsets {
     /// ckpt-watch's own pid: it holds BPF fds of its own and its /proc reads would come back
     /// to the daemon as events, so it is never reported.
     pub ignore_tgid: u32,
+    /// Zero: keeps `target_cgroup` 8-aligned with no hole (the programs' `.rodata` holds no
+    /// undefined bytes).
+    pub _pad: u32,
     /// Only tasks in this cgroup v2 (its id, the directory's inode number) or below are
     /// reported; 0 reports every task.
     pub target_cgroup: u64,
@@ -590,6 +595,7 @@ impl KernelOffsets {
             regs_r8: ABSENT,
             regs_bx: ABSENT,
             regs_cx: ABSENT,
+            regs_dx: ABSENT,
             task_ti_status: ABSENT,
             task_cgroups: ABSENT,
             css_set_dfl_cgrp: ABSENT,
@@ -634,6 +640,7 @@ impl KernelOffsets {
             flags: 0,
             target_cgroup_level: 0,
             ignore_tgid: 0,
+            _pad: 0,
             target_cgroup: 0,
         }
     }
@@ -776,18 +783,18 @@ mod tests {
 
     #[test]
     fn offsets_layout_has_no_padding() {
-        // 108 u32 offsets and filters (an even count: no hole before the u64), the
+        // 110 u32 offsets, filters and the pad (an even count: no hole before the u64), the
         // member offsets, then the 8-aligned u64 cgroup id.
         assert_eq!(align_of::<KernelOffsets>(), 8);
         assert_eq!(
             offset_of!(KernelOffsets, target_cgroup),
-            offset_of!(KernelOffsets, ignore_tgid) + 4
+            offset_of!(KernelOffsets, _pad) + 4
         );
         assert_eq!(
             offset_of!(KernelOffsets, target_cgroup),
-            4 * (108 + N_OPS_MEMBERS)
+            4 * (110 + N_OPS_MEMBERS)
         );
-        assert_eq!(size_of::<KernelOffsets>(), 4 * (110 + N_OPS_MEMBERS));
+        assert_eq!(size_of::<KernelOffsets>(), 4 * (112 + N_OPS_MEMBERS));
     }
 
     #[test]

@@ -116,6 +116,7 @@ const F_OFD_SETLK: u64 = 37;
 const F_OFD_SETLKW: u64 = 38;
 const F_SETLEASE: u64 = 1024;
 const MAP_ANONYMOUS: u64 = 0x20;
+const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
 /// i386's F_SETLK64 and F_SETLKW64 (64-bit kernels refuse them from native callers).
 const F_SETLK64: u64 = 13;
 const F_SETLKW64: u64 = 14;
@@ -501,7 +502,7 @@ struct Args {
 }
 
 impl Args {
-    /// Argument 0, 1, 3 or 4 (one branch per register: each load's offset is a constant). A
+    /// Argument 0 to 4 (one branch per register: each load's offset is a constant). A
     /// compat argument is the register's lower half: i386 sees no more, whatever a 64-bit
     /// caller of int 0x80 left in the upper one.
     #[inline(always)]
@@ -511,6 +512,7 @@ impl Args {
             (0, true) => off!(regs_bx),
             (1, false) => off!(regs_si),
             (1, true) => off!(regs_cx),
+            (2, _) => off!(regs_dx),
             (4, false) => off!(regs_r8),
             (4, true) => off!(regs_di),
             (_, false) => off!(regs_r10),
@@ -643,7 +645,9 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kinds: u16) {
                 task_event(task_event::REFRESH, tracee as u32, 0, 0);
             }
         }
-        syscall_kind::CLOSE_RANGE => {
+        // With CLOSE_RANGE_CLOEXEC the fds are only marked close-on-exec, and stay open until
+        // an exec (fs/file.c `__close_range`). The flags are an unsigned int.
+        syscall_kind::CLOSE_RANGE if args.get::<2>() as u32 & CLOSE_RANGE_CLOEXEC == 0 => {
             let last = args.get::<1>();
             task_event(
                 task_event::CLOSE_RANGE,

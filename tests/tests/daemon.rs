@@ -373,6 +373,36 @@ fn a_file_moved_by_dup2_or_replaced_by_dup3_is_followed() {
     d.wait_alert(&id, "became-ok", budget(Duration::from_secs(5)));
 }
 
+/// close_range with CLOSE_RANGE_CLOEXEC closes nothing: it marks the fds close-on-exec
+/// (`__close_range`, fs/file.c). A userfaultfd an exec would keep, so marked, still blocks,
+/// and goes at the exec. Read as a close, the mark made the workload `ok` while it held the
+/// userfaultfd. No periodic rescan runs in the test's time.
+#[test]
+fn close_range_cloexec_closes_nothing_until_the_exec() {
+    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let mut p = Fdctl::start(&fdctl());
+    let id = p.pid.to_string();
+    d.settled(&id, budget(Duration::from_secs(5)));
+    let uffd = p.open("userfaultfd keep");
+    d.wait_alert(&id, "became-blocking", budget(Duration::from_secs(5)));
+
+    p.send(&format!("close_range {uffd} {uffd} cloexec"));
+    let later = d.alerts_for(budget(Duration::from_secs(2)));
+    let about_p: Vec<&Value> = later.iter().filter(|a| about(a, p.pid)).collect();
+    assert!(about_p.is_empty(), "still open: {about_p:?}");
+    let w = d.settled(&id, budget(Duration::from_secs(1)));
+    assert_eq!(w["verdict"], "blocks", "{w}");
+
+    let ready = p.send("exec");
+    assert!(ready.starts_with("ready "), "{ready}");
+    d.wait_alert(&id, "became-ok", budget(Duration::from_secs(5)));
+
+    let ring = p.open("io_uring");
+    d.wait_alert(&id, "became-blocking", budget(Duration::from_secs(5)));
+    p.send(&format!("close_range {ring} {ring}"));
+    d.wait_alert(&id, "became-ok", budget(Duration::from_secs(5)));
+}
+
 /// A userfaultfd an ioctl of /dev/userfaultfd made, the device closed at once: no syscall that
 /// makes fds made it, and the tracepoint backend reads it from the ioctl's return. Judged at
 /// once, with no rescan in the test's time.

@@ -8,6 +8,8 @@
 //!   close N                              → `ok`
 //!   dup2 N M | dup3 N M                  → `fd M`      fd N placed at M too, over whatever M
 //!                                                   held (dup3: close-on-exec)
+//!   close_range N M [cloexec]            → `ok`        fds N to M closed, or only marked
+//!                                                   close-on-exec (CLOSE_RANGE_CLOEXEC)
 //!   map N                                → `at A`      fd N's first page mapped shared and
 //!                                                   read-only (an io_uring's: its submission
 //!                                                   ring)
@@ -705,6 +707,21 @@ fn command(line: &str) -> Result<String, String> {
                 }
             };
             check(ret as i64, op).map(|fd| format!("fd {fd}"))
+        }
+        (Some("close_range"), Some(n)) => {
+            let fd = |w: Option<&str>| {
+                w.and_then(|w| w.parse::<u32>().ok())
+                    .ok_or("close_range: N M [cloexec]")
+            };
+            let (first, last) = (fd(Some(n))?, fd(words.next())?);
+            let flags = match words.next() {
+                None => 0,
+                Some("cloexec") => libc::CLOSE_RANGE_CLOEXEC,
+                Some(w) => return Err(format!("close_range: unknown flag {w}")),
+            };
+            // SAFETY: closes (or marks) fd numbers the test chose.
+            let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) };
+            check(ret, "close_range").map(|_| "ok".into())
         }
         (Some("map"), Some(n)) => {
             let n: RawFd = n.parse().map_err(|_| format!("map: bad fd {n}"))?;

@@ -357,6 +357,7 @@ impl KernelBtf {
         k.regs_r8 = o(8, "pt_regs", "r8");
         k.regs_bx = o(8, "pt_regs", "bx");
         k.regs_cx = o(8, "pt_regs", "cx");
+        k.regs_dx = o(8, "pt_regs", "dx");
         k.task_ti_status = o(4, "task_struct", "thread_info.status");
         k.task_cgroups = o(8, "task_struct", "cgroups");
         k.css_set_dfl_cgrp = o(8, "css_set", "dfl_cgrp");
