@@ -414,6 +414,8 @@ pub struct KernelOffsets {
     pub task_pid: u32,
     pub task_nsproxy: u32,
     pub task_files: u32,
+    /// `task_struct.group_leader`: whose fd table is the process's.
+    pub task_group_leader: u32,
     pub nsproxy_mnt_ns: u32,
     pub socket_sk: u32,
     /// `offsetof(struct socket_alloc, vfs_inode)`: the inode of a `struct socket *`.
@@ -518,9 +520,6 @@ pub struct KernelOffsets {
     /// ckpt-watch's own pid: it holds BPF fds of its own and its /proc reads would come back
     /// to the daemon as events, so it is never reported.
     pub ignore_tgid: u32,
-    /// Zero: keeps `target_cgroup` 8-aligned with no hole (the programs' `.rodata` holds no
-    /// undefined bytes).
-    pub _pad: u32,
     /// Only tasks in this cgroup v2 (its id, the directory's inode number) or below are
     /// reported; 0 reports every task.
     pub target_cgroup: u64,
@@ -558,6 +557,7 @@ impl KernelOffsets {
             task_pid: ABSENT,
             task_nsproxy: ABSENT,
             task_files: ABSENT,
+            task_group_leader: ABSENT,
             nsproxy_mnt_ns: ABSENT,
             socket_sk: ABSENT,
             socket_alloc_inode: ABSENT,
@@ -640,7 +640,6 @@ impl KernelOffsets {
             flags: 0,
             target_cgroup_level: 0,
             ignore_tgid: 0,
-            _pad: 0,
             target_cgroup: 0,
         }
     }
@@ -783,12 +782,12 @@ mod tests {
 
     #[test]
     fn offsets_layout_has_no_padding() {
-        // 110 u32 offsets, filters and the pad (an even count: no hole before the u64), the
+        // 110 u32 offsets and filters (an even count: no hole before the u64), the
         // member offsets, then the 8-aligned u64 cgroup id.
         assert_eq!(align_of::<KernelOffsets>(), 8);
         assert_eq!(
             offset_of!(KernelOffsets, target_cgroup),
-            offset_of!(KernelOffsets, _pad) + 4
+            offset_of!(KernelOffsets, ignore_tgid) + 4
         );
         assert_eq!(
             offset_of!(KernelOffsets, target_cgroup),

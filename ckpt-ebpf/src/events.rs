@@ -217,6 +217,12 @@ fn current_tgid() -> u32 {
     (bpf_get_current_pid_tgid() >> 32) as u32
 }
 
+/// Whether the current task leads its process (its pid is the process's).
+fn current_is_leader() -> bool {
+    let id = bpf_get_current_pid_tgid();
+    id as u32 == (id >> 32) as u32
+}
+
 fn key(tgid: u32, fd: u32) -> u64 {
     ((tgid as u64) << 32) | fd as u64
 }
@@ -390,20 +396,21 @@ fn report(
 pub fn ckpt_fd_install_fentry(ctx: FEntryContext) -> i32 {
     let fd: u32 = ctx.arg(0);
     let file: u64 = ctx.arg(1);
-    installed(unsafe { bpf_get_current_task() }, fd, file, Slot::FdInstall);
+    let task = unsafe { bpf_get_current_task() };
+    if kread::in_process_table::<Probe>(task, current_is_leader()) {
+        installed(task, fd, file, Slot::FdInstall);
+    }
     0
 }
 
 // ── Backend 2: kprobe on the same function ──────────────────────────────────────────────────
 #[kprobe(function = "fd_install")]
 pub fn ckpt_fd_install_kprobe(ctx: ProbeContext) -> u32 {
-    if let (Some(fd), Some(file)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) {
-        installed(
-            unsafe { bpf_get_current_task() },
-            fd as u32,
-            file,
-            Slot::FdInstall,
-        );
+    let task = unsafe { bpf_get_current_task() };
+    if let (Some(fd), Some(file)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1))
+        && kread::in_process_table::<Probe>(task, current_is_leader())
+    {
+        installed(task, fd as u32, file, Slot::FdInstall);
     }
     0
 }
@@ -543,6 +550,12 @@ fn syscall_exited<M: Mem>(task: u64, regs: u64, ret: i64, kinds: u16) {
             kind,
             syscall_kind::SOCKET_STATE | syscall_kind::SOCKETCALL | syscall_kind::SOCKETCALL_STATE
         )
+    {
+        return;
+    }
+    // setsid and ptrace change the process whatever the thread's fd table; the rest change fds.
+    if !matches!(kind, syscall_kind::REFRESH_SELF | syscall_kind::PTRACE)
+        && !kread::in_process_table::<M>(task, current_is_leader())
     {
         return;
     }
@@ -689,7 +702,9 @@ pub fn ckpt_sock_state(ctx: BtfTracePointContext) -> i32 {
     let fd = owner as u32;
     let task = unsafe { bpf_get_current_task() };
     let file = file_at::<Probe>(task, fd);
-    let same = file != 0 && kread::sock_kind::<kread::Probe>(file).is_some_and(|s| s.sk == sk);
+    let same = file != 0
+        && kread::in_process_table::<Probe>(task, current_is_leader())
+        && kread::sock_kind::<kread::Probe>(file).is_some_and(|s| s.sk == sk);
     match read::<u32>(task, off!(task_tgid)) {
         Some(tgid) if same && tgid != off!(ignore_tgid) => {
             let f_op = read_ptr(file, off!(file_f_op));

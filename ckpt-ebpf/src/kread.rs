@@ -591,6 +591,21 @@ pub fn wanted(task: u64, tgid: u32) -> bool {
         && in_target_cgroup(task)
 }
 
+/// Whether `task`'s fd table is its process's: the group leader's (`leader`: `task` is the
+/// leader), which /proc/PID/fd lists and CRIU dumps (its parasite runs in the leader). A thread
+/// that unshared its table (`unshare(CLONE_FILES)`) changes only a copy no dump sees: read as
+/// the process's, its close or dup2 hid the leader's io_uring. A leader that has exited has no
+/// table; then a thread's counts.
+#[inline(always)]
+pub fn in_process_table<M: Mem>(task: u64, leader: bool) -> bool {
+    if leader {
+        return true;
+    }
+    let group_leader = M::ptr(task, off!(task_group_leader));
+    let leader_files = M::ptr(group_leader, off!(task_files));
+    leader_files == 0 || M::ptr(task, off!(task_files)) == leader_files
+}
+
 /// Whether `task` is in the target cgroup (or below it); true when no cgroup is targeted.
 /// The target is matched among the task's cgroup ancestors at the target's depth.
 #[inline(always)]

@@ -71,6 +71,11 @@ fn try_task_file<const COUNTING: bool>(ctx: *mut c_void) -> Option<()> {
     if !kread::wanted(task, tgid) {
         return None;
     }
+    // The kernel walks a thread's files only when its table is not the leader's.
+    let pid = Typed::read::<u32>(task, off!(task_pid))?;
+    if !kread::in_process_table::<Typed>(task, pid == tgid) {
+        return None;
+    }
 
     let rec = FILE_SCRATCH.get_ptr_mut(0)?;
     let f_op = file_facts::untyped(

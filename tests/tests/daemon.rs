@@ -403,6 +403,33 @@ fn close_range_cloexec_closes_nothing_until_the_exec() {
     d.wait_alert(&id, "became-ok", budget(Duration::from_secs(5)));
 }
 
+/// A thread that unshares its fd table (unshare(CLONE_FILES)) changes only its copy: CRIU
+/// dumps the leader's, /proc/PID/fd's (its parasite runs in the leader; 4.2.1 here failed on a
+/// leader's io_uring whose number a thread's own table had closed and reused: `send_fds
+/// failed`). The thread's close of the io_uring's number and the socket it puts there leave
+/// the workload blocking, by events and by a snapshot taken afterwards. Read as the process's,
+/// the close made it `ok`, and a snapshot took the thread's socket for the leader's io_uring.
+#[test]
+fn a_threads_own_fd_table_is_not_the_processs() {
+    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let mut p = Fdctl::start(&fdctl());
+    let id = p.pid.to_string();
+    d.settled(&id, budget(Duration::from_secs(5)));
+    let ring = p.open("io_uring");
+    d.wait_alert(&id, "became-blocking", budget(Duration::from_secs(5)));
+
+    p.send(&format!("thread-table {ring}"));
+    let later = d.alerts_for(budget(Duration::from_secs(2)));
+    let about_p: Vec<&Value> = later.iter().filter(|a| about(a, p.pid)).collect();
+    assert!(about_p.is_empty(), "the leader still holds it: {about_p:?}");
+    let w = d.settled(&id, budget(Duration::from_secs(1)));
+    assert_eq!(w["verdict"], "blocks", "{w}");
+
+    let fresh = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let w = fresh.settled(&id, budget(Duration::from_secs(5)));
+    assert_eq!(w["verdict"], "blocks", "from the snapshot: {w}");
+}
+
 /// A userfaultfd an ioctl of /dev/userfaultfd made, the device closed at once: no syscall that
 /// makes fds made it, and the tracepoint backend reads it from the ioctl's return. Judged at
 /// once, with no rescan in the test's time.

@@ -10,6 +10,9 @@
 //!                                                   held (dup3: close-on-exec)
 //!   close_range N M [cloexec]            → `ok`        fds N to M closed, or only marked
 //!                                                   close-on-exec (CLOSE_RANGE_CLOEXEC)
+//!   thread-table N                       → `ok`        a new thread unshares its fd table
+//!                                                   (CLONE_FILES), closes N in its copy, puts
+//!                                                   a unix socket of a new pair there, waits
 //!   map N                                → `at A`      fd N's first page mapped shared and
 //!                                                   read-only (an io_uring's: its submission
 //!                                                   ring)
@@ -276,6 +279,26 @@ fn socketcall(call: u64, args: [u32; 3], data: &[u8]) -> Result<(i64, [i32; 2]),
     let written = unsafe { [*words.add(4) as i32, *words.add(5) as i32] };
     unsafe { libc::munmap(page, 4096) };
     Ok((ret, written))
+}
+
+/// In a new thread: its own copy of the fd table, where fd `n` is closed and then holds a
+/// unix socket.
+fn own_table(n: RawFd) -> Result<(), String> {
+    // SAFETY: unshares this thread's fd table; the process's is left as it was.
+    check(
+        unsafe { libc::unshare(libc::CLONE_FILES) } as i64,
+        "unshare(CLONE_FILES)",
+    )?;
+    // SAFETY: closes fd `n` in this thread's copy only.
+    check(unsafe { libc::close(n) } as i64, "close")?;
+    let mut pair = [0; 2];
+    // SAFETY: a new pair written to `pair`.
+    check(
+        unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) } as i64,
+        "socketpair",
+    )?;
+    // SAFETY: fd numbers of this thread's copy.
+    check(unsafe { libc::dup2(pair[0], n) } as i64, "dup2").map(|_| ())
 }
 
 fn wait_forever() -> ! {
@@ -722,6 +745,19 @@ fn command(line: &str) -> Result<String, String> {
             // SAFETY: closes (or marks) fd numbers the test chose.
             let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) };
             check(ret, "close_range").map(|_| "ok".into())
+        }
+        (Some("thread-table"), Some(n)) => {
+            let n: RawFd = n.parse().map_err(|_| format!("thread-table: bad fd {n}"))?;
+            let (done_tx, done) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = done_tx.send(own_table(n));
+                loop {
+                    std::thread::park();
+                }
+            });
+            done.recv()
+                .map_err(|_| "thread-table: the thread died".to_string())?
+                .map(|_| "ok".into())
         }
         (Some("map"), Some(n)) => {
             let n: RawFd = n.parse().map_err(|_| format!("map: bad fd {n}"))?;

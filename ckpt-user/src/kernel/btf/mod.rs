@@ -310,6 +310,7 @@ impl KernelBtf {
         k.task_pid = o(4, "task_struct", "pid");
         k.task_nsproxy = o(8, "task_struct", "nsproxy");
         k.task_files = o(8, "task_struct", "files");
+        k.task_group_leader = o(8, "task_struct", "group_leader");
         k.nsproxy_mnt_ns = o(8, "nsproxy", "mnt_ns");
         k.socket_sk = o(8, "socket", "sk");
         k.socket_alloc_inode = o(0, "socket_alloc", "vfs_inode");
