@@ -223,6 +223,19 @@ fn current_is_leader() -> bool {
     id as u32 == (id >> 32) as u32
 }
 
+/// [`kread::in_process_table`] of the current task, read through its BTF type where the kernel
+/// allows: most installs of a busy server are its worker threads'.
+fn current_in_process_table() -> bool {
+    if current_is_leader() {
+        return true;
+    }
+    if off!(flags) & FLAG_CURRENT_TASK_BTF != 0 {
+        kread::in_process_table::<Typed>(unsafe { bpf_get_current_task_btf() } as u64, false)
+    } else {
+        kread::in_process_table::<Probe>(unsafe { bpf_get_current_task() }, false)
+    }
+}
+
 fn key(tgid: u32, fd: u32) -> u64 {
     ((tgid as u64) << 32) | fd as u64
 }
@@ -396,9 +409,8 @@ fn report(
 pub fn ckpt_fd_install_fentry(ctx: FEntryContext) -> i32 {
     let fd: u32 = ctx.arg(0);
     let file: u64 = ctx.arg(1);
-    let task = unsafe { bpf_get_current_task() };
-    if kread::in_process_table::<Probe>(task, current_is_leader()) {
-        installed(task, fd, file, Slot::FdInstall);
+    if current_in_process_table() {
+        installed(unsafe { bpf_get_current_task() }, fd, file, Slot::FdInstall);
     }
     0
 }
@@ -406,11 +418,15 @@ pub fn ckpt_fd_install_fentry(ctx: FEntryContext) -> i32 {
 // ── Backend 2: kprobe on the same function ──────────────────────────────────────────────────
 #[kprobe(function = "fd_install")]
 pub fn ckpt_fd_install_kprobe(ctx: ProbeContext) -> u32 {
-    let task = unsafe { bpf_get_current_task() };
     if let (Some(fd), Some(file)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1))
-        && kread::in_process_table::<Probe>(task, current_is_leader())
+        && current_in_process_table()
     {
-        installed(task, fd as u32, file, Slot::FdInstall);
+        installed(
+            unsafe { bpf_get_current_task() },
+            fd as u32,
+            file,
+            Slot::FdInstall,
+        );
     }
     0
 }
@@ -703,7 +719,7 @@ pub fn ckpt_sock_state(ctx: BtfTracePointContext) -> i32 {
     let task = unsafe { bpf_get_current_task() };
     let file = file_at::<Probe>(task, fd);
     let same = file != 0
-        && kread::in_process_table::<Probe>(task, current_is_leader())
+        && current_in_process_table()
         && kread::sock_kind::<kread::Probe>(file).is_some_and(|s| s.sk == sk);
     match read::<u32>(task, off!(task_tgid)) {
         Some(tgid) if same && tgid != off!(ignore_tgid) => {
