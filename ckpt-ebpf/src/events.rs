@@ -155,6 +155,9 @@ const MAX_SCM_FDS: u64 = 2;
 /// and these programs are verified once per daemon, not once per scan: a longer walk than the
 /// iterator's.
 const EVENT_LOCK_WALK: u32 = 16;
+/// Locks walked per list before a file of an ok kind is dropped: one walked only in part is
+/// reported, and the record's own walk tells.
+const DROP_LOCK_WALK: u32 = 4;
 
 fn count(counter: &PerCpuArray<u64>) {
     count_at(counter, 0);
@@ -349,11 +352,13 @@ fn reported(task: u64, fd: u32, file: u64, why: Why, slot: Slot) {
     // An unreadable mode is 0, no file type: such a file is never dropped here.
     let (mode, rdev) = kread::read_two::<u16, u32>(inode, off!(inode_i_mode), off!(inode_i_rdev));
     let mode = mode as u32;
-    if file_facts::ok_by_table(f_op, mode, rdev) == Some(false) {
-        drop_ok(tgid, fd);
-        return;
-    }
-    if mode & kread::S_IFMT == kread::S_IFSOCK && ok_socket(file, f_op, tgid, fd) {
+    let ok_kind = file_facts::ok_by_table(f_op, mode, rdev) == Some(false);
+    // A lock belongs to the open file, whichever fd took it: a dup of a locked pipe, or a
+    // dup2 of its fd onto itself, is reported, as a scan counts only unlocked files.
+    if (ok_kind || mode & kread::S_IFMT == kread::S_IFSOCK)
+        && file_facts::unlocked::<Probe, DROP_LOCK_WALK>(file, task)
+        && (ok_kind || ok_socket(file, f_op, tgid, fd))
+    {
         drop_ok(tgid, fd);
         return;
     }

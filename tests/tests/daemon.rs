@@ -1065,6 +1065,35 @@ fn a_lock_taken_later_is_judged_when_taken_and_when_dropped() {
     verdict_becomes(&d, &id, "ok", budget(Duration::from_secs(5)));
 }
 
+/// A lock belongs to the open file, not to the fd it was taken through: a pipe flock'd through
+/// one fd and then dup'd stays locked once the first fd is closed, and after a dup2 of an fd
+/// onto itself. Both installs are of a kind ok whatever its state, which the kernel drops;
+/// dropped without a look at their locks, the close made the workload `ok` while CRIU would
+/// still stop at the lock. No periodic rescan runs in the test's time.
+#[test]
+fn a_lock_outlives_the_fd_it_was_taken_through() {
+    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let mut p = Fdctl::start(&fdctl());
+    let id = p.pid.to_string();
+    let pipe = p.open("pipe");
+    let w = d.settled(&id, budget(Duration::from_secs(5)));
+    assert_eq!(w["verdict"], "ok", "{w}");
+    p.send(&format!("flock {pipe}"));
+    d.wait_alert(&id, "needs-options", budget(Duration::from_secs(5)));
+
+    assert_eq!(p.open(&format!("dup2 {pipe} 90")), 90);
+    p.send(&format!("close {pipe}"));
+    assert_eq!(p.open("dup2 90 90"), 90);
+    let later = d.alerts_for(budget(Duration::from_secs(2)));
+    let about_p: Vec<&Value> = later.iter().filter(|a| about(a, p.pid)).collect();
+    assert!(about_p.is_empty(), "fd 90 holds the lock: {about_p:?}");
+    let w = d.settled(&id, budget(Duration::from_secs(1)));
+    assert_eq!(w["verdict"], "needs", "{w}");
+
+    p.send("close 90");
+    d.wait_alert(&id, "became-ok", budget(Duration::from_secs(5)));
+}
+
 /// A daemon with no periodic rescan in a test's time, and a settled fdctl (its workload id)
 /// that may make compat syscalls; `None`, saying why, where the kernel runs none.
 fn compat_setup() -> Option<(Daemon, Fdctl, String)> {
