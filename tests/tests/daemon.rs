@@ -353,20 +353,13 @@ fn an_io_uring_closed_but_still_mapped_keeps_blocking() {
 /// while it held the io_uring. No periodic rescan runs in the test's time.
 #[test]
 fn a_file_moved_by_dup2_or_replaced_by_dup3_is_followed() {
-    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
-    let mut p = Fdctl::start(&fdctl());
-    let id = p.pid.to_string();
-    d.settled(&id, budget(Duration::from_secs(5)));
+    let (d, mut p, id) = quiet_daemon_and_fdctl();
     let ring = p.open("io_uring");
     d.wait_alert(&id, "became-blocking", budget(Duration::from_secs(5)));
 
     assert_eq!(p.open(&format!("dup2 {ring} 100")), 100);
     p.send(&format!("close {ring}"));
-    let later = d.alerts_for(budget(Duration::from_secs(2)));
-    let about_p: Vec<&Value> = later.iter().filter(|a| about(a, p.pid)).collect();
-    assert!(about_p.is_empty(), "fd 100 still holds it: {about_p:?}");
-    let w = d.settled(&id, budget(Duration::from_secs(1)));
-    assert_eq!(w["verdict"], "blocks", "{w}");
+    stays(&d, &p, &id, "blocks", "fd 100 still holds it");
 
     let pipe = p.open("pipe");
     assert_eq!(p.open(&format!("dup3 {pipe} 100")), 100);
@@ -379,19 +372,12 @@ fn a_file_moved_by_dup2_or_replaced_by_dup3_is_followed() {
 /// userfaultfd. A plain close_range closes. No periodic rescan runs in the test's time.
 #[test]
 fn close_range_cloexec_closes_nothing_until_the_exec() {
-    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
-    let mut p = Fdctl::start(&fdctl());
-    let id = p.pid.to_string();
-    d.settled(&id, budget(Duration::from_secs(5)));
+    let (d, mut p, id) = quiet_daemon_and_fdctl();
     if close_range_cloexec_known() {
         let uffd = p.open("userfaultfd keep");
         d.wait_alert(&id, "became-blocking", budget(Duration::from_secs(5)));
         p.send(&format!("close_range {uffd} {uffd} cloexec"));
-        let later = d.alerts_for(budget(Duration::from_secs(2)));
-        let about_p: Vec<&Value> = later.iter().filter(|a| about(a, p.pid)).collect();
-        assert!(about_p.is_empty(), "still open: {about_p:?}");
-        let w = d.settled(&id, budget(Duration::from_secs(1)));
-        assert_eq!(w["verdict"], "blocks", "{w}");
+        stays(&d, &p, &id, "blocks", "still open");
 
         let ready = p.send("exec");
         assert!(ready.starts_with("ready "), "{ready}");
@@ -430,23 +416,36 @@ fn close_range_cloexec_known() -> bool {
 /// the close made it `ok`, and a snapshot took the thread's socket for the leader's io_uring.
 #[test]
 fn a_threads_own_fd_table_is_not_the_processs() {
-    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
-    let mut p = Fdctl::start(&fdctl());
-    let id = p.pid.to_string();
-    d.settled(&id, budget(Duration::from_secs(5)));
+    let (d, mut p, id) = quiet_daemon_and_fdctl();
     let ring = p.open("io_uring");
     d.wait_alert(&id, "became-blocking", budget(Duration::from_secs(5)));
 
     p.send(&format!("thread-table {ring}"));
-    let later = d.alerts_for(budget(Duration::from_secs(2)));
-    let about_p: Vec<&Value> = later.iter().filter(|a| about(a, p.pid)).collect();
-    assert!(about_p.is_empty(), "the leader still holds it: {about_p:?}");
-    let w = d.settled(&id, budget(Duration::from_secs(1)));
-    assert_eq!(w["verdict"], "blocks", "{w}");
+    stays(&d, &p, &id, "blocks", "the leader still holds it");
 
     let fresh = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
     let w = fresh.settled(&id, budget(Duration::from_secs(5)));
     assert_eq!(w["verdict"], "blocks", "from the snapshot: {w}");
+}
+
+/// A daemon with no periodic rescan in a test's time and a 250 ms settle, and a settled fdctl
+/// (its workload id).
+fn quiet_daemon_and_fdctl() -> (Daemon, Fdctl, String) {
+    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let p = Fdctl::start(&fdctl());
+    let id = p.pid.to_string();
+    d.settled(&id, budget(Duration::from_secs(5)));
+    (d, p, id)
+}
+
+/// That no alert about `p` comes for two seconds and workload `id` is still settled `want`:
+/// a change the daemon must not take for the end of what decides the verdict (`why`).
+fn stays(d: &Daemon, p: &Fdctl, id: &str, want: &str, why: &str) {
+    let later = d.alerts_for(budget(Duration::from_secs(2)));
+    let about_p: Vec<&Value> = later.iter().filter(|a| about(a, p.pid)).collect();
+    assert!(about_p.is_empty(), "{why}: {about_p:?}");
+    let w = d.settled(id, budget(Duration::from_secs(1)));
+    assert_eq!(w["verdict"], want, "{w}");
 }
 
 /// A userfaultfd an ioctl of /dev/userfaultfd made, the device closed at once: no syscall that
@@ -1103,11 +1102,7 @@ fn a_lock_outlives_the_fd_it_was_taken_through() {
     assert_eq!(p.open(&format!("dup2 {pipe} 90")), 90);
     p.send(&format!("close {pipe}"));
     assert_eq!(p.open("dup2 90 90"), 90);
-    let later = d.alerts_for(budget(Duration::from_secs(2)));
-    let about_p: Vec<&Value> = later.iter().filter(|a| about(a, p.pid)).collect();
-    assert!(about_p.is_empty(), "fd 90 holds the lock: {about_p:?}");
-    let w = d.settled(&id, budget(Duration::from_secs(1)));
-    assert_eq!(w["verdict"], "needs", "{w}");
+    stays(&d, &p, &id, "needs", "fd 90 holds the lock");
 
     p.send("close 90");
     d.wait_alert(&id, "became-ok", budget(Duration::from_secs(5)));
