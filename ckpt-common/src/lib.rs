@@ -29,6 +29,9 @@ pub const FLAG_CURRENT_TASK_BTF: u32 = 8;
 /// `KernelOffsets::flags`: the kernel has `bpf_sock_from_file` (5.11+), so an iterator may hold
 /// a socket file's `struct socket` as a BTF-typed pointer and load its members directly.
 pub const FLAG_SOCK_FROM_FILE: u32 = 16;
+/// `KernelOffsets::flags`: the file walk is the daemon's, which starts the watch of the TCP
+/// sockets it finds in a state their kind is ok in, as their installs do.
+pub const FLAG_WATCH_SOCKETS: u32 = 32;
 
 pub const FS_TYPE_LEN: usize = 16;
 pub const NAME_LEN: usize = 48;
@@ -103,6 +106,9 @@ pub mod flags {
     /// An event's: the task has just mapped this file (mmap), and user space looks for its
     /// mappings.
     pub const MAPPED: u32 = 1 << 10;
+    /// A TCP socket in a state its kind is ok in, whose changes of state the daemon's kernel
+    /// side could not watch (its map of watched sockets is full): it may connect unseen.
+    pub const UNWATCHED: u32 = 1 << 11;
 }
 
 /// One open file of one task, as `iter/task_file` sees it.

@@ -13,7 +13,7 @@ use aya_ebpf::{
         bpf_probe_read_user,
     },
     macros::{btf_tracepoint, fentry, kprobe, map},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
 };
 use ckpt_common::{
@@ -42,11 +42,24 @@ static FILTERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static OK_SOCKS: HashMap<OkSock, u32> = HashMap::with_max_entries(256, 0);
 
-/// Sockets dropped because their state was ok, by `struct sock` address: `[(tgid << 32) | fd,
-/// ok-state mask]`. When one leaves the states its kind is ok in, it is reported then (LRU: a
-/// socket closed while still ok is forgotten in time).
+/// Sockets held in a state their kind is ok in (dropped when installed, or found so by a
+/// rescan), by `struct sock` address: `[(tgid << 32) | fd, ok-state mask]`. When one leaves
+/// those states it is reported then. An element lives until its socket leaves them or is
+/// destroyed (`ckpt_tcp_destroy`), never evicted: an evicted socket could connect unseen (by
+/// `sendto(MSG_FASTOPEN)` or io_uring, no connect syscall to follow). Full, a socket is
+/// reported [`flags::UNWATCHED`] instead.
 #[map]
-static WATCHED_SOCKS: LruHashMap<u64, [u64; 2]> = LruHashMap::with_max_entries(65_536, 0);
+static WATCHED_SOCKS: HashMap<u64, [u64; 2]> = HashMap::with_max_entries(65_536, 0);
+
+/// Watches of sockets started ([`Watches::Started`]) and refused by a full `WATCHED_SOCKS`
+/// ([`Watches::Refused`]), per CPU: metrics.
+#[map]
+static WATCHES: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
+enum Watches {
+    Started = 0,
+    Refused = 1,
+}
 
 /// Changes no record could be made for, per CPU, by [`Unreported`] index: user space rescans
 /// when either grows.
@@ -276,12 +289,31 @@ fn drop_ok(tgid: u32, fd: u32) {
     count(&FILTERED);
 }
 
-/// Whether the socket `file`, just installed as `fd` of `tgid`, is ok by its kind in
-/// `OK_SOCKS` (read before any other fact: most sockets a busy host makes are of such kinds):
-/// whatever its state, or in its present state, then watched until it leaves that state.
-fn ok_socket(file: u64, f_op: u64, tgid: u32, fd: u32) -> bool {
+/// What a socket's kind (`OK_SOCKS`) makes of its present state.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SockOk {
+    /// Not ok by its kind, or not in this state.
+    No,
+    /// Ok whatever its state: not watched.
+    Always,
+    /// Ok in this state, and watched until it leaves it.
+    Watched,
+    /// Ok in this state, but `WATCHED_SOCKS` is full: a change of state would go unseen.
+    Unwatched,
+}
+
+/// Whether socket `file`, `fd` of `tgid`, is ok by its kind in `OK_SOCKS` (read before any
+/// other fact: most sockets a busy host makes are of such kinds), with its state: the one
+/// read once it is watched, for a socket whose kind is ok in some states only.
+///
+/// The watch is in place before that state is read. A state change traced from then on meets
+/// it; one traced before is in the state read, or (traced before the kernel stored the state)
+/// is followed by another that meets it: a socket that connects leaves CLOSE for SYN_SENT,
+/// then SYN_SENT for ESTABLISHED, one handshake later.
+#[inline(always)]
+pub fn ok_socket(file: u64, f_op: u64, tgid: u32, fd: u32) -> (SockOk, u8) {
     let Some(sock) = kread::sock_kind::<kread::Probe>(file) else {
-        return false;
+        return (SockOk::No, 0);
     };
     let kind = OkSock {
         f_op,
@@ -291,17 +323,32 @@ fn ok_socket(file: u64, f_op: u64, tgid: u32, fd: u32) -> bool {
         _pad: 0,
     };
     let Some(&mask) = (unsafe { OK_SOCKS.get(&kind) }) else {
-        return false;
+        return (SockOk::No, sock.state);
     };
     if mask == ANY_STATE {
-        return true;
+        return (SockOk::Always, sock.state);
     }
-    if sock.state >= 32 || mask & (1 << sock.state) == 0 {
-        return false;
+    let ok_in = |state: u8| state < 32 && mask & (1 << state) != 0;
+    if !ok_in(sock.state) {
+        return (SockOk::No, sock.state);
     }
-    WATCHED_SOCKS
+    if WATCHED_SOCKS
         .insert(&sock.sk, &[key(tgid, fd), mask as u64], 0)
-        .is_ok()
+        .is_err()
+    {
+        count_at(&WATCHES, Watches::Refused as u32);
+        return (SockOk::Unwatched, sock.state);
+    }
+    // A locked add: a full barrier on x86, so the state below is read after the watch is
+    // visible to `ckpt_sock_state` on every CPU.
+    count_at(&WATCHES, Watches::Started as u32);
+    let state = read::<u8>(sock.sk, off!(sock_state)).unwrap_or(u8::MAX);
+    if ok_in(state) {
+        (SockOk::Watched, state)
+    } else {
+        let _ = WATCHED_SOCKS.remove(&sock.sk);
+        (SockOk::No, state)
+    }
 }
 
 /// Why a file is reported.
@@ -355,14 +402,21 @@ fn reported(task: u64, fd: u32, file: u64, why: Why, slot: Slot) {
     let ok_kind = file_facts::ok_by_table(f_op, mode, rdev) == Some(false);
     // A lock belongs to the open file, whichever fd took it: a dup of a locked pipe, or a
     // dup2 of its fd onto itself, is reported, as a scan counts only unlocked files.
-    if (ok_kind || mode & kread::S_IFMT == kread::S_IFSOCK)
-        && file_facts::unlocked::<Probe, DROP_LOCK_WALK>(file, task)
-        && (ok_kind || ok_socket(file, f_op, tgid, fd))
-    {
-        drop_ok(tgid, fd);
+    let socket = !ok_kind && mode & kread::S_IFMT == kread::S_IFSOCK;
+    if !(ok_kind || socket) || !file_facts::unlocked::<Probe, DROP_LOCK_WALK>(file, task) {
+        report(task, tgid, fd, file, f_op, None, 0, slot);
         return;
     }
-    report(task, tgid, fd, file, f_op, None, 0, slot);
+    let sock = if socket {
+        ok_socket(file, f_op, tgid, fd).0
+    } else {
+        SockOk::Always
+    };
+    match sock {
+        SockOk::Always | SockOk::Watched => drop_ok(tgid, fd),
+        SockOk::Unwatched => report(task, tgid, fd, file, f_op, None, flags::UNWATCHED, slot),
+        SockOk::No => report(task, tgid, fd, file, f_op, None, 0, slot),
+    }
 }
 
 /// Sends `file` (`fd` of `tgid`, in `task`) to user space and tracks the fd; `state`
@@ -748,6 +802,15 @@ pub fn ckpt_sock_state(ctx: BtfTracePointContext) -> i32 {
         }
         _ => count_at(&UNREPORTED, Unreported::Sockets as u32),
     }
+    0
+}
+
+/// `tcp_destroy_sock(struct sock *sk)`, for every TCP socket the host frees: its watch ends
+/// with it, before another socket can take its address.
+#[btf_tracepoint(function = "tcp_destroy_sock")]
+pub fn ckpt_tcp_destroy(ctx: BtfTracePointContext) -> i32 {
+    let sk: u64 = ctx.arg(0);
+    let _ = WATCHED_SOCKS.remove(&sk);
     0
 }
 

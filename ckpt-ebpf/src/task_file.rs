@@ -6,9 +6,13 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray},
 };
-use ckpt_common::{FILE_FACTS_NO_SOCK_LEN, FileFacts, OpsRecord, TAG_FILE_NO_SOCK, known};
+use ckpt_common::{
+    FILE_FACTS_NO_SOCK_LEN, FLAG_WATCH_SOCKETS, FileFacts, OpsRecord, TAG_FILE_NO_SOCK, flags,
+    known,
+};
 use core::ffi::c_void;
 
+use crate::events::{self, SockOk};
 use crate::file_facts::{self, SEEN_OPS};
 use crate::kread::{self, FsTypeCache, Mem, Typed, off};
 
@@ -102,8 +106,19 @@ fn try_task_file<const COUNTING: bool>(ctx: *mut c_void) -> Option<()> {
     // Reported before the file's record, which user space resolves through it; settled after.
     file_facts::emit_ops_once(seq, f_op, &SEEN_OPS, &FILE_OPS_SCRATCH);
     file_facts::fill::<Typed, LOCK_WALK>(rec, task, tgid, fd, file, f_op, Some((&FILE_FS_TYPE, 0)));
+    let socket = rec.known & known::SOCKET != 0;
+    // The daemon's rescan watches what it finds as an install would, or the socket, ok now,
+    // could leave its state unseen (a connect by sendto(MSG_FASTOPEN) or io_uring). The
+    // flag is a constant: a scan's verifier never sees the branch.
+    if !COUNTING && socket && off!(flags) & FLAG_WATCH_SOCKETS != 0 {
+        match events::ok_socket(file, f_op, tgid, fd) {
+            (SockOk::Watched | SockOk::No, state) => rec.sk_state = state as u16,
+            (SockOk::Unwatched, _) => rec.flags |= flags::UNWATCHED,
+            (SockOk::Always, _) => {}
+        }
+    }
     // Most files are no sockets: their records end before the socket members, all zero.
-    let size = if rec.known & known::SOCKET == 0 {
+    let size = if !socket {
         rec.tag = TAG_FILE_NO_SOCK;
         FILE_FACTS_NO_SOCK_LEN
     } else {

@@ -202,7 +202,7 @@ impl Rules<'_, '_> {
         let rule = self.classifier.rule_for(f, &ctx);
         // Options only ever turn `needs` into `ok`: an `ok` file is one whatever is given, and
         // one not to be listed needs no report built.
-        if !self.keep_ok && rule.is_some_and(|r| r.verdict == Verdict::Ok) {
+        if !self.keep_ok && classify::judged_ok(rule, f) {
             return None;
         }
         let j = self.given.apply(self.classifier.judgement(rule, f));

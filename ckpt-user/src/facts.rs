@@ -201,6 +201,10 @@ pub struct SocketFact {
     pub wqueue: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rqueue: Option<u32>,
+    /// The daemon's kernel side could not watch this TCP socket's changes of state (its map
+    /// of watched sockets was full): judged ok in its present state, it may leave it unseen.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unwatched: bool,
 }
 
 /// A socket filter: none, a classic BPF program (SO_ATTACH_FILTER, which SO_GET_FILTER gives
@@ -387,6 +391,7 @@ impl FileFact {
                     .then_some(r.flags & flags::UDP_CORKED != 0),
                 wqueue: (r.known & known::SOCK_EXTRA != 0).then_some(r.sk_wqueue),
                 rqueue: (r.known & known::SOCK_EXTRA != 0).then_some(r.sk_rqueue),
+                unwatched: r.flags & flags::UNWATCHED != 0,
             })
         });
         let mount_known = r.known & known::MOUNT != 0;

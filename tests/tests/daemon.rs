@@ -998,6 +998,88 @@ fn tcp_sockets_a_rescan_found_idle_are_judged_when_they_connect() {
     drop(listener);
 }
 
+/// An idle TCP socket (CLOSE: ok) may connect with no connect syscall to follow: by
+/// sendto(MSG_FASTOPEN), or an io_uring's connect. The kernel watches its state, whether the
+/// daemon's scan found it or its install was dropped, for as long as it stays idle however many
+/// sockets come and go on the host: a watch that made room for newer sockets (an LRU, as once)
+/// let a process shed its own by making and closing enough of them. This daemon can watch 32;
+/// the process makes and closes 256 before it connects. No periodic rescan in the test's time.
+#[test]
+fn idle_tcp_sockets_stay_watched_until_they_connect_without_a_connect_syscall() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut found = Fdctl::start(&fdctl());
+    let found_fd = found.open("tcp");
+    let d = Daemon::start(&[
+        "--rescan",
+        "1h",
+        "--settle",
+        "250ms",
+        "--watched-sockets",
+        "32",
+    ]);
+    let mut installed = Fdctl::start(&fdctl());
+    d.settled(&installed.pid.to_string(), budget(Duration::from_secs(5)));
+    let installed_fd = installed.open("tcp");
+    for (p, fd, how) in [
+        (&mut found, found_fd, "found by the daemon's first scan"),
+        (
+            &mut installed,
+            installed_fd,
+            "installed while the daemon ran",
+        ),
+    ] {
+        let id = p.pid.to_string();
+        let w = d.settled(&id, budget(Duration::from_secs(5)));
+        assert_eq!(w["verdict"], "ok", "idle, {how}: {w}");
+        assert_eq!(p.send("sockets 256 tcp"), "ok");
+        assert_eq!(p.send(&format!("fastopen {fd} {port}")), "ok");
+        let w = verdict_becomes(&d, &id, "needs", budget(Duration::from_secs(5)));
+        assert_eq!(w["current"], "needs", "connected, {how}: {w}");
+    }
+    drop(listener);
+}
+
+/// Where the kernel has no room left to watch an idle TCP socket, that socket could connect
+/// unseen: it is judged unknown, never ok, and the refusal is counted. Closed, it no longer
+/// counts. This daemon can watch one socket; the process holds three idle ones.
+#[test]
+fn an_idle_tcp_socket_the_kernel_cannot_watch_is_unknown() {
+    let d = Daemon::start(&[
+        "--rescan",
+        "1h",
+        "--settle",
+        "250ms",
+        "--watched-sockets",
+        "1",
+    ]);
+    let mut p = Fdctl::start(&fdctl());
+    let id = p.pid.to_string();
+    d.settled(&id, budget(Duration::from_secs(5)));
+    let fds: Vec<u32> = (0..3).map(|_| p.open("tcp")).collect();
+    let alert = d.wait_alert(&id, "unknown", budget(Duration::from_secs(5)));
+    assert!(
+        alert["fd"]
+            .as_u64()
+            .is_some_and(|fd| fds.contains(&(fd as u32))),
+        "{alert}"
+    );
+    assert!(
+        alert["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("could not watch")),
+        "{alert}"
+    );
+    let refused = d.metric_where("ckpt_watch_socket_watches_total", |l| {
+        l.get("outcome") == Some("refused")
+    });
+    assert!(refused >= 1.0, "refusals counted: {refused}");
+    for fd in fds {
+        assert_eq!(p.send(&format!("close {fd}")), "ok");
+    }
+    verdict_becomes(&d, &id, "ok", budget(Duration::from_secs(5)));
+}
+
 /// A unix stream socket connected to a server outside its dump needs `--external unix[ino]`.
 /// Its peer has no inode until the server accepts it, after the client's connect: the daemon
 /// learns the peer from the accepted end, reported by the server's accept. Rescans off.

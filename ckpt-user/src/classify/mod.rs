@@ -472,6 +472,27 @@ pub fn classify(
     judgement(profile, rule, f, ops)
 }
 
+/// The daemon's judgement of a socket the profile finds ok in a state it could not watch:
+/// whatever the profile, `unknown`, never `ok`.
+const UNWATCHED_RULE: &str = "state-unwatched";
+
+/// Whether `rule` (the first that matches `f`) judges `f` ok.
+pub fn judged_ok(rule: Option<&Rule>, f: &FileFact) -> bool {
+    rule.is_some_and(|r| r.verdict == Verdict::Ok) && !unwatched(f)
+}
+
+/// A socket whose state the daemon could not watch (`SocketFact::unwatched`).
+fn unwatched(f: &FileFact) -> bool {
+    f.socket.as_ref().is_some_and(|s| s.unwatched)
+}
+
+/// The kind `r` names `f`: its file type where it names none.
+fn rule_kind(r: &Rule, f: &FileFact, ops: Option<&OpsIdentity>) -> String {
+    r.kind
+        .as_deref()
+        .map_or_else(|| f.file_type.as_str().to_string(), |k| expand(k, f, ops))
+}
+
 /// The judgement `rule` gives this file; with no rule, `unknown`.
 fn judgement(
     profile: &Profile,
@@ -480,12 +501,18 @@ fn judgement(
     ops: Option<&OpsIdentity>,
 ) -> Judgement {
     match rule {
+        Some(r) if r.verdict == Verdict::Ok && unwatched(f) => Judgement {
+            verdict: Verdict::Unknown,
+            rule: UNWATCHED_RULE.into(),
+            reason: "TCP socket ok in its present state, but the daemon's kernel side could not \
+                     watch it (its map of watched sockets is full): it could connect unseen"
+                .into(),
+            options: vec![],
+            kind: rule_kind(r, f, ops),
+        },
         Some(r) => Judgement {
             verdict: r.verdict,
-            kind: r
-                .kind
-                .as_deref()
-                .map_or_else(|| f.file_type.as_str().to_string(), |k| expand(k, f, ops)),
+            kind: rule_kind(r, f, ops),
             rule: r.id.clone(),
             reason: expand(&r.reason, f, ops),
             options: r.options.iter().map(|o| expand(o, f, ops)).collect(),
@@ -668,13 +695,17 @@ impl KindRules {
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        table.with(f, make, |rules| {
+        let verdict = table.with(f, make, |rules| {
             rules
                 .iter()
                 .map(|&i| &profile.rules[i as usize])
                 .find(|r| rule_matches(r, f, ops, ctx))
                 .map_or(Verdict::Unknown, |r| r.verdict)
-        })
+        });
+        match verdict {
+            Verdict::Ok if unwatched(f) => Verdict::Unknown,
+            v => v,
+        }
     }
 
     /// Forgets every kind: the profile or an ops table's identity changed.

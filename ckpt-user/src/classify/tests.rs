@@ -129,6 +129,7 @@ trait Build: Sized {
                 udp_corked: None,
                 wqueue: None,
                 rqueue: None,
+                unwatched: false,
             }))
         })
     }

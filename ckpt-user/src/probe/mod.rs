@@ -179,8 +179,11 @@ pub enum Purpose<'a> {
         count_ok: Option<u32>,
     },
     /// Snapshots and live events, with the event ring buffer sized to `ring_bytes` (a power of
-    /// two and a multiple of the page size).
-    Daemon { ring_bytes: u32 },
+    /// two and a multiple of the page size), and room to watch `watched_sockets` TCP sockets.
+    Daemon {
+        ring_bytes: u32,
+        watched_sockets: u32,
+    },
 }
 
 /// The event maps, which only the daemon's programs use.
@@ -223,6 +226,9 @@ impl Probe {
         if targets.is_some() {
             offsets.flags |= ckpt_common::FLAG_FILTER_TGIDS;
         }
+        if let Purpose::Daemon { .. } = purpose {
+            offsets.flags |= ckpt_common::FLAG_WATCH_SOCKETS;
+        }
         let file_name = match count_ok {
             Some(_) => FILE_COUNTING_PROG,
             None => FILE_PROG,
@@ -255,9 +261,13 @@ impl Probe {
                 // A ring buffer is at least a page.
                 loader.map_max_entries("EVENTS", page_size());
             }
-            Purpose::Daemon { ring_bytes } => {
+            Purpose::Daemon {
+                ring_bytes,
+                watched_sockets,
+            } => {
                 loader.map_max_entries("TARGET_TGIDS", 1);
                 loader.map_max_entries("EVENTS", ring_bytes);
+                loader.map_max_entries("WATCHED_SOCKS", watched_sockets);
             }
         }
         let mut ebpf = loader

@@ -511,6 +511,7 @@ pub(crate) mod tests {
             udp_corked: None,
             wqueue: None,
             rqueue: None,
+            unwatched: false,
         }));
         f
     }

@@ -34,6 +34,9 @@
 //!   connect N PORT [nonblocking|interrupted] → `ok`    connect fd N to 127.0.0.1:PORT, or
 //!                                                   begin to: EINPROGRESS, or EINTR from a
 //!                                                   signal 300 ms in (a full listener)
+//!   fastopen N PORT                      → `ok`        connect fd N to 127.0.0.1:PORT by
+//!                                                   sendto(MSG_FASTOPEN) of one byte: no
+//!                                                   connect syscall
 //!   file PATH                            → `fd N`      PATH opened read-write, created
 //!   lock N                               → `ok`        a POSIX write lock on all of fd N:
 //!                                                   this process's, not its children's
@@ -709,6 +712,27 @@ fn command(line: &str) -> Result<String, String> {
                 Some(w) => return Err(format!("connect: unknown way {w}")),
             };
             connect(n, port, how).map(|_| "ok".into())
+        }
+        (Some("fastopen"), Some(n)) => {
+            let n: RawFd = n.parse().map_err(|_| format!("fastopen: bad fd {n}"))?;
+            let port: u16 = words
+                .next()
+                .and_then(|p| p.parse().ok())
+                .ok_or("fastopen: a port")?;
+            let addr = loopback(port);
+            // SAFETY: one byte from a static, to a fully initialised sockaddr_in of the size
+            // passed.
+            let ret = unsafe {
+                libc::sendto(
+                    n,
+                    b"x".as_ptr().cast(),
+                    1,
+                    libc::MSG_FASTOPEN,
+                    (&raw const addr).cast(),
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            check(ret as i64, "sendto(MSG_FASTOPEN)").map(|_| "ok".into())
         }
         (Some("close"), Some(n)) => {
             let n: RawFd = n.parse().map_err(|_| format!("close: bad fd {n}"))?;

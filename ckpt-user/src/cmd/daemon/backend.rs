@@ -35,14 +35,15 @@ pub struct Attached {
     pub passed_over: Vec<(Backend, String)>,
 }
 
-/// Attached whatever the backend: closes, the lifecycle, and TCP sockets leaving the states
-/// they were dropped in.
-const LIFECYCLE: [(&str, &str); 5] = [
+/// Attached whatever the backend: closes, the lifecycle, TCP sockets leaving the states they
+/// were dropped in, and their end.
+const LIFECYCLE: [(&str, &str); 6] = [
     ("ckpt_sys_exit", "sys_exit"),
     ("ckpt_fork", "sched_process_fork"),
     ("ckpt_exec", "sched_process_exec"),
     ("ckpt_exit", "sched_process_exit"),
     ("ckpt_sock_state", "inet_sock_set_state"),
+    ("ckpt_tcp_destroy", "tcp_destroy_sock"),
 ];
 
 fn attach_tp_btf(

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub events: Family<Labels, Counter>,
     pub events_lost: Counter,
     pub events_filtered: Counter,
+    pub socket_watches: Family<Labels, Counter>,
     pub reconciles: Family<Labels, Counter>,
     pub reconcile_seconds: Histogram,
     pub backend: Family<Labels, Gauge>,
@@ -39,6 +40,7 @@ impl Default for Metrics {
         let events = Family::<Labels, Counter>::default();
         let events_lost = Counter::default();
         let events_filtered = Counter::default();
+        let socket_watches = Family::<Labels, Counter>::default();
         let reconciles = Family::<Labels, Counter>::default();
         let reconcile_seconds = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
         let backend = Family::<Labels, Gauge>::default();
@@ -58,6 +60,11 @@ impl Default for Metrics {
             "events_filtered",
             "fd installs dropped in the kernel: the profile proves them ok whatever their state (TCP sockets: in their present state, reported when they leave it)",
             events_filtered.clone(),
+        );
+        registry.register(
+            "socket_watches",
+            "Watches of TCP sockets in a state their kind is ok in, by outcome: started (the kernel reports the socket when it leaves that state), refused (the map of watched sockets was full: the socket is judged unknown)",
+            socket_watches.clone(),
         );
         registry.register(
             "reconciles",
@@ -142,6 +149,7 @@ impl Default for Metrics {
             events,
             events_lost,
             events_filtered,
+            socket_watches,
             reconciles,
             reconcile_seconds,
             backend,

@@ -74,6 +74,11 @@ pub struct DaemonArgs {
     /// Event ring buffer size in bytes (a power of two, at least one page).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = parse_ring_size)]
     pub ring_buffer_size: u32,
+    /// TCP sockets the kernel side can watch in a state their kind is ok in (each costs ~100
+    /// bytes of kernel memory, allocated at start); beyond them such a socket is judged unknown.
+    #[arg(long, value_name = "N", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    pub watched_sockets: u32,
     /// Append alerts to FILE instead of stdout (reopened on SIGUSR1).
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -222,6 +227,7 @@ fn kernel_maps(probe: &mut Probe) -> anyhow::Result<KernelMaps> {
         lost: PerCpuArray::try_from(take("LOST")?)?,
         unreported: PerCpuArray::try_from(take("UNREPORTED")?)?,
         filtered: PerCpuArray::try_from(take("FILTERED")?)?,
+        watches: PerCpuArray::try_from(take("WATCHES")?)?,
     })
 }
 
@@ -233,6 +239,8 @@ struct KernelMaps {
     lost: PerCpuArray<MapData, u64>,
     unreported: PerCpuArray<MapData, u64>,
     filtered: PerCpuArray<MapData, u64>,
+    /// Watches of TCP sockets started, and refused by a full map.
+    watches: PerCpuArray<MapData, u64>,
 }
 
 /// Every entry of a per-CPU counter map, on every CPU.
@@ -283,10 +291,15 @@ struct Daemon {
     lost: PerCpuArray<MapData, u64>,
     unreported: PerCpuArray<MapData, u64>,
     filtered: PerCpuArray<MapData, u64>,
+    watches: PerCpuArray<MapData, u64>,
     lost_seen: u64,
     /// By the kernel's index: watched sockets, compat fds.
     unreported_seen: [u64; 2],
     filtered_seen: u64,
+    /// By the kernel's index: started, refused.
+    watches_seen: [u64; 2],
+    /// A kind of TCP socket was given the states it is ok in since the last rescan.
+    watches_offered: bool,
     alerts: Writer,
     format: Format,
     shared: SharedState,
@@ -307,7 +320,12 @@ impl Daemon {
                 KernelUpdate::AlwaysOkSocket(kind) => {
                     self.ok_socks.insert(kind, ckpt_common::ANY_STATE, 0)
                 }
-                KernelUpdate::OkSocketStates(kind, mask) => self.ok_socks.insert(kind, mask, 0),
+                KernelUpdate::OkSocketStates(kind, mask) => {
+                    // The sockets of this kind already open were found with no states to
+                    // watch them in: the next rescan watches the idle ones.
+                    self.watches_offered = true;
+                    self.ok_socks.insert(kind, mask, 0)
+                }
                 KernelUpdate::ForgetAlwaysOk => self.forget_always_ok(),
             };
             if let Err(e) = result {
@@ -435,6 +453,8 @@ impl Daemon {
         };
         // On the events' clock: what they tell from before it, the snapshot tells too.
         let taken_at = monotonic_ns();
+        // This walk watches the idle TCP sockets of every kind offered so far.
+        self.watches_offered = false;
         let snap = Snapshot::collect(&mut self.probe, None, None, read, false, None)
             .context("rescanning")?;
         let new_ops = resolve::resolve(&snap.ops_members(), &snap.symbols(), &self.catalogue);
@@ -552,8 +572,8 @@ impl Daemon {
 
     /// Counts events lost and filtered in the kernel, and processes by verdict (on the tick, not
     /// per event: counting walks every process). Says why to rescan when events were lost,
-    /// watched sockets changed state where the kernel could not report them, or a compat
-    /// syscall passed fds it could not read, since.
+    /// watched sockets changed state where the kernel could not report them, a compat syscall
+    /// passed fds it could not read, or a kind of TCP socket got states to be watched in, since.
     /// `backlog_dropped`: events read from the ring but dropped for want of room, so far.
     fn check_counters(&mut self, backlog_dropped: u64) -> Option<&'static str> {
         let by_verdict = self.state.processes_by_verdict();
@@ -586,6 +606,22 @@ impl Daemon {
             .events_filtered
             .inc_by(filtered.saturating_sub(self.filtered_seen));
         self.filtered_seen = filtered;
+        let watches = [0, 1].map(|i| per_cpu_at(&self.watches, i));
+        for (i, outcome) in ["started", "refused"].into_iter().enumerate() {
+            shared
+                .metrics
+                .socket_watches
+                .get_or_create(&label("outcome", outcome))
+                .inc_by(watches[i].saturating_sub(self.watches_seen[i]));
+        }
+        // Once: a host that fills the map refuses on and on, and the metric counts them all.
+        if watches[1] > 0 && self.watches_seen[1] == 0 {
+            tracing::warn!(
+                refused = watches[1],
+                "the kernel's map of watched TCP sockets is full: sockets it could not watch are judged unknown"
+            );
+        }
+        self.watches_seen = watches;
         let new_lost = lost.saturating_sub(self.lost_seen);
         self.lost_seen = lost;
         if new_lost > 0 {
@@ -601,7 +637,9 @@ impl Daemon {
             );
             return Some("lost-events");
         }
+        let watches_offered = std::mem::take(&mut self.watches_offered);
         match new_unreported {
+            [0, 0] if watches_offered => Some("socket-watches"),
             [0, 0] => None,
             [_, 0] => Some("unreported-sockets"),
             _ => Some("compat-fds"),
@@ -728,6 +766,7 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
         &func_ids,
         Purpose::Daemon {
             ring_bytes: args.ring_buffer_size,
+            watched_sockets: args.watched_sockets,
         },
         &|| {},
     )?;
@@ -798,9 +837,12 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
         lost: maps.lost,
         unreported: maps.unreported,
         filtered: maps.filtered,
+        watches: maps.watches,
         lost_seen: 0,
         unreported_seen: [0; 2],
         filtered_seen: 0,
+        watches_seen: [0; 2],
+        watches_offered: false,
         alerts,
         format,
         shared: shared.clone(),

@@ -587,6 +587,9 @@ impl State {
                 let mut sample = f.clone();
                 if let Some(sock) = sample.socket.as_mut() {
                     sock.state = state;
+                    // The states are offered to be watched in: a sample the kernel could not
+                    // watch is judged as one it could.
+                    sock.unwatched = false;
                 }
                 !self.worth_keeping(j, &sample)
             })

@@ -1,7 +1,7 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 
-use ckpt_common::{FS_TYPE_LEN, FileFacts, NAME_LEN, TAG_FILE, TAG_TASK, known};
+use ckpt_common::{FS_TYPE_LEN, FileFacts, NAME_LEN, TAG_FILE, TAG_TASK, flags, known};
 
 use super::*;
 use crate::classify::load_profile;
@@ -1165,23 +1165,30 @@ fn the_hosts_init_is_no_workload() {
     assert_eq!(ids, ["0:10", "20:20"]);
 }
 
-#[test]
-fn a_tcp_socket_kind_is_dropped_in_the_states_it_is_ok_in() {
-    let mut f = Fixture::new();
-    let mut tcp = record(10, 4, SOCKET_FOPS, SOCK, "sockfs", "");
+/// A new TCP socket: AF_INET, SOCK_STREAM, IPPROTO_TCP, TCP_CLOSE.
+fn idle_tcp(pid: u32, fd: u32) -> FileFacts {
+    let mut tcp = record(pid, fd, SOCKET_FOPS, SOCK, "sockfs", "");
     tcp.known |= known::SOCKET;
-    // A new socket: AF_INET, SOCK_STREAM, IPPROTO_TCP, TCP_CLOSE.
     (tcp.sk_family, tcp.sk_type, tcp.sk_protocol, tcp.sk_state) = (2, 1, 6, 7);
-    let out = f.install(tcp);
-    let masks: Vec<u32> = out
-        .kernel
+    tcp
+}
+
+/// The state masks `out` gives TCP kinds.
+fn tcp_state_masks(out: &Outcome) -> Vec<u32> {
+    out.kernel
         .iter()
         .filter_map(|k| match k {
             KernelUpdate::OkSocketStates(kind, mask) if kind.protocol == 6 => Some(*mask),
             _ => None,
         })
-        .collect();
-    let [mask] = masks[..] else {
+        .collect()
+}
+
+#[test]
+fn a_tcp_socket_kind_is_dropped_in_the_states_it_is_ok_in() {
+    let mut f = Fixture::new();
+    let out = f.install(idle_tcp(10, 4));
+    let [mask] = tcp_state_masks(&out)[..] else {
         panic!("one state mask for the TCP kind: {out:?}");
     };
     let state = |s: u32| mask & (1 << s) != 0;
@@ -1199,4 +1206,21 @@ fn a_tcp_socket_kind_is_dropped_in_the_states_it_is_ok_in() {
             .any(|k| matches!(k, KernelUpdate::AlwaysOkSocket(..))),
         "TCP is never ok whatever its state"
     );
+}
+
+/// An idle TCP socket the kernel could not watch (its map full) is unknown, never ok; and,
+/// as the first of its kind, it still offers the kind's ok states, or no socket of the kind
+/// would be watched from then on.
+#[test]
+fn an_unwatched_idle_tcp_socket_is_unknown_and_still_offers_its_kinds_states() {
+    let mut f = Fixture::new();
+    let mut tcp = idle_tcp(11, 4);
+    tcp.flags |= flags::UNWATCHED;
+    let out = f.install(tcp);
+    assert_eq!(tcp_state_masks(&out).len(), 1, "{out:?}");
+    f.install(idle_tcp(11, 5));
+    f.alerts_after(Duration::ZERO);
+    assert_eq!(f.alerts_after(SETTLE), [alert("unknown", 10)]);
+    let kept: Vec<Option<u32>> = f.state.files_of(11).iter().map(|k| k.fd).collect();
+    assert_eq!(kept, [Some(4)], "the watched one is not kept");
 }
