@@ -28,8 +28,9 @@
 //!   scm                                  → `fd N`      receive a userfaultfd over SCM_RIGHTS
 //!                                                   (io_uring fds cannot be passed at all)
 //!   unix PATH                            → `fd N`      a unix stream socket connected to PATH
-//!   sockets N [tcp|udp|unix]             → `ok`        N × socket()+close() (unix: pairs), TCP
-//!                                                   by default
+//!   sockets N [tcp|udp|unix] [at-once]   → `ok`        N × socket()+close() (unix: pairs), TCP
+//!                                                   by default; at once: N sockets open
+//!                                                   together (N distinct ones), then closed
 //!   tcp                                  → `fd N`      a TCP socket, not connected (CLOSE)
 //!   connect N PORT [nonblocking|interrupted] → `ok`    connect fd N to 127.0.0.1:PORT, or
 //!                                                   begin to: EINPROGRESS, or EINTR from a
@@ -476,20 +477,32 @@ fn recv_fd(sock: RawFd) -> Result<RawFd, String> {
 
 /// The daemon drops UDP sockets in the kernel once it has seen one, and TCP ones while they
 /// are closed (as socket() makes them); unix socket pairs always reach it (their peers decide).
-fn sockets(n: u32, kind: &str) -> Result<(), String> {
+fn sockets(n: u32, kind: &str, at_once: bool) -> Result<(), String> {
     let sk_type = match kind {
         "tcp" => libc::SOCK_STREAM,
         "udp" => libc::SOCK_DGRAM,
         "unix" => return unix_pairs(n),
         _ => return Err(format!("sockets: unknown kind {kind}")),
     };
-    for _ in 0..n {
-        // SAFETY: socket + close of our own fd.
-        let fd = check(
+    // SAFETY: socket() of our own.
+    let socket = || {
+        check(
             unsafe { libc::socket(libc::AF_INET, sk_type, 0) } as i64,
             "socket",
-        )?;
-        unsafe { libc::close(fd) };
+        )
+    };
+    // SAFETY: closes of fds socket() gave us.
+    let close = |fd| unsafe { libc::close(fd) };
+    if at_once {
+        // A socket freed is where the next one is made: only sockets open together are many.
+        let fds = (0..n).map(|_| socket()).collect::<Result<Vec<_>, _>>()?;
+        for fd in fds {
+            close(fd);
+        }
+        return Ok(());
+    }
+    for _ in 0..n {
+        close(socket()?);
     }
     Ok(())
 }
@@ -821,7 +834,8 @@ fn command(line: &str) -> Result<String, String> {
         }
         (Some("sockets"), Some(n)) => {
             let n = n.parse().map_err(|_| format!("sockets: bad count {n}"))?;
-            sockets(n, words.next().unwrap_or("tcp")).map(|_| "ok".into())
+            let kind = words.next().unwrap_or("tcp");
+            sockets(n, kind, words.next() == Some("at-once")).map(|_| "ok".into())
         }
         (Some("exec"), _) => reexec().map(|_| unreachable!("execv returned Ok")),
         (Some("thread-exec"), _) => {
