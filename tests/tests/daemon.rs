@@ -321,7 +321,7 @@ fn a_kept_io_uring_alerts_once_naming_the_workload_and_clears_on_close() {
 /// test's time: the close itself must tell.
 #[test]
 fn an_io_uring_closed_but_still_mapped_keeps_blocking() {
-    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let d = quiet_daemon(&[]);
     let mut p = Fdctl::start(&fdctl());
     let id = p.pid.to_string();
     d.settled(&id, budget(Duration::from_secs(5)));
@@ -423,15 +423,23 @@ fn a_threads_own_fd_table_is_not_the_processs() {
     p.send(&format!("thread-table {ring}"));
     stays(&d, &p, &id, "blocks", "the leader still holds it");
 
-    let fresh = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let fresh = quiet_daemon(&[]);
     let w = fresh.settled(&id, budget(Duration::from_secs(5)));
     assert_eq!(w["verdict"], "blocks", "from the snapshot: {w}");
 }
 
-/// A daemon with no periodic rescan in a test's time and a 250 ms settle, and a settled fdctl
-/// (its workload id).
+/// A daemon with no periodic rescan in a test's time and a 250 ms settle, and `more` options.
+fn quiet_daemon(more: &[&str]) -> Daemon {
+    let args: Vec<&str> = ["--rescan", "1h", "--settle", "250ms"]
+        .into_iter()
+        .chain(more.iter().copied())
+        .collect();
+    Daemon::start(&args)
+}
+
+/// A [`quiet_daemon`], and a settled fdctl (its workload id).
 fn quiet_daemon_and_fdctl() -> (Daemon, Fdctl, String) {
-    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let d = quiet_daemon(&[]);
     let p = Fdctl::start(&fdctl());
     let id = p.pid.to_string();
     d.settled(&id, budget(Duration::from_secs(5)));
@@ -457,7 +465,7 @@ fn an_fd_an_ioctl_returns_is_judged_at_once() {
         eprintln!("skipped: no /dev/userfaultfd (Linux < 6.1)");
         return;
     }
-    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let d = quiet_daemon(&[]);
     let mut p = Fdctl::start(&fdctl());
     let id = p.pid.to_string();
     d.settled(&id, budget(Duration::from_secs(5)));
@@ -476,7 +484,7 @@ fn an_fd_an_ioctl_returns_is_judged_at_once() {
 /// at once, with no rescan in the test's time, and still after the close.
 #[test]
 fn a_mapped_socket_blocks_at_once() {
-    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let d = quiet_daemon(&[]);
     let mut p = Fdctl::start(&fdctl());
     let id = p.pid.to_string();
     let fd = p.open("tcp");
@@ -640,7 +648,7 @@ fn a_forked_child_belongs_to_its_leaders_dump() {
 /// reports its exit when its last thread exits, whichever.
 #[test]
 fn a_process_outlives_its_leader_thread() {
-    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let d = quiet_daemon(&[]);
     let mut p = Fdctl::start(&fdctl());
     let (pid, id) = (p.pid, p.pid.to_string());
     let fd = p.open("userfaultfd keep");
@@ -890,7 +898,7 @@ fn a_tcp_socket_dropped_while_closed_is_judged_when_it_connects() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     // No rescan in this test's time: only the kernel's report can tell the daemon.
-    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let d = quiet_daemon(&[]);
     let mut p = Fdctl::start(&fdctl());
     teach(&d, &mut p, "tcp");
     let before = d.metric("ckpt_watch_events_filtered_total");
@@ -961,7 +969,7 @@ fn tcp_sockets_a_rescan_found_idle_are_judged_when_they_connect() {
         })
         .collect();
     let compat = procs[0].0.send("int80 probe") == "compat yes";
-    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let d = quiet_daemon(&[]);
     let ways = [
         "connect {fd} {port}",
         "connect {fd} {port} nonblocking",
@@ -1014,14 +1022,7 @@ fn idle_tcp_sockets_stay_watched_until_they_connect_without_a_connect_syscall() 
     let port = listener.local_addr().unwrap().port();
     let mut found = Fdctl::start(&fdctl());
     let found_fd = found.open("tcp");
-    let d = Daemon::start(&[
-        "--rescan",
-        "1h",
-        "--settle",
-        "250ms",
-        "--watched-sockets",
-        "32",
-    ]);
+    let d = quiet_daemon(&["--watched-sockets", "32"]);
     let mut installed = Fdctl::start(&fdctl());
     d.settled(&installed.pid.to_string(), budget(Duration::from_secs(5)));
     let installed_fd = installed.open("tcp");
@@ -1055,14 +1056,7 @@ fn idle_tcp_sockets_stay_watched_until_they_connect_without_a_connect_syscall() 
 /// counts. This daemon can watch one socket; the process holds three idle ones.
 #[test]
 fn an_idle_tcp_socket_the_kernel_cannot_watch_is_unknown() {
-    let d = Daemon::start(&[
-        "--rescan",
-        "1h",
-        "--settle",
-        "250ms",
-        "--watched-sockets",
-        "1",
-    ]);
+    let d = quiet_daemon(&["--watched-sockets", "1"]);
     let mut p = Fdctl::start(&fdctl());
     let id = p.pid.to_string();
     d.settled(&id, budget(Duration::from_secs(5)));
@@ -1098,7 +1092,7 @@ fn a_unix_client_is_judged_by_the_server_that_accepts_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("server.sock");
     let server = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let d = quiet_daemon(&[]);
     let mut p = Fdctl::start(&fdctl());
     let id = p.pid.to_string();
     d.settled(&id, budget(Duration::from_secs(5)));
@@ -1138,7 +1132,7 @@ fn verdict_becomes(d: &Daemon, id: &str, want: &str, within: Duration) -> Value 
 /// with flock left out of the syscall table).
 #[test]
 fn a_lock_taken_later_is_judged_when_taken_and_when_dropped() {
-    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let d = quiet_daemon(&[]);
     let mut p = Fdctl::start(&fdctl());
     let id = p.pid.to_string();
     let pipe = p.open("pipe");
@@ -1182,7 +1176,7 @@ fn a_lock_taken_later_is_judged_when_taken_and_when_dropped() {
 /// still stop at the lock. No periodic rescan runs in the test's time.
 #[test]
 fn a_lock_outlives_the_fd_it_was_taken_through() {
-    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let d = quiet_daemon(&[]);
     let mut p = Fdctl::start(&fdctl());
     let id = p.pid.to_string();
     let pipe = p.open("pipe");
@@ -1208,7 +1202,7 @@ fn compat_setup() -> Option<(Daemon, Fdctl, String)> {
         eprintln!("skipped: this kernel runs no compat (i386) syscalls (no IA32 emulation)");
         return None;
     }
-    let d = Daemon::start(&["--rescan", "1h", "--settle", "250ms"]);
+    let d = quiet_daemon(&[]);
     let id = p.pid.to_string();
     d.settled(&id, budget(Duration::from_secs(5)));
     Some((d, p, id))
