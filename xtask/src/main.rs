@@ -130,7 +130,7 @@ fn main() -> anyhow::Result<()> {
                 backend: vm::Backend::All,
                 suites: Vec::new(),
                 // vm-test's own default: a hang, not a slow guest beside two others.
-                timeout: 2400,
+                timeout: vm::HANG_SECS,
                 guest: false,
             })
         }
