@@ -356,12 +356,12 @@ pub struct OkFops {
     pub _pad: u32,
 }
 
-/// A kind of socket whose files are always ok (`OK_SOCKS`): sockets share one ops table, so
-/// their family, type and protocol say what they are.
+/// A kind of socket whose files are ok (`OK_SOCKS`). Every socket file has the one ops table
+/// (`socket_file_ops`), so its family, type and protocol say what it is; keyed without the
+/// table, a kind can be offered before any socket's table was seen.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OkSock {
-    pub f_op: u64,
     pub family: u16,
     pub sk_type: u16,
     pub protocol: u16,
@@ -815,8 +815,8 @@ mod tests {
     fn ok_sock_layout_is_padding_free() {
         assert_eq!(size_of::<OkFops>(), 16);
         assert_eq!(offset_of!(OkFops, only_plain), 8);
-        assert_eq!(size_of::<OkSock>(), 16);
-        assert_eq!(offset_of!(OkSock, _pad), 14);
+        assert_eq!(size_of::<OkSock>(), 8);
+        assert_eq!(offset_of!(OkSock, _pad), 6);
     }
 
     #[test]

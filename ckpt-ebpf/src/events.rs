@@ -311,12 +311,11 @@ pub enum SockOk {
 /// is followed by another that meets it: a socket that connects leaves CLOSE for SYN_SENT,
 /// then SYN_SENT for ESTABLISHED, one handshake later.
 #[inline(always)]
-pub fn ok_socket(file: u64, f_op: u64, tgid: u32, fd: u32) -> (SockOk, u8) {
+pub fn ok_socket(file: u64, tgid: u32, fd: u32) -> (SockOk, u8) {
     let Some(sock) = kread::sock_kind::<kread::Probe>(file) else {
         return (SockOk::No, 0);
     };
     let kind = OkSock {
-        f_op,
         family: sock.family,
         sk_type: sock.sk_type,
         protocol: sock.protocol,
@@ -402,13 +401,15 @@ fn reported(task: u64, fd: u32, file: u64, why: Why, slot: Slot) {
     let ok_kind = file_facts::ok_by_table(f_op, mode, rdev) == Some(false);
     // A lock belongs to the open file, whichever fd took it: a dup of a locked pipe, or a
     // dup2 of its fd onto itself, is reported, as a scan counts only unlocked files.
+    // A socket inode opens only as a socket (sock_alloc_file), or by O_PATH with no
+    // `private_data`: the mode is enough to read its kind, no ops table to compare.
     let socket = !ok_kind && mode & kread::S_IFMT == kread::S_IFSOCK;
     if !(ok_kind || socket) || !file_facts::unlocked::<Probe, DROP_LOCK_WALK>(file, task) {
         report(task, tgid, fd, file, f_op, None, 0, slot);
         return;
     }
     let sock = if socket {
-        ok_socket(file, f_op, tgid, fd).0
+        ok_socket(file, tgid, fd).0
     } else {
         SockOk::Always
     };

@@ -111,7 +111,7 @@ fn try_task_file<const COUNTING: bool>(ctx: *mut c_void) -> Option<()> {
     // could leave its state unseen (a connect by sendto(MSG_FASTOPEN) or io_uring). The
     // flag is a constant: a scan's verifier never sees the branch.
     if !COUNTING && socket && off!(flags) & FLAG_WATCH_SOCKETS != 0 {
-        match events::ok_socket(file, f_op, tgid, fd) {
+        match events::ok_socket(file, tgid, fd) {
             (SockOk::Watched | SockOk::No, state) => rec.sk_state = state as u16,
             (SockOk::Unwatched, _) => rec.flags |= flags::UNWATCHED,
             (SockOk::Always, _) => {}

@@ -306,6 +306,7 @@ fn c_string(bytes: &[u8]) -> Text {
 }
 
 const TCP_CLOSE: u32 = 7;
+const SOCKFS_MAGIC: u64 = 0x534f_434b;
 
 /// The facts a file record and a mapping record share (both carry the same inode fields), with
 /// everything fd-specific unset.
@@ -347,6 +348,55 @@ macro_rules! inode_part {
 }
 
 impl FileFact {
+    /// A socket as `socket(2)` leaves it: closed, unbound, with no filter, peer or queued bytes
+    /// (its ops table and inode unknown, which no socket rule needs). What a kind of socket is
+    /// judged by before any of its files was seen.
+    pub fn new_socket(family: u16, sk_type: u16, protocol: u16) -> Self {
+        FileFact {
+            pid: 0,
+            fd: Some(0),
+            mapping: None,
+            f_op: 0,
+            file_type: FileType::Sock,
+            mode: 0o140777,
+            rdev: None,
+            dev: DevNum { major: 0, minor: 0 },
+            ino: 0,
+            size: 0,
+            allocated: 0,
+            nlink: 1,
+            fs_type: Text::interned("sockfs"),
+            fs_magic: SOCKFS_MAGIC,
+            name: Text::interned(""),
+            f_flags: 0o2,
+            unlinked: false,
+            mount_visible: Some(false),
+            mnt_id: None,
+            locked: Some(false),
+            locks_unwalked: false,
+            socket: Some(Box::new(SocketFact {
+                family,
+                sk_type,
+                protocol,
+                state: TCP_CLOSE as u16,
+                backlog: None,
+                peer: None,
+                peer_known: false,
+                filter: Some(SockFilter::None),
+                udp_corked: Some(false),
+                wqueue: Some(0),
+                rqueue: Some(0),
+                unwatched: false,
+            })),
+            pidfd_target: None,
+            pidfd_dead: None,
+            tty_index: None,
+            bpf_map_type: None,
+            inode_known: true,
+            watches: None,
+        }
+    }
+
     /// What the kernel's table of ok ops tables (`OK_FOPS`) holds for this file's table, once
     /// every file of its kind (`only_plain`: every plain one) is judged ok: its file type and,
     /// when `rdev_bound`, its device.

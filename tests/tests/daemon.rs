@@ -1048,6 +1048,13 @@ fn idle_tcp_sockets_stay_watched_until_they_connect_without_a_connect_syscall() 
             d.diagnosis()
         );
     }
+    // The first scan watched the socket it found: no second scan was needed to.
+    assert_eq!(
+        d.rescans("socket-watches"),
+        0.0,
+        "a rescan to watch sockets; {}",
+        d.diagnosis()
+    );
     drop(listener);
 }
 

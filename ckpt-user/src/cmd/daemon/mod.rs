@@ -321,8 +321,8 @@ impl Daemon {
                     self.ok_socks.insert(kind, ckpt_common::ANY_STATE, 0)
                 }
                 KernelUpdate::OkSocketStates(kind, mask) => {
-                    // The sockets of this kind already open were found with no states to
-                    // watch them in: the next rescan watches the idle ones.
+                    // The sockets of this kind already open were found with other states (or
+                    // none) to watch them in: the next rescan watches them by these.
                     self.watches_offered = true;
                     self.ok_socks.insert(kind, mask, 0)
                 }
@@ -458,7 +458,7 @@ impl Daemon {
         let snap = Snapshot::collect(&mut self.probe, None, None, read, false, None)
             .context("rescanning")?;
         let new_ops = resolve::resolve(&snap.ops_members(), &snap.symbols(), &self.catalogue);
-        let renamed = self.state.learn_ops(new_ops);
+        let renamed = self.state.learn_ops(&judging!(self), new_ops);
         self.apply(renamed);
         self.names = Names::read(Path::new("/"));
         let j = judging!(self);
@@ -500,7 +500,7 @@ impl Daemon {
         let one = std::collections::HashMap::from([(f_op, members)]);
         let known = resolve::resolve(&one, &self.catalogue_functions, &self.catalogue);
         if known.values().all(|id| id.via == resolve::Via::Members) {
-            let out = self.state.learn_ops(known);
+            let out = self.state.learn_ops(&judging!(self), known);
             self.apply(out);
             return;
         }
@@ -510,7 +510,7 @@ impl Daemon {
         match symbols {
             Ok(symbols) => {
                 let named = resolve::resolve(&one, &symbols, &self.catalogue);
-                let out = self.state.learn_ops(named);
+                let out = self.state.learn_ops(&judging!(self), named);
                 self.apply(out);
             }
             Err(e) => tracing::warn!("naming ops table {f_op:#x}: {e}"),
@@ -654,7 +654,7 @@ impl Daemon {
                 tracing::info!("profile reloaded: {}", judge.profile_source);
                 self.judge = judge;
                 self.given = given;
-                let out = self.state.profile_changed();
+                let out = self.state.profile_changed(&judging!(self));
                 self.apply(out);
                 if let Err(e) = self.reconcile("reload") {
                     tracing::error!("{e:#}");
@@ -848,6 +848,9 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
         shared: shared.clone(),
         event_counters: Vec::new(),
     };
+    // Offered before the first scan, which then watches the idle TCP sockets it finds.
+    let out = daemon.state.offer_socket_kinds(&judging!(daemon));
+    daemon.apply(out);
     daemon.reconcile("start")?;
 
     let mut events = ring::Ring::spawn(maps.events, BACKLOG_BYTES)

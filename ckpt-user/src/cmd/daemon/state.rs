@@ -111,6 +111,34 @@ const MAPPABLE_SOCKETS: [u16; 2] = [names::AF_PACKET, names::AF_XDP];
 /// What one always-ok analysis stands for: an ops table and file type, and a socket's kind.
 type AnalysisKey = (u64, FileType, Option<(u16, u16, u16)>);
 
+/// What an analysis offers the kernel for a kind of file.
+#[derive(Clone, Debug, PartialEq)]
+enum Proof {
+    Nothing,
+    /// The table's files (of this type, and device) are always ok.
+    Table(u64, ckpt_common::OkFops),
+    /// Sockets of the kind are ok whatever their state.
+    Socket(ckpt_common::OkSock),
+    /// TCP sockets of the kind are ok in these states (`1 << state`).
+    States(ckpt_common::OkSock, u32),
+}
+
+/// The kernel's key for a socket's kind.
+fn ok_sock(s: &crate::facts::SocketFact) -> ckpt_common::OkSock {
+    ckpt_common::OkSock {
+        family: s.family,
+        sk_type: s.sk_type,
+        protocol: s.protocol,
+        _pad: 0,
+    }
+}
+
+/// One analysis: the file it was made on, and what it offered.
+struct Analysis {
+    sample: Box<FileFact>,
+    proof: Proof,
+}
+
 pub struct State {
     /// Files worth keeping: those not `ok`, and those other files' relations are judged by
     /// (unix sockets, pty masters). Boxed: a tree node of unboxed facts (11 slots of 184
@@ -158,7 +186,9 @@ pub struct State {
     /// emptied when either changes.
     kind_rules: KindRules,
     /// Ops tables (and socket kinds) already analysed for [`classify::always_ok`].
-    analysed: HashSet<AnalysisKey>,
+    analysed: HashMap<AnalysisKey, Analysis>,
+    /// The TCP states each kind of socket was last offered to the kernel as ok in.
+    ok_states: BTreeMap<ckpt_common::OkSock, u32>,
     own: Own,
     peers: Peers,
     /// When the last rescan began, on the events' clock (CLOCK_MONOTONIC ns): an event from
@@ -230,7 +260,8 @@ impl State {
             ops_members: HashMap::new(),
             ops: OpsTables::default(),
             kind_rules: KindRules::default(),
-            analysed: HashSet::new(),
+            analysed: HashMap::new(),
+            ok_states: BTreeMap::new(),
             own: Own::default(),
             peers: Peers::default(),
             rescanned_at: 0,
@@ -542,70 +573,90 @@ impl State {
     /// once per table and file type (and socket kind).
     fn analyse(&mut self, j: &Judging, f: &FileFact, out: &mut Outcome) {
         let socket = f.socket.as_ref().map(|s| (s.family, s.sk_type, s.protocol));
-        if f.fd.is_none() || !self.analysed.insert((f.f_op, f.file_type, socket)) {
+        let key = (f.f_op, f.file_type, socket);
+        if f.fd.is_none() || self.analysed.contains_key(&key) {
             return;
         }
+        let proof = self.proof(j, f);
+        self.offer(&proof, out);
+        let sample = Box::new(f.clone());
+        self.analysed.insert(key, Analysis { sample, proof });
+    }
+
+    /// What the kernel may drop of `f`'s kind, judged with its ops table as named now.
+    fn proof(&self, j: &Judging, f: &FileFact) -> Proof {
         let Some(rdev_bound) =
             classify::always_ok(j.profile, f, self.ops.get(&f.f_op), Assume::Nothing)
         else {
-            self.offer_ok_states(j, f, out);
-            return;
+            return self.ok_states(j, f);
         };
-        if f.file_type == FileType::Sock {
+        match (f.file_type, &f.socket) {
             // Sockets share one ops table: only their kind can be dropped, never the table.
-            if let Some((family, sk_type, protocol)) = socket {
-                out.kernel
-                    .push(KernelUpdate::AlwaysOkSocket(ckpt_common::OkSock {
-                        f_op: f.f_op,
-                        family,
-                        sk_type,
-                        protocol,
-                        _pad: 0,
-                    }));
-            }
-            return;
+            (FileType::Sock, Some(s)) => Proof::Socket(ok_sock(s)),
+            (FileType::Sock, None) => Proof::Nothing,
+            _ => Proof::Table(f.f_op, f.ok_fops(rdev_bound, false)),
         }
-        out.kernel
-            .push(KernelUpdate::AlwaysOk(f.f_op, f.ok_fops(rdev_bound, false)));
     }
 
-    /// A TCP socket kind, ok or not by its state: the states this sample would be judged ok in,
-    /// the rest of its facts as they are (a filter or queued bytes on it keep a state out).
-    /// The kernel drops new sockets of the kind in those states and reports them when they
-    /// leave; what comes to a socket without a state change is the rescan's, as for every file
-    /// judged ok when installed.
-    fn offer_ok_states(&self, j: &Judging, f: &FileFact, out: &mut Outcome) {
+    fn offer(&mut self, proof: &Proof, out: &mut Outcome) {
+        match *proof {
+            Proof::Nothing => {}
+            Proof::Table(f_op, ok) => out.kernel.push(KernelUpdate::AlwaysOk(f_op, ok)),
+            Proof::Socket(kind) => out.kernel.push(KernelUpdate::AlwaysOkSocket(kind)),
+            // Offered only when they differ from the states last offered: the kernel's map
+            // changes, and the sockets dropped or watched by the old states must be found
+            // again.
+            Proof::States(kind, mask) => {
+                if self.ok_states.insert(kind, mask).unwrap_or(0) != mask {
+                    out.kernel.push(KernelUpdate::OkSocketStates(kind, mask));
+                }
+            }
+        }
+    }
+
+    /// Offers the TCP kinds' ok states judged on new sockets ([`FileFact::new_socket`]),
+    /// before any socket of theirs is seen: the daemon's first scan then watches the idle
+    /// sockets it finds, with no second scan to do it. The first socket of each kind seen
+    /// offers them again judged with its ops table, unknown here: the same states, unless a
+    /// rule names the table.
+    pub fn offer_socket_kinds(&mut self, j: &Judging) -> Outcome {
+        let mut out = Outcome::default();
+        for family in [names::AF_INET, names::AF_INET6] {
+            let f = FileFact::new_socket(family, names::SOCK_STREAM, names::IPPROTO_TCP);
+            let proof = self.ok_states(j, &f);
+            self.offer(&proof, &mut out);
+        }
+        out
+    }
+
+    /// A TCP socket kind, ok or not by its state: the states a new socket of the kind (as
+    /// `socket(2)` leaves it, with `f`'s ops table and process) is judged ok in. The kernel
+    /// drops new sockets of the kind in those states and reports them when they leave; what
+    /// comes to a socket without a state change (a filter, queued bytes, connections in flight)
+    /// is the rescan's, as for every file judged ok when installed.
+    fn ok_states(&self, j: &Judging, f: &FileFact) -> Proof {
         let Some(s) = f.socket.as_ref().filter(|s| {
             matches!(s.family, names::AF_INET | names::AF_INET6)
                 && s.sk_type == names::SOCK_STREAM
                 && s.protocol == names::IPPROTO_TCP
         }) else {
-            return;
+            return Proof::Nothing;
+        };
+        let new = FileFact {
+            pid: f.pid,
+            f_op: f.f_op,
+            ..FileFact::new_socket(s.family, s.sk_type, s.protocol)
         };
         let mask = TCP_STATES
             .filter(|&state| {
-                let mut sample = f.clone();
+                let mut sample = new.clone();
                 if let Some(sock) = sample.socket.as_mut() {
                     sock.state = state;
-                    // The states are offered to be watched in: a sample the kernel could not
-                    // watch is judged as one it could.
-                    sock.unwatched = false;
                 }
                 !self.worth_keeping(j, &sample)
             })
             .fold(0u32, |m, state| m | 1 << state);
-        if mask != 0 {
-            out.kernel.push(KernelUpdate::OkSocketStates(
-                ckpt_common::OkSock {
-                    f_op: f.f_op,
-                    family: s.family,
-                    sk_type: s.sk_type,
-                    protocol: s.protocol,
-                    _pad: 0,
-                },
-                mask,
-            ));
-        }
+        Proof::States(ok_sock(s), mask)
     }
 
     /// Judges a new fd of `f.pid` and keeps it if it matters. `kernel_tracks`: the kernel
@@ -728,15 +779,22 @@ impl State {
     }
 
     /// The profile or the options changed: every always-ok judgement is void, every workload
-    /// is judged again.
-    pub fn profile_changed(&mut self) -> Outcome {
-        self.analysed.clear();
+    /// is judged again, the TCP kinds' ok states are offered as the new profile has them.
+    pub fn profile_changed(&mut self, j: &Judging) -> Outcome {
         self.kind_rules.clear();
         self.container_given.clear();
         self.dirty.extend(self.members.keys().cloned());
-        Outcome {
-            kernel: vec![KernelUpdate::ForgetAlwaysOk],
-        }
+        let forget = self.forget_always_ok();
+        let mut out = self.offer_socket_kinds(j);
+        out.kernel.insert(0, forget);
+        out
+    }
+
+    /// Voids every always-ok judgement offered to the kernel.
+    fn forget_always_ok(&mut self) -> KernelUpdate {
+        self.analysed.clear();
+        self.ok_states.clear();
+        KernelUpdate::ForgetAlwaysOk
     }
 
     /// Replaces everything with a fresh snapshot, begun at `taken_at` on the events' clock;
@@ -839,9 +897,10 @@ impl State {
 
     /// Ops tables named since: files of them are judged by these names from now on. A table
     /// whose files were judged before it was named (kallsyms could not be read at its first
-    /// sight) may have been proven always ok as what it looked like: then the kernel forgets
-    /// every proof, and each kind is offered again as its files come.
-    pub fn learn_ops(&mut self, tables: OpsTables) -> Outcome {
+    /// sight, or a rescan found its files while the event naming it waited in the ring) is
+    /// analysed again. A proof it gave the kernel that no longer holds can only be taken back
+    /// with every other: then each kind is offered again as its files come.
+    pub fn learn_ops(&mut self, j: &Judging, tables: OpsTables) -> Outcome {
         let renamed: HashSet<u64> = tables
             .iter()
             .filter(|(f_op, id)| self.ops.get(f_op) != Some(id))
@@ -854,16 +913,33 @@ impl State {
         }
         self.kind_rules.clear();
         tracing::debug!(tables = renamed.len(), "ops tables named anew");
-        if self
-            .analysed
-            .iter()
-            .any(|(f_op, _, _)| renamed.contains(f_op))
-        {
+        let mut changed = Vec::new();
+        for (key, analysis) in &self.analysed {
+            if renamed.contains(&key.0) {
+                let proof = self.proof(j, &analysis.sample);
+                if proof != analysis.proof {
+                    changed.push((*key, proof));
+                }
+            }
+        }
+        let void = changed.iter().any(|(key, _)| {
+            matches!(
+                self.analysed[key].proof,
+                Proof::Table(..) | Proof::Socket(_)
+            )
+        });
+        if void {
             tracing::info!(
                 "ops tables proven always ok before they were named: the kernel's proofs are forgotten"
             );
-            self.analysed.clear();
-            out.kernel.push(KernelUpdate::ForgetAlwaysOk);
+            out.kernel.push(self.forget_always_ok());
+            return out;
+        }
+        for (key, proof) in changed {
+            self.offer(&proof, &mut out);
+            if let Some(analysis) = self.analysed.get_mut(&key) {
+                analysis.proof = proof;
+            }
         }
         out
     }

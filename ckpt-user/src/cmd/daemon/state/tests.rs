@@ -713,13 +713,66 @@ fn files_are_judged_by_their_ops_tables_name_once_it_is_known() {
     // Proven always ok as an eventfd, the table's files are dropped in the kernel: named,
     // it is forgotten there. Named the same again (every rescan names every table), nothing.
     let tables: OpsTables = [(TABLE, named)].into_iter().collect();
-    let out = f.state.learn_ops(tables.clone());
+    let out = f.state.learn_ops(&judging!(f), tables.clone());
     assert_eq!(out.kernel, [KernelUpdate::ForgetAlwaysOk]);
-    assert!(f.state.learn_ops(tables).kernel.is_empty());
+    assert!(f.state.learn_ops(&judging!(f), tables).kernel.is_empty());
     f.install(plain(7));
     f.settle();
     assert_eq!(f.alerts_after(SETTLE), [alert("became-blocking", 10)]);
     assert_eq!(f.state.files_of(11).len(), 1);
+}
+
+/// A table whose files were judged before it was named is judged again by its name, and only
+/// a proof that no longer holds voids the kernel's others. A rescan that finds files while the
+/// event naming their table waits in the ring does this: /dev/null, ok by its major before and
+/// after, changes nothing; a device not known ok is proven ok by its table at once.
+#[test]
+fn a_table_named_after_it_was_judged_is_judged_again() {
+    const NULL: u64 = 0xffff_0043;
+    const OTHER: u64 = 0xffff_0044;
+    let mut f = Fixture::new();
+    let device = |fd, f_op, major: u32| {
+        let mut r = record(11, fd, f_op, 0o020666, "devtmpfs", "null");
+        r.rdev = major << 20 | 3;
+        r
+    };
+    let proofs_of = |out: &Outcome, table| {
+        out.kernel
+            .iter()
+            .filter(|k| matches!(k, KernelUpdate::AlwaysOk(t, _) if *t == table))
+            .count()
+    };
+    assert_eq!(
+        proofs_of(&f.install(device(4, NULL, 1)), NULL),
+        1,
+        "by its major"
+    );
+    assert_eq!(
+        proofs_of(&f.install(device(5, OTHER, 250)), OTHER),
+        0,
+        "unknown"
+    );
+    let named = |addr, name: &str| OpsIdentity {
+        addr,
+        name: Some(name.into()),
+        module: None,
+        members: BTreeMap::new(),
+        via: Via::DataSymbol,
+    };
+    let tables: OpsTables = [(NULL, named(NULL, "null_fops"))].into_iter().collect();
+    let out = f.state.learn_ops(&judging!(f), tables);
+    assert!(out.kernel.is_empty(), "still ok, as proven: {out:?}");
+    let tables: OpsTables = [(OTHER, named(OTHER, "null_fops"))].into_iter().collect();
+    let out = f.state.learn_ops(&judging!(f), tables);
+    assert_eq!(proofs_of(&out, OTHER), 1, "ok by its table: {out:?}");
+    assert!(
+        !out.kernel.contains(&KernelUpdate::ForgetAlwaysOk),
+        "{out:?}"
+    );
+    assert!(
+        f.install(device(6, OTHER, 250)).kernel.is_empty(),
+        "offered once"
+    );
 }
 
 /// A lock on a file ok by its kind (an eventfd here; a pipe or a memfd alike) is the task's:
@@ -778,7 +831,6 @@ fn always_ok_tables_go_to_the_kernel_filter_once() {
     );
     let out = f.install(udp(10, 6));
     let udp_kind = ckpt_common::OkSock {
-        f_op: SOCKET_FOPS,
         family: 2,
         sk_type: 2,
         protocol: 17,
@@ -824,9 +876,13 @@ fn unix_sockets_are_kept_even_when_ok_and_other_sockets_are_not() {
 fn a_new_profile_voids_the_kernel_filters() {
     let mut f = Fixture::new();
     f.install(eventfd(10, 4));
+    f.install(idle_tcp(10, 5));
+    let out = f.state.profile_changed(&judging!(f));
+    assert_eq!(out.kernel[0], KernelUpdate::ForgetAlwaysOk, "{out:?}");
     assert_eq!(
-        f.state.profile_changed().kernel,
-        [KernelUpdate::ForgetAlwaysOk]
+        tcp_state_masks(&out).len(),
+        2,
+        "the TCP kinds' states offered again, after the old are forgotten: {out:?}"
     );
     let out = f.install(eventfd(10, 5));
     assert!(
@@ -1184,28 +1240,96 @@ fn tcp_state_masks(out: &Outcome) -> Vec<u32> {
         .collect()
 }
 
+/// Both TCP kinds get their ok states before any socket is seen; a new socket of theirs,
+/// judged the same, offers nothing more.
 #[test]
 fn a_tcp_socket_kind_is_dropped_in_the_states_it_is_ok_in() {
     let mut f = Fixture::new();
-    let out = f.install(idle_tcp(10, 4));
-    let [mask] = tcp_state_masks(&out)[..] else {
-        panic!("one state mask for the TCP kind: {out:?}");
-    };
-    let state = |s: u32| mask & (1 << s) != 0;
-    assert!(
-        state(7) && state(10),
-        "closed and listening are ok: {mask:#x}"
-    );
-    assert!(
-        !state(1) && !state(2),
-        "established and syn-sent need an option: {mask:#x}"
-    );
+    let out = f.state.offer_socket_kinds(&judging!(f));
+    let families: Vec<u16> = out
+        .kernel
+        .iter()
+        .filter_map(|k| match k {
+            KernelUpdate::OkSocketStates(kind, _) => Some(kind.family),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(families, [2, 10], "{out:?}");
+    for mask in tcp_state_masks(&out) {
+        let state = |s: u32| mask & (1 << s) != 0;
+        assert!(
+            state(7) && state(10),
+            "closed and listening are ok: {mask:#x}"
+        );
+        assert!(
+            !state(1) && !state(2),
+            "established and syn-sent need an option: {mask:#x}"
+        );
+    }
     assert!(
         !out.kernel
             .iter()
             .any(|k| matches!(k, KernelUpdate::AlwaysOkSocket(..))),
         "TCP is never ok whatever its state"
     );
+    let out = f.install(idle_tcp(10, 4));
+    assert!(tcp_state_masks(&out).is_empty(), "offered already: {out:?}");
+}
+
+/// A kind's states are judged on a new socket of the kind, not on the first one seen: a
+/// listener with connections in flight (itself needing --skip-in-flight) changes nothing.
+#[test]
+fn a_tcp_kinds_states_are_judged_on_a_new_socket_not_the_first_seen() {
+    let mut f = Fixture::new();
+    f.state.offer_socket_kinds(&judging!(f));
+    let mut listener = idle_tcp(10, 4);
+    listener.sk_state = 10;
+    listener.known |= known::BACKLOG;
+    listener.sk_backlog = 1;
+    let out = f.install(listener);
+    assert!(tcp_state_masks(&out).is_empty(), "{out:?}");
+}
+
+/// Offered before any socket's ops table is known, a kind's states are offered again when its
+/// first socket's table makes a rule match: here, one that blocks closed sockets by table.
+#[test]
+fn a_tcp_kinds_states_are_offered_again_when_its_table_changes_them() {
+    let mut f = Fixture::new();
+    f.profile = crate::classify::parse_profile(
+        r#"[profile]
+name = "by-table"
+checkpointer = "criu"
+version = "0"
+
+[[rule]]
+id = "closed-by-table"
+kind = "tcp"
+verdict = "blocks"
+reason = "closed"
+when = [{ ops = "socket_file_ops", tcp_state = "close" }]
+
+[[rule]]
+id = "tcp-idle"
+kind = "tcp"
+verdict = "ok"
+when = [{ tcp_state = ["listen", "close"] }]
+"#,
+        "by-table",
+    )
+    .unwrap();
+    let offered = tcp_state_masks(&f.state.offer_socket_kinds(&judging!(f)));
+    assert_eq!(offered, [1 << 7 | 1 << 10, 1 << 7 | 1 << 10]);
+    let table = OpsIdentity {
+        addr: SOCKET_FOPS,
+        name: Some("socket_file_ops".into()),
+        module: None,
+        members: BTreeMap::new(),
+        via: Via::DataSymbol,
+    };
+    let tables: OpsTables = [(SOCKET_FOPS, table)].into_iter().collect();
+    f.state.learn_ops(&judging!(f), tables);
+    let out = f.install(idle_tcp(10, 4));
+    assert_eq!(tcp_state_masks(&out), [1 << 10], "closed left out: {out:?}");
 }
 
 /// An idle TCP socket the kernel could not watch (its map full) is unknown, never ok; and,
