@@ -150,6 +150,17 @@ struct Fixture {
     maps: HashMap<(u32, u64), Option<Vec<Mapping>>>,
 }
 
+/// Ops table `addr`, named by its data symbol.
+fn named_table(addr: u64, name: &str) -> OpsIdentity {
+    OpsIdentity {
+        addr,
+        name: Some(name.into()),
+        module: None,
+        members: BTreeMap::new(),
+        via: Via::DataSymbol,
+    }
+}
+
 /// A fixture's judging context, borrowing its fields apart from its state.
 macro_rules! judging {
     ($f:expr) => {
@@ -703,13 +714,7 @@ fn files_are_judged_by_their_ops_tables_name_once_it_is_known() {
     f.settle();
     assert!(f.alerts_after(SETTLE).is_empty());
     assert!(f.state.files_of(11).is_empty(), "ok: not kept");
-    let named = OpsIdentity {
-        addr: TABLE,
-        name: Some("io_uring_fops".into()),
-        module: None,
-        members: BTreeMap::new(),
-        via: Via::DataSymbol,
-    };
+    let named = named_table(TABLE, "io_uring_fops");
     // Proven always ok as an eventfd, the table's files are dropped in the kernel: named,
     // it is forgotten there. Named the same again (every rescan names every table), nothing.
     let tables: OpsTables = [(TABLE, named)].into_iter().collect();
@@ -752,17 +757,14 @@ fn a_table_named_after_it_was_judged_is_judged_again() {
         0,
         "unknown"
     );
-    let named = |addr, name: &str| OpsIdentity {
-        addr,
-        name: Some(name.into()),
-        module: None,
-        members: BTreeMap::new(),
-        via: Via::DataSymbol,
-    };
-    let tables: OpsTables = [(NULL, named(NULL, "null_fops"))].into_iter().collect();
+    let tables: OpsTables = [(NULL, named_table(NULL, "null_fops"))]
+        .into_iter()
+        .collect();
     let out = f.state.learn_ops(&judging!(f), tables);
     assert!(out.kernel.is_empty(), "still ok, as proven: {out:?}");
-    let tables: OpsTables = [(OTHER, named(OTHER, "null_fops"))].into_iter().collect();
+    let tables: OpsTables = [(OTHER, named_table(OTHER, "null_fops"))]
+        .into_iter()
+        .collect();
     let out = f.state.learn_ops(&judging!(f), tables);
     assert_eq!(proofs_of(&out, OTHER), 1, "ok by its table: {out:?}");
     assert!(
@@ -1319,13 +1321,7 @@ when = [{ tcp_state = ["listen", "close"] }]
     .unwrap();
     let offered = tcp_state_masks(&f.state.offer_socket_kinds(&judging!(f)));
     assert_eq!(offered, [1 << 7 | 1 << 10, 1 << 7 | 1 << 10]);
-    let table = OpsIdentity {
-        addr: SOCKET_FOPS,
-        name: Some("socket_file_ops".into()),
-        module: None,
-        members: BTreeMap::new(),
-        via: Via::DataSymbol,
-    };
+    let table = named_table(SOCKET_FOPS, "socket_file_ops");
     let tables: OpsTables = [(SOCKET_FOPS, table)].into_iter().collect();
     f.state.learn_ops(&judging!(f), tables);
     let out = f.install(idle_tcp(10, 4));
