@@ -8,6 +8,7 @@ pub const TAG_OPS: u32 = 0x4f50_5321; // "OPS!"
 pub const TAG_VMA: u32 = 0x564d_4121; // "VMA!"
 pub const TAG_TASK: u32 = 0x5441_534b; // "TASK"
 pub const TAG_PROC: u32 = 0x5052_4f43; // "PROC"
+pub const TAG_TABLE: u32 = 0x5442_4c21; // "TBL!"
 /// A [`FileFacts`] of a file that is no socket, written by an iterator without its socket
 /// members: its first [`FILE_FACTS_NO_SOCK_LEN`] bytes. The kernel's walk slows with every byte
 /// written per file: beside 214,000 fds, 8 of a scan's ~140 ms of iteration (measured).
@@ -29,9 +30,10 @@ pub const FLAG_CURRENT_TASK_BTF: u32 = 8;
 /// `KernelOffsets::flags`: the kernel has `bpf_sock_from_file` (5.11+), so an iterator may hold
 /// a socket file's `struct socket` as a BTF-typed pointer and load its members directly.
 pub const FLAG_SOCK_FROM_FILE: u32 = 16;
-/// `KernelOffsets::flags`: the file walk is the daemon's, which starts the watch of the TCP
-/// sockets it finds in a state their kind is ok in, as their installs do.
-pub const FLAG_WATCH_SOCKETS: u32 = 32;
+/// `KernelOffsets::flags`: the file walk is the daemon's. It starts the watch of the TCP
+/// sockets it finds in a state their kind is ok in, as their installs do, and tells each
+/// process's fd table ([`TableRecord`]).
+pub const FLAG_DAEMON_WALK: u32 = 32;
 
 pub const FS_TYPE_LEN: usize = 16;
 pub const NAME_LEN: usize = 48;
@@ -246,6 +248,18 @@ pub struct ProcFacts {
     pub known: u32,
     /// `task->comm`, NUL-padded.
     pub comm: [u8; 16],
+}
+
+/// The fd table (`files_struct` address) of process `tgid`, written by the daemon's file walk
+/// before the process's first file. Two processes with one table (`clone(CLONE_FILES)` without
+/// `CLONE_THREAD`) each hold every fd the other installs, which the events report for the
+/// installer only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableRecord {
+    pub tag: u32,
+    pub tgid: u32,
+    pub files: u64,
 }
 
 /// A lifecycle event from the tracepoints, beside the [`FileFacts`] of installed fds.
@@ -820,6 +834,13 @@ mod tests {
     }
 
     #[test]
+    fn table_record_layout_is_padding_free() {
+        assert_eq!(size_of::<TableRecord>(), 16);
+        assert_eq!(offset_of!(TableRecord, tgid), 4);
+        assert_eq!(offset_of!(TableRecord, files), 8);
+    }
+
+    #[test]
     fn task_event_layout() {
         assert_eq!(size_of::<TaskEvent>(), 32);
         assert_eq!(offset_of!(TaskEvent, time), 24);
@@ -836,7 +857,9 @@ mod tests {
         assert_ne!(TAG_OPS, TAG_VMA);
         for tag in [TAG_FILE, TAG_FILE_NO_SOCK, TAG_OPS, TAG_VMA, TAG_TASK] {
             assert_ne!(tag, TAG_PROC);
+            assert_ne!(tag, TAG_TABLE);
         }
+        assert_ne!(TAG_PROC, TAG_TABLE);
     }
 
     #[test]

@@ -62,9 +62,9 @@ enum Watches {
 }
 
 /// Changes no record could be made for, per CPU, by [`Unreported`] index: user space rescans
-/// when either grows.
+/// when any grows.
 #[map]
-static UNREPORTED: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+static UNREPORTED: PerCpuArray<u64> = PerCpuArray::with_max_entries(3, 0);
 
 enum Unreported {
     /// Watched sockets that changed state in another process's context.
@@ -72,7 +72,20 @@ enum Unreported {
     /// Fds a compat syscall passed in memory laid out as i386's, or named there (socketcall's
     /// connect and listen).
     CompatFds = 1,
+    /// Fds reported in a table other processes share ([`SHARED_TABLES`]), whose records name
+    /// the installer only; and shared tables the map had no room for.
+    SharedTables = 2,
 }
+
+/// Fd tables (`files_struct` addresses) that more than one process uses: `clone(CLONE_FILES)`
+/// without `CLONE_THREAD` (the kernel's file walk lists such a table under each process, and
+/// CRIU dumps it with whichever it is given). Valued by when they were seen so
+/// (`bpf_ktime_get_ns`): marked by the fork that makes one, and by user space after each file
+/// walk, which drops the marks from before the walk that it did not find again. Few, so
+/// allocated as they come.
+#[map]
+static SHARED_TABLES: HashMap<u64, u64> =
+    HashMap::with_max_entries(65_536, file_facts::BPF_F_NO_PREALLOC);
 
 /// `(tgid << 32) | fd` of fds user space tracks, so their closes are reported.
 #[map]
@@ -420,6 +433,17 @@ fn reported(task: u64, fd: u32, file: u64, why: Why, slot: Slot) {
     }
 }
 
+/// Asks user space to rescan when `task`'s fd table is shared with another process: what it
+/// installs there, or a change of state reported there, is the other's too, and the record
+/// names only `task`'s process.
+#[inline(always)]
+fn note_shared_table(task: u64) {
+    let files = read_ptr(task, off!(task_files));
+    if unsafe { SHARED_TABLES.get(&files) }.is_some() {
+        count_at(&UNREPORTED, Unreported::SharedTables as u32);
+    }
+}
+
 /// Sends `file` (`fd` of `tgid`, in `task`) to user space and tracks the fd; `state`
 /// overrides the socket state read (a state change is traced before it is stored), `more_flags`
 /// join the record's. Inlined: BPF calls take five arguments at most.
@@ -435,6 +459,7 @@ fn report(
     more_flags: u32,
     slot: Slot,
 ) {
+    note_shared_table(task);
     let slot = slot as u32;
     if file_facts::first_sight(&file_facts::SEEN_OPS, f_op) {
         if let Some(ops) = EVENT_OPS_SCRATCH.get_ptr_mut(slot) {
@@ -826,6 +851,14 @@ pub fn ckpt_fork(ctx: BtfTracePointContext) -> i32 {
     ) else {
         return 0;
     };
+    // A new process on its creator's fd table (`clone(CLONE_FILES)`).
+    let files = read_ptr(child, off!(task_files));
+    if pid == tgid && files != 0 && files == read_ptr(parent, off!(task_files)) {
+        let now = unsafe { bpf_ktime_get_ns() };
+        if SHARED_TABLES.insert(&files, &now, 0).is_err() {
+            count_at(&UNREPORTED, Unreported::SharedTables as u32);
+        }
+    }
     // A thread shares its process's fds: nothing new to track.
     if pid != tgid || !kread::in_target_cgroup(child) {
         return 0;

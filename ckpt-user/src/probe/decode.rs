@@ -2,7 +2,8 @@
 
 use ckpt_common::{
     FILE_FACTS_NO_SOCK_LEN, FileFacts, N_OPS_MEMBERS, OpsRecord, ProcFacts, TAG_FILE,
-    TAG_FILE_NO_SOCK, TAG_OPS, TAG_PROC, TAG_TASK, TAG_VMA, TaskEvent, VmaFacts,
+    TAG_FILE_NO_SOCK, TAG_OPS, TAG_PROC, TAG_TABLE, TAG_TASK, TAG_VMA, TableRecord, TaskEvent,
+    VmaFacts,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,11 @@ pub enum Record {
     Ops(u64, [u64; N_OPS_MEMBERS]),
     /// A process, from `iter/task`.
     Proc(ProcFacts),
+    /// Process `tgid`'s fd table, from the daemon's file walk.
+    Table {
+        tgid: u32,
+        files: u64,
+    },
 }
 
 fn take<T: Copy>(buf: &[u8], offset: usize) -> Result<T, DecodeError> {
@@ -86,6 +92,7 @@ pub fn decode_records(
             TAG_VMA => std::mem::size_of::<VmaFacts>(),
             TAG_OPS => std::mem::size_of::<OpsRecord>(),
             TAG_PROC => std::mem::size_of::<ProcFacts>(),
+            TAG_TABLE => std::mem::size_of::<TableRecord>(),
             tag => {
                 return Err(DecodeError::UnknownTag {
                     offset: base + offset,
@@ -101,6 +108,13 @@ pub fn decode_records(
             TAG_FILE_NO_SOCK => Record::File(take_no_sock(buf, offset)?),
             TAG_VMA => Record::Vma(take(buf, offset)?),
             TAG_PROC => Record::Proc(take(buf, offset)?),
+            TAG_TABLE => {
+                let rec: TableRecord = take(buf, offset)?;
+                Record::Table {
+                    tgid: rec.tgid,
+                    files: rec.files,
+                }
+            }
             _ => {
                 let rec: OpsRecord = take(buf, offset)?;
                 Record::Ops(rec.f_op, rec.members)
@@ -211,7 +225,13 @@ mod tests {
     #[test]
     fn decodes_interleaved_records() {
         let ops = ops_record();
+        let table = TableRecord {
+            tag: TAG_TABLE,
+            tgid: 42,
+            files: 0xffff_8888_0000_1000,
+        };
         let mut buf = Vec::new();
+        buf.extend_from_slice(bytes(&table));
         buf.extend_from_slice(bytes(&ops));
         buf.extend_from_slice(bytes(&file(3)));
         buf.extend_from_slice(bytes(&file(4)));
@@ -220,6 +240,10 @@ mod tests {
         assert_eq!(
             records,
             [
+                Record::Table {
+                    tgid: 42,
+                    files: 0xffff_8888_0000_1000
+                },
                 Record::Ops(0xffff_0000, [1; N_OPS_MEMBERS]),
                 Record::File(file(3)),
                 Record::File(file(4))

@@ -187,7 +187,13 @@ pub enum Purpose<'a> {
 }
 
 /// The event maps, which only the daemon's programs use.
-const DAEMON_MAPS: [&str; 4] = ["TRACKED", "WATCHED_SOCKS", "OK_FOPS", "OK_SOCKS"];
+const DAEMON_MAPS: [&str; 5] = [
+    "TRACKED",
+    "WATCHED_SOCKS",
+    "OK_FOPS",
+    "OK_SOCKS",
+    "SHARED_TABLES",
+];
 
 /// Ops tables a counting scan can hold as ok: a host has a few hundred tables at most.
 const OK_TABLES: u32 = 1024;
@@ -227,7 +233,7 @@ impl Probe {
             offsets.flags |= ckpt_common::FLAG_FILTER_TGIDS;
         }
         if let Purpose::Daemon { .. } = purpose {
-            offsets.flags |= ckpt_common::FLAG_WATCH_SOCKETS;
+            offsets.flags |= ckpt_common::FLAG_DAEMON_WALK;
         }
         let file_name = match count_ok {
             Some(_) => FILE_COUNTING_PROG,

@@ -18,6 +18,11 @@
 //!                                                   ring)
 //!   unmap A                              → `ok`        the page mapped at A unmapped
 //!   fork                                 → `child P`   the child holds the same fds and waits
+//!   sharer                               → `child P`   a process on this one's fd table
+//!                                                   (CLONE_FILES), out of its tree
+//!                                                   (CLONE_PARENT), in a session of its
+//!                                                   own; it opens an io_uring (in the one
+//!                                                   table) at each SIGUSR1 it gets
 //!   after-bpf PID                        → `child P`   the child forks, once PID holds a BPF
 //!                                                   map, a child that opens an io_uring
 //!   exec                                 → `ready P`   re-exec itself: close-on-exec fds go
@@ -333,6 +338,58 @@ fn fork_child(body: impl FnOnce()) -> Result<i32, String> {
             wait_forever()
         }
         child => Ok(child),
+    }
+}
+
+/// A [`command`] `sharer`. It leaves once this process is gone, or the thread that started
+/// this process (its parent too) is.
+fn sharer() -> Result<i32, String> {
+    // SAFETY: getpid has no preconditions.
+    let creator = unsafe { libc::getpid() };
+    // SAFETY: a zeroed sigset_t is a valid argument to sigemptyset, which fills it.
+    let mut usr1: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut before: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid sigset_t pointers. Blocked before the clone: no SIGUSR1 comes before the
+    // child waits for it.
+    unsafe {
+        libc::sigemptyset(&mut usr1);
+        libc::sigaddset(&mut usr1, libc::SIGUSR1);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &usr1, &mut before);
+    }
+    let flags = (libc::CLONE_FILES | libc::CLONE_PARENT | libc::SIGCHLD) as u64;
+    // SAFETY: without CLONE_VM the child runs on a copy of this stack, as after fork.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0u64, 0u64, 0u64, 0u64) };
+    if pid != 0 {
+        // SAFETY: restoring the mask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
+        return check(pid, "clone(CLONE_FILES | CLONE_PARENT)");
+    }
+    // SAFETY: setsid and prctl with constant arguments.
+    unsafe {
+        libc::setsid();
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    let stat = format!("/proc/{creator}/stat");
+    loop {
+        let tick = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000_000,
+        };
+        // SAFETY: valid pointers; the siginfo is not asked for.
+        let sig = unsafe { libc::sigtimedwait(&usr1, std::ptr::null_mut(), &tick) };
+        if sig == libc::SIGUSR1 {
+            // Left open: a raw fd, in the table both processes use.
+            let _ = io_uring();
+        }
+        // "PID (comm) S ...": gone, or a zombie holding no files.
+        let gone = std::fs::read_to_string(&stat)
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+            .unwrap_or(true);
+        if gone {
+            // SAFETY: leaving the child without running the creator's destructors.
+            unsafe { libc::_exit(0) }
+        }
     }
 }
 
@@ -826,6 +883,7 @@ fn command(line: &str) -> Result<String, String> {
             .map(|_| "ok".into())
         }
         (Some("fork"), _) => fork_child(|| {}).map(|p| format!("child {p}")),
+        (Some("sharer"), _) => sharer().map(|p| format!("child {p}")),
         (Some("after-bpf"), Some(pid)) => {
             let pid = pid
                 .parse()

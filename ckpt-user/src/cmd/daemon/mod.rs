@@ -12,6 +12,7 @@ mod ring;
 mod state;
 mod syscalls;
 
+use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -224,6 +225,7 @@ fn kernel_maps(probe: &mut Probe) -> anyhow::Result<KernelMaps> {
         ok_fops: BpfHashMap::try_from(take("OK_FOPS")?)?,
         ok_socks: BpfHashMap::try_from(take("OK_SOCKS")?)?,
         tracked: BpfHashMap::try_from(take("TRACKED")?)?,
+        shared_tables: BpfHashMap::try_from(take("SHARED_TABLES")?)?,
         lost: PerCpuArray::try_from(take("LOST")?)?,
         unreported: PerCpuArray::try_from(take("UNREPORTED")?)?,
         filtered: PerCpuArray::try_from(take("FILTERED")?)?,
@@ -236,6 +238,7 @@ struct KernelMaps {
     ok_fops: BpfHashMap<MapData, u64, ckpt_common::OkFops>,
     ok_socks: BpfHashMap<MapData, ckpt_common::OkSock, u32>,
     tracked: BpfHashMap<MapData, u64, u8>,
+    shared_tables: BpfHashMap<MapData, u64, u64>,
     lost: PerCpuArray<MapData, u64>,
     unreported: PerCpuArray<MapData, u64>,
     filtered: PerCpuArray<MapData, u64>,
@@ -288,13 +291,15 @@ struct Daemon {
     tracked: BpfHashMap<MapData, u64, u8>,
     ok_fops: BpfHashMap<MapData, u64, ckpt_common::OkFops>,
     ok_socks: BpfHashMap<MapData, ckpt_common::OkSock, u32>,
+    /// Fd tables more than one process uses, by when they were last seen so.
+    shared_tables: BpfHashMap<MapData, u64, u64>,
     lost: PerCpuArray<MapData, u64>,
     unreported: PerCpuArray<MapData, u64>,
     filtered: PerCpuArray<MapData, u64>,
     watches: PerCpuArray<MapData, u64>,
     lost_seen: u64,
-    /// By the kernel's index: watched sockets, compat fds.
-    unreported_seen: [u64; 2],
+    /// By the kernel's index: watched sockets, compat fds, shared fd tables.
+    unreported_seen: [u64; 3],
     filtered_seen: u64,
     /// By the kernel's index: started, refused.
     watches_seen: [u64; 2],
@@ -457,6 +462,7 @@ impl Daemon {
         self.watches_offered = false;
         let snap = Snapshot::collect(&mut self.probe, None, None, read, false, None)
             .context("rescanning")?;
+        self.mark_shared_tables(&snap.shared_tables, taken_at);
         let new_ops = resolve::resolve(&snap.ops_members(), &snap.symbols(), &self.catalogue);
         let renamed = self.state.learn_ops(&judging!(self), new_ops);
         self.apply(renamed);
@@ -488,6 +494,35 @@ impl Daemon {
         shared.metrics.last_rescan.set(unix_time.as_secs_f64());
         tracing::info!(reason, elapsed = ?t.elapsed(), processes = self.state.process_count(), "rescan");
         Ok(())
+    }
+
+    /// Tells the kernel the fd tables a walk begun at `walked_at` found shared, and forgets the
+    /// ones marked before it that it did not find: unshared or freed since, their addresses
+    /// free for tables no other process uses. A mark a fork made meanwhile stays.
+    fn mark_shared_tables(&mut self, shared: &BTreeSet<u64>, walked_at: u64) {
+        let stale: Vec<u64> = self
+            .shared_tables
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(files, seen)| *seen < walked_at && !shared.contains(files))
+            .map(|(files, _)| files)
+            .collect();
+        for files in stale {
+            let _ = self.shared_tables.remove(&files);
+        }
+        let mut refused = 0;
+        for &files in shared {
+            if self.shared_tables.insert(files, walked_at, 0).is_err() {
+                refused += 1;
+            }
+        }
+        if refused > 0 {
+            tracing::warn!(
+                refused,
+                "the kernel's map of shared fd tables is full: fds installed in those tables \
+                 are seen by the other processes only at the next rescan"
+            );
+        }
     }
 
     /// Names a newly seen ops table before any file of it is judged: from the catalogue's
@@ -573,7 +608,9 @@ impl Daemon {
     /// Counts events lost and filtered in the kernel, and processes by verdict (on the tick, not
     /// per event: counting walks every process). Says why to rescan when events were lost,
     /// watched sockets changed state where the kernel could not report them, a compat syscall
-    /// passed fds it could not read, or a kind of TCP socket got states to be watched in, since.
+    /// passed fds it could not read, an fd was reported in a table other processes share (or
+    /// such a table found no room in the kernel's map), or a kind of TCP socket got states to
+    /// be watched in, since.
     /// `backlog_dropped`: events read from the ring but dropped for want of room, so far.
     fn check_counters(&mut self, backlog_dropped: u64) -> Option<&'static str> {
         let by_verdict = self.state.processes_by_verdict();
@@ -581,8 +618,9 @@ impl Daemon {
         let ring = per_cpu_sum(&self.lost);
         let skipped = self.probe.recursion_misses();
         let lost = ring + backlog_dropped + skipped.values().sum::<u64>();
-        let unreported = [0, 1].map(|i| per_cpu_at(&self.unreported, i));
-        let new_unreported = [0, 1].map(|i| unreported[i].saturating_sub(self.unreported_seen[i]));
+        let unreported = [0, 1, 2].map(|i| per_cpu_at(&self.unreported, i));
+        let new_unreported =
+            [0, 1, 2].map(|i| unreported[i].saturating_sub(self.unreported_seen[i]));
         self.unreported_seen = unreported;
         let filtered = per_cpu_sum(&self.filtered);
         let mut shared = lock(&self.shared);
@@ -638,12 +676,15 @@ impl Daemon {
             return Some("lost-events");
         }
         let watches_offered = std::mem::take(&mut self.watches_offered);
-        match new_unreported {
-            [0, 0] if watches_offered => Some("socket-watches"),
-            [0, 0] => None,
-            [_, 0] => Some("unreported-sockets"),
-            _ => Some("compat-fds"),
-        }
+        let [sockets, compat, shared_tables] = new_unreported;
+        [
+            (compat, "compat-fds"),
+            (shared_tables, "shared-tables"),
+            (sockets, "unreported-sockets"),
+            (u64::from(watches_offered), "socket-watches"),
+        ]
+        .into_iter()
+        .find_map(|(n, reason)| (n > 0).then_some(reason))
     }
 
     /// SIGHUP: the profile, CRIU's config files and the CRIU found are read again.
@@ -834,12 +875,13 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
         tracked: maps.tracked,
         ok_fops: maps.ok_fops,
         ok_socks: maps.ok_socks,
+        shared_tables: maps.shared_tables,
         lost: maps.lost,
         unreported: maps.unreported,
         filtered: maps.filtered,
         watches: maps.watches,
         lost_seen: 0,
-        unreported_seen: [0; 2],
+        unreported_seen: [0; 3],
         filtered_seen: 0,
         watches_seen: [0; 2],
         watches_offered: false,
