@@ -431,9 +431,10 @@ fn a_threads_own_fd_table_is_not_the_processs() {
 /// Two processes on one fd table (`clone(CLONE_FILES)` without `CLONE_THREAD`), in sessions
 /// of their own: each dump holds every fd either installs, though the kernel reports an
 /// install for the installer only. One pair shares since before the daemon started (its walk
-/// finds the table under both), one since after (the fork marks it). An io_uring the sharer
-/// opens blocks its creator's session, one the creator opens the sharer's. Before, the other
-/// stayed `ok` until a periodic rescan.
+/// finds the table under both, and rescans once more for what was installed there as it
+/// walked), one since after (the fork marks it). An io_uring the sharer opens blocks its
+/// creator's session, one the creator opens the sharer's. Before, the other stayed `ok` until
+/// a periodic rescan.
 #[test]
 fn a_process_sharing_an_fd_table_holds_what_the_other_installs() {
     let spawn_sharer = |p: &mut Fdctl| -> u32 {
@@ -446,6 +447,16 @@ fn a_process_sharing_an_fd_table_holds_what_the_other_installs() {
     let mut early = Fdctl::start(&fdctl());
     let early_sharer = spawn_sharer(&mut early);
     let d = quiet_daemon(&[]);
+    let lost_before = d.rescans("lost-events");
+    // A rescan pending for lost events takes the place of one for shared tables.
+    let rescanned = |shared_before: f64| {
+        d.rescans("shared-tables") > shared_before || d.rescans("lost-events") > lost_before
+    };
+    assert!(
+        eventually(budget(Duration::from_secs(5)), || rescanned(0.0)),
+        "no rescan after the start found a shared table; {}",
+        d.diagnosis()
+    );
     let mut late = Fdctl::start(&fdctl());
     let late_sharer = spawn_sharer(&mut late);
     let ids = [early.pid, early_sharer, late.pid, late_sharer].map(|pid| pid.to_string());
@@ -453,7 +464,7 @@ fn a_process_sharing_an_fd_table_holds_what_the_other_installs() {
         let w = d.settled(id, budget(Duration::from_secs(5)));
         assert_eq!(w["verdict"], "ok", "{w}");
     }
-    let lost_before = d.rescans("lost-events");
+    let shared_before = d.rescans("shared-tables");
 
     // SAFETY: a signal to the sharer this test started.
     assert_eq!(unsafe { libc::kill(early_sharer as i32, libc::SIGUSR1) }, 0);
@@ -463,12 +474,7 @@ fn a_process_sharing_an_fd_table_holds_what_the_other_installs() {
     late.open("io_uring");
     verdict_becomes(&d, &ids[2], "blocks", budget(Duration::from_secs(5)));
     verdict_becomes(&d, &ids[3], "blocks", budget(Duration::from_secs(5)));
-    // A rescan pending for lost events takes the place of one for shared tables.
-    assert!(
-        d.rescans("shared-tables") >= 1.0 || d.rescans("lost-events") > lost_before,
-        "{}",
-        d.diagnosis()
-    );
+    assert!(rescanned(shared_before), "{}", d.diagnosis());
 }
 
 /// A daemon with no periodic rescan in a test's time and a 250 ms settle, and `more` options.

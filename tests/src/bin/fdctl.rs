@@ -341,8 +341,9 @@ fn fork_child(body: impl FnOnce()) -> Result<i32, String> {
     }
 }
 
-/// A [`command`] `sharer`. It leaves once this process is gone, or the thread that started
-/// this process (its parent too) is.
+/// A [`command`] `sharer`. It leaves once this process is gone (reaped), or the thread that
+/// started this process (its parent too) is. It opens nothing else: each file it opened in
+/// the shared table would ask the daemon for a rescan.
 fn sharer() -> Result<i32, String> {
     // SAFETY: getpid has no preconditions.
     let creator = unsafe { libc::getpid() };
@@ -369,7 +370,6 @@ fn sharer() -> Result<i32, String> {
         libc::setsid();
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     }
-    let stat = format!("/proc/{creator}/stat");
     loop {
         let tick = libc::timespec {
             tv_sec: 0,
@@ -381,12 +381,8 @@ fn sharer() -> Result<i32, String> {
             // Left open: a raw fd, in the table both processes use.
             let _ = io_uring();
         }
-        // "PID (comm) S ...": gone, or a zombie holding no files.
-        let gone = std::fs::read_to_string(&stat)
-            .ok()
-            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
-            .unwrap_or(true);
-        if gone {
+        // SAFETY: signal 0 only checks that the process exists.
+        if unsafe { libc::kill(creator, 0) } != 0 {
             // SAFETY: leaving the child without running the creator's destructors.
             unsafe { libc::_exit(0) }
         }

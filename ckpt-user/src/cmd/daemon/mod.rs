@@ -305,6 +305,9 @@ struct Daemon {
     watches_seen: [u64; 2],
     /// A kind of TCP socket was given the states it is ok in since the last rescan.
     watches_offered: bool,
+    /// A walk found a shared fd table no mark named: fds installed there while the walk ran,
+    /// after it passed the other process, asked for nothing.
+    tables_found: bool,
     alerts: Writer,
     format: Format,
     shared: SharedState,
@@ -498,15 +501,17 @@ impl Daemon {
 
     /// Tells the kernel the fd tables a walk begun at `walked_at` found shared, and forgets the
     /// ones marked before it that it did not find: unshared or freed since, their addresses
-    /// free for tables no other process uses. A mark a fork made meanwhile stays.
+    /// free for tables no other process uses. A mark a fork made meanwhile stays. A table no
+    /// mark named (shared since before the daemon started) asks for one more rescan.
     fn mark_shared_tables(&mut self, shared: &BTreeSet<u64>, walked_at: u64) {
-        let stale: Vec<u64> = self
-            .shared_tables
+        let marked: Vec<(u64, u64)> = self.shared_tables.iter().filter_map(Result::ok).collect();
+        self.tables_found |= shared
             .iter()
-            .filter_map(Result::ok)
+            .any(|files| !marked.iter().any(|(m, _)| m == files));
+        let stale = marked
+            .into_iter()
             .filter(|(files, seen)| *seen < walked_at && !shared.contains(files))
-            .map(|(files, _)| files)
-            .collect();
+            .map(|(files, _)| files);
         for files in stale {
             let _ = self.shared_tables.remove(&files);
         }
@@ -677,9 +682,10 @@ impl Daemon {
         }
         let watches_offered = std::mem::take(&mut self.watches_offered);
         let [sockets, compat, shared_tables] = new_unreported;
+        let tables_found = std::mem::take(&mut self.tables_found);
         [
             (compat, "compat-fds"),
-            (shared_tables, "shared-tables"),
+            (shared_tables + u64::from(tables_found), "shared-tables"),
             (sockets, "unreported-sockets"),
             (u64::from(watches_offered), "socket-watches"),
         ]
@@ -885,6 +891,7 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
         filtered_seen: 0,
         watches_seen: [0; 2],
         watches_offered: false,
+        tables_found: false,
         alerts,
         format,
         shared: shared.clone(),
