@@ -30,10 +30,9 @@ pub const FLAG_CURRENT_TASK_BTF: u32 = 8;
 /// `KernelOffsets::flags`: the kernel has `bpf_sock_from_file` (5.11+), so an iterator may hold
 /// a socket file's `struct socket` as a BTF-typed pointer and load its members directly.
 pub const FLAG_SOCK_FROM_FILE: u32 = 16;
-/// `KernelOffsets::flags`: the file walk is the daemon's. It starts the watch of the TCP
-/// sockets it finds in a state their kind is ok in, as their installs do, and tells each
-/// process's fd table ([`TableRecord`]).
-pub const FLAG_DAEMON_WALK: u32 = 32;
+/// `KernelOffsets::flags`: the file walk is the daemon's, which starts the watch of the TCP
+/// sockets it finds in a state their kind is ok in, as their installs do.
+pub const FLAG_WATCH_SOCKETS: u32 = 32;
 
 pub const FS_TYPE_LEN: usize = 16;
 pub const NAME_LEN: usize = 48;
@@ -250,10 +249,10 @@ pub struct ProcFacts {
     pub comm: [u8; 16],
 }
 
-/// The fd table (`files_struct` address) of process `tgid`, written by the daemon's file walk
-/// before the process's first file. Two processes with one table (`clone(CLONE_FILES)` without
-/// `CLONE_THREAD`) each hold every fd the other installs, which the events report for the
-/// installer only.
+/// The fd table (`files_struct` address) of process `tgid`, written by the daemon's table
+/// walk (`iter/task`), whether any fd is open in it or none. Two processes with one table
+/// (`clone(CLONE_FILES)` without `CLONE_THREAD`) each hold every fd the other installs, which
+/// the events report for the installer only.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableRecord {

@@ -80,9 +80,9 @@ enum Unreported {
 /// Fd tables (`files_struct` addresses) that more than one process uses: `clone(CLONE_FILES)`
 /// without `CLONE_THREAD` (the kernel's file walk lists such a table under each process, and
 /// CRIU dumps it with whichever it is given). Valued by when they were seen so
-/// (`bpf_ktime_get_ns`): marked by the fork that makes one, and by user space after each file
-/// walk, which drops the marks from before the walk that it did not find again. Few, so
-/// allocated as they come.
+/// (`bpf_ktime_get_ns`): marked by the fork that makes one, and by user space after each walk
+/// of the tasks (`ckpt_fd_tables`, before each rescan's file walk), which drops the marks from
+/// before it that it did not find again. Few, so allocated as they come.
 #[map]
 static SHARED_TABLES: HashMap<u64, u64> =
     HashMap::with_max_entries(65_536, file_facts::BPF_F_NO_PREALLOC);

@@ -4,13 +4,15 @@
 //! pids, ids as the kernel keeps them.
 
 use aya_ebpf::{helpers::generated::bpf_seq_write, macros::map, maps::PerCpuArray};
-use ckpt_common::{ProcFacts, TAG_PROC, proc_known};
+use ckpt_common::{ProcFacts, TAG_PROC, TAG_TABLE, TableRecord, proc_known};
 use core::ffi::c_void;
 
 use crate::kread::{self, Mem, Probe, Typed, off, read, read_ptr};
 
 #[map]
 static PROC_SCRATCH: PerCpuArray<ProcFacts> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static TABLE_SCRATCH: PerCpuArray<TableRecord> = PerCpuArray::with_max_entries(1, 0);
 
 /// `struct bpf_iter__task` is BPF ABI: meta, task.
 const CTX_META: usize = 0;
@@ -110,6 +112,53 @@ fn try_task(ctx: *mut c_void) -> Option<()> {
             seq as *mut _,
             rec as *const ProcFacts as *const c_void,
             core::mem::size_of::<ProcFacts>() as u32,
+        )
+    };
+    Some(())
+}
+
+/// The daemon's table walk: one [`TableRecord`] per process, whether any fd is open in its
+/// table or none (the file walk would tell only tables with files).
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/task")]
+pub fn ckpt_fd_tables(ctx: *mut c_void) -> i32 {
+    let _ = try_fd_tables(ctx);
+    0
+}
+
+fn try_fd_tables(ctx: *mut c_void) -> Option<()> {
+    let base = ctx as *const u8;
+    let meta = unsafe { core::ptr::read_volatile(base.add(CTX_META) as *const *const *mut c_void) };
+    let task = unsafe { core::ptr::read_volatile(base.add(CTX_TASK) as *const u64) };
+    if meta.is_null() || task == 0 {
+        return None;
+    }
+    let seq = unsafe { *meta };
+    let tgid = Typed::read::<u32>(task, off!(task_tgid))?;
+    let pid = Typed::read::<u32>(task, off!(task_pid))?;
+    // Kernel threads all use one table of no process's; an exiting task has none left.
+    let files = Probe::ptr(task, off!(task_files));
+    if files == 0 || Probe::ptr(task, off!(task_mm)) == 0 || tgid == off!(ignore_tgid) {
+        return None;
+    }
+    // A process's table is its leader's (`kread::in_process_table`); a thread's only once
+    // the leader, exited, has none.
+    if pid != tgid {
+        let leader = Probe::ptr(task, off!(task_group_leader));
+        if Probe::ptr(leader, off!(task_files)) != 0 {
+            return None;
+        }
+    }
+    let rec = TABLE_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's element, live while the program runs.
+    unsafe {
+        (*rec).tag = TAG_TABLE;
+        (*rec).tgid = tgid;
+        (*rec).files = files;
+        bpf_seq_write(
+            seq as *mut _,
+            rec as *const TableRecord as *const c_void,
+            core::mem::size_of::<TableRecord>() as u32,
         )
     };
     Some(())

@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray},
 };
 use ckpt_common::{
-    FILE_FACTS_NO_SOCK_LEN, FLAG_DAEMON_WALK, FileFacts, OpsRecord, TAG_FILE_NO_SOCK, TAG_TABLE,
-    TableRecord, flags, known,
+    FILE_FACTS_NO_SOCK_LEN, FLAG_WATCH_SOCKETS, FileFacts, OpsRecord, TAG_FILE_NO_SOCK, flags,
+    known,
 };
 use core::ffi::c_void;
 
@@ -24,15 +24,6 @@ static FILE_OPS_SCRATCH: PerCpuArray<OpsRecord> = PerCpuArray::with_max_entries(
 #[map]
 static FILE_FS_TYPE: FsTypeCache = PerCpuArray::with_max_entries(1, 0);
 
-/// The last (iterator session, process, fd table) told on this CPU ([`TableRecord`]): a
-/// process's files come one after another. The session keeps a daemon's next walk from taking
-/// a table for told because its last one ended on it; the process, the next process on the
-/// same table (whose pid often follows).
-#[map]
-static LAST_TABLE: PerCpuArray<[u64; 3]> = PerCpuArray::with_max_entries(1, 0);
-#[map]
-static TABLE_SCRATCH: PerCpuArray<TableRecord> = PerCpuArray::with_max_entries(1, 0);
-
 /// For `ckpt_task_file_counting`: per process, its files that `OK_FOPS` says are ok, counted
 /// here instead of reported. Sized by user space; an element is allocated when a process is
 /// first counted, and a process that finds the map full has its files reported as usual.
@@ -46,8 +37,6 @@ const LOCK_WALK: u32 = 4;
 
 /// `struct bpf_iter__task_file` is BPF ABI: meta, task, fd, file, each 8-byte aligned.
 const CTX_META: usize = 0;
-/// `struct bpf_iter_meta` is BPF ABI: seq, session_id, seq_num.
-const META_SESSION_ID: usize = 8;
 const CTX_TASK: usize = 8;
 const CTX_FD: usize = 16;
 const CTX_FILE: usize = 24;
@@ -114,12 +103,6 @@ fn try_task_file<const COUNTING: bool>(ctx: *mut c_void) -> Option<()> {
     }
 
     let rec = unsafe { &mut *rec };
-    // Told before the process's first file; settled after it, as the ops table.
-    let table = if !COUNTING && off!(flags) & FLAG_DAEMON_WALK != 0 {
-        tell_table(meta, seq, task, tgid)
-    } else {
-        None
-    };
     // Reported before the file's record, which user space resolves through it; settled after.
     file_facts::emit_ops_once(seq, f_op, &SEEN_OPS, &FILE_OPS_SCRATCH);
     file_facts::fill::<Typed, LOCK_WALK>(rec, task, tgid, fd, file, f_op, Some((&FILE_FS_TYPE, 0)));
@@ -127,7 +110,7 @@ fn try_task_file<const COUNTING: bool>(ctx: *mut c_void) -> Option<()> {
     // The daemon's rescan watches what it finds as an install would, or the socket, ok now,
     // could leave its state unseen (a connect by sendto(MSG_FASTOPEN) or io_uring). The
     // flag is a constant: a scan's verifier never sees the branch.
-    if !COUNTING && socket && off!(flags) & FLAG_DAEMON_WALK != 0 {
+    if !COUNTING && socket && off!(flags) & FLAG_WATCH_SOCKETS != 0 {
         match events::ok_socket(file, tgid, fd) {
             (SockOk::Watched | SockOk::No, state) => rec.sk_state = state as u16,
             (SockOk::Unwatched, _) => rec.flags |= flags::UNWATCHED,
@@ -152,46 +135,7 @@ fn try_task_file<const COUNTING: bool>(ctx: *mut c_void) -> Option<()> {
     // On overflow the kernel discards this object's output and runs us again for the same file
     // after flushing: that run must report the ops table again if this one did.
     file_facts::settle_ops(written, &SEEN_OPS, &FILE_OPS_SCRATCH);
-    if let (0, Some(told)) = (written, table) {
-        // SAFETY: this CPU's element, live while the program runs.
-        unsafe { *LAST_TABLE.get_ptr_mut(0)? = told };
-    }
     Some(())
-}
-
-/// Writes `task`'s fd table unless this CPU told it last in this session; returns what to
-/// note as told once the file's record is written too. On overflow the kernel discards this
-/// run's output and runs it again: the table must be told again then.
-#[inline(always)]
-fn tell_table(
-    meta: *const *mut c_void,
-    seq: *mut c_void,
-    task: u64,
-    tgid: u32,
-) -> Option<[u64; 3]> {
-    let session =
-        unsafe { core::ptr::read_volatile((meta as *const u8).add(META_SESSION_ID) as *const u64) };
-    let rec = TABLE_SCRATCH.get_ptr_mut(0)?;
-    let files = file_facts::untyped(
-        unsafe { &raw mut (*rec).files },
-        Typed::ptr(task, off!(task_files)),
-    );
-    let told = [session, tgid as u64, files];
-    let last = LAST_TABLE.get_ptr_mut(0)?;
-    if unsafe { *last } == told {
-        return None;
-    }
-    // SAFETY: this CPU's element, live while the program runs.
-    unsafe {
-        (*rec).tag = TAG_TABLE;
-        (*rec).tgid = tgid;
-        bpf_seq_write(
-            seq as *mut _,
-            rec as *const TableRecord as *const c_void,
-            core::mem::size_of::<TableRecord>() as u32,
-        )
-    };
-    Some(told)
 }
 
 /// Whether `file` is ok by its ops table (`OK_FOPS`): `Some(only_plain)` as

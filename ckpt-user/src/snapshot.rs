@@ -139,10 +139,6 @@ pub struct Snapshot {
     /// (a host scan that lists only what is not ok: [`OkByKind`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ok_by_kind: BTreeMap<u32, u64>,
-    /// Fd tables (kernel addresses) the daemon's walk found under more than one process
-    /// (`clone(CLONE_FILES)` without `CLONE_THREAD`). Only the daemon's walk tells tables.
-    #[serde(skip)]
-    pub shared_tables: BTreeSet<u64>,
     #[serde(skip)]
     pub timings: Timings,
     /// Built as a scan to be judged decodes `files`; a replay's and the daemon's have none.
@@ -561,7 +557,6 @@ impl Snapshot {
         }
         let mut ops = HashMap::new();
         let mut noted = Noted::default();
-        let mut tables = Tables::default();
         let mut index = judged.then(FactIndex::default);
         probe.snapshot(&mut |record| {
             let fact = match record {
@@ -579,10 +574,8 @@ impl Snapshot {
                 }
                 // Written by the process iterator only (`Probe::processes`).
                 Record::Proc(_) => return,
-                Record::Table { tgid, files } => {
-                    tables.note(tgid, files);
-                    return;
-                }
+                // Written by the daemon's table walk only (`Probe::fd_tables`).
+                Record::Table { .. } => return,
             };
             noted.note(files.len(), &fact);
             if let Some(index) = &mut index {
@@ -643,7 +636,6 @@ impl Snapshot {
             own_ipcns: own.ipcns,
             shm_dev: own.shm_dev,
             ok_by_kind,
-            shared_tables: tables.shared,
             timings,
             index,
         })
@@ -721,22 +713,6 @@ impl Snapshot {
             netns: self.own_netns,
             ipcns: self.own_ipcns,
             shm_dev: self.shm_dev,
-        }
-    }
-}
-
-/// Which processes' fd tables are one: a table told under a second process is shared.
-#[derive(Default)]
-struct Tables {
-    first_holder: HashMap<u64, u32>,
-    shared: BTreeSet<u64>,
-}
-
-impl Tables {
-    fn note(&mut self, tgid: u32, files: u64) {
-        // The walk may tell a process's table twice (another CPU took the walk over).
-        if *self.first_holder.entry(files).or_insert(tgid) != tgid {
-            self.shared.insert(files);
         }
     }
 }
@@ -1266,20 +1242,6 @@ mod tests {
                 ..Default::default()
             },
         )
-    }
-
-    /// A table is shared once a second process is told on it; a process told twice (the walk
-    /// moved to another CPU) shares nothing.
-    #[test]
-    fn a_table_told_under_two_processes_is_shared() {
-        let mut tables = Tables::default();
-        tables.note(10, 0xa000);
-        tables.note(10, 0xa000);
-        tables.note(11, 0xb000);
-        assert!(tables.shared.is_empty());
-        tables.note(12, 0xa000);
-        tables.note(13, 0xa000);
-        assert_eq!(tables.shared, BTreeSet::from([0xa000]));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Loads the BPF iterators with this kernel's offsets, runs them, and decodes their records.
 
 mod decode;
+mod fd_tables;
 mod per_process;
 mod sys;
 
@@ -18,6 +19,7 @@ use ckpt_common::{KernelOffsets, OkFops, ProcFacts};
 
 use decode::StreamDecoder;
 pub use decode::{DecodeError, Event, Record, decode_event};
+pub use fd_tables::FdTables;
 
 /// The BPF object built by build.rs (empty when the eBPF toolchain was missing at build time).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ckpt-ebpf.o"));
@@ -27,6 +29,8 @@ const FILE_PROG: &str = "ckpt_task_file";
 const FILE_COUNTING_PROG: &str = "ckpt_task_file_counting";
 const VMA_PROG: &str = "ckpt_task_vma";
 const PROC_PROG: &str = "ckpt_task";
+/// The daemon's table walk, over the same tasks.
+const TABLES_PROG: &str = "ckpt_fd_tables";
 /// The kernel functions they attach to: `bpf_iter_` and the iterator type.
 const FILE_FUNC: &str = "bpf_iter_task_file";
 const VMA_FUNC: &str = "bpf_iter_task_vma";
@@ -233,7 +237,7 @@ impl Probe {
             offsets.flags |= ckpt_common::FLAG_FILTER_TGIDS;
         }
         if let Purpose::Daemon { .. } = purpose {
-            offsets.flags |= ckpt_common::FLAG_DAEMON_WALK;
+            offsets.flags |= ckpt_common::FLAG_WATCH_SOCKETS;
         }
         let file_name = match count_ok {
             Some(_) => FILE_COUNTING_PROG,
@@ -285,28 +289,34 @@ impl Probe {
         // are read as soon as their iterator is loaded, while the file walk's is still being
         // verified: before any file is walked, so that a process told was there before its
         // files were.
-        let (mut file_prog, mut vma_prog, mut proc_prog) = (None, None, None);
+        let (mut file_prog, mut vma_prog, mut proc_prog, mut tables_prog) =
+            (None, None, None, None);
         for (name, prog) in ebpf.programs_mut() {
             match name {
                 name if name == file_name => file_prog = Some(prog),
                 VMA_PROG => vma_prog = Some(prog),
                 PROC_PROG => proc_prog = Some(prog),
+                TABLES_PROG => tables_prog = Some(prog),
                 _ => {}
             }
         }
-        let (files, vmas, procs) = std::thread::scope(|s| {
+        let daemon = matches!(purpose, Purpose::Daemon { .. });
+        let (files, vmas, procs, tables) = std::thread::scope(|s| {
             let others = s.spawn(|| {
                 let vmas = load(vma_prog, VMA_PROG, VMA_FUNC).map(|_| ());
                 let procs = processes.then(|| load(proc_prog, PROC_PROG, PROC_FUNC));
                 let procs = procs.map(|prog| prog.map(Self::read_processes));
-                (vmas, procs)
+                let tables = daemon.then(|| load(tables_prog, TABLES_PROG, PROC_FUNC).map(|_| ()));
+                (vmas, procs, tables)
             });
             verifying();
             let files = load(file_prog, file_name, FILE_FUNC);
-            let (vmas, procs) = others.join().expect("loading a BPF program does not panic");
-            (files, vmas, procs)
+            let (vmas, procs, tables) =
+                others.join().expect("loading a BPF program does not panic");
+            (files, vmas, procs, tables)
         });
         files?;
+        tables.transpose()?;
         let procs = match procs {
             None => None,
             Some(Ok(read)) => Some(read),
@@ -503,6 +513,19 @@ impl Probe {
     /// probe: `None` when asked again.
     pub fn processes(&mut self) -> Result<Option<Vec<ProcFacts>>, ProbeError> {
         self.procs.take().transpose()
+    }
+
+    /// Which processes use which fd table now, for a probe loaded for the daemon.
+    pub fn fd_tables(&mut self) -> Result<FdTables, ProbeError> {
+        let file = self.iterator(TABLES_PROG, None)?;
+        let mut tables = FdTables::default();
+        let mut buf = vec![0u8; READ_CHUNK];
+        Self::drain(TABLES_PROG, file, &mut buf, &mut |r| {
+            if let Record::Table { tgid, files } = r {
+                tables.note(tgid, files);
+            }
+        })?;
+        Ok(tables)
     }
 
     /// Runs the process iterator `prog` once.

@@ -23,6 +23,9 @@
 //!                                                   (CLONE_PARENT), in a session of its
 //!                                                   own; it opens an io_uring (in the one
 //!                                                   table) at each SIGUSR1 it gets
+//!   empty-sharer                         → `pair C S`  a child C, in a session of its own,
+//!                                                   with no fd open, makes such a sharer S
+//!                                                   of its (empty) table, and waits
 //!   after-bpf PID                        → `child P`   the child forks, once PID holds a BPF
 //!                                                   map, a child that opens an io_uring
 //!   exec                                 → `ready P`   re-exec itself: close-on-exec fds go
@@ -387,6 +390,41 @@ fn sharer() -> Result<i32, String> {
             unsafe { libc::_exit(0) }
         }
     }
+}
+
+/// A [`command`] `empty-sharer`: the sharer's pid comes back over a pipe, whose end in the
+/// shared table is closed after, leaving it empty.
+fn empty_sharer() -> Result<(i32, i32), String> {
+    let mut ends = [0; 2];
+    // SAFETY: a valid int[2].
+    check(unsafe { libc::pipe(ends.as_mut_ptr()) } as i64, "pipe")?;
+    let [read, write] = ends;
+    let child = fork_child(|| {
+        // SAFETY: setsid has no preconditions; close_range over fd numbers of this child only.
+        unsafe {
+            libc::setsid();
+            libc::syscall(libc::SYS_close_range, 0u32, (write - 1) as u32, 0u32);
+            libc::syscall(libc::SYS_close_range, (write + 1) as u32, u32::MAX, 0u32);
+        }
+        let pid = sharer().unwrap_or(-1);
+        // SAFETY: the pid's bytes to the pipe, then its last fd closed, in both processes.
+        unsafe {
+            libc::write(write, (&raw const pid).cast(), size_of::<i32>());
+            libc::close(write);
+        }
+    })?;
+    // SAFETY: the write end is the child's now; the pid's bytes into a local.
+    let mut pid = -1i32;
+    let got = unsafe {
+        libc::close(write);
+        let got = libc::read(read, (&raw mut pid).cast(), size_of::<i32>());
+        libc::close(read);
+        got
+    };
+    if got != size_of::<i32>() as isize || pid <= 0 {
+        return Err("empty-sharer: no sharer pid from the child".into());
+    }
+    Ok((child, pid))
 }
 
 /// Once process `scanner` holds a BPF map (it has listed what it will scan and is loading its
@@ -880,6 +918,7 @@ fn command(line: &str) -> Result<String, String> {
         }
         (Some("fork"), _) => fork_child(|| {}).map(|p| format!("child {p}")),
         (Some("sharer"), _) => sharer().map(|p| format!("child {p}")),
+        (Some("empty-sharer"), _) => empty_sharer().map(|(c, s)| format!("pair {c} {s}")),
         (Some("after-bpf"), Some(pid)) => {
             let pid = pid
                 .parse()

@@ -12,7 +12,6 @@ mod ring;
 mod state;
 mod syscalls;
 
-use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -38,7 +37,7 @@ use crate::kernel::btf::{LoadedBtf, VMLINUX_BTF};
 use crate::kernel::kallsyms::{KallsymsError, Symbols};
 use crate::kernel::kallsyms_cache;
 use crate::kernel::privileges;
-use crate::probe::{self, Event, Probe, Purpose, decode_event};
+use crate::probe::{self, Event, FdTables, Probe, Purpose, decode_event};
 use crate::report::printable;
 use crate::resolve::{self, Catalogue};
 use crate::scope::container_id::{ContainerName, Runtime};
@@ -305,9 +304,6 @@ struct Daemon {
     watches_seen: [u64; 2],
     /// A kind of TCP socket was given the states it is ok in since the last rescan.
     watches_offered: bool,
-    /// A walk found a shared fd table no mark named: fds installed there while the walk ran,
-    /// after it passed the other process, asked for nothing.
-    tables_found: bool,
     alerts: Writer,
     format: Format,
     shared: SharedState,
@@ -461,11 +457,14 @@ impl Daemon {
         };
         // On the events' clock: what they tell from before it, the snapshot tells too.
         let taken_at = monotonic_ns();
+        // Marked before the file walk: an fd installed in a shared table since is either
+        // walked or asks for the next rescan.
+        let tables = self.probe.fd_tables().context("reading the fd tables")?;
+        self.mark_shared_tables(&tables, taken_at);
         // This walk watches the idle TCP sockets of every kind offered so far.
         self.watches_offered = false;
         let snap = Snapshot::collect(&mut self.probe, None, None, read, false, None)
             .context("rescanning")?;
-        self.mark_shared_tables(&snap.shared_tables, taken_at);
         let new_ops = resolve::resolve(&snap.ops_members(), &snap.symbols(), &self.catalogue);
         let renamed = self.state.learn_ops(&judging!(self), new_ops);
         self.apply(renamed);
@@ -500,23 +499,21 @@ impl Daemon {
     }
 
     /// Tells the kernel the fd tables a walk begun at `walked_at` found shared, and forgets the
-    /// ones marked before it that it did not find: unshared or freed since, their addresses
-    /// free for tables no other process uses. A mark a fork made meanwhile stays. A table no
-    /// mark named (shared since before the daemon started) asks for one more rescan.
-    fn mark_shared_tables(&mut self, shared: &BTreeSet<u64>, walked_at: u64) {
-        let marked: Vec<(u64, u64)> = self.shared_tables.iter().filter_map(Result::ok).collect();
-        self.tables_found |= shared
+    /// ones marked before it that it did not: unshared or freed since, their addresses free
+    /// for tables no other process uses. A mark a fork made meanwhile stays.
+    fn mark_shared_tables(&mut self, tables: &FdTables, walked_at: u64) {
+        let unshared: Vec<u64> = self
+            .shared_tables
             .iter()
-            .any(|files| !marked.iter().any(|(m, _)| m == files));
-        let stale = marked
-            .into_iter()
-            .filter(|(files, seen)| *seen < walked_at && !shared.contains(files))
-            .map(|(files, _)| files);
-        for files in stale {
+            .filter_map(Result::ok)
+            .filter(|&(files, seen)| seen < walked_at && !tables.is_shared(files))
+            .map(|(files, _)| files)
+            .collect();
+        for files in unshared {
             let _ = self.shared_tables.remove(&files);
         }
         let mut refused = 0;
-        for &files in shared {
+        for files in tables.shared() {
             if self.shared_tables.insert(files, walked_at, 0).is_err() {
                 refused += 1;
             }
@@ -682,10 +679,9 @@ impl Daemon {
         }
         let watches_offered = std::mem::take(&mut self.watches_offered);
         let [sockets, compat, shared_tables] = new_unreported;
-        let tables_found = std::mem::take(&mut self.tables_found);
         [
             (compat, "compat-fds"),
-            (shared_tables + u64::from(tables_found), "shared-tables"),
+            (shared_tables, "shared-tables"),
             (sockets, "unreported-sockets"),
             (u64::from(watches_offered), "socket-watches"),
         ]
@@ -891,7 +887,6 @@ async fn run_async(args: &DaemonArgs, judging: &JudgingArgs) -> anyhow::Result<E
         filtered_seen: 0,
         watches_seen: [0; 2],
         watches_offered: false,
-        tables_found: false,
         alerts,
         format,
         shared: shared.clone(),
